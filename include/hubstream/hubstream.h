@@ -1,0 +1,161 @@
+/*
+ * hubstream: public C API.
+ *
+ * The daemon `hubstream` is a thin main() over this library; an application embeds the same
+ * server, configures it through hs_config_t and adds its own rules through hooks. Everything a
+ * program needs is declared here; the other headers of the source tree are private.
+ *
+ * Conventions: functions return 0 or a negative HS_E* code (hs_strerror() gives its text);
+ * pointer arguments are borrowed unless the comment says the callee takes them.
+ */
+#ifndef HUBSTREAM_H
+#define HUBSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_VERSION_STRING "0.1.0"
+
+/* Error codes: always negative. */
+enum {
+    HS_OK = 0,
+    HS_EINVAL = -1,        /* bad argument or malformed input */
+    HS_ENOMEM = -2,        /* allocation failed */
+    HS_ENOENT = -3,        /* no such stream or event */
+    HS_ECONFLICT = -4,     /* expectedVersion did not match */
+    HS_ECLOSED = -5,       /* the stream is closed */
+    HS_EDB = -6,           /* the database failed or is unreachable */
+    HS_EUNAVAIL = -7,      /* the server is stopping or not started */
+    HS_ETOOLARGE = -8,     /* a size limit was exceeded */
+    HS_EBUSY = -9,         /* a queue is full; try again later */
+    HS_ESYS = -10,         /* a system call failed (errno is logged) */
+    HS_EREJECTED = -11,    /* a hook refused the operation */
+    HS_ERESERVED = -12,    /* the stream name is reserved ($...) */
+};
+
+/* Text of an error code; never NULL. */
+const char *hs_strerror(int err);
+
+/* Log levels, in increasing severity. */
+typedef enum hs_log_level {
+    HS_LOG_DEBUG = 0,
+    HS_LOG_INFO = 1,
+    HS_LOG_WARN = 2,
+    HS_LOG_ERROR = 3,
+} hs_log_level_t;
+
+/*
+ * Server configuration. hs_config_init() fills the defaults; every field mirrors a command-line
+ * flag of the daemon (`--listen` is `listen`, and so on). Strings are borrowed: they must stay
+ * valid until hs_server_create() returns (the server copies them).
+ */
+typedef struct hs_config {
+    const char *listen;          /* "host:port"; default "127.0.0.1:5000"; port 0 picks one */
+    const char *db;              /* ODBC connection string, "DSN=name", or a SQLite file path;
+                                    default "hubstream.db" (SQLite, WAL) */
+    bool allow_anonymous;        /* allow a non-loopback listen address without auth */
+    int io_threads;              /* 0 = one per core */
+    int fanout_workers;          /* 0 = one per two cores, at least 1 */
+    int reader_threads;          /* catch-up and HTTP read connections; default 2 */
+    int max_connections;         /* default 100000 */
+    size_t max_body;             /* HTTP request body bytes; default 1 MiB */
+    size_t max_event;            /* one event's encoded size; default 1 MiB */
+    size_t max_message;          /* inbound SignalR message; default 1 MiB */
+    int max_subscriptions;       /* per connection; default 1000 */
+    size_t outbox_bytes;         /* per-subscription outbox bound; default 4 MiB */
+    int sse_ping_ms;             /* SSE comment ping after this much silence; default 15000 */
+    int sse_retry_ms;            /* the `retry:` advertised to SSE clients; default 3000 */
+    int stall_timeout_ms;        /* a subscriber that reads nothing this long is closed;
+                                    default 30000 */
+    int writer_batch;            /* most events in one commit; default 4096 */
+    hs_log_level_t log_level;    /* default HS_LOG_INFO */
+} hs_config_t;
+
+/* Fills *cfg with the defaults. */
+void hs_config_init(hs_config_t *cfg);
+
+typedef struct hs_server hs_server_t;
+
+/*
+ * Creates a server from *cfg (copied): opens the database and migrates its schema, but starts no
+ * thread and binds no socket. On failure returns NULL and, if err is not NULL, writes a message
+ * of at most errlen bytes into it.
+ */
+hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen);
+
+/*
+ * Binds the listen address and starts every thread; returns 0 once connections are accepted.
+ * Call once.
+ */
+int hs_server_start(hs_server_t *srv);
+
+/*
+ * Stops accepting, lets the writer commit what it has already taken, closes every connection
+ * and joins the threads. Safe to call from any thread and more than once; the first call from a
+ * signal handler only raises a flag (async-signal-safe) and hs_server_wait() does the work.
+ */
+void hs_server_stop(hs_server_t *srv);
+
+/* Blocks until hs_server_stop() was called, then finishes the stop. */
+void hs_server_wait(hs_server_t *srv);
+
+/* Frees a stopped (or never started) server. */
+void hs_server_destroy(hs_server_t *srv);
+
+/* The bound TCP port (useful with a listen port of 0), or -1 before hs_server_start(). */
+int hs_server_port(const hs_server_t *srv);
+
+/* An event to publish from inside the process. Strings are borrowed for the call. */
+typedef struct hs_event {
+    const char *type;     /* required, 1..200 bytes */
+    const char *data;     /* JSON text; NULL means null */
+    const char *metadata; /* JSON object text or NULL */
+    const char *id;       /* client event id for idempotency, or NULL for a generated one */
+} hs_event_t;
+
+/* What a publish appended (or, for a repeated client id, what it appended the first time). */
+typedef struct hs_publish_result {
+    int64_t first_version, last_version;
+    int64_t first_position, last_position;
+    int64_t actual_version; /* on HS_ECONFLICT: the stream's version */
+} hs_publish_result_t;
+
+#define HS_ANY_VERSION (-1)
+
+/*
+ * Appends n events to `stream`, through the same writer as network clients. Thread-safe; blocks
+ * until the batch holding the events committed (or failed). expected_version is HS_ANY_VERSION,
+ * or the version the stream must have (0: must not exist). Returns 0, HS_ECONFLICT (with
+ * result->actual_version), HS_ECLOSED, HS_EINVAL, HS_EDB, HS_EREJECTED or HS_EUNAVAIL.
+ */
+int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *events, size_t n,
+                      int64_t expected_version, hs_publish_result_t *result);
+
+/*
+ * Log hook: receives every log record instead of the default JSON-lines writer on stderr.
+ * `fields` is a JSON object text with the record's structured fields ("{}" when none). May be
+ * called from any server thread, concurrently; must not block for long.
+ */
+typedef void (*hs_log_fn)(void *ctx, hs_log_level_t level, const char *message,
+                          const char *fields);
+void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx);
+
+/*
+ * Event hook: sees each event before it is appended (on the thread that parsed it, never the
+ * writer). Return 0 to accept, or non-zero to reject the whole publish: then write a reason of
+ * at most reason_len bytes into `reason`, which the publisher receives as
+ * `InvalidEvent: <reason>` (HTTP 400). Set hooks before hs_server_start().
+ */
+typedef int (*hs_event_fn)(void *ctx, const char *stream, const hs_event_t *event, char *reason,
+                           size_t reason_len);
+void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/* Refcounted event blocks and batches (see block.h). */
+#include "ringbuf/block.h"
+
+#include <stdlib.h>
+
+hs_block_t *hs_block_alloc(size_t extra)
+{
+    hs_block_t *b = calloc(1, sizeof(*b) + extra);
+    if (b)
+        atomic_init(&b->refs, 1);
+    return b;
+}
+
+void hs_block_unref(hs_block_t *b)
+{
+    if (!b)
+        return;
+    /* acq_rel: the last owner must see every other owner's reads completed before it frees */
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+hs_batch_t *hs_batch_alloc(uint32_t cap)
+{
+    hs_batch_t *b = malloc(sizeof(*b) + (size_t)cap * sizeof(hs_block_t *));
+    if (b) {
+        atomic_init(&b->refs, 1);
+        b->n = 0;
+    }
+    return b;
+}
+
+void hs_batch_unref(hs_batch_t *b)
+{
+    if (!b)
+        return;
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+        for (uint32_t i = 0; i < b->n; i++)
+            hs_block_unref(b->blocks[i]);
+        free(b);
+    }
+}

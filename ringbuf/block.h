@@ -1,0 +1,75 @@
+/*
+ * Refcounted event blocks and committed batches.
+ *
+ * A block is one committed event (or one stream-level marker: closed, deleted) encoded once for
+ * every wire format that needs it, in a single allocation. Subscribers' outboxes hold references,
+ * never copies. A batch is what the writer hands to the fan-out workers after a commit: the
+ * blocks of one transaction in position order.
+ *
+ * Blocks are built by the codec (server/codec.c); this module only owns their memory rules.
+ * Any thread may ref and unref.
+ */
+#ifndef HS_BLOCK_H
+#define HS_BLOCK_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum hs_block_kind {
+    HS_BLOCK_EVENT = 0,
+    HS_BLOCK_CLOSED = 1,  /* the stream was closed after `version` */
+    HS_BLOCK_DELETED = 2, /* the stream was deleted */
+} hs_block_kind_t;
+
+typedef struct hs_block {
+    atomic_uint refs;
+    uint8_t kind;
+    uint32_t stream_hash;
+    int64_t version;  /* stream version (for markers: the last version) */
+    int64_t position; /* global position (0 for markers) */
+    const char *stream;
+    const char *type; /* event type (NUL-terminated) */
+    const char *json; /* EventRecord JSON (markers: {"stream":..,"reason":..}) */
+    const char *sse;  /* SSE block without its id line: "event: ...\ndata: ...\n\n" */
+    uint32_t stream_len, type_len, json_len, sse_len;
+    char mem[]; /* the strings above */
+} hs_block_t;
+
+/* Allocates a block with `extra` bytes of string space in mem[]; refs = 1. NULL on ENOMEM. */
+hs_block_t *hs_block_alloc(size_t extra);
+
+static inline hs_block_t *hs_block_ref(hs_block_t *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+/* Drops a reference; frees the block on the last one. */
+void hs_block_unref(hs_block_t *b);
+
+/* A committed batch. `n` blocks in position order; the batch holds one reference on each. */
+typedef struct hs_batch {
+    atomic_uint refs;
+    uint32_t n;
+    hs_block_t *blocks[];
+} hs_batch_t;
+
+hs_batch_t *hs_batch_alloc(uint32_t cap);
+static inline hs_batch_t *hs_batch_ref(hs_batch_t *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+void hs_batch_unref(hs_batch_t *b);
+
+/* FNV-1a of a stream name: picks the fan-out worker that owns the stream. */
+static inline uint32_t hs_stream_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * The acceptor thread: owns the listening socket (libevent evconnlistener) and hands each new
+ * connection to an IO thread. Debian's libwebsockets runs one service thread per context and
+ * cannot share a listen port, so one listener feeds N lws contexts instead (see DESIGN.md).
+ * It does no I/O on connections itself.
+ */
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server/server.h"
+
+struct hs_acceptor {
+    struct event_base *base;
+    struct evconnlistener *lis;
+    pthread_t thread;
+    bool started;
+    int port;
+    void (*on_fd)(void *, int);
+    void *ctx;
+};
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    hs_acceptor_t *a = arg;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    a->on_fd(a->ctx, fd);
+}
+
+hs_acceptor_t *hs_acceptor_create(const char *host, int port, void (*on_fd)(void *, int),
+                                  void *ctx, char *err, size_t errlen)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+    hs_acceptor_t *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->on_fd = on_fd;
+    a->ctx = ctx;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        sl = sizeof(*s6);
+    } else if (strcmp(host, "localhost") == 0) {
+        s4->sin_family = AF_INET;
+        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        s4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*s4);
+    } else {
+        snprintf(err, errlen, "listen address '%s' is not an IP address", host);
+        free(a);
+        return NULL;
+    }
+    a->base = event_base_new();
+    if (!a->base) {
+        snprintf(err, errlen, "event_base_new failed");
+        free(a);
+        return NULL;
+    }
+    a->lis = evconnlistener_new_bind(a->base, on_accept, a,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                         LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
+                                     4096, (struct sockaddr *)&ss, (int)sl);
+    if (!a->lis) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        event_base_free(a->base);
+        free(a);
+        return NULL;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    getsockname(evconnlistener_get_fd(a->lis), (struct sockaddr *)&bound, &bl);
+    a->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                          : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    return a;
+}
+
+int hs_acceptor_port(const hs_acceptor_t *a)
+{
+    return a->port;
+}
+
+static void *run(void *arg)
+{
+    hs_acceptor_t *a = arg;
+    event_base_loop(a->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+int hs_acceptor_start(hs_acceptor_t *a)
+{
+    evconnlistener_enable(a->lis);
+    if (pthread_create(&a->thread, NULL, run, a))
+        return HS_ESYS;
+    a->started = true;
+    return 0;
+}
+
+void hs_acceptor_stop(hs_acceptor_t *a)
+{
+    if (!a || !a->started)
+        return;
+    event_base_loopbreak(a->base); /* thread-safe: evthread_use_pthreads() */
+    pthread_join(a->thread, NULL);
+    a->started = false;
+}
+
+void hs_acceptor_destroy(hs_acceptor_t *a)
+{
+    if (!a)
+        return;
+    hs_acceptor_stop(a);
+    evconnlistener_free(a->lis);
+    event_base_free(a->base);
+    free(a);
+}

@@ -1,0 +1,65 @@
+/*
+ * Fan-out workers: committed batches in, subscriber outboxes out.
+ *
+ * Each worker owns the streams whose name hashes to it (worker 0 also owns `$all`) and every
+ * subscription to them. The writer hands every committed batch to every worker; a worker walks
+ * the blocks of its streams and queues a reference to each subscriber's outbox, then wakes each
+ * IO thread it gave work to, once per batch.
+ *
+ * Catch-up: a subscription starts in catch-up mode and reads from the database (on a reader
+ * thread) from its resume point; it turns live when its cursor has reached what the worker
+ * has already delivered for the stream. A live subscription whose outbox is full, or that sees a
+ * gap, falls back to catch-up: nobody else waits for it and its memory stays bounded. One whose
+ * outbox stays full past the stall timeout is closed.
+ *
+ * Not here: sockets (IO threads write), encoding (the codec made the blocks).
+ */
+#ifndef HS_FANOUT_H
+#define HS_FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringbuf/block.h"
+#include "ringbuf/mpsc.h"
+#include "ringbuf/sub.h"
+#include "storage/reader.h"
+#include "storage/writer.h"
+
+typedef struct hs_fanout_config {
+    int nworkers;
+    hs_reader_t *reader;
+    hs_encode_fn encode;
+    hs_encode_marker_fn encode_marker;
+    hs_mpsc_t **io_inboxes;                      /* one per IO thread */
+    void (*wake_io)(void *ctx, int io_index);    /* any thread */
+    void *wake_ctx;
+    int stall_timeout_ms;
+    int catchup_events; /* most events per catch-up read */
+} hs_fanout_config_t;
+
+typedef struct hs_fanout hs_fanout_t;
+
+hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg);
+int hs_fanout_start(hs_fanout_t *f);
+void hs_fanout_stop(hs_fanout_t *f);
+void hs_fanout_destroy(hs_fanout_t *f);
+
+/* The writer's batch sink (writer thread only); takes the batch reference. */
+void hs_fanout_sink(void *f, hs_batch_t *batch);
+
+/* IO thread: registers a subscription (the worker takes its own reference). s->io_index must be
+ * set. The subscription replays from s->from when s->has_from, else starts at the head. */
+void hs_fanout_subscribe(hs_fanout_t *f, hs_sub_t *s);
+/* IO thread: the connection is gone; the worker drops the subscription. */
+void hs_fanout_unsubscribe(hs_fanout_t *f, hs_sub_t *s);
+/* IO thread: the outbox drained below half after a failed push (s->want_space was set). */
+void hs_fanout_space(hs_fanout_t *f, hs_sub_t *s);
+
+/* Subscriptions currently registered to a stream (any thread; takes a lock). */
+size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len);
+
+/* The byte size an outbox accounts for a block queued to s (any thread). */
+size_t hs_fanout_block_size(const hs_sub_t *s, const hs_block_t *b);
+
+#endif

@@ -1,0 +1,582 @@
+/*
+ * The HTTP API of API.md (everything but SSE, which sse.c serves): routing, argument checks,
+ * and the responses for publishes (acked by the writer) and reads (run on reader threads).
+ * Runs on IO threads, except the run_* functions, which run on reader threads and only build a
+ * response body.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/codec.h"
+#include "server/json.h"
+#include "server/server.h"
+
+typedef enum { READ_EVENTS, READ_INFO, READ_LIST } read_kind_t;
+
+struct hs_http_read {
+    hs_read_req_t base; /* base.node doubles as the IO inbox node */
+    hs_io_t *io;
+    hs_conn_t *conn; /* NULL once the connection closed */
+    hs_server_t *srv;
+    read_kind_t kind;
+    char stream[HS_NAME_MAX + 1];
+    size_t stream_len;
+    char after[HS_NAME_MAX + 1];
+    size_t after_len;
+    int64_t from;
+    bool has_from, backward;
+    size_t limit;
+    /* result */
+    int status; /* HTTP status */
+    char *body;
+    size_t len, cap;
+    size_t count;
+    int64_t last_seq;
+    bool oom;
+};
+
+/* ---- small helpers ---- */
+
+static bool buf_reserve(struct hs_http_read *r, size_t more)
+{
+    if (r->len + more <= r->cap)
+        return true;
+    size_t nc = r->cap ? r->cap : 4096;
+    while (nc < r->len + more)
+        nc *= 2;
+    char *p = realloc(r->body, nc);
+    if (!p) {
+        r->oom = true;
+        return false;
+    }
+    r->body = p;
+    r->cap = nc;
+    return true;
+}
+
+static void buf_put(struct hs_http_read *r, const char *s, size_t n)
+{
+    if (buf_reserve(r, n)) {
+        memcpy(r->body + r->len, s, n);
+        r->len += n;
+    }
+}
+
+__attribute__((format(printf, 2, 3))) static void buf_printf(struct hs_http_read *r, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_put(r, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void buf_quote(struct hs_http_read *r, const char *s, size_t n)
+{
+    if (buf_reserve(r, hs_json_quoted_len(s, n)))
+        r->len += hs_json_quote(s, n, r->body + r->len);
+}
+
+/* Parses a decimal int64 argument; false if malformed. */
+static bool parse_i64(const char *s, int64_t *out)
+{
+    hs_json_span_t sp = {s, strlen(s), HS_JSON_NUMBER};
+    if (!*s || (s[0] == '-' && !s[1]))
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (p == s && *p == '-')))
+            return false;
+    return hs_json_int64(&sp, out);
+}
+
+/* The value of query argument `name` ("name=") or NULL. buf holds it. */
+static const char *arg(hs_conn_t *c, const char *name_eq, char *buf, int len)
+{
+    return lws_get_urlarg_by_name(c->wsi, name_eq, buf, len);
+}
+
+static void stream_info_json(struct hs_http_read *r, const char *name, size_t len,
+                             const hs_stream_head_t *h, bool with_subs)
+{
+    char created[32], updated[32];
+    hs_format_time(h->created_us, created);
+    hs_format_time(h->updated_us, updated);
+    buf_put(r, "{\"name\":", 8);
+    buf_quote(r, name, len);
+    buf_printf(r, ",\"version\":%lld,\"position\":%lld,\"closed\":%s,\"created\":\"%s\","
+                  "\"updated\":\"%s\"",
+               (long long)h->version, (long long)h->position, h->closed ? "true" : "false",
+               created, updated);
+    if (with_subs)
+        buf_printf(r, ",\"subscribers\":%zu", hs_fanout_count(r->srv->fanout, name, len));
+    buf_put(r, "}", 1);
+}
+
+/* ---- reads (reader threads) ---- */
+
+static int on_event(void *ctx, const hs_record_t *rec)
+{
+    struct hs_http_read *r = ctx;
+    if (!buf_reserve(r, hs_record_json_len(rec) + 1))
+        return HS_ENOMEM;
+    if (r->count)
+        r->body[r->len++] = ',';
+    r->len += hs_record_json(rec, r->body + r->len);
+    r->count++;
+    r->last_seq = r->stream_len == 4 && memcmp(r->stream, "$all", 4) == 0 ? rec->position
+                                                                           : rec->version;
+    return 0;
+}
+
+static int on_stream(void *ctx, const char *name, size_t len, const hs_stream_head_t *h)
+{
+    struct hs_http_read *r = ctx;
+    if (r->count)
+        buf_put(r, ",", 1);
+    stream_info_json(r, name, len, h, true);
+    r->count++;
+    memcpy(r->after, name, len < HS_NAME_MAX ? len : HS_NAME_MAX);
+    r->after_len = len < HS_NAME_MAX ? len : HS_NAME_MAX;
+    return r->oom ? HS_ENOMEM : 0;
+}
+
+static int run_read(hs_store_t *st, hs_read_req_t *base)
+{
+    struct hs_http_read *r = (struct hs_http_read *)base;
+    bool all = r->stream_len == 4 && memcmp(r->stream, "$all", 4) == 0;
+    int rc;
+    hs_stream_head_t h;
+    switch (r->kind) {
+    case READ_EVENTS:
+        if (!all) {
+            rc = hs_store_get_stream(st, r->stream, r->stream_len, &h);
+            if (rc == HS_ENOENT) {
+                r->status = 404;
+                return 0;
+            }
+            if (rc)
+                return rc;
+        }
+        buf_put(r, "{\"events\":[", 11);
+        int64_t after = r->has_from ? r->from : (r->backward ? 0 : 0);
+        rc = all ? hs_store_read_all(st, after, r->backward, r->limit, on_event, r)
+                 : hs_store_read_stream(st, r->stream, r->stream_len, after, r->backward,
+                                        r->limit, on_event, r);
+        if (rc)
+            return rc;
+        buf_printf(r, "],\"next\":%lld}", (long long)(r->count ? r->last_seq : after));
+        r->status = 200;
+        return r->oom ? HS_ENOMEM : 0;
+    case READ_INFO:
+        rc = hs_store_get_stream(st, r->stream, r->stream_len, &h);
+        if (rc == HS_ENOENT) {
+            r->status = 404;
+            return 0;
+        }
+        if (rc)
+            return rc;
+        stream_info_json(r, r->stream, r->stream_len, &h, true);
+        r->status = 200;
+        return r->oom ? HS_ENOMEM : 0;
+    case READ_LIST:
+        buf_put(r, "{\"streams\":[", 12);
+        rc = hs_store_list_streams(st, r->stream, r->stream_len, r->after, r->after_len,
+                                   r->limit, on_stream, r);
+        if (rc)
+            return rc;
+        buf_put(r, "],\"next\":", 9);
+        if (r->count == r->limit)
+            buf_quote(r, r->after, r->after_len);
+        else
+            buf_put(r, "null", 4);
+        buf_put(r, "}", 1);
+        r->status = 200;
+        return r->oom ? HS_ENOMEM : 0;
+    }
+    return HS_EINVAL;
+}
+
+static void read_done(hs_read_req_t *base)
+{
+    struct hs_http_read *r = (struct hs_http_read *)base;
+    r->base.node.kind = HS_NODE_READ;
+    if (hs_mpsc_push(&r->io->inbox, &r->base.node))
+        lws_cancel_service(r->io->ctx);
+}
+
+void hs_http_on_read_done(hs_io_t *io, struct hs_http_read *r)
+{
+    hs_conn_t *c = r->conn;
+    if (c) {
+        c->pending_read = NULL;
+        if (r->base.status)
+            hs_conn_error(c, 503, "Unavailable", "the database read failed");
+        else if (r->status == 404)
+            hs_conn_error(c, 404, "NotFound", "no stream named '%.*s'", (int)r->stream_len,
+                          r->stream);
+        else
+            hs_conn_respond(c, r->status, "application/json", r->body, r->len, NULL, NULL);
+    }
+    free(r->body);
+    free(r);
+}
+
+static void submit_read(hs_conn_t *c, struct hs_http_read *r)
+{
+    r->base.run = run_read;
+    r->base.done = read_done;
+    r->io = c->io;
+    r->conn = c;
+    r->srv = c->io->srv;
+    c->pending_read = r;
+    if (!hs_reader_submit(c->io->srv->reader, &r->base)) {
+        c->pending_read = NULL;
+        free(r);
+        hs_conn_error(c, 503, "Unavailable", "the server is stopping");
+    }
+}
+
+/* ---- writes ---- */
+
+static void publish(hs_conn_t *c, const char *stream, size_t len)
+{
+    hs_server_t *srv = c->io->srv;
+    int rc = hs_stream_name_check_publish(stream, len);
+    if (rc) {
+        hs_conn_error(c, 400, "BadRequest", rc == HS_ERESERVED
+                                                ? "stream names starting with '$' are reserved"
+                                                : "invalid stream name");
+        return;
+    }
+    int64_t expected = HS_ANY_VERSION;
+    char ev[32];
+    int evl = lws_hdr_custom_length(c->wsi, "expected-version:", 17);
+    if (evl > 0) {
+        if (evl >= (int)sizeof(ev) ||
+            lws_hdr_custom_copy(c->wsi, ev, sizeof(ev), "expected-version:", 17) < 0 ||
+            !parse_i64(ev, &expected) || expected < 0) {
+            hs_conn_error(c, 400, "BadRequest", "Expected-Version must be a version >= 0");
+            return;
+        }
+    }
+    if (!c->body_len) {
+        hs_conn_error(c, 400, "BadRequest", "the body must be an event or an array of events");
+        return;
+    }
+    hs_ingest_t *e;
+    char why[256];
+    rc = hs_codec_parse_publish(c->body, c->body_len, stream, len, srv->cfg.max_event, &e, why,
+                                sizeof(why));
+    if (rc == HS_ETOOLARGE) {
+        hs_conn_error(c, 413, "TooLarge", "%s", why);
+        return;
+    }
+    if (rc == HS_ENOMEM) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    if (rc) {
+        hs_conn_error(c, 400, "BadRequest", "%s", why);
+        return;
+    }
+    e->expected_version = expected;
+    if (srv->event_hook) {
+        for (uint32_t i = 0; i < e->nevents; i++) {
+            hs_ingest_event_t *ie = &e->events[i];
+            /* data/metadata are not NUL-terminated in the arena: give the hook copies */
+            char *data = strndup(ie->data, ie->data_len);
+            char *meta = ie->metadata ? strndup(ie->metadata, ie->metadata_len) : NULL;
+            hs_event_t he = {ie->type, data, meta, ie->id};
+            char reason[256] = "rejected";
+            int hr = data ? srv->event_hook(srv->event_ctx, e->stream, &he, reason,
+                                            sizeof(reason))
+                          : -1;
+            free(data);
+            free(meta);
+            if (hr) {
+                hs_ingest_free(e);
+                hs_conn_error(c, 400, "InvalidEvent", "InvalidEvent: %s", reason);
+                return;
+            }
+        }
+    }
+    hs_io_submit(c->io, c, e);
+}
+
+static void admin(hs_conn_t *c, hs_ingest_kind_t kind, const char *stream, size_t len)
+{
+    int rc = hs_stream_name_check_publish(stream, len);
+    if (rc) {
+        hs_conn_error(c, 400, "BadRequest", "invalid stream name");
+        return;
+    }
+    hs_ingest_t *e = hs_codec_build_admin(kind, stream, len);
+    if (!e) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    hs_io_submit(c->io, c, e);
+}
+
+void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
+{
+    hs_conn_t *c = e->conn;
+    if (!c) {
+        hs_ingest_free(e); /* the client went away; the outcome stands in the database */
+        return;
+    }
+    c->pending = NULL;
+    char body[1024];
+    size_t o = 0;
+    switch (e->status) {
+    case 0:
+        if (e->kind == HS_INGEST_DELETE) {
+            hs_conn_respond(c, 204, "application/json", "", 0, NULL, NULL);
+            break;
+        }
+        o += (size_t)snprintf(body, sizeof(body), "{\"stream\":");
+        o += hs_json_quote(e->stream, e->stream_len, body + o);
+        if (e->kind == HS_INGEST_CLOSE) {
+            o += (size_t)snprintf(body + o, sizeof(body) - o, ",\"closed\":true,\"version\":%lld}",
+                                  (long long)e->result.last_version);
+            hs_conn_respond(c, 200, "application/json", body, o, NULL, NULL);
+            break;
+        }
+        o += (size_t)snprintf(body + o, sizeof(body) - o,
+                              ",\"firstVersion\":%lld,\"lastVersion\":%lld,\"firstPosition\":%lld,"
+                              "\"lastPosition\":%lld}",
+                              (long long)e->result.first_version, (long long)e->result.last_version,
+                              (long long)e->result.first_position,
+                              (long long)e->result.last_position);
+        hs_conn_respond(c, 201, "application/json", body, o, NULL, NULL);
+        break;
+    case HS_ECONFLICT: {
+        long long exp = (long long)e->expected_version, act = (long long)e->result.actual_version;
+        o = (size_t)snprintf(body, sizeof(body),
+                             "{\"error\":\"WrongExpectedVersion\",\"message\":\"WrongExpectedVersion:"
+                             " expected %lld, actual %lld\",\"actual\":%lld}",
+                             exp, act, act);
+        hs_conn_respond(c, 409, "application/json", body, o, NULL, NULL);
+        break;
+    }
+    case HS_ECLOSED:
+        hs_conn_error(c, 410, "StreamClosed", "StreamClosed: %.*s", (int)e->stream_len,
+                      e->stream);
+        break;
+    case HS_ENOENT:
+        hs_conn_error(c, 404, "NotFound", "no stream named '%.*s'", (int)e->stream_len,
+                      e->stream);
+        break;
+    case HS_EINVAL:
+        hs_conn_error(c, 400, "BadRequest",
+                      "event ids repeat within the publish, or only some of them were already "
+                      "appended: retry with exactly the original events");
+        break;
+    default:
+        hs_conn_error(c, 503, "Unavailable", "nothing was appended: %s", hs_strerror(e->status));
+        break;
+    }
+    hs_ingest_free(e);
+}
+
+/* ---- routing ---- */
+
+static bool parse_limit(hs_conn_t *c, size_t def, size_t *out)
+{
+    char buf[32];
+    const char *v = arg(c, "limit=", buf, sizeof(buf));
+    int64_t n;
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!parse_i64(v, &n) || n < 1) {
+        hs_conn_error(c, 400, "BadRequest", "limit must be a positive integer");
+        return false;
+    }
+    *out = n > 1000 ? 1000 : (size_t)n;
+    return true;
+}
+
+static void get_events(hs_conn_t *c, const char *stream, size_t len)
+{
+    if (hs_stream_name_check(stream, len) ||
+        (stream[0] == '$' && !(len == 4 && memcmp(stream, "$all", 4) == 0))) {
+        hs_conn_error(c, 400, "BadRequest", "invalid stream name");
+        return;
+    }
+    char accept[256] = "";
+    lws_hdr_copy(c->wsi, accept, sizeof(accept), WSI_TOKEN_HTTP_ACCEPT);
+    if (strstr(accept, "text/event-stream")) {
+        hs_sse_start(c, stream, len);
+        return;
+    }
+    struct hs_http_read *r = calloc(1, sizeof(*r));
+    if (!r) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    r->kind = READ_EVENTS;
+    memcpy(r->stream, stream, len);
+    r->stream_len = len;
+    char buf[64];
+    const char *v = arg(c, "from=", buf, sizeof(buf));
+    if (v && (!parse_i64(v, &r->from) || r->from < 0)) {
+        free(r);
+        hs_conn_error(c, 400, "BadRequest", "from must be an integer >= 0");
+        return;
+    }
+    r->has_from = v != NULL;
+    v = arg(c, "direction=", buf, sizeof(buf));
+    if (v && strcmp(v, "forward") && strcmp(v, "backward")) {
+        free(r);
+        hs_conn_error(c, 400, "BadRequest", "direction must be forward or backward");
+        return;
+    }
+    r->backward = v && !strcmp(v, "backward");
+    if (!parse_limit(c, 100, &r->limit)) {
+        free(r);
+        return;
+    }
+    submit_read(c, r);
+}
+
+static void get_info(hs_conn_t *c, const char *stream, size_t len)
+{
+    if (hs_stream_name_check(stream, len)) {
+        hs_conn_error(c, 400, "BadRequest", "invalid stream name");
+        return;
+    }
+    struct hs_http_read *r = calloc(1, sizeof(*r));
+    if (!r) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    r->kind = READ_INFO;
+    memcpy(r->stream, stream, len);
+    r->stream_len = len;
+    submit_read(c, r);
+}
+
+static void list_streams(hs_conn_t *c)
+{
+    struct hs_http_read *r = calloc(1, sizeof(*r));
+    if (!r) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    r->kind = READ_LIST;
+    char buf[HS_NAME_MAX + 16];
+    const char *v = arg(c, "prefix=", buf, sizeof(buf));
+    if (v) {
+        r->stream_len = strnlen(v, HS_NAME_MAX);
+        memcpy(r->stream, v, r->stream_len);
+    }
+    v = arg(c, "after=", buf, sizeof(buf));
+    if (v) {
+        r->after_len = strnlen(v, HS_NAME_MAX);
+        memcpy(r->after, v, r->after_len);
+    }
+    if (!parse_limit(c, 100, &r->limit)) {
+        free(r);
+        return;
+    }
+    submit_read(c, r);
+}
+
+static void readyz(hs_conn_t *c)
+{
+    hs_writer_stats_t st;
+    hs_writer_stats(c->io->srv->writer, &st);
+    if (!st.db_ok) {
+        hs_conn_respond(c, 503, "text/plain", "database unavailable\n", 21, NULL, NULL);
+        return;
+    }
+    hs_conn_respond(c, 200, "text/plain", "ready\n", 6, NULL, NULL);
+}
+
+void hs_http_dispatch(hs_conn_t *c, const char *path)
+{
+    int m = c->method;
+    bool get = m == WSI_TOKEN_GET_URI, post = m == WSI_TOKEN_POST_URI,
+         del = m == WSI_TOKEN_DELETE_URI;
+    if (!strcmp(path, "/healthz")) {
+        if (get)
+            hs_conn_respond(c, 200, "text/plain", "ok\n", 3, NULL, NULL);
+        else
+            hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
+        return;
+    }
+    if (!strcmp(path, "/readyz")) {
+        if (get)
+            readyz(c);
+        else
+            hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
+        return;
+    }
+    if (!strcmp(path, "/api/streams") || !strcmp(path, "/api/streams/")) {
+        if (get)
+            list_streams(c);
+        else
+            hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
+        return;
+    }
+    static const char pre[] = "/api/streams/";
+    if (strncmp(path, pre, sizeof(pre) - 1) != 0) {
+        hs_conn_error(c, 404, "NotFound", "no route for %s", path);
+        return;
+    }
+    const char *name = path + sizeof(pre) - 1;
+    const char *slash = strchr(name, '/');
+    size_t nlen = slash ? (size_t)(slash - name) : strlen(name);
+    const char *rest = slash ? slash : "";
+    if (!*rest) {
+        if (get)
+            get_info(c, name, nlen);
+        else if (del)
+            admin(c, HS_INGEST_DELETE, name, nlen);
+        else
+            hs_conn_error(c, 405, "MethodNotAllowed", "use GET or DELETE");
+        return;
+    }
+    if (!strcmp(rest, "/events")) {
+        if (get)
+            get_events(c, name, nlen);
+        else if (post)
+            publish(c, name, nlen);
+        else
+            hs_conn_error(c, 405, "MethodNotAllowed", "use GET or POST");
+        return;
+    }
+    if (!strcmp(rest, "/close")) {
+        if (post)
+            admin(c, HS_INGEST_CLOSE, name, nlen);
+        else
+            hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
+        return;
+    }
+    hs_conn_error(c, 404, "NotFound", "no route for %s", path);
+}
+
+void hs_http_conn_closed(hs_conn_t *c)
+{
+    if (c->pending) {
+        c->pending->conn = NULL;
+        c->pending = NULL;
+    }
+    if (c->pending_read) {
+        c->pending_read->conn = NULL;
+        c->pending_read = NULL;
+    }
+    if (c->sse)
+        hs_sse_closed(c);
+    free(c->resp);
+    c->resp = NULL;
+    free(c->body);
+    c->body = NULL;
+    c->body_cap = c->body_len = 0;
+}

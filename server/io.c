@@ -1,0 +1,447 @@
+/*
+ * IO threads: one libwebsockets context each, with no listener of its own. Sockets arrive from
+ * the acceptor through the inbox; so do publish acks from the writer, read results from the
+ * reader threads and outbox signals from the fan-out workers, each followed by
+ * lws_cancel_service(), the one thread-safe way into a context. Everything that touches a
+ * connection happens on its IO thread. HTTP routes live in http.c, SSE in sse.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/codec.h"
+#include "server/json.h"
+#include "server/server.h"
+
+typedef struct fd_node {
+    hs_mpsc_node_t node;
+    int fd;
+} fd_node_t;
+
+int64_t hs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static hs_io_t *io_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+void hs_io_wake(void *ctx, int index)
+{
+    hs_server_t *srv = ctx;
+    lws_cancel_service(srv->io[index]->ctx);
+}
+
+void hs_io_hand_fd(hs_io_t *io, int fd)
+{
+    fd_node_t *n = malloc(sizeof(*n));
+    if (!n) {
+        close(fd);
+        return;
+    }
+    n->node.kind = HS_NODE_FD;
+    n->fd = fd;
+    if (hs_mpsc_push(&io->inbox, &n->node))
+        lws_cancel_service(io->ctx);
+}
+
+/* ---- responses ---- */
+
+int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra_name, const char *extra_value)
+{
+    size_t cap = LWS_PRE + 1024 + len;
+    unsigned char *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len - 1;
+    if (lws_add_http_common_headers(c->wsi, (unsigned int)status, ctype, (lws_filepos_t)len, &p,
+                                    end) ||
+        (extra_name && lws_add_http_header_by_name(c->wsi, (const unsigned char *)extra_name,
+                                                   (const unsigned char *)extra_value,
+                                                   (int)strlen(extra_value), &p, end)) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_http_header(c->wsi, &p, end)) {
+        free(buf);
+        return -1;
+    }
+    memcpy(p, body, len);
+    p += len;
+    free(c->resp);
+    c->resp = buf;
+    c->resp_len = (size_t)(p - start);
+    c->resp_final = true;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512], body[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t o = 0;
+    o += (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":", code);
+    o += hs_json_quote(msg, strlen(msg), body + o);
+    body[o++] = '}';
+    return hs_conn_respond(c, status, "application/json", body, o,
+                           status == 401 ? "www-authenticate:" : NULL,
+                           status == 401 ? "Bearer" : NULL);
+}
+
+/* ---- ingest submission ---- */
+
+void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e)
+{
+    hs_server_t *srv = io->srv;
+    e->node.kind = HS_NODE_INGEST;
+    e->done = hs_io_ingest_done;
+    e->origin = io;
+    e->conn = c;
+    e->io_index = io->index;
+    c->pending = e;
+    /* keep order: nothing overtakes entries already waiting in the backlog */
+    if (!io->nbacklog && hs_writer_submit_spsc(srv->writer, io->index, e))
+        return;
+    if (io->nbacklog < HS_BACKLOG_MAX) {
+        io->backlog[io->nbacklog++] = e;
+        return;
+    }
+    c->pending = NULL;
+    hs_ingest_free(e);
+    hs_conn_error(c, 429, "TooManyRequests", "the writer is %d entries behind; retry later",
+                  HS_BACKLOG_MAX);
+}
+
+static void drain_backlog(hs_io_t *io)
+{
+    size_t k = 0;
+    while (k < io->nbacklog && hs_writer_submit_spsc(io->srv->writer, io->index, io->backlog[k]))
+        k++;
+    if (k) {
+        memmove(io->backlog, io->backlog + k, (io->nbacklog - k) * sizeof(*io->backlog));
+        io->nbacklog -= k;
+    }
+}
+
+void hs_io_ingest_done(hs_ingest_t *e)
+{
+    hs_io_t *io = e->origin;
+    if (hs_mpsc_push(&io->inbox, &e->node))
+        lws_cancel_service(io->ctx);
+}
+
+/* ---- inbox ---- */
+
+static void drain_inbox(hs_io_t *io)
+{
+    for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
+        next = n->next;
+        switch (n->kind) {
+        case HS_NODE_FD: {
+            fd_node_t *f = (fd_node_t *)n;
+            struct lws *wsi = lws_adopt_socket_vhost(io->vh, f->fd);
+            if (!wsi) {
+                /* lws closes the fd when adoption fails */
+                atomic_fetch_sub(&io->srv->live_conns, 1);
+            } else {
+                hs_conn_t *c = lws_wsi_user(wsi);
+                if (c)
+                    c->counted = true;
+                else
+                    atomic_fetch_sub(&io->srv->live_conns, 1);
+            }
+            free(f);
+            break;
+        }
+        case HS_NODE_INGEST:
+            hs_http_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
+            break;
+        case HS_NODE_READ:
+            hs_http_on_read_done(io, (struct hs_http_read *)n);
+            break;
+        case HS_NODE_SUB_IO:
+            hs_sse_on_signal(io, hs_container_of(n, hs_sub_t, io_node));
+            break;
+        }
+    }
+    if (io->nbacklog)
+        drain_backlog(io);
+}
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+    hs_io_t *io = lws_container_of(sul, hs_io_t, tick);
+    if (io->nbacklog)
+        drain_backlog(io);
+    hs_sse_tick(io, hs_now_ms());
+    lws_sul_schedule(io->ctx, 0, &io->tick, on_tick,
+                     io->nbacklog ? 1 * LWS_US_PER_MS : 250 * LWS_US_PER_MS);
+}
+
+/* ---- the lws protocol callback ---- */
+
+static int method_of(struct lws *wsi)
+{
+    static const enum lws_token_indexes toks[] = {WSI_TOKEN_GET_URI, WSI_TOKEN_POST_URI,
+                                                  WSI_TOKEN_PUT_URI, WSI_TOKEN_DELETE_URI,
+                                                  WSI_TOKEN_PATCH_URI, WSI_TOKEN_OPTIONS_URI,
+                                                  WSI_TOKEN_HEAD_URI};
+    for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++)
+        if (lws_hdr_total_length(wsi, toks[i]))
+            return (int)toks[i];
+    return -1;
+}
+
+static int write_response(hs_conn_t *c)
+{
+    unsigned char *buf = c->resp;
+    size_t len = c->resp_len;
+    bool final = c->resp_final;
+    c->resp = NULL;
+    int n = lws_write(c->wsi, buf + LWS_PRE, len, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    free(buf);
+    if (n < (int)len || c->close_after)
+        return -1;
+    if (final)
+        return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    hs_conn_t *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        drain_inbox(io_of(wsi));
+        return 0;
+
+    case LWS_CALLBACK_HTTP: {
+        hs_io_t *io = io_of(wsi);
+        c->wsi = wsi;
+        c->io = io;
+        c->body_len = 0;
+        c->body_too_large = false;
+        c->close_after = false;
+        c->method = method_of(wsi);
+        char path[1024];
+        size_t pl = strnlen((const char *)in, sizeof(path) - 1);
+        memcpy(path, in, pl);
+        path[pl] = '\0';
+        if (c->method == WSI_TOKEN_POST_URI || c->method == WSI_TOKEN_PUT_URI ||
+            c->method == WSI_TOKEN_PATCH_URI) {
+            char cl[32];
+            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+                hs_conn_error(c, 411, "BadRequest", "chunked request bodies are not supported; "
+                                                    "send Content-Length");
+                return 0;
+            }
+            long long n = 0;
+            if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+                n = atoll(cl);
+            if (n > (long long)io->srv->cfg.max_body) {
+                hs_conn_error(c, 413, "TooLarge", "the body is %lld bytes, over the %zu-byte "
+                                                  "limit", n, io->srv->cfg.max_body);
+                /* the body will not be read: close once the answer is out */
+                c->close_after = true;
+                c->body_cap = 0;
+                return 0;
+            }
+            if (n > 0) {
+                free(c->body);
+                c->body = malloc((size_t)n + 1);
+                c->body_cap = c->body ? (size_t)n : 0;
+                /* path is needed again at completion */
+                char *pcopy = malloc(pl + 1);
+                if (!c->body || !pcopy) {
+                    free(pcopy);
+                    return -1;
+                }
+                memcpy(pcopy, path, pl + 1);
+                lws_set_opaque_user_data(wsi, pcopy);
+                return 0;
+            }
+        }
+        hs_http_dispatch(c, path);
+        return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_BODY:
+        if (c->close_after)
+            return 0;
+        if (c->body_len + len > c->body_cap) {
+            c->body_too_large = true;
+            return 0;
+        }
+        memcpy(c->body + c->body_len, in, len);
+        c->body_len += len;
+        return 0;
+
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        char *pcopy = lws_get_opaque_user_data(wsi);
+        lws_set_opaque_user_data(wsi, NULL);
+        if (c->close_after)
+            ;
+        else if (c->body_too_large)
+            hs_conn_error(c, 413, "TooLarge", "the body is longer than its Content-Length");
+        else
+            hs_http_dispatch(c, pcopy ? pcopy : "/");
+        free(pcopy);
+        return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (c->resp) {
+            if (write_response(c))
+                return -1;
+            if (!c->sse)
+                return 0;
+        }
+        if (c->sse)
+            return hs_sse_writable(c);
+        return 0;
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+        hs_http_conn_closed(c);
+        return 0;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (c) {
+            hs_http_conn_closed(c);
+            free(lws_get_opaque_user_data(wsi));
+            lws_set_opaque_user_data(wsi, NULL);
+            if (c->counted) {
+                c->counted = false;
+                atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);
+            }
+        }
+        return 0;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    {"hubstream", callback, sizeof(hs_conn_t), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_quiet(int level, const char *line)
+{
+    (void)level;
+    (void)line;
+}
+
+int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen)
+{
+    lws_set_log_level(LLL_ERR, lws_quiet);
+    hs_io_t *io = calloc(1, sizeof(*io));
+    if (!io)
+        goto nomem;
+    io->srv = srv;
+    io->index = index;
+    hs_mpsc_init(&io->inbox);
+    io->wbuf = malloc(LWS_PRE + HS_WRITE_BUDGET + 4096);
+    io->backlog = malloc(HS_BACKLOG_MAX * sizeof(*io->backlog));
+    if (!io->wbuf || !io->backlog)
+        goto nomem;
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.user = io;
+    info.vhost_name = "default";
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.max_http_header_data = 8192;
+    info.keepalive_timeout = 75;
+    info.timeout_secs = 30;
+    io->ctx = lws_create_context(&info);
+    if (!io->ctx) {
+        snprintf(err, errlen, "lws_create_context failed for IO thread %d", index);
+        hs_io_destroy(io);
+        return HS_ESYS;
+    }
+    io->vh = lws_get_vhost_by_name(io->ctx, "default");
+    *out = io;
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    hs_io_destroy(io);
+    return HS_ENOMEM;
+}
+
+static void *run(void *arg)
+{
+    hs_io_t *io = arg;
+    lws_sul_schedule(io->ctx, 0, &io->tick, on_tick, 250 * LWS_US_PER_MS);
+    while (!atomic_load(&io->stop))
+        if (lws_service(io->ctx, 0) < 0)
+            break;
+    lws_sul_cancel(&io->tick);
+    /* closes every connection on this thread (their CLOSED callbacks run here) */
+    lws_context_destroy(io->ctx);
+    io->ctx = NULL;
+    return NULL;
+}
+
+int hs_io_start(hs_io_t *io)
+{
+    if (pthread_create(&io->thread, NULL, run, io))
+        return HS_ESYS;
+    io->started = true;
+    return 0;
+}
+
+void hs_io_stop(hs_io_t *io)
+{
+    if (!io || !io->started)
+        return;
+    atomic_store(&io->stop, 1);
+    lws_cancel_service(io->ctx);
+    pthread_join(io->thread, NULL);
+    io->started = false;
+}
+
+void hs_io_destroy(hs_io_t *io)
+{
+    if (!io)
+        return;
+    hs_io_stop(io);
+    if (io->ctx)
+        lws_context_destroy(io->ctx);
+    /* whatever is still queued: acks the writer produced after the connections closed */
+    for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
+        next = n->next;
+        if (n->kind == HS_NODE_FD) {
+            close(((fd_node_t *)n)->fd);
+            free(n);
+        } else if (n->kind == HS_NODE_INGEST) {
+            hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
+        } else if (n->kind == HS_NODE_READ) {
+            hs_http_on_read_done(io, (struct hs_http_read *)n);
+        } else if (n->kind == HS_NODE_SUB_IO) {
+            hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
+            hs_sub_take_io_flags(s);
+            hs_sub_unref(s);
+        }
+    }
+    for (size_t i = 0; i < io->nbacklog; i++)
+        hs_ingest_free(io->backlog[i]);
+    free(io->backlog);
+    free(io->wbuf);
+    free(io);
+}

@@ -1,0 +1,84 @@
+/* Structured logging (see log.h). One write(2) per record keeps lines whole across threads. */
+#include "server/log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/codec.h"
+#include "server/json.h"
+
+static const char *names[] = {"debug", "info", "warn", "error"};
+
+static size_t append_quoted(char *buf, size_t o, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 1024)
+        n = 1024;
+    if (o + hs_json_quoted_len(s, n) >= cap)
+        return o;
+    return o + hs_json_quote(s, n, buf + o);
+}
+
+static size_t append(char *buf, size_t o, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (o + n >= cap)
+        return o;
+    memcpy(buf + o, s, n);
+    return o + n;
+}
+
+void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
+{
+    if (level < lg->level)
+        return;
+    char fields[4096];
+    size_t o = 0, cap = sizeof(fields);
+    va_list ap;
+    va_start(ap, msg);
+    o = append(fields, o, cap, "{");
+    bool first = true;
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (!k)
+            break;
+        const char *v = va_arg(ap, const char *);
+        if (!first)
+            o = append(fields, o, cap, ",");
+        first = false;
+        o = append_quoted(fields, o, cap, k);
+        o = append(fields, o, cap, ":");
+        o = append_quoted(fields, o, cap, v ? v : "");
+    }
+    va_end(ap);
+    o = append(fields, o, cap, "}");
+    fields[o] = '\0';
+    if (lg->fn) {
+        lg->fn(lg->ctx, level, msg, fields);
+        return;
+    }
+    char line[8192];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char tbuf[32];
+    hs_format_time((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, tbuf);
+    size_t l = 0, lc = sizeof(line) - 2;
+    l = append(line, l, lc, "{\"time\":\"");
+    l = append(line, l, lc, tbuf);
+    l = append(line, l, lc, "\",\"level\":\"");
+    l = append(line, l, lc, names[level]);
+    l = append(line, l, lc, "\",\"msg\":");
+    l = append_quoted(line, l, lc, msg);
+    if (o > 2) {
+        l = append(line, l, lc, ",");
+        /* splice the fields object's members into the record */
+        fields[o - 1] = '\0';
+        l = append(line, l, lc, fields + 1);
+    }
+    line[l++] = '}';
+    line[l++] = '\n';
+    ssize_t wr = write(STDERR_FILENO, line, l);
+    (void)wr;
+}

@@ -1,0 +1,66 @@
+/*
+ * The hubstream daemon: parse the configuration, run a server until SIGINT/SIGTERM.
+ * Uses only the public API (hubstream.h) plus the flag parser.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hubstream/hubstream.h"
+#include "server/config.h"
+
+static hs_server_t *g_srv;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_srv)
+        hs_server_stop(g_srv); /* async-signal-safe */
+}
+
+int main(int argc, char **argv)
+{
+    hs_cli_t cli;
+    char err[512];
+    if (hs_cli_parse(&cli, argc, argv, err, sizeof(err))) {
+        fprintf(stderr, "hubstream: %s\nTry 'hubstream --help'.\n", err);
+        hs_cli_dispose(&cli);
+        return 2;
+    }
+    if (cli.help) {
+        hs_cli_usage(stdout);
+        hs_cli_dispose(&cli);
+        return 0;
+    }
+    if (cli.version) {
+        printf("hubstream %s\n", HS_VERSION_STRING);
+        hs_cli_dispose(&cli);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    hs_server_t *srv = hs_server_create(&cli.cfg, err, sizeof(err));
+    if (!srv) {
+        fprintf(stderr, "hubstream: %s\n", err);
+        hs_cli_dispose(&cli);
+        return 1;
+    }
+    g_srv = srv;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = hs_server_start(srv);
+    if (rc) {
+        fprintf(stderr, "hubstream: start failed: %s\n", hs_strerror(rc));
+        hs_server_destroy(srv);
+        hs_cli_dispose(&cli);
+        return 1;
+    }
+    hs_server_wait(srv);
+    g_srv = NULL;
+    hs_server_destroy(srv);
+    hs_cli_dispose(&cli);
+    return 0;
+}

@@ -1,0 +1,338 @@
+#define _GNU_SOURCE
+/*
+ * The server's lifecycle (hubstream.h): wires the writer, the readers, the fan-out workers, the
+ * IO threads and the acceptor together, starts them in dependency order and stops them in the
+ * reverse one. Also the in-process publish path and the hooks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/codec.h"
+#include "server/config.h"
+#include "server/server.h"
+
+const char *hs_strerror(int err)
+{
+    switch (err) {
+    case HS_OK: return "ok";
+    case HS_EINVAL: return "invalid argument";
+    case HS_ENOMEM: return "out of memory";
+    case HS_ENOENT: return "no such stream";
+    case HS_ECONFLICT: return "wrong expected version";
+    case HS_ECLOSED: return "stream closed";
+    case HS_EDB: return "database error";
+    case HS_EUNAVAIL: return "server unavailable";
+    case HS_ETOOLARGE: return "too large";
+    case HS_EBUSY: return "busy";
+    case HS_ESYS: return "system error";
+    case HS_EREJECTED: return "rejected";
+    case HS_ERESERVED: return "reserved stream name";
+    default: return "unknown error";
+    }
+}
+
+static void writer_log(void *ctx, hs_log_level_t level, const char *msg)
+{
+    hs_server_t *srv = ctx;
+    hs_log(&srv->log, level, msg, NULL);
+}
+
+static void on_fd(void *ctx, int fd)
+{
+    hs_server_t *srv = ctx;
+    if (atomic_fetch_add(&srv->live_conns, 1) >= srv->cfg.max_connections) {
+        atomic_fetch_sub(&srv->live_conns, 1);
+        close(fd);
+        return;
+    }
+    unsigned i = atomic_fetch_add(&srv->next_io, 1) % (unsigned)srv->nio;
+    hs_io_hand_fd(srv->io[i], fd);
+}
+
+static int ncores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    hs_server_t *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->cfg = *cfg;
+    srv->listen_str = strdup(cfg->listen ? cfg->listen : "127.0.0.1:5000");
+    srv->db_str = strdup(cfg->db ? cfg->db : "hubstream.db");
+    srv->cfg.listen = srv->listen_str;
+    srv->cfg.db = srv->db_str;
+    srv->log.level = cfg->log_level;
+    srv->port = -1;
+    srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+    pthread_mutex_init(&srv->stop_mu, NULL);
+    pthread_cond_init(&srv->stop_cv, NULL);
+    if (!srv->listen_str || !srv->db_str) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    int port;
+    if (hs_listen_parse(srv->listen_str, srv->host, sizeof(srv->host), &port)) {
+        snprintf(err, errlen, "bad listen address '%s' (want host:port)", srv->listen_str);
+        goto fail;
+    }
+    if (!hs_listen_is_loopback(srv->host) && !srv->cfg.allow_anonymous) {
+        snprintf(err, errlen,
+                 "refusing to listen on %s without authentication: no auth is configured, so "
+                 "anyone who can reach it could publish and read; listen on 127.0.0.1 or pass "
+                 "--allow-anonymous",
+                 srv->listen_str);
+        goto fail;
+    }
+    srv->port = -1;
+    if (srv->cfg.io_threads <= 0)
+        srv->cfg.io_threads = ncores();
+    if (srv->cfg.fanout_workers <= 0)
+        srv->cfg.fanout_workers = ncores() / 2 > 0 ? ncores() / 2 : 1;
+    if (srv->cfg.reader_threads <= 0)
+        srv->cfg.reader_threads = 2;
+    srv->nio = srv->cfg.io_threads;
+    if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK)) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+
+    hs_writer_config_t wc = {
+        .db = srv->db_str,
+        .nrings = srv->nio,
+        .ring_size = 4096,
+        .batch_max = srv->cfg.writer_batch,
+        .encode = hs_codec_encode,
+        .encode_marker = hs_codec_encode_marker,
+        .sink = hs_fanout_sink,
+        .log = writer_log,
+        .log_ctx = srv,
+    };
+    /* the sink context is the fan-out, created below; the writer does not run before start */
+    srv->writer = hs_writer_create(&wc, err, errlen);
+    if (!srv->writer)
+        goto fail;
+    srv->reader = hs_reader_create(srv->db_str, srv->cfg.reader_threads, err, errlen);
+    if (!srv->reader)
+        goto fail;
+    srv->io = calloc((size_t)srv->nio, sizeof(hs_io_t *));
+    srv->inboxes = calloc((size_t)srv->nio + 1, sizeof(hs_mpsc_t *));
+    if (!srv->io || !srv->inboxes) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < srv->nio; i++) {
+        if (hs_io_create(srv, i, &srv->io[i], err, errlen))
+            goto fail;
+        srv->inboxes[i] = &srv->io[i]->inbox;
+    }
+    hs_fanout_config_t fc = {
+        .nworkers = srv->cfg.fanout_workers,
+        .reader = srv->reader,
+        .encode = hs_codec_encode,
+        .encode_marker = hs_codec_encode_marker,
+        .io_inboxes = srv->inboxes,
+        .wake_io = hs_io_wake,
+        .wake_ctx = srv,
+        .stall_timeout_ms = srv->cfg.stall_timeout_ms,
+        .catchup_events = 1000,
+    };
+    srv->fanout = hs_fanout_create(&fc);
+    if (!srv->fanout) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    hs_writer_set_sink_ctx(srv->writer, srv->fanout);
+    srv->acceptor = hs_acceptor_create(srv->host, port, on_fd, srv, err, errlen);
+    if (!srv->acceptor)
+        goto fail;
+    srv->port = hs_acceptor_port(srv->acceptor);
+    return srv;
+fail:
+    hs_server_destroy(srv);
+    return NULL;
+}
+
+int hs_server_start(hs_server_t *srv)
+{
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&srv->state, &expect, 1))
+        return HS_EINVAL;
+    int rc;
+    if ((rc = hs_reader_start(srv->reader)) || (rc = hs_fanout_start(srv->fanout)) ||
+        (rc = hs_writer_start(srv->writer)))
+        return rc;
+    for (int i = 0; i < srv->nio; i++)
+        if ((rc = hs_io_start(srv->io[i])))
+            return rc;
+    if ((rc = hs_acceptor_start(srv->acceptor)))
+        return rc;
+    char addr[300], th[16];
+    snprintf(addr, sizeof(addr), "%s:%d", srv->host, srv->port);
+    snprintf(th, sizeof(th), "%d", srv->nio);
+    hs_log(&srv->log, HS_LOG_INFO, "listening", "addr", addr, "db", srv->db_str, "io_threads", th,
+           NULL);
+    return 0;
+}
+
+void hs_server_stop(hs_server_t *srv)
+{
+    /* async-signal-safe: an atomic and a write(2) */
+    int expect = 1;
+    if (atomic_compare_exchange_strong(&srv->state, &expect, 2) || expect == 0) {
+        char b = 1;
+        ssize_t n = write(srv->stop_pipe[1], &b, 1);
+        (void)n;
+    }
+}
+
+static void finish_stop(hs_server_t *srv)
+{
+    pthread_mutex_lock(&srv->stop_mu);
+    if (atomic_load(&srv->state) == 3) {
+        pthread_mutex_unlock(&srv->stop_mu);
+        return;
+    }
+    /* no new connections; what the writer took is committed and acked; then connections close */
+    hs_acceptor_stop(srv->acceptor);
+    hs_writer_stop(srv->writer);
+    /* let the IO threads write the last acks out */
+    usleep(100 * 1000);
+    for (int i = 0; i < srv->nio; i++)
+        hs_io_stop(srv->io[i]);
+    hs_fanout_stop(srv->fanout);
+    hs_reader_stop(srv->reader);
+    atomic_store(&srv->state, 3);
+    pthread_cond_broadcast(&srv->stop_cv);
+    pthread_mutex_unlock(&srv->stop_mu);
+    hs_log(&srv->log, HS_LOG_INFO, "stopped", NULL);
+}
+
+void hs_server_wait(hs_server_t *srv)
+{
+    if (atomic_load(&srv->state) == 0)
+        return;
+    struct pollfd p = {srv->stop_pipe[0], POLLIN, 0};
+    while (atomic_load(&srv->state) == 1)
+        poll(&p, 1, 1000);
+    finish_stop(srv);
+}
+
+void hs_server_destroy(hs_server_t *srv)
+{
+    if (!srv)
+        return;
+    if (atomic_load(&srv->state) == 1 || atomic_load(&srv->state) == 2)
+        finish_stop(srv);
+    hs_acceptor_destroy(srv->acceptor);
+    /* the writer owns the commit path: stop it before the IO threads that hold its acks */
+    if (srv->writer)
+        hs_writer_stop(srv->writer);
+    for (int i = 0; srv->io && i < srv->nio; i++)
+        hs_io_destroy(srv->io[i]);
+    hs_fanout_destroy(srv->fanout);
+    hs_reader_destroy(srv->reader);
+    hs_writer_destroy(srv->writer);
+    free(srv->io);
+    free(srv->inboxes);
+    if (srv->stop_pipe[0] >= 0) {
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+    }
+    pthread_mutex_destroy(&srv->stop_mu);
+    pthread_cond_destroy(&srv->stop_cv);
+    free(srv->listen_str);
+    free(srv->db_str);
+    free(srv);
+}
+
+int hs_server_port(const hs_server_t *srv)
+{
+    return srv->port;
+}
+
+void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx)
+{
+    srv->log.fn = fn;
+    srv->log.ctx = ctx;
+}
+
+void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx)
+{
+    srv->event_hook = fn;
+    srv->event_ctx = ctx;
+}
+
+/* ---- in-process publish ---- */
+
+typedef struct sync_done {
+    sem_t sem;
+} sync_done_t;
+
+static void publish_done(hs_ingest_t *e)
+{
+    sync_done_t *d = e->origin;
+    sem_post(&d->sem);
+}
+
+int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *events, size_t n,
+                      int64_t expected_version, hs_publish_result_t *result)
+{
+    if (atomic_load(&srv->state) != 1)
+        return HS_EUNAVAIL;
+    if (!stream || hs_stream_name_check_publish(stream, strlen(stream)))
+        return HS_EINVAL;
+    if (expected_version < HS_ANY_VERSION)
+        return HS_EINVAL;
+    hs_ingest_t *e;
+    char why[256];
+    int rc = hs_codec_build_publish(stream, events, n, srv->cfg.max_event, &e, why, sizeof(why));
+    if (rc)
+        return rc;
+    e->expected_version = expected_version;
+    if (srv->event_hook) {
+        for (size_t i = 0; i < n; i++) {
+            char reason[256] = "rejected";
+            if (srv->event_hook(srv->event_ctx, stream, &events[i], reason, sizeof(reason))) {
+                hs_ingest_free(e);
+                return HS_EREJECTED;
+            }
+        }
+    }
+    sync_done_t d;
+    sem_init(&d.sem, 0, 0);
+    e->done = publish_done;
+    e->origin = &d;
+    while (!hs_writer_submit_mpmc(srv->writer, e)) {
+        if (atomic_load(&srv->state) != 1) {
+            sem_destroy(&d.sem);
+            hs_ingest_free(e);
+            return HS_EUNAVAIL;
+        }
+        usleep(100); /* the shared ring is full: the writer is behind */
+    }
+    while (sem_wait(&d.sem) && errno == EINTR)
+        ;
+    sem_destroy(&d.sem);
+    rc = e->status;
+    if (result)
+        *result = e->result;
+    hs_ingest_free(e);
+    return rc;
+}

@@ -1,0 +1,264 @@
+/*
+ * Server-Sent Events subscriptions (GET /api/streams/{s}/events, Accept: text/event-stream).
+ *
+ * The connection owns one subscription. The fan-out worker fills its outbox and signals; on a
+ * writable callback this file copies as many queued blocks as fit in one write budget, each
+ * behind its `id:` line, into the IO thread's write buffer and writes them at once. Resume
+ * point: Last-Event-ID, else ?from=, else live. A ": ping" comment goes out after
+ * sse_ping_ms of silence. The stream's end (closed, deleted) arrives as an `event: close` block
+ * queued by the worker; the response then ends.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/codec.h"
+#include "server/json.h"
+#include "server/server.h"
+
+static void list_add(hs_io_t *io, hs_conn_t *c)
+{
+    c->sse_prev = NULL;
+    c->sse_next = io->sse_head;
+    if (io->sse_head)
+        io->sse_head->sse_prev = c;
+    io->sse_head = c;
+    io->nsse++;
+}
+
+static void list_remove(hs_io_t *io, hs_conn_t *c)
+{
+    if (c->sse_prev)
+        c->sse_prev->sse_next = c->sse_next;
+    else if (io->sse_head == c)
+        io->sse_head = c->sse_next;
+    if (c->sse_next)
+        c->sse_next->sse_prev = c->sse_prev;
+    c->sse_prev = c->sse_next = NULL;
+    io->nsse--;
+}
+
+static bool parse_seq(const char *s, int64_t *out)
+{
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    hs_json_span_t sp = {s, strlen(s), HS_JSON_NUMBER};
+    return hs_json_int64(&sp, out);
+}
+
+void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
+{
+    hs_server_t *srv = c->io->srv;
+    int64_t from = 0;
+    bool has_from = false;
+    char buf[256];
+    int l = lws_hdr_custom_length(c->wsi, "last-event-id:", 14);
+    if (l > 0) {
+        if (l >= (int)sizeof(buf) ||
+            lws_hdr_custom_copy(c->wsi, buf, sizeof(buf), "last-event-id:", 14) < 0 ||
+            !parse_seq(buf, &from)) {
+            hs_conn_error(c, 400, "BadRequest", "Last-Event-ID must be a version (an integer)");
+            return;
+        }
+        has_from = true;
+    } else {
+        const char *v = lws_get_urlarg_by_name(c->wsi, "from=", buf, sizeof(buf));
+        if (v) {
+            if (!parse_seq(v, &from)) {
+                hs_conn_error(c, 400, "BadRequest", "from must be an integer >= 0");
+                return;
+            }
+            has_from = true;
+        }
+    }
+    /* ?types=a,b */
+    char tbuf[2048];
+    const char *types[64];
+    uint32_t ntypes = 0;
+    const char *tv = lws_get_urlarg_by_name(c->wsi, "types=", tbuf, sizeof(tbuf));
+    if (tv) {
+        char *p = (char *)tv;
+        while (p && *p && ntypes < 64) {
+            char *comma = strchr(p, ',');
+            if (comma)
+                *comma = '\0';
+            if (*p)
+                types[ntypes++] = p;
+            p = comma ? comma + 1 : NULL;
+        }
+    }
+    hs_sub_t *s = hs_sub_create(stream, len, types, ntypes, srv->cfg.outbox_bytes);
+    if (!s) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    s->has_from = has_from;
+    s->from = from;
+    s->io_index = c->io->index;
+    s->io_ctx = c;
+
+    /* headers and the retry advice go out first, on the next writable callback */
+    size_t cap = LWS_PRE + 1024;
+    unsigned char *rb = malloc(cap);
+    if (!rb) {
+        hs_sub_unref(s);
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - 64;
+    if (lws_add_http_common_headers(c->wsi, 200, "text/event-stream",
+                                    LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-cache", 8, &p, end) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
+                                    (const unsigned char *)"no", 2, &p, end) ||
+        lws_finalize_http_header(c->wsi, &p, end)) {
+        free(rb);
+        hs_sub_unref(s);
+        return;
+    }
+    p += snprintf((char *)p, (size_t)(end - p) + 64, "retry: %d\n\n", srv->cfg.sse_retry_ms);
+    c->resp = rb;
+    c->resp_len = (size_t)(p - start);
+    c->resp_final = false;
+    c->sse = true;
+    c->sub = s;
+    c->last_write_ms = hs_now_ms();
+    list_add(c->io, c);
+    lws_http_mark_sse(c->wsi);
+    lws_callback_on_writable(c->wsi);
+    hs_fanout_subscribe(srv->fanout, s);
+}
+
+static size_t put_id(char *o, int64_t id)
+{
+    char tmp[24];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    size_t n = 0;
+    memcpy(o, "id: ", 4);
+    n = 4;
+    while (k)
+        o[n++] = tmp[--k];
+    o[n++] = '\n';
+    return n;
+}
+
+int hs_sse_writable(hs_conn_t *c)
+{
+    hs_io_t *io = c->io;
+    hs_sub_t *s = c->sub;
+    if (c->sse_killed || c->sse_closing || !s)
+        return -1;
+    char *out = (char *)io->wbuf + LWS_PRE;
+    size_t o = 0;
+    bool ended = false;
+    hs_block_t *b;
+    while (o < HS_WRITE_BUDGET) {
+        /* a block larger than the budget goes out alone, from its own memory */
+        if (!(b = hs_sub_pop_spsc(s, hs_fanout_block_size)))
+            break;
+        if (b->kind != HS_BLOCK_EVENT) {
+            ended = true;
+        }
+        size_t need = b->sse_len + 32;
+        if (o + need > HS_WRITE_BUDGET + 4096 - 64) {
+            if (o) {
+                if (lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o) {
+                    hs_block_unref(b);
+                    return -1;
+                }
+                o = 0;
+            }
+            unsigned char *big = malloc(LWS_PRE + need);
+            if (!big) {
+                hs_block_unref(b);
+                return -1;
+            }
+            size_t n = 0;
+            if (b->kind == HS_BLOCK_EVENT)
+                n = put_id((char *)big + LWS_PRE, s->all ? b->position : b->version);
+            memcpy(big + LWS_PRE + n, b->sse, b->sse_len);
+            int wr = lws_write(c->wsi, big + LWS_PRE, n + b->sse_len, LWS_WRITE_HTTP);
+            free(big);
+            hs_block_unref(b);
+            if (wr < 0)
+                return -1;
+            break; /* one big block per turn */
+        }
+        if (b->kind == HS_BLOCK_EVENT)
+            o += put_id(out + o, s->all ? b->position : b->version);
+        memcpy(out + o, b->sse, b->sse_len);
+        o += b->sse_len;
+        hs_block_unref(b);
+        if (ended)
+            break;
+    }
+    if (!o && c->ping_due && !ended) {
+        memcpy(out, ": ping\n\n", 8);
+        o = 8;
+    }
+    c->ping_due = false;
+    if (o) {
+        if (lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o)
+            return -1;
+        c->last_write_ms = hs_now_ms();
+    }
+    if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
+        atomic_store(&s->want_space, 0);
+        hs_fanout_space(io->srv->fanout, s);
+    }
+    if (ended || (c->sse_ending && hs_sub_empty(s))) {
+        /* the close block is written; end the response once lws has flushed it */
+        c->sse_closing = true;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (!hs_sub_empty(s))
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void hs_sse_on_signal(hs_io_t *io, hs_sub_t *s)
+{
+    unsigned fl = hs_sub_take_io_flags(s);
+    hs_conn_t *c = s->io_ctx;
+    if (c) {
+        if (fl & HS_SUB_IO_KILL)
+            c->sse_killed = true;
+        if (fl & HS_SUB_IO_END)
+            c->sse_ending = true;
+        lws_callback_on_writable(c->wsi);
+    }
+    hs_sub_unref(s); /* the inbox's reference */
+}
+
+void hs_sse_tick(hs_io_t *io, int64_t now)
+{
+    int ping = io->srv->cfg.sse_ping_ms;
+    for (hs_conn_t *c = io->sse_head; c; c = c->sse_next) {
+        if (now - c->last_write_ms >= ping && !c->ping_due) {
+            c->ping_due = true;
+            lws_callback_on_writable(c->wsi);
+        }
+    }
+}
+
+void hs_sse_closed(hs_conn_t *c)
+{
+    hs_sub_t *s = c->sub;
+    list_remove(c->io, c);
+    c->sse = false;
+    if (!s)
+        return;
+    c->sub = NULL;
+    s->io_ctx = NULL;
+    hs_fanout_unsubscribe(c->io->srv->fanout, s);
+    hs_sub_unref(s);
+}

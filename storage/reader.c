@@ -1,0 +1,122 @@
+/* Reader threads (see reader.h). */
+#include "storage/reader.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "hubstream/hubstream.h"
+#include "ringbuf/waiter.h"
+
+typedef struct rthread {
+    hs_reader_t *r;
+    hs_store_t *st;
+    hs_mpsc_t q;
+    hs_waiter_t waiter;
+    pthread_t thread;
+    bool started;
+} rthread_t;
+
+struct hs_reader {
+    int n;
+    rthread_t *t;
+    atomic_uint next;
+    atomic_int stopping;
+};
+
+static bool has_work(void *ctx)
+{
+    rthread_t *t = ctx;
+    return !hs_mpsc_empty(&t->q) || atomic_load(&t->r->stopping);
+}
+
+static void *run(void *arg)
+{
+    rthread_t *t = arg;
+    for (;;) {
+        hs_mpsc_node_t *n = hs_mpsc_take_all(&t->q);
+        if (!n) {
+            if (atomic_load(&t->r->stopping))
+                break;
+            hs_waiter_sleep(&t->waiter, 500, has_work, t);
+            continue;
+        }
+        while (n) {
+            hs_mpsc_node_t *next = n->next;
+            hs_read_req_t *req = hs_container_of(n, hs_read_req_t, node);
+            req->status = req->run(t->st, req);
+            req->done(req);
+            n = next;
+        }
+    }
+    return NULL;
+}
+
+hs_reader_t *hs_reader_create(const char *db, int n, char *err, size_t errlen)
+{
+    hs_reader_t *r = calloc(1, sizeof(*r));
+    if (!r || n <= 0 || !(r->t = calloc((size_t)n, sizeof(rthread_t)))) {
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->n = n;
+    for (int i = 0; i < n; i++) {
+        rthread_t *t = &r->t[i];
+        t->r = r;
+        hs_mpsc_init(&t->q);
+        hs_waiter_init(&t->waiter);
+        if (!(t->st = hs_store_open(db, err, errlen))) {
+            hs_reader_destroy(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+int hs_reader_start(hs_reader_t *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        if (pthread_create(&r->t[i].thread, NULL, run, &r->t[i]))
+            return HS_ESYS;
+        r->t[i].started = true;
+    }
+    return 0;
+}
+
+void hs_reader_stop(hs_reader_t *r)
+{
+    atomic_store(&r->stopping, 1);
+    for (int i = 0; i < r->n; i++) {
+        if (!r->t[i].started)
+            continue;
+        hs_waiter_wake(&r->t[i].waiter);
+        pthread_join(r->t[i].thread, NULL);
+        r->t[i].started = false;
+    }
+}
+
+void hs_reader_destroy(hs_reader_t *r)
+{
+    if (!r)
+        return;
+    hs_reader_stop(r);
+    for (int i = 0; i < r->n; i++) {
+        if (r->t[i].st)
+            hs_store_close(r->t[i].st);
+        hs_waiter_dispose(&r->t[i].waiter);
+    }
+    free(r->t);
+    free(r);
+}
+
+bool hs_reader_submit(hs_reader_t *r, hs_read_req_t *req)
+{
+    if (atomic_load(&r->stopping))
+        return false;
+    rthread_t *t = &r->t[atomic_fetch_add(&r->next, 1) % (unsigned)r->n];
+    hs_mpsc_push(&t->q, &req->node);
+    hs_waiter_wake(&t->waiter);
+    return true;
+}

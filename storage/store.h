@@ -1,0 +1,140 @@
+/*
+ * The store: hubstream's one way into a database, over ODBC.
+ *
+ * A hs_store_t is one ODBC connection plus its prepared statements and the SQL dialect the driver
+ * turned out to speak (SQLGetInfo SQL_DBMS_NAME picks it; see dialect.h). It is not thread-safe:
+ * the writer thread owns one, each reader thread owns another. It knows nothing of batching,
+ * expected versions or fan-out: that is writer.c's job. It is not a cache either: every call goes
+ * to the database.
+ *
+ * Schema (created and versioned by hs_store_migrate()):
+ *   hs_meta(key, value)                             schema_version
+ *   hs_streams(id, name UNIQUE, version, position, closed, created_us, updated_us)
+ *   hs_events(position PK, stream_id, version, event_id, type, time_us, data, metadata)
+ *     UNIQUE(stream_id, version), UNIQUE(stream_id, event_id)
+ * `data` and `metadata` are compact JSON text; metadata is NULL when absent.
+ */
+#ifndef HS_STORE_H
+#define HS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hs_store hs_store_t;
+
+/* A stream's row. */
+typedef struct hs_stream_head {
+    int64_t id;       /* internal row id */
+    int64_t version;  /* last version, 0 for a stream with no event left */
+    int64_t position; /* position of its last event */
+    bool closed;
+    int64_t created_us, updated_us; /* UTC microseconds since the epoch */
+} hs_stream_head_t;
+
+/* One event row to insert. Strings are borrowed; metadata may be NULL (SQL NULL). */
+typedef struct hs_row {
+    int64_t stream_id, version, position, time_us;
+    const char *event_id;
+    size_t event_id_len;
+    const char *type;
+    size_t type_len;
+    const char *data;
+    size_t data_len;
+    const char *metadata;
+    size_t metadata_len;
+} hs_row_t;
+
+/* One event as read back. Strings are valid only during the callback; they are not
+ * NUL-terminated (use the lengths). metadata is NULL when absent. */
+typedef struct hs_record {
+    const char *stream;
+    size_t stream_len;
+    int64_t version, position, time_us;
+    const char *event_id;
+    size_t event_id_len;
+    const char *type;
+    size_t type_len;
+    const char *data;
+    size_t data_len;
+    const char *metadata;
+    size_t metadata_len;
+} hs_record_t;
+
+/* Record callback of the read functions: return 0 to go on, non-zero to stop early (that value
+ * is then returned by the read function). */
+typedef int (*hs_record_cb)(void *ctx, const hs_record_t *rec);
+
+/* Stream callback of hs_store_list_streams(); same convention. */
+typedef int (*hs_stream_cb)(void *ctx, const char *name, size_t name_len,
+                            const hs_stream_head_t *head);
+
+/*
+ * Opens a connection. `conn` is an ODBC connection string ("Driver=SQLite3;Database=x.db",
+ * "DSN=name") or a bare file path (no '='), which means SQLite3 with that file. Applies the
+ * dialect's session settings (SQLite: WAL, synchronous=NORMAL, busy timeout). On failure returns
+ * NULL and writes the driver's diagnostic into err.
+ */
+hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen);
+void hs_store_close(hs_store_t *st);
+
+/* The dialect's name ("sqlite", ...). */
+const char *hs_store_dialect(const hs_store_t *st);
+
+/* The last diagnostic of this connection ("" if none); valid until the next call. */
+const char *hs_store_error(const hs_store_t *st);
+
+/* Creates the schema if missing and migrates older versions. Idempotent; safe to call from
+ * several connections one after another. */
+int hs_store_migrate(hs_store_t *st);
+
+/* Transactions (the connection is in manual-commit mode). */
+int hs_store_begin(hs_store_t *st);
+int hs_store_commit(hs_store_t *st);
+int hs_store_rollback(hs_store_t *st);
+
+/* The stream row by name: 0, or HS_ENOENT when there is no such stream. */
+int hs_store_get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_head_t *out);
+
+/* Inserts a stream row with version 0 and sets *id. */
+int hs_store_create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us,
+                           int64_t *id);
+
+/* Writes a stream row's version, position, closed flag and updated time. */
+int hs_store_update_stream(hs_store_t *st, const hs_stream_head_t *head);
+
+/* Deletes a stream row and all its events. */
+int hs_store_delete_stream(hs_store_t *st, int64_t stream_id);
+
+/* Highest position in hs_events and in hs_streams.position (0 when empty): the next position the
+ * writer assigns is that plus one. */
+int hs_store_max_position(hs_store_t *st, int64_t *pos);
+
+/* Looks up an event by client id within a stream: 0 with its version and position, or
+ * HS_ENOENT. */
+int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
+                        int64_t *version, int64_t *position);
+
+/* Inserts n rows with array-bound parameters (SQL_ATTR_PARAMSET_SIZE), in as few executions as
+ * the rows' sizes allow. Inside the caller's transaction. */
+int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n);
+
+/*
+ * Reads a stream's events. Forward: version > after, ascending. Backward: version < after
+ * (after <= 0 means from the newest), descending. At most `limit` records. Returns the
+ * callback's non-zero value if it stopped, else 0 (HS_ENOENT is never returned: an unknown
+ * stream simply has no record).
+ */
+int hs_store_read_stream(hs_store_t *st, const char *name, size_t len, int64_t after, bool backward,
+                         size_t limit, hs_record_cb cb, void *ctx);
+
+/* The same over every stream by position ($all). */
+int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit, hs_record_cb cb,
+                      void *ctx);
+
+/* Streams whose name starts with prefix (may be empty) and sorts after `after` (may be empty),
+ * ascending by name, at most limit. */
+int hs_store_list_streams(hs_store_t *st, const char *prefix, size_t prefix_len, const char *after,
+                          size_t after_len, size_t limit, hs_stream_cb cb, void *ctx);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * The writer thread: the one place where events are appended.
+ *
+ * IO threads (and hs_server_publish) hand it ingest entries; it takes everything waiting, up to
+ * a batch limit, and commits it in one transaction (group commit): stream heads are checked and
+ * advanced (expectedVersion, closed streams, idempotent client ids), versions and positions are
+ * assigned gaplessly, rows are inserted with array binding. Only after the commit does it
+ * complete each entry (the publisher's ack) and hand the encoded batch to the fan-out sink. A
+ * batch that fails to commit fails every entry in it (HS_EDB) and appends nothing.
+ *
+ * Not here: parsing and validation of events (the IO threads do that), delivery (fan-out).
+ */
+#ifndef HS_WRITER_H
+#define HS_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hubstream/hubstream.h"
+#include "ringbuf/block.h"
+#include "ringbuf/mpsc.h"
+#include "storage/store.h"
+
+typedef enum hs_ingest_kind {
+    HS_INGEST_APPEND = 0,
+    HS_INGEST_CLOSE = 1,
+    HS_INGEST_DELETE = 2,
+} hs_ingest_kind_t;
+
+/* One event of an append. Strings point into the entry's arena. */
+typedef struct hs_ingest_event {
+    const char *type;
+    const char *data;
+    const char *metadata; /* NULL when absent */
+    const char *id;       /* always set: the client's id or a generated UUID */
+    uint32_t type_len, data_len, metadata_len, id_len;
+    bool client_id; /* the publisher chose the id: check idempotency */
+} hs_ingest_event_t;
+
+typedef struct hs_ingest hs_ingest_t;
+
+/* Called on the writer thread once the entry's outcome is known (after commit). */
+typedef void (*hs_ingest_done_fn)(hs_ingest_t *e);
+
+struct hs_ingest {
+    hs_mpsc_node_t node; /* free for the completion path (e.g. an IO thread's inbox) */
+    hs_ingest_kind_t kind;
+    const char *stream;
+    uint32_t stream_len;
+    uint32_t nevents;
+    int64_t expected_version; /* HS_ANY_VERSION or >= 0 */
+    hs_ingest_event_t *events;
+    /* outcome, written by the writer before done() */
+    int status; /* 0 or HS_E* */
+    hs_publish_result_t result;
+    bool appended;   /* rows were appended (false for a retry of a committed publish) */
+    int64_t time_us; /* commit time */
+    /* completion */
+    hs_ingest_done_fn done;
+    void *origin; /* owner-defined: which thread or waiter to complete */
+    void *conn;   /* owner-defined */
+    int io_index;
+};
+
+/*
+ * Allocates an entry with room for nevents events and `arena` bytes of strings in one block.
+ * *arena_out receives the string space. Free with hs_ingest_free().
+ */
+hs_ingest_t *hs_ingest_alloc(uint32_t nevents, size_t arena, char **arena_out);
+void hs_ingest_free(hs_ingest_t *e);
+
+/* Encodes a committed record into a block (the codec supplies it). */
+typedef hs_block_t *(*hs_encode_fn)(const hs_record_t *rec);
+/* Encodes a stream marker (closed / deleted). */
+typedef hs_block_t *(*hs_encode_marker_fn)(hs_block_kind_t kind, const char *stream, size_t len,
+                                           int64_t version);
+/* Receives each committed batch (the callee takes the reference). Called on the writer thread. */
+typedef void (*hs_batch_sink_fn)(void *ctx, hs_batch_t *batch);
+/* Logging from the writer thread. */
+typedef void (*hs_writer_log_fn)(void *ctx, hs_log_level_t level, const char *msg);
+
+typedef struct hs_writer_config {
+    const char *db;
+    int nrings;        /* one SPSC ring per IO thread */
+    int ring_size;     /* power of two */
+    int batch_max;     /* most events per transaction */
+    hs_encode_fn encode;
+    hs_encode_marker_fn encode_marker;
+    hs_batch_sink_fn sink;
+    void *sink_ctx;
+    hs_writer_log_fn log;
+    void *log_ctx;
+} hs_writer_config_t;
+
+typedef struct hs_writer hs_writer_t;
+
+/* Opens the writer's store connection and migrates the schema; no thread yet. */
+hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t errlen);
+int hs_writer_start(hs_writer_t *w);
+/* Sets the sink's context (before hs_writer_start). */
+void hs_writer_set_sink_ctx(hs_writer_t *w, void *ctx);
+/* Takes and commits everything already submitted, then stops the thread. */
+void hs_writer_stop(hs_writer_t *w);
+void hs_writer_destroy(hs_writer_t *w);
+
+/* IO thread `ring` only (single producer per ring). False when the ring is full. */
+bool hs_writer_submit_spsc(hs_writer_t *w, int ring, hs_ingest_t *e);
+
+/* Any thread. False when the shared ring is full or the writer is stopped. */
+bool hs_writer_submit_mpmc(hs_writer_t *w, hs_ingest_t *e);
+
+/* Counters for /readyz and metrics (any thread, approximate). */
+typedef struct hs_writer_stats {
+    uint64_t batches, events, failed_batches;
+    int64_t last_position;
+    bool db_ok;
+} hs_writer_stats_t;
+void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out);
+
+#endif
