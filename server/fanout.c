@@ -215,7 +215,9 @@ static void detach(worker_t *w, hs_sub_t *s)
         st->subs = s->w_next;
     if (s->w_next)
         s->w_next->w_prev = s->w_prev;
+    pthread_mutex_lock(&w->mu);
     st->nsubs--;
+    pthread_mutex_unlock(&w->mu);
     s->w_stream = NULL;
     stalled_remove(w, s);
     /* a pending DATA signal holds no reference; flush_wakes must not see a freed sub */

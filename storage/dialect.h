@@ -1,0 +1,111 @@
+/*
+ * SQL dialects: everything store.c says to a database that differs from one DBMS to another.
+ *
+ * A dialect is a constant table of SQL text plus a few hooks. store.c picks one by the driver's
+ * SQLGetInfo(SQL_DBMS_NAME) and never branches on the database itself, so adding PostgreSQL or
+ * SQL Server means writing a dialect_<dbms>.c with its table and listing it in
+ * hs_dialect_find(); store.c does not change. This is not a query builder and not an ORM: the
+ * statements are fixed, prepared once per connection, and their parameters and result columns
+ * come in the order documented below (store.c binds by position).
+ *
+ * Rules every dialect must keep, because store.c relies on them:
+ *   - Stream names compare byte-wise (binary collation): `=`, `<`, `>` and ORDER BY name sort
+ *     as memcmp() would. list_streams depends on it for prefix matching.
+ *   - A "limit" parameter is always the last parameter (LIMIT ?, FETCH NEXT ? ROWS ONLY).
+ *   - Integer columns come first in every SELECT, text columns after them in the documented
+ *     order: store.c binds the integers (SQLBindCol) and reads the text with SQLGetData in
+ *     ascending column order, which every driver allows.
+ *   - Parameters are bound as SQL_C_SBIGINT (integers) or SQL_C_CHAR (UTF-8 text, with an
+ *     explicit length; SQL_VARCHAR, or SQL_LONGVARCHAR above 4000 bytes).
+ */
+#ifndef HS_DIALECT_H
+#define HS_DIALECT_H
+
+#include <stddef.h>
+
+typedef struct hs_dialect {
+    const char *name;        /* "sqlite": what hs_store_dialect() reports */
+    const char *dbms_prefix; /* matched against the start of SQLGetInfo(SQL_DBMS_NAME) */
+
+    /*
+     * Turns a bare file path into a connection string for this dialect's driver; NULL when the
+     * dialect has no file form. Returns 0, or -1 when the path cannot be expressed (too long,
+     * characters the connection-string syntax cannot carry), with a reason in `why`.
+     */
+    int (*conn_from_path)(const char *path, char *out, size_t outlen, const char **why);
+
+    /* Run once right after connecting, in autocommit mode, results discarded; NULL-terminated
+     * (may be NULL). */
+    const char *const *session_sql;
+
+    /* Run by hs_store_begin() as the first statement of each writer transaction, to serialise
+     * writers across processes (PostgreSQL: pg_advisory_xact_lock). May be NULL. */
+    const char *batch_lock_sql;
+    /* The same for hs_store_migrate(), so that two servers migrating at once take turns. May be
+     * NULL. */
+    const char *migrate_lock_sql;
+
+    /*
+     * Schema. meta_create_sql creates hs_meta(key, value) if it is missing (it must be a no-op
+     * otherwise). schema_version_sql: () -> value (text) of key 'schema_version', no row when
+     * the schema is empty. migrations[v] (v = 0 .. schema_version-1) lists the statements,
+     * NULL-terminated, that take the schema from version v to v+1; its last statement records
+     * version v+1 in hs_meta (store.c checks that it did). Migration 0 also inserts the key
+     * 'position_floor' = '0' (see delete_stream below).
+     */
+    const char *meta_create_sql;
+    const char *schema_version_sql;
+    const char *const *const *migrations;
+    int schema_version; /* the version this build writes: the number of migrations */
+
+    /* (name) -> id, version, position, closed, created_us, updated_us */
+    const char *get_stream_sql;
+    /* (name, created_us, updated_us): inserts version 0, position 0, not closed. The new id is
+     * read back with get_stream_sql. */
+    const char *create_stream_sql;
+    /* (version, position, closed, updated_us, id) */
+    const char *update_stream_sql;
+    /*
+     * Deleting a stream: (id, id) raises hs_meta 'position_floor' to the stream's position when
+     * that is higher, so that max_position never goes back and the writer never hands out a
+     * position again that a subscriber may already have seen; then (stream_id) deletes its
+     * events; then (id) deletes its row.
+     */
+    const char *keep_position_sql;
+    const char *delete_events_sql;
+    const char *delete_stream_sql;
+    /* () -> the highest of MAX(hs_events.position), MAX(hs_streams.position) and
+     * 'position_floor' (NULL or no row when all are empty) */
+    const char *max_position_sql;
+    /* (stream_id, event_id) -> version, position */
+    const char *find_event_sql;
+    /* (position, stream_id, version, time_us, event_id, type, data, metadata), executed with
+     * an array of parameter sets */
+    const char *insert_event_sql;
+    /* (name, after, limit) -> version, position, time_us, event_id, type, data, metadata;
+     * forward: version > after ascending; backward: version < after descending */
+    const char *read_stream_fwd_sql;
+    const char *read_stream_bwd_sql;
+    /* (after, limit) -> version, position, time_us, stream name, event_id, type, data, metadata;
+     * by position, forward (> after, ascending) or backward (< after, descending) */
+    const char *read_all_fwd_sql;
+    const char *read_all_bwd_sql;
+    /*
+     * Streams by name, ascending: (lo, lo, lo_inclusive, hi, limit) selects name >= lo, and
+     * name > lo unless lo_inclusive is 1, and name < hi; list_streams_open_sql is the same
+     * without hi: (lo, lo, lo_inclusive, limit). -> id, version, position, closed, created_us,
+     * updated_us, name.
+     */
+    const char *list_streams_sql;
+    const char *list_streams_open_sql;
+} hs_dialect_t;
+
+extern const hs_dialect_t hs_dialect_sqlite;
+
+/* The dialect whose dbms_prefix starts dbms_name (SQLGetInfo SQL_DBMS_NAME), or NULL. */
+const hs_dialect_t *hs_dialect_find(const char *dbms_name);
+
+/* The dialect a bare file path (a connection "string" without '=') stands for: SQLite. */
+const hs_dialect_t *hs_dialect_for_path(void);
+
+#endif

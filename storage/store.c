@@ -1,0 +1,1240 @@
+/*
+ * The store: one ODBC connection, its prepared statements and the SQL dialect it speaks.
+ *
+ * What it does: connects (a bare file path means SQLite), applies the dialect's session
+ * settings, creates and migrates the schema, and runs hubstream's fixed set of statements —
+ * stream rows, array-bound event inserts, paged event reads — with their diagnostics kept for
+ * hs_store_error(). All SQL text comes from the dialect table (dialect.h); nothing here knows
+ * which database it talks to.
+ *
+ * What it is not: not thread-safe (one connection per thread), not a cache, and it knows
+ * nothing of batching rules, expected versions or subscribers (writer.c and reader.c).
+ *
+ * Transactions. The connection runs in ODBC manual-commit mode. Between hs_store_begin() and
+ * hs_store_commit()/hs_store_rollback() every call works inside the caller's transaction and a
+ * failed call leaves it to the caller to roll back. Any call made outside such a transaction
+ * is a transaction of its own: committed when it succeeds, rolled back when it fails. That
+ * matters for readers too: in manual-commit mode a SELECT opens a transaction, and one left
+ * open would pin a SQLite WAL snapshot (the WAL could never be checkpointed) or leave a
+ * PostgreSQL session "idle in transaction".
+ *
+ * Memory. Statements are prepared on first use and kept. Insert parameter arrays and read
+ * buffers belong to the connection and only grow, so steady-state inserts and reads do not
+ * allocate. Reads are paged: drivers such as sqliteodbc (and psqlodbc by default) materialise a
+ * whole result set at SQLExecute, so one query for a large `limit` over 1 MiB events could hold
+ * gigabytes; each page is sized from the rows the previous page returned.
+ */
+#include "storage/store.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sql.h>
+#include <sqlext.h>
+
+#include <hubstream/hubstream.h>
+
+#include "storage/dialect.h"
+
+#define ERR_MAX 1024
+#define CONN_MAX 1024
+/* Text parameters longer than this are bound as SQL_LONGVARCHAR: SQL Server refuses VARCHAR
+ * column sizes above 8000 bytes, and the type makes no difference to SQLite or PostgreSQL. */
+#define LONG_TEXT 4000
+/* One text value; SQLite's driver keeps lengths in an int. */
+#define TEXT_MAX ((size_t)INT32_MAX - 1)
+
+/* An array insert binds fixed-width columns, so a batch costs (widest value x rows) per text
+ * column: executions are cut so that the four text columns stay within this budget. */
+#define INS_BUDGET ((size_t)4 << 20)
+#define INS_MAX_ROWS 1024
+
+/* Read pages, in rows: the first is modest, later ones grow (x4) up to PAGE_MAX, and shrink so
+ * that a page of the biggest rows seen so far stays under PAGE_BYTES. Above ~1000 rows a page
+ * is no faster (measured with SQLite: the per-query cost is ~0.1 ms). */
+#define PAGE_FIRST 128
+#define PAGE_MAX 1024
+#define PAGE_MIN 4
+#define PAGE_BYTES ((size_t)32 << 20)
+#define LIST_PAGE 1024
+
+/* First SQLGetData size of a text buffer: sqliteodbc strncpy()s into the whole buffer it is
+ * given (zero-filling it), so asking for a 1 MiB buffer for a 100-byte value costs a 1 MiB
+ * memset. Each column asks for the next power of two above its previous value instead. */
+#define HINT_MIN 256
+
+/* Statements, in the order of the dialect's fields. */
+enum {
+    Q_BATCH_LOCK,
+    Q_MIGRATE_LOCK,
+    Q_SCHEMA_VERSION,
+    Q_GET_STREAM,
+    Q_CREATE_STREAM,
+    Q_UPDATE_STREAM,
+    Q_KEEP_POSITION,
+    Q_DELETE_EVENTS,
+    Q_DELETE_STREAM,
+    Q_MAX_POSITION,
+    Q_FIND_EVENT,
+    Q_INSERT_EVENT,
+    Q_READ_STREAM_FWD,
+    Q_READ_STREAM_BWD,
+    Q_READ_ALL_FWD,
+    Q_READ_ALL_BWD,
+    Q_LIST,
+    Q_LIST_OPEN,
+    Q_COUNT
+};
+
+static const struct {
+    size_t off;    /* of the SQL text in hs_dialect_t */
+    int int_cols;  /* leading integer result columns, bound once at prepare */
+    const char *what;
+} qinfo[Q_COUNT] = {
+    [Q_BATCH_LOCK] = {offsetof(hs_dialect_t, batch_lock_sql), 0, "batch lock"},
+    [Q_MIGRATE_LOCK] = {offsetof(hs_dialect_t, migrate_lock_sql), 0, "migration lock"},
+    [Q_SCHEMA_VERSION] = {offsetof(hs_dialect_t, schema_version_sql), 0, "schema version"},
+    [Q_GET_STREAM] = {offsetof(hs_dialect_t, get_stream_sql), 6, "get stream"},
+    [Q_CREATE_STREAM] = {offsetof(hs_dialect_t, create_stream_sql), 0, "create stream"},
+    [Q_UPDATE_STREAM] = {offsetof(hs_dialect_t, update_stream_sql), 0, "update stream"},
+    [Q_KEEP_POSITION] = {offsetof(hs_dialect_t, keep_position_sql), 0, "keep position"},
+    [Q_DELETE_EVENTS] = {offsetof(hs_dialect_t, delete_events_sql), 0, "delete events"},
+    [Q_DELETE_STREAM] = {offsetof(hs_dialect_t, delete_stream_sql), 0, "delete stream"},
+    [Q_MAX_POSITION] = {offsetof(hs_dialect_t, max_position_sql), 1, "max position"},
+    [Q_FIND_EVENT] = {offsetof(hs_dialect_t, find_event_sql), 2, "find event"},
+    [Q_INSERT_EVENT] = {offsetof(hs_dialect_t, insert_event_sql), 0, "insert events"},
+    [Q_READ_STREAM_FWD] = {offsetof(hs_dialect_t, read_stream_fwd_sql), 3, "read stream"},
+    [Q_READ_STREAM_BWD] = {offsetof(hs_dialect_t, read_stream_bwd_sql), 3, "read stream"},
+    [Q_READ_ALL_FWD] = {offsetof(hs_dialect_t, read_all_fwd_sql), 3, "read all"},
+    [Q_READ_ALL_BWD] = {offsetof(hs_dialect_t, read_all_bwd_sql), 3, "read all"},
+    [Q_LIST] = {offsetof(hs_dialect_t, list_streams_sql), 6, "list streams"},
+    [Q_LIST_OPEN] = {offsetof(hs_dialect_t, list_streams_open_sql), 6, "list streams"},
+};
+
+#define INT_COLS 6
+
+/* A growing text buffer for SQLGetData. */
+typedef struct text {
+    char *p;
+    size_t cap;
+    size_t hint; /* how much to ask for first */
+} text_t;
+
+/* Read buffers: the record's strings must all be valid at once, so one per column. */
+enum { T_STREAM, T_EVENT_ID, T_TYPE, T_DATA, T_META, T_KEY, T_HI, T_COUNT };
+
+/* Column-wise insert parameter arrays, reused across calls. */
+enum { N_POSITION, N_STREAM_ID, N_VERSION, N_TIME, N_COUNT };
+enum { S_EVENT_ID, S_TYPE, S_DATA, S_META, S_COUNT };
+
+typedef struct batch {
+    size_t rows; /* capacity of the per-row arrays */
+    SQLBIGINT *num[N_COUNT];
+    SQLLEN *len[S_COUNT];
+    SQLUSMALLINT *status;
+    char *text[S_COUNT];
+    size_t text_cap[S_COUNT];
+    SQLULEN processed;
+} batch_t;
+
+struct hs_store {
+    SQLHENV env;
+    SQLHDBC dbc;
+    bool connected;
+    bool in_txn; /* between hs_store_begin() and commit/rollback */
+    const hs_dialect_t *d;
+    SQLHSTMT q[Q_COUNT];
+    SQLHSTMT scratch; /* session settings and migrations */
+    SQLBIGINT col[INT_COLS];
+    SQLLEN col_ind[INT_COLS];
+    text_t t[T_COUNT];
+    batch_t b;
+    char err[ERR_MAX];
+};
+
+/* One statement parameter: an integer or a text with its length. */
+typedef struct par {
+    bool text;
+    SQLBIGINT i;
+    const char *s;
+    SQLLEN len;
+} par_t;
+
+#define PINT(v) ((par_t){.text = false, .i = (SQLBIGINT)(v)})
+#define PTXT(p, n) ((par_t){.text = true, .s = (p) ? (p) : "", .len = (SQLLEN)(n)})
+
+/* ---- diagnostics ---- */
+
+static int fail(hs_store_t *st, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->err, sizeof st->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Writes "<context>: [SQLSTATE] message" (up to three diagnostic records) and returns HS_EDB. */
+static int dbfail(hs_store_t *st, SQLSMALLINT type, SQLHANDLE h, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(st->err, sizeof st->err, fmt, ap);
+    va_end(ap);
+    size_t at = n < 0 ? 0 : (size_t)n < sizeof st->err ? (size_t)n : sizeof st->err - 1;
+    int found = 0;
+
+    for (SQLSMALLINT i = 1; i <= 3 && h != SQL_NULL_HANDLE; i++) {
+        SQLCHAR state[6] = "", msg[SQL_MAX_MESSAGE_LENGTH];
+        SQLINTEGER native = 0;
+        SQLSMALLINT mlen = 0;
+        SQLRETURN r = SQLGetDiagRec(type, h, i, state, &native, msg, sizeof msg, &mlen);
+        if (!SQL_SUCCEEDED(r))
+            break;
+        n = snprintf(st->err + at, sizeof st->err - at, "%s [%s] %s", found ? ";" : ":",
+                     (char *)state, (char *)msg);
+        found++;
+        if (n < 0 || (size_t)n >= sizeof st->err - at)
+            break;
+        at += (size_t)n;
+    }
+    if (!found && at < sizeof st->err)
+        snprintf(st->err + at, sizeof st->err - at, ": (no diagnostic from the driver)");
+    return HS_EDB;
+}
+
+static int nomem(hs_store_t *st)
+{
+    return fail(st, HS_ENOMEM, "out of memory");
+}
+
+/* ---- buffers ---- */
+
+/* Returns p resized to hold at least `need` elements of `size` bytes, updating *cap (it never
+ * shrinks), or NULL when memory runs out (p is then left as it was). */
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (*cap >= need)
+        return p;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n = n > SIZE_MAX / 2 ? need : n * 2;
+    if (n > SIZE_MAX / size)
+        return NULL;
+    void *q = realloc(p, n * size);
+    if (q)
+        *cap = n;
+    return q;
+}
+
+/* The same for a text buffer. */
+static int reserve(text_t *t, size_t need)
+{
+    char *p = grow(t->p, &t->cap, need, 1);
+    if (!p)
+        return HS_ENOMEM;
+    t->p = p;
+    return 0;
+}
+
+static size_t pow2_above(size_t n)
+{
+    size_t h = HINT_MIN;
+    while (h <= n && h <= SIZE_MAX / 2)
+        h *= 2;
+    return h;
+}
+
+/* ---- statements ---- */
+
+static int prep(hs_store_t *st, int q, SQLHSTMT *out)
+{
+    if (st->q[q]) {
+        *out = st->q[q];
+        return 0;
+    }
+    const char *sql = *(const char *const *)((const char *)st->d + qinfo[q].off);
+    if (!sql)
+        return fail(st, HS_EINVAL, "the %s dialect has no '%s' statement", st->d->name,
+                    qinfo[q].what);
+    SQLHSTMT h = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &h)))
+        return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
+    if (!SQL_SUCCEEDED(SQLPrepare(h, (SQLCHAR *)sql, SQL_NTS))) {
+        int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot prepare '%s'", qinfo[q].what);
+        SQLFreeHandle(SQL_HANDLE_STMT, h);
+        return rc;
+    }
+    for (int i = 0; i < qinfo[q].int_cols; i++) {
+        SQLRETURN r = SQLBindCol(h, (SQLUSMALLINT)(i + 1), SQL_C_SBIGINT, &st->col[i], 0,
+                                 &st->col_ind[i]);
+        if (!SQL_SUCCEEDED(r)) {
+            int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot bind '%s'", qinfo[q].what);
+            SQLFreeHandle(SQL_HANDLE_STMT, h);
+            return rc;
+        }
+    }
+    st->q[q] = h;
+    *out = h;
+    return 0;
+}
+
+static int bind(hs_store_t *st, SQLHSTMT h, par_t *p, int n, int q)
+{
+    for (int i = 0; i < n; i++) {
+        SQLRETURN r;
+        if (p[i].text) {
+            SQLSMALLINT type = p[i].len > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR;
+            SQLULEN size = p[i].len > 0 ? (SQLULEN)p[i].len : 1;
+            r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_CHAR, type,
+                                 size, 0, (SQLPOINTER)p[i].s, p[i].len, &p[i].len);
+        } else {
+            r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_SBIGINT,
+                                 SQL_BIGINT, 0, 0, &p[i].i, 0, NULL);
+        }
+        if (!SQL_SUCCEEDED(r))
+            return dbfail(st, SQL_HANDLE_STMT, h, "cannot bind parameter %d of '%s'", i + 1,
+                          qinfo[q].what);
+    }
+    return 0;
+}
+
+/*
+ * Prepares (once), binds and executes statement q. *h receives the statement, whose cursor the
+ * caller closes; *changed, if not NULL, the number of rows an INSERT/UPDATE/DELETE touched.
+ */
+static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *changed)
+{
+    SQLHSTMT h;
+    int rc = prep(st, q, &h);
+    if (rc)
+        return rc;
+    rc = bind(st, h, p, n, q);
+    if (rc)
+        return rc;
+    SQLRETURN r = SQLExecute(h);
+    /* SQL_NO_DATA: an UPDATE or DELETE that matched no row (ODBC 3). */
+    if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r)) {
+        rc = dbfail(st, SQL_HANDLE_STMT, h, "%s failed", qinfo[q].what);
+        SQLFreeStmt(h, SQL_CLOSE);
+        return rc;
+    }
+    if (changed) {
+        *changed = 0;
+        if (r != SQL_NO_DATA && !SQL_SUCCEEDED(SQLRowCount(h, changed))) {
+            rc = dbfail(st, SQL_HANDLE_STMT, h, "%s: no row count", qinfo[q].what);
+            SQLFreeStmt(h, SQL_CLOSE);
+            return rc;
+        }
+    }
+    if (hp)
+        *hp = h;
+    else
+        SQLFreeStmt(h, SQL_CLOSE);
+    return 0;
+}
+
+/* Runs a one-off statement (session settings, DDL) and discards any result. */
+static int direct(hs_store_t *st, const char *sql, const char *what)
+{
+    if (!st->scratch && !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &st->scratch))) {
+        st->scratch = SQL_NULL_HSTMT;
+        return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
+    }
+    SQLRETURN r = SQLExecDirect(st->scratch, (SQLCHAR *)sql, SQL_NTS);
+    int rc = 0;
+    if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r))
+        rc = dbfail(st, SQL_HANDLE_STMT, st->scratch, "%s failed (%.80s)", what, sql);
+    SQLFreeStmt(st->scratch, SQL_CLOSE);
+    return rc;
+}
+
+/* 1: a row, 0: no more rows, <0: error. */
+static int fetch(hs_store_t *st, SQLHSTMT h, int q)
+{
+    SQLRETURN r = SQLFetch(h);
+    if (r == SQL_NO_DATA)
+        return 0;
+    if (SQL_SUCCEEDED(r))
+        return 1;
+    return dbfail(st, SQL_HANDLE_STMT, h, "%s: fetch failed", qinfo[q].what);
+}
+
+/* Integer result column i (0-based) of the current row; SQL NULL reads as 0. */
+static int64_t ival(const hs_store_t *st, int i)
+{
+    return st->col_ind[i] == SQL_NULL_DATA ? 0 : (int64_t)st->col[i];
+}
+
+/*
+ * Reads text column `col` of the current row into t (grown as needed): *s is NULL for SQL
+ * NULL. A value is read in one call when it fits the column's hint, else in two (or, for a
+ * driver that cannot tell the total length, in doubling chunks).
+ */
+static int text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, text_t *t, const char **s,
+                    size_t *len)
+{
+    size_t have = 0;
+    size_t ask = t->hint < t->cap ? t->hint : t->cap;
+
+    for (;;) {
+        SQLLEN ind = 0;
+        SQLRETURN r = SQLGetData(h, col, SQL_C_CHAR, t->p + have, (SQLLEN)ask, &ind);
+        if (r == SQL_NO_DATA) /* the previous call returned the rest */
+            break;
+        if (!SQL_SUCCEEDED(r))
+            return dbfail(st, SQL_HANDLE_STMT, h, "cannot read column %u", (unsigned)col);
+        if (ind == SQL_NULL_DATA) {
+            *s = NULL;
+            *len = 0;
+            return 0;
+        }
+        if (ind != SQL_NO_TOTAL && ind < 0)
+            return fail(st, HS_EDB, "column %u: driver returned length %ld", (unsigned)col,
+                        (long)ind);
+        if (ind != SQL_NO_TOTAL && (size_t)ind < ask) {
+            have += (size_t)ind;
+            break;
+        }
+        /* Truncated: ask - 1 bytes plus a NUL were written; ind was what remained before. */
+        have += ask - 1;
+        size_t need = ind == SQL_NO_TOTAL ? t->cap * 2 : have + ((size_t)ind - (ask - 1)) + 1;
+        if (reserve(t, need))
+            return nomem(st);
+        ask = t->cap - have;
+    }
+    t->hint = pow2_above(have);
+    *s = t->p;
+    *len = have;
+    return 0;
+}
+
+static void head_from_cols(const hs_store_t *st, hs_stream_head_t *out)
+{
+    out->id = ival(st, 0);
+    out->version = ival(st, 1);
+    out->position = ival(st, 2);
+    out->closed = ival(st, 3) != 0;
+    out->created_us = ival(st, 4);
+    out->updated_us = ival(st, 5);
+}
+
+/* Ends the implicit transaction of a call made outside hs_store_begin(): commit on success,
+ * roll back on failure (or when a read callback stopped early: nothing was written). */
+static int finish(hs_store_t *st, int rc)
+{
+    if (st->in_txn)
+        return rc;
+    SQLRETURN r = SQLEndTran(SQL_HANDLE_DBC, st->dbc, rc == 0 ? SQL_COMMIT : SQL_ROLLBACK);
+    if (!SQL_SUCCEEDED(r) && rc == 0) {
+        rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
+        SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
+    }
+    return rc;
+}
+
+static bool bad_text(const char *s, size_t len)
+{
+    return (!s && len > 0) || len > TEXT_MAX;
+}
+
+/* ---- connection ---- */
+
+hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
+{
+    hs_store_t *st = calloc(1, sizeof *st);
+    char connbuf[CONN_MAX];
+    const char *cs = conn;
+    bool bare = conn && !strchr(conn, '=');
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!st) {
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!conn || !*conn) {
+        fail(st, HS_EINVAL, "no database given");
+        goto out;
+    }
+    if (bare) {
+        const hs_dialect_t *pd = hs_dialect_for_path();
+        const char *why = "no dialect takes a file path";
+        if (!pd || !pd->conn_from_path ||
+            pd->conn_from_path(conn, connbuf, sizeof connbuf, &why) != 0) {
+            fail(st, HS_EINVAL, "cannot use '%s' as a database file: %s", conn, why);
+            goto out;
+        }
+        cs = connbuf;
+    }
+    for (int i = 0; i < T_COUNT; i++) {
+        if (reserve(&st->t[i], HINT_MIN)) {
+            nomem(st);
+            goto out;
+        }
+        st->t[i].hint = HINT_MIN;
+    }
+
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &st->env))) {
+        st->env = SQL_NULL_HENV;
+        fail(st, HS_EDB, "cannot allocate an ODBC environment (is unixODBC installed?)");
+        goto out;
+    }
+    SQLSetEnvAttr(st->env, SQL_ATTR_ODBC_VERSION, (SQLPOINTER)SQL_OV_ODBC3, 0);
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, st->env, &st->dbc))) {
+        st->dbc = SQL_NULL_HDBC;
+        dbfail(st, SQL_HANDLE_ENV, st->env, "cannot allocate an ODBC connection");
+        goto out;
+    }
+    SQLRETURN r = SQLDriverConnect(st->dbc, NULL, (SQLCHAR *)cs, SQL_NTS, NULL, 0, NULL,
+                                   SQL_DRIVER_NOPROMPT);
+    if (!SQL_SUCCEEDED(r)) {
+        /* A connection string may carry a password: only a bare path is repeated. */
+        if (bare)
+            dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot open database file '%s'", conn);
+        else
+            dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot connect to the database");
+        goto out;
+    }
+    st->connected = true;
+
+    SQLCHAR dbms[128] = "";
+    SQLSMALLINT dlen = 0;
+    r = SQLGetInfo(st->dbc, SQL_DBMS_NAME, dbms, sizeof dbms, &dlen);
+    if (!SQL_SUCCEEDED(r)) {
+        dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot ask the driver for its DBMS name");
+        goto out;
+    }
+    st->d = hs_dialect_find((const char *)dbms);
+    if (!st->d) {
+        fail(st, HS_EINVAL, "unsupported database '%s' (no SQL dialect for it)", (char *)dbms);
+        goto out;
+    }
+    /* Session settings run in autocommit mode: some (SQLite's journal_mode) cannot run inside
+     * a transaction, and in manual-commit mode every statement opens one. */
+    for (const char *const *s = st->d->session_sql; s && *s; s++) {
+        if (direct(st, *s, "session setting"))
+            goto out;
+    }
+    r = SQLSetConnectAttr(st->dbc, SQL_ATTR_AUTOCOMMIT, (SQLPOINTER)SQL_AUTOCOMMIT_OFF, 0);
+    if (!SQL_SUCCEEDED(r)) {
+        dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot switch to manual commit");
+        goto out;
+    }
+    return st;
+
+out:
+    if (err && errlen)
+        snprintf(err, errlen, "%s", st->err);
+    hs_store_close(st);
+    return NULL;
+}
+
+void hs_store_close(hs_store_t *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < Q_COUNT; i++) {
+        if (st->q[i])
+            SQLFreeHandle(SQL_HANDLE_STMT, st->q[i]);
+    }
+    if (st->scratch)
+        SQLFreeHandle(SQL_HANDLE_STMT, st->scratch);
+    if (st->connected) {
+        /* Whatever was not committed is abandoned, as if the process had stopped. */
+        SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
+        SQLDisconnect(st->dbc);
+    }
+    if (st->dbc)
+        SQLFreeHandle(SQL_HANDLE_DBC, st->dbc);
+    if (st->env)
+        SQLFreeHandle(SQL_HANDLE_ENV, st->env);
+    for (int i = 0; i < T_COUNT; i++)
+        free(st->t[i].p);
+    for (int i = 0; i < N_COUNT; i++)
+        free(st->b.num[i]);
+    for (int i = 0; i < S_COUNT; i++) {
+        free(st->b.len[i]);
+        free(st->b.text[i]);
+    }
+    free(st->b.status);
+    free(st);
+}
+
+const char *hs_store_dialect(const hs_store_t *st)
+{
+    return st->d->name;
+}
+
+const char *hs_store_error(const hs_store_t *st)
+{
+    return st->err;
+}
+
+/* ---- schema ---- */
+
+/* The recorded schema version, 0 when there is none. */
+static int schema_version(hs_store_t *st, int64_t *v)
+{
+    SQLHSTMT h;
+    int rc = run(st, Q_SCHEMA_VERSION, NULL, 0, &h, NULL);
+    if (rc)
+        return rc;
+    *v = 0;
+    rc = fetch(st, h, Q_SCHEMA_VERSION);
+    if (rc == 1) {
+        const char *s;
+        size_t len;
+        rc = text_col(st, h, 1, &st->t[T_KEY], &s, &len);
+        if (rc == 0) {
+            char *end = NULL;
+            long long n = s && len ? strtoll(s, &end, 10) : -1;
+            if (n < 0 || !end || *end != '\0')
+                rc = fail(st, HS_EDB, "hs_meta holds a malformed schema_version '%.*s'",
+                          (int)(len > 40 ? 40 : len), s ? s : "");
+            else
+                *v = n;
+        }
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc < 0 ? rc : 0;
+}
+
+static int migrate(hs_store_t *st)
+{
+    const hs_dialect_t *d = st->d;
+    int64_t v = 0;
+    int rc = direct(st, d->meta_create_sql, "creating hs_meta");
+    if (rc)
+        return rc;
+    if (d->migrate_lock_sql && (rc = run(st, Q_MIGRATE_LOCK, NULL, 0, NULL, NULL)))
+        return rc;
+    if ((rc = schema_version(st, &v)))
+        return rc;
+    if (v > d->schema_version)
+        return fail(st, HS_EDB,
+                    "the database schema is version %lld, newer than this hubstream knows (%d):"
+                    " upgrade hubstream",
+                    (long long)v, d->schema_version);
+    while (v < d->schema_version) {
+        char what[64];
+        snprintf(what, sizeof what, "migration to schema version %lld", (long long)v + 1);
+        for (const char *const *s = d->migrations[v]; *s; s++) {
+            if ((rc = direct(st, *s, what)))
+                return rc;
+        }
+        int64_t now = 0;
+        if ((rc = schema_version(st, &now)))
+            return rc;
+        if (now != v + 1)
+            return fail(st, HS_EDB, "%s left schema_version at %lld", what, (long long)now);
+        v = now;
+    }
+    return 0;
+}
+
+int hs_store_migrate(hs_store_t *st)
+{
+    if (st->in_txn)
+        return fail(st, HS_EINVAL, "hs_store_migrate() inside a transaction");
+    return finish(st, migrate(st));
+}
+
+/* ---- transactions ---- */
+
+int hs_store_begin(hs_store_t *st)
+{
+    if (st->in_txn)
+        return fail(st, HS_EINVAL, "a transaction is already open");
+    /* Manual-commit mode: the driver opens the transaction with the first statement. */
+    st->in_txn = true;
+    if (st->d->batch_lock_sql) {
+        int rc = run(st, Q_BATCH_LOCK, NULL, 0, NULL, NULL);
+        if (rc) {
+            hs_store_rollback(st);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int hs_store_commit(hs_store_t *st)
+{
+    if (!st->in_txn)
+        return fail(st, HS_EINVAL, "commit without a transaction");
+    st->in_txn = false;
+    if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_COMMIT))) {
+        /* A failed COMMIT may leave the transaction open (SQLite on SQLITE_BUSY): end it, so
+         * that after this call there is no transaction either way. */
+        int rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
+        SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
+        return rc;
+    }
+    return 0;
+}
+
+int hs_store_rollback(hs_store_t *st)
+{
+    st->in_txn = false;
+    if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK)))
+        return dbfail(st, SQL_HANDLE_DBC, st->dbc, "rollback failed");
+    return 0;
+}
+
+/* ---- streams ---- */
+
+static int get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_head_t *out)
+{
+    par_t p[] = {PTXT(name, len)};
+    SQLHSTMT h;
+    int rc = run(st, Q_GET_STREAM, p, 1, &h, NULL);
+    if (rc)
+        return rc;
+    rc = fetch(st, h, Q_GET_STREAM);
+    if (rc == 1) {
+        head_from_cols(st, out);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = HS_ENOENT;
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc;
+}
+
+int hs_store_get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_head_t *out)
+{
+    if (bad_text(name, len) || !out)
+        return fail(st, HS_EINVAL, "get stream: bad argument");
+    return finish(st, get_stream(st, name, len, out));
+}
+
+static int create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us,
+                         int64_t *id)
+{
+    par_t p[] = {PTXT(name, len), PINT(now_us), PINT(now_us)};
+    int rc = run(st, Q_CREATE_STREAM, p, 3, NULL, NULL);
+    if (rc)
+        return rc;
+    /* Read the id back by name: the same statement for every dialect, where "the last id"
+     * would need one per database. */
+    hs_stream_head_t head;
+    rc = get_stream(st, name, len, &head);
+    if (rc == HS_ENOENT)
+        return fail(st, HS_EDB, "create stream: the new row cannot be read back");
+    if (rc == 0)
+        *id = head.id;
+    return rc;
+}
+
+int hs_store_create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us,
+                           int64_t *id)
+{
+    if (bad_text(name, len) || !id)
+        return fail(st, HS_EINVAL, "create stream: bad argument");
+    return finish(st, create_stream(st, name, len, now_us, id));
+}
+
+static int update_stream(hs_store_t *st, const hs_stream_head_t *head)
+{
+    par_t p[] = {PINT(head->version), PINT(head->position), PINT(head->closed ? 1 : 0),
+                 PINT(head->updated_us), PINT(head->id)};
+    SQLLEN n = 0;
+    int rc = run(st, Q_UPDATE_STREAM, p, 5, NULL, &n);
+    if (rc == 0 && n == 0)
+        rc = HS_ENOENT;
+    return rc;
+}
+
+int hs_store_update_stream(hs_store_t *st, const hs_stream_head_t *head)
+{
+    if (!head)
+        return fail(st, HS_EINVAL, "update stream: no stream");
+    return finish(st, update_stream(st, head));
+}
+
+static int delete_stream(hs_store_t *st, int64_t id)
+{
+    par_t keep[] = {PINT(id), PINT(id)};
+    par_t one[] = {PINT(id)};
+    SQLLEN n = 0;
+    int rc = run(st, Q_KEEP_POSITION, keep, 2, NULL, NULL);
+    if (rc == 0)
+        rc = run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
+    if (rc == 0)
+        rc = run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
+    if (rc == 0 && n == 0)
+        rc = HS_ENOENT;
+    return rc;
+}
+
+int hs_store_delete_stream(hs_store_t *st, int64_t stream_id)
+{
+    return finish(st, delete_stream(st, stream_id));
+}
+
+static int max_position(hs_store_t *st, int64_t *pos)
+{
+    SQLHSTMT h;
+    int rc = run(st, Q_MAX_POSITION, NULL, 0, &h, NULL);
+    if (rc)
+        return rc;
+    *pos = 0;
+    rc = fetch(st, h, Q_MAX_POSITION);
+    if (rc == 1)
+        *pos = ival(st, 0);
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc < 0 ? rc : 0;
+}
+
+int hs_store_max_position(hs_store_t *st, int64_t *pos)
+{
+    if (!pos)
+        return fail(st, HS_EINVAL, "max position: bad argument");
+    return finish(st, max_position(st, pos));
+}
+
+static int find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
+                      int64_t *version, int64_t *position)
+{
+    par_t p[] = {PINT(stream_id), PTXT(event_id, len)};
+    SQLHSTMT h;
+    int rc = run(st, Q_FIND_EVENT, p, 2, &h, NULL);
+    if (rc)
+        return rc;
+    rc = fetch(st, h, Q_FIND_EVENT);
+    if (rc == 1) {
+        if (version)
+            *version = ival(st, 0);
+        if (position)
+            *position = ival(st, 1);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = HS_ENOENT;
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc;
+}
+
+int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
+                        int64_t *version, int64_t *position)
+{
+    if (bad_text(event_id, len))
+        return fail(st, HS_EINVAL, "find event: bad argument");
+    return finish(st, find_event(st, stream_id, event_id, len, version, position));
+}
+
+/* ---- inserts ---- */
+
+static size_t row_len(const hs_row_t *r, int c)
+{
+    switch (c) {
+    case S_EVENT_ID:
+        return r->event_id_len;
+    case S_TYPE:
+        return r->type_len;
+    case S_DATA:
+        return r->data_len;
+    default:
+        return r->metadata ? r->metadata_len : 0;
+    }
+}
+
+static const char *row_text(const hs_row_t *r, int c)
+{
+    switch (c) {
+    case S_EVENT_ID:
+        return r->event_id;
+    case S_TYPE:
+        return r->type;
+    case S_DATA:
+        return r->data;
+    default:
+        return r->metadata;
+    }
+}
+
+/* Executes one array of m rows whose text columns are w[] bytes wide; `first` is the index of
+ * rows[0] in the caller's array, for messages. */
+static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const size_t *w,
+                       size_t first, size_t total)
+{
+    batch_t *b = &st->b;
+    SQLHSTMT h;
+    int rc = prep(st, Q_INSERT_EVENT, &h);
+    if (rc)
+        return rc;
+
+    if (m > b->rows) {
+        /* The per-row arrays share one capacity; after a partial failure b->rows is unchanged
+         * and the next call resizes them all again. */
+        size_t cap = b->rows ? b->rows : 64;
+        while (cap < m)
+            cap *= 2;
+        for (int c = 0; c < N_COUNT; c++) {
+            size_t have = b->rows;
+            SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
+            if (!x)
+                return nomem(st);
+            b->num[c] = x;
+        }
+        for (int c = 0; c < S_COUNT; c++) {
+            size_t have = b->rows;
+            SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
+            if (!x)
+                return nomem(st);
+            b->len[c] = x;
+        }
+        size_t have = b->rows;
+        SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
+        if (!x)
+            return nomem(st);
+        b->status = x;
+        b->rows = cap;
+    }
+    for (int c = 0; c < S_COUNT; c++) {
+        char *x = grow(b->text[c], &b->text_cap[c], w[c] * m, 1);
+        if (!x)
+            return nomem(st);
+        b->text[c] = x;
+    }
+
+    for (size_t k = 0; k < m; k++) {
+        const hs_row_t *r = &rows[k];
+        b->num[N_POSITION][k] = r->position;
+        b->num[N_STREAM_ID][k] = r->stream_id;
+        b->num[N_VERSION][k] = r->version;
+        b->num[N_TIME][k] = r->time_us;
+        for (int c = 0; c < S_COUNT; c++) {
+            const char *s = row_text(r, c);
+            size_t len = row_len(r, c);
+            if (!s) { /* only metadata may be NULL (checked by the caller) */
+                b->len[c][k] = SQL_NULL_DATA;
+                continue;
+            }
+            if (len)
+                memcpy(b->text[c] + k * w[c], s, len);
+            b->len[c][k] = (SQLLEN)len;
+        }
+        b->status[k] = SQL_PARAM_UNUSED;
+    }
+
+    SQLRETURN r = SQL_SUCCESS;
+    for (int c = 0; c < N_COUNT && SQL_SUCCEEDED(r); c++)
+        r = SQLBindParameter(h, (SQLUSMALLINT)(c + 1), SQL_PARAM_INPUT, SQL_C_SBIGINT, SQL_BIGINT,
+                             0, 0, b->num[c], 0, NULL);
+    for (int c = 0; c < S_COUNT && SQL_SUCCEEDED(r); c++)
+        r = SQLBindParameter(h, (SQLUSMALLINT)(N_COUNT + c + 1), SQL_PARAM_INPUT, SQL_C_CHAR,
+                             w[c] > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR, w[c], 0,
+                             b->text[c], (SQLLEN)w[c], b->len[c]);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_BIND_TYPE, (SQLPOINTER)SQL_PARAM_BIND_BY_COLUMN, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)m, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_STATUS_PTR, b->status, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, &b->processed, 0);
+    if (!SQL_SUCCEEDED(r))
+        return dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind parameter arrays");
+
+    b->processed = 0;
+    r = SQLExecute(h);
+
+    /* Which row failed: drivers that follow the spec mark it SQL_PARAM_ERROR (and may go on
+     * with the next rows); sqliteodbc leaves the status array alone, stops at the failing row
+     * and counts only the rows before it as processed. */
+    size_t bad = m;
+    for (size_t k = 0; k < m; k++) {
+        if (b->status[k] == SQL_PARAM_ERROR) {
+            bad = k;
+            break;
+        }
+    }
+    if (SQL_SUCCEEDED(r) && bad == m && b->processed == m) {
+        SQLFreeStmt(h, SQL_CLOSE);
+        return 0;
+    }
+    if (bad == m && b->processed < m)
+        bad = b->processed;
+    if (bad < m) {
+        const hs_row_t *x = &rows[bad];
+        rc = dbfail(st, SQL_HANDLE_STMT, h,
+                    "inserting event %zu of %zu (stream_id %lld, version %lld, position %lld)",
+                    first + bad + 1, total, (long long)x->stream_id, (long long)x->version,
+                    (long long)x->position);
+    } else if (!SQL_SUCCEEDED(r)) {
+        rc = dbfail(st, SQL_HANDLE_STMT, h, "inserting events %zu..%zu of %zu", first + 1,
+                    first + m, total);
+    } else {
+        rc = fail(st, HS_EDB, "inserting events %zu..%zu of %zu: the driver processed %lu rows",
+                  first + 1, first + m, total, (unsigned long)b->processed);
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc;
+}
+
+static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        /* Widen the columns row by row while the array stays within the budget; a single row
+         * always goes, however wide. */
+        size_t w[S_COUNT] = {1, 1, 1, 1};
+        size_t j = i;
+        while (j < n && j - i < INS_MAX_ROWS) {
+            size_t nw[S_COUNT], sum = 0;
+            for (int c = 0; c < S_COUNT; c++) {
+                size_t len = row_len(&rows[j], c);
+                nw[c] = len > w[c] ? len : w[c];
+                sum += nw[c];
+            }
+            if (j > i && sum * (j - i + 1) > INS_BUDGET)
+                break;
+            memcpy(w, nw, sizeof w);
+            j++;
+        }
+        int rc = insert_some(st, rows + i, j - i, w, i, n);
+        if (rc)
+            return rc;
+        i = j;
+    }
+    return 0;
+}
+
+int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!rows)
+        return fail(st, HS_EINVAL, "insert events: no rows");
+    for (size_t i = 0; i < n; i++) {
+        const hs_row_t *r = &rows[i];
+        if (!r->event_id || !r->type || !r->data || r->event_id_len > TEXT_MAX ||
+            r->type_len > TEXT_MAX || r->data_len > TEXT_MAX ||
+            (r->metadata && r->metadata_len > TEXT_MAX))
+            return fail(st, HS_EINVAL, "insert events: row %zu lacks event_id, type or data, or"
+                                       " a value is too long", i + 1);
+    }
+    return finish(st, insert_events(st, rows, n));
+}
+
+/* ---- reads ---- */
+
+static size_t next_page(size_t page, size_t biggest)
+{
+    size_t n = page * 4 < PAGE_MAX ? page * 4 : PAGE_MAX;
+    if (biggest > 0 && n > PAGE_BYTES / biggest)
+        n = PAGE_BYTES / biggest;
+    return n < PAGE_MIN ? PAGE_MIN : n;
+}
+
+/*
+ * The paged read behind hs_store_read_stream() and hs_store_read_all(). With a name it reads
+ * that stream (key: version), else every stream (key: position, and the stream name is the
+ * 4th column). Each page continues after the last key seen.
+ */
+static int read_events(hs_store_t *st, int q, const char *name, size_t name_len, int64_t after,
+                       size_t limit, hs_record_cb cb, void *ctx)
+{
+    bool all = name == NULL;
+    size_t left = limit, page = PAGE_FIRST;
+
+    while (left > 0) {
+        size_t want = left < page ? left : page;
+        par_t p[3];
+        int np = 0;
+        if (!all)
+            p[np++] = PTXT(name, name_len);
+        p[np++] = PINT(after);
+        p[np++] = PINT(want);
+        SQLHSTMT h;
+        int rc = run(st, q, p, np, &h, NULL);
+        if (rc)
+            return rc;
+
+        size_t got = 0, biggest = 0;
+        while ((rc = fetch(st, h, q)) == 1) {
+            hs_record_t rec;
+            SQLUSMALLINT col = 4;
+            rc = 0;
+            rec.version = ival(st, 0);
+            rec.position = ival(st, 1);
+            rec.time_us = ival(st, 2);
+            if (all) {
+                rc = text_col(st, h, col++, &st->t[T_STREAM], &rec.stream, &rec.stream_len);
+            } else {
+                rec.stream = name;
+                rec.stream_len = name_len;
+            }
+            if (rc == 0)
+                rc = text_col(st, h, col++, &st->t[T_EVENT_ID], &rec.event_id, &rec.event_id_len);
+            if (rc == 0)
+                rc = text_col(st, h, col++, &st->t[T_TYPE], &rec.type, &rec.type_len);
+            if (rc == 0)
+                rc = text_col(st, h, col++, &st->t[T_DATA], &rec.data, &rec.data_len);
+            if (rc == 0)
+                rc = text_col(st, h, col++, &st->t[T_META], &rec.metadata, &rec.metadata_len);
+            if (rc == 0 && (!rec.event_id || !rec.type || !rec.data || !rec.stream))
+                rc = fail(st, HS_EDB, "%s: NULL in a NOT NULL column at position %lld",
+                          qinfo[q].what, (long long)rec.position);
+            if (rc)
+                break;
+            size_t size = rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len +
+                          rec.metadata_len;
+            if (size > biggest)
+                biggest = size;
+            got++;
+            left--;
+            after = all ? rec.position : rec.version;
+            rc = cb(ctx, &rec);
+            if (rc)
+                break;
+        }
+        SQLFreeStmt(h, SQL_CLOSE);
+        if (rc)
+            return rc;
+        if (got < want)
+            break;
+        page = next_page(page, biggest);
+    }
+    return 0;
+}
+
+int hs_store_read_stream(hs_store_t *st, const char *name, size_t len, int64_t after, bool backward,
+                         size_t limit, hs_record_cb cb, void *ctx)
+{
+    if (bad_text(name, len) || !cb)
+        return fail(st, HS_EINVAL, "read stream: bad argument");
+    if (backward && after <= 0)
+        after = INT64_MAX;
+    int q = backward ? Q_READ_STREAM_BWD : Q_READ_STREAM_FWD;
+    return finish(st, read_events(st, q, name ? name : "", len, after, limit, cb, ctx));
+}
+
+int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit, hs_record_cb cb,
+                      void *ctx)
+{
+    if (!cb)
+        return fail(st, HS_EINVAL, "read all: no callback");
+    if (backward && after <= 0)
+        after = INT64_MAX;
+    int q = backward ? Q_READ_ALL_BWD : Q_READ_ALL_FWD;
+    return finish(st, read_events(st, q, NULL, 0, after, limit, cb, ctx));
+}
+
+/* memcmp order over byte strings of different lengths. */
+static int bytecmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int set_text(text_t *t, const char *s, size_t len)
+{
+    if (reserve(t, len + 1))
+        return HS_ENOMEM;
+    if (len)
+        memcpy(t->p, s, len);
+    t->p[len] = '\0';
+    return 0;
+}
+
+/*
+ * Prefix matching without LIKE (case folding, wildcards): names sort byte-wise, so the names
+ * starting with `prefix` are those >= prefix and < the prefix with its last byte raised (after
+ * dropping trailing 0xFF bytes, which cannot be raised). A prefix of only 0xFF bytes has no such
+ * bound: the open statement is used and the scan stops at the first name without the prefix.
+ */
+static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const char *after,
+                        size_t alen, size_t limit, hs_stream_cb cb, void *ctx)
+{
+    text_t *key = &st->t[T_KEY], *hi = &st->t[T_HI];
+    size_t keylen, hilen = plen;
+    int incl = 1;
+
+    if (alen > 0 && bytecmp(after, alen, prefix, plen) >= 0) {
+        if (set_text(key, after, alen))
+            return nomem(st);
+        keylen = alen;
+        incl = 0;
+    } else {
+        if (set_text(key, prefix, plen))
+            return nomem(st);
+        keylen = plen;
+    }
+    while (hilen > 0 && (unsigned char)prefix[hilen - 1] == 0xFF)
+        hilen--;
+    if (hilen > 0) {
+        if (set_text(hi, prefix, hilen))
+            return nomem(st);
+        hi->p[hilen - 1] = (char)((unsigned char)hi->p[hilen - 1] + 1);
+    }
+    int q = hilen > 0 ? Q_LIST : Q_LIST_OPEN;
+
+    size_t left = limit;
+    while (left > 0) {
+        size_t want = left < LIST_PAGE ? left : LIST_PAGE;
+        par_t p[5];
+        int np = 0;
+        p[np++] = PTXT(key->p, keylen);
+        p[np++] = PTXT(key->p, keylen);
+        p[np++] = PINT(incl);
+        if (hilen > 0)
+            p[np++] = PTXT(hi->p, hilen);
+        p[np++] = PINT(want);
+        SQLHSTMT h;
+        int rc = run(st, q, p, np, &h, NULL);
+        if (rc)
+            return rc;
+
+        size_t got = 0;
+        bool past = false;
+        const char *name = NULL;
+        size_t nlen = 0;
+        while ((rc = fetch(st, h, q)) == 1) {
+            hs_stream_head_t head;
+            head_from_cols(st, &head);
+            rc = text_col(st, h, INT_COLS + 1, &st->t[T_STREAM], &name, &nlen);
+            if (rc == 0 && !name)
+                rc = fail(st, HS_EDB, "list streams: a stream without a name");
+            if (rc)
+                break;
+            if (plen && (nlen < plen || memcmp(name, prefix, plen) != 0)) {
+                past = true;
+                break;
+            }
+            got++;
+            left--;
+            rc = cb(ctx, name, nlen, &head);
+            if (rc)
+                break;
+        }
+        SQLFreeStmt(h, SQL_CLOSE);
+        if (rc)
+            return rc;
+        if (past || got < want)
+            break;
+        /* The next page starts after the last name: copy it, the buffer is reused. */
+        if (set_text(key, name, nlen))
+            return nomem(st);
+        keylen = nlen;
+        incl = 0;
+    }
+    return 0;
+}
+
+int hs_store_list_streams(hs_store_t *st, const char *prefix, size_t prefix_len, const char *after,
+                          size_t after_len, size_t limit, hs_stream_cb cb, void *ctx)
+{
+    if (bad_text(prefix, prefix_len) || bad_text(after, after_len) || !cb)
+        return fail(st, HS_EINVAL, "list streams: bad argument");
+    return finish(st, list_streams(st, prefix ? prefix : "", prefix_len, after ? after : "",
+                                   after_len, limit, cb, ctx));
+}
