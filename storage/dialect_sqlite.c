@@ -46,9 +46,9 @@ static int conn_from_path(const char *path, char *out, size_t outlen, const char
     }
     /* SyncPragma/JournalMode repeat session_sql, so that the very first statement the driver
      * runs on a new file already uses WAL; Timeout is the busy timeout (see above). */
-    int n = snprintf(out, outlen,
-                     "Driver=SQLite3;Database=%s;Timeout=5000;SyncPragma=NORMAL;JournalMode=WAL",
-                     path);
+    int n =
+        snprintf(out, outlen,
+                 "Driver=SQLite3;Database=%s;Timeout=5000;SyncPragma=NORMAL;JournalMode=WAL", path);
     if (n < 0 || (size_t)n >= outlen) {
         *why = "database path too long";
         return -1;
@@ -173,12 +173,10 @@ static const hs_dialect_t *const dialects[] = {&hs_dialect_sqlite};
 
 const hs_dialect_t *hs_dialect_find(const char *dbms_name)
 {
-    if (!dbms_name)
-        return NULL;
+    if (!dbms_name) return NULL;
     for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
         const char *p = dialects[i]->dbms_prefix;
-        if (strncmp(dbms_name, p, strlen(p)) == 0)
-            return dialects[i];
+        if (strncmp(dbms_name, p, strlen(p)) == 0) return dialects[i];
     }
     return NULL;
 }

@@ -40,7 +40,7 @@
 
 #include "storage/dialect.h"
 
-#define ERR_MAX 1024
+#define ERR_MAX  1024
 #define CONN_MAX 1024
 /* Text parameters longer than this are bound as SQL_LONGVARCHAR: SQL Server refuses VARCHAR
  * column sizes above 8000 bytes, and the type makes no difference to SQLite or PostgreSQL. */
@@ -50,17 +50,17 @@
 
 /* An array insert binds fixed-width columns, so a batch costs (widest value x rows) per text
  * column: executions are cut so that the four text columns stay within this budget. */
-#define INS_BUDGET ((size_t)4 << 20)
+#define INS_BUDGET   ((size_t)4 << 20)
 #define INS_MAX_ROWS 1024
 
 /* Read pages, in rows: the first is modest, later ones grow (x4) up to PAGE_MAX, and shrink so
  * that a page of the biggest rows seen so far stays under PAGE_BYTES. Above ~1000 rows a page
  * is no faster (measured with SQLite: the per-query cost is ~0.1 ms). */
 #define PAGE_FIRST 128
-#define PAGE_MAX 1024
-#define PAGE_MIN 4
+#define PAGE_MAX   1024
+#define PAGE_MIN   4
 #define PAGE_BYTES ((size_t)32 << 20)
-#define LIST_PAGE 1024
+#define LIST_PAGE  1024
 
 /* First SQLGetData size of a text buffer: sqliteodbc strncpy()s into the whole buffer it is
  * given (zero-filling it), so asking for a 1 MiB buffer for a 100-byte value costs a 1 MiB
@@ -91,8 +91,8 @@ enum {
 };
 
 static const struct {
-    size_t off;    /* of the SQL text in hs_dialect_t */
-    int int_cols;  /* leading integer result columns, bound once at prepare */
+    size_t off;   /* of the SQL text in hs_dialect_t */
+    int int_cols; /* leading integer result columns, bound once at prepare */
     const char *what;
 } qinfo[Q_COUNT] = {
     [Q_BATCH_LOCK] = {offsetof(hs_dialect_t, batch_lock_sql), 0, "batch lock"},
@@ -164,7 +164,7 @@ typedef struct par {
     SQLLEN len;
 } par_t;
 
-#define PINT(v) ((par_t){.text = false, .i = (SQLBIGINT)(v)})
+#define PINT(v)    ((par_t){.text = false, .i = (SQLBIGINT)(v)})
 #define PTXT(p, n) ((par_t){.text = true, .s = (p) ? (p) : "", .len = (SQLLEN)(n)})
 
 /* ---- diagnostics ---- */
@@ -193,13 +193,11 @@ static int dbfail(hs_store_t *st, SQLSMALLINT type, SQLHANDLE h, const char *fmt
         SQLINTEGER native = 0;
         SQLSMALLINT mlen = 0;
         SQLRETURN r = SQLGetDiagRec(type, h, i, state, &native, msg, sizeof msg, &mlen);
-        if (!SQL_SUCCEEDED(r))
-            break;
+        if (!SQL_SUCCEEDED(r)) break;
         n = snprintf(st->err + at, sizeof st->err - at, "%s [%s] %s", found ? ";" : ":",
                      (char *)state, (char *)msg);
         found++;
-        if (n < 0 || (size_t)n >= sizeof st->err - at)
-            break;
+        if (n < 0 || (size_t)n >= sizeof st->err - at) break;
         at += (size_t)n;
     }
     if (!found && at < sizeof st->err)
@@ -218,16 +216,13 @@ static int nomem(hs_store_t *st)
  * shrinks), or NULL when memory runs out (p is then left as it was). */
 static void *grow(void *p, size_t *cap, size_t need, size_t size)
 {
-    if (*cap >= need)
-        return p;
+    if (*cap >= need) return p;
     size_t n = *cap ? *cap : 16;
     while (n < need)
         n = n > SIZE_MAX / 2 ? need : n * 2;
-    if (n > SIZE_MAX / size)
-        return NULL;
+    if (n > SIZE_MAX / size) return NULL;
     void *q = realloc(p, n * size);
-    if (q)
-        *cap = n;
+    if (q) *cap = n;
     return q;
 }
 
@@ -235,8 +230,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
 static int reserve(text_t *t, size_t need)
 {
     char *p = grow(t->p, &t->cap, need, 1);
-    if (!p)
-        return HS_ENOMEM;
+    if (!p) return HS_ENOMEM;
     t->p = p;
     return 0;
 }
@@ -270,8 +264,8 @@ static int prep(hs_store_t *st, int q, SQLHSTMT *out)
         return rc;
     }
     for (int i = 0; i < qinfo[q].int_cols; i++) {
-        SQLRETURN r = SQLBindCol(h, (SQLUSMALLINT)(i + 1), SQL_C_SBIGINT, &st->col[i], 0,
-                                 &st->col_ind[i]);
+        SQLRETURN r =
+            SQLBindCol(h, (SQLUSMALLINT)(i + 1), SQL_C_SBIGINT, &st->col[i], 0, &st->col_ind[i]);
         if (!SQL_SUCCEEDED(r)) {
             int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot bind '%s'", qinfo[q].what);
             SQLFreeHandle(SQL_HANDLE_STMT, h);
@@ -290,8 +284,8 @@ static int bind(hs_store_t *st, SQLHSTMT h, par_t *p, int n, int q)
         if (p[i].text) {
             SQLSMALLINT type = p[i].len > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR;
             SQLULEN size = p[i].len > 0 ? (SQLULEN)p[i].len : 1;
-            r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_CHAR, type,
-                                 size, 0, (SQLPOINTER)p[i].s, p[i].len, &p[i].len);
+            r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_CHAR, type, size,
+                                 0, (SQLPOINTER)p[i].s, p[i].len, &p[i].len);
         } else {
             r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_SBIGINT,
                                  SQL_BIGINT, 0, 0, &p[i].i, 0, NULL);
@@ -311,11 +305,9 @@ static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *cha
 {
     SQLHSTMT h;
     int rc = prep(st, q, &h);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = bind(st, h, p, n, q);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     SQLRETURN r = SQLExecute(h);
     /* SQL_NO_DATA: an UPDATE or DELETE that matched no row (ODBC 3). */
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r)) {
@@ -357,10 +349,8 @@ static int direct(hs_store_t *st, const char *sql, const char *what)
 static int fetch(hs_store_t *st, SQLHSTMT h, int q)
 {
     SQLRETURN r = SQLFetch(h);
-    if (r == SQL_NO_DATA)
-        return 0;
-    if (SQL_SUCCEEDED(r))
-        return 1;
+    if (r == SQL_NO_DATA) return 0;
+    if (SQL_SUCCEEDED(r)) return 1;
     return dbfail(st, SQL_HANDLE_STMT, h, "%s: fetch failed", qinfo[q].what);
 }
 
@@ -403,8 +393,7 @@ static int text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, text_t *t, con
         /* Truncated: ask - 1 bytes plus a NUL were written; ind was what remained before. */
         have += ask - 1;
         size_t need = ind == SQL_NO_TOTAL ? t->cap * 2 : have + ((size_t)ind - (ask - 1)) + 1;
-        if (reserve(t, need))
-            return nomem(st);
+        if (reserve(t, need)) return nomem(st);
         ask = t->cap - have;
     }
     t->hint = pow2_above(have);
@@ -427,8 +416,7 @@ static void head_from_cols(const hs_store_t *st, hs_stream_head_t *out)
  * roll back on failure (or when a read callback stopped early: nothing was written). */
 static int finish(hs_store_t *st, int rc)
 {
-    if (st->in_txn)
-        return rc;
+    if (st->in_txn) return rc;
     SQLRETURN r = SQLEndTran(SQL_HANDLE_DBC, st->dbc, rc == 0 ? SQL_COMMIT : SQL_ROLLBACK);
     if (!SQL_SUCCEEDED(r) && rc == 0) {
         rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
@@ -451,11 +439,9 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
     const char *cs = conn;
     bool bare = conn && !strchr(conn, '=');
 
-    if (err && errlen)
-        err[0] = '\0';
+    if (err && errlen) err[0] = '\0';
     if (!st) {
-        if (err && errlen)
-            snprintf(err, errlen, "out of memory");
+        if (err && errlen) snprintf(err, errlen, "out of memory");
         return NULL;
     }
     if (!conn || !*conn) {
@@ -491,8 +477,8 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
         dbfail(st, SQL_HANDLE_ENV, st->env, "cannot allocate an ODBC connection");
         goto out;
     }
-    SQLRETURN r = SQLDriverConnect(st->dbc, NULL, (SQLCHAR *)cs, SQL_NTS, NULL, 0, NULL,
-                                   SQL_DRIVER_NOPROMPT);
+    SQLRETURN r =
+        SQLDriverConnect(st->dbc, NULL, (SQLCHAR *)cs, SQL_NTS, NULL, 0, NULL, SQL_DRIVER_NOPROMPT);
     if (!SQL_SUCCEEDED(r)) {
         /* A connection string may carry a password: only a bare path is repeated. */
         if (bare)
@@ -518,8 +504,7 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
     /* Session settings run in autocommit mode: some (SQLite's journal_mode) cannot run inside
      * a transaction, and in manual-commit mode every statement opens one. */
     for (const char *const *s = st->d->session_sql; s && *s; s++) {
-        if (direct(st, *s, "session setting"))
-            goto out;
+        if (direct(st, *s, "session setting")) goto out;
     }
     r = SQLSetConnectAttr(st->dbc, SQL_ATTR_AUTOCOMMIT, (SQLPOINTER)SQL_AUTOCOMMIT_OFF, 0);
     if (!SQL_SUCCEEDED(r)) {
@@ -529,31 +514,25 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
     return st;
 
 out:
-    if (err && errlen)
-        snprintf(err, errlen, "%s", st->err);
+    if (err && errlen) snprintf(err, errlen, "%s", st->err);
     hs_store_close(st);
     return NULL;
 }
 
 void hs_store_close(hs_store_t *st)
 {
-    if (!st)
-        return;
+    if (!st) return;
     for (int i = 0; i < Q_COUNT; i++) {
-        if (st->q[i])
-            SQLFreeHandle(SQL_HANDLE_STMT, st->q[i]);
+        if (st->q[i]) SQLFreeHandle(SQL_HANDLE_STMT, st->q[i]);
     }
-    if (st->scratch)
-        SQLFreeHandle(SQL_HANDLE_STMT, st->scratch);
+    if (st->scratch) SQLFreeHandle(SQL_HANDLE_STMT, st->scratch);
     if (st->connected) {
         /* Whatever was not committed is abandoned, as if the process had stopped. */
         SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
         SQLDisconnect(st->dbc);
     }
-    if (st->dbc)
-        SQLFreeHandle(SQL_HANDLE_DBC, st->dbc);
-    if (st->env)
-        SQLFreeHandle(SQL_HANDLE_ENV, st->env);
+    if (st->dbc) SQLFreeHandle(SQL_HANDLE_DBC, st->dbc);
+    if (st->env) SQLFreeHandle(SQL_HANDLE_ENV, st->env);
     for (int i = 0; i < T_COUNT; i++)
         free(st->t[i].p);
     for (int i = 0; i < N_COUNT; i++)
@@ -583,8 +562,7 @@ static int schema_version(hs_store_t *st, int64_t *v)
 {
     SQLHSTMT h;
     int rc = run(st, Q_SCHEMA_VERSION, NULL, 0, &h, NULL);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *v = 0;
     rc = fetch(st, h, Q_SCHEMA_VERSION);
     if (rc == 1) {
@@ -610,12 +588,9 @@ static int migrate(hs_store_t *st)
     const hs_dialect_t *d = st->d;
     int64_t v = 0;
     int rc = direct(st, d->meta_create_sql, "creating hs_meta");
-    if (rc)
-        return rc;
-    if (d->migrate_lock_sql && (rc = run(st, Q_MIGRATE_LOCK, NULL, 0, NULL, NULL)))
-        return rc;
-    if ((rc = schema_version(st, &v)))
-        return rc;
+    if (rc) return rc;
+    if (d->migrate_lock_sql && (rc = run(st, Q_MIGRATE_LOCK, NULL, 0, NULL, NULL))) return rc;
+    if ((rc = schema_version(st, &v))) return rc;
     if (v > d->schema_version)
         return fail(st, HS_EDB,
                     "the database schema is version %lld, newer than this hubstream knows (%d):"
@@ -625,12 +600,10 @@ static int migrate(hs_store_t *st)
         char what[64];
         snprintf(what, sizeof what, "migration to schema version %lld", (long long)v + 1);
         for (const char *const *s = d->migrations[v]; *s; s++) {
-            if ((rc = direct(st, *s, what)))
-                return rc;
+            if ((rc = direct(st, *s, what))) return rc;
         }
         int64_t now = 0;
-        if ((rc = schema_version(st, &now)))
-            return rc;
+        if ((rc = schema_version(st, &now))) return rc;
         if (now != v + 1)
             return fail(st, HS_EDB, "%s left schema_version at %lld", what, (long long)now);
         v = now;
@@ -640,8 +613,7 @@ static int migrate(hs_store_t *st)
 
 int hs_store_migrate(hs_store_t *st)
 {
-    if (st->in_txn)
-        return fail(st, HS_EINVAL, "hs_store_migrate() inside a transaction");
+    if (st->in_txn) return fail(st, HS_EINVAL, "hs_store_migrate() inside a transaction");
     return finish(st, migrate(st));
 }
 
@@ -649,8 +621,7 @@ int hs_store_migrate(hs_store_t *st)
 
 int hs_store_begin(hs_store_t *st)
 {
-    if (st->in_txn)
-        return fail(st, HS_EINVAL, "a transaction is already open");
+    if (st->in_txn) return fail(st, HS_EINVAL, "a transaction is already open");
     /* Manual-commit mode: the driver opens the transaction with the first statement. */
     st->in_txn = true;
     if (st->d->batch_lock_sql) {
@@ -665,8 +636,7 @@ int hs_store_begin(hs_store_t *st)
 
 int hs_store_commit(hs_store_t *st)
 {
-    if (!st->in_txn)
-        return fail(st, HS_EINVAL, "commit without a transaction");
+    if (!st->in_txn) return fail(st, HS_EINVAL, "commit without a transaction");
     st->in_txn = false;
     if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_COMMIT))) {
         /* A failed COMMIT may leave the transaction open (SQLite on SQLITE_BUSY): end it, so
@@ -693,8 +663,7 @@ static int get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_he
     par_t p[] = {PTXT(name, len)};
     SQLHSTMT h;
     int rc = run(st, Q_GET_STREAM, p, 1, &h, NULL);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = fetch(st, h, Q_GET_STREAM);
     if (rc == 1) {
         head_from_cols(st, out);
@@ -708,34 +677,28 @@ static int get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_he
 
 int hs_store_get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_head_t *out)
 {
-    if (bad_text(name, len) || !out)
-        return fail(st, HS_EINVAL, "get stream: bad argument");
+    if (bad_text(name, len) || !out) return fail(st, HS_EINVAL, "get stream: bad argument");
     return finish(st, get_stream(st, name, len, out));
 }
 
-static int create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us,
-                         int64_t *id)
+static int create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us, int64_t *id)
 {
     par_t p[] = {PTXT(name, len), PINT(now_us), PINT(now_us)};
     int rc = run(st, Q_CREATE_STREAM, p, 3, NULL, NULL);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     /* Read the id back by name: the same statement for every dialect, where "the last id"
      * would need one per database. */
     hs_stream_head_t head;
     rc = get_stream(st, name, len, &head);
-    if (rc == HS_ENOENT)
-        return fail(st, HS_EDB, "create stream: the new row cannot be read back");
-    if (rc == 0)
-        *id = head.id;
+    if (rc == HS_ENOENT) return fail(st, HS_EDB, "create stream: the new row cannot be read back");
+    if (rc == 0) *id = head.id;
     return rc;
 }
 
 int hs_store_create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us,
                            int64_t *id)
 {
-    if (bad_text(name, len) || !id)
-        return fail(st, HS_EINVAL, "create stream: bad argument");
+    if (bad_text(name, len) || !id) return fail(st, HS_EINVAL, "create stream: bad argument");
     return finish(st, create_stream(st, name, len, now_us, id));
 }
 
@@ -745,15 +708,13 @@ static int update_stream(hs_store_t *st, const hs_stream_head_t *head)
                  PINT(head->updated_us), PINT(head->id)};
     SQLLEN n = 0;
     int rc = run(st, Q_UPDATE_STREAM, p, 5, NULL, &n);
-    if (rc == 0 && n == 0)
-        rc = HS_ENOENT;
+    if (rc == 0 && n == 0) rc = HS_ENOENT;
     return rc;
 }
 
 int hs_store_update_stream(hs_store_t *st, const hs_stream_head_t *head)
 {
-    if (!head)
-        return fail(st, HS_EINVAL, "update stream: no stream");
+    if (!head) return fail(st, HS_EINVAL, "update stream: no stream");
     return finish(st, update_stream(st, head));
 }
 
@@ -763,12 +724,9 @@ static int delete_stream(hs_store_t *st, int64_t id)
     par_t one[] = {PINT(id)};
     SQLLEN n = 0;
     int rc = run(st, Q_KEEP_POSITION, keep, 2, NULL, NULL);
-    if (rc == 0)
-        rc = run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
-    if (rc == 0)
-        rc = run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
-    if (rc == 0 && n == 0)
-        rc = HS_ENOENT;
+    if (rc == 0) rc = run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
+    if (rc == 0) rc = run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
+    if (rc == 0 && n == 0) rc = HS_ENOENT;
     return rc;
 }
 
@@ -781,20 +739,17 @@ static int max_position(hs_store_t *st, int64_t *pos)
 {
     SQLHSTMT h;
     int rc = run(st, Q_MAX_POSITION, NULL, 0, &h, NULL);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *pos = 0;
     rc = fetch(st, h, Q_MAX_POSITION);
-    if (rc == 1)
-        *pos = ival(st, 0);
+    if (rc == 1) *pos = ival(st, 0);
     SQLFreeStmt(h, SQL_CLOSE);
     return rc < 0 ? rc : 0;
 }
 
 int hs_store_max_position(hs_store_t *st, int64_t *pos)
 {
-    if (!pos)
-        return fail(st, HS_EINVAL, "max position: bad argument");
+    if (!pos) return fail(st, HS_EINVAL, "max position: bad argument");
     return finish(st, max_position(st, pos));
 }
 
@@ -804,14 +759,11 @@ static int find_event(hs_store_t *st, int64_t stream_id, const char *event_id, s
     par_t p[] = {PINT(stream_id), PTXT(event_id, len)};
     SQLHSTMT h;
     int rc = run(st, Q_FIND_EVENT, p, 2, &h, NULL);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = fetch(st, h, Q_FIND_EVENT);
     if (rc == 1) {
-        if (version)
-            *version = ival(st, 0);
-        if (position)
-            *position = ival(st, 1);
+        if (version) *version = ival(st, 0);
+        if (position) *position = ival(st, 1);
         rc = 0;
     } else if (rc == 0) {
         rc = HS_ENOENT;
@@ -823,8 +775,7 @@ static int find_event(hs_store_t *st, int64_t stream_id, const char *event_id, s
 int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
                         int64_t *version, int64_t *position)
 {
-    if (bad_text(event_id, len))
-        return fail(st, HS_EINVAL, "find event: bad argument");
+    if (bad_text(event_id, len)) return fail(st, HS_EINVAL, "find event: bad argument");
     return finish(st, find_event(st, stream_id, event_id, len, version, position));
 }
 
@@ -866,8 +817,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
     batch_t *b = &st->b;
     SQLHSTMT h;
     int rc = prep(st, Q_INSERT_EVENT, &h);
-    if (rc)
-        return rc;
+    if (rc) return rc;
 
     if (m > b->rows) {
         /* The per-row arrays share one capacity; after a partial failure b->rows is unchanged
@@ -878,28 +828,24 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
         for (int c = 0; c < N_COUNT; c++) {
             size_t have = b->rows;
             SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
-            if (!x)
-                return nomem(st);
+            if (!x) return nomem(st);
             b->num[c] = x;
         }
         for (int c = 0; c < S_COUNT; c++) {
             size_t have = b->rows;
             SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
-            if (!x)
-                return nomem(st);
+            if (!x) return nomem(st);
             b->len[c] = x;
         }
         size_t have = b->rows;
         SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
-        if (!x)
-            return nomem(st);
+        if (!x) return nomem(st);
         b->status = x;
         b->rows = cap;
     }
     for (int c = 0; c < S_COUNT; c++) {
         char *x = grow(b->text[c], &b->text_cap[c], w[c] * m, 1);
-        if (!x)
-            return nomem(st);
+        if (!x) return nomem(st);
         b->text[c] = x;
     }
 
@@ -916,8 +862,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
                 b->len[c][k] = SQL_NULL_DATA;
                 continue;
             }
-            if (len)
-                memcpy(b->text[c] + k * w[c], s, len);
+            if (len) memcpy(b->text[c] + k * w[c], s, len);
             b->len[c][k] = (SQLLEN)len;
         }
         b->status[k] = SQL_PARAM_UNUSED;
@@ -929,16 +874,14 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
                              0, 0, b->num[c], 0, NULL);
     for (int c = 0; c < S_COUNT && SQL_SUCCEEDED(r); c++)
         r = SQLBindParameter(h, (SQLUSMALLINT)(N_COUNT + c + 1), SQL_PARAM_INPUT, SQL_C_CHAR,
-                             w[c] > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR, w[c], 0,
-                             b->text[c], (SQLLEN)w[c], b->len[c]);
+                             w[c] > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR, w[c], 0, b->text[c],
+                             (SQLLEN)w[c], b->len[c]);
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_BIND_TYPE, (SQLPOINTER)SQL_PARAM_BIND_BY_COLUMN, 0);
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)m, 0);
-    if (SQL_SUCCEEDED(r))
-        r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_STATUS_PTR, b->status, 0);
-    if (SQL_SUCCEEDED(r))
-        r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, &b->processed, 0);
+    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_STATUS_PTR, b->status, 0);
+    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, &b->processed, 0);
     if (!SQL_SUCCEEDED(r))
         return dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind parameter arrays");
 
@@ -959,8 +902,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
         SQLFreeStmt(h, SQL_CLOSE);
         return 0;
     }
-    if (bad == m && b->processed < m)
-        bad = b->processed;
+    if (bad == m && b->processed < m) bad = b->processed;
     if (bad < m) {
         const hs_row_t *x = &rows[bad];
         rc = dbfail(st, SQL_HANDLE_STMT, h,
@@ -992,14 +934,12 @@ static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
                 nw[c] = len > w[c] ? len : w[c];
                 sum += nw[c];
             }
-            if (j > i && sum * (j - i + 1) > INS_BUDGET)
-                break;
+            if (j > i && sum * (j - i + 1) > INS_BUDGET) break;
             memcpy(w, nw, sizeof w);
             j++;
         }
         int rc = insert_some(st, rows + i, j - i, w, i, n);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         i = j;
     }
     return 0;
@@ -1007,17 +947,17 @@ static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
 
 int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
 {
-    if (n == 0)
-        return 0;
-    if (!rows)
-        return fail(st, HS_EINVAL, "insert events: no rows");
+    if (n == 0) return 0;
+    if (!rows) return fail(st, HS_EINVAL, "insert events: no rows");
     for (size_t i = 0; i < n; i++) {
         const hs_row_t *r = &rows[i];
         if (!r->event_id || !r->type || !r->data || r->event_id_len > TEXT_MAX ||
             r->type_len > TEXT_MAX || r->data_len > TEXT_MAX ||
             (r->metadata && r->metadata_len > TEXT_MAX))
-            return fail(st, HS_EINVAL, "insert events: row %zu lacks event_id, type or data, or"
-                                       " a value is too long", i + 1);
+            return fail(st, HS_EINVAL,
+                        "insert events: row %zu lacks event_id, type or data, or"
+                        " a value is too long",
+                        i + 1);
     }
     return finish(st, insert_events(st, rows, n));
 }
@@ -1027,8 +967,7 @@ int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
 static size_t next_page(size_t page, size_t biggest)
 {
     size_t n = page * 4 < PAGE_MAX ? page * 4 : PAGE_MAX;
-    if (biggest > 0 && n > PAGE_BYTES / biggest)
-        n = PAGE_BYTES / biggest;
+    if (biggest > 0 && n > PAGE_BYTES / biggest) n = PAGE_BYTES / biggest;
     return n < PAGE_MIN ? PAGE_MIN : n;
 }
 
@@ -1047,14 +986,12 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
         size_t want = left < page ? left : page;
         par_t p[3];
         int np = 0;
-        if (!all)
-            p[np++] = PTXT(name, name_len);
+        if (!all) p[np++] = PTXT(name, name_len);
         p[np++] = PINT(after);
         p[np++] = PINT(want);
         SQLHSTMT h;
         int rc = run(st, q, p, np, &h, NULL);
-        if (rc)
-            return rc;
+        if (rc) return rc;
 
         size_t got = 0, biggest = 0;
         while ((rc = fetch(st, h, q)) == 1) {
@@ -1072,33 +1009,26 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
             }
             if (rc == 0)
                 rc = text_col(st, h, col++, &st->t[T_EVENT_ID], &rec.event_id, &rec.event_id_len);
-            if (rc == 0)
-                rc = text_col(st, h, col++, &st->t[T_TYPE], &rec.type, &rec.type_len);
-            if (rc == 0)
-                rc = text_col(st, h, col++, &st->t[T_DATA], &rec.data, &rec.data_len);
+            if (rc == 0) rc = text_col(st, h, col++, &st->t[T_TYPE], &rec.type, &rec.type_len);
+            if (rc == 0) rc = text_col(st, h, col++, &st->t[T_DATA], &rec.data, &rec.data_len);
             if (rc == 0)
                 rc = text_col(st, h, col++, &st->t[T_META], &rec.metadata, &rec.metadata_len);
             if (rc == 0 && (!rec.event_id || !rec.type || !rec.data || !rec.stream))
                 rc = fail(st, HS_EDB, "%s: NULL in a NOT NULL column at position %lld",
                           qinfo[q].what, (long long)rec.position);
-            if (rc)
-                break;
-            size_t size = rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len +
-                          rec.metadata_len;
-            if (size > biggest)
-                biggest = size;
+            if (rc) break;
+            size_t size =
+                rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len + rec.metadata_len;
+            if (size > biggest) biggest = size;
             got++;
             left--;
             after = all ? rec.position : rec.version;
             rc = cb(ctx, &rec);
-            if (rc)
-                break;
+            if (rc) break;
         }
         SQLFreeStmt(h, SQL_CLOSE);
-        if (rc)
-            return rc;
-        if (got < want)
-            break;
+        if (rc) return rc;
+        if (got < want) break;
         page = next_page(page, biggest);
     }
     return 0;
@@ -1107,10 +1037,8 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
 int hs_store_read_stream(hs_store_t *st, const char *name, size_t len, int64_t after, bool backward,
                          size_t limit, hs_record_cb cb, void *ctx)
 {
-    if (bad_text(name, len) || !cb)
-        return fail(st, HS_EINVAL, "read stream: bad argument");
-    if (backward && after <= 0)
-        after = INT64_MAX;
+    if (bad_text(name, len) || !cb) return fail(st, HS_EINVAL, "read stream: bad argument");
+    if (backward && after <= 0) after = INT64_MAX;
     int q = backward ? Q_READ_STREAM_BWD : Q_READ_STREAM_FWD;
     return finish(st, read_events(st, q, name ? name : "", len, after, limit, cb, ctx));
 }
@@ -1118,10 +1046,8 @@ int hs_store_read_stream(hs_store_t *st, const char *name, size_t len, int64_t a
 int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit, hs_record_cb cb,
                       void *ctx)
 {
-    if (!cb)
-        return fail(st, HS_EINVAL, "read all: no callback");
-    if (backward && after <= 0)
-        after = INT64_MAX;
+    if (!cb) return fail(st, HS_EINVAL, "read all: no callback");
+    if (backward && after <= 0) after = INT64_MAX;
     int q = backward ? Q_READ_ALL_BWD : Q_READ_ALL_FWD;
     return finish(st, read_events(st, q, NULL, 0, after, limit, cb, ctx));
 }
@@ -1131,17 +1057,14 @@ static int bytecmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
+    if (c) return c;
     return alen < blen ? -1 : alen > blen;
 }
 
 static int set_text(text_t *t, const char *s, size_t len)
 {
-    if (reserve(t, len + 1))
-        return HS_ENOMEM;
-    if (len)
-        memcpy(t->p, s, len);
+    if (reserve(t, len + 1)) return HS_ENOMEM;
+    if (len) memcpy(t->p, s, len);
     t->p[len] = '\0';
     return 0;
 }
@@ -1149,8 +1072,8 @@ static int set_text(text_t *t, const char *s, size_t len)
 /*
  * Prefix matching without LIKE (case folding, wildcards): names sort byte-wise, so the names
  * starting with `prefix` are those >= prefix and < the prefix with its last byte raised (after
- * dropping trailing 0xFF bytes, which cannot be raised). A prefix of only 0xFF bytes has no such
- * bound: the open statement is used and the scan stops at the first name without the prefix.
+ * dropping trailing 0xFF bytes, which cannot be raised). An empty prefix, or one of only 0xFF
+ * bytes, has no such bound and needs none: every name >= it starts with it.
  */
 static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const char *after,
                         size_t alen, size_t limit, hs_stream_cb cb, void *ctx)
@@ -1160,20 +1083,17 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
     int incl = 1;
 
     if (alen > 0 && bytecmp(after, alen, prefix, plen) >= 0) {
-        if (set_text(key, after, alen))
-            return nomem(st);
+        if (set_text(key, after, alen)) return nomem(st);
         keylen = alen;
         incl = 0;
     } else {
-        if (set_text(key, prefix, plen))
-            return nomem(st);
+        if (set_text(key, prefix, plen)) return nomem(st);
         keylen = plen;
     }
     while (hilen > 0 && (unsigned char)prefix[hilen - 1] == 0xFF)
         hilen--;
     if (hilen > 0) {
-        if (set_text(hi, prefix, hilen))
-            return nomem(st);
+        if (set_text(hi, prefix, hilen)) return nomem(st);
         hi->p[hilen - 1] = (char)((unsigned char)hi->p[hilen - 1] + 1);
     }
     int q = hilen > 0 ? Q_LIST : Q_LIST_OPEN;
@@ -1186,44 +1106,31 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
         p[np++] = PTXT(key->p, keylen);
         p[np++] = PTXT(key->p, keylen);
         p[np++] = PINT(incl);
-        if (hilen > 0)
-            p[np++] = PTXT(hi->p, hilen);
+        if (hilen > 0) p[np++] = PTXT(hi->p, hilen);
         p[np++] = PINT(want);
         SQLHSTMT h;
         int rc = run(st, q, p, np, &h, NULL);
-        if (rc)
-            return rc;
+        if (rc) return rc;
 
         size_t got = 0;
-        bool past = false;
         const char *name = NULL;
         size_t nlen = 0;
         while ((rc = fetch(st, h, q)) == 1) {
             hs_stream_head_t head;
             head_from_cols(st, &head);
             rc = text_col(st, h, INT_COLS + 1, &st->t[T_STREAM], &name, &nlen);
-            if (rc == 0 && !name)
-                rc = fail(st, HS_EDB, "list streams: a stream without a name");
-            if (rc)
-                break;
-            if (plen && (nlen < plen || memcmp(name, prefix, plen) != 0)) {
-                past = true;
-                break;
-            }
+            if (rc == 0 && !name) rc = fail(st, HS_EDB, "list streams: a stream without a name");
+            if (rc) break;
             got++;
             left--;
             rc = cb(ctx, name, nlen, &head);
-            if (rc)
-                break;
+            if (rc) break;
         }
         SQLFreeStmt(h, SQL_CLOSE);
-        if (rc)
-            return rc;
-        if (past || got < want)
-            break;
+        if (rc) return rc;
+        if (got < want) break;
         /* The next page starts after the last name: copy it, the buffer is reused. */
-        if (set_text(key, name, nlen))
-            return nomem(st);
+        if (set_text(key, name, nlen)) return nomem(st);
         keylen = nlen;
         incl = 0;
     }

@@ -657,6 +657,24 @@ int hs_writer_start(hs_writer_t *w)
     return 0;
 }
 
+/* Completes entries still queued after the thread ended with HS_EUNAVAIL (complete = true), or
+ * frees them when nobody is left to tell. */
+static void drain_rings(hs_writer_t *w, bool complete)
+{
+    void *p;
+    for (int r = 0; r <= w->nrings; r++) {
+        while (r < w->nrings ? ck_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
+                             : ck_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p)) {
+            hs_ingest_t *e = p;
+            e->status = HS_EUNAVAIL;
+            if (complete)
+                e->done(e);
+            else
+                hs_ingest_free(e);
+        }
+    }
+}
+
 void hs_writer_stop(hs_writer_t *w)
 {
     if (!w->started)
@@ -665,6 +683,7 @@ void hs_writer_stop(hs_writer_t *w)
     hs_waiter_wake(&w->waiter);
     pthread_join(w->thread, NULL);
     w->started = false;
+    drain_rings(w, true);
 }
 
 void hs_writer_destroy(hs_writer_t *w)
@@ -672,6 +691,8 @@ void hs_writer_destroy(hs_writer_t *w)
     if (!w)
         return;
     hs_writer_stop(w);
+    if (w->rings && w->rings[w->nrings].buf)
+        drain_rings(w, false);
     if (w->heads) {
         heads_clear(w);
         free(w->heads);
@@ -692,6 +713,8 @@ void hs_writer_destroy(hs_writer_t *w)
 
 bool hs_writer_submit_spsc(hs_writer_t *w, int ring, hs_ingest_t *e)
 {
+    if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
+        return false;
     if (!ck_ring_enqueue_spsc(&w->rings[ring].r, w->rings[ring].buf, e))
         return false;
     hs_waiter_wake(&w->waiter);
