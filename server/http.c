@@ -499,6 +499,13 @@ static void readyz(hs_conn_t *c)
     hs_conn_respond(c, 200, "text/plain", "ready\n", 6, NULL, NULL);
 }
 
+static void not_allowed(hs_conn_t *c, const char *allow)
+{
+    c->allow = allow;
+    hs_conn_error(c, 405, "MethodNotAllowed", "use %s", allow);
+    c->allow = NULL;
+}
+
 void hs_http_dispatch(hs_conn_t *c, const char *path)
 {
     int m = c->method;
@@ -508,21 +515,21 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         if (get)
             hs_conn_respond(c, 200, "text/plain", "ok\n", 3, NULL, NULL);
         else
-            hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
+            not_allowed(c, "GET");
         return;
     }
     if (!strcmp(path, "/readyz")) {
         if (get)
             readyz(c);
         else
-            hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
+            not_allowed(c, "GET");
         return;
     }
     if (!strcmp(path, "/api/streams") || !strcmp(path, "/api/streams/")) {
         if (get)
             list_streams(c);
         else
-            hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
+            not_allowed(c, "GET");
         return;
     }
     static const char pre[] = "/api/streams/";
@@ -540,7 +547,7 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         else if (del)
             admin(c, HS_INGEST_DELETE, name, nlen);
         else
-            hs_conn_error(c, 405, "MethodNotAllowed", "use GET or DELETE");
+            not_allowed(c, "GET, DELETE");
         return;
     }
     if (!strcmp(rest, "/events")) {
@@ -549,14 +556,14 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         else if (post)
             publish(c, name, nlen);
         else
-            hs_conn_error(c, 405, "MethodNotAllowed", "use GET or POST");
+            not_allowed(c, "GET, POST");
         return;
     }
     if (!strcmp(rest, "/close")) {
         if (post)
             admin(c, HS_INGEST_CLOSE, name, nlen);
         else
-            hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
+            not_allowed(c, "POST");
         return;
     }
     hs_conn_error(c, 404, "NotFound", "no route for %s", path);

@@ -58,6 +58,10 @@ void hs_io_hand_fd(hs_io_t *io, int fd)
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value)
 {
+    if (c->close_after && !extra_name) {
+        extra_name = "connection:";
+        extra_value = "close";
+    }
     size_t cap = LWS_PRE + 1024 + len;
     unsigned char *buf = malloc(cap);
     if (!buf)
@@ -95,9 +99,15 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
     o += (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":", code);
     o += hs_json_quote(msg, strlen(msg), body + o);
     body[o++] = '}';
-    return hs_conn_respond(c, status, "application/json", body, o,
-                           status == 401 ? "www-authenticate:" : NULL,
-                           status == 401 ? "Bearer" : NULL);
+    const char *xn = NULL, *xv = NULL;
+    if (status == 401) {
+        xn = "www-authenticate:";
+        xv = "Bearer";
+    } else if (status == 405 && c->allow) {
+        xn = "allow:";
+        xv = c->allow;
+    }
+    return hs_conn_respond(c, status, "application/json", body, o, xn, xv);
 }
 
 /* ---- ingest submission ---- */
@@ -212,8 +222,10 @@ static int write_response(hs_conn_t *c)
     c->resp = NULL;
     int n = lws_write(c->wsi, buf + LWS_PRE, len, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
     free(buf);
-    if (n < (int)len || c->close_after)
+    if (n < (int)len || (c->close_after && c->body_done))
         return -1;
+    if (c->close_after)
+        return 0; /* keep reading (and dropping) the body; close at its end */
     if (final)
         return lws_http_transaction_completed(c->wsi) ? -1 : 0;
     return 0;
@@ -229,57 +241,68 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP: {
+        if (!c)
+            return -1;
         hs_io_t *io = io_of(wsi);
         c->wsi = wsi;
         c->io = io;
         c->body_len = 0;
         c->body_too_large = false;
         c->close_after = false;
+        c->body_done = false;
         c->method = method_of(wsi);
         char path[1024];
         size_t pl = strnlen((const char *)in, sizeof(path) - 1);
         memcpy(path, in, pl);
         path[pl] = '\0';
+        /* lws decodes %00 into the URI and cuts it there: refuse what it cut */
+        if (c->method >= 0 && (size_t)lws_hdr_total_length(wsi, c->method) != pl) {
+            c->body_done = true;
+            c->close_after = !(c->method == WSI_TOKEN_GET_URI ||
+                               c->method == WSI_TOKEN_DELETE_URI);
+            hs_conn_error(c, 400, "BadRequest", "the path holds a NUL or control character");
+            return 0;
+        }
         if (c->method == WSI_TOKEN_POST_URI || c->method == WSI_TOKEN_PUT_URI ||
             c->method == WSI_TOKEN_PATCH_URI) {
+            /* lws calls HTTP_BODY_COMPLETION for every body, even an empty one */
             char cl[32];
-            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
-                hs_conn_error(c, 411, "BadRequest", "chunked request bodies are not supported; "
-                                                    "send Content-Length");
+            long long n = -1;
+            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) ||
+                lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+                (n = atoll(cl)) < 0) {
+                c->close_after = true;
+                c->body_done = true; /* nothing more will be read from this connection */
+                hs_conn_error(c, 411, "BadRequest", "a request body needs a Content-Length "
+                                                    "(chunked bodies are not supported)");
                 return 0;
             }
-            long long n = 0;
-            if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
-                n = atoll(cl);
             if (n > (long long)io->srv->cfg.max_body) {
+                /* answer now, read and drop the body, then close */
+                c->close_after = true;
                 hs_conn_error(c, 413, "TooLarge", "the body is %lld bytes, over the %zu-byte "
                                                   "limit", n, io->srv->cfg.max_body);
-                /* the body will not be read: close once the answer is out */
-                c->close_after = true;
-                c->body_cap = 0;
                 return 0;
             }
-            if (n > 0) {
-                free(c->body);
-                c->body = malloc((size_t)n + 1);
-                c->body_cap = c->body ? (size_t)n : 0;
-                /* path is needed again at completion */
-                char *pcopy = malloc(pl + 1);
-                if (!c->body || !pcopy) {
-                    free(pcopy);
-                    return -1;
-                }
-                memcpy(pcopy, path, pl + 1);
-                lws_set_opaque_user_data(wsi, pcopy);
-                return 0;
+            free(c->body);
+            c->body = malloc((size_t)n + 1);
+            c->body_cap = c->body ? (size_t)n : 0;
+            char *pcopy = malloc(pl + 1);
+            if (!c->body || !pcopy) {
+                free(pcopy);
+                return -1;
             }
+            memcpy(pcopy, path, pl + 1);
+            free(lws_get_opaque_user_data(wsi));
+            lws_set_opaque_user_data(wsi, pcopy);
+            return 0;
         }
         hs_http_dispatch(c, path);
         return 0;
     }
 
     case LWS_CALLBACK_HTTP_BODY:
-        if (c->close_after)
+        if (!c || c->close_after || !len)
             return 0;
         if (c->body_len + len > c->body_cap) {
             c->body_too_large = true;
@@ -290,11 +313,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        if (!c)
+            return -1;
         char *pcopy = lws_get_opaque_user_data(wsi);
         lws_set_opaque_user_data(wsi, NULL);
-        if (c->close_after)
-            ;
-        else if (c->body_too_large)
+        c->body_done = true;
+        if (c->close_after) {
+            free(pcopy);
+            /* the refusal was queued before the body: close once it is out */
+            return c->resp ? 0 : -1;
+        }
+        if (c->body_too_large)
             hs_conn_error(c, 413, "TooLarge", "the body is longer than its Content-Length");
         else
             hs_http_dispatch(c, pcopy ? pcopy : "/");
@@ -303,6 +332,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!c)
+            return 0;
         if (c->resp) {
             if (write_response(c))
                 return -1;
@@ -314,7 +345,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
 
     case LWS_CALLBACK_CLOSED_HTTP:
-        hs_http_conn_closed(c);
+        if (c)
+            hs_http_conn_closed(c);
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:

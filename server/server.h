@@ -62,7 +62,9 @@ struct hs_conn {
     char *body;
     size_t body_len, body_cap;
     bool body_too_large;
-    bool close_after; /* close once the queued response is written */
+    bool close_after; /* close once the queued response is written and the body read */
+    bool body_done;   /* the request body (if any) has been read */
+    const char *allow; /* the Allow header of a 405 answer */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom) */
     unsigned char *resp;
     size_t resp_len;
