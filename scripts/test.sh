@@ -12,7 +12,7 @@ jobs=$(nproc)
 run_suite() { # name, cmake args...
   local name=$1; shift
   echo "=== $name build ==="
-  cmake -S . -B "build/$name" -DHS_WERROR=ON "$@" >/dev/null
+  cmake -S . -B "build/$name" -DHS_WERROR=ON -DHS_REQUIRE_INTEGRATION=ON "$@" >/dev/null
   cmake --build "build/$name" -j"$jobs" >"build/$name.log" 2>&1 || { cat "build/$name.log"; return 1; }
   echo "=== $name tests ==="
   (cd "build/$name" && ctest --output-on-failure --timeout 900)

@@ -11,7 +11,7 @@
  */
 #include "server/fanout.h"
 
-#include <ck_ring.h>
+#include "ringbuf/ring.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -345,9 +345,10 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
 static void read_done(hs_read_req_t *base)
 {
     creq_t *r = (creq_t *)base;
+    worker_t *w = r->w; /* once pushed, the worker may free r */
     r->base.node.kind = NODE_READ;
-    if (hs_mpsc_push(&r->w->q, &r->base.node))
-        hs_waiter_wake(&r->w->waiter);
+    if (hs_mpsc_push(&w->q, &r->base.node))
+        hs_waiter_wake(&w->waiter);
 }
 
 static void free_req(creq_t *r)
@@ -555,7 +556,7 @@ static void *run(void *arg)
     for (;;) {
         bool busy = false;
         void *p;
-        while (ck_ring_dequeue_spsc(&w->ring, w->ring_buf, &p)) {
+        while (hs_ring_dequeue_spsc(&w->ring, w->ring_buf, &p)) {
             on_batch(w, p);
             hs_batch_unref(p);
             busy = true;
@@ -648,7 +649,7 @@ void hs_fanout_destroy(hs_fanout_t *f)
         worker_t *w = &f->w[i];
         void *p;
         if (w->ring_buf) {
-            while (ck_ring_dequeue_spsc(&w->ring, w->ring_buf, &p))
+            while (hs_ring_dequeue_spsc(&w->ring, w->ring_buf, &p))
                 hs_batch_unref(p);
         }
         for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
@@ -693,7 +694,7 @@ void hs_fanout_sink(void *ctx, hs_batch_t *batch)
         worker_t *w = &f->w[i];
         hs_batch_ref(batch);
         /* backpressure: a worker that is BATCH_RING batches behind holds the writer back */
-        while (!ck_ring_enqueue_spsc(&w->ring, w->ring_buf, batch)) {
+        while (!hs_ring_enqueue_spsc(&w->ring, w->ring_buf, batch)) {
             hs_waiter_wake(&w->waiter);
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);

@@ -203,9 +203,10 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
 static void read_done(hs_read_req_t *base)
 {
     struct hs_http_read *r = (struct hs_http_read *)base;
+    hs_io_t *io = r->io; /* once pushed, the IO thread may free r */
     r->base.node.kind = HS_NODE_READ;
-    if (hs_mpsc_push(&r->io->inbox, &r->base.node))
-        lws_cancel_service(r->io->ctx);
+    if (hs_mpsc_push(&io->inbox, &r->base.node))
+        lws_cancel_service(io->ctx);
 }
 
 void hs_http_on_read_done(hs_io_t *io, struct hs_http_read *r)

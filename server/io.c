@@ -255,11 +255,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         size_t pl = strnlen((const char *)in, sizeof(path) - 1);
         memcpy(path, in, pl);
         path[pl] = '\0';
-        /* lws decodes %00 into the URI and cuts it there: refuse what it cut */
-        if (c->method >= 0 && (size_t)lws_hdr_total_length(wsi, c->method) != pl) {
+        /* lws decodes %00 into the URI and cuts it there, and takes a decoded %0A or %0D for
+         * the end of the request line (the HTTP version then goes missing): refuse what it cut
+         * rather than serve a shorter path, which could name another stream */
+        if (c->method >= 0 && ((size_t)lws_hdr_total_length(wsi, c->method) != pl ||
+                               lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0)) {
             c->body_done = true;
-            c->close_after = !(c->method == WSI_TOKEN_GET_URI ||
-                               c->method == WSI_TOKEN_DELETE_URI);
+            c->close_after = true;
             hs_conn_error(c, 400, "BadRequest", "the path holds a NUL or control character");
             return 0;
         }
@@ -380,7 +382,9 @@ static void lws_quiet(int level, const char *line)
 
 int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen)
 {
-    lws_set_log_level(LLL_ERR, lws_quiet);
+    /* lws 4.1 formats log lines in a static buffer shared by every context (a data race
+     * between IO threads), so it gets no log level at all */
+    lws_set_log_level(0, lws_quiet);
     hs_io_t *io = calloc(1, sizeof(*io));
     if (!io)
         goto nomem;
@@ -424,9 +428,8 @@ static void *run(void *arg)
         if (lws_service(io->ctx, 0) < 0)
             break;
     lws_sul_cancel(&io->tick);
-    /* closes every connection on this thread (their CLOSED callbacks run here) */
-    lws_context_destroy(io->ctx);
-    io->ctx = NULL;
+    /* the context outlives the thread: other threads may still lws_cancel_service() it until
+     * they stop; hs_io_destroy() closes its connections */
     return NULL;
 }
 

@@ -241,9 +241,13 @@ void hs_server_destroy(hs_server_t *srv)
     if (atomic_load(&srv->state) == 1 || atomic_load(&srv->state) == 2)
         finish_stop(srv);
     hs_acceptor_destroy(srv->acceptor);
-    /* the writer owns the commit path: stop it before the IO threads that hold its acks */
+    /* every thread that could wake an IO context stops before the contexts go */
     if (srv->writer)
         hs_writer_stop(srv->writer);
+    if (srv->fanout)
+        hs_fanout_stop(srv->fanout);
+    if (srv->reader)
+        hs_reader_stop(srv->reader);
     for (int i = 0; srv->io && i < srv->nio; i++)
         hs_io_destroy(srv->io[i]);
     hs_fanout_destroy(srv->fanout);

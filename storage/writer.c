@@ -8,7 +8,7 @@
  */
 #include "storage/writer.h"
 
-#include <ck_ring.h>
+#include "ringbuf/ring.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -544,8 +544,8 @@ static size_t collect(hs_writer_t *w)
         for (int r = 0; r <= w->nrings && events < (size_t)w->cfg.batch_max; r++) {
             void *p;
             bool ok = r < w->nrings
-                          ? ck_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
-                          : ck_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p);
+                          ? hs_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
+                          : hs_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p);
             if (!ok)
                 continue;
             more = true;
@@ -663,8 +663,8 @@ static void drain_rings(hs_writer_t *w, bool complete)
 {
     void *p;
     for (int r = 0; r <= w->nrings; r++) {
-        while (r < w->nrings ? ck_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
-                             : ck_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p)) {
+        while (r < w->nrings ? hs_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
+                             : hs_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p)) {
             hs_ingest_t *e = p;
             e->status = HS_EUNAVAIL;
             if (complete)
@@ -715,7 +715,7 @@ bool hs_writer_submit_spsc(hs_writer_t *w, int ring, hs_ingest_t *e)
 {
     if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
         return false;
-    if (!ck_ring_enqueue_spsc(&w->rings[ring].r, w->rings[ring].buf, e))
+    if (!hs_ring_enqueue_spsc(&w->rings[ring].r, w->rings[ring].buf, e))
         return false;
     hs_waiter_wake(&w->waiter);
     return true;
@@ -726,7 +726,7 @@ bool hs_writer_submit_mpmc(hs_writer_t *w, hs_ingest_t *e)
     if (atomic_load(&w->stopping))
         return false;
     ring_t *r = &w->rings[w->nrings];
-    bool ok = ck_ring_enqueue_mpsc(&r->r, r->buf, e);
+    bool ok = hs_ring_enqueue_mpsc(&r->r, r->buf, e);
     if (ok)
         hs_waiter_wake(&w->waiter);
     return ok;
