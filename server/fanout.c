@@ -21,14 +21,24 @@
 #include "hubstream/hubstream.h"
 #include "ringbuf/waiter.h"
 
-#define BATCH_RING 1024
-#define NODE_READ 3
-#define NBUCKETS 4096
+#define BATCH_RING         1024
+#define NODE_READ          3
+#define NBUCKETS           4096
+#define CACHE_SLOTS_MIN    256 /* per stream, grown by doubling; powers of two */
+#define CACHE_SLOTS_MAX    65536
+#define CACHE_STREAM_BYTES (64u << 20)  /* per stream */
+#define CACHE_WORKER_BYTES (512u << 20) /* per worker, over all its streams */
 
 typedef struct wstream {
     struct wstream *next;
     uint32_t hash, len;
     int64_t head; /* last version (position for $all) this worker delivered live */
+    /* recent blocks, seq cache_lo..head at slot seq % cache_cap: a subscriber that fell
+     * behind catches up from here, sharing the blocks, before it falls back to the database */
+    hs_block_t **cache;
+    uint32_t cache_cap; /* slots */
+    int64_t cache_lo;   /* 0: empty */
+    size_t cache_bytes;
     hs_sub_t *subs;
     size_t nsubs;
     char name[];
@@ -66,6 +76,7 @@ struct worker {
     hs_sub_t **touched;
     size_t ntouched, touched_cap;
     bool *wake; /* per IO thread */
+    size_t cache_bytes;
     int64_t last_stall_check;
 };
 
@@ -98,19 +109,16 @@ static worker_t *owner(hs_fanout_t *f, const hs_sub_t *s)
 static wstream_t *st_find(worker_t *w, const char *name, size_t len, uint32_t hash)
 {
     for (wstream_t *s = w->buckets[hash % NBUCKETS]; s; s = s->next)
-        if (s->hash == hash && s->len == len && memcmp(s->name, name, len) == 0)
-            return s;
+        if (s->hash == hash && s->len == len && memcmp(s->name, name, len) == 0) return s;
     return NULL;
 }
 
 static wstream_t *st_get(worker_t *w, const char *name, size_t len, uint32_t hash)
 {
     wstream_t *s = st_find(w, name, len, hash);
-    if (s)
-        return s;
+    if (s) return s;
     s = calloc(1, sizeof(*s) + len + 1);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     memcpy(s->name, name, len);
     s->len = (uint32_t)len;
     s->hash = hash;
@@ -121,10 +129,72 @@ static wstream_t *st_get(worker_t *w, const char *name, size_t len, uint32_t has
     return s;
 }
 
+static void cache_reset(worker_t *w, wstream_t *st)
+{
+    if (!st->cache || !st->cache_lo) return;
+    for (int64_t q = st->cache_lo; q <= st->head; q++) {
+        hs_block_t **slot = &st->cache[q & (st->cache_cap - 1)];
+        hs_block_unref(*slot);
+        *slot = NULL;
+    }
+    w->cache_bytes -= st->cache_bytes;
+    st->cache_bytes = 0;
+    st->cache_lo = 0;
+}
+
+static size_t cache_size(const hs_block_t *b)
+{
+    return sizeof(hs_block_t) + b->json_len + b->sse_len + b->type_len + b->stream_len;
+}
+
+/* Records block b with sequence seq; st->head is still the previous sequence. */
+static void cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq)
+{
+    if (st->cache_lo && seq != st->head + 1)
+        cache_reset(w, st); /* not contiguous (a new incarnation of the stream) */
+    if (!st->cache) {
+        if (!(st->cache = calloc(CACHE_SLOTS_MIN, sizeof(hs_block_t *)))) return;
+        st->cache_cap = CACHE_SLOTS_MIN;
+    }
+    if (st->cache_lo && seq - st->cache_lo + 1 > st->cache_cap && st->cache_cap < CACHE_SLOTS_MAX) {
+        /* grow: a stream with subscribers that lag keeps more of its recent past */
+        uint32_t nc = st->cache_cap * 2;
+        hs_block_t **n = calloc(nc, sizeof(hs_block_t *));
+        if (n) {
+            for (int64_t q = st->cache_lo; q <= st->head; q++)
+                n[q & (nc - 1)] = st->cache[q & (st->cache_cap - 1)];
+            free(st->cache);
+            st->cache = n;
+            st->cache_cap = nc;
+        }
+    }
+    size_t sz = cache_size(b);
+    if (w->cache_bytes + sz > CACHE_WORKER_BYTES) {
+        cache_reset(w, st); /* over the worker's budget: this stream goes uncached for now */
+        return;
+    }
+    if (!st->cache_lo) st->cache_lo = seq;
+    /* evict the oldest while the new one would not fit (slot or bytes); seq itself stays */
+    while (st->cache_lo < seq &&
+           (seq - st->cache_lo + 1 > st->cache_cap || st->cache_bytes + sz > CACHE_STREAM_BYTES)) {
+        hs_block_t **slot = &st->cache[st->cache_lo & (st->cache_cap - 1)];
+        size_t osz = cache_size(*slot);
+        st->cache_bytes -= osz;
+        w->cache_bytes -= osz;
+        hs_block_unref(*slot);
+        *slot = NULL;
+        st->cache_lo++;
+    }
+    st->cache[seq & (st->cache_cap - 1)] = hs_block_ref(b);
+    st->cache_bytes += sz;
+    w->cache_bytes += sz;
+}
+
 static void st_drop_if_empty(worker_t *w, wstream_t *s)
 {
-    if (s->nsubs)
-        return;
+    if (s->nsubs) return;
+    cache_reset(w, s);
+    free(s->cache);
     pthread_mutex_lock(&w->mu);
     wstream_t **pp = &w->buckets[s->hash % NBUCKETS];
     while (*pp != s)
@@ -138,35 +208,30 @@ static void st_drop_if_empty(worker_t *w, wstream_t *s)
 
 static void stalled_remove(worker_t *w, hs_sub_t *s)
 {
-    if (!s->stalled_since_ms)
-        return;
+    if (!s->stalled_since_ms) return;
     if (s->st_prev)
         s->st_prev->st_next = s->st_next;
     else
         w->stalled = s->st_next;
-    if (s->st_next)
-        s->st_next->st_prev = s->st_prev;
+    if (s->st_next) s->st_next->st_prev = s->st_prev;
     s->st_prev = s->st_next = NULL;
     s->stalled_since_ms = 0;
 }
 
 static void stalled_add(worker_t *w, hs_sub_t *s)
 {
-    if (s->stalled_since_ms)
-        return;
+    if (s->stalled_since_ms) return;
     s->stalled_since_ms = now_ms();
     s->st_prev = NULL;
     s->st_next = w->stalled;
-    if (w->stalled)
-        w->stalled->st_prev = s;
+    if (w->stalled) w->stalled->st_prev = s;
     w->stalled = s;
 }
 
 static void touch(worker_t *w, hs_sub_t *s, unsigned flags)
 {
     hs_fanout_t *f = w->f;
-    if (hs_sub_signal_io(s, flags, f->cfg.io_inboxes[s->io_index]))
-        w->wake[s->io_index] = true;
+    if (hs_sub_signal_io(s, flags, f->cfg.io_inboxes[s->io_index])) w->wake[s->io_index] = true;
 }
 
 static void flush_wakes(worker_t *w)
@@ -187,8 +252,7 @@ static void flush_wakes(worker_t *w)
 
 static void mark_touched(worker_t *w, hs_sub_t *s)
 {
-    if (s->io_pending_data)
-        return;
+    if (s->io_pending_data) return;
     if (w->ntouched == w->touched_cap) {
         size_t nc = w->touched_cap ? w->touched_cap * 2 : 256;
         hs_sub_t **p = realloc(w->touched, nc * sizeof(*p));
@@ -206,15 +270,13 @@ static void mark_touched(worker_t *w, hs_sub_t *s)
 /* Removes a subscription from the worker and drops the worker's reference. */
 static void detach(worker_t *w, hs_sub_t *s)
 {
-    if (!s->w_stream)
-        return;
+    if (!s->w_stream) return;
     wstream_t *st = s->w_stream;
     if (s->w_prev)
         s->w_prev->w_next = s->w_next;
     else
         st->subs = s->w_next;
-    if (s->w_next)
-        s->w_next->w_prev = s->w_prev;
+    if (s->w_next) s->w_next->w_prev = s->w_prev;
     pthread_mutex_lock(&w->mu);
     st->nsubs--;
     pthread_mutex_unlock(&w->mu);
@@ -235,11 +297,9 @@ static void detach(worker_t *w, hs_sub_t *s)
 /* Ends a subscription: queues the end marker (if any), tells the IO thread, detaches. */
 static void end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
 {
-    if (s->ended)
-        return;
+    if (s->ended) return;
     s->ended = true;
-    if (marker)
-        hs_sub_push_spsc(s, marker, hs_fanout_block_size(s, marker), true);
+    if (marker) hs_sub_push_spsc(s, marker, hs_fanout_block_size(s, marker), true);
     atomic_store(&s->end_reason, reason);
     touch(w, s, reason == HS_SUB_END_STALLED ? HS_SUB_IO_KILL : HS_SUB_IO_END);
     detach(w, s);
@@ -267,8 +327,7 @@ static void to_catchup(worker_t *w, hs_sub_t *s, bool full)
 /* Live delivery of one block with sequence number seq (version, or position for $all). */
 static void deliver(worker_t *w, hs_sub_t *s, hs_block_t *b, int64_t seq)
 {
-    if (s->mode != HS_SUB_LIVE || seq <= s->cursor)
-        return;
+    if (s->mode != HS_SUB_LIVE || seq <= s->cursor) return;
     if (seq != s->cursor + 1) {
         to_catchup(w, s, false);
         return;
@@ -293,14 +352,12 @@ static int on_record(void *ctx, const hs_record_t *rec)
     if (r->n == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 64;
         hs_block_t **p = realloc(r->blocks, nc * sizeof(*p));
-        if (!p)
-            return HS_ENOMEM;
+        if (!p) return HS_ENOMEM;
         r->blocks = p;
         r->cap = nc;
     }
     hs_block_t *b = r->encode(rec);
-    if (!b)
-        return HS_ENOMEM;
+    if (!b) return HS_ENOMEM;
     r->blocks[r->n++] = b;
     r->bytes += hs_fanout_block_size(r->sub, b);
     if (r->bytes >= r->max_bytes) {
@@ -318,27 +375,21 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
     if (s->all) {
         if (r->from_head) {
             int64_t pos;
-            if ((rc = hs_store_max_position(st, &pos)))
-                return rc;
+            if ((rc = hs_store_max_position(st, &pos))) return rc;
             r->after = pos;
         }
     } else {
         rc = hs_store_get_stream(st, s->stream, s->stream_len, &r->head);
-        if (rc && rc != HS_ENOENT)
-            return rc;
+        if (rc && rc != HS_ENOENT) return rc;
         r->found = rc == 0;
-        if (r->from_head)
-            r->after = r->found ? r->head.version : 0;
+        if (r->from_head) r->after = r->found ? r->head.version : 0;
     }
-    if (r->from_head)
-        return 0; /* live only: nothing to replay */
+    if (r->from_head) return 0; /* live only: nothing to replay */
     rc = s->all ? hs_store_read_all(st, r->after, false, r->limit, on_record, r)
                 : hs_store_read_stream(st, s->stream, s->stream_len, r->after, false, r->limit,
                                        on_record, r);
-    if (rc == 1)
-        rc = 0;
-    if (r->n >= r->limit)
-        r->more = true;
+    if (rc == 1) rc = 0;
+    if (r->n >= r->limit) r->more = true;
     return rc;
 }
 
@@ -347,8 +398,7 @@ static void read_done(hs_read_req_t *base)
     creq_t *r = (creq_t *)base;
     worker_t *w = r->w; /* once pushed, the worker may free r */
     r->base.node.kind = NODE_READ;
-    if (hs_mpsc_push(&w->q, &r->base.node))
-        hs_waiter_wake(&w->waiter);
+    if (hs_mpsc_push(&w->q, &r->base.node)) hs_waiter_wake(&w->waiter);
 }
 
 static void free_req(creq_t *r)
@@ -360,10 +410,57 @@ static void free_req(creq_t *r)
     free(r);
 }
 
+static void end_closed(worker_t *w, hs_sub_t *s)
+{
+    hs_block_t *m = w->f->cfg.encode_marker(HS_BLOCK_CLOSED, s->stream, s->stream_len, s->cursor);
+    end_sub(w, s, HS_SUB_END_CLOSED, m);
+    hs_block_unref(m);
+}
+
+/*
+ * Catch-up from the stream's block cache. Returns false when the cache does not hold the next
+ * block the subscription needs (the database must), true when it handled the subscription:
+ * live again, waiting for outbox space, or ended.
+ */
+static bool serve_cache(worker_t *w, hs_sub_t *s)
+{
+    wstream_t *st = s->w_stream;
+    if (!st || !st->cache_lo || s->cursor < 0 || s->cursor + 1 < st->cache_lo ||
+        s->cursor > st->head)
+        return false;
+    bool pushed = false;
+    while (s->cursor < st->head) {
+        int64_t seq = s->cursor + 1;
+        hs_block_t *b = st->cache[seq & (st->cache_cap - 1)];
+        if (hs_sub_wants_type(s, b->type, b->type_len)) {
+            if (!hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), false)) {
+                if (pushed) mark_touched(w, s);
+                atomic_store(&s->want_space, 1);
+                stalled_add(w, s);
+                if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
+                    /* the IO thread drained it meanwhile: go on at the next SPACE or batch */
+                    atomic_store(&s->want_space, 0);
+                    stalled_remove(w, s);
+                    hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q);
+                }
+                return true;
+            }
+            pushed = true;
+        }
+        s->cursor = seq;
+    }
+    if (pushed) mark_touched(w, s);
+    if (s->end_pending)
+        end_closed(w, s);
+    else
+        s->mode = HS_SUB_LIVE;
+    return true;
+}
+
 static void request_read(worker_t *w, hs_sub_t *s)
 {
-    if (s->reading || s->ended)
-        return;
+    if (s->reading || s->ended) return;
+    if (serve_cache(w, s)) return;
     size_t room = hs_sub_free_bytes(s);
     if (room < s->max_bytes / 4) {
         to_catchup(w, s, true);
@@ -403,22 +500,19 @@ static void on_read(worker_t *w, creq_t *r)
         free_req(r);
         return;
     }
-    if (r->from_head)
-        s->cursor = r->after;
+    if (r->from_head) s->cursor = r->after;
     bool pushed = false;
     for (size_t i = 0; i < r->n; i++) {
         hs_block_t *b = r->blocks[i];
         int64_t seq = s->all ? b->position : b->version;
-        if (seq <= s->cursor)
-            continue;
+        if (seq <= s->cursor) continue;
         if (hs_sub_wants_type(s, b->type, b->type_len)) {
             hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), true);
             pushed = true;
         }
         s->cursor = seq;
     }
-    if (pushed)
-        mark_touched(w, s);
+    if (pushed) mark_touched(w, s);
     wstream_t *st = s->w_stream;
     bool more = r->more;
     bool closed_at_end = !s->all && r->found && r->head.closed && s->cursor >= r->head.version;
@@ -427,11 +521,8 @@ static void on_read(worker_t *w, creq_t *r)
         request_read(w, s);
         return;
     }
-    if (closed_at_end || s->end_pending) {
-        hs_block_t *m = w->f->cfg.encode_marker(HS_BLOCK_CLOSED, s->stream, s->stream_len,
-                                                s->cursor);
-        end_sub(w, s, HS_SUB_END_CLOSED, m);
-        hs_block_unref(m);
+    if (closed_at_end || (s->end_pending && s->cursor >= st->head)) {
+        end_closed(w, s);
         return;
     }
     if (s->cursor >= st->head) {
@@ -445,8 +536,8 @@ static void on_read(worker_t *w, creq_t *r)
 
 static void on_register(worker_t *w, hs_sub_t *s)
 {
-    wstream_t *st = s->all ? st_get(w, "$all", 4, s->hash) : st_get(w, s->stream, s->stream_len,
-                                                                      s->hash);
+    wstream_t *st =
+        s->all ? st_get(w, "$all", 4, s->hash) : st_get(w, s->stream, s->stream_len, s->hash);
     if (!st) {
         atomic_store(&s->end_reason, HS_SUB_END_ERROR);
         touch(w, s, HS_SUB_IO_KILL);
@@ -456,8 +547,7 @@ static void on_register(worker_t *w, hs_sub_t *s)
     s->w_stream = st;
     s->w_prev = NULL;
     s->w_next = st->subs;
-    if (st->subs)
-        st->subs->w_prev = s;
+    if (st->subs) st->subs->w_prev = s;
     st->subs = s;
     pthread_mutex_lock(&w->mu);
     st->nsubs++;
@@ -478,8 +568,7 @@ static void on_sub(worker_t *w, hs_sub_t *s)
     }
     if ((fl & HS_SUB_W_SPACE) && s->w_stream && !s->ended) {
         stalled_remove(w, s);
-        if (s->mode == HS_SUB_CATCHUP)
-            request_read(w, s);
+        if (s->mode == HS_SUB_CATCHUP) request_read(w, s);
     }
     hs_sub_unref(s); /* the queue's reference */
 }
@@ -496,14 +585,15 @@ static void on_batch(worker_t *w, hs_batch_t *b)
             wstream_t *st = st_find(w, blk->stream, blk->stream_len, blk->stream_hash);
             if (st) {
                 if (blk->kind == HS_BLOCK_EVENT) {
+                    cache_add(w, st, blk, blk->version);
                     st->head = blk->version;
                     for (hs_sub_t *s = st->subs, *next; s; s = next) {
                         next = s->w_next;
                         deliver(w, s, blk, blk->version);
                     }
                 } else {
-                    int reason = blk->kind == HS_BLOCK_DELETED ? HS_SUB_END_DELETED
-                                                               : HS_SUB_END_CLOSED;
+                    int reason =
+                        blk->kind == HS_BLOCK_DELETED ? HS_SUB_END_DELETED : HS_SUB_END_CLOSED;
                     for (hs_sub_t *s = st->subs, *next; s; s = next) {
                         next = s->w_next;
                         if (reason == HS_SUB_END_DELETED ||
@@ -512,14 +602,16 @@ static void on_batch(worker_t *w, hs_batch_t *b)
                         else
                             s->end_pending = true; /* after catch-up reaches the end */
                     }
-                    if (reason == HS_SUB_END_DELETED && (st = st_find(w, blk->stream,
-                                                                      blk->stream_len,
-                                                                      blk->stream_hash)))
+                    if (reason == HS_SUB_END_DELETED &&
+                        (st = st_find(w, blk->stream, blk->stream_len, blk->stream_hash))) {
+                        cache_reset(w, st);
                         st->head = 0; /* a new incarnation starts at version 1 */
+                    }
                 }
             }
         }
         if (all && blk->kind == HS_BLOCK_EVENT) {
+            cache_add(w, all, blk, blk->position);
             all->head = blk->position;
             for (hs_sub_t *s = all->subs, *next; s; s = next) {
                 next = s->w_next;
@@ -534,8 +626,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
 static void check_stalls(worker_t *w)
 {
     int64_t now = now_ms();
-    if (now - w->last_stall_check < 100)
-        return;
+    if (now - w->last_stall_check < 100) return;
     w->last_stall_check = now;
     for (hs_sub_t *s = w->stalled, *next; s; s = next) {
         next = s->st_next;
@@ -571,10 +662,8 @@ static void *run(void *arg)
         }
         check_stalls(w);
         flush_wakes(w);
-        if (busy)
-            continue;
-        if (atomic_load(&w->f->stopping))
-            break;
+        if (busy) continue;
+        if (atomic_load(&w->f->stopping)) break;
         hs_waiter_sleep(&w->waiter, w->stalled ? 100 : 1000, has_work, w);
     }
     return NULL;
@@ -585,18 +674,14 @@ static void *run(void *arg)
 hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg)
 {
     hs_fanout_t *f = calloc(1, sizeof(*f));
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     f->cfg = *cfg;
-    if (f->cfg.nworkers <= 0)
-        f->cfg.nworkers = 1;
-    if (f->cfg.catchup_events <= 0)
-        f->cfg.catchup_events = 1000;
+    if (f->cfg.nworkers <= 0) f->cfg.nworkers = 1;
+    if (f->cfg.catchup_events <= 0) f->cfg.catchup_events = 1000;
     for (f->nio = 0; cfg->io_inboxes[f->nio]; f->nio++)
         ;
     f->w = calloc((size_t)f->cfg.nworkers, sizeof(worker_t));
-    if (!f->w)
-        goto fail;
+    if (!f->w) goto fail;
     for (int i = 0; i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
         w->f = f;
@@ -604,8 +689,7 @@ hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg)
         w->ring_buf = calloc(BATCH_RING, sizeof(ck_ring_buffer_t));
         w->buckets = calloc(NBUCKETS, sizeof(wstream_t *));
         w->wake = calloc((size_t)f->nio + 1, sizeof(bool));
-        if (!w->ring_buf || !w->buckets || !w->wake)
-            goto fail;
+        if (!w->ring_buf || !w->buckets || !w->wake) goto fail;
         ck_ring_init(&w->ring, BATCH_RING);
         hs_mpsc_init(&w->q);
         hs_waiter_init(&w->waiter);
@@ -620,8 +704,7 @@ fail:
 int hs_fanout_start(hs_fanout_t *f)
 {
     for (int i = 0; i < f->cfg.nworkers; i++) {
-        if (pthread_create(&f->w[i].thread, NULL, run, &f->w[i]))
-            return HS_ESYS;
+        if (pthread_create(&f->w[i].thread, NULL, run, &f->w[i])) return HS_ESYS;
         f->w[i].started = true;
     }
     return 0;
@@ -632,8 +715,7 @@ void hs_fanout_stop(hs_fanout_t *f)
     atomic_store(&f->stopping, 1);
     for (int i = 0; i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
-        if (!w->started)
-            continue;
+        if (!w->started) continue;
         hs_waiter_wake(&w->waiter);
         pthread_join(w->thread, NULL);
         w->started = false;
@@ -642,8 +724,7 @@ void hs_fanout_stop(hs_fanout_t *f)
 
 void hs_fanout_destroy(hs_fanout_t *f)
 {
-    if (!f)
-        return;
+    if (!f) return;
     hs_fanout_stop(f);
     for (int i = 0; f->w && i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
@@ -671,6 +752,8 @@ void hs_fanout_destroy(hs_fanout_t *f)
                     sn = s->w_next;
                     hs_sub_unref(s);
                 }
+                cache_reset(w, st);
+                free(st->cache);
                 free(st);
             }
         }
@@ -709,22 +792,19 @@ void hs_fanout_subscribe(hs_fanout_t *f, hs_sub_t *s)
     worker_t *w = owner(f, s);
     s->worker_index = w->index;
     hs_sub_ref(s); /* the worker's */
-    if (hs_sub_signal_worker(s, HS_SUB_W_REGISTER, &w->q))
-        hs_waiter_wake(&w->waiter);
+    if (hs_sub_signal_worker(s, HS_SUB_W_REGISTER, &w->q)) hs_waiter_wake(&w->waiter);
 }
 
 void hs_fanout_unsubscribe(hs_fanout_t *f, hs_sub_t *s)
 {
     worker_t *w = &f->w[s->worker_index];
-    if (hs_sub_signal_worker(s, HS_SUB_W_UNREGISTER, &w->q))
-        hs_waiter_wake(&w->waiter);
+    if (hs_sub_signal_worker(s, HS_SUB_W_UNREGISTER, &w->q)) hs_waiter_wake(&w->waiter);
 }
 
 void hs_fanout_space(hs_fanout_t *f, hs_sub_t *s)
 {
     worker_t *w = &f->w[s->worker_index];
-    if (hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q))
-        hs_waiter_wake(&w->waiter);
+    if (hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q)) hs_waiter_wake(&w->waiter);
 }
 
 size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)
@@ -735,8 +815,7 @@ size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)
     size_t n = 0;
     pthread_mutex_lock(&w->mu);
     wstream_t *st = st_find(w, stream, len, hash);
-    if (st)
-        n = st->nsubs;
+    if (st) n = st->nsubs;
     pthread_mutex_unlock(&w->mu);
     return n;
 }

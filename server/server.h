@@ -76,6 +76,7 @@ struct hs_conn {
     hs_sub_t *sub;
     bool sse, sse_ending, sse_killed, sse_closing, ping_due;
     int64_t last_write_ms;
+    int64_t stuck_since_ms; /* data has waited since, with no writable callback */
     hs_conn_t *sse_prev, *sse_next;
 };
 

@@ -156,6 +156,7 @@ int hs_sse_writable(hs_conn_t *c)
     hs_sub_t *s = c->sub;
     if (c->sse_killed || c->sse_closing || !s)
         return -1;
+    c->stuck_since_ms = 0; /* lws only calls back once what it held went to the kernel */
     char *out = (char *)io->wbuf + LWS_PRE;
     size_t o = 0;
     bool ended = false;
@@ -230,8 +231,11 @@ void hs_sse_on_signal(hs_io_t *io, hs_sub_t *s)
     unsigned fl = hs_sub_take_io_flags(s);
     hs_conn_t *c = s->io_ctx;
     if (c) {
-        if (fl & HS_SUB_IO_KILL)
+        if ((fl & HS_SUB_IO_KILL) && !c->sse_killed) {
+            /* stalled: the socket will not become writable, so do not wait for it */
             c->sse_killed = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
         if (fl & HS_SUB_IO_END)
             c->sse_ending = true;
         lws_callback_on_writable(c->wsi);
@@ -241,8 +245,21 @@ void hs_sse_on_signal(hs_io_t *io, hs_sub_t *s)
 
 void hs_sse_tick(hs_io_t *io, int64_t now)
 {
-    int ping = io->srv->cfg.sse_ping_ms;
+    int ping = io->srv->cfg.sse_ping_ms, stall = io->srv->cfg.stall_timeout_ms;
     for (hs_conn_t *c = io->sse_head; c; c = c->sse_next) {
+        /* a client that reads nothing while data waits for it is closed after the stall
+         * timeout, whether or not more events come (the worker also ends a subscription whose
+         * outbox stays full) */
+        bool waiting = (c->sub && !hs_sub_empty(c->sub)) || lws_send_pipe_choked(c->wsi);
+        if (!waiting) {
+            c->stuck_since_ms = 0;
+        } else if (!c->stuck_since_ms) {
+            c->stuck_since_ms = now;
+        } else if (now - c->stuck_since_ms >= stall && !c->sse_killed) {
+            c->sse_killed = true;
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
         if (now - c->last_write_ms >= ping && !c->ping_due) {
             c->ping_due = true;
             lws_callback_on_writable(c->wsi);
