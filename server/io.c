@@ -17,6 +17,15 @@
 #include "server/json.h"
 #include "server/server.h"
 
+/*
+ * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
+ * per-session struct (hs_conn_t) at every keep-alive transaction, so whatever belongs to the
+ * socket lives here, as the wsi's opaque user data.
+ */
+typedef struct wsi_data {
+    char *path; /* the request path, kept while its body arrives */
+} wsi_data_t;
+
 typedef struct fd_node {
     hs_mpsc_node_t node;
     int fd;
@@ -161,16 +170,17 @@ static void drain_inbox(hs_io_t *io)
         switch (n->kind) {
         case HS_NODE_FD: {
             fd_node_t *f = (fd_node_t *)n;
-            struct lws *wsi = lws_adopt_socket_vhost(io->vh, f->fd);
+            wsi_data_t *d = calloc(1, sizeof(*d));
+            struct lws *wsi = d ? lws_adopt_socket_vhost(io->vh, f->fd) : NULL;
             if (!wsi) {
                 /* lws closes the fd when adoption fails */
+                if (!d)
+                    close(f->fd);
+                free(d);
                 atomic_fetch_sub(&io->srv->live_conns, 1);
             } else {
-                hs_conn_t *c = lws_wsi_user(wsi);
-                if (c)
-                    c->counted = true;
-                else
-                    atomic_fetch_sub(&io->srv->live_conns, 1);
+                /* live_conns is given back in LWS_CALLBACK_WSI_DESTROY, which frees d */
+                lws_set_opaque_user_data(wsi, d);
             }
             free(f);
             break;
@@ -295,8 +305,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 return -1;
             }
             memcpy(pcopy, path, pl + 1);
-            free(lws_get_opaque_user_data(wsi));
-            lws_set_opaque_user_data(wsi, pcopy);
+            wsi_data_t *d = lws_get_opaque_user_data(wsi);
+            if (!d) {
+                free(pcopy);
+                return -1;
+            }
+            free(d->path);
+            d->path = pcopy;
             return 0;
         }
         hs_http_dispatch(c, path);
@@ -317,8 +332,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         if (!c)
             return -1;
-        char *pcopy = lws_get_opaque_user_data(wsi);
-        lws_set_opaque_user_data(wsi, NULL);
+        wsi_data_t *d = lws_get_opaque_user_data(wsi);
+        char *pcopy = d ? d->path : NULL;
+        if (d)
+            d->path = NULL;
         c->body_done = true;
         if (c->close_after) {
             free(pcopy);
@@ -337,31 +354,35 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c)
             return 0;
         if (c->resp) {
+            bool sse = c->sse;
+            /* a completed transaction frees c (lws re-creates it for the next request) */
             if (write_response(c))
                 return -1;
-            if (!c->sse)
+            if (!sse)
                 return 0;
         }
         if (c->sse)
             return hs_sse_writable(c);
         return 0;
 
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* end of a transaction: lws frees c next */
     case LWS_CALLBACK_CLOSED_HTTP:
         if (c)
             hs_http_conn_closed(c);
         return 0;
 
-    case LWS_CALLBACK_WSI_DESTROY:
-        if (c) {
+    case LWS_CALLBACK_WSI_DESTROY: {
+        if (c)
             hs_http_conn_closed(c);
-            free(lws_get_opaque_user_data(wsi));
+        wsi_data_t *d = lws_get_opaque_user_data(wsi);
+        if (d) {
             lws_set_opaque_user_data(wsi, NULL);
-            if (c->counted) {
-                c->counted = false;
-                atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);
-            }
+            free(d->path);
+            free(d);
+            atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);
         }
         return 0;
+    }
 
     default:
         break;

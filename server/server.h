@@ -52,11 +52,12 @@ struct hs_server {
     int stop_pipe[2]; /* a signal handler writes here */
 };
 
-/* One request or subscription connection (lws per-session data, zeroed by lws). */
+/* One request or subscription (lws per-session data, zeroed by lws). lws frees it at the end of
+ * every keep-alive transaction (after LWS_CALLBACK_HTTP_DROP_PROTOCOL): nothing that must last
+ * longer than one request lives here. */
 struct hs_conn {
     struct lws *wsi;
     hs_io_t *io;
-    bool counted;
     /* the request being served */
     int method;
     char *body;
