@@ -1,0 +1,252 @@
+/*
+ * Helpers shared by the benchmarks in perf/: clocks, CPU time, a description of the machine and
+ * of the source tree for the JSON result lines, and appending one line to a results file.
+ *
+ * Header-only (static functions) so that each benchmark stays one translation unit. Measures
+ * nothing by itself.
+ */
+#ifndef HS_PERF_BENCH_COMMON_H
+#define HS_PERF_BENCH_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef HS_PERF_SOURCE_DIR
+#define HS_PERF_SOURCE_DIR "."
+#endif
+
+/* Monotonic seconds. */
+static inline double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) of this whole process, all threads. */
+static inline double bench_self_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (utime + stime) of another process from /proc/<pid>/stat, or -1. */
+static inline double bench_pid_cpu(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* the command name (field 2) may hold spaces and parentheses: skip to its last ')' */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    p++;
+    unsigned long long ut = 0, st = 0;
+    /* after ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) */
+    if (sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+/* Bytes this process passed to write()/pwrite() so far (/proc/self/io wchar), or 0. */
+static inline unsigned long long bench_self_wchar(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return 0;
+    char line[128];
+    unsigned long long v = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "wchar: %llu", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+/* Busy CPU seconds of the whole machine so far (every CPU: user, nice, system, irq, softirq,
+ * steal from /proc/stat), or -1. The difference over a run, minus the benchmark's own CPU and
+ * the server's, is what other processes took: a noisy neighbour shows up there. */
+static inline double bench_sys_busy(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return -1;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8)
+        return -1;
+    /* user nice system idle iowait irq softirq steal: idle and iowait are not busy */
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)busy / (double)(hz > 0 ? hz : 100);
+}
+
+/* The 1-minute load average, or -1. */
+static inline double bench_loadavg(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f)
+        return -1;
+    double l = -1;
+    if (fscanf(f, "%lf", &l) != 1)
+        l = -1;
+    fclose(f);
+    return l;
+}
+
+/* VmRSS of a process in KiB, or -1. */
+static inline long bench_pid_rss_kb(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* Writes s as a JSON string (quotes included) into f. */
+static inline void bench_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+typedef struct bench_env {
+    char date[32];     /* UTC, ISO 8601 */
+    char cpu[128];     /* /proc/cpuinfo model name */
+    int nproc;         /* online CPUs */
+    long mem_mb;       /* MemTotal */
+    char kernel[128];  /* uname -r */
+    char commit[48];   /* git HEAD of the source tree, "+dirty" when it has changes */
+    double load1;      /* load average when the benchmark started */
+} bench_env_t;
+
+static inline void bench_trim(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+        s[--n] = '\0';
+}
+
+static inline void bench_env_read(bench_env_t *e)
+{
+    memset(e, 0, sizeof(*e));
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(e->date, sizeof(e->date), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    e->nproc = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(e->cpu, sizeof(e->cpu), "unknown");
+    char line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        while (fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    c++;
+                    while (*c == ' ' || *c == '\t')
+                        c++;
+                    snprintf(e->cpu, sizeof(e->cpu), "%s", c);
+                    bench_trim(e->cpu);
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    f = fopen("/proc/meminfo", "r");
+    if (f) {
+        long kb;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "MemTotal: %ld kB", &kb) == 1) {
+                e->mem_mb = kb / 1024;
+                break;
+            }
+        fclose(f);
+    }
+    struct utsname u;
+    if (uname(&u) == 0)
+        snprintf(e->kernel, sizeof(e->kernel), "%s", u.release);
+    e->load1 = bench_loadavg();
+    snprintf(e->commit, sizeof(e->commit), "unknown");
+    f = popen("git -C '" HS_PERF_SOURCE_DIR "' rev-parse --short HEAD 2>/dev/null", "r");
+    if (f) {
+        if (fgets(line, sizeof(line), f)) {
+            bench_trim(line);
+            if (*line)
+                snprintf(e->commit, sizeof(e->commit), "%.40s", line);
+        }
+        pclose(f);
+    }
+    f = popen("git -C '" HS_PERF_SOURCE_DIR "' status --porcelain --untracked-files=no "
+              "2>/dev/null | head -1", "r");
+    if (f) {
+        if (fgets(line, sizeof(line), f) && strcmp(e->commit, "unknown") != 0) {
+            size_t n = strlen(e->commit);
+            snprintf(e->commit + n, sizeof(e->commit) - n, "+dirty");
+        }
+        pclose(f);
+    }
+}
+
+/* Writes the "date" and "machine" members (no braces) of a result line. */
+static inline void bench_env_json(FILE *f, const bench_env_t *e)
+{
+    fprintf(f, "\"date\":");
+    bench_json_str(f, e->date);
+    fprintf(f, ",\"commit\":");
+    bench_json_str(f, e->commit);
+    fprintf(f, ",\"machine\":{\"nproc\":%d,\"cpu\":", e->nproc);
+    bench_json_str(f, e->cpu);
+    fprintf(f, ",\"mem_mb\":%ld,\"kernel\":", e->mem_mb);
+    bench_json_str(f, e->kernel);
+    fprintf(f, ",\"load1_at_start\":%.2f}", e->load1);
+}
+
+/* Appends the line `text` (no newline) to path in one write; returns 0 or -1. */
+static inline int bench_append_line(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    int rc = fprintf(f, "%s\n", text) < 0 ? -1 : 0;
+    if (fclose(f))
+        rc = -1;
+    return rc;
+}
+
+#endif
