@@ -76,7 +76,8 @@ struct hs_sub {
     uint32_t stream_len;
     uint32_t hash;
     bool all;          /* $all: ids and cursor are positions */
-    bool has_from;     /* false: live only, from the head at registration */
+    bool has_from;     /* false: live only, events committed after the subscribe */
+    int64_t live_after; /* live only: the last committed position when the client subscribed */
     int64_t from;      /* replay events after this version / position */
     char **types;      /* NULL = every type */
     uint32_t ntypes;

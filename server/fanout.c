@@ -367,24 +367,56 @@ static int on_record(void *ctx, const hs_record_t *rec)
     return 0;
 }
 
+/* Backward scan for a live-only start: the version before the oldest event committed after
+ * the subscribe (position > live_after). */
+typedef struct live_scan {
+    int64_t live_after, version;
+    bool older_seen;
+} live_scan_t;
+
+static int on_live_scan(void *ctx, const hs_record_t *rec)
+{
+    live_scan_t *ls = ctx;
+    if (rec->position <= ls->live_after) {
+        ls->older_seen = true;
+        return 1;
+    }
+    ls->version = rec->version - 1;
+    return 0;
+}
+
 static int run_read(hs_store_t *st, hs_read_req_t *base)
 {
     creq_t *r = (creq_t *)base;
     hs_sub_t *s = r->sub;
     int rc;
     if (s->all) {
-        if (r->from_head) {
-            int64_t pos;
-            if ((rc = hs_store_max_position(st, &pos))) return rc;
-            r->after = pos;
-        }
+        if (r->from_head) r->after = s->live_after; /* positions: known without the database */
     } else {
         rc = hs_store_get_stream(st, s->stream, s->stream_len, &r->head);
         if (rc && rc != HS_ENOENT) return rc;
         r->found = rc == 0;
-        if (r->from_head) r->after = r->found ? r->head.version : 0;
+        if (r->from_head) {
+            /* live only means events committed after the subscribe, whose position is above
+             * s->live_after; some may already be in the database by now */
+            r->after = r->found ? r->head.version : 0;
+            if (r->found && r->head.position > s->live_after) {
+                live_scan_t ls = {s->live_after, r->head.version, false};
+                int64_t from = r->head.version + 1;
+                while (!ls.older_seen && ls.version > 0) {
+                    from = ls.version + 1;
+                    rc = hs_store_read_stream(st, s->stream, s->stream_len, from, true, 1000,
+                                              on_live_scan, &ls);
+                    if (rc < 0) return rc;
+                    if (ls.version + 1 == from) break; /* nothing older was returned */
+                }
+                r->after = ls.version;
+            }
+        }
     }
-    if (r->from_head) return 0; /* live only: nothing to replay */
+    /* live only: replay just what was committed after the subscribe and is already stored
+     * (the worker may have passed those events before it registered the subscription) */
+    if (r->from_head && !s->all && (!r->found || r->after >= r->head.version)) return 0;
     rc = s->all ? hs_store_read_all(st, r->after, false, r->limit, on_record, r)
                 : hs_store_read_stream(st, s->stream, s->stream_len, r->after, false, r->limit,
                                        on_record, r);

@@ -96,6 +96,9 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
         return;
     }
     s->has_from = has_from;
+    hs_writer_stats_t ws;
+    hs_writer_stats(srv->writer, &ws);
+    s->live_after = ws.last_position;
     s->from = from;
     s->io_index = c->io->index;
     s->io_ctx = c;

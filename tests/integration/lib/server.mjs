@@ -671,6 +671,7 @@ class SseState {
     this.fbuf = s.slice(pos);
   }
   block(b) {
+    b.at = Date.now();
     if (b.data !== undefined) {
       this.count++;
       if (this.parseData && b.event !== 'close') {
