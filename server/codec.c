@@ -13,8 +13,7 @@
 static bool has_ctl(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return true;
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return true;
     return false;
 }
 
@@ -22,8 +21,7 @@ static bool valid_utf8(const char *s, size_t n)
 {
     /* reuse the scanner's strict check by validating the bytes as the inside of a string */
     char buf[HS_NAME_MAX + 3];
-    if (n > HS_NAME_MAX)
-        return false;
+    if (n > HS_NAME_MAX) return false;
     buf[0] = '"';
     memcpy(buf + 1, s, n);
     buf[n + 1] = '"';
@@ -45,8 +43,7 @@ int hs_stream_name_check(const char *name, size_t len)
 int hs_stream_name_check_publish(const char *name, size_t len)
 {
     int rc = hs_stream_name_check(name, len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return name[0] == '$' ? HS_ERESERVED : 0;
 }
 
@@ -73,23 +70,57 @@ static uint64_t rng_next(void)
     return rng_state[1] + s0;
 }
 
-void hs_uuid4(char out[37])
+static void uuid_format(const uint8_t b[16], char out[37])
 {
     static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+void hs_uuid4(char out[37])
+{
     uint8_t b[16];
     uint64_t a = rng_next(), c = rng_next();
     memcpy(b, &a, 8);
     memcpy(b + 8, &c, 8);
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    int o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
+    uuid_format(b, out);
+}
+
+void hs_uuid7(char out[37])
+{
+    /* 48-bit Unix milliseconds, then a per-thread counter in the 12 "rand_a" bits so ids of one
+     * thread keep increasing within a millisecond, then 62 random bits */
+    static _Thread_local uint64_t last_ms;
+    static _Thread_local uint32_t seq;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (ms <= last_ms) {
+        ms = last_ms;
+        if (++seq > 0xfff) { /* 4096 ids in one millisecond: borrow the next one */
+            ms = ++last_ms;
+            seq = 0;
+        }
+    } else {
+        last_ms = ms;
+        seq = (uint32_t)(rng_next() & 0x3ff); /* leave room to count up */
     }
-    out[o] = '\0';
+    uint8_t b[16];
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | (seq >> 8));
+    b[7] = (uint8_t)seq;
+    uint64_t r = rng_next();
+    memcpy(b + 8, &r, 8);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
 }
 
 static void put2(char *o, int v)
@@ -158,15 +189,13 @@ static int event_fields(const hs_json_span_t *obj, fields_t *f, size_t idx, char
     }
     f->has_data = hs_json_object_get(obj, "data", true, &f->data);
     f->has_metadata = hs_json_object_get(obj, "metadata", true, &f->metadata);
-    if (f->has_metadata && f->metadata.type == HS_JSON_NULL)
-        f->has_metadata = false;
+    if (f->has_metadata && f->metadata.type == HS_JSON_NULL) f->has_metadata = false;
     if (f->has_metadata && f->metadata.type != HS_JSON_OBJECT) {
         snprintf(why, whylen, "event %zu: \"metadata\" must be an object", idx);
         return HS_EINVAL;
     }
     f->has_id = hs_json_object_get(obj, "id", true, &f->id);
-    if (f->has_id && f->id.type == HS_JSON_NULL)
-        f->has_id = false;
+    if (f->has_id && f->id.type == HS_JSON_NULL) f->has_id = false;
     if (f->has_id && f->id.type != HS_JSON_STRING) {
         snprintf(why, whylen, "event %zu: \"id\" must be a string", idx);
         return HS_EINVAL;
@@ -221,8 +250,7 @@ int hs_codec_parse_publish(const char *body, size_t len, const char *stream, siz
     size_t arena_sz = len + stream_len + 1 + n * (37 + 8);
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc((uint32_t)n, arena_sz, &arena);
-    if (!e)
-        return HS_ENOMEM;
+    if (!e) return HS_ENOMEM;
     memcpy(arena, stream, stream_len);
     arena[stream_len] = '\0';
     e->stream = arena;
@@ -233,17 +261,15 @@ int hs_codec_parse_publish(const char *body, size_t len, const char *stream, siz
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
         hs_json_span_t obj = root;
-        if (root.type == HS_JSON_ARRAY)
-            hs_json_array_next(&root, &pos, &obj);
+        if (root.type == HS_JSON_ARRAY) hs_json_array_next(&root, &pos, &obj);
         fields_t f;
         int rc = event_fields(&obj, &f, i, why, whylen);
         hs_ingest_event_t *ev = &e->events[i];
         if (!rc)
-            rc = put_string(&f.type, HS_TYPE_MAX, "type", i, &arena, &ev->type, &ev->type_len,
-                            why, whylen);
-        if (!rc && f.has_id) {
-            rc = put_string(&f.id, HS_ID_MAX, "id", i, &arena, &ev->id, &ev->id_len, why,
+            rc = put_string(&f.type, HS_TYPE_MAX, "type", i, &arena, &ev->type, &ev->type_len, why,
                             whylen);
+        if (!rc && f.has_id) {
+            rc = put_string(&f.id, HS_ID_MAX, "id", i, &arena, &ev->id, &ev->id_len, why, whylen);
             ev->client_id = true;
         }
         if (rc) {
@@ -251,7 +277,7 @@ int hs_codec_parse_publish(const char *body, size_t len, const char *stream, siz
             return rc;
         }
         if (!f.has_id) {
-            hs_uuid4(arena);
+            hs_uuid7(arena);
             ev->id = arena;
             ev->id_len = 36;
             arena += 37;
@@ -283,8 +309,8 @@ int hs_codec_parse_publish(const char *body, size_t len, const char *stream, siz
     return 0;
 }
 
-int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t n,
-                           size_t max_event, hs_ingest_t **out, char *why, size_t whylen)
+int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t n, size_t max_event,
+                           hs_ingest_t **out, char *why, size_t whylen)
 {
     size_t stream_len = strlen(stream);
     size_t arena_sz = stream_len + 1;
@@ -296,13 +322,11 @@ int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t 
     for (size_t i = 0; i < n; i++) {
         const hs_event_t *ev = &events[i];
         arena_sz += (ev->type ? strlen(ev->type) : 0) + (ev->data ? strlen(ev->data) : 4) +
-                    (ev->metadata ? strlen(ev->metadata) : 0) + (ev->id ? strlen(ev->id) : 36) +
-                    8;
+                    (ev->metadata ? strlen(ev->metadata) : 0) + (ev->id ? strlen(ev->id) : 36) + 8;
     }
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc((uint32_t)n, arena_sz, &arena);
-    if (!e)
-        return HS_ENOMEM;
+    if (!e) return HS_ENOMEM;
     memcpy(arena, stream, stream_len + 1);
     e->stream = arena;
     e->stream_len = (uint32_t)stream_len;
@@ -314,8 +338,10 @@ int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t 
         hs_ingest_event_t *ev = &e->events[i];
         size_t tl = in->type ? strlen(in->type) : 0;
         if (tl == 0 || tl > HS_TYPE_MAX || has_ctl(in->type, tl)) {
-            snprintf(why, whylen, "event %zu: type must be 1 to %d bytes without control "
-                                  "characters", i, HS_TYPE_MAX);
+            snprintf(why, whylen,
+                     "event %zu: type must be 1 to %d bytes without control "
+                     "characters",
+                     i, HS_TYPE_MAX);
             rc = HS_EINVAL;
             break;
         }
@@ -334,7 +360,7 @@ int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t 
             ev->id_len = (uint32_t)il;
             ev->client_id = true;
         } else {
-            hs_uuid4(arena);
+            hs_uuid7(arena);
             ev->id_len = 36;
         }
         ev->id = arena;
@@ -378,8 +404,7 @@ hs_ingest_t *hs_codec_build_admin(hs_ingest_kind_t kind, const char *stream, siz
 {
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc(0, len + 1, &arena);
-    if (!e)
-        return NULL;
+    if (!e) return NULL;
     memcpy(arena, stream, len);
     arena[len] = '\0';
     e->stream = arena;
@@ -411,8 +436,7 @@ static size_t put_i64(char *out, int64_t v)
         u /= 10;
     } while (u);
     size_t o = 0;
-    if (v < 0)
-        out[o++] = '-';
+    if (v < 0) out[o++] = '-';
     while (k)
         out[o++] = tmp[--k];
     return o;
@@ -458,11 +482,10 @@ hs_block_t *hs_codec_encode(const hs_record_t *rec)
 {
     size_t jl = hs_record_json_len(rec);
     /* stream\0 type\0 json\0 "event: " type "\ndata: " json "\n\n"\0 */
-    size_t extra = rec->stream_len + 1 + rec->type_len + 1 + jl + 1 + 7 + rec->type_len + 7 +
-                   jl + 3;
+    size_t extra =
+        rec->stream_len + 1 + rec->type_len + 1 + jl + 1 + 7 + rec->type_len + 7 + jl + 3;
     hs_block_t *b = hs_block_alloc(extra);
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     char *m = b->mem;
     b->kind = HS_BLOCK_EVENT;
     b->version = rec->version;
@@ -499,8 +522,7 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
     size_t jl = 32 + ql;
     size_t extra = len + 1 + 6 + jl + 1 + 20 + jl + 3;
     hs_block_t *b = hs_block_alloc(extra);
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     char *m = b->mem;
     b->kind = (uint8_t)kind;
     b->version = version;

@@ -20,7 +20,7 @@
 
 #define HS_NAME_MAX 200
 #define HS_TYPE_MAX 200
-#define HS_ID_MAX 100
+#define HS_ID_MAX   100
 
 /* 0 if `name` may be read or subscribed to; HS_EINVAL if malformed. `$all` is valid. */
 int hs_stream_name_check(const char *name, size_t len);
@@ -29,15 +29,16 @@ int hs_stream_name_check_publish(const char *name, size_t len);
 
 /*
  * Parses a publish body into a new ingest entry (kind APPEND) for `stream`. Events without an id
- * get a generated UUID. Returns 0 with *out set, HS_EINVAL with a reason in why (malformed JSON,
- * missing type, ...), HS_ETOOLARGE if one event exceeds max_event bytes, HS_ENOMEM.
+ * get a generated time-ordered UUID (v7). Returns 0 with *out set, HS_EINVAL with a reason in why
+ * (malformed JSON, missing type, ...), HS_ETOOLARGE if one event exceeds max_event bytes,
+ * HS_ENOMEM.
  */
 int hs_codec_parse_publish(const char *body, size_t len, const char *stream, size_t stream_len,
                            size_t max_event, hs_ingest_t **out, char *why, size_t whylen);
 
 /* Builds an ingest entry from C-API events (validating them the same way). */
-int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t n,
-                           size_t max_event, hs_ingest_t **out, char *why, size_t whylen);
+int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t n, size_t max_event,
+                           hs_ingest_t **out, char *why, size_t whylen);
 
 /* Builds a close or delete entry. */
 hs_ingest_t *hs_codec_build_admin(hs_ingest_kind_t kind, const char *stream, size_t len);
@@ -55,6 +56,11 @@ void hs_format_time(int64_t time_us, char out[32]);
 
 /* Writes a random (v4) UUID, 36 chars + NUL. Thread-safe. */
 void hs_uuid4(char out[37]);
+
+/* Writes a time-ordered (v7, RFC 9562) UUID: the ids hubstream generates for events without a
+ * client id. Their order keeps the (stream, event id) index append-mostly, which is most of the
+ * insert cost with random ids. Thread-safe; increasing within a thread. */
+void hs_uuid7(char out[37]);
 
 /* Appends the EventRecord JSON of rec to out (room: hs_record_json_len(rec)); returns length. */
 size_t hs_record_json(const hs_record_t *rec, char *out);

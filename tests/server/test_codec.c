@@ -170,6 +170,16 @@ Test(codec, uuid_and_time)
     cr_assert_eq(strlen(a), 36);
     cr_assert_str_neq(a, b);
     cr_assert_eq(a[14], '4');
+    /* v7: version digit 7, and increasing within a thread */
+    char prev[37], cur[37];
+    hs_uuid7(prev);
+    cr_assert_eq(prev[14], '7');
+    cr_assert(prev[19] == '8' || prev[19] == '9' || prev[19] == 'a' || prev[19] == 'b');
+    for (int i = 0; i < 10000; i++) {
+        hs_uuid7(cur);
+        cr_assert(strcmp(prev, cur) < 0, "%s !< %s", prev, cur);
+        memcpy(prev, cur, 37);
+    }
     char t[32];
     hs_format_time(0, t);
     cr_assert_str_eq(t, "1970-01-01T00:00:00.000000Z");
