@@ -1,0 +1,208 @@
+/*
+ * The writer (storage/writer.c) on a real SQLite file: entries queued before the thread starts
+ * are taken as one batch, so these tests pin what happens when publishes to the same stream meet
+ * in one transaction: versions and positions, expected versions, idempotent retries, close and
+ * delete in the middle of a batch, and what the fan-out sink receives.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/codec.h"
+#include "storage/writer.h"
+
+static char dir[64], db[128];
+static sem_t done_sem;
+static hs_batch_t *batches[16];
+static int nbatches;
+
+static void on_done(hs_ingest_t *e)
+{
+    sem_post(&done_sem);
+}
+
+static void sink(void *ctx, hs_batch_t *b)
+{
+    batches[nbatches++] = b;
+}
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/hs-writer-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(db, sizeof(db), "%s/w.db", dir);
+    sem_init(&done_sem, 0, 0);
+    nbatches = 0;
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < nbatches; i++)
+        hs_batch_unref(batches[i]);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    sem_destroy(&done_sem);
+}
+
+static hs_writer_t *mk(void)
+{
+    char err[256];
+    hs_writer_config_t cfg = {.db = db,
+                              .nrings = 1,
+                              .batch_max = 4096,
+                              .encode = hs_codec_encode,
+                              .encode_marker = hs_codec_encode_marker,
+                              .sink = sink};
+    hs_writer_t *w = hs_writer_create(&cfg, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    return w;
+}
+
+static hs_ingest_t *append(const char *stream, const char *id, int64_t expected)
+{
+    hs_event_t ev = {.type = "t", .data = "{\"k\":1}", .id = id};
+    hs_ingest_t *e;
+    char why[128];
+    cr_assert_eq(hs_codec_build_publish(stream, &ev, 1, 1 << 20, &e, why, sizeof(why)), 0);
+    e->expected_version = expected;
+    e->done = on_done;
+    return e;
+}
+
+static void submit(hs_writer_t *w, hs_ingest_t *e)
+{
+    cr_assert(hs_writer_submit_mpmc(w, e));
+}
+
+static void wait_n(int n)
+{
+    for (int i = 0; i < n; i++)
+        sem_wait(&done_sem);
+}
+
+TestSuite(writer, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(writer, one_batch_assigns_gapless_versions_and_checks_each_publish)
+{
+    hs_writer_t *w = mk();
+    hs_ingest_t *e[6] = {
+        append("a", NULL, HS_ANY_VERSION), /* a:1 pos 1 */
+        append("b", NULL, 0),              /* b:1 pos 2 (must not exist: ok) */
+        append("a", NULL, 1),              /* a:2 pos 3 (expects the version staged above) */
+        append("a", NULL, 1),              /* conflict: a is at 2 now */
+        append("b", NULL, 0),              /* conflict: b exists within this batch */
+        append("a", NULL, HS_ANY_VERSION), /* a:3 pos 4 */
+    };
+    for (int i = 0; i < 6; i++)
+        submit(w, e[i]);
+    cr_assert_eq(hs_writer_start(w), 0);
+    wait_n(6);
+    cr_assert_eq(e[0]->status, 0);
+    cr_assert_eq(e[0]->result.first_version, 1);
+    cr_assert_eq(e[0]->result.first_position, 1);
+    cr_assert_eq(e[1]->result.first_version, 1);
+    cr_assert_eq(e[1]->result.first_position, 2);
+    cr_assert_eq(e[2]->status, 0);
+    cr_assert_eq(e[2]->result.first_version, 2);
+    cr_assert_eq(e[3]->status, HS_ECONFLICT);
+    cr_assert_eq(e[3]->result.actual_version, 2);
+    cr_assert_eq(e[4]->status, HS_ECONFLICT);
+    cr_assert_eq(e[4]->result.actual_version, 1);
+    cr_assert_eq(e[5]->result.first_version, 3);
+    cr_assert_eq(e[5]->result.first_position, 4);
+    /* the sink got the four appended events, in position order, after the commit */
+    cr_assert_eq(nbatches, 1);
+    cr_assert_eq(batches[0]->n, 4);
+    for (uint32_t i = 0; i < 4; i++)
+        cr_assert_eq(batches[0]->blocks[i]->position, i + 1);
+    for (int i = 0; i < 6; i++)
+        hs_ingest_free(e[i]);
+    hs_writer_destroy(w);
+
+    /* a new writer on the same file continues after what was committed */
+    w = mk();
+    hs_ingest_t *n = append("a", NULL, 3);
+    submit(w, n);
+    hs_writer_start(w);
+    wait_n(1);
+    cr_assert_eq(n->status, 0);
+    cr_assert_eq(n->result.first_version, 4);
+    cr_assert_eq(n->result.first_position, 5);
+    hs_ingest_free(n);
+    hs_writer_destroy(w);
+}
+
+Test(writer, idempotent_ids_within_and_across_batches)
+{
+    hs_writer_t *w = mk();
+    hs_ingest_t *a = append("s", "id-1", HS_ANY_VERSION);
+    hs_ingest_t *retry = append("s", "id-1", HS_ANY_VERSION); /* same batch */
+    submit(w, a);
+    submit(w, retry);
+    hs_writer_start(w);
+    wait_n(2);
+    cr_assert_eq(a->status, 0);
+    cr_assert_eq(retry->status, 0);
+    cr_assert_eq(retry->result.first_version, a->result.first_version);
+    cr_assert_eq(retry->result.first_position, a->result.first_position);
+    cr_assert_eq(batches[0]->n, 1, "the retry appended nothing");
+    /* a later batch, with an expected version that no longer holds: still the original result */
+    hs_ingest_t *late = append("s", "id-1", 0);
+    submit(w, late);
+    wait_n(1);
+    cr_assert_eq(late->status, 0);
+    cr_assert_eq(late->result.first_version, 1);
+    hs_ingest_free(a);
+    hs_ingest_free(retry);
+    hs_ingest_free(late);
+    hs_writer_destroy(w);
+}
+
+Test(writer, close_and_delete_inside_a_batch)
+{
+    hs_writer_t *w = mk();
+    hs_ingest_t *e[5] = {
+        append("c", NULL, HS_ANY_VERSION),
+        hs_codec_build_admin(HS_INGEST_CLOSE, "c", 1),
+        append("c", NULL, HS_ANY_VERSION), /* closed */
+        hs_codec_build_admin(HS_INGEST_DELETE, "c", 1),
+        append("c", NULL, HS_ANY_VERSION), /* a new incarnation: version 1 again */
+    };
+    e[1]->done = e[3]->done = on_done;
+    for (int i = 0; i < 5; i++)
+        submit(w, e[i]);
+    hs_writer_start(w);
+    wait_n(5);
+    cr_assert_eq(e[0]->status, 0);
+    cr_assert_eq(e[1]->status, 0);
+    cr_assert_eq(e[2]->status, HS_ECLOSED);
+    cr_assert_eq(e[3]->status, 0);
+    cr_assert_eq(e[4]->status, 0);
+    cr_assert_eq(e[4]->result.first_version, 1);
+    cr_assert_eq(e[4]->result.first_position, 2, "positions are never reused");
+    /* event, closed marker, deleted marker, event */
+    cr_assert_eq(batches[0]->n, 4);
+    cr_assert_eq(batches[0]->blocks[1]->kind, HS_BLOCK_CLOSED);
+    cr_assert_eq(batches[0]->blocks[2]->kind, HS_BLOCK_DELETED);
+    for (int i = 0; i < 5; i++)
+        hs_ingest_free(e[i]);
+    hs_writer_destroy(w);
+}
+
+Test(writer, unknown_stream_close_is_not_found)
+{
+    hs_writer_t *w = mk();
+    hs_ingest_t *c = hs_codec_build_admin(HS_INGEST_CLOSE, "nope", 4);
+    c->done = on_done;
+    submit(w, c);
+    hs_writer_start(w);
+    wait_n(1);
+    cr_assert_eq(c->status, HS_ENOENT);
+    hs_ingest_free(c);
+    hs_writer_destroy(w);
+}
