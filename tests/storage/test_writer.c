@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 static char dir[64], db[128];
 static sem_t done_sem;
 static hs_batch_t *batches[16];
-static int nbatches;
+static atomic_int nbatches;
 
 static void on_done(hs_ingest_t *e)
 {
@@ -27,7 +28,16 @@ static void on_done(hs_ingest_t *e)
 
 static void sink(void *ctx, hs_batch_t *b)
 {
-    batches[nbatches++] = b;
+    batches[atomic_load(&nbatches)] = b;
+    atomic_fetch_add(&nbatches, 1);
+}
+
+/* The writer acks before it hands the batch to the sink: wait for the sink too. */
+static void wait_batches(int n)
+{
+    for (int i = 0; i < 5000 && atomic_load(&nbatches) < n; i++)
+        usleep(1000);
+    cr_assert_eq(atomic_load(&nbatches), n);
 }
 
 static void setup(void)
@@ -116,7 +126,7 @@ Test(writer, one_batch_assigns_gapless_versions_and_checks_each_publish)
     cr_assert_eq(e[5]->result.first_version, 3);
     cr_assert_eq(e[5]->result.first_position, 4);
     /* the sink got the four appended events, in position order, after the commit */
-    cr_assert_eq(nbatches, 1);
+    wait_batches(1);
     cr_assert_eq(batches[0]->n, 4);
     for (uint32_t i = 0; i < 4; i++)
         cr_assert_eq(batches[0]->blocks[i]->position, i + 1);
@@ -150,6 +160,7 @@ Test(writer, idempotent_ids_within_and_across_batches)
     cr_assert_eq(retry->status, 0);
     cr_assert_eq(retry->result.first_version, a->result.first_version);
     cr_assert_eq(retry->result.first_position, a->result.first_position);
+    wait_batches(1);
     cr_assert_eq(batches[0]->n, 1, "the retry appended nothing");
     /* a later batch, with an expected version that no longer holds: still the original result */
     hs_ingest_t *late = append("s", "id-1", 0);
@@ -186,6 +197,7 @@ Test(writer, close_and_delete_inside_a_batch)
     cr_assert_eq(e[4]->result.first_version, 1);
     cr_assert_eq(e[4]->result.first_position, 2, "positions are never reused");
     /* event, closed marker, deleted marker, event */
+    wait_batches(1);
     cr_assert_eq(batches[0]->n, 4);
     cr_assert_eq(batches[0]->blocks[1]->kind, HS_BLOCK_CLOSED);
     cr_assert_eq(batches[0]->blocks[2]->kind, HS_BLOCK_DELETED);
