@@ -24,6 +24,7 @@
  */
 typedef struct wsi_data {
     char *path; /* the request path, kept while its body arrives */
+    bool busy;  /* a request is being served: its answer is not written yet */
 } wsi_data_t;
 
 typedef struct fd_node {
@@ -234,6 +235,9 @@ static int write_response(hs_conn_t *c)
     free(buf);
     if (n < (int)len || (c->close_after && c->body_done))
         return -1;
+    wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
+    if (wd && final)
+        wd->busy = false;
     if (c->close_after)
         return 0; /* keep reading (and dropping) the body; close at its end */
     if (final)
@@ -253,6 +257,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP: {
         if (!c)
             return -1;
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (!wd || wd->busy) {
+            /* HTTP/1.1 pipelining: lws starts the next request before this one's answer is
+             * out, which the asynchronous answers here cannot order; close the connection (the
+             * client retries unanswered requests on a new one) */
+            return -1;
+        }
+        wd->busy = true;
         hs_io_t *io = io_of(wsi);
         c->wsi = wsi;
         c->io = io;
@@ -337,6 +349,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (d)
             d->path = NULL;
         c->body_done = true;
+        if (!pcopy && !c->close_after)
+            return -1; /* a body with no request of ours: lws ran on into a pipelined one */
         if (c->close_after) {
             free(pcopy);
             /* the refusal was queued before the body: close once it is out */

@@ -821,3 +821,29 @@ describe('robustness: odd requests never answer 5xx', () => {
     assert.equal((await srv.get('/healthz')).status, 200);
   });
 });
+
+describe('HTTP/1.1 pipelining', () => {
+  test('requests written back to back on one connection never hang or crash the server', async () => {
+    const own = await startServer({ name: 'pipeline' });
+    try {
+      const net = await import('node:net');
+      const body = '[{"type":"t","data":1}]';
+      const req = `POST /api/streams/pipe/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      const got = await new Promise((resolve, reject) => {
+        const s = net.connect(own.port, '127.0.0.1', () => s.write(req + req + req));
+        let data = '';
+        s.on('data', (d) => (data += d));
+        s.on('close', () => resolve(data));
+        s.on('error', (e) => (e.code === 'ECONNRESET' ? resolve(data) : reject(e)));
+        setTimeout(() => reject(new Error(`no close within 5 s; got ${JSON.stringify(data)}`)), 5000).unref();
+      });
+      // answered in order (each a 201), or the connection was closed: never a wrong answer
+      for (const line of got.split('\r\n').filter((l) => l.startsWith('HTTP/1.1 ')))
+        assert.match(line, /^HTTP\/1\.1 201/, `pipelined answer: ${got}`);
+      const h = await own.get('/healthz');
+      assert.equal(h.status, 200, 'the server still serves');
+    } finally {
+      await own.stop(); // asserts a clean exit: the IO thread is not stuck
+    }
+  });
+});
