@@ -19,7 +19,11 @@
  * Does not measure: HTTP parsing or the network (bench_sse does, over loopback), fan-out to
  * subscribers (none are connected), client-supplied event ids (the idempotency lookups; only
  * with --client-ids), durability beyond synchronous=NORMAL, nor databases other than SQLite.
- * Event ids: the raw run binds 36-character uuids it makes; the server generates its own.
+ * Event ids: the raw run binds 36-character time-ordered uuids (v7 layout) it makes, as the
+ * server generates them; --raw-random-ids binds random v4 uuids instead, which land on random
+ * pages of the UNIQUE (stream_id, event_id) index and cost ~10x the WAL bytes (an experiment,
+ * not a fair baseline any more). --client-ids gives the server random v4 client ids.
+ * Event data: 128-byte JSON objects; type "bench.ingest"; metadata NULL.
  *
  * Output: a table on stdout and one JSON line appended to perf/results/ingest.jsonl.
  */
@@ -81,8 +85,9 @@ typedef struct opts {
     bool client_ids;
     bool keep;
     bool skip_raw;
-    bool ordered_ids;  /* raw runs: time-ordered ids instead of random version-4 uuids */
+    bool random_ids;   /* raw runs: random version-4 uuids instead of time-ordered v7 ones */
     long cache_kb;     /* raw runs: PRAGMA cache_size in KiB, 0 = SQLite's default */
+    int repeat;        /* rounds of the four runs; medians are reported */
 } opts_t;
 
 static opts_t op;
@@ -119,15 +124,35 @@ static void make_uuid(uint64_t *s, char *out)
     }
 }
 
-/* An id that sorts in creation order (uuid version 7 layout, seq standing in for the time). */
-static void make_ordered_id(uint64_t *s, long seq, char *out)
+/*
+ * A time-ordered uuid (version 7 layout: 48-bit Unix milliseconds, a 12-bit counter that keeps
+ * ids increasing within a millisecond, random bits), like the ids the server generates since
+ * eb64909. 36 characters, not terminated.
+ */
+static void make_uuid7(uint64_t *s, char *out)
 {
-    make_uuid(s, out);
+    static uint64_t last_ms;
+    static uint32_t seq;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (ms <= last_ms) {
+        ms = last_ms;
+        if (++seq > 0xfff) {
+            ms = ++last_ms;
+            seq = 0;
+        }
+    } else {
+        last_ms = ms;
+        seq = 0;
+    }
+    make_uuid(s, out); /* random bits and the variant, then the time and counter on top */
     char head[16];
-    snprintf(head, sizeof(head), "%012lx", (unsigned long)seq);
+    snprintf(head, sizeof(head), "%012llx", (unsigned long long)ms);
     memcpy(out, head, 8);
     memcpy(out + 9, head + 8, 4);
-    out[14] = '7';
+    snprintf(head, sizeof(head), "7%03x", (unsigned)seq);
+    memcpy(out + 14, head, 4);
 }
 
 /* A JSON object of exactly DATA_BYTES bytes that carries seq; out has DATA_BYTES + 1 bytes. */
@@ -437,10 +462,10 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
             pos[i] = seq;
             ver[i] = seq;
             tus[i] = ts;
-            if (op.ordered_ids)
-                make_ordered_id(&seed, seq, eid[i]);
-            else
+            if (op.random_ids)
                 make_uuid(&seed, eid[i]);
+            else
+                make_uuid7(&seed, eid[i]);
             make_data(dat[i], seq);
         }
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)m, 0);
@@ -698,6 +723,39 @@ static int server_run(const char *path, bool per_thread, srv_result_t *res)
 
 /* ---- main ---- */
 
+#define REPEAT_MAX 15
+
+/* Index of the median run by rate (the lower middle for an even count). */
+static int median_index(const double *rate, int n)
+{
+    int idx[REPEAT_MAX];
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
+        for (int j = i; j > 0 && rate[idx[j - 1]] > rate[idx[j]]; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    return idx[(n - 1) / 2];
+}
+
+static int median_raw(const raw_result_t *r, int n)
+{
+    double rate[REPEAT_MAX];
+    for (int i = 0; i < n; i++)
+        rate[i] = r[i].rows_s;
+    return median_index(rate, n);
+}
+
+static int median_srv(const srv_result_t *r, int n)
+{
+    double rate[REPEAT_MAX];
+    for (int i = 0; i < n; i++)
+        rate[i] = r[i].events_s;
+    return median_index(rate, n);
+}
+
 static void print_row(const char *name, double rate, double secs, double cpu, double other,
                       double p50, double p99, long long commits, double write_mb,
                       double raw_best, bool ok)
@@ -719,17 +777,18 @@ static void usage(FILE *f)
             "Usage: bench_ingest [--events N] [--threads K] [--batch B] [--dir D]\n"
             "                    [--results FILE] [--no-record] [--client-ids] [--keep]"
             " [--skip-raw]\n"
-            "                    [--raw-ordered-ids] [--raw-cache-kb N]\n"
+            "                    [--repeat R] [--raw-random-ids] [--raw-cache-kb N]\n"
             "  --events N     events (rows) per run, default 200000\n"
             "  --threads K    publishing threads, default 4\n"
             "  --batch B      events per hs_server_publish call, default 100\n"
+            "  --repeat R     run everything R times, interleaved; report medians (default 1)\n"
             "  --dir D        where the database files go, default a new temp directory\n"
             "  --results FILE JSON line destination, default perf/results/ingest.jsonl\n"
             "  --no-record    print only, append nothing\n"
             "  --client-ids   give every event a client id (adds the idempotency lookups)\n"
             "  --keep         keep the database files\n"
             "  --skip-raw     measure only the server (no ratio)\n"
-            "  --raw-ordered-ids   experiment: raw runs bind time-ordered ids (uuid v7 layout)\n"
+            "  --raw-random-ids    experiment: raw runs bind random v4 uuids instead of v7\n"
             "  --raw-cache-kb N    experiment: raw runs set PRAGMA cache_size to N KiB\n"
             "                      (either makes the raw baseline differ from the server)\n");
 }
@@ -748,7 +807,7 @@ static long parse_long(const char *s, const char *flag, long min)
 
 int main(int argc, char **argv)
 {
-    op = (opts_t){.events = 200000, .threads = 4, .batch = 100,
+    op = (opts_t){.events = 200000, .threads = 4, .batch = 100, .repeat = 1,
                   .results = HS_PERF_RESULTS_DIR "/ingest.jsonl"};
     bool record = true;
     static const struct option longopts[] = {
@@ -757,8 +816,9 @@ int main(int argc, char **argv)
         {"results", required_argument, NULL, 'r'}, {"no-record", no_argument, NULL, 'N'},
         {"client-ids", no_argument, NULL, 'c'},    {"keep", no_argument, NULL, 'K'},
         {"skip-raw", no_argument, NULL, 'S'},      {"help", no_argument, NULL, 'h'},
-        {"raw-ordered-ids", no_argument, NULL, 'O'},
+        {"raw-random-ids", no_argument, NULL, 'O'},
         {"raw-cache-kb", required_argument, NULL, 'C'},
+        {"repeat", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -796,10 +856,17 @@ int main(int argc, char **argv)
             op.skip_raw = true;
             break;
         case 'O':
-            op.ordered_ids = true;
+            op.random_ids = true;
             break;
         case 'C':
             op.cache_kb = parse_long(optarg, "--raw-cache-kb", 0);
+            break;
+        case 'R':
+            op.repeat = (int)parse_long(optarg, "--repeat", 1);
+            if (op.repeat > REPEAT_MAX) {
+                fprintf(stderr, "bench_ingest: --repeat is at most %d\n", REPEAT_MAX);
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -818,6 +885,11 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    struct stat st;
+    if (op.dir && (stat(op.dir, &st) || !S_ISDIR(st.st_mode))) {
+        fprintf(stderr, "bench_ingest: --dir %s is not a directory\n", op.dir);
+        return 2;
+    }
     char tmpdir[] = "/tmp/bench_ingest.XXXXXX";
     bool own_dir = false;
     if (!op.dir) {
@@ -846,19 +918,38 @@ int main(int argc, char **argv)
                env.load1);
     fflush(stdout);
 
+    /* --repeat R: the four runs R times, interleaved so that a neighbour's burst hits every
+     * configuration alike; each configuration reports its median run (by rate) */
     int fails = 0;
-    raw_result_t rp = {0}, rc = {0};
-    if (!op.skip_raw) {
-        if (raw_run(p_plain, op.events, insert_plain, &rp))
+    raw_result_t rps[REPEAT_MAX], rcs[REPEAT_MAX];
+    srv_result_t s1s[REPEAT_MAX], sks[REPEAT_MAX];
+    memset(rps, 0, sizeof(rps));
+    memset(rcs, 0, sizeof(rcs));
+    memset(s1s, 0, sizeof(s1s));
+    memset(sks, 0, sizeof(sks));
+    for (int r = 0; r < op.repeat; r++) {
+        if (op.repeat > 1)
+            printf("round %d of %d\n", r + 1, op.repeat);
+        fflush(stdout);
+        if (!op.skip_raw) {
+            if (raw_run(p_plain, op.events, insert_plain, &rps[r]))
+                fails++;
+            if (raw_run(p_cte, op.events, insert_cte, &rcs[r]))
+                fails++;
+        }
+        if (server_run(p_one, false, &s1s[r]))
             fails++;
-        if (raw_run(p_cte, op.events, insert_cte, &rc))
+        if (server_run(p_per, true, &sks[r]))
             fails++;
     }
-    srv_result_t s1 = {0}, sk = {0};
-    if (server_run(p_one, false, &s1))
-        fails++;
-    if (server_run(p_per, true, &sk))
-        fails++;
+    raw_result_t rp = rps[median_raw(rps, op.repeat)], rc = rcs[median_raw(rcs, op.repeat)];
+    srv_result_t s1 = s1s[median_srv(s1s, op.repeat)], sk = sks[median_srv(sks, op.repeat)];
+    for (int r = 0; r < op.repeat; r++) {
+        rp.ok = rp.ok && (op.skip_raw || rps[r].ok);
+        rc.ok = rc.ok && (op.skip_raw || rcs[r].ok);
+        s1.ok = s1.ok && s1s[r].ok;
+        sk.ok = sk.ok && sks[r].ok;
+    }
 
     double raw_best = rp.rows_s > rc.rows_s ? rp.rows_s : rc.rows_s;
     printf("\n%-34s %9s %8s %7s %7s %7s %7s %8s %8s %7s\n", "run", "rows/s", "seconds", "cpu_s",
@@ -876,6 +967,8 @@ int main(int argc, char **argv)
     snprintf(label, sizeof(label), "server, %d streams, expected ver", op.threads);
     print_row(label, sk.events_s, sk.secs, sk.cpu, sk.other_cpu, sk.lat_p50, sk.lat_p99,
               sk.commits, sk.write_mb, raw_best, sk.ok);
+    if (op.repeat > 1)
+        printf("(each row: the median of %d interleaved runs, by rate)\n", op.repeat);
     printf("cpu_s: this process, all threads. other_s: CPU other processes took meanwhile (a\n"
            "busy machine skews every figure). p50/p99: one hs_server_publish call. commits:\n"
            "transactions (distinct commit timestamps). write_MB: bytes written (wchar), WAL and\n"
@@ -888,10 +981,10 @@ int main(int argc, char **argv)
         fprintf(f, "{\"bench\":\"ingest\",");
         bench_env_json(f, &env);
         fprintf(f, ",\"params\":{\"events\":%ld,\"threads\":%d,\"batch\":%d,\"data_bytes\":%d,"
-                   "\"raw_chunk\":%d,\"client_ids\":%s,\"raw_ordered_ids\":%s,"
+                   "\"raw_chunk\":%d,\"repeat\":%d,\"client_ids\":%s,\"raw_random_ids\":%s,"
                    "\"raw_cache_kb\":%ld,\"dir\":",
-                op.events, op.threads, op.batch, DATA_BYTES, RAW_CHUNK,
-                op.client_ids ? "true" : "false", op.ordered_ids ? "true" : "false", op.cache_kb);
+                op.events, op.threads, op.batch, DATA_BYTES, RAW_CHUNK, op.repeat,
+                op.client_ids ? "true" : "false", op.random_ids ? "true" : "false", op.cache_kb);
         bench_json_str(f, op.dir);
         fprintf(f, "}");
         if (!op.skip_raw)

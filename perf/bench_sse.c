@@ -18,7 +18,14 @@
  * connection setup cost (connections are made before the clock starts), latency of a single
  * event, nor anything beyond loopback. The client is one thread (epoll, non-blocking sockets,
  * no allocation per message); on a small machine it competes with the server for the cores,
- * which is why its CPU is reported next to the server's.
+ * which is why its CPU is reported next to the server's, and so is the CPU every other process
+ * took meanwhile (from /proc/stat): a busy neighbour makes the figures low.
+ *
+ * --window above --post-conns pipelines POSTs (HTTP/1.1); hubstream (at least up to 929fc21)
+ * mishandles pipelined requests (perf/README.md), so the default keeps one POST in flight per
+ * connection.
+ * --linger-s keeps every connection open after the run (a soak check that the server survives
+ * idle keep-alive and SSE connections).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -957,6 +964,12 @@ int main(int argc, char **argv)
     printf("%-36s %lld of %lld\n", "deliveries", (long long)deliveries,
            (long long)op.subs * op.events);
     printf("%-36s %.0f\n", "deliveries/s", dps);
+    if (srv_cpu >= 0 && elapsed > 1 && srv_cpu < 0.01 * elapsed) {
+        fprintf(stderr, "bench_sse: pid %ld used almost no CPU (%.2f s in %.1f s): is it the server"
+                        " itself and not a wrapper? Its CPU is not reported.\n",
+                op.pid, srv_cpu, elapsed);
+        srv_cpu = -1;
+    }
     if (srv_cpu >= 0) {
         printf("%-36s %.2f (%.0f%% of one core)\n", "server CPU (s)", srv_cpu,
                elapsed > 0 ? 100 * srv_cpu / elapsed : 0);

@@ -7,7 +7,8 @@
 #      (--pid for the server's CPU), then SIGTERM to that pid and wait for it
 # Results are appended to perf/results/ingest.jsonl and perf/results/sse.jsonl.
 #
-# Environment (all optional): INGEST_ARGS, SSE_ARGS (extra flags for each benchmark),
+# Environment (all optional): INGEST_ARGS (default "--repeat 3": medians of three interleaved
+# rounds), SSE_ARGS (extra flags for each benchmark),
 # SERVER_ARGS (extra flags for hubstream), SKIP_INGEST=1, SKIP_SSE=1, SSE_TIMEOUT_S (default 120).
 # Exit status: non-zero if a build, a benchmark or the server failed.
 set -euo pipefail
@@ -19,6 +20,7 @@ sse_timeout=${SSE_TIMEOUT_S:-120}
 
 tmp=$(mktemp -d /tmp/hubstream-perf.XXXXXX)
 server_pid=""
+# shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
@@ -34,11 +36,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== build (Release) in $build"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_BUILD_TESTS=OFF >"$tmp/cmake.log" 2>&1 ||
-    { cat "$tmp/cmake.log"; exit 1; }
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_BUILD_TESTS=OFF \
+    >"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; exit 1; }
 cmake --build "$build" -j"$(nproc)" >"$tmp/build.log" 2>&1 || { tail -50 "$tmp/build.log"; exit 1; }
 
-echo "== machine: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+echo "== machine: $(nproc) x $cpu," \
      "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r)," \
      "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
@@ -49,7 +52,7 @@ if [[ "${SKIP_INGEST:-0}" != 1 ]]; then
     echo "== bench_ingest"
     mkdir -p "$tmp/ingest"
     # shellcheck disable=SC2086
-    timeout 900 "$bin/bench_ingest" --dir "$tmp/ingest" ${INGEST_ARGS:-} || status=1
+    timeout 900 "$bin/bench_ingest" --dir "$tmp/ingest" ${INGEST_ARGS---repeat 3} || status=1
 fi
 
 if [[ "${SKIP_SSE:-0}" != 1 ]]; then
@@ -106,7 +109,10 @@ if [[ "${SKIP_SSE:-0}" != 1 ]]; then
             echo "run.sh: the server did not stop within 10 s of SIGTERM" >&2
             status=1
         fi
-        wait "$server_pid" 2>/dev/null || { echo "run.sh: the server exited with status $?" >&2; status=1; }
+        if ! wait "$server_pid" 2>/dev/null; then
+            echo "run.sh: the server exited with a failure status" >&2
+            status=1
+        fi
     fi
     server_pid=""
     if grep -q '"level":"\(warn\|error\)"' "$tmp/server.err"; then
@@ -116,7 +122,7 @@ if [[ "${SKIP_SSE:-0}" != 1 ]]; then
 fi
 
 echo
-echo "== results (last lines)"
+echo "== last recorded results"
 [[ "${SKIP_INGEST:-0}" != 1 ]] && tail -n 1 "$root/perf/results/ingest.jsonl" 2>/dev/null
 [[ "${SKIP_SSE:-0}" != 1 ]] && tail -n 1 "$root/perf/results/sse.jsonl" 2>/dev/null
 exit $status
