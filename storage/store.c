@@ -303,7 +303,7 @@ static int bind(hs_store_t *st, SQLHSTMT h, par_t *p, int n, int q)
  */
 static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *changed)
 {
-    SQLHSTMT h;
+    SQLHSTMT h = SQL_NULL_HSTMT;
     int rc = prep(st, q, &h);
     if (rc) return rc;
     rc = bind(st, h, p, n, q);
