@@ -44,6 +44,7 @@
 
 #include "bench_common.h"
 #include "hubstream/hubstream.h"
+#include "storage/dialect.h"
 
 #ifndef HS_PERF_RESULTS_DIR
 #define HS_PERF_RESULTS_DIR "perf/results"
@@ -57,24 +58,15 @@
 static const char *const insert_plain =
     "INSERT INTO hs_events (position, stream_id, version, time_us, event_id, type, data, metadata)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-static const char *const insert_cte =
-    "WITH hs_insert AS (SELECT 1) INSERT INTO hs_events"
-    " (position, stream_id, version, time_us, event_id, type, data, metadata)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-
-/* The server's hs_events table (storage/dialect_sqlite.c, schema v1), verbatim. */
-static const char *const create_events =
-    "CREATE TABLE hs_events ("
-    " position INTEGER PRIMARY KEY,"
-    " stream_id INTEGER NOT NULL,"
-    " version INTEGER NOT NULL,"
-    " event_id TEXT NOT NULL,"
-    " type TEXT NOT NULL,"
-    " time_us INTEGER NOT NULL,"
-    " data TEXT NOT NULL,"
-    " metadata TEXT,"
-    " UNIQUE (stream_id, version),"
-    " UNIQUE (stream_id, event_id))";
+/* The server's own statements (storage/dialect_sqlite.c), so that the raw baseline can never
+ * drift from what the writer does: its session settings, its hs_events DDL, its insert. */
+static const char *events_ddl(void)
+{
+    for (const char *const *q = hs_dialect_sqlite.migrations[0]; *q; q++)
+        if (strncmp(*q, "CREATE TABLE hs_events", 22) == 0)
+            return *q;
+    return NULL;
+}
 
 typedef struct opts {
     long events;
@@ -386,8 +378,11 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
     int rc = -1;
     SQLHSTMT h = SQL_NULL_HSTMT;
     /* the same session setup as the server: pragmas in autocommit mode, then manual commit */
-    if (odbc_exec(&o, "PRAGMA journal_mode=WAL") || odbc_exec(&o, "PRAGMA synchronous=NORMAL") ||
-        odbc_exec(&o, create_events))
+    for (const char *const *q = hs_dialect_sqlite.session_sql; *q; q++)
+        if (odbc_exec(&o, *q))
+            goto out;
+    const char *ddl = events_ddl();
+    if (!ddl || odbc_exec(&o, ddl))
         goto out;
     if (op.cache_kb) {
         char pragma[64];
@@ -934,7 +929,7 @@ int main(int argc, char **argv)
         if (!op.skip_raw) {
             if (raw_run(p_plain, op.events, insert_plain, &rps[r]))
                 fails++;
-            if (raw_run(p_cte, op.events, insert_cte, &rcs[r]))
+            if (raw_run(p_cte, op.events, hs_dialect_sqlite.insert_event_sql, &rcs[r]))
                 fails++;
         }
         if (server_run(p_one, false, &s1s[r]))
