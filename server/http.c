@@ -162,7 +162,7 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
                 return rc;
         }
         buf_put(r, "{\"events\":[", 11);
-        int64_t after = r->has_from ? r->from : (r->backward ? 0 : 0);
+        int64_t after = r->has_from ? r->from : 0; /* backward from 0: the newest */
         rc = all ? hs_store_read_all(st, after, r->backward, r->limit, on_event, r)
                  : hs_store_read_stream(st, r->stream, r->stream_len, after, r->backward,
                                         r->limit, on_event, r);
