@@ -22,6 +22,7 @@
 struct hs_acceptor {
     struct event_base *base;
     struct evconnlistener *lis;
+    struct event *stop_ev; /* activated from any thread; breaks the loop from inside it */
     pthread_t thread;
     bool started;
     int port;
@@ -36,6 +37,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     a->on_fd(a->ctx, fd);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    hs_acceptor_t *a = arg;
+    event_base_loopbreak(a->base);
 }
 
 hs_acceptor_t *hs_acceptor_create(const char *host, int port, void (*on_fd)(void *, int),
@@ -90,6 +97,14 @@ hs_acceptor_t *hs_acceptor_create(const char *host, int port, void (*on_fd)(void
         free(a);
         return NULL;
     }
+    a->stop_ev = event_new(a->base, -1, 0, on_stop, a);
+    if (!a->stop_ev) {
+        snprintf(err, errlen, "event_new failed");
+        evconnlistener_free(a->lis);
+        event_base_free(a->base);
+        free(a);
+        return NULL;
+    }
     struct sockaddr_storage bound;
     socklen_t bl = sizeof(bound);
     getsockname(evconnlistener_get_fd(a->lis), (struct sockaddr *)&bound, &bl);
@@ -123,7 +138,10 @@ void hs_acceptor_stop(hs_acceptor_t *a)
 {
     if (!a || !a->started)
         return;
-    event_base_loopbreak(a->base); /* thread-safe: evthread_use_pthreads() */
+    /* not event_base_loopbreak() from here: a loop that has not started yet clears that flag
+     * when it starts and would run forever; an activated event waits for the loop instead
+     * (thread-safe: evthread_use_pthreads()) */
+    event_active(a->stop_ev, 0, 0);
     pthread_join(a->thread, NULL);
     a->started = false;
 }
@@ -133,6 +151,7 @@ void hs_acceptor_destroy(hs_acceptor_t *a)
     if (!a)
         return;
     hs_acceptor_stop(a);
+    event_free(a->stop_ev);
     evconnlistener_free(a->lis);
     event_base_free(a->base);
     free(a);

@@ -229,8 +229,11 @@ void hs_server_wait(hs_server_t *srv)
     if (atomic_load(&srv->state) == 0)
         return;
     struct pollfd p = {srv->stop_pipe[0], POLLIN, 0};
+    /* the pipe, not only the state: a signal that came before hs_server_start() finished wrote
+     * the pipe while the state still said "created" */
     while (atomic_load(&srv->state) == 1)
-        poll(&p, 1, 1000);
+        if (poll(&p, 1, 1000) > 0)
+            break;
     finish_stop(srv);
 }
 
