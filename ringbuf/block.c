@@ -16,8 +16,10 @@ void hs_block_unref(hs_block_t *b)
     if (!b)
         return;
     /* acq_rel: the last owner must see every other owner's reads completed before it frees */
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+        free(atomic_load_explicit(&b->mp, memory_order_relaxed));
         free(b);
+    }
 }
 
 hs_batch_t *hs_batch_alloc(uint32_t cap)

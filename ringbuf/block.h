@@ -22,6 +22,12 @@ typedef enum hs_block_kind {
     HS_BLOCK_DELETED = 2, /* the stream was deleted */
 } hs_block_kind_t;
 
+/* A block's EventRecord as one MessagePack map (see hs_block_t.mp). */
+typedef struct hs_block_mp {
+    uint32_t len;
+    uint8_t bytes[];
+} hs_block_mp_t;
+
 typedef struct hs_block {
     atomic_uint refs;
     uint8_t kind;
@@ -33,6 +39,11 @@ typedef struct hs_block {
     const char *json; /* EventRecord JSON (markers: {"stream":..,"reason":..}) */
     const char *sse;  /* SSE block without its id line: "event: ...\ndata: ...\n\n" */
     uint32_t stream_len, type_len, json_len, sse_len;
+    /* The EventRecord as MessagePack, for SignalR MessagePack subscribers: encoded by the
+     * first IO thread that needs it and installed with a compare-and-swap, so a server without
+     * MessagePack subscribers never pays for it and every MessagePack subscriber shares one
+     * encoding. Freed with the block. */
+    _Atomic(hs_block_mp_t *) mp;
     char mem[]; /* the strings above */
 } hs_block_t;
 

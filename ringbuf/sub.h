@@ -35,6 +35,9 @@ enum { HS_SUB_W_REGISTER = 1u, HS_SUB_W_UNREGISTER = 2u, HS_SUB_W_SPACE = 4u };
 enum { HS_SUB_END_NONE = 0, HS_SUB_END_CLOSED, HS_SUB_END_DELETED, HS_SUB_END_STALLED,
        HS_SUB_END_ERROR };
 
+/* Who consumes the outbox on the IO thread (const). */
+enum { HS_SUB_OWNER_SSE = 0, HS_SUB_OWNER_HUB = 1 };
+
 /* Worker-side delivery mode. */
 enum { HS_SUB_CATCHUP = 0, HS_SUB_LIVE = 1 };
 
@@ -82,6 +85,7 @@ struct hs_sub {
     char **types;      /* NULL = every type */
     uint32_t ntypes;
     int io_index;      /* which IO thread owns the connection */
+    uint8_t owner;     /* HS_SUB_OWNER_*: which front end consumes it */
     int worker_index;  /* which fan-out worker owns the stream */
     void *io_ctx;      /* io: the connection (IO thread only) */
 

@@ -6,9 +6,9 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-dev odbcinst
-      unixodbc libsqliteodbc libck-dev libjansson-dev libssl-dev sqlite3)
+      unixodbc libsqliteodbc libck-dev libjansson-dev libmsgpack-dev libssl-dev sqlite3)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(libcriterion-dev curl procps)
+  pkgs+=(libcriterion-dev curl procps chromium)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 

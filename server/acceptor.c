@@ -26,9 +26,46 @@ struct hs_acceptor {
     pthread_t thread;
     bool started;
     int port;
-    void (*on_fd)(void *, int);
+    hs_acceptor_fd_fn on_fd;
     void *ctx;
+    struct peek *peeks; /* connections waiting for their first bytes */
 };
+
+/* A new connection whose first bytes the acceptor waits for (at most PEEK_WAIT_MS) so that the
+ * hand-off can pick a thread by what the request names (a SignalR connection's token: its
+ * home thread). Nothing is read: MSG_PEEK leaves the bytes for the IO thread. */
+typedef struct peek {
+    hs_acceptor_t *a;
+    int fd;
+    struct event *ev;
+    struct peek *prev, *next;
+} peek_t;
+
+#define PEEK_WAIT_MS 200
+#define PEEK_BYTES 512
+
+static void peek_free(peek_t *pk)
+{
+    hs_acceptor_t *a = pk->a;
+    if (pk->prev)
+        pk->prev->next = pk->next;
+    else
+        a->peeks = pk->next;
+    if (pk->next)
+        pk->next->prev = pk->prev;
+    event_free(pk->ev);
+    free(pk);
+}
+
+static void on_first_bytes(evutil_socket_t fd, short what, void *arg)
+{
+    peek_t *pk = arg;
+    hs_acceptor_t *a = pk->a;
+    char buf[PEEK_BYTES];
+    ssize_t n = (what & EV_READ) ? recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT) : 0;
+    peek_free(pk);
+    a->on_fd(a->ctx, (int)fd, buf, n > 0 ? (size_t)n : 0);
+}
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *arg)
@@ -36,7 +73,23 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     hs_acceptor_t *a = arg;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    a->on_fd(a->ctx, fd);
+    peek_t *pk = calloc(1, sizeof(*pk));
+    if (pk)
+        pk->ev = event_new(a->base, fd, EV_READ, on_first_bytes, pk);
+    struct timeval tv = {0, PEEK_WAIT_MS * 1000};
+    if (!pk || !pk->ev || event_add(pk->ev, &tv)) {
+        if (pk && pk->ev)
+            event_free(pk->ev);
+        free(pk);
+        a->on_fd(a->ctx, fd, NULL, 0);
+        return;
+    }
+    pk->a = a;
+    pk->fd = fd;
+    pk->next = a->peeks;
+    if (a->peeks)
+        a->peeks->prev = pk;
+    a->peeks = pk;
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -45,7 +98,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(a->base);
 }
 
-hs_acceptor_t *hs_acceptor_create(const char *host, int port, void (*on_fd)(void *, int),
+hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
                                   void *ctx, char *err, size_t errlen)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -144,6 +197,11 @@ void hs_acceptor_stop(hs_acceptor_t *a)
     event_active(a->stop_ev, 0, 0);
     pthread_join(a->thread, NULL);
     a->started = false;
+    while (a->peeks) { /* never handed over: close them */
+        int fd = a->peeks->fd;
+        peek_free(a->peeks);
+        close(fd);
+    }
 }
 
 void hs_acceptor_destroy(hs_acceptor_t *a)

@@ -96,7 +96,9 @@ static int64_t now_ms(void)
 
 size_t hs_fanout_block_size(const hs_sub_t *s, const hs_block_t *b)
 {
-    return b->sse_len + 24; /* the SSE block and its id line */
+    /* what the subscriber's front end writes for it: the SSE block and its id line, or a
+     * SignalR record (EventRecord plus framing; MessagePack is about as long as JSON) */
+    return s->owner == HS_SUB_OWNER_HUB ? b->json_len + 96 : b->sse_len + 24;
 }
 
 static worker_t *owner(hs_fanout_t *f, const hs_sub_t *s)

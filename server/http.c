@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "server/codec.h"
+#include "server/hub.h"
 #include "server/json.h"
 #include "server/server.h"
 
@@ -285,27 +286,33 @@ static void publish(hs_conn_t *c, const char *stream, size_t len)
         return;
     }
     e->expected_version = expected;
-    if (srv->event_hook) {
-        for (uint32_t i = 0; i < e->nevents; i++) {
-            hs_ingest_event_t *ie = &e->events[i];
-            /* data/metadata are not NUL-terminated in the arena: give the hook copies */
-            char *data = strndup(ie->data, ie->data_len);
-            char *meta = ie->metadata ? strndup(ie->metadata, ie->metadata_len) : NULL;
-            hs_event_t he = {ie->type, data, meta, ie->id};
-            char reason[256] = "rejected";
-            int hr = data ? srv->event_hook(srv->event_ctx, e->stream, &he, reason,
-                                            sizeof(reason))
-                          : -1;
-            free(data);
-            free(meta);
-            if (hr) {
-                hs_ingest_free(e);
-                hs_conn_error(c, 400, "InvalidEvent", "InvalidEvent: %s", reason);
-                return;
-            }
-        }
+    char why2[256];
+    if (hs_events_hook(srv, e, why2, sizeof(why2))) {
+        hs_ingest_free(e);
+        hs_conn_error(c, 400, "InvalidEvent", "InvalidEvent: %s", why2);
+        return;
     }
     hs_io_submit(c->io, c, e);
+}
+
+int hs_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen)
+{
+    if (!srv->event_hook)
+        return 0;
+    for (uint32_t i = 0; i < e->nevents; i++) {
+        hs_ingest_event_t *ie = &e->events[i];
+        /* data/metadata are not NUL-terminated in the arena: give the hook copies */
+        char *data = strndup(ie->data, ie->data_len);
+        char *meta = ie->metadata ? strndup(ie->metadata, ie->metadata_len) : NULL;
+        hs_event_t he = {ie->type, data, meta, ie->id};
+        snprintf(why, whylen, "rejected");
+        int hr = data ? srv->event_hook(srv->event_ctx, e->stream, &he, why, whylen) : -1;
+        free(data);
+        free(meta);
+        if (hr)
+            return -1;
+    }
+    return 0;
 }
 
 static void admin(hs_conn_t *c, hs_ingest_kind_t kind, const char *stream, size_t len)
@@ -507,11 +514,53 @@ static void not_allowed(hs_conn_t *c, const char *allow)
     c->allow = NULL;
 }
 
+/* A CORS preflight: browsers send one before a cross-origin POST with custom headers (the
+ * SignalR clients' negotiate) and before DELETE. */
+static void preflight(hs_conn_t *c)
+{
+    static const char *const h[][2] = {
+        {"access-control-allow-methods:", "GET, POST, DELETE, OPTIONS"},
+        {"access-control-allow-headers:", "authorization, x-requested-with, "
+                                          "x-signalr-user-agent, content-type, expected-version, "
+                                          "last-event-id"},
+        {"access-control-max-age:", "600"},
+    };
+    unsigned char buf[LWS_PRE + 1024];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf);
+    if (lws_add_http_common_headers(c->wsi, 204, NULL, 0, &p, end) ||
+        hs_cors_headers(c->wsi, &p, end)) {
+        hs_conn_error(c, 500, "Internal", "headers do not fit");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
+        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)h[i][0],
+                                        (const unsigned char *)h[i][1], (int)strlen(h[i][1]), &p,
+                                        end))
+            return;
+    if (lws_finalize_http_header(c->wsi, &p, end))
+        return;
+    unsigned char *rb = malloc((size_t)(p - start) + LWS_PRE);
+    if (!rb)
+        return;
+    memcpy(rb + LWS_PRE, start, (size_t)(p - start));
+    free(c->resp);
+    c->resp = rb;
+    c->resp_len = (size_t)(p - start);
+    c->resp_final = true;
+    lws_callback_on_writable(c->wsi);
+}
+
 void hs_http_dispatch(hs_conn_t *c, const char *path)
 {
     int m = c->method;
     bool get = m == WSI_TOKEN_GET_URI, post = m == WSI_TOKEN_POST_URI,
          del = m == WSI_TOKEN_DELETE_URI;
+    if (m == WSI_TOKEN_OPTIONS_URI) {
+        preflight(c);
+        return;
+    }
+    if (hs_hub_http(c, path))
+        return;
     if (!strcmp(path, "/healthz")) {
         if (get)
             hs_conn_respond(c, 200, "text/plain", "ok\n", 3, NULL, NULL);
@@ -582,6 +631,9 @@ void hs_http_conn_closed(hs_conn_t *c)
     }
     if (c->sse)
         hs_sse_closed(c);
+    if (c->hub)
+        hs_hub_sse_closed(c);
+    hs_hub_req_conn_closed(c);
     free(c->resp);
     c->resp = NULL;
     free(c->body);

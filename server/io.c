@@ -14,18 +14,11 @@
 #include <unistd.h>
 
 #include "server/codec.h"
+#include "server/hub.h"
 #include "server/json.h"
 #include "server/server.h"
 
-/*
- * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
- * per-session struct (hs_conn_t) at every keep-alive transaction, so whatever belongs to the
- * socket lives here, as the wsi's opaque user data.
- */
-typedef struct wsi_data {
-    char *path; /* the request path, kept while its body arrives */
-    bool busy;  /* a request is being served: its answer is not written yet */
-} wsi_data_t;
+typedef hs_wsi_data_t wsi_data_t;
 
 typedef struct fd_node {
     hs_mpsc_node_t node;
@@ -84,7 +77,7 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
                                                    (int)strlen(extra_value), &p, end)) ||
         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_http_header(c->wsi, &p, end)) {
+        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
         free(buf);
         return -1;
     }
@@ -122,22 +115,28 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
 
 /* ---- ingest submission ---- */
 
-void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e)
+bool hs_io_submit_entry(hs_io_t *io, hs_ingest_t *e)
 {
-    hs_server_t *srv = io->srv;
-    e->node.kind = HS_NODE_INGEST;
     e->done = hs_io_ingest_done;
     e->origin = io;
-    e->conn = c;
     e->io_index = io->index;
-    c->pending = e;
     /* keep order: nothing overtakes entries already waiting in the backlog */
-    if (!io->nbacklog && hs_writer_submit_spsc(srv->writer, io->index, e))
-        return;
+    if (!io->nbacklog && hs_writer_submit_spsc(io->srv->writer, io->index, e))
+        return true;
     if (io->nbacklog < HS_BACKLOG_MAX) {
         io->backlog[io->nbacklog++] = e;
-        return;
+        return true;
     }
+    return false;
+}
+
+void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e)
+{
+    e->node.kind = HS_NODE_INGEST;
+    e->conn = c;
+    c->pending = e;
+    if (hs_io_submit_entry(io, e))
+        return;
     c->pending = NULL;
     hs_ingest_free(e);
     hs_conn_error(c, 429, "TooManyRequests", "the writer is %d entries behind; retry later",
@@ -192,8 +191,25 @@ static void drain_inbox(hs_io_t *io)
         case HS_NODE_READ:
             hs_http_on_read_done(io, (struct hs_http_read *)n);
             break;
-        case HS_NODE_SUB_IO:
-            hs_sse_on_signal(io, hs_container_of(n, hs_sub_t, io_node));
+        case HS_NODE_SUB_IO: {
+            hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
+            if (s->owner == HS_SUB_OWNER_HUB)
+                hs_hub_on_signal(io, s);
+            else
+                hs_sse_on_signal(io, s);
+            break;
+        }
+        case HS_NODE_HUB_INGEST:
+            hs_hub_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
+            break;
+        case HS_NODE_HUB_READ:
+            hs_hub_on_read_done(io, n);
+            break;
+        case HS_NODE_HUB_REQ:
+            hs_hub_on_req(io, (hs_hubreq_t *)n);
+            break;
+        case HS_NODE_HUB_REP:
+            hs_hub_on_rep(io, (hs_hubreq_t *)n);
             break;
         }
     }
@@ -206,7 +222,13 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     hs_io_t *io = lws_container_of(sul, hs_io_t, tick);
     if (io->nbacklog)
         drain_backlog(io);
-    hs_sse_tick(io, hs_now_ms());
+    int64_t now = hs_now_ms();
+    hs_sse_tick(io, now);
+    hs_hub_tick(io, now);
+    if (io->index == 0 && now - io->last_sweep_ms >= 1000) {
+        io->last_sweep_ms = now;
+        hs_hubreg_sweep(io->srv, now);
+    }
     lws_sul_schedule(io->ctx, 0, &io->tick, on_tick,
                      io->nbacklog ? 1 * LWS_US_PER_MS : 250 * LWS_US_PER_MS);
 }
@@ -368,16 +390,64 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c)
             return 0;
         if (c->resp) {
-            bool sse = c->sse;
+            bool stream = c->sse || c->hub;
             /* a completed transaction frees c (lws re-creates it for the next request) */
             if (write_response(c))
                 return -1;
-            if (!sse)
+            if (!stream)
                 return 0;
         }
         if (c->sse)
             return hs_sse_writable(c);
+        if (c->hub)
+            return hs_hub_sse_writable(c);
         return 0;
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (!wd || strcasecmp((const char *)in, "websocket"))
+            return -1;
+        hs_hub_t *h = NULL;
+        int rc = hs_hub_ws_confirm(wsi, &h);
+        if (rc == 0)
+            wd->hub = h;
+        return rc;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED: {
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (!wd || !wd->hub)
+            return -1;
+        hs_hub_ws_established(wsi, wd->hub);
+        return 0;
+    }
+
+    case LWS_CALLBACK_RECEIVE: {
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        return hs_hub_ws_receive(wsi, wd ? wd->hub : NULL, in, len);
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        return hs_hub_ws_writable(wsi, wd ? wd->hub : NULL);
+    }
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (wd && wd->hub)
+            wd->hub->peer_closed = true;
+        return 0;
+    }
+
+    case LWS_CALLBACK_CLOSED: {
+        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (wd && wd->hub) {
+            hs_hub_t *h = wd->hub;
+            wd->hub = NULL;
+            hs_hub_ws_closed(wsi, h);
+        }
+        return 0;
+    }
 
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* end of a transaction: lws frees c next */
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -391,6 +461,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         wsi_data_t *d = lws_get_opaque_user_data(wsi);
         if (d) {
             lws_set_opaque_user_data(wsi, NULL);
+            if (d->hub) { /* upgraded but never established */
+                hs_hub_t *h = d->hub;
+                d->hub = NULL;
+                hs_hub_ws_closed(wsi, h);
+            }
             free(d->path);
             free(d);
             atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);
@@ -486,13 +561,28 @@ void hs_io_stop(hs_io_t *io)
     io->started = false;
 }
 
-void hs_io_destroy(hs_io_t *io)
+void hs_io_close(hs_io_t *io)
 {
     if (!io)
         return;
     hs_io_stop(io);
     if (io->ctx)
         lws_context_destroy(io->ctx);
+    io->ctx = NULL;
+}
+
+void hs_io_end_hubs(hs_io_t *io)
+{
+    while (io && io->hubs)
+        hs_hub_end(io->hubs);
+}
+
+void hs_io_destroy(hs_io_t *io)
+{
+    if (!io)
+        return;
+    hs_io_close(io);
+    hs_io_end_hubs(io);
     /* whatever is still queued: acks the writer produced after the connections closed */
     for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
         next = n->next;
@@ -507,11 +597,14 @@ void hs_io_destroy(hs_io_t *io)
             hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
             hs_sub_take_io_flags(s);
             hs_sub_unref(s);
+        } else {
+            hs_hub_discard_node(n);
         }
     }
     for (size_t i = 0; i < io->nbacklog; i++)
         hs_ingest_free(io->backlog[i]);
     free(io->backlog);
     free(io->wbuf);
+    hs_hubbuf_free(&io->hubout);
     free(io);
 }

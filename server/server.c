@@ -15,6 +15,7 @@
 
 #include "server/codec.h"
 #include "server/config.h"
+#include "server/hub.h"
 #include "server/server.h"
 
 const char *hs_strerror(int err)
@@ -43,7 +44,7 @@ static void writer_log(void *ctx, hs_log_level_t level, const char *msg)
     hs_log(&srv->log, level, msg, NULL);
 }
 
-static void on_fd(void *ctx, int fd)
+static void on_fd(void *ctx, int fd, const char *peek, size_t n)
 {
     hs_server_t *srv = ctx;
     if (atomic_fetch_add(&srv->live_conns, 1) >= srv->cfg.max_connections) {
@@ -51,7 +52,11 @@ static void on_fd(void *ctx, int fd)
         close(fd);
         return;
     }
-    unsigned i = atomic_fetch_add(&srv->next_io, 1) % (unsigned)srv->nio;
+    /* a request for a SignalR connection goes to the connection's home thread (a stateful
+     * WebSocket resume must; the rest saves a hop); anything else round-robin */
+    int home = hs_hubreg_route(srv, peek, n);
+    unsigned i = home >= 0 ? (unsigned)home
+                           : atomic_fetch_add(&srv->next_io, 1) % (unsigned)srv->nio;
     hs_io_hand_fd(srv->io[i], fd);
 }
 
@@ -131,6 +136,10 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     srv->reader = hs_reader_create(srv->db_str, srv->cfg.reader_threads, err, errlen);
     if (!srv->reader)
         goto fail;
+    if (hs_hubreg_create(srv)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     srv->io = calloc((size_t)srv->nio, sizeof(hs_io_t *));
     srv->inboxes = calloc((size_t)srv->nio + 1, sizeof(hs_mpsc_t *));
     if (!srv->io || !srv->inboxes) {
@@ -252,7 +261,12 @@ void hs_server_destroy(hs_server_t *srv)
     if (srv->reader)
         hs_reader_stop(srv->reader);
     for (int i = 0; srv->io && i < srv->nio; i++)
+        hs_io_close(srv->io[i]);
+    for (int i = 0; srv->io && i < srv->nio; i++)
+        hs_io_end_hubs(srv->io[i]);
+    for (int i = 0; srv->io && i < srv->nio; i++)
         hs_io_destroy(srv->io[i]);
+    hs_hubreg_destroy(srv);
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);

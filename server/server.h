@@ -13,6 +13,7 @@
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
 #include "server/fanout.h"
+#include "server/hubproto.h"
 #include "server/log.h"
 #include "storage/reader.h"
 #include "storage/writer.h"
@@ -20,9 +21,31 @@
 typedef struct hs_acceptor hs_acceptor_t;
 typedef struct hs_io hs_io_t;
 typedef struct hs_conn hs_conn_t;
+struct hs_hub;
+struct hs_hubreq;
+struct hs_hubreg;
+
+/*
+ * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
+ * per-session struct (hs_conn_t) at every keep-alive transaction, so whatever belongs to the
+ * socket lives here, as the wsi's opaque user data.
+ */
+typedef struct hs_wsi_data {
+    char *path; /* the request path, kept while its body arrives */
+    bool busy;  /* a request is being served: its answer is not written yet */
+    struct hs_hub *hub; /* a WebSocket's hub connection (a reference) */
+} hs_wsi_data_t;
 
 /* Inbox node kinds of an IO thread (besides HS_NODE_SUB_IO). */
-enum { HS_NODE_FD = 10, HS_NODE_INGEST = 11, HS_NODE_READ = 12 };
+enum {
+    HS_NODE_FD = 10,
+    HS_NODE_INGEST = 11,
+    HS_NODE_READ = 12,
+    HS_NODE_HUB_INGEST = 13, /* a hub invocation's publish / close, acked by the writer */
+    HS_NODE_HUB_READ = 14,   /* a hub invocation's read, done by a reader thread */
+    HS_NODE_HUB_REQ = 15,    /* an SSE / long-polling request for a connection homed here */
+    HS_NODE_HUB_REP = 16,    /* the answer to such a request, back to its origin thread */
+};
 
 #define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
 #define HS_BACKLOG_MAX 16384        /* ingest entries an IO thread holds when its ring is full */
@@ -35,6 +58,7 @@ struct hs_server {
     hs_logger_t log;
     hs_event_fn event_hook;
     void *event_ctx;
+    struct hs_hubreg *hubreg; /* negotiated SignalR connections (hubhttp.c) */
 
     hs_writer_t *writer;
     hs_reader_t *reader;
@@ -79,6 +103,9 @@ struct hs_conn {
     int64_t last_write_ms;
     int64_t stuck_since_ms; /* data has waited since, with no writable callback */
     hs_conn_t *sse_prev, *sse_next;
+    /* SignalR */
+    struct hs_hub *hub;              /* the SSE transport of a hub connection (a reference) */
+    struct hs_hubreq *pending_hub;   /* a request forwarded to a connection's home thread */
 };
 
 struct hs_io {
@@ -96,12 +123,21 @@ struct hs_io {
     size_t nbacklog;
     hs_conn_t *sse_head;   /* every SSE connection, for pings */
     size_t nsse;
+    struct hs_hub *hubs;   /* the hub connections homed here */
+    size_t nhubs;
+    hs_hubbuf_t hubout;    /* scratch for packing hub records */
+    int64_t last_sweep_ms;
 };
 
 /* io.c */
 int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen);
 int hs_io_start(hs_io_t *io);
 void hs_io_stop(hs_io_t *io);
+/* Shutdown in phases across every IO thread, so that no thread's answer reaches a context
+ * that is gone: close (stop the thread, destroy the lws context), then end the hub
+ * connections still homed there, then destroy. */
+void hs_io_close(hs_io_t *io);
+void hs_io_end_hubs(hs_io_t *io);
 void hs_io_destroy(hs_io_t *io);
 void hs_io_hand_fd(hs_io_t *io, int fd); /* acceptor thread */
 void hs_io_wake(void *srv, int index);   /* any thread */
@@ -113,6 +149,9 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
     __attribute__((format(printf, 4, 5)));
 /* Submits an ingest entry from the IO thread (ring, else backlog, else 429). */
 void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e);
+/* Submits an entry whose node kind, conn and origin fields the caller set (done and io_index
+ * are set here). False when the ring and the backlog are full (the entry is untouched). */
+bool hs_io_submit_entry(hs_io_t *io, hs_ingest_t *e);
 /* Writer thread: completion of an entry submitted by an IO thread. */
 void hs_io_ingest_done(hs_ingest_t *e);
 
@@ -121,6 +160,9 @@ void hs_http_dispatch(hs_conn_t *c, const char *path);
 void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e);
 void hs_http_on_read_done(hs_io_t *io, struct hs_http_read *r);
 void hs_http_conn_closed(hs_conn_t *c);
+/* Runs the embedder's event hook over every event of an append: 0, or -1 with the hook's
+ * reason in why. */
+int hs_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen);
 
 /* sse.c */
 void hs_sse_start(hs_conn_t *c, const char *stream, size_t len);
@@ -130,7 +172,10 @@ void hs_sse_tick(hs_io_t *io, int64_t now);
 void hs_sse_closed(hs_conn_t *c);
 
 /* acceptor.c */
-hs_acceptor_t *hs_acceptor_create(const char *host, int port, void (*on_fd)(void *, int),
+/* Receives an accepted socket and the first bytes the client sent (peeked, not consumed; may
+ * be none). */
+typedef void (*hs_acceptor_fd_fn)(void *ctx, int fd, const char *peek, size_t n);
+hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
                                   void *ctx, char *err, size_t errlen);
 int hs_acceptor_port(const hs_acceptor_t *a);
 int hs_acceptor_start(hs_acceptor_t *a);

@@ -73,6 +73,16 @@ typedef struct hs_config {
     int stall_timeout_ms;        /* a subscriber that reads nothing this long is closed;
                                     default 30000 */
     int writer_batch;            /* most events in one commit; default 4096 */
+    /* SignalR (/hub) */
+    int hub_keepalive_ms;        /* Ping after this much silence towards a client; 15000 */
+    int hub_client_timeout_ms;   /* close a client silent this long (armed by its first
+                                    Ping); 30000 */
+    int hub_handshake_timeout_ms; /* the handshake must arrive within; 15000 */
+    int hub_disconnect_timeout_ms; /* an unused negotiated id, an absent long-polling client,
+                                      a dropped stateful connection expire after; 15000 */
+    int hub_longpoll_ms;         /* a long poll with nothing to send is answered after; 90000 */
+    bool hub_stateful_reconnect; /* grant stateful reconnect to clients that ask; true */
+    size_t hub_stateful_buffer;  /* unacknowledged bytes kept for a stateful resume; 100000 */
     hs_log_level_t log_level;    /* default HS_LOG_INFO */
 } hs_config_t;
 

@@ -1,0 +1,182 @@
+/*
+ * The SignalR hub `/hub`: connections, their transports and the hub methods of API.md.
+ *
+ * A hub connection is created by negotiate (or by a WebSocket that skips it) and lives in the
+ * registry under its connection token until a transport claims it. The IO thread that receives
+ * the transport's first request (the WebSocket upgrade, the SSE GET, the first long poll)
+ * becomes its home: from then on only that thread touches the connection. Requests for it that
+ * reach another IO thread (the POSTs of SSE and long polling, later polls, DELETE) travel to the
+ * home thread as messages on its inbox and their answers travel back the same way.
+ *
+ * hub.c: the connection itself (handshake, records in, dispatch, records out, subscriptions,
+ * keep-alive, stateful reconnect). hubhttp.c: the registry, negotiate, and the transports'
+ * HTTP / WebSocket glue with libwebsockets. Private to the server.
+ */
+#ifndef HS_HUB_H
+#define HS_HUB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/hubproto.h"
+#include "server/server.h"
+
+typedef struct hs_hub hs_hub_t;
+typedef struct hs_hubsub hs_hubsub_t;
+typedef struct hs_hubreq hs_hubreq_t;
+
+enum { HS_HUB_T_NONE = 0, HS_HUB_T_WS, HS_HUB_T_SSE, HS_HUB_T_LP };
+
+/* A request of an SSE or long-polling connection handed to its home thread. */
+enum { HS_HUBREQ_POST = 1, HS_HUBREQ_POLL, HS_HUBREQ_DELETE };
+
+struct hs_hubreq {
+    hs_mpsc_node_t node; /* HS_NODE_HUB_REQ to the home thread, HS_NODE_HUB_REP back */
+    int op;
+    hs_hub_t *hub;    /* a reference */
+    hs_io_t *origin;  /* the IO thread that holds the HTTP request */
+    hs_conn_t *conn;  /* origin thread only; NULL once the request's connection closed */
+    uint8_t *body;    /* POST: the records (taken) */
+    size_t len;
+    /* the answer, filled on the home thread */
+    int status;
+    const char *ctype;
+    hs_hubbuf_t resp;
+    int64_t parked_ms; /* POLL: when it started waiting */
+};
+
+/* A subscription of a hub connection: streaming (StreamInvocation, items for `id`) or push
+ * (target `event`, one per stream). Home thread only. */
+struct hs_hubsub {
+    hs_sub_t *sub;
+    hs_hub_t *hub;
+    bool push;
+    bool done; /* ended: its end record is queued */
+    char id[HS_HUB_ID_MAX + 1];
+    hs_hubsub_t *prev, *next;
+};
+
+struct hs_hub {
+    atomic_uint refs;
+    hs_server_t *srv;
+
+    /* guarded by the registry mutex */
+    char token[24], conn_id[24];
+    hs_hub_t *reg_next;          /* hash chain */
+    hs_hub_t *un_prev, *un_next; /* unclaimed list, oldest first */
+    int64_t created_ms;
+    int home;           /* IO thread index, -1 until claimed */
+    int transport;      /* HS_HUB_T_* */
+    bool registered;    /* in the registry (negotiated connections only) */
+    bool unclaimed;
+    bool attached;      /* a WebSocket / SSE response is attached */
+    bool resumable;     /* stateful, its socket dropped: the same token may reconnect */
+    bool stateful_ok;   /* negotiate granted stateful reconnect */
+    bool resume_ok;     /* ... and the handshake turned it on: a WebSocket may take over */
+
+    /* home thread */
+    hs_io_t *io;
+    hs_hub_t *io_prev, *io_next; /* the home thread's connections */
+    struct lws *wsi;             /* the WebSocket or SSE request; NULL when none */
+    hs_conn_t *sse_conn;
+    hs_hubreq_t *poll;           /* parked long poll */
+    int64_t poll_end_ms;         /* long polling: when the last poll was answered */
+    bool polled_once;
+    hs_hubfmt_t fmt;
+    bool handshaken, ended, closing, close_sent, peer_closed;
+    bool stateful;               /* granted and handshake version >= 2 */
+    bool awaiting_sequence;      /* resumed: ignore records until the client's Sequence */
+    hs_hubbuf_t in;              /* input not yet cut into records */
+    hs_hubbuf_t ctl;             /* whole records queued to go out before subscription data */
+    hs_hubbuf_t scratch;
+    int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
+    bool client_pinged;          /* its first Ping arms the client timeout */
+    hs_hubsub_t *subs, *rr;      /* subscriptions; rr: where the next pack starts */
+    int nsubs;
+    int pending;                 /* invocations in flight */
+    /* stateful reconnect */
+    int64_t out_seq;             /* trackable records sent (numbered 1, 2, ...) */
+    hs_hubbuf_t replay;          /* unacknowledged trackable records, oldest first */
+    uint32_t *replay_len;        /* their lengths; the first has number replay_first */
+    size_t nreplay, replay_cap, replay_head;
+    int64_t replay_first;
+    int64_t in_count, in_handled; /* trackable records received / handled */
+    int64_t acked;               /* the last Ack sent */
+    int64_t ack_ms;
+};
+
+/* ---- hub.c (home thread unless said otherwise) ---- */
+
+/* Creates a connection with one reference (the caller's). Any thread. NULL on ENOMEM. */
+hs_hub_t *hs_hub_create(hs_server_t *srv);
+hs_hub_t *hs_hub_ref(hs_hub_t *h);
+void hs_hub_unref(hs_hub_t *h); /* any thread */
+/* The connection starts on its home thread with its transport attached or (LP) ready. */
+void hs_hub_start(hs_hub_t *h, hs_io_t *io);
+/* Bytes from the client (a WebSocket frame, a POST body); cuts, parses and dispatches them. */
+void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n);
+/* Packs whole records for the transport into out (appended), up to about budget bytes.
+ * Returns the bytes added. */
+size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget);
+/* Whether anything waits to be packed. */
+bool hs_hub_has_output(hs_hub_t *h);
+/* Asks the transport for a chance to write (WebSocket / SSE writable, or answers a parked
+ * poll). */
+void hs_hub_want_write(hs_hub_t *h);
+/* Queues a Close record and ends the connection once it is out. */
+void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect);
+/* Ends the connection now: subscriptions dropped, registry entry removed, transport closed. */
+void hs_hub_end(hs_hub_t *h);
+/* A stateful connection's socket dropped without a close: keep it for a resume. */
+void hs_hub_detach(hs_hub_t *h);
+/* A WebSocket resumed a stateful connection: Sequence + replay go out first. */
+void hs_hub_resume(hs_hub_t *h);
+/* Timers of every connection of this IO thread (pings, timeouts, Acks, expiry). */
+void hs_hub_tick(hs_io_t *io, int64_t now);
+/* Inbox handlers. */
+void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s);
+void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e);
+void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n);
+/* Drops what an inbox still holds at shutdown. */
+void hs_hub_discard_node(hs_mpsc_node_t *n);
+
+/* ---- hubhttp.c ---- */
+
+int hs_hubreg_create(hs_server_t *srv);
+void hs_hubreg_destroy(hs_server_t *srv);
+/* Removes a connection from the registry (any thread). */
+void hs_hubreg_remove(hs_hub_t *h);
+/* An ended long-polling connection stays known until it expires, answering polls with 204. */
+void hs_hubreg_linger(hs_hub_t *h);
+/* The handshake turned stateful reconnect on (home thread). */
+void hs_hubreg_set_resumable(hs_hub_t *h);
+/* Updates the registry flags of a connection (home thread). */
+void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
+/* Routes /hub and /hub/negotiate; false if the path is not the hub's. */
+bool hs_hub_http(hs_conn_t *c, const char *path);
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 lets the upgrade go on (*out set to the connection to
+ * attach), 1 when an HTTP answer was written instead, -1 to hang up. */
+int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out);
+void hs_hub_ws_established(struct lws *wsi, hs_hub_t *h);
+int hs_hub_ws_receive(struct lws *wsi, hs_hub_t *h, const void *in, size_t len);
+int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h);
+void hs_hub_ws_closed(struct lws *wsi, hs_hub_t *h);
+int hs_hub_sse_writable(hs_conn_t *c);
+void hs_hub_sse_closed(hs_conn_t *c);
+/* Inbox: a forwarded request (home thread) or its answer (origin thread). */
+void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r);
+void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r);
+/* Answers a request (home thread): locally or through the origin's inbox. */
+void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status);
+/* The HTTP connection of a forwarded request closed (origin thread). */
+void hs_hub_req_conn_closed(hs_conn_t *c);
+/* The home IO thread of the connection a request names (`GET /hub?id=...` as its first
+ * bytes), or -1. Acceptor thread. */
+int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n);
+/* Expires unclaimed tokens (any one IO thread calls it from its tick). */
+void hs_hubreg_sweep(hs_server_t *srv, int64_t now);
+/* Writes CORS headers for the request's Origin, if any. */
+int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
+
+#endif

@@ -1,0 +1,833 @@
+/*
+ * The SignalR connection layer over HTTP (see hub.h): the registry of negotiated connections,
+ * negotiate, and the three transports' glue with libwebsockets: WebSockets (one frame carries
+ * whole records), Server-Sent Events (records as `data:` lines) and long polling (GET parks
+ * until records exist; POST carries client records; DELETE ends the connection).
+ *
+ * The registry is a hash table under one mutex, touched once per negotiate and once per HTTP
+ * request of a connection (never per record). A connection's token picks nothing else: the
+ * transport's first request decides the home IO thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "server/codec.h"
+#include "server/hub.h"
+#include "server/json.h"
+
+#define REG_BUCKETS 16384
+
+struct hs_hubreg {
+    pthread_mutex_t mu;
+    hs_hub_t *bucket[REG_BUCKETS];
+    hs_hub_t *un_head, *un_tail; /* unclaimed, oldest first */
+    size_t count;
+};
+
+/* ---- registry ---- */
+
+int hs_hubreg_create(hs_server_t *srv)
+{
+    srv->hubreg = calloc(1, sizeof(*srv->hubreg));
+    if (!srv->hubreg)
+        return HS_ENOMEM;
+    pthread_mutex_init(&srv->hubreg->mu, NULL);
+    return 0;
+}
+
+static uint32_t token_hash(const char *t)
+{
+    return hs_stream_hash(t, strlen(t)) % REG_BUCKETS;
+}
+
+static void un_remove(struct hs_hubreg *reg, hs_hub_t *h)
+{
+    if (!h->unclaimed)
+        return;
+    if (h->un_prev)
+        h->un_prev->un_next = h->un_next;
+    else
+        reg->un_head = h->un_next;
+    if (h->un_next)
+        h->un_next->un_prev = h->un_prev;
+    else
+        reg->un_tail = h->un_prev;
+    h->un_prev = h->un_next = NULL;
+    h->unclaimed = false;
+}
+
+/* Unlinks h (mutex held); returns whether it was registered (the registry's reference). */
+static bool reg_unlink(struct hs_hubreg *reg, hs_hub_t *h)
+{
+    if (!h->registered)
+        return false;
+    hs_hub_t **pp = &reg->bucket[token_hash(h->token)];
+    while (*pp && *pp != h)
+        pp = &(*pp)->reg_next;
+    if (*pp)
+        *pp = h->reg_next;
+    h->reg_next = NULL;
+    un_remove(reg, h);
+    h->registered = false;
+    reg->count--;
+    return true;
+}
+
+void hs_hubreg_remove(hs_hub_t *h)
+{
+    struct hs_hubreg *reg = h->srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    bool was = reg_unlink(reg, h);
+    pthread_mutex_unlock(&reg->mu);
+    if (was)
+        hs_hub_unref(h);
+}
+
+void hs_hubreg_linger(hs_hub_t *h)
+{
+    struct hs_hubreg *reg = h->srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    if (h->registered && !h->unclaimed) {
+        /* back on the expiry list (kept in creation-time order by appending with `now`) */
+        h->created_ms = hs_now_ms();
+        h->unclaimed = true;
+        h->un_next = NULL;
+        h->un_prev = reg->un_tail;
+        if (reg->un_tail)
+            reg->un_tail->un_next = h;
+        else
+            reg->un_head = h;
+        reg->un_tail = h;
+    }
+    pthread_mutex_unlock(&reg->mu);
+}
+
+void hs_hubreg_set_resumable(hs_hub_t *h)
+{
+    struct hs_hubreg *reg = h->srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    h->resume_ok = h->registered;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable)
+{
+    struct hs_hubreg *reg = h->srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    h->attached = attached;
+    bool ok = resumable && h->registered;
+    h->resumable = ok;
+    pthread_mutex_unlock(&reg->mu);
+    if (resumable && !ok)
+        hs_hub_end(h); /* no token (skipNegotiation): nothing can resume it */
+}
+
+void hs_hubreg_destroy(hs_server_t *srv)
+{
+    struct hs_hubreg *reg = srv->hubreg;
+    if (!reg)
+        return;
+    for (size_t i = 0; i < REG_BUCKETS; i++) {
+        while (reg->bucket[i]) {
+            hs_hub_t *h = reg->bucket[i];
+            reg_unlink(reg, h);
+            hs_hub_unref(h);
+        }
+    }
+    pthread_mutex_destroy(&reg->mu);
+    free(reg);
+    srv->hubreg = NULL;
+}
+
+void hs_hubreg_sweep(hs_server_t *srv, int64_t now)
+{
+    struct hs_hubreg *reg = srv->hubreg;
+    int ttl = srv->cfg.hub_disconnect_timeout_ms;
+    hs_hub_t *expired[64];
+    size_t n = 0;
+    pthread_mutex_lock(&reg->mu);
+    while (reg->un_head && now - reg->un_head->created_ms >= ttl && n < 64) {
+        hs_hub_t *h = reg->un_head;
+        reg_unlink(reg, h);
+        expired[n++] = h;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    for (size_t i = 0; i < n; i++)
+        hs_hub_unref(expired[i]);
+}
+
+static hs_hub_t *reg_find(struct hs_hubreg *reg, const char *token)
+{
+    for (hs_hub_t *h = reg->bucket[token_hash(token)]; h; h = h->reg_next)
+        if (!strcmp(h->token, token))
+            return h;
+    return NULL;
+}
+
+int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n)
+{
+    /* "<METHOD> /hub?....id=<token>[&...] HTTP/1.1" */
+    const char *sp = n ? memchr(req, ' ', n < 8 ? n : 8) : NULL;
+    if (!sp)
+        return -1;
+    const char *path = sp + 1, *end = req + n;
+    if ((size_t)(end - path) < 5 || memcmp(path, "/hub?", 5))
+        return -1;
+    const char *line_end = memchr(path, ' ', (size_t)(end - path));
+    if (!line_end)
+        return -1;
+    char token[24];
+    for (const char *q = path + 5; q < line_end;) {
+        const char *amp = memchr(q, '&', (size_t)(line_end - q));
+        const char *arg_end = amp ? amp : line_end;
+        if (arg_end - q > 3 && !memcmp(q, "id=", 3)) {
+            size_t tl = (size_t)(arg_end - q - 3);
+            if (tl >= sizeof(token))
+                return -1;
+            memcpy(token, q + 3, tl);
+            token[tl] = '\0';
+            int home = -1;
+            struct hs_hubreg *reg = srv->hubreg;
+            pthread_mutex_lock(&reg->mu);
+            hs_hub_t *h = reg_find(reg, token);
+            if (h)
+                home = h->home;
+            pthread_mutex_unlock(&reg->mu);
+            return home;
+        }
+        q = arg_end + 1;
+    }
+    return -1;
+}
+
+enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
+
+/*
+ * Looks up a token for a request on IO thread `io` and applies the transport rules. Returns a
+ * CLAIM_* with *out referenced, or an HTTP status (404, 405, 409, 400) with *msg.
+ */
+static int reg_claim(hs_server_t *srv, const char *token, int op, int transport, int io,
+                     hs_hub_t **out, const char **msg)
+{
+    struct hs_hubreg *reg = srv->hubreg;
+    int rc;
+    pthread_mutex_lock(&reg->mu);
+    hs_hub_t *h = reg_find(reg, token);
+    *msg = "No Connection with that ID";
+    if (!h) {
+        rc = 404;
+        goto out;
+    }
+    if (op == HS_HUBREQ_POST || op == HS_HUBREQ_DELETE) {
+        if (h->transport == HS_HUB_T_WS) {
+            rc = op == HS_HUBREQ_POST ? 405 : 400;
+            *msg = op == HS_HUBREQ_POST ? "POST requests are not allowed for WebSocket connections."
+                                        : "Cannot terminate this connection using the DELETE "
+                                          "endpoint.";
+        } else if (h->transport == HS_HUB_T_NONE) {
+            rc = 400;
+            *msg = "No transport has been started for this connection.";
+        } else if (op == HS_HUBREQ_DELETE && h->transport != HS_HUB_T_LP) {
+            rc = 400;
+            *msg = "Cannot terminate this connection using the DELETE endpoint.";
+        } else {
+            rc = CLAIM_FORWARD;
+        }
+        goto out;
+    }
+    if (h->transport == HS_HUB_T_NONE) {
+        h->transport = transport;
+        h->home = io;
+        h->attached = transport != HS_HUB_T_LP;
+        un_remove(reg, h);
+        rc = CLAIM_NEW;
+        goto out;
+    }
+    if (h->transport != transport) {
+        rc = 400;
+        *msg = "Cannot change transports mid-connection";
+        goto out;
+    }
+    if (transport == HS_HUB_T_LP) {
+        rc = CLAIM_FORWARD;
+        goto out;
+    }
+    /* a stateful connection's WebSocket may be replaced: by a resume after a drop, or by a
+     * client that saw its socket die before the server did (the old one is then dropped) */
+    if (transport == HS_HUB_T_WS && h->resume_ok && (h->resumable || h->attached)) {
+        if (h->home != io) {
+            /* a resume must land on the connection's home thread; it cannot move */
+            rc = 404;
+            goto out;
+        }
+        h->attached = true;
+        h->resumable = false;
+        rc = CLAIM_RESUME;
+        goto out;
+    }
+    rc = 409;
+    *msg = "Another active request is already using this connection";
+out:
+    if (rc < 100)
+        *out = hs_hub_ref(h);
+    pthread_mutex_unlock(&reg->mu);
+    return rc;
+}
+
+/* ---- small HTTP helpers ---- */
+
+int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
+{
+    char origin[512];
+    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return 0;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                    (const unsigned char *)origin, n, p, end) ||
+        lws_add_http_header_by_name(wsi,
+                                    (const unsigned char *)"access-control-allow-credentials:",
+                                    (const unsigned char *)"true", 4, p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
+                                    (const unsigned char *)"Origin", 6, p, end))
+        return -1;
+    return 0;
+}
+
+/* Writes a whole text/plain answer at once (used where no writable callback will follow). */
+static int direct_respond(struct lws *wsi, int status, const char *body)
+{
+    size_t len = strlen(body);
+    unsigned char buf[LWS_PRE + 2048];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - len - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len,
+                                    &p, end) ||
+        hs_cors_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    memcpy(p, body, len);
+    p += len;
+    return lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
+}
+
+static void text(hs_conn_t *c, int status, const char *msg)
+{
+    hs_conn_respond(c, status, "text/plain", msg, strlen(msg), NULL, NULL);
+}
+
+static void random_id(char out[23])
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t r[16];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        /* getrandom on Linux does not fail for 16 bytes once the pool is initialised; fall
+         * back to the codec's generator rather than hand out a predictable id */
+        char u[37];
+        hs_uuid4(u);
+        for (int i = 0; i < 16; i++)
+            r[i] = (uint8_t)(u[i * 2] * 31 + u[i * 2 + 1]);
+    }
+    int o = 0;
+    for (int i = 0; i < 15; i += 3) {
+        uint32_t v = (uint32_t)r[i] << 16 | (uint32_t)r[i + 1] << 8 | r[i + 2];
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = b64[v >> 6 & 63];
+        out[o++] = b64[v & 63];
+    }
+    out[o++] = b64[r[15] >> 2];
+    out[o++] = b64[(r[15] & 3) << 4];
+    out[o] = '\0';
+}
+
+/* ---- negotiate ---- */
+
+static void negotiate(hs_conn_t *c)
+{
+    hs_server_t *srv = c->io->srv;
+    char buf[64];
+    int version = 0;
+    const char *v = lws_get_urlarg_by_name(c->wsi, "negotiateVersion=", buf, sizeof(buf));
+    if (v) {
+        char *endp;
+        long n = strtol(v, &endp, 10);
+        if (!*v || *endp || n < 0) {
+            static const char err[] = "{\"error\":\"The client requested an invalid protocol "
+                                      "version; negotiateVersion must be 0 or 1\"}";
+            hs_conn_respond(c, 200, "application/json", err, sizeof(err) - 1, NULL, NULL);
+            return;
+        }
+        version = n > 1 ? 1 : (int)n;
+    }
+    bool stateful = false;
+    v = lws_get_urlarg_by_name(c->wsi, "useStatefulReconnect=", buf, sizeof(buf));
+    if (v && !strcasecmp(v, "true") && srv->cfg.hub_stateful_reconnect)
+        stateful = true;
+    hs_hub_t *h = hs_hub_create(srv);
+    if (!h) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    random_id(h->conn_id);
+    if (version >= 1)
+        random_id(h->token);
+    else
+        memcpy(h->token, h->conn_id, sizeof(h->token));
+    h->stateful_ok = stateful;
+    h->registered = true;
+    h->unclaimed = true;
+    struct hs_hubreg *reg = srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    uint32_t b = token_hash(h->token);
+    h->reg_next = reg->bucket[b];
+    reg->bucket[b] = h;
+    h->un_prev = reg->un_tail;
+    if (reg->un_tail)
+        reg->un_tail->un_next = h;
+    else
+        reg->un_head = h;
+    reg->un_tail = h;
+    reg->count++;
+    pthread_mutex_unlock(&reg->mu);
+    /* the registry holds the one reference now */
+
+    char body[512];
+    int n = snprintf(body, sizeof(body), "{\"negotiateVersion\":%d,\"connectionId\":\"%s\"",
+                     version, h->conn_id);
+    if (version >= 1)
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"connectionToken\":\"%s\"",
+                      h->token);
+    if (stateful)
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"useStatefulReconnect\":true");
+    n += snprintf(body + n, sizeof(body) - (size_t)n,
+                  ",\"availableTransports\":["
+                  "{\"transport\":\"WebSockets\",\"transferFormats\":[\"Text\",\"Binary\"]},"
+                  "{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]},"
+                  "{\"transport\":\"LongPolling\",\"transferFormats\":[\"Text\",\"Binary\"]}]}");
+    hs_conn_respond(c, 200, "application/json", body, (size_t)n, NULL, NULL);
+}
+
+/* ---- forwarded requests (SSE and long-polling POST, polls, DELETE) ---- */
+
+static void forward(hs_conn_t *c, hs_hub_t *h, int op)
+{
+    hs_io_t *io = c->io;
+    hs_hubreq_t *r = calloc(1, sizeof(*r));
+    if (!r) {
+        hs_hub_unref(h);
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    r->op = op;
+    r->hub = h; /* takes the claim's reference */
+    r->origin = io;
+    r->conn = c;
+    if (op == HS_HUBREQ_POST) {
+        r->body = (uint8_t *)c->body;
+        r->len = c->body_len;
+        c->body = NULL;
+        c->body_cap = c->body_len = 0;
+    }
+    c->pending_hub = r;
+    if (op == HS_HUBREQ_POLL)
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0); /* the poll may wait for minutes */
+    if (h->home == io->index) {
+        hs_hub_on_req(io, r);
+        return;
+    }
+    hs_io_t *home = io->srv->io[h->home];
+    r->node.kind = HS_NODE_HUB_REQ;
+    if (hs_mpsc_push(&home->inbox, &r->node))
+        lws_cancel_service(home->ctx);
+}
+
+static void free_req(hs_hubreq_t *r)
+{
+    hs_hub_unref(r->hub);
+    free(r->body);
+    hs_hubbuf_free(&r->resp);
+    free(r);
+}
+
+void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status)
+{
+    r->status = status;
+    hs_io_t *origin = r->origin;
+    if (origin == home) {
+        hs_hub_on_rep(origin, r);
+        return;
+    }
+    r->node.kind = HS_NODE_HUB_REP;
+    /* at shutdown the origin's context may be gone already (ctx NULL): the node is discarded */
+    if (hs_mpsc_push(&origin->inbox, &r->node) && origin->ctx)
+        lws_cancel_service(origin->ctx);
+}
+
+void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r)
+{
+    hs_conn_t *c = r->conn;
+    if (c) {
+        c->pending_hub = NULL;
+        if (r->status == 200)
+            hs_conn_respond(c, 200, r->ctype ? r->ctype : "text/plain", (const char *)r->resp.p,
+                            r->resp.len, NULL, NULL);
+        else if (r->status == 404)
+            text(c, 404, "No Connection with that ID");
+        else
+            hs_conn_respond(c, r->status, "text/plain", "", 0, NULL, NULL);
+    }
+    free_req(r);
+}
+
+void hs_hub_req_conn_closed(hs_conn_t *c)
+{
+    if (c->pending_hub) {
+        c->pending_hub->conn = NULL;
+        c->pending_hub = NULL;
+    }
+}
+
+/* Answers a parked or new poll with whatever is queued (home thread). */
+static void answer_poll(hs_hub_t *h, hs_hubreq_t *r)
+{
+    hs_hub_pack(h, &r->resp, 1 << 20);
+    r->ctype = h->fmt == HS_HUB_MSGPACK ? "application/octet-stream" : "text/plain;charset=UTF-8";
+    h->poll_end_ms = hs_now_ms();
+    h->last_send_ms = h->poll_end_ms;
+    hs_hub_reply(h->io, r, 200);
+    if (h->closing && !hs_hub_has_output(h))
+        hs_hub_end(h);
+}
+
+void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r)
+{
+    hs_hub_t *h = r->hub;
+    switch (r->op) {
+    case HS_HUBREQ_POST:
+        if (h->ended) {
+            hs_hub_reply(io, r, 404);
+            return;
+        }
+        hs_hub_input(h, r->body, r->len);
+        hs_hub_reply(io, r, 200);
+        return;
+    case HS_HUBREQ_DELETE:
+        if (!h->ended) {
+            h->peer_closed = true;
+            hs_hub_end(h);
+        }
+        hs_hubreg_remove(h); /* the next request for it is unknown (404) */
+        hs_hub_reply(io, r, 202);
+        return;
+    case HS_HUBREQ_POLL:
+        if (h->ended) {
+            hs_hub_reply(io, r, 204);
+            return;
+        }
+        if (h->poll) {
+            hs_hubreq_t *old = h->poll;
+            h->poll = NULL;
+            hs_hub_reply(io, old, 204);
+        }
+        if (hs_hub_has_output(h)) {
+            answer_poll(h, r);
+            return;
+        }
+        r->parked_ms = hs_now_ms();
+        h->poll = r;
+        return;
+    }
+}
+
+void hs_hub_want_write(hs_hub_t *h)
+{
+    if (h->transport == HS_HUB_T_LP) {
+        if (h->poll && hs_hub_has_output(h)) {
+            hs_hubreq_t *r = h->poll;
+            h->poll = NULL;
+            answer_poll(h, r);
+        }
+        return;
+    }
+    if (h->wsi)
+        lws_callback_on_writable(h->wsi);
+}
+
+/* ---- HTTP routes of /hub ---- */
+
+/* The id= argument (lws copies "id=<value>" into buf and returns the value's start). */
+static const char *token_arg(struct lws *wsi, char *buf, size_t len)
+{
+    const char *v = lws_get_urlarg_by_name(wsi, "id=", buf, (int)len);
+    return v && *v ? v : NULL;
+}
+
+static void sse_start(hs_conn_t *c, hs_hub_t *h)
+{
+    hs_io_t *io = c->io;
+    size_t cap = LWS_PRE + 1024;
+    unsigned char *rb = malloc(cap);
+    if (!rb) {
+        hs_hubreg_remove(h);
+        hs_hub_unref(h);
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - 16;
+    if (lws_add_http_common_headers(c->wsi, 200, "text/event-stream",
+                                    LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-cache", 8, &p, end) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
+                                    (const unsigned char *)"no", 2, &p, end) ||
+        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
+        free(rb);
+        hs_hubreg_remove(h);
+        hs_hub_unref(h);
+        hs_conn_error(c, 500, "Internal", "response headers do not fit");
+        return;
+    }
+    memcpy(p, ":\r\n", 3);
+    p += 3;
+    c->resp = rb;
+    c->resp_len = (size_t)(p - start);
+    c->resp_final = false;
+    c->hub = h; /* the claim's reference */
+    h->sse_conn = c;
+    h->wsi = c->wsi;
+    hs_hub_start(h, io);
+    lws_http_mark_sse(c->wsi);
+    lws_callback_on_writable(c->wsi);
+}
+
+bool hs_hub_http(hs_conn_t *c, const char *path)
+{
+    if (strcmp(path, "/hub") && strcmp(path, "/hub/negotiate"))
+        return false;
+    hs_io_t *io = c->io;
+    hs_server_t *srv = io->srv;
+    int m = c->method;
+    if (!strcmp(path, "/hub/negotiate")) {
+        if (m == WSI_TOKEN_POST_URI)
+            negotiate(c);
+        else {
+            c->allow = "POST";
+            hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
+            c->allow = NULL;
+        }
+        return true;
+    }
+    char tokbuf[64];
+    const char *token;
+    int op;
+    if (m == WSI_TOKEN_GET_URI)
+        op = HS_HUBREQ_POLL;
+    else if (m == WSI_TOKEN_POST_URI)
+        op = HS_HUBREQ_POST;
+    else if (m == WSI_TOKEN_DELETE_URI)
+        op = HS_HUBREQ_DELETE;
+    else {
+        c->allow = "GET, POST, DELETE";
+        hs_conn_error(c, 405, "MethodNotAllowed", "use GET, POST or DELETE");
+        c->allow = NULL;
+        return true;
+    }
+    if (!(token = token_arg(c->wsi, tokbuf, sizeof(tokbuf)))) {
+        text(c, 400, "Connection ID required");
+        return true;
+    }
+    bool sse = false;
+    if (op == HS_HUBREQ_POLL) {
+        char accept[256] = "";
+        lws_hdr_copy(c->wsi, accept, sizeof(accept), WSI_TOKEN_HTTP_ACCEPT);
+        sse = strstr(accept, "text/event-stream") != NULL;
+    }
+    hs_hub_t *h;
+    const char *msg;
+    int rc = reg_claim(srv, token, op, sse ? HS_HUB_T_SSE : HS_HUB_T_LP, io->index, &h, &msg);
+    if (rc >= 100) {
+        text(c, rc, msg);
+        return true;
+    }
+    if (rc == CLAIM_NEW) {
+        if (sse) {
+            sse_start(c, h);
+            return true;
+        }
+        /* long polling: the first poll starts the connection and comes back empty at once */
+        hs_hub_start(h, io);
+        h->poll_end_ms = hs_now_ms();
+        hs_hub_unref(h);
+        hs_conn_respond(c, 200, "application/octet-stream", "", 0, NULL, NULL);
+        return true;
+    }
+    forward(c, h, op);
+    return true;
+}
+
+/* ---- SSE transport writes ---- */
+
+int hs_hub_sse_writable(hs_conn_t *c)
+{
+    hs_hub_t *h = c->hub;
+    if (!h || h->ended)
+        return -1;
+    hs_io_t *io = c->io;
+    hs_hubbuf_t *b = &io->hubout;
+    b->len = 0;
+    if (hs_hubbuf_reserve(b, LWS_PRE + 16))
+        return -1;
+    b->len = LWS_PRE;
+    memcpy(b->p + b->len, "data: ", 6);
+    b->len += 6;
+    size_t n = hs_hub_pack(h, b, HS_WRITE_BUDGET);
+    if (n) {
+        if (hs_hubbuf_put(b, "\r\n\r\n", 4))
+            return -1;
+        size_t len = b->len - LWS_PRE;
+        if (lws_write(c->wsi, b->p + LWS_PRE, len, LWS_WRITE_HTTP) < (int)len)
+            return -1;
+        h->last_send_ms = hs_now_ms();
+    }
+    if (h->closing && !hs_hub_has_output(h)) {
+        if (n) { /* let lws flush it, then end the response */
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+        return -1;
+    }
+    if (hs_hub_has_output(h))
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void hs_hub_sse_closed(hs_conn_t *c)
+{
+    hs_hub_t *h = c->hub;
+    if (!h)
+        return;
+    c->hub = NULL;
+    if (h->sse_conn == c) {
+        h->sse_conn = NULL;
+        h->wsi = NULL;
+    }
+    if (!h->ended)
+        hs_hub_end(h);
+    hs_hub_unref(h);
+}
+
+/* ---- WebSockets ---- */
+
+int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out)
+{
+    hs_io_t *io = lws_context_user(lws_get_context(wsi));
+    hs_server_t *srv = io->srv;
+    char path[256];
+    *out = NULL;
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || strcmp(path, "/hub"))
+        return direct_respond(wsi, 404, "No WebSocket endpoint here; use /hub") ? -1 : 1;
+    char tokbuf[64];
+    const char *token = token_arg(wsi, tokbuf, sizeof(tokbuf));
+    hs_hub_t *h;
+    if (!token) {
+        /* skipNegotiation: a connection made on the spot, with no token to resume by */
+        h = hs_hub_create(srv);
+        if (!h)
+            return direct_respond(wsi, 503, "out of memory") ? -1 : 1;
+        random_id(h->conn_id);
+        h->transport = HS_HUB_T_WS;
+        h->home = io->index;
+        h->attached = true;
+        *out = h;
+        return 0;
+    }
+    const char *msg;
+    int rc = reg_claim(srv, token, HS_HUBREQ_POLL, HS_HUB_T_WS, io->index, &h, &msg);
+    if (rc >= 100)
+        return direct_respond(wsi, rc, msg) ? -1 : 1;
+    *out = h;
+    return 0;
+}
+
+void hs_hub_ws_established(struct lws *wsi, hs_hub_t *h)
+{
+    hs_io_t *io = lws_context_user(lws_get_context(wsi));
+    if (h->wsi && h->wsi != wsi) {
+        /* the client replaced a socket the server still thought alive: drop the old one
+         * without ending the connection */
+        hs_wsi_data_t *old = lws_get_opaque_user_data(h->wsi);
+        if (old && old->hub == h) {
+            old->hub = NULL;
+            hs_hub_unref(h);
+        }
+        lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        h->wsi = NULL;
+    }
+    h->wsi = wsi;
+    h->peer_closed = false;
+    if (!h->io)
+        hs_hub_start(h, io);
+    else
+        hs_hub_resume(h);
+}
+
+int hs_hub_ws_receive(struct lws *wsi, hs_hub_t *h, const void *in, size_t len)
+{
+    if (!h || h->ended)
+        return -1;
+    hs_hub_input(h, in, len);
+    if (h->ended) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h)
+{
+    if (!h || h->ended) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    hs_io_t *io = h->io;
+    hs_hubbuf_t *b = &io->hubout;
+    b->len = 0;
+    if (hs_hubbuf_reserve(b, LWS_PRE))
+        return -1;
+    b->len = LWS_PRE;
+    size_t n = hs_hub_pack(h, b, HS_WRITE_BUDGET);
+    if (n) {
+        enum lws_write_protocol wp = h->fmt == HS_HUB_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+        if (lws_write(wsi, b->p + LWS_PRE, n, wp) < (int)n)
+            return -1;
+        h->last_send_ms = hs_now_ms();
+    }
+    if (h->closing && !hs_hub_has_output(h)) {
+        if (n) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    if (hs_hub_has_output(h))
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+void hs_hub_ws_closed(struct lws *wsi, hs_hub_t *h)
+{
+    if (h->wsi == wsi)
+        h->wsi = NULL;
+    if (!h->io) {
+        hs_hubreg_remove(h); /* claimed, never started */
+    } else if (!h->ended) {
+        if (h->stateful && !h->peer_closed && !h->closing &&
+            atomic_load(&h->srv->state) == 1)
+            hs_hub_detach(h);
+        else
+            hs_hub_end(h);
+    }
+    hs_hub_unref(h);
+}
