@@ -825,7 +825,7 @@ void hs_cli_usage(FILE *out)
          "Each setting comes from, in increasing precedence: its default, the config file, its "
          "environment variable, its flag.",
          0);
-    fprintf(out, "\n  %-26s%-30s%s\n", "Flag", "Environment variable", "Default");
+    fprintf(out, "\n  %-34s%-38s%s\n", "Flag", "Environment variable", "Default");
     for (size_t i = 0; i < NOPTS; i++) {
         const struct opt *o = &opts[i];
         const char *sep = o->meta && o->meta[0] != '[' ? " " : "";
@@ -837,9 +837,9 @@ void hs_cli_usage(FILE *out)
             snprintf(env, sizeof env, "%s", o->kind == K_CONFIG ? "HUBSTREAM_CONFIG" : "");
         fmt_default(o, &def, dflt, sizeof dflt);
         if (dflt[0])
-            fprintf(out, "  %-26s%-30s%s\n", flag, env, dflt);
+            fprintf(out, "  %-34s%-38s%s\n", flag, env, dflt);
         else if (env[0])
-            fprintf(out, "  %-26s%s\n", flag, env);
+            fprintf(out, "  %-34s%s\n", flag, env);
         else
             fprintf(out, "  %s\n", flag);
         wrap(out, o->help, 6);
