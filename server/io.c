@@ -81,7 +81,8 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
         free(buf);
         return -1;
     }
-    memcpy(p, body, len);
+    if (len)
+        memcpy(p, body, len);
     p += len;
     free(c->resp);
     c->resp = buf;
