@@ -217,6 +217,7 @@ void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect)
             h->ctl.len = before;
     }
     h->closing = true;
+    h->closing_ms = now_ms();
     if (error)
         hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection closing",
                "connectionId", h->conn_id, "reason", error, NULL);
@@ -571,6 +572,7 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
         if (hs_hubproto_handshake_reply(&h->ctl, err))
             h->ctl.len = before;
         h->closing = true; /* no Close record: the client never finished its handshake */
+        h->closing_ms = now_ms();
         hs_log(&h->srv->log, HS_LOG_DEBUG, "hub handshake refused", "connectionId", h->conn_id, NULL);
         hs_hub_want_write(h);
         return;
@@ -1114,6 +1116,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
                 if (hs_hubproto_handshake_reply(&h->ctl, "Handshake was canceled."))
                     h->ctl.len = before;
                 h->closing = true;
+                h->closing_ms = now_ms();
                 hs_hub_want_write(h);
             } else {
                 if (rc == HS_ETOOLARGE)
@@ -1156,12 +1159,22 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
         next = h->io_next;
         if (h->ended)
             continue;
+        if (h->closing) {
+            if (now - h->closing_ms >= HS_HUB_CLOSE_WAIT_MS) {
+                /* the client does not read (a stalled subscriber): cut it off */
+                if (h->wsi)
+                    lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                hs_hub_end(h);
+            }
+            continue;
+        }
         if (!h->handshaken && !h->closing &&
             now - h->start_ms >= cfg->hub_handshake_timeout_ms) {
             size_t before = h->ctl.len;
             if (hs_hubproto_handshake_reply(&h->ctl, "Handshake was canceled."))
                 h->ctl.len = before;
             h->closing = true;
+            h->closing_ms = now_ms();
             hs_hub_want_write(h);
             continue;
         }

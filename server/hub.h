@@ -26,6 +26,8 @@ typedef struct hs_hub hs_hub_t;
 typedef struct hs_hubsub hs_hubsub_t;
 typedef struct hs_hubreq hs_hubreq_t;
 
+#define HS_HUB_CLOSE_WAIT_MS 5000
+
 enum { HS_HUB_T_NONE = 0, HS_HUB_T_WS, HS_HUB_T_SSE, HS_HUB_T_LP };
 
 /* A request of an SSE or long-polling connection handed to its home thread. */
@@ -91,6 +93,8 @@ struct hs_hub {
     hs_hubbuf_t ctl;             /* whole records queued to go out before subscription data */
     hs_hubbuf_t scratch;
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
+    int64_t closing_ms;          /* when closing started: a client that does not read its
+                                    Close within HS_HUB_CLOSE_WAIT_MS is cut off */
     bool client_pinged;          /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr;      /* subscriptions; rr: where the next pack starts */
     int nsubs;
