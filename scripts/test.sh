@@ -8,6 +8,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/scripts/deps.sh" --test
 ( cd tests/integration && npm ci --no-audit --no-fund --loglevel=error )
+# the SignalR conformance suite: the official client packages and playwright-core (Debian's
+# chromium comes from deps.sh)
+( cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error )
+export HUBSTREAM_REQUIRE_BROWSER=1
 
 jobs=$(nproc)
 run_suite() { # name, ctest args, cmake args...
