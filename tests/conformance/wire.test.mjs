@@ -1,0 +1,260 @@
+// The SignalR connection layer at the byte level, with raw HTTP requests and a raw WebSocket
+// client: negotiate's shape and versions, the transports' status codes (404, 405, 409, 400, 202,
+// 204), long polling and SSE framing, handshake replies and refusals, batched records, oversized
+// and malformed messages. After every abuse the server must still serve other clients.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { startServer, request, sleep } from '../integration/lib/server.mjs';
+import { RS, rawWs, frame, jsonRecords, msgpackRecords, waitFor, hub } from './lib/hub.mjs';
+
+let srv;
+before(async () => {
+  srv = await startServer({ flags: ['--max-message', '4096', '--hub-handshake-timeout-ms', '700', '--hub-disconnect-timeout-ms', '1500', '--hub-longpoll-ms', '800'] });
+});
+after(async () => {
+  await srv?.stop();
+});
+
+const negotiate = async (q = '?negotiateVersion=1', headers = {}) => request(srv.url, 'POST', `/hub/negotiate${q}`, { body: '', headers });
+const NO_NULLS = (t) => assert.ok(!/null/.test(t), `no JSON null in ${t}`);
+
+test('negotiate: version 1, version 0, bad and high versions, method, stateful flag', async () => {
+  const r = await negotiate();
+  assert.equal(r.status, 200);
+  assert.match(r.headers['content-type'], /application\/json/);
+  NO_NULLS(r.text);
+  assert.equal(r.json.negotiateVersion, 1);
+  assert.match(r.json.connectionId, /^[A-Za-z0-9_-]{22}$/);
+  assert.match(r.json.connectionToken, /^[A-Za-z0-9_-]{22}$/);
+  assert.notEqual(r.json.connectionId, r.json.connectionToken);
+  assert.deepEqual(r.json.availableTransports, [
+    { transport: 'WebSockets', transferFormats: ['Text', 'Binary'] },
+    { transport: 'ServerSentEvents', transferFormats: ['Text'] },
+    { transport: 'LongPolling', transferFormats: ['Text', 'Binary'] },
+  ]);
+  assert.equal('useStatefulReconnect' in r.json, false, 'not granted unless asked');
+  const r2 = await negotiate();
+  assert.notEqual(r2.json.connectionToken, r.json.connectionToken);
+
+  const v0 = await negotiate('');
+  assert.equal(v0.json.negotiateVersion, 0);
+  assert.equal('connectionToken' in v0.json, false);
+  const ws = await rawWs(srv.port, `?id=${v0.json.connectionId}`);
+  ws.send(`{"protocol":"json","version":1}${RS}`);
+  assert.equal((await frame(ws)).data.toString(), `{}${RS}`);
+  ws.close();
+
+  const bad = await negotiate('?negotiateVersion=abc');
+  assert.equal(bad.status, 200);
+  assert.equal(typeof bad.json.error, 'string');
+  assert.equal((await negotiate('?negotiateVersion=7')).json.negotiateVersion, 1);
+  assert.equal((await request(srv.url, 'GET', '/hub/negotiate')).status, 405);
+  const st = await negotiate('?negotiateVersion=1&useStatefulReconnect=true');
+  assert.equal(st.json.useStatefulReconnect, true);
+});
+
+test('negotiate: stateful reconnect is not granted when turned off', async () => {
+  const off = await startServer({ flags: ['--hub-stateful-reconnect=false'] });
+  try {
+    const r = await request(off.url, 'POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true', { body: '' });
+    assert.equal(r.status, 200);
+    assert.equal('useStatefulReconnect' in r.json, false);
+  } finally {
+    await off.stop();
+  }
+});
+
+test('transport statuses: 404, 409, 405, 400, and expiry of unused tokens', async () => {
+  await assert.rejects(rawWs(srv.port, '?id=doesnotexist'), (e) => e.status === 404);
+  for (const m of ['GET', 'POST', 'DELETE']) {
+    const r = await request(srv.url, m, '/hub', m === 'POST' ? { body: 'x' } : {});
+    assert.equal(r.status, 400, `${m} without id`);
+    assert.match(r.text, /Connection ID required/);
+    assert.equal((await request(srv.url, m, '/hub?id=nope', m === 'POST' ? { body: 'x' } : {})).status, 404, `${m} unknown id`);
+  }
+  assert.equal((await request(srv.url, 'PUT', '/hub?id=x', { body: 'x' })).status, 405);
+
+  const tok = (await negotiate()).json.connectionToken;
+  const ws = await rawWs(srv.port, `?id=${tok}`);
+  await assert.rejects(rawWs(srv.port, `?id=${tok}`), (e) => e.status === 409, 'a second WebSocket');
+  assert.equal((await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"type":6}${RS}` })).status, 405);
+  assert.equal((await request(srv.url, 'DELETE', `/hub?id=${tok}`)).status, 400);
+  ws.send(`{"protocol":"json","version":1}${RS}`);
+  assert.equal((await frame(ws)).data.toString(), `{}${RS}`, 'the first WebSocket still works');
+  ws.close();
+
+  const lp = (await negotiate()).json.connectionToken;
+  assert.equal((await request(srv.url, 'GET', `/hub?id=${lp}`)).status, 200);
+  await assert.rejects(rawWs(srv.port, `?id=${lp}`), (e) => e.status === 400, 'WebSocket after long polling');
+  const sse = await request(srv.url, 'GET', `/hub?id=${lp}`, { headers: { accept: 'text/event-stream' }, timeoutMs: 3000 });
+  assert.equal(sse.status, 400, 'SSE after long polling');
+  await request(srv.url, 'DELETE', `/hub?id=${lp}`);
+
+  const unused = (await negotiate()).json.connectionToken;
+  await sleep(2700); // disconnect timeout 1.5 s, swept once a second
+  await assert.rejects(rawWs(srv.port, `?id=${unused}`), (e) => e.status === 404, 'an expired token');
+});
+
+test('long polling: empty first poll, handshake in a later poll, overlap 204, DELETE 202 then 404', async () => {
+  const tok = (await negotiate()).json.connectionToken;
+  const first = await request(srv.url, 'GET', `/hub?id=${tok}&_=1`);
+  assert.equal(first.status, 200);
+  assert.equal(first.text, '');
+  const post = await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"protocol":"json","version":1}${RS}{"type":1,"invocationId":"1","target":"Read","arguments":["none-such",0]}${RS}` });
+  assert.equal(post.status, 200);
+  assert.equal(post.text, '');
+  const poll = await request(srv.url, 'GET', `/hub?id=${tok}&_=2`);
+  assert.equal(poll.status, 200);
+  assert.deepEqual(jsonRecords(poll.text), [{}, { type: 3, invocationId: '1', result: [] }], 'handshake reply first, then the Completion');
+  // an idle poll is answered empty after --hub-longpoll-ms
+  const t0 = Date.now();
+  const idle = await request(srv.url, 'GET', `/hub?id=${tok}&_=3`);
+  assert.equal(idle.status, 200);
+  assert.equal(idle.text, '');
+  assert.ok(Date.now() - t0 >= 600, `held ${Date.now() - t0} ms`);
+  // a poll that overlaps a parked one ends the old one with 204
+  const older = request(srv.url, 'GET', `/hub?id=${tok}&_=4`);
+  await sleep(150);
+  const newer = request(srv.url, 'GET', `/hub?id=${tok}&_=5`);
+  assert.equal((await older).status, 204);
+  await sleep(100);
+  assert.equal((await request(srv.url, 'DELETE', `/hub?id=${tok}`)).status, 202);
+  assert.equal((await newer).status, 204, 'the parked poll ends when the connection does');
+  assert.equal((await request(srv.url, 'GET', `/hub?id=${tok}`)).status, 404);
+  assert.equal((await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"type":6}${RS}` })).status, 404);
+});
+
+/** Opens an SSE transport GET and collects its raw body. */
+function sseOpen(tok) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: srv.port, path: `/hub?id=${tok}`, headers: { accept: 'text/event-stream' } }, (res) => {
+      const st = { res, body: '', req };
+      res.setEncoding('utf8');
+      res.on('data', (d) => (st.body += d));
+      res.on('end', () => (st.ended = true));
+      resolve(st);
+    });
+    req.on('error', reject);
+  });
+}
+
+test('SSE transport: headers, ":\\r\\n" at once, records as data lines; MessagePack refused', async () => {
+  const tok = (await negotiate()).json.connectionToken;
+  const s = await sseOpen(tok);
+  assert.equal(s.res.statusCode, 200);
+  assert.match(s.res.headers['content-type'], /^text\/event-stream/);
+  await waitFor(() => s.body.length >= 3, 3000, 'the first bytes');
+  assert.equal(s.body, ':\r\n');
+  await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"protocol":"json","version":1}${RS}{"type":1,"invocationId":"a","target":"GetStream","arguments":["nonexistent-x"]}${RS}` });
+  await waitFor(() => s.body.includes('"invocationId":"a"'), 3000, 'the Completion');
+  const events = s.body.slice(3).split('\r\n\r\n').filter(Boolean);
+  const payload = events.map((e) => e.split('\r\n').map((l) => l.replace(/^data: /, '')).join('\n')).join('');
+  assert.deepEqual(jsonRecords(payload), [{}, { type: 3, invocationId: 'a', error: 'NotFound: nonexistent-x' }]);
+  s.req.destroy();
+
+  const tok2 = (await negotiate()).json.connectionToken;
+  const m = await sseOpen(tok2);
+  await request(srv.url, 'POST', `/hub?id=${tok2}`, { body: `{"protocol":"messagepack","version":1}${RS}` });
+  await waitFor(() => m.ended, 3000, 'the SSE response to end');
+  assert.match(m.body, /"error":"Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format."/);
+});
+
+test('handshake: versions 1 and 2, unknown protocol and version refused, timeout', async () => {
+  for (const v of [1, 2]) {
+    const ws = await rawWs(srv.port);
+    ws.send(`{"protocol":"json","version":${v}}${RS}`);
+    const f = await frame(ws);
+    assert.equal(f.isBinary, false);
+    assert.equal(f.data.toString(), `{}${RS}`);
+    ws.close();
+  }
+  const foo = await rawWs(srv.port);
+  foo.send(`{"protocol":"foo","version":1}${RS}`);
+  assert.equal((await frame(foo)).data.toString(), `{"error":"The protocol 'foo' is not supported."}${RS}`);
+  assert.equal(await foo.closedP, 1000);
+  const v3 = await rawWs(srv.port);
+  v3.send(`{"protocol":"json","version":3}${RS}`);
+  assert.equal((await frame(v3)).data.toString(), `{"error":"The server does not support version 3 of the 'json' protocol."}${RS}`);
+  await v3.closedP;
+  const slow = await rawWs(srv.port);
+  const t0 = Date.now();
+  assert.equal((await frame(slow, 1, 4000)).data.toString(), `{"error":"Handshake was canceled."}${RS}`);
+  await slow.closedP;
+  assert.ok(Date.now() - t0 >= 500, 'not before the handshake timeout');
+});
+
+test('MessagePack: the handshake reply and every later frame are binary with whole records', async () => {
+  const ws = await rawWs(srv.port);
+  // handshake + a Ping + Invocation id "0" Read("none", 0) in one frame, as bytes
+  const inv = Buffer.from([0x95, 0x01, 0x80, 0xa1, 0x30, 0xa4, 0x52, 0x65, 0x61, 0x64, 0x92, 0xa4, 0x6e, 0x6f, 0x6e, 0x65, 0x00]);
+  ws.send(Buffer.concat([Buffer.from(`{"protocol":"messagepack","version":1}${RS}`), Buffer.from([0x02, 0x91, 0x06, inv.length]), inv]));
+  const f = await frame(ws);
+  assert.equal(f.isBinary, true, 'the MessagePack handshake reply travels in a binary frame');
+  assert.equal(f.data.subarray(0, 3).toString(), `{}${RS}`);
+  let rest = f.data.subarray(3);
+  if (!rest.length) rest = (await frame(ws, 2)).data;
+  const recs = msgpackRecords(rest);
+  // [3, {}, "0", 3, []]
+  assert.deepEqual([...recs[0]], [0x95, 0x03, 0x80, 0xa1, 0x30, 0x03, 0x90]);
+  ws.close();
+});
+
+test('several records in one frame are answered in order; oversized and malformed records close with an error', async () => {
+  const ws = await rawWs(srv.port);
+  const s = `batch-${Date.now()}`;
+  ws.send(`{"protocol":"json","version":1}${RS}{"type":1,"invocationId":"1","target":"Publish","arguments":["${s}",{"type":"a","data":1}]}${RS}{"arguments":["${s}",{"type":"b","data":2}],"target":"Publish","invocationId":"2","type":1,"headers":{"k":"v"},"extra":true}${RS}{"type":1,"invocationId":"3","target":"GetStream","arguments":["y-none"]}${RS}`);
+  await waitFor(() => Buffer.concat(ws.frames.map((f) => f.data)).toString().split(RS).length >= 5, 3000, 'three Completions');
+  const recs = jsonRecords(Buffer.concat(ws.frames.map((f) => f.data)).toString());
+  assert.deepEqual(recs[0], {}, 'the handshake reply comes first');
+  // invocations run concurrently, so Completions may come in any order; they were dispatched in
+  // frame order, which the versions show
+  const byId = Object.fromEntries(recs.slice(1).map((r) => [r.invocationId, r]));
+  assert.equal(recs.length, 4);
+  assert.equal(byId['1'].result.firstVersion, 1);
+  assert.equal(byId['2'].result.firstVersion, 2);
+  assert.deepEqual(byId['3'], { type: 3, invocationId: '3', error: 'NotFound: y-none' });
+  // a record over --max-message (4096)
+  ws.send(`{"type":1,"invocationId":"3","target":"Publish","arguments":["big",{"type":"t","data":"${'x'.repeat(5000)}"}]}${RS}`);
+  await ws.closedP;
+  const last = jsonRecords(ws.frames.at(-1).data.toString()).at(-1);
+  assert.equal(last.type, 7);
+  assert.match(last.error, /^Connection closed with an error\. MessageTooLarge/);
+  assert.equal(last.allowReconnect, undefined, 'no reconnect after a protocol violation');
+
+  const bad = await rawWs(srv.port);
+  bad.send(`{"protocol":"json","version":1}${RS}{"type":1,"target":${RS}`);
+  await bad.closedP;
+  const close = jsonRecords(Buffer.concat(bad.frames.map((f) => f.data)).toString()).at(-1);
+  assert.equal(close.type, 7);
+  assert.match(close.error, /^Connection closed with an error\. InvalidData/);
+
+  const badmp = await rawWs(srv.port);
+  badmp.send(Buffer.concat([Buffer.from(`{"protocol":"messagepack","version":1}${RS}`), Buffer.from([0x0a, 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02, 0x03, 0x04, 0x05])]));
+  assert.equal(await badmp.closedP, 1000, 'a 4-billion-element array claim closes the connection, nothing else');
+
+  // the server is unharmed
+  const c = hub(srv.url);
+  await c.start();
+  assert.deepEqual(await c.invoke('Read', 'still-none', 0), []);
+  await c.stop();
+});
+
+test('CORS: the Origin is echoed with credentials; OPTIONS preflight answers 204', async () => {
+  const origin = 'http://app.example:8080';
+  const r = await negotiate('?negotiateVersion=1', { origin });
+  assert.equal(r.headers['access-control-allow-origin'], origin);
+  assert.equal(r.headers['access-control-allow-credentials'], 'true');
+  const pre = await request(srv.url, 'OPTIONS', '/hub/negotiate?negotiateVersion=1', {
+    headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-requested-with,x-signalr-user-agent' },
+  });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers['access-control-allow-origin'], origin);
+  assert.match(pre.headers['access-control-allow-methods'], /POST/);
+  assert.match(pre.headers['access-control-allow-methods'], /DELETE/);
+  for (const h of ['authorization', 'x-requested-with', 'x-signalr-user-agent', 'content-type'])
+    assert.match(pre.headers['access-control-allow-headers'], new RegExp(h));
+  const plain = await negotiate();
+  assert.equal(plain.headers['access-control-allow-origin'], undefined, 'no CORS headers without an Origin');
+});
