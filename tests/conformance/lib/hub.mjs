@@ -151,8 +151,13 @@ export async function frame(ws, n = 1, ms = 5000) {
 export async function tcpProxy(targetPort) {
   const pairs = new Set();
   let connections = 0;
+  let refuseUntil = 0;
   const server = net.createServer((c) => {
     connections++;
+    if (Date.now() < refuseUntil) {
+      c.destroy();
+      return;
+    }
     const s = net.connect(targetPort, '127.0.0.1');
     c.pipe(s);
     s.pipe(c);
@@ -182,6 +187,10 @@ export async function tcpProxy(targetPort) {
         s.destroy();
       }
       pairs.clear();
+    },
+    /** Drops new connections at once for `ms`. */
+    refuseFor(ms) {
+      refuseUntil = Date.now() + ms;
     },
     close: () => new Promise((r) => server.close(() => r())),
   };
