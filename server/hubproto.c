@@ -61,6 +61,8 @@ static int put_str(hs_hubbuf_t *b, const char *s)
 /* Appends s as a JSON string literal. */
 static int put_quoted(hs_hubbuf_t *b, const char *s, size_t n)
 {
+    if (!n) /* s may be NULL (msgpack-c's empty string) */
+        return hs_hubbuf_put(b, "\"\"", 2);
     if (hs_hubbuf_reserve(b, hs_json_quoted_len(s, n)))
         return HS_ENOMEM;
     b->len += hs_json_quote(s, n, (char *)b->p + b->len);
@@ -477,7 +479,8 @@ static int set_id(hs_hubmsg_t *m, const char *s, size_t n, char *why, size_t why
         snprintf(why, whylen, "invocation id longer than %d bytes", HS_HUB_ID_MAX);
         return HS_EINVAL;
     }
-    memcpy(m->id, s, n);
+    if (n) /* msgpack-c gives an empty string a NULL pointer */
+        memcpy(m->id, s, n);
     m->id[n] = '\0';
     m->has_id = true;
     return 0;
@@ -720,7 +723,8 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
             goto out;
         rc = HS_EINVAL;
         WANT(a[3].type == MSGPACK_OBJECT_STR && a[3].via.str.size <= HS_HUB_TARGET_MAX);
-        memcpy(m->target, a[3].via.str.ptr, a[3].via.str.size);
+        if (a[3].via.str.size)
+            memcpy(m->target, a[3].via.str.ptr, a[3].via.str.size);
         m->target[a[3].via.str.size] = '\0';
         has_target = true;
         WANT(a[4].type == MSGPACK_OBJECT_ARRAY);
@@ -739,7 +743,8 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
             for (uint32_t i = 0; i < a[5].via.array.size; i++) {
                 const msgpack_object *s = &a[5].via.array.ptr[i];
                 WANT(s->type == MSGPACK_OBJECT_STR && s->via.str.size <= HS_HUB_ID_MAX);
-                memcpy(m->stream_ids[i], s->via.str.ptr, s->via.str.size);
+                if (s->via.str.size)
+                    memcpy(m->stream_ids[i], s->via.str.ptr, s->via.str.size);
                 m->stream_ids[i][s->via.str.size] = '\0';
             }
             m->nstream_ids = a[5].via.array.size;
