@@ -1,5 +1,10 @@
 /*
- * bench_sse: live fan-out throughput of a running hubstream over Server-Sent Events.
+ * bench_fanout: live fan-out throughput of a running hubstream, to subscribers over Server-Sent
+ * Events (--protocol sse, the default) or over SignalR WebSockets (--protocol signalr-json or
+ * signalr-messagepack: each subscriber upgrades `GET /hub` without negotiating, sends the hub
+ * handshake and a StreamInvocation of Subscribe(stream, 0), and reads StreamItem records, several
+ * per frame; the client parses both hub protocols itself, without a library and without
+ * allocating per message).
  *
  * Against a server at --url, opens S SSE subscriptions to one new stream (live: no ?from=, no
  * Last-Event-ID), waits until every one got its `retry:` line (plus --settle-ms for the server
@@ -62,6 +67,8 @@
 #define CONNECTING_MAX 64       /* subscriptions connecting at once */
 
 enum conn_kind { K_SUB, K_POST };
+enum proto { P_SSE, P_SR_JSON, P_SR_MSGPACK };
+static const char *const proto_names[] = {"sse", "signalr-json", "signalr-messagepack"};
 enum conn_state { C_IDLE, C_CONNECTING, C_REQUEST, C_HEADERS, C_BODY, C_DONE, C_FAILED };
 
 typedef struct conn {
@@ -77,7 +84,12 @@ typedef struct conn {
     char *in;
     size_t in_len, in_cap;
     /* subscriber */
-    bool got_retry;
+    bool got_retry;           /* SSE: the retry: line; SignalR: the handshake reply */
+    /* SignalR: the WebSocket frame being read */
+    uint8_t ws_hdr[14];
+    size_t ws_hdr_len;
+    uint64_t ws_left;
+    int ws_op;
     bool ended;               /* the server ended the response */
     bool close_block;         /* an `event: close` block arrived */
     int64_t count, first_id, last_id, gaps, dups;
@@ -88,6 +100,7 @@ typedef struct conn {
 } conn_t;
 
 typedef struct opts {
+    int proto;
     const char *url;
     char host[256];
     char port[16];
@@ -130,7 +143,7 @@ static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bench_sse: ");
+    fprintf(stderr, "bench_fanout: ");
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -209,7 +222,7 @@ static void sub_fail(conn_t *c, const char *why)
     if (c->state == C_FAILED || c->state == C_DONE)
         return;
     if (n_failed_subs < 10)
-        fprintf(stderr, "bench_sse: subscriber %d: %s (had %lld events, last id %lld)\n",
+        fprintf(stderr, "bench_fanout: subscriber %d: %s (had %lld events, last id %lld)\n",
                 c->index, why, (long long)c->count, (long long)c->last_id);
     c->state = C_FAILED;
     n_failed_subs++;
@@ -230,14 +243,10 @@ static void sub_open_more(void)
     }
 }
 
-/* One complete SSE block [p, p + n), n counting the blank line. */
-static void sub_block(conn_t *c, const char *p, size_t n)
+/* One delivered event with version `id`: checks it follows the previous one. */
+static void sub_count(conn_t *c, int64_t id)
 {
-    if (n >= 4 && memcmp(p, "id: ", 4) == 0) {
-        int64_t id = 0;
-        const char *q = p + 4;
-        while (*q >= '0' && *q <= '9')
-            id = id * 10 + (*q++ - '0');
+    {
         if (c->count == 0)
             c->first_id = id;
         else if (id != c->last_id + 1) {
@@ -254,6 +263,18 @@ static void sub_block(conn_t *c, const char *p, size_t n)
             if (n_complete + n_failed_subs == op.subs)
                 t_last = bench_now();
         }
+    }
+}
+
+/* One complete SSE block [p, p + n), n counting the blank line. */
+static void sub_block(conn_t *c, const char *p, size_t n)
+{
+    if (n >= 4 && memcmp(p, "id: ", 4) == 0) {
+        int64_t id = 0;
+        const char *q = p + 4;
+        while (*q >= '0' && *q <= '9')
+            id = id * 10 + (*q++ - '0');
+        sub_count(c, id);
         return;
     }
     if (n >= 6 && memcmp(p, "retry:", 6) == 0) {
@@ -291,9 +312,321 @@ static size_t sub_parse(conn_t *c, const char *p, size_t n)
     return (size_t)(start - p);
 }
 
+/* ---- SignalR over WebSockets ---- */
+
+static char sr_hello[1024]; /* the masked handshake and Subscribe frames */
+static size_t sr_hello_len;
+
+/* Appends one masked client frame (opcode op) holding p[0..n) to o; returns its length. */
+static size_t ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
+{
+    static const uint8_t key[4] = {0x3a, 0x91, 0x5c, 0x07};
+    size_t h = 0;
+    o[h++] = (uint8_t)(0x80 | opcode);
+    if (n < 126) {
+        o[h++] = (uint8_t)(0x80 | n);
+    } else {
+        o[h++] = 0x80 | 126;
+        o[h++] = (uint8_t)(n >> 8);
+        o[h++] = (uint8_t)n;
+    }
+    memcpy(o + h, key, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++)
+        o[h + i] = p[i] ^ key[i & 3];
+    return h + n;
+}
+
+static void sr_build_hello(void)
+{
+    uint8_t rec[512];
+    size_t o = 0;
+    bool mp = op.proto == P_SR_MSGPACK;
+    int n = snprintf((char *)rec, sizeof(rec), "{\"protocol\":\"%s\",\"version\":1}\x1e",
+                     mp ? "messagepack" : "json");
+    o += ws_frame((uint8_t *)sr_hello + o, 1, rec, (size_t)n);
+    size_t sl = strlen(op.stream);
+    if (!mp) {
+        n = snprintf((char *)rec, sizeof(rec),
+                     "{\"type\":4,\"invocationId\":\"0\",\"target\":\"Subscribe\","
+                     "\"arguments\":[\"%s\",0]}\x1e",
+                     op.stream);
+        o += ws_frame((uint8_t *)sr_hello + o, 1, rec, (size_t)n);
+    } else {
+        /* [4, {}, "0", "Subscribe", [stream, 0]] behind its varint length */
+        uint8_t body[256];
+        size_t b = 0;
+        body[b++] = 0x95;
+        body[b++] = 0x04;
+        body[b++] = 0x80;
+        body[b++] = 0xa1;
+        body[b++] = '0';
+        body[b++] = 0xa9;
+        memcpy(body + b, "Subscribe", 9);
+        b += 9;
+        body[b++] = 0x92;
+        body[b++] = 0xd9;
+        body[b++] = (uint8_t)sl;
+        memcpy(body + b, op.stream, sl);
+        b += sl;
+        body[b++] = 0x00;
+        size_t r = 0;
+        size_t len = b;
+        do {
+            rec[r] = (uint8_t)(len & 0x7f);
+            len >>= 7;
+            if (len)
+                rec[r] |= 0x80;
+            r++;
+        } while (len);
+        memcpy(rec + r, body, b);
+        o += ws_frame((uint8_t *)sr_hello + o, 2, rec, r + b);
+    }
+    sr_hello_len = o;
+}
+
+/* A k-byte big-endian length at *pp, which it advances past. */
+static size_t be_len(const uint8_t **pp, int k)
+{
+    size_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = v << 8 | (*pp)[i];
+    *pp += k;
+    return v;
+}
+
+/* Skips one MessagePack value; NULL if it does not fit before end. */
+static const uint8_t *mp_skip(const uint8_t *p, const uint8_t *end, int depth)
+{
+    if (p >= end || depth > 32)
+        return NULL;
+    uint8_t c = *p++;
+    size_t len = 0, count = 0;
+#define NEED(k) if ((size_t)(end - p) < (k)) return NULL
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+        return p;
+    if ((c & 0xe0) == 0xa0) {
+        len = c & 0x1f;
+    } else if ((c & 0xf0) == 0x90) {
+        count = c & 0x0f;
+    } else if ((c & 0xf0) == 0x80) {
+        count = (size_t)(c & 0x0f) * 2;
+    } else {
+        switch (c) {
+        case 0xcc: case 0xd0: len = 1; break;
+        case 0xcd: case 0xd1: len = 2; break;
+        case 0xca: case 0xce: case 0xd2: len = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
+        case 0xd9: case 0xc4: NEED(1); len = be_len(&p, 1); break;
+        case 0xda: case 0xc5: NEED(2); len = be_len(&p, 2); break;
+        case 0xdb: case 0xc6: NEED(4); len = be_len(&p, 4); break;
+        case 0xdc: NEED(2); count = be_len(&p, 2); break;
+        case 0xdd: NEED(4); count = be_len(&p, 4); break;
+        case 0xde: NEED(2); count = be_len(&p, 2) * 2; break;
+        case 0xdf: NEED(4); count = be_len(&p, 4) * 2; break;
+        default: return NULL; /* ext: never sent here */
+        }
+    }
+    if (count) {
+        for (size_t i = 0; i < count && p; i++)
+            p = mp_skip(p, end, depth + 1);
+        return p;
+    }
+    NEED(len);
+    return p + len;
+#undef NEED
+}
+
+static void sr_record_fail(conn_t *c, const char *what, const uint8_t *r, size_t n)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s (%zu bytes: %.*s)", what, n, (int)(n < 120 ? n : 120),
+             (const char *)r);
+    sub_fail(c, msg);
+}
+
+/* One hub record (without framing) of the subscription. */
+static void sr_record(conn_t *c, const uint8_t *r, size_t n)
+{
+    if (op.proto == P_SR_JSON) {
+        if (n >= 10 && memcmp(r, "{\"type\":2,", 10) == 0) {
+            const uint8_t *v = memmem(r, n, "\"version\":", 10);
+            if (!v) {
+                sr_record_fail(c, "a StreamItem without a version", r, n);
+                return;
+            }
+            int64_t id = 0;
+            for (v += 10; v < r + n && *v >= '0' && *v <= '9'; v++)
+                id = id * 10 + (*v - '0');
+            sub_count(c, id);
+        } else if (!(n == 10 && memcmp(r, "{\"type\":6}", 10) == 0)) {
+            sr_record_fail(c, "an unexpected record", r, n);
+        }
+        return;
+    }
+    const uint8_t *p = r, *end = r + n;
+    if (n >= 2 && p[0] == 0x91 && p[1] == 0x06)
+        return; /* Ping */
+    if (n < 2 || p[0] != 0x94 || p[1] != 0x02) {
+        sr_record_fail(c, "an unexpected record", r, n);
+        return;
+    }
+    p = mp_skip(p + 2, end, 0); /* headers */
+    p = p ? mp_skip(p, end, 0) : NULL; /* invocation id */
+    size_t count = 0;
+    if (p && p < end && (*p & 0xf0) == 0x80) {
+        count = *p++ & 0x0f;
+    } else if (p && end - p >= 3 && *p == 0xde) {
+        count = (size_t)p[1] << 8 | p[2];
+        p += 3;
+    } else {
+        sr_record_fail(c, "a StreamItem whose item is not a map", r, n);
+        return;
+    }
+    for (size_t i = 0; i < count && p; i++) {
+        if (end - p >= 8 && p[0] == 0xa7 && memcmp(p + 1, "version", 7) == 0) {
+            p += 8;
+            uint64_t v = 0;
+            if (p < end && *p <= 0x7f) {
+                v = *p;
+            } else if (p < end && *p >= 0xcc && *p <= 0xcf) {
+                int k = 1 << (*p - 0xcc);
+                if (end - p <= k)
+                    break;
+                for (int j = 1; j <= k; j++)
+                    v = v << 8 | p[j];
+            } else {
+                break;
+            }
+            sub_count(c, (int64_t)v);
+            return;
+        }
+        p = mp_skip(p, end, 0);
+        p = p ? mp_skip(p, end, 0) : NULL;
+    }
+    sr_record_fail(c, "a StreamItem without a version", r, n);
+}
+
+/* Parses whole records in [p, p + n); returns the bytes consumed. */
+static size_t sr_parse(conn_t *c, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && c->state != C_FAILED) {
+        if (!c->got_retry || op.proto == P_SR_JSON) {
+            const uint8_t *rs = memchr(p + off, 0x1e, n - off);
+            if (!rs)
+                break;
+            size_t len = (size_t)(rs - (p + off));
+            if (!c->got_retry) {
+                if (len != 2 || memcmp(p + off, "{}", 2)) {
+                    sr_record_fail(c, "the handshake was refused", p + off, len);
+                    return n;
+                }
+                c->got_retry = true;
+                n_ready++;
+            } else {
+                sr_record(c, p + off, len);
+            }
+            off += len + 1;
+            continue;
+        }
+        uint64_t len = 0;
+        size_t k = 0;
+        while (off + k < n && k < 5) {
+            len |= (uint64_t)(p[off + k] & 0x7f) << (7 * k);
+            if (!(p[off + k++] & 0x80))
+                goto have_len;
+        }
+        break; /* the prefix is not complete */
+    have_len:
+        if (n - off - k < len)
+            break;
+        sr_record(c, p + off + k, (size_t)len);
+        off += k + (size_t)len;
+    }
+    return off;
+}
+
+/* Record bytes of data frames, in order: parsed in place, the unfinished tail kept in c->in. */
+static void sr_feed(conn_t *c, const uint8_t *p, size_t n)
+{
+    if (!c->in_len) {
+        size_t used = sr_parse(c, p, n);
+        p += used;
+        n -= used;
+    }
+    while (n && c->state != C_FAILED) {
+        size_t take = c->in_cap - c->in_len < n ? c->in_cap - c->in_len : n;
+        memcpy(c->in + c->in_len, p, take);
+        c->in_len += take;
+        p += take;
+        n -= take;
+        size_t used = sr_parse(c, (const uint8_t *)c->in, c->in_len);
+        if (!used && c->in_len == c->in_cap) {
+            sub_fail(c, "a record larger than the client's buffer");
+            return;
+        }
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= used;
+    }
+}
+
+/* WebSocket bytes from the server (unmasked frames). */
+static void sr_bytes(conn_t *c, const uint8_t *p, size_t n)
+{
+    while (n && c->state != C_FAILED) {
+        if (!c->ws_left) {
+            size_t need = 2;
+            while (n && c->ws_hdr_len < need) {
+                c->ws_hdr[c->ws_hdr_len++] = *p++;
+                n--;
+                if (c->ws_hdr_len == 2) {
+                    int l7 = c->ws_hdr[1] & 0x7f;
+                    need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
+                }
+            }
+            if (c->ws_hdr_len < need)
+                return;
+            uint64_t len = c->ws_hdr[1] & 0x7f;
+            if (len == 126)
+                len = (uint64_t)c->ws_hdr[2] << 8 | c->ws_hdr[3];
+            else if (len == 127)
+                for (int i = 0; i < 8; i++)
+                    len = (i ? len << 8 : 0) | c->ws_hdr[2 + i];
+            c->ws_op = c->ws_hdr[0] & 0x0f;
+            c->ws_hdr_len = 0;
+            if (c->ws_op == 8) {
+                sub_fail(c, "the server closed the WebSocket");
+                return;
+            }
+            c->ws_left = len;
+            if (!len)
+                continue;
+        }
+        size_t k = c->ws_left < n ? (size_t)c->ws_left : n;
+        if (c->ws_op <= 2)
+            sr_feed(c, p, k);
+        c->ws_left -= k;
+        p += k;
+        n -= k;
+    }
+}
+
 /* The response head in [p, p + n): 200, text/event-stream, not chunked. */
 static int sub_headers(conn_t *c, const char *p, size_t n)
 {
+    if (op.proto != P_SSE) {
+        if (n < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0) {
+            sub_fail(c, "the WebSocket upgrade was refused");
+            return -1;
+        }
+        /* the handshake and the Subscribe invocation: small enough for the socket buffer */
+        if (send(c->fd, sr_hello, sr_hello_len, 0) != (ssize_t)sr_hello_len) {
+            sub_fail(c, "could not send the hub handshake");
+            return -1;
+        }
+        return 0;
+    }
     if (n < 12 || memcmp(p, "HTTP/1.1 200", 12) != 0) {
         char line[128];
         size_t l = 0;
@@ -312,6 +645,24 @@ static int sub_headers(conn_t *c, const char *p, size_t n)
 
 static void sub_readable(conn_t *c)
 {
+    if (op.proto != P_SSE && c->state == C_BODY) {
+        ssize_t r = recv(c->fd, rbuf, READ_MAX, 0);
+        if (r < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                sub_fail(c, strerror(errno));
+            return;
+        }
+        if (r == 0) {
+            c->ended = true;
+            if (c->state == C_DONE)
+                conn_close(c);
+            else
+                sub_fail(c, "the server closed the connection");
+            return;
+        }
+        sr_bytes(c, (const uint8_t *)rbuf, (size_t)r);
+        return;
+    }
     char *buf = rbuf + CARRY_MAX - c->in_len;
     memcpy(buf, c->in, c->in_len);
     ssize_t r = recv(c->fd, rbuf + CARRY_MAX, READ_MAX, 0);
@@ -347,6 +698,11 @@ static void sub_readable(conn_t *c)
             return;
         used = (size_t)(h + 4 - buf);
         c->state = C_BODY;
+        if (op.proto != P_SSE) {
+            c->in_len = 0; /* from here on c->in carries an unfinished hub record */
+            sr_bytes(c, (const uint8_t *)buf + used, n - used);
+            return;
+        }
     }
     used += sub_parse(c, buf + used, n - used);
     size_t left = n - used;
@@ -392,7 +748,7 @@ static void sub_event(conn_t *c, uint32_t ev)
 
 static void post_fatal(conn_t *c, const char *why)
 {
-    fprintf(stderr, "bench_sse: publisher %d: %s\n", c->index, why);
+    fprintf(stderr, "bench_fanout: publisher %d: %s\n", c->index, why);
     fatal = 1;
     conn_close(c);
     c->state = C_FAILED;
@@ -612,8 +968,9 @@ static char *build_post(int nevents, size_t *len)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: bench_sse --url HOST:PORT [--pid PID] [options]\n"
-            "  --subs S         SSE subscriptions, default 1000\n"
+            "Usage: bench_fanout --url HOST:PORT [--pid PID] [options]\n"
+            "  --protocol P     sse (default), signalr-json or signalr-messagepack\n"
+            "  --subs S         subscriptions, default 1000\n"
             "  --events E       events to publish, default 100000\n"
             "  --post-batch B   events per POST, default 100\n"
             "  --post-conns P   keep-alive publishing connections, default 4\n"
@@ -634,7 +991,7 @@ static long parse_long(const char *s, const char *flag, long min)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *end || v < min) {
-        fprintf(stderr, "bench_sse: %s wants an integer >= %ld, got '%s'\n", flag, min, s);
+        fprintf(stderr, "bench_fanout: %s wants an integer >= %ld, got '%s'\n", flag, min, s);
         exit(2);
     }
     return v;
@@ -649,7 +1006,7 @@ static void parse_args(int argc, char **argv)
     op.window = 4;
     op.timeout_s = 120;
     op.settle_ms = 200;
-    op.results = HS_PERF_RESULTS_DIR "/sse.jsonl";
+    op.results = NULL;
     op.record = true;
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},        {"subs", required_argument, NULL, 's'},
@@ -659,6 +1016,7 @@ static void parse_args(int argc, char **argv)
         {"settle-ms", required_argument, NULL, 'm'},  {"stream", required_argument, NULL, 'n'},
         {"results", required_argument, NULL, 'r'},    {"no-record", no_argument, NULL, 'N'},
         {"linger-s", required_argument, NULL, 'L'},   {"help", no_argument, NULL, 'h'},
+        {"protocol", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -703,6 +1061,15 @@ static void parse_args(int argc, char **argv)
         case 'L':
             op.linger_s = (int)parse_long(optarg, "--linger-s", 0);
             break;
+        case 'P':
+            for (op.proto = 0; op.proto < 3 && strcmp(optarg, proto_names[op.proto]); op.proto++)
+                ;
+            if (op.proto == 3) {
+                fprintf(stderr, "bench_fanout: --protocol is sse, signalr-json or "
+                                "signalr-messagepack\n");
+                exit(2);
+            }
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -716,7 +1083,7 @@ static void parse_args(int argc, char **argv)
         exit(2);
     }
     if (op.window > op.post_conns * 64) {
-        fprintf(stderr, "bench_sse: --window is at most 64 per publishing connection\n");
+        fprintf(stderr, "bench_fanout: --window is at most 64 per publishing connection\n");
         exit(2);
     }
     const char *u = op.url;
@@ -724,7 +1091,7 @@ static void parse_args(int argc, char **argv)
         u += 7;
     const char *colon = strrchr(u, ':');
     if (!colon || colon == u || strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof(op.port)) {
-        fprintf(stderr, "bench_sse: --url wants HOST:PORT\n");
+        fprintf(stderr, "bench_fanout: --url wants HOST:PORT\n");
         exit(2);
     }
     snprintf(op.host, sizeof(op.host), "%.*s", (int)(colon - u), u);
@@ -733,8 +1100,11 @@ static void parse_args(int argc, char **argv)
     if (pl && op.port[pl - 1] == '/')
         op.port[pl - 1] = '\0';
     if (!op.stream[0])
-        snprintf(op.stream, sizeof(op.stream), "bench-sse-%ld-%ld", (long)time(NULL),
-                 (long)getpid());
+        snprintf(op.stream, sizeof(op.stream), "bench-%s-%ld-%ld", proto_names[op.proto],
+                 (long)time(NULL), (long)getpid());
+    if (!op.results)
+        op.results = op.proto == P_SSE ? HS_PERF_RESULTS_DIR "/sse.jsonl"
+                                       : HS_PERF_RESULTS_DIR "/signalr.jsonl";
 }
 
 static void progress(double now)
@@ -750,7 +1120,7 @@ static void progress(double now)
     if (min == INT64_MAX)
         min = 0;
     fprintf(stderr,
-            "bench_sse: %6.1fs acked %ld/%ld events, deliveries %lld (min %lld per sub), "
+            "bench_fanout: %6.1fs acked %ld/%ld events, deliveries %lld (min %lld per sub), "
             "%d/%d subs complete\n",
             now - t_begin, events_acked, op.events, (long long)sum, (long long)min, n_complete,
             op.subs);
@@ -791,11 +1161,21 @@ int main(int argc, char **argv)
     for (int i = 0; i < op.post_conns; i++)
         posts[i] = (conn_t){.kind = K_POST, .fd = -1, .index = i,
                             .in = resp + (size_t)i * RESP_MAX, .in_cap = RESP_MAX};
-    sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
-                                       "GET /api/streams/%s/events HTTP/1.1\r\nHost: %s:%s\r\n"
-                                       "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
-                                       "\r\n",
-                                       op.stream, op.host, op.port);
+    if (op.proto == P_SSE)
+        sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
+                                           "GET /api/streams/%s/events HTTP/1.1\r\nHost: %s:%s\r\n"
+                                           "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
+                                           "\r\n",
+                                           op.stream, op.host, op.port);
+    else
+        sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
+                                           "GET /hub HTTP/1.1\r\nHost: %s:%s\r\n"
+                                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                           "Sec-WebSocket-Key: aHVic3RyZWFtLWJlbmNoIQ==\r\n"
+                                           "Sec-WebSocket-Version: 13\r\n\r\n",
+                                           op.host, op.port);
+    if (op.proto != P_SSE)
+        sr_build_hello();
     posts_total = (op.events + op.post_batch - 1) / op.post_batch;
     tail_events = (int)(op.events % op.post_batch);
     full_left = op.events / op.post_batch;
@@ -806,9 +1186,9 @@ int main(int argc, char **argv)
 
     bench_env_t env;
     bench_env_read(&env);
-    printf("bench_sse: %s, stream %s, %d subscriptions, %ld events of %d-byte data, POSTs of %d"
+    printf("bench_fanout: %s, %s, stream %s, %d subscriptions, %ld events of %d-byte data, POSTs of %d"
            " over %d connections, window %d\n",
-           op.url, op.stream, op.subs, op.events, DATA_BYTES, op.post_batch, op.post_conns,
+           op.url, proto_names[op.proto], op.stream, op.subs, op.events, DATA_BYTES, op.post_batch, op.post_conns,
            op.window);
     printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc,
            env.cpu, env.mem_mb, env.kernel, env.commit, env.date, env.load1);
@@ -843,7 +1223,7 @@ int main(int argc, char **argv)
             if (!t_ready) {
                 t_ready = now;
                 settle_until = now + op.settle_ms / 1000.0;
-                fprintf(stderr, "bench_sse: %d subscriptions ready in %.2fs\n", op.subs,
+                fprintf(stderr, "bench_fanout: %d subscriptions ready in %.2fs\n", op.subs,
                         t_ready - t_begin);
             }
             if (now >= settle_until) {
@@ -895,7 +1275,7 @@ int main(int argc, char **argv)
     double t_end = t_last ? t_last : bench_now();
     if (op.linger_s > 0) {
         /* keep reading (and discarding) so that the connections stay healthy and idle */
-        fprintf(stderr, "bench_sse: lingering %ds with every connection open\n", op.linger_s);
+        fprintf(stderr, "bench_fanout: lingering %ds with every connection open\n", op.linger_s);
         double until = bench_now() + op.linger_s;
         while (bench_now() < until) {
             int n = epoll_wait(ep, evs, 1024, 200);
@@ -910,7 +1290,7 @@ int main(int argc, char **argv)
             }
         }
         if (op.pid && bench_pid_cpu(op.pid) < 0) {
-            fprintf(stderr, "bench_sse: the server (pid %ld) is gone after lingering\n", op.pid);
+            fprintf(stderr, "bench_fanout: the server (pid %ld) is gone after lingering\n", op.pid);
             outcome = "server died while lingering";
         }
     }
@@ -933,7 +1313,7 @@ int main(int argc, char **argv)
         if (!ok) {
             if (bad < 10)
                 fprintf(stderr,
-                        "bench_sse: subscriber %d: %lld events (want %ld), ids %lld..%lld (want"
+                        "bench_fanout: subscriber %d: %lld events (want %ld), ids %lld..%lld (want"
                         " %lld..%lld), %lld gaps, %lld duplicates%s\n",
                         i, (long long)c->count, op.events, (long long)c->first_id,
                         (long long)c->last_id, (long long)first,
@@ -965,7 +1345,7 @@ int main(int argc, char **argv)
            (long long)op.subs * op.events);
     printf("%-36s %.0f\n", "deliveries/s", dps);
     if (srv_cpu >= 0 && elapsed > 1 && srv_cpu < 0.01 * elapsed) {
-        fprintf(stderr, "bench_sse: pid %ld used almost no CPU (%.2f s in %.1f s): is it the server"
+        fprintf(stderr, "bench_fanout: pid %ld used almost no CPU (%.2f s in %.1f s): is it the server"
                         " itself and not a wrapper? Its CPU is not reported.\n",
                 op.pid, srv_cpu, elapsed);
         srv_cpu = -1;
@@ -992,7 +1372,7 @@ int main(int argc, char **argv)
         char *line = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&line, &len);
-        fprintf(f, "{\"bench\":\"sse\",");
+        fprintf(f, "{\"bench\":\"%s\",", proto_names[op.proto]);
         bench_env_json(f, &env);
         fprintf(f, ",\"params\":{\"subs\":%d,\"events\":%ld,\"data_bytes\":%d,\"post_batch\":%d,"
                    "\"post_conns\":%d,\"window\":%d,\"settle_ms\":%d,\"timeout_s\":%.0f},",
