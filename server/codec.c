@@ -551,3 +551,15 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
     *m = '\0';
     return b;
 }
+
+size_t hs_publish_result_json(const hs_ingest_t *e, char *out, size_t cap)
+{
+    memcpy(out, "{\"stream\":", 10);
+    size_t o = 10 + hs_json_quote(e->stream, e->stream_len, out + 10);
+    o += (size_t)snprintf(out + o, cap - o,
+                          ",\"firstVersion\":%lld,\"lastVersion\":%lld,\"firstPosition\":%lld,"
+                          "\"lastPosition\":%lld}",
+                          (long long)e->result.first_version, (long long)e->result.last_version,
+                          (long long)e->result.first_position, (long long)e->result.last_position);
+    return o;
+}

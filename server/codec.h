@@ -51,6 +51,11 @@ hs_block_t *hs_codec_encode(const hs_record_t *rec);
 hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, size_t len,
                                    int64_t version);
 
+/* Writes the PublishResult JSON of a committed append entry ({"stream", "firstVersion",
+ * "lastVersion", "firstPosition", "lastPosition"}) into out; returns its length. cap must be at
+ * least 6 * HS_NAME_MAX + 160. */
+size_t hs_publish_result_json(const hs_ingest_t *e, char *out, size_t cap);
+
 /* Writes time_us as "2026-11-22T05:30:00.123456Z" (27 bytes + NUL) into out. */
 void hs_format_time(int64_t time_us, char out[32]);
 

@@ -354,12 +354,7 @@ void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
             hs_conn_respond(c, 200, "application/json", body, o, NULL, NULL);
             break;
         }
-        o += (size_t)snprintf(body + o, sizeof(body) - o,
-                              ",\"firstVersion\":%lld,\"lastVersion\":%lld,\"firstPosition\":%lld,"
-                              "\"lastPosition\":%lld}",
-                              (long long)e->result.first_version, (long long)e->result.last_version,
-                              (long long)e->result.first_position,
-                              (long long)e->result.last_position);
+        o = hs_publish_result_json(e, body, sizeof(body));
         hs_conn_respond(c, 201, "application/json", body, o, NULL, NULL);
         break;
     case HS_ECONFLICT: {

@@ -544,6 +544,20 @@ void hs_hub_resume(hs_hub_t *h)
 
 /* ---- input ---- */
 
+/* Answers the handshake with an error and ends the connection once that is out (no Close
+ * record: the client never finished its handshake). */
+static void refuse_handshake(hs_hub_t *h, const char *error)
+{
+    size_t before = h->ctl.len;
+    if (hs_hubproto_handshake_reply(&h->ctl, error))
+        h->ctl.len = before;
+    h->closing = true;
+    h->closing_ms = now_ms();
+    hs_log(&h->srv->log, HS_LOG_DEBUG, "hub handshake refused", "connectionId", h->conn_id,
+           "reason", error, NULL);
+    hs_hub_want_write(h);
+}
+
 static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
 {
     char proto[64], err[256];
@@ -567,14 +581,8 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
                  "Cannot use the '%s' protocol on the current transport. The transport does not "
                  "support 'Binary' transfer format.",
                  proto);
-    size_t before = h->ctl.len;
     if (err[0]) {
-        if (hs_hubproto_handshake_reply(&h->ctl, err))
-            h->ctl.len = before;
-        h->closing = true; /* no Close record: the client never finished its handshake */
-        h->closing_ms = now_ms();
-        hs_log(&h->srv->log, HS_LOG_DEBUG, "hub handshake refused", "connectionId", h->conn_id, NULL);
-        hs_hub_want_write(h);
+        refuse_handshake(h, err);
         return;
     }
     h->fmt = fmt;
@@ -582,6 +590,7 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
     h->stateful = h->stateful_ok && version >= 2 && h->transport == HS_HUB_T_WS;
     if (h->stateful)
         hs_hubreg_set_resumable(h);
+    size_t before = h->ctl.len;
     queued(h, hs_hubproto_handshake_reply(&h->ctl, NULL), before, false);
 }
 
@@ -824,14 +833,7 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
             complete(h, op->id, NULL, "true", 4);
             break;
         }
-        memcpy(body, "{\"stream\":", 10);
-        o = 10 + hs_json_quote(e->stream, e->stream_len, body + 10);
-        o += (size_t)snprintf(body + o, sizeof(body) - o,
-                              ",\"firstVersion\":%lld,\"lastVersion\":%lld,\"firstPosition\":%lld,"
-                              "\"lastPosition\":%lld}",
-                              (long long)e->result.first_version, (long long)e->result.last_version,
-                              (long long)e->result.first_position,
-                              (long long)e->result.last_position);
+        o = hs_publish_result_json(e, body, sizeof(body));
         complete(h, op->id, NULL, body, o);
         break;
     case HS_ECONFLICT:
@@ -1112,12 +1114,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         if (rc < 0) {
             char msg[200];
             if (!h->handshaken) {
-                size_t before = h->ctl.len;
-                if (hs_hubproto_handshake_reply(&h->ctl, "Handshake was canceled."))
-                    h->ctl.len = before;
-                h->closing = true;
-                h->closing_ms = now_ms();
-                hs_hub_want_write(h);
+                refuse_handshake(h, "Handshake was canceled.");
             } else {
                 if (rc == HS_ETOOLARGE)
                     snprintf(msg, sizeof(msg),
@@ -1170,12 +1167,7 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
         }
         if (!h->handshaken && !h->closing &&
             now - h->start_ms >= cfg->hub_handshake_timeout_ms) {
-            size_t before = h->ctl.len;
-            if (hs_hubproto_handshake_reply(&h->ctl, "Handshake was canceled."))
-                h->ctl.len = before;
-            h->closing = true;
-            h->closing_ms = now_ms();
-            hs_hub_want_write(h);
+            refuse_handshake(h, "Handshake was canceled.");
             continue;
         }
         if (h->transport == HS_HUB_T_LP) {

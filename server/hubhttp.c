@@ -58,6 +58,19 @@ static void un_remove(struct hs_hubreg *reg, hs_hub_t *h)
     h->unclaimed = false;
 }
 
+/* Appends h to the expiry list, newest last (mutex held). */
+static void un_append(struct hs_hubreg *reg, hs_hub_t *h)
+{
+    h->unclaimed = true;
+    h->un_next = NULL;
+    h->un_prev = reg->un_tail;
+    if (reg->un_tail)
+        reg->un_tail->un_next = h;
+    else
+        reg->un_head = h;
+    reg->un_tail = h;
+}
+
 /* Unlinks h (mutex held); returns whether it was registered (the registry's reference). */
 static bool reg_unlink(struct hs_hubreg *reg, hs_hub_t *h)
 {
@@ -92,14 +105,7 @@ void hs_hubreg_linger(hs_hub_t *h)
     if (h->registered && !h->unclaimed) {
         /* back on the expiry list (kept in creation-time order by appending with `now`) */
         h->created_ms = hs_now_ms();
-        h->unclaimed = true;
-        h->un_next = NULL;
-        h->un_prev = reg->un_tail;
-        if (reg->un_tail)
-            reg->un_tail->un_next = h;
-        else
-            reg->un_head = h;
-        reg->un_tail = h;
+        un_append(reg, h);
     }
     pthread_mutex_unlock(&reg->mu);
 }
@@ -376,18 +382,12 @@ static void negotiate(hs_conn_t *c)
         memcpy(h->token, h->conn_id, sizeof(h->token));
     h->stateful_ok = stateful;
     h->registered = true;
-    h->unclaimed = true;
     struct hs_hubreg *reg = srv->hubreg;
     pthread_mutex_lock(&reg->mu);
     uint32_t b = token_hash(h->token);
     h->reg_next = reg->bucket[b];
     reg->bucket[b] = h;
-    h->un_prev = reg->un_tail;
-    if (reg->un_tail)
-        reg->un_tail->un_next = h;
-    else
-        reg->un_head = h;
-    reg->un_tail = h;
+    un_append(reg, h);
     reg->count++;
     pthread_mutex_unlock(&reg->mu);
     /* the registry holds the one reference now */
@@ -575,13 +575,7 @@ static void sse_start(hs_conn_t *c, hs_hub_t *h)
         return;
     }
     unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - 16;
-    if (lws_add_http_common_headers(c->wsi, 200, "text/event-stream",
-                                    LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-cache", 8, &p, end) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
-                                    (const unsigned char *)"no", 2, &p, end) ||
-        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
+    if (hs_sse_head(c->wsi, &p, end)) {
         free(rb);
         hs_hubreg_remove(h);
         hs_hub_unref(h);

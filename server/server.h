@@ -165,6 +165,8 @@ void hs_http_conn_closed(hs_conn_t *c);
 int hs_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen);
 
 /* sse.c */
+/* The head of a text/event-stream response (status, caching, CORS), finalized. 0 or -1. */
+int hs_sse_head(struct lws *wsi, unsigned char **p, unsigned char *end);
 void hs_sse_start(hs_conn_t *c, const char *stream, size_t len);
 int hs_sse_writable(hs_conn_t *c);
 void hs_sse_on_signal(hs_io_t *io, hs_sub_t *s);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "server/codec.h"
+#include "server/hub.h"
 #include "server/json.h"
 #include "server/server.h"
 
@@ -47,6 +48,19 @@ static bool parse_seq(const char *s, int64_t *out)
             return false;
     hs_json_span_t sp = {s, strlen(s), HS_JSON_NUMBER};
     return hs_json_int64(&sp, out);
+}
+
+int hs_sse_head(struct lws *wsi, unsigned char **p, unsigned char *end)
+{
+    return lws_add_http_common_headers(wsi, 200, "text/event-stream",
+                                       LWS_ILLEGAL_HTTP_CONTENT_LEN, p, end) ||
+                   lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                               (const unsigned char *)"no-cache", 8, p, end) ||
+                   lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                               (const unsigned char *)"no", 2, p, end) ||
+                   hs_cors_headers(wsi, p, end) || lws_finalize_http_header(wsi, p, end)
+               ? -1
+               : 0;
 }
 
 void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
@@ -112,13 +126,7 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
         return;
     }
     unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - 64;
-    if (lws_add_http_common_headers(c->wsi, 200, "text/event-stream",
-                                    LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-cache", 8, &p, end) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
-                                    (const unsigned char *)"no", 2, &p, end) ||
-        lws_finalize_http_header(c->wsi, &p, end)) {
+    if (hs_sse_head(c->wsi, &p, end)) {
         free(rb);
         hs_sub_unref(s);
         return;
