@@ -197,6 +197,8 @@ test('push subscriptions: live-only version, Unsubscribe, replacement, deletion'
     await publish(srv, d, { type: 't', data: 1 });
     await c.invoke('Subscribe', d, 0);
     const st = streamItems(c, 'Subscribe', d, 0);
+    // (a deletion removes the events: wait until the item arrived, else it may never come)
+    await waitFor(() => st.items.length === 1, 5000, 'the streamed event before the deletion');
     assert.equal((await srv.request('DELETE', `/api/streams/${d}`)).status, 204);
     await waitFor(() => ended.length >= 1, 5000, 'the deleted notice');
     assert.deepEqual(ended, [[d, 'deleted']]);
