@@ -90,6 +90,8 @@ typedef struct conn {
     size_t ws_hdr_len;
     uint64_t ws_left;
     int ws_op;
+    uint8_t ws_ctl[125];      /* a control frame's payload (ping, close), at most 125 bytes */
+    size_t ws_ctl_len;
     bool ended;               /* the server ended the response */
     bool close_block;         /* an `event: close` block arrived */
     int64_t count, first_id, last_id, gaps, dups;
@@ -571,22 +573,66 @@ static void sr_feed(conn_t *c, const uint8_t *p, size_t n)
     }
 }
 
+/* Sends one masked control frame (a pong or a close reply) with payload p[0..n), n <= 125.
+ * A subscriber has written nothing since its hello, so its socket buffer takes the frame. */
+static int ws_send_ctl(conn_t *c, int opcode, const uint8_t *p, size_t n)
+{
+    uint8_t f[6 + 125];
+    size_t len = ws_frame(f, opcode, p, n);
+    return send(c->fd, f, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* A complete control frame from the server: ping (answered with a pong carrying the same
+ * payload), pong (ignored), close (answered with a close echoing the status code, as RFC 6455
+ * 5.5.1 asks; a failure unless the subscriber already has every event). */
+static void ws_control(conn_t *c)
+{
+    if (c->ws_op == 9) {
+        if (ws_send_ctl(c, 10, c->ws_ctl, c->ws_ctl_len))
+            sub_fail(c, "could not send a pong");
+    } else if (c->ws_op == 8) {
+        int code = c->ws_ctl_len >= 2 ? c->ws_ctl[0] << 8 | c->ws_ctl[1] : 0;
+        (void)ws_send_ctl(c, 8, c->ws_ctl, c->ws_ctl_len >= 2 ? 2 : 0);
+        c->ended = true;
+        if (c->state == C_DONE) {
+            conn_close(c);
+            return;
+        }
+        char why[200];
+        int rl = c->ws_ctl_len > 2 ? (int)c->ws_ctl_len - 2 : 0;
+        snprintf(why, sizeof(why), "the server closed the WebSocket (code %d%s%.*s)", code,
+                 rl ? ": " : "", rl, (const char *)c->ws_ctl + 2);
+        sub_fail(c, why);
+    }
+}
+
 /* WebSocket bytes from the server (unmasked frames). */
 static void sr_bytes(conn_t *c, const uint8_t *p, size_t n)
 {
-    while (n && c->state != C_FAILED) {
+    while (n && c->fd >= 0 && c->state != C_FAILED) {
         if (!c->ws_left) {
+            /* the header may come split over reads, also inside its extended length */
             size_t need = 2;
-            while (n && c->ws_hdr_len < need) {
-                c->ws_hdr[c->ws_hdr_len++] = *p++;
-                n--;
-                if (c->ws_hdr_len == 2) {
+            for (;;) {
+                if (c->ws_hdr_len >= 2) {
                     int l7 = c->ws_hdr[1] & 0x7f;
                     need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
                 }
+                if (!n || c->ws_hdr_len >= need)
+                    break;
+                c->ws_hdr[c->ws_hdr_len++] = *p++;
+                n--;
             }
             if (c->ws_hdr_len < need)
                 return;
+            if (c->ws_hdr[1] & 0x80) {
+                sub_fail(c, "the server sent a masked frame");
+                return;
+            }
+            if (c->ws_hdr[0] & 0x70) {
+                sub_fail(c, "the server sent a frame with RSV bits set (no extension agreed)");
+                return;
+            }
             uint64_t len = c->ws_hdr[1] & 0x7f;
             if (len == 126)
                 len = (uint64_t)c->ws_hdr[2] << 8 | c->ws_hdr[3];
@@ -595,20 +641,36 @@ static void sr_bytes(conn_t *c, const uint8_t *p, size_t n)
                     len = (i ? len << 8 : 0) | c->ws_hdr[2 + i];
             c->ws_op = c->ws_hdr[0] & 0x0f;
             c->ws_hdr_len = 0;
-            if (c->ws_op == 8) {
-                sub_fail(c, "the server closed the WebSocket");
+            c->ws_ctl_len = 0;
+            if (c->ws_op >= 8) {
+                if (len > 125 || !(c->ws_hdr[0] & 0x80)) {
+                    sub_fail(c, "the server sent a control frame longer than 125 bytes or "
+                                "fragmented");
+                    return;
+                }
+            } else if (c->ws_op > 2) {
+                sub_fail(c, "the server sent a frame with a reserved opcode");
                 return;
             }
             c->ws_left = len;
-            if (!len)
+            if (!len) {
+                if (c->ws_op >= 8)
+                    ws_control(c);
                 continue;
+            }
         }
         size_t k = c->ws_left < n ? (size_t)c->ws_left : n;
-        if (c->ws_op <= 2)
+        if (c->ws_op <= 2) {
             sr_feed(c, p, k);
+        } else {
+            memcpy(c->ws_ctl + c->ws_ctl_len, p, k);
+            c->ws_ctl_len += k;
+        }
         c->ws_left -= k;
         p += k;
         n -= k;
+        if (!c->ws_left && c->ws_op >= 8)
+            ws_control(c);
     }
 }
 
@@ -645,7 +707,7 @@ static int sub_headers(conn_t *c, const char *p, size_t n)
 
 static void sub_readable(conn_t *c)
 {
-    if (op.proto != P_SSE && c->state == C_BODY) {
+    if (op.proto != P_SSE && (c->state == C_BODY || c->state == C_DONE)) {
         ssize_t r = recv(c->fd, rbuf, READ_MAX, 0);
         if (r < 0) {
             if (errno != EAGAIN && errno != EINTR)
