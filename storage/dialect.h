@@ -101,6 +101,7 @@ typedef struct hs_dialect {
 } hs_dialect_t;
 
 extern const hs_dialect_t hs_dialect_sqlite;
+extern const hs_dialect_t hs_dialect_postgres;
 
 /* The dialect whose dbms_prefix starts dbms_name (SQLGetInfo SQL_DBMS_NAME), or NULL. */
 const hs_dialect_t *hs_dialect_find(const char *dbms_name);

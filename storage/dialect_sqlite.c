@@ -4,8 +4,6 @@
  * "SQLite" entry is the SQLite 2 driver and does not work).
  *
  * Only SQL text and the bare-path hook live here; how statements are run is store.c's business.
- * This file also holds hs_dialect_find() while SQLite is the only dialect: it moves to a
- * dialect.c of its own when a second dialect arrives.
  *
  * Facts about the driver that shaped this table (sqliteodbc 0.9998):
  *   - The connection string is split at ';' and has no quoting, and the Database value is
@@ -167,21 +165,3 @@ const hs_dialect_t hs_dialect_sqlite = {
                              " FROM hs_streams WHERE name >= ? AND (name > ? OR ? = 1)"
                              " ORDER BY name LIMIT ?",
 };
-
-/* Every dialect this build knows. Lives here until a second dialect exists (then: dialect.c). */
-static const hs_dialect_t *const dialects[] = {&hs_dialect_sqlite};
-
-const hs_dialect_t *hs_dialect_find(const char *dbms_name)
-{
-    if (!dbms_name) return NULL;
-    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
-        const char *p = dialects[i]->dbms_prefix;
-        if (strncmp(dbms_name, p, strlen(p)) == 0) return dialects[i];
-    }
-    return NULL;
-}
-
-const hs_dialect_t *hs_dialect_for_path(void)
-{
-    return &hs_dialect_sqlite;
-}

@@ -6,7 +6,7 @@
 // on a crash or a signal from the test runner) is SIGKILLed, so nothing leaks. Every wait has a
 // timeout and the timeout message says what was being waited for.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -116,6 +116,21 @@ export async function until(fn, { timeoutMs = 5000, intervalMs = 50, what = 'a c
 // ---------------------------------------------------------------------------------------------
 // the server process
 
+/**
+ * HUBSTREAM_TEST_PG="PORT,ODBCSYSINI_DIR" runs every server on a throwaway PostgreSQL (see
+ * tests/pg/pg.sh) instead of a SQLite file: one database per server directory, created on first
+ * use, so that a restart on the same `dir` reopens the same data.
+ */
+export const TEST_PG = process.env.HUBSTREAM_TEST_PG || '';
+
+function pgDatabase(dir) {
+  const [port] = TEST_PG.split(',');
+  const name = `hs_${path.basename(dir).replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`;
+  const r = spawnSync('psql', [`host=127.0.0.1 port=${port} user=postgres dbname=postgres`, '-qc', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
+  if (r.status !== 0 && !/already exists/.test(r.stderr)) throw new Error(`creating database ${name}: ${r.stderr || r.error}`);
+  return `Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=${port};Database=${name};Uid=postgres;Pwd=;`;
+}
+
 function cleanEnv(extra) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) {
@@ -141,7 +156,8 @@ export async function startServer({
 } = {}) {
   const ownDir = !dir;
   dir ??= await mkdtemp(path.join(os.tmpdir(), 'hubstream-it-'));
-  const db = path.join(dir, 'hubstream.db');
+  const db = TEST_PG ? pgDatabase(dir) : path.join(dir, 'hubstream.db');
+  if (TEST_PG) env = { ODBCSYSINI: TEST_PG.split(',')[1], ...env };
   const args = ['--listen', `127.0.0.1:${port}`, '--db', db, ...flags.map(String)];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) });
   liveProcs.add(proc);

@@ -1,0 +1,117 @@
+/*
+ * The PostgreSQL dialect, through psqlODBC (Debian odbc-postgresql; odbcinst.ini names
+ * "PostgreSQL Unicode" and "PostgreSQL ANSI"). Chosen when SQLGetInfo(SQL_DBMS_NAME) says
+ * "PostgreSQL"; there is no file form.
+ *
+ * Choices:
+ *   - Stream names are TEXT COLLATE "C": byte-wise comparison and order, which list_streams and
+ *     every lookup by name rely on, whatever the database's default collation.
+ *   - data and metadata are TEXT, not JSONB: JSONB re-prints values (key order, number
+ *     spelling, white space) and hubstream returns events byte for byte as published.
+ *   - Times are integer microseconds (BIGINT, UTC by definition), like every other dialect, so
+ *     that no driver or session time zone is involved.
+ *   - Writers in several processes take a transaction-scoped advisory lock first
+ *     (pg_advisory_xact_lock), so batches commit one at a time across the cluster and positions
+ *     commit in order; migrations take another one.
+ */
+#include "storage/dialect.h"
+
+#include <stddef.h>
+
+/* Advisory lock keys: arbitrary, fixed, 'hs' + a number. */
+#define BATCH_LOCK "SELECT pg_advisory_xact_lock(6873001)"
+#define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(6873002)"
+
+static const char *const session_sql[] = {
+    "SET client_encoding TO 'UTF8'",
+    NULL,
+};
+
+static const char *const schema_v1[] = {
+    "CREATE TABLE hs_streams ("
+    " id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " name TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    " version BIGINT NOT NULL,"
+    " position BIGINT NOT NULL,"
+    " closed INTEGER NOT NULL DEFAULT 0,"
+    " created_us BIGINT NOT NULL,"
+    " updated_us BIGINT NOT NULL)",
+    /* position is assigned by the writer under the batch lock, never by a sequence */
+    "CREATE TABLE hs_events ("
+    " position BIGINT PRIMARY KEY,"
+    " stream_id BIGINT NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " event_id TEXT COLLATE \"C\" NOT NULL,"
+    " type TEXT NOT NULL,"
+    " time_us BIGINT NOT NULL,"
+    " data TEXT NOT NULL,"
+    " metadata TEXT,"
+    " UNIQUE (stream_id, version),"
+    " UNIQUE (stream_id, event_id))",
+    "INSERT INTO hs_meta (key, value) VALUES ('position_floor', '0')",
+    "INSERT INTO hs_meta (key, value) VALUES ('schema_version', '1')",
+    NULL,
+};
+
+static const char *const *const migrations[] = {schema_v1};
+
+const hs_dialect_t hs_dialect_postgres = {
+    .name = "postgresql",
+    .dbms_prefix = "PostgreSQL",
+    .conn_from_path = NULL,
+    .session_sql = session_sql,
+    .batch_lock_sql = BATCH_LOCK,
+    .migrate_lock_sql = MIGRATE_LOCK,
+
+    .meta_create_sql = "CREATE TABLE IF NOT EXISTS hs_meta ("
+                       " key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT NOT NULL)",
+    .schema_version_sql = "SELECT value FROM hs_meta WHERE key = 'schema_version'",
+    .migrations = migrations,
+    .schema_version = (int)(sizeof migrations / sizeof migrations[0]),
+
+    .get_stream_sql = "SELECT id, version, position, closed, created_us, updated_us"
+                      " FROM hs_streams WHERE name = ?",
+    .create_stream_sql = "INSERT INTO hs_streams"
+                         " (name, version, position, closed, created_us, updated_us)"
+                         " VALUES (?, 0, 0, 0, ?, ?)",
+    .update_stream_sql = "UPDATE hs_streams SET version = ?, position = ?, closed = ?,"
+                         " updated_us = ? WHERE id = ?",
+    .keep_position_sql = "UPDATE hs_meta"
+                         " SET value = CAST((SELECT position FROM hs_streams WHERE id = ?) AS TEXT)"
+                         " WHERE key = 'position_floor' AND CAST(value AS BIGINT) <"
+                         " (SELECT position FROM hs_streams WHERE id = ?)",
+    .delete_events_sql = "DELETE FROM hs_events WHERE stream_id = ?",
+    .delete_stream_sql = "DELETE FROM hs_streams WHERE id = ?",
+    .max_position_sql = "SELECT MAX(p) FROM ("
+                        "SELECT MAX(position) AS p FROM hs_events"
+                        " UNION ALL SELECT MAX(position) FROM hs_streams"
+                        " UNION ALL SELECT CAST(value AS BIGINT) FROM hs_meta"
+                        " WHERE key = 'position_floor') AS heads",
+    .find_event_sql = "SELECT version, position FROM hs_events"
+                      " WHERE stream_id = ? AND event_id = ?",
+    .insert_event_sql = "INSERT INTO hs_events"
+                        " (position, stream_id, version, time_us, event_id, type, data, metadata)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    .read_stream_fwd_sql = "SELECT e.version, e.position, e.time_us,"
+                           " e.event_id, e.type, e.data, e.metadata"
+                           " FROM hs_streams s JOIN hs_events e ON e.stream_id = s.id"
+                           " WHERE s.name = ? AND e.version > ? ORDER BY e.version LIMIT ?",
+    .read_stream_bwd_sql = "SELECT e.version, e.position, e.time_us,"
+                           " e.event_id, e.type, e.data, e.metadata"
+                           " FROM hs_streams s JOIN hs_events e ON e.stream_id = s.id"
+                           " WHERE s.name = ? AND e.version < ? ORDER BY e.version DESC LIMIT ?",
+    .read_all_fwd_sql = "SELECT e.version, e.position, e.time_us,"
+                        " s.name, e.event_id, e.type, e.data, e.metadata"
+                        " FROM hs_events e JOIN hs_streams s ON s.id = e.stream_id"
+                        " WHERE e.position > ? ORDER BY e.position LIMIT ?",
+    .read_all_bwd_sql = "SELECT e.version, e.position, e.time_us,"
+                        " s.name, e.event_id, e.type, e.data, e.metadata"
+                        " FROM hs_events e JOIN hs_streams s ON s.id = e.stream_id"
+                        " WHERE e.position < ? ORDER BY e.position DESC LIMIT ?",
+    .list_streams_sql = "SELECT id, version, position, closed, created_us, updated_us, name"
+                        " FROM hs_streams WHERE name >= ? AND (name > ? OR ? = 1) AND name < ?"
+                        " ORDER BY name LIMIT ?",
+    .list_streams_open_sql = "SELECT id, version, position, closed, created_us, updated_us, name"
+                             " FROM hs_streams WHERE name >= ? AND (name > ? OR ? = 1)"
+                             " ORDER BY name LIMIT ?",
+};
