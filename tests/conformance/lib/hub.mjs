@@ -42,16 +42,22 @@ export function hub(base, opts = {}) {
   if (opts.keepAlive) b = b.withKeepAliveInterval(opts.keepAlive);
   const c = b.build();
   c.collector = log;
-  c.closedWith = new Promise((resolve) => c.onclose((e) => resolve(e ?? null)));
+  // the arguments onclose was called with, exactly (stop() must pass [undefined])
+  c.closeArgs = new Promise((resolve) => c.onclose((...args) => resolve(args)));
+  c.closedWith = c.closeArgs.then((args) => args[0] ?? null);
   return c;
 }
 
-/** Runs fn and adds the client's log tail to any failure. */
+/**
+ * Runs fn and adds the client's log tail to any failure; a failed test's client is stopped so it
+ * cannot keep the test process alive.
+ */
 export async function explain(c, fn) {
   try {
     return await fn();
   } catch (e) {
     if (e instanceof Error) e.message += `\n--- client log ---\n${c.collector.tail()}`;
+    await withTimeout(c.stop(), 5000, 'the failed test\'s client to stop').catch(() => {});
     throw e;
   }
 }
@@ -147,13 +153,33 @@ export async function frame(ws, n = 1, ms = 5000) {
   return ws.frames[n - 1];
 }
 
-/** A TCP proxy in front of the server whose sockets can be killed abruptly. */
+/**
+ * A TCP proxy in front of the server whose sockets can be killed abruptly. `requests` keeps the
+ * method and path of every request the client sent through it ("POST /hub/negotiate?...",
+ * "GET /hub?id=..."), so a test can tell a resume from a new negotiate.
+ */
 export async function tcpProxy(targetPort) {
   const pairs = new Set();
+  const requests = [];
   let connections = 0;
   let refuseUntil = 0;
   const server = net.createServer((c) => {
     connections++;
+    // every HTTP request line the client sends (WebSocket frames from a client are masked, so
+    // they cannot look like one)
+    let buf = '';
+    const sniff = (d) => {
+      buf += d.toString('latin1');
+      const re = /(GET|POST|DELETE|OPTIONS|PUT|PATCH) (\/\S*) HTTP\/1\.[01]\r\n/g;
+      let m;
+      let used = 0;
+      while ((m = re.exec(buf))) {
+        requests.push(`${m[1]} ${m[2]}`);
+        used = re.lastIndex;
+      }
+      buf = buf.slice(Math.max(used, buf.length - 300));
+    };
+    c.on('data', sniff);
     if (Date.now() < refuseUntil) {
       c.destroy();
       return;
@@ -179,6 +205,7 @@ export async function tcpProxy(targetPort) {
     get connections() {
       return connections;
     },
+    requests,
     /** Drops every proxied connection without a close handshake (RST on the client side). */
     killAll() {
       for (const { c, s } of pairs) {
@@ -192,6 +219,15 @@ export async function tcpProxy(targetPort) {
     refuseFor(ms) {
       refuseUntil = Date.now() + ms;
     },
-    close: () => new Promise((r) => server.close(() => r())),
+    /** Stops listening and drops what is still open (idle keep-alive connections too). */
+    close() {
+      const closed = new Promise((r) => server.close(() => r()));
+      for (const { c, s } of pairs) {
+        c.destroy();
+        s.destroy();
+      }
+      pairs.clear();
+      return closed;
+    },
   };
 }

@@ -1,13 +1,13 @@
 // The official @microsoft/signalr client (Node) against the real server: every transport x
-// protocol the client supports, each hub method and its errors, both subscription styles with
-// replay and live continuation, cancellation, $all, and a larger ordering check under
-// concurrent publishing. Records are compared with what the HTTP API reads back from the
-// database.
+// protocol the client supports (plus skipNegotiation and negotiate version 0), each hub method and
+// its errors, both subscription styles with replay and live continuation, Unsubscribe,
+// cancellation, $all, and a larger ordering check under concurrent publishing. Records are
+// compared with what the HTTP API reads back from the database.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, publish, readAll, uniqueStream, closeStream } from '../integration/lib/server.mjs';
-import { hub, explain, streamItems, waitFor, assertSequence } from './lib/hub.mjs';
+import { startServer, publish, readAll, uniqueStream, closeStream, guarded } from '../integration/lib/server.mjs';
+import { hub, explain, streamItems, waitFor, assertSequence, tcpProxy } from './lib/hub.mjs';
 
 let srv;
 before(async () => {
@@ -43,10 +43,31 @@ const cells = [
 
 for (const cell of cells) {
   test(`matrix: ${cell.name}`, async () => {
-    const c = hub(srv.url, { ...cell, url: cell.query ? `${srv.url}/hub${cell.query}` : undefined });
-    await explain(c, async () => {
+    // through a proxy of its own, so the requests the client makes can be checked
+    const proxy = await tcpProxy(srv.port);
+    const base = `http://127.0.0.1:${proxy.port}`;
+    const c = hub(base, { ...cell, url: cell.query ? `${base}/hub${cell.query}` : undefined });
+    await guarded(() => explain(c, async () => {
       await c.start();
       assert.equal(c.state, 'Connected');
+      // the requests the client made: negotiate (or not), then the transport with the right id
+      const reqs = proxy.requests.slice();
+      const ids = reqs.filter((r) => /^\S+ \/hub\?/.test(r)).map((r) => /[?&]id=([^&]+)/.exec(r)?.[1]);
+      if (cell.skipNegotiation) {
+        assert.deepEqual(reqs, ['GET /hub'], 'skipNegotiation: a WebSocket straight to /hub, no negotiate');
+      } else {
+        const version = cell.query ? '0' : '1';
+        assert.equal(reqs[0].split('?')[0], 'POST /hub/negotiate');
+        assert.equal(new URL(reqs[0].split(' ')[1], base).searchParams.get('negotiateVersion'), version, reqs[0]);
+        assert.equal(reqs.filter((r) => r.includes('/hub/negotiate')).length, 1, `one negotiate: ${reqs.join(', ')}`);
+        assert.ok(ids.length >= 1, `transport requests: ${reqs.join(', ')}`);
+        assert.match(c.connectionId, /^[A-Za-z0-9_-]{22}$/);
+        for (const id of ids) {
+          if (cell.query) assert.equal(id, c.connectionId, 'version 0: the transport uses the connection id');
+          else assert.ok(id !== c.connectionId && id.length === 22, `version 1: a token, not the id (${id})`);
+        }
+        assert.equal(new Set(ids).size, 1, 'every transport request names the same connection');
+      }
       const s = uniqueStream('matrix');
 
       const res = await c.invoke('Publish', s, [
@@ -68,10 +89,13 @@ for (const cell of cells) {
       assert.deepEqual(recs.map((r) => r.position), stored.map((r) => r.position));
 
       const info = await c.invoke('GetStream', s);
+      assert.deepEqual(Object.keys(info).sort(), ['closed', 'created', 'name', 'position', 'updated', 'version']);
       assert.equal(info.name, s);
       assert.equal(info.version, 2);
       assert.equal(info.position, res.lastPosition);
       assert.equal(info.closed, false);
+      assert.equal(typeof info.created, 'string');
+      assert.ok(info.updated >= info.created, `updated ${info.updated} >= created ${info.created}`);
 
       // streaming: replay from 0, then live
       const st = streamItems(c, 'Subscribe', s, 0);
@@ -92,6 +116,21 @@ for (const cell of cells) {
       await waitFor(() => st.items.length >= 4 && pushed.length >= 3, 5000, 'live events in both styles');
 
       await assert.rejects(c.invoke('Publish', s, { data: 1 }), (e) => e.message.startsWith('InvalidEvent: '));
+
+      // push Subscribe + Unsubscribe on a second stream: nothing arrives after Unsubscribe
+      const u = uniqueStream('unsub');
+      const uGot = [];
+      c.on('event', (r) => {
+        if (r.stream === u) uGot.push(r.version);
+      });
+      assert.deepEqual(await c.invoke('Subscribe', u), { stream: u, version: 0 });
+      await c.invoke('Publish', u, { type: 'u', data: 1 });
+      await waitFor(() => uGot.length >= 1, 5000, 'the live event on the second stream');
+      assert.equal(await c.invoke('Unsubscribe', u), true);
+      assert.equal(await c.invoke('Unsubscribe', u), false, 'nothing left to remove');
+      await c.invoke('Publish', u, { type: 'u', data: 2 });
+      await new Promise((r) => setTimeout(r, 150));
+      assert.deepEqual(uGot, [1], 'no event after Unsubscribe');
       assert.equal(await c.invoke('CloseStream', s), true);
       const items = await st.done;
       assertSequence(assert, items, 0, 4);
@@ -104,8 +143,9 @@ for (const cell of cells) {
       assert.deepEqual(items, all, 'streamed records equal the stored ones field by field');
 
       await c.stop();
-      assert.equal(await c.closedWith, null, 'stop() closes without an error');
-    });
+      assert.equal(c.state, 'Disconnected');
+      assert.deepEqual(await c.closeArgs, [undefined], 'stop() calls onclose(undefined)');
+    }), () => proxy.close());
   });
 }
 
@@ -129,6 +169,7 @@ test('hub method errors have the documented texts', async () => {
     assert.equal(await msg(c.invoke('Publish', 'a/b', { type: 't' })), 'InvalidStreamName');
     assert.equal(await msg(c.invoke('Publish', '$all', { type: 't' })), 'InvalidStreamName');
     assert.equal(await msg(c.invoke('Publish', '', { type: 't' })), 'InvalidStreamName');
+    assert.equal(await msg(c.invoke('Publish', '$x', { type: 't' })), 'InvalidStreamName');
     assert.match(await msg(c.invoke('Publish', s, { data: 1 })), /^InvalidEvent: .*type/);
     assert.match(await msg(c.invoke('Publish', s, [])), /^InvalidEvent: /);
     assert.equal(await msg(c.invoke('Nope', 1)), "Unknown hub method 'Nope'");
@@ -155,6 +196,8 @@ test('hub method errors have the documented texts', async () => {
     const r2 = await c.invoke('Publish', t, { type: 't', data: 3, id });
     assert.deepEqual(r2, r1);
     assert.equal((await c.invoke('GetStream', t)).version, 3);
+    const withId = await c.invoke('Read', t, 2);
+    assert.deepEqual(withId.map((r) => [r.version, r.id]), [[3, id]], 'the client id is the record id, stored once');
     // send() of an unknown method and of a failing call: nothing comes back, the connection lives
     await c.send('Nope');
     await c.send('Publish', 'a/b', { type: 't' });
@@ -276,6 +319,16 @@ test('2,000 events published concurrently reach late subscribers in order, once'
     assertSequence(assert, st.items, 0, N);
     assertSequence(assert, pushed, 0, N);
     st.items.forEach((r, i) => assert.equal(r.data.i, i));
+    pushed.forEach((r, i) => assert.equal(r.data.i, i));
+    // what the subscribers got is what was committed
+    const stored = await readAll(srv, s);
+    assert.equal(stored.length, N);
+    assert.deepEqual(st.items, stored, 'streamed records equal the HTTP read, field by field');
+    assert.deepEqual(pushed.map((r) => r.id), stored.map((r) => r.id), 'pushed ids equal the HTTP read');
+    // Read: 100 by default, at most 1000
+    assertSequence(assert, await c.invoke('Read', s), 0, 100);
+    assertSequence(assert, await c.invoke('Read', s, 0, 5000), 0, 1000);
+    assertSequence(assert, await m.invoke('Read', s, 1500, 1000), 1500, 500);
     await c.stop();
     await m.stop();
   });
