@@ -550,6 +550,11 @@ const char *hs_store_dialect(const hs_store_t *st)
     return st->d->name;
 }
 
+bool hs_store_shared(const hs_store_t *st)
+{
+    return st->d->batch_lock_sql != NULL;
+}
+
 const char *hs_store_error(const hs_store_t *st)
 {
     return st->err;

@@ -81,6 +81,11 @@ void hs_store_close(hs_store_t *st);
 /* The dialect's name ("sqlite", ...). */
 const char *hs_store_dialect(const hs_store_t *st);
 
+/* Whether other processes may write to the same database between two of this connection's
+ * transactions (the dialect serialises writers with a lock in hs_store_begin()): a writer must
+ * then re-read what it caches (positions, stream heads) inside each transaction. */
+bool hs_store_shared(const hs_store_t *st);
+
 /* The last diagnostic of this connection ("" if none); valid until the next call. */
 const char *hs_store_error(const hs_store_t *st);
 

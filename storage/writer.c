@@ -475,6 +475,15 @@ static void process(hs_writer_t *w, size_t n)
     int rc = hs_store_begin(w->st);
     w->nseen = 0;
     w->dirty = NULL;
+    if (rc == 0 && hs_store_shared(w->st)) {
+        /* other servers may have appended since our last batch: under the batch lock, start
+         * from the database's heads, not from the cache */
+        int64_t pos = 0;
+        heads_clear(w);
+        rc = hs_store_max_position(w->st, &pos);
+        if (rc == 0)
+            w->next_position = pos + 1;
+    }
     int64_t first_pos = w->next_position;
 
     for (size_t i = 0; i < n && rc == 0; i++) {
