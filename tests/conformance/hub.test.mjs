@@ -6,7 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, publish, readAll, uniqueStream, closeStream, guarded } from '../integration/lib/server.mjs';
+import { startServer, publish, readAll, uniqueStream, closeStream, guarded, request } from '../integration/lib/server.mjs';
 import { hub, explain, streamItems, waitFor, assertSequence, tcpProxy } from './lib/hub.mjs';
 
 let srv;
@@ -309,8 +309,11 @@ test('2,000 events published concurrently reach late subscribers in order, once'
     await new Promise((r) => setTimeout(r, 30));
     const st = streamItems(c, 'Subscribe', s, 0);
     const pushed = [];
+    const committed = []; // at every 100th event received, the HTTP API must already have it
     m.on('event', (r) => {
       pushed.push(r);
+      if (r.version % 100 === 0)
+        committed.push(request(srv.url, 'GET', `/api/streams/${s}/events?from=${r.version - 1}&limit=1`).then((x) => [r, x]));
     });
     await m.invoke('Subscribe', s, 0);
     await publishing;
@@ -320,6 +323,11 @@ test('2,000 events published concurrently reach late subscribers in order, once'
     assertSequence(assert, pushed, 0, N);
     st.items.forEach((r, i) => assert.equal(r.data.i, i));
     pushed.forEach((r, i) => assert.equal(r.data.i, i));
+    assert.equal(committed.length, N / 100);
+    for (const [r, x] of await Promise.all(committed)) {
+      assert.equal(x.status, 200);
+      assert.deepEqual(x.json.events.map((e) => [e.version, e.id]), [[r.version, r.id]], `event ${r.version} was committed before it was delivered`);
+    }
     // what the subscribers got is what was committed
     const stored = await readAll(srv, s);
     assert.equal(stored.length, N);

@@ -119,6 +119,17 @@ test('long polling: empty first poll, handshake in a later poll, overlap 204, DE
   assert.equal(idle.status, 200);
   assert.equal(idle.text, '');
   assert.ok(Date.now() - t0 >= 600, `held ${Date.now() - t0} ms`);
+  // a parked poll is answered as soon as there is something to send, not at the long-poll timeout
+  const parked = request(srv.url, 'GET', `/hub?id=${tok}&_=35`);
+  await sleep(150);
+  const t1 = Date.now();
+  await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"type":1,"invocationId":"2","target":"Read","arguments":["none-such",0]}${RS}` });
+  const woke = await parked;
+  assert.equal(woke.status, 200);
+  assert.ok(Date.now() - t1 < 500, `the parked poll answered ${Date.now() - t1} ms after the data (long-poll timeout 800 ms)`);
+  let late = woke.text ? jsonRecords(woke.text) : [];
+  if (!late.length) late = jsonRecords((await request(srv.url, 'GET', `/hub?id=${tok}&_=36`)).text);
+  assert.deepEqual(late, [{ type: 3, invocationId: '2', result: [] }]);
   // a poll that overlaps a parked one ends the old one with 204
   const older = request(srv.url, 'GET', `/hub?id=${tok}&_=4`);
   await sleep(150);
