@@ -55,6 +55,9 @@ static int64_t now_ms(void)
     return hs_now_ms();
 }
 
+static void slots_free(hs_hub_t *h);
+static void resume_input(hs_hub_t *h);
+
 /* ---- lifetime ---- */
 
 hs_hub_t *hs_hub_create(hs_server_t *srv)
@@ -84,6 +87,7 @@ void hs_hub_unref(hs_hub_t *h)
     hs_hubbuf_free(&h->scratch);
     hs_hubbuf_free(&h->replay);
     free(h->replay_len);
+    slots_free(h);
     free(h);
 }
 
@@ -179,11 +183,78 @@ static void queued(hs_hub_t *h, int rc, size_t before, bool trackable)
     hs_hub_want_write(h);
 }
 
+/*
+ * Blocking invocations (an Invocation with an id) are answered in the order they arrived, as
+ * ASP.NET does, although they run concurrently (a Read on a reader thread, a Publish in the
+ * writer): each gets a slot when it is dispatched, its Completion is encoded into the slot when
+ * it is known, and ready slots at the head go out.
+ */
+typedef struct hs_hubslot {
+    struct hs_hubslot *next;
+    bool ready;
+    char id[HS_HUB_ID_MAX + 1];
+    hs_hubbuf_t rec;
+} hs_hubslot_t;
+
+static bool slot_open(hs_hub_t *h, const char *id)
+{
+    hs_hubslot_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return false;
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    if (h->slots_tail)
+        h->slots_tail->next = s;
+    else
+        h->slots = s;
+    h->slots_tail = s;
+    return true;
+}
+
+static void slots_free(hs_hub_t *h)
+{
+    for (hs_hubslot_t *s = h->slots, *n; s; s = n) {
+        n = s->next;
+        hs_hubbuf_free(&s->rec);
+        free(s);
+    }
+    h->slots = h->slots_tail = NULL;
+}
+
+/* Moves the ready Completions at the head of the queue to ctl. */
+static void slots_flush(hs_hub_t *h)
+{
+    while (h->slots && h->slots->ready) {
+        hs_hubslot_t *s = h->slots;
+        h->slots = s->next;
+        if (!h->slots)
+            h->slots_tail = NULL;
+        size_t before = h->ctl.len;
+        int rc = hs_hubbuf_put(&h->ctl, s->rec.p, s->rec.len);
+        hs_hubbuf_free(&s->rec);
+        free(s);
+        queued(h, rc, before, true);
+        if (h->closing || h->ended)
+            return;
+    }
+}
+
 static void complete(hs_hub_t *h, const char *id, const char *error, const char *json,
                      size_t len)
 {
     if (h->ended || h->closing)
         return;
+    for (hs_hubslot_t *s = h->slots; s; s = s->next) {
+        if (!s->ready && !strcmp(s->id, id)) {
+            if (hs_hubproto_completion(&s->rec, h->fmt, id, error, json, len)) {
+                fail_oom(h);
+                return;
+            }
+            s->ready = true;
+            slots_flush(h);
+            return;
+        }
+    }
+    /* a streaming invocation's end: not ordered with the blocking ones */
     size_t before = h->ctl.len;
     int rc = hs_hubproto_completion(&h->ctl, h->fmt, id, error, json, len);
     queued(h, rc, before, true);
@@ -815,7 +886,10 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
         break;
     }
 out:
+    hs_hub_ref(h); /* free_read drops the read's reference */
     free_read(r);
+    resume_input(h);
+    hs_hub_unref(h);
 }
 
 void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
@@ -856,9 +930,10 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
         break;
     }
 out:
-    hs_hub_unref(op->hub);
     free(op);
     hs_ingest_free(e);
+    resume_input(h);
+    hs_hub_unref(h);
 }
 
 /* ---- dispatch ---- */
@@ -870,6 +945,10 @@ static void invoke(hs_hub_t *h, const hs_hubmsg_t *m, bool streaming)
     hs_server_t *srv = h->srv;
     const char *id = m->has_id ? m->id : NULL;
     int meth = method_of(m->target);
+    if (!streaming && id && !slot_open(h, id)) {
+        fail_oom(h);
+        return;
+    }
 #define FAIL(...)                                                                              \
     do {                                                                                       \
         if (id)                                                                                \
@@ -1088,15 +1167,19 @@ static void on_record(hs_hub_t *h, const uint8_t *rec, size_t len)
     }
 }
 
+/* Most input held while an invocation runs, beyond what a WebSocket's flow control stops. */
+#define HELD_INPUT_MAX (16u << 20)
+
 void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
 {
-    if (h->ended || h->closing || !n)
+    if (h->ended || h->closing || (!n && !h->in.len))
         return;
-    h->last_recv_ms = now_ms();
+    if (n)
+        h->last_recv_ms = now_ms();
     const uint8_t *buf = p;
     size_t len = n, off = 0;
     if (h->in.len) {
-        if (hs_hubbuf_put(&h->in, p, n)) {
+        if (n && hs_hubbuf_put(&h->in, p, n)) {
             fail_oom(h);
             return;
         }
@@ -1104,7 +1187,10 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         len = h->in.len;
     }
     size_t max = h->srv->cfg.max_message;
-    while (off < len && !h->ended && !h->closing) {
+    /* Invocations run one at a time, in arrival order (as ASP.NET does by default): while one
+     * waits for the writer or a reader, the rest of the input waits too, so a GetStream after a
+     * Publish sees the publish. */
+    while (off < len && !h->ended && !h->closing && !h->pending) {
         const uint8_t *rec;
         size_t rl, used;
         int rc = hs_hubproto_next(h->handshaken ? h->fmt : HS_HUB_JSON, buf + off, len - off, max,
@@ -1143,8 +1229,34 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         if (hs_hubbuf_put(&h->in, buf + off, len - off))
             fail_oom(h);
     }
-    if (h->ended || h->closing)
+    if (h->ended || h->closing) {
         h->in.len = 0;
+        return;
+    }
+    if (h->pending && h->in.len) {
+        /* stop reading the socket until the invocation is done (WebSockets); POSTs are bounded */
+        if (h->transport == HS_HUB_T_WS && h->wsi && !h->rx_paused) {
+            lws_rx_flow_control(h->wsi, 0);
+            h->rx_paused = true;
+        }
+        if (h->in.len > HELD_INPUT_MAX + max)
+            hs_hub_close(h, "Connection closed with an error. Too much input while an invocation "
+                            "runs.",
+                         false);
+    }
+}
+
+/* An invocation finished: go on with the input that waited for it. */
+static void resume_input(hs_hub_t *h)
+{
+    if (h->pending || h->ended)
+        return;
+    if (h->rx_paused) {
+        h->rx_paused = false;
+        if (h->wsi)
+            lws_rx_flow_control(h->wsi, 1);
+    }
+    hs_hub_input(h, NULL, 0);
 }
 
 /* ---- timers ---- */

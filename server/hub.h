@@ -88,6 +88,7 @@ struct hs_hub {
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
     bool stateful;               /* granted and handshake version >= 2 */
+    bool rx_paused;              /* WebSocket reads stopped while an invocation runs */
     bool awaiting_sequence;      /* resumed: ignore records until the client's Sequence */
     hs_hubbuf_t in;              /* input not yet cut into records */
     hs_hubbuf_t ctl;             /* whole records queued to go out before subscription data */
@@ -97,6 +98,8 @@ struct hs_hub {
                                     Close within HS_HUB_CLOSE_WAIT_MS is cut off */
     bool client_pinged;          /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr;      /* subscriptions; rr: where the next pack starts */
+    struct hs_hubslot *slots, *slots_tail; /* blocking invocations' Completions, in the order
+                                              the invocations arrived */
     int nsubs;
     int pending;                 /* invocations in flight */
     /* stateful reconnect */
