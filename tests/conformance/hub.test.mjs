@@ -6,7 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, publish, readAll, uniqueStream, closeStream, guarded, request } from '../integration/lib/server.mjs';
+import { startServer, publish, readAll, uniqueStream, closeStream, guarded, request, withTimeout } from '../integration/lib/server.mjs';
 import { hub, explain, streamItems, waitFor, assertSequence, tcpProxy } from './lib/hub.mjs';
 
 let srv;
@@ -115,7 +115,8 @@ for (const cell of cells) {
       await c.send('Publish', s, { type: 'fourth', data: 4 });
       await waitFor(() => st.items.length >= 4 && pushed.length >= 3, 5000, 'live events in both styles');
 
-      await assert.rejects(c.invoke('Publish', s, { data: 1 }), (e) => e.message.startsWith('InvalidEvent: '));
+      await assert.rejects(c.invoke('Publish', s, { data: 1 }), (e) => e.message.startsWith('InvalidEvent: '), 'an event without a type');
+      await assert.rejects(c.invoke('Nope', s), (e) => e.message === "Unknown hub method 'Nope'", 'an unknown method');
 
       // push Subscribe + Unsubscribe on a second stream: nothing arrives after Unsubscribe
       const u = uniqueStream('unsub');
@@ -132,7 +133,7 @@ for (const cell of cells) {
       await new Promise((r) => setTimeout(r, 150));
       assert.deepEqual(uGot, [1], 'no event after Unsubscribe');
       assert.equal(await c.invoke('CloseStream', s), true);
-      const items = await st.done;
+      const items = await withTimeout(st.done, 5000, 'the streaming subscription to complete after CloseStream');
       assertSequence(assert, items, 0, 4);
       assert.deepEqual(items[0].data, DATA);
       await waitFor(() => ended.length >= 1, 5000, "the push subscription's `closed` invocation");
@@ -144,7 +145,7 @@ for (const cell of cells) {
 
       await c.stop();
       assert.equal(c.state, 'Disconnected');
-      assert.deepEqual(await c.closeArgs, [undefined], 'stop() calls onclose(undefined)');
+      assert.deepEqual(await withTimeout(c.closeArgs, 5000, 'onclose after stop()'), [undefined], 'stop() calls onclose(undefined)');
     }), () => proxy.close());
   });
 }
@@ -176,11 +177,11 @@ test('hub method errors have the documented texts', async () => {
     assert.equal(await msg(c.invoke('Publish', s)), "Failed to invoke 'Publish' due to an error on the server.");
     assert.equal(await msg(c.invoke('Publish', 7, { type: 't' })), "Failed to invoke 'Publish' due to an error on the server.");
     assert.equal(await msg(c.invoke('Read', s, 'x')), "Failed to invoke 'Read' due to an error on the server.");
-    assert.match(await msg(c.invoke('GetStream', uniqueStream('none'))), /^NotFound: none-/);
     const none = uniqueStream('none');
+    assert.equal(await msg(c.invoke('GetStream', none)), `NotFound: ${none}`);
     assert.equal(await msg(c.invoke('CloseStream', none)), `NotFound: ${none}`);
     const stream = streamItems(c, 'Publish', s, { type: 't' });
-    await assert.rejects(stream.done, (e) => e.message === "The client attempted to invoke the non-streaming 'Publish' method with a streaming invocation.");
+    await assert.rejects(withTimeout(stream.done, 5000, 'the streaming invocation of Publish to fail'), (e) => e.message === "The client attempted to invoke the non-streaming 'Publish' method with a streaming invocation.");
     await c.invoke('CloseStream', s);
     assert.equal(await msg(c.invoke('Publish', s, { type: 't' })), `StreamClosed: ${s}`);
     // names match case-insensitively
@@ -245,7 +246,7 @@ test('push subscriptions: live-only version, Unsubscribe, replacement, deletion'
     assert.equal((await srv.request('DELETE', `/api/streams/${d}`)).status, 204);
     await waitFor(() => ended.length >= 1, 5000, 'the deleted notice');
     assert.deepEqual(ended, [[d, 'deleted']]);
-    assert.equal((await st.done).length, 1, 'the streaming subscription completes too');
+    assert.equal((await withTimeout(st.done, 5000, 'the streaming subscription to complete after the deletion')).length, 1, 'the streaming subscription completes too');
     await c.stop();
   });
 });
@@ -286,6 +287,18 @@ test('$all: positions in order, replay then live', async () => {
     assertSequence(assert, st.items, first - 1, st.items.length, 'position');
     const read = await c.invoke('Read', '$all', first - 1, 2);
     assert.deepEqual(read.map((r) => r.position), [first, first + 1]);
+    // push style on $all: `from` is a position too; the answer names it
+    const pushed = [];
+    c.on('event', (r) => {
+      pushed.push(r);
+    });
+    assert.deepEqual(await c.invoke('Subscribe', '$all', first), { stream: '$all', version: first });
+    const last = (await publish(srv, b, { type: 't', data: 4 })).json.lastPosition;
+    await waitFor(() => pushed.some((r) => r.position === last), 5000, `the pushed $all event at position ${last}`);
+    assertSequence(assert, pushed.filter((r) => r.position <= last), first, last - first, 'position');
+    const pm = pushed.filter((r) => r.stream === a || r.stream === b);
+    assert.deepEqual(pm.map((r) => [r.stream, r.version, r.data]), [[b, 1, 2], [a, 2, 3], [b, 2, 4]]);
+    assert.equal(await c.invoke('Unsubscribe', '$all'), true);
     await c.stop();
   });
 });
@@ -350,9 +363,9 @@ test('a closed stream with nothing left ends a new subscription at once', async 
     await publish(srv, s, { type: 't', data: 1 });
     assert.equal((await closeStream(srv, s)).status, 200);
     const st = streamItems(c, 'Subscribe', s, 1);
-    assert.deepEqual(await st.done, []);
+    assert.deepEqual(await withTimeout(st.done, 5000, 'a subscription from the last version of a closed stream to complete'), []);
     const all = streamItems(c, 'Subscribe', s, 0);
-    assert.equal((await all.done).length, 1);
+    assert.deepEqual((await withTimeout(all.done, 5000, 'a subscription from 0 of a closed stream to complete')).map((r) => r.data), [1]);
     await c.stop();
   });
 });

@@ -14,6 +14,11 @@ import { hub, explain, streamItems, waitFor, assertSequence, tcpProxy, rawWs, fr
 
 after(() => killAll());
 
+/** Every connectionId the server's log records name (at debug level it logs hub connections). */
+function loggedIds(srv) {
+  return new Set(srv.logRecords().map((r) => r.connectionId).filter((x) => typeof x === 'string'));
+}
+
 test('server Pings keep a client with a short server timeout connected; without them it times out', async () => {
   const srv = await startServer({ flags: ['--hub-keepalive-ms', '300'] });
   const quiet = await startServer({ flags: ['--hub-keepalive-ms', '60000'] });
@@ -30,7 +35,7 @@ test('server Pings keep a client with a short server timeout connected; without 
     const c = hub(quiet.url, { serverTimeout: 1500 });
     await c.start();
     const t0 = Date.now();
-    const err = await c.closedWith;
+    const err = await withTimeout(c.closedWith, 6000, 'the client to give up on the silent server');
     assert.ok(err instanceof Error, 'closed with an error');
     assert.match(err.message, /Server timeout elapsed/);
     assert.ok(Date.now() - t0 >= 1200 && Date.now() - t0 < 5000, `closed after ${Date.now() - t0} ms`);
@@ -198,6 +203,7 @@ test('stateful reconnect: killed sockets lose and double nothing, same connectio
         let reconnected = 0;
         c.onreconnecting(() => reconnecting++);
         c.onreconnected(() => reconnected++);
+        const idsBefore = loggedIds(srv);
         await c.start();
         const id = c.connectionId;
         assert.equal(proxy.requests.length, 2, `negotiate, then the WebSocket: ${proxy.requests.join(', ')}`);
@@ -239,8 +245,11 @@ test('stateful reconnect: killed sockets lose and double nothing, same connectio
         const reqs = proxy.requests.slice(1);
         assert.ok(reqs.length >= 4, `the first WebSocket and a resume after each of 3 kills: ${reqs.join(', ')}`);
         assert.deepEqual(new Set(reqs), new Set([`GET /hub?id=${token}`]), 'no negotiate, the same token every time');
+        // and the server's log names no other new hub connection than this one
+        const fresh = [...loggedIds(srv)].filter((x) => !idsBefore.has(x));
+        assert.deepEqual(fresh, [id], 'the server logged exactly one new hub connection');
         await c.stop();
-        assert.deepEqual(await c.closeArgs, [undefined]);
+        assert.deepEqual(await withTimeout(c.closeArgs, 5000, 'onclose after stop()'), [undefined]);
       }), () => proxy.close());
     }
   } finally {
@@ -255,12 +264,18 @@ test('stateful reconnect falls back to a full reconnect when the resume fails', 
     const c = hub(`http://127.0.0.1:${proxy.port}`, { stateful: true, reconnect: [0, 200, 500, 1000, 2000] });
     await explain(c, async () => {
       const reconnected = new Promise((r) => c.onreconnected(r));
+      let reconnecting = 0;
+      c.onreconnecting(() => reconnecting++);
       await c.start();
       const id = c.connectionId;
       proxy.killAll();
       proxy.refuseFor(700);
-      const newId = await reconnected;
+      const newId = await withTimeout(reconnected, 8000, 'onreconnected after the refused resume');
+      assert.equal(reconnecting, 1, 'the fallback is a visible reconnect: onreconnecting once');
       assert.notEqual(newId, id, 'a new connection after the failed resume');
+      assert.match(newId, /^[A-Za-z0-9_-]{22}$/);
+      const negotiates = proxy.requests.filter((r) => r.startsWith('POST /hub/negotiate'));
+      assert.equal(negotiates.length, 2, `a new negotiate for the new connection: ${proxy.requests.join(', ')}`);
       assert.equal((await c.invoke('Read', uniqueStream('x'), 0)).length, 0);
       await c.stop();
     });

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startServer, request, sleep, withTimeout } from '../integration/lib/server.mjs';
+import { startServer, request, sleep, until, withTimeout } from '../integration/lib/server.mjs';
 import { RS, rawWs, frame, jsonRecords, msgpackRecords, waitFor, hub, explain } from './lib/hub.mjs';
 
 let srv;
@@ -18,7 +18,14 @@ after(async () => {
 });
 
 const negotiate = async (q = '?negotiateVersion=1', headers = {}) => request(srv.url, 'POST', `/hub/negotiate${q}`, { body: '', headers });
-const NO_NULLS = (t) => assert.ok(!/null/.test(t), `no JSON null in ${t}`);
+/** Negotiate answers carry no JSON null anywhere (the client would take a null as a value). */
+function NO_NULLS(text, where = 'negotiate') {
+  const walk = (v, path) => {
+    assert.notEqual(v, null, `${where}: JSON null at ${path} in ${text}`);
+    if (typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`);
+  };
+  walk(JSON.parse(text), '$');
+}
 
 test('negotiate: version 1, version 0, bad and high versions, method, stateful flag', async () => {
   const r = await negotiate();
@@ -39,8 +46,11 @@ test('negotiate: version 1, version 0, bad and high versions, method, stateful f
   assert.notEqual(r2.json.connectionToken, r.json.connectionToken);
 
   const v0 = await negotiate('');
+  NO_NULLS(v0.text, 'version 0');
   assert.equal(v0.json.negotiateVersion, 0);
+  assert.match(v0.json.connectionId, /^[A-Za-z0-9_-]{22}$/);
   assert.equal('connectionToken' in v0.json, false);
+  assert.equal(v0.json.availableTransports.length, 3);
   const ws = await rawWs(srv.port, `?id=${v0.json.connectionId}`);
   ws.send(`{"protocol":"json","version":1}${RS}`);
   assert.equal((await frame(ws)).data.toString(), `{}${RS}`);
@@ -52,7 +62,9 @@ test('negotiate: version 1, version 0, bad and high versions, method, stateful f
   assert.equal((await negotiate('?negotiateVersion=7')).json.negotiateVersion, 1);
   assert.equal((await request(srv.url, 'GET', '/hub/negotiate')).status, 405);
   const st = await negotiate('?negotiateVersion=1&useStatefulReconnect=true');
+  NO_NULLS(st.text, 'stateful');
   assert.equal(st.json.useStatefulReconnect, true);
+  assert.equal(st.json.negotiateVersion, 1);
 });
 
 test('negotiate: stateful reconnect is not granted when turned off', async () => {
@@ -99,9 +111,11 @@ test('transport statuses: 404, 409, 405, 400, and expiry of unused tokens', asyn
 
 test('long polling: empty first poll, handshake in a later poll, overlap 204, DELETE 202 then 404', async () => {
   const tok = (await negotiate()).json.connectionToken;
+  const t00 = Date.now();
   const first = await request(srv.url, 'GET', `/hub?id=${tok}&_=1`);
   assert.equal(first.status, 200);
   assert.equal(first.text, '');
+  assert.ok(Date.now() - t00 < 400, `the first poll is answered at once, not parked (${Date.now() - t00} ms; long-poll timeout 800 ms)`);
   const post = await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"protocol":"json","version":1}${RS}{"type":1,"invocationId":"1","target":"Read","arguments":["none-such",0]}${RS}` });
   assert.equal(post.status, 200);
   assert.equal(post.text, '');
@@ -248,6 +262,28 @@ test('several records in one frame are processed in order: handshake + invocatio
     ws.close();
     await ws.closedP;
   }
+});
+
+test('non-blocking invocations (no invocationId) get no answer, not even an error; the connection goes on', async () => {
+  const ws = await rawWs(srv.port);
+  const s = `ff-${Date.now()}`;
+  ws.send(`{"protocol":"json","version":1}${RS}`);
+  assert.equal((await frame(ws)).data.toString(), `{}${RS}`);
+  ws.send(`{"type":1,"target":"Publish","arguments":["${s}",{"type":"t","data":1}]}${RS}`);
+  ws.send(`{"type":1,"target":"Nope","arguments":[]}${RS}`);
+  ws.send(`{"type":1,"target":"Publish","arguments":["a/b",{"type":"t"}]}${RS}`);
+  ws.send(`{"type":1,"target":"Publish","arguments":[]}${RS}`);
+  await until(async () => (await request(srv.url, 'GET', `/api/streams/${s}`)).status === 200, { what: 'the fire-and-forget Publish to be stored' });
+  await sleep(250);
+  assert.deepEqual(ws.frames.slice(1).map((f) => f.data.toString()), [], 'nothing came back for the four non-blocking invocations');
+  ws.send(`{"type":1,"invocationId":"x","target":"GetStream","arguments":["${s}"]}${RS}`);
+  const [rec] = jsonRecords((await frame(ws, 2)).data.toString());
+  assert.equal(rec.invocationId, 'x');
+  assert.equal(rec.error, undefined, `GetStream after the non-blocking calls: ${rec.error}`);
+  assert.equal(rec.result.version, 1, 'the fire-and-forget Publish appended exactly one event');
+  assert.equal(ws.readyState, ws.OPEN);
+  ws.close();
+  await withTimeout(ws.closedP, 3000, 'the WebSocket to close');
 });
 
 test('a record over --max-message closes with an error and no allowReconnect', async () => {
