@@ -2,6 +2,8 @@
  * through msgpack-c. */
 #include "server/hubproto.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -12,6 +14,9 @@
 #include "server/json.h"
 
 #define MAX_DEPTH 64
+/* msgpack-c's C unpacker has a fixed stack of 32 containers (MSGPACK_EMBED_STACK_SIZE) and
+ * reports a deeper one as out of memory; the pre-scan refuses those as malformed instead. */
+#define MP_MAX_NEST 32
 
 /* ---- buffers ---- */
 
@@ -29,8 +34,10 @@ void hs_hubbuf_free(hs_hubbuf_t *b)
 
 int hs_hubbuf_reserve(hs_hubbuf_t *b, size_t more)
 {
-    if (b->len + more <= b->cap)
+    if (more <= b->cap - b->len)
         return 0;
+    if (b->len > SIZE_MAX / 4 || more > SIZE_MAX / 4 - b->len)
+        return HS_ENOMEM;
     size_t nc = b->cap ? b->cap : 256;
     while (nc < b->len + more)
         nc *= 2;
@@ -86,7 +93,7 @@ int hs_hubproto_next(hs_hubfmt_t fmt, const uint8_t *buf, size_t len, size_t max
                      const uint8_t **rec, size_t *rec_len, size_t *consumed)
 {
     if (fmt == HS_HUB_JSON) {
-        size_t scan = len < max + 1 ? len : max + 1;
+        size_t scan = max < SIZE_MAX && len > max + 1 ? max + 1 : len;
         const uint8_t *rs = memchr(buf, HS_HUB_RS, scan);
         if (!rs)
             return len > max ? HS_ETOOLARGE : 0;
@@ -98,10 +105,10 @@ int hs_hubproto_next(hs_hubfmt_t fmt, const uint8_t *buf, size_t len, size_t max
     uint64_t n = 0;
     size_t i = 0;
     for (;; i++) {
+        if (i == 5)
+            return HS_EINVAL; /* a fifth byte with the continuation bit */
         if (i == len)
             return 0;
-        if (i == 5)
-            return HS_EINVAL;
         n |= (uint64_t)(buf[i] & 0x7f) << (7 * i);
         if (!(buf[i] & 0x80))
             break;
@@ -129,11 +136,13 @@ int hs_hubproto_parse_handshake(const uint8_t *rec, size_t len, char *protocol, 
     if (hs_json_parse((const char *)rec, len, &obj, NULL, 0) || obj.type != HS_JSON_OBJECT ||
         !hs_json_object_get(&obj, "protocol", false, &p) || p.type != HS_JSON_STRING ||
         !hs_json_object_get(&obj, "version", false, &v) || v.type != HS_JSON_NUMBER ||
-        !hs_json_int64(&v, &ver) || ver < 0 || ver > 1000000)
+        !hs_json_int64(&v, &ver) || ver < INT_MIN || ver > INT_MAX || !cap)
         return HS_EINVAL;
+    /* No protocol name is anywhere near this long; refusing one keeps this allocation-free
+     * (hs_json_unescape will not truncate). */
     char tmp[256];
     long n = hs_json_unescape(&p, tmp, sizeof(tmp));
-    if (n < 0 || !cap)
+    if (n < 0)
         return HS_EINVAL;
     size_t k = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
     memcpy(protocol, tmp, k);
@@ -215,15 +224,18 @@ static int put_base64(hs_hubbuf_t *b, const uint8_t *s, size_t n)
  * msgpack-c allocates an array's or map's element storage from the declared count before it
  * has seen the elements, so a 6-byte record claiming 2^32 elements would ask for ~100 GiB. This
  * pre-scan walks the encoding and refuses counts that the remaining bytes cannot hold (each
- * element takes at least one byte) and nesting deeper than MAX_DEPTH.
- * Returns the length of the one value at p, or 0 if malformed / truncated.
+ * element takes at least one byte) and more than MP_MAX_NEST nested arrays / maps.
+ * Returns the length of the one value at p, or 0 if malformed / truncated / too deep.
  */
 static size_t scan_value(const uint8_t *p, size_t n, int depth)
 {
-    if (!n || depth > MAX_DEPTH)
+    if (!n)
         return 0;
     uint8_t c = p[0];
     size_t hdr = 1, body = 0, count = 0; /* count: elements (maps: 2 per entry) */
+    bool box = (c & 0xe0) == 0x80 || (c >= 0xdc && c <= 0xdf); /* array or map */
+    if (box && depth >= MP_MAX_NEST)
+        return 0;
 #define NEED(k)                                                                                \
     do {                                                                                       \
         if (n < (k))                                                                           \
@@ -303,7 +315,9 @@ static int obj_to_json(const msgpack_object *o, hs_hubbuf_t *out, int depth)
         double d = o->via.f64;
         if (!isfinite(d))
             return HS_EINVAL;
-        for (int prec = 15; prec <= 17; prec++) {
+        /* %g drops trailing zeros, so 15 digits are the shortest form of any double that has
+         * one that short; only subnormals (fewer significant digits) need the search from 1 */
+        for (int prec = fpclassify(d) == FP_SUBNORMAL ? 1 : 15; prec <= 17; prec++) {
             snprintf(num, sizeof(num), "%.*g", prec, d);
             if (strtod(num, NULL) == d)
                 break;
@@ -433,18 +447,24 @@ static int span_to_mp(const hs_json_span_t *v, msgpack_packer *pk)
         int64_t i;
         if (hs_json_int64(v, &i))
             return msgpack_pack_int64(pk, i) ? HS_ENOMEM : 0;
-        char tmp[400];
-        if (v->n >= sizeof(tmp))
-            return msgpack_pack_double(pk, strtod(v->p, NULL)) ? HS_ENOMEM : 0;
+        /* the span is not NUL-terminated (it may end the caller's buffer): copy it */
+        char small[64];
+        char *tmp = v->n < sizeof(small) ? small : malloc(v->n + 1);
+        if (!tmp)
+            return HS_ENOMEM;
         memcpy(tmp, v->p, v->n);
         tmp[v->n] = '\0';
-        if (!strpbrk(tmp, ".eE-") && v->n <= 20) {
-            char *end;
-            unsigned long long u = strtoull(tmp, &end, 10);
-            if (!*end && u > (unsigned long long)INT64_MAX)
-                return msgpack_pack_uint64(pk, u) ? HS_ENOMEM : 0;
-        }
-        return msgpack_pack_double(pk, strtod(tmp, NULL)) ? HS_ENOMEM : 0;
+        int rc;
+        char *end = tmp;
+        errno = 0;
+        unsigned long long u = strpbrk(tmp, ".eE-") ? 0 : strtoull(tmp, &end, 10);
+        if (u && !*end && !errno) /* between INT64_MAX and UINT64_MAX */
+            rc = msgpack_pack_uint64(pk, (uint64_t)u);
+        else
+            rc = msgpack_pack_double(pk, strtod(tmp, NULL));
+        if (tmp != small)
+            free(tmp);
+        return rc ? HS_ENOMEM : 0;
     }
     case HS_JSON_TRUE:
         return msgpack_pack_true(pk) ? HS_ENOMEM : 0;
@@ -491,7 +511,7 @@ static int json_str(const hs_json_span_t *v, char *out, size_t cap)
     if (v->type != HS_JSON_STRING)
         return -1;
     long n = hs_json_unescape(v, out, cap);
-    if (n < 0 || (size_t)n >= cap)
+    if (n < 0 || (size_t)n >= cap || memchr(out, '\0', (size_t)n)) /* "\u0000" */
         return -1;
     out[n] = '\0';
     return (int)n;
@@ -557,9 +577,8 @@ static int parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_
         snprintf(why, whylen, "a message must be a JSON object");
         return HS_EINVAL;
     }
-    bool has_type = false, has_target = false, has_args = false, has_item = false,
-         has_seq = false;
-    hs_json_span_t err = {0};
+    bool has_type = false, has_target = false, has_args = false, has_seq = false;
+    hs_json_span_t err = {0}, item = {0}, result = {0}; /* which one counts depends on type */
     bool has_err = false;
     size_t pos = 0;
     while (hs_json_object_next(&obj, &pos, &k, &v)) {
@@ -568,7 +587,7 @@ static int parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_
             continue; /* a long unknown key */
         int64_t i;
         if (!strcmp(key, "type")) {
-            if (v.type != HS_JSON_NUMBER || !hs_json_int64(&v, &i) || i < 0 || i > 1000)
+            if (v.type != HS_JSON_NUMBER || !hs_json_int64(&v, &i) || i < INT_MIN || i > INT_MAX)
                 goto bad_type;
             m->type = (int)i;
             has_type = true;
@@ -615,10 +634,10 @@ static int parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_
                     snprintf(why, whylen, "streamIds must hold short strings");
                     return HS_EINVAL;
                 }
-        } else if (!strcmp(key, "item") || !strcmp(key, "result")) {
-            m->item = v.p;
-            m->item_len = v.n;
-            has_item = true;
+        } else if (!strcmp(key, "item")) {
+            item = v;
+        } else if (!strcmp(key, "result")) {
+            result = v;
         } else if (!strcmp(key, "error")) {
             if (v.type == HS_JSON_NULL)
                 continue;
@@ -642,6 +661,14 @@ static int parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_
     bad_type:
         snprintf(why, whylen, "a message needs a numeric type");
         return HS_EINVAL;
+    }
+    const hs_json_span_t *val = m->type == HS_HUBMSG_STREAM_ITEM ? &item
+                                : m->type == HS_HUBMSG_COMPLETION ? &result
+                                                                  : NULL;
+    bool has_item = val && val->p; /* "result":null is a null result, not a void one */
+    if (has_item) {
+        m->item = val->p;
+        m->item_len = val->n;
     }
     if (has_err) {
         if (hs_hubbuf_reserve(scratch, err.n + 1))
@@ -671,15 +698,40 @@ static bool mp_int(const msgpack_object *o, int64_t *out)
     return false;
 }
 
+/* A str that ids, targets and error texts can hold: valid UTF-8 (it may be echoed into JSON
+ * or logs) and, unless nul_ok, without NUL (it becomes a C string). */
+static bool mp_text(const msgpack_object *o, bool nul_ok)
+{
+    return o->type == MSGPACK_OBJECT_STR &&
+           utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size) &&
+           (nul_ok || !o->via.str.size || !memchr(o->via.str.ptr, '\0', o->via.str.size));
+}
+
+/* Copies a str checked by mp_text into out (cap > size), NUL-terminated. */
+static void mp_copy(const msgpack_object *o, char *out)
+{
+    if (o->via.str.size) /* msgpack-c gives an empty string a NULL pointer */
+        memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+}
+
 static int mp_id(const msgpack_object *o, hs_hubmsg_t *m, bool nil_ok, char *why, size_t whylen)
 {
     if (o->type == MSGPACK_OBJECT_NIL && nil_ok)
         return 0;
-    if (o->type != MSGPACK_OBJECT_STR) {
+    if (!mp_text(o, false)) {
         snprintf(why, whylen, "invocationId must be a string");
         return HS_EINVAL;
     }
     return set_id(m, o->via.str.ptr, o->via.str.size, why, whylen);
+}
+
+/* Appends a str checked by mp_text to scratch, NUL-terminated. */
+static int mp_put_text(hs_hubbuf_t *scratch, const msgpack_object *o)
+{
+    if (hs_hubbuf_put(scratch, o->via.str.ptr, o->via.str.size) || hs_hubbuf_put(scratch, "", 1))
+        return HS_ENOMEM;
+    return 0;
 }
 
 static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch,
@@ -692,7 +744,8 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
     int rc = unpack_one(rec, len, &z, &o);
     if (rc) {
         if (rc == HS_EINVAL)
-            snprintf(why, whylen, "malformed MessagePack");
+            snprintf(why, whylen, "malformed MessagePack (or nested deeper than %d)",
+                     MP_MAX_NEST);
         goto out;
     }
     rc = HS_EINVAL;
@@ -703,7 +756,17 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
     }
     const msgpack_object *a = o.via.array.ptr;
     uint32_t n = o.via.array.size;
-    m->type = (int)(t < 0 || t > 1000 ? 0 : t);
+    if (t < INT_MIN || t > INT_MAX) {
+        snprintf(why, whylen, "message type out of range");
+        goto out;
+    }
+    m->type = (int)t;
+    /* the messages that carry headers: a map (usually empty), ignored */
+    if (m->type >= HS_HUBMSG_INVOCATION && m->type <= HS_HUBMSG_CANCEL_INVOCATION &&
+        (n < 2 || a[1].type != MSGPACK_OBJECT_MAP)) {
+        snprintf(why, whylen, "message type %d needs a headers map", m->type);
+        goto out;
+    }
     /* offsets into scratch, turned into pointers at the end (scratch may move) */
     size_t args_off = 0, args_len = 0, item_off = 0, item_len = 0, err_off = 0;
     bool has_args = false, has_item = false, has_err = false, has_target = false, has_seq = false;
@@ -718,14 +781,11 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
     case HS_HUBMSG_INVOCATION:
     case HS_HUBMSG_STREAM_INVOCATION:
         WANT(n == 5 || n == 6);
-        WANT(a[1].type == MSGPACK_OBJECT_MAP);
         if ((rc = mp_id(&a[2], m, m->type == HS_HUBMSG_INVOCATION, why, whylen)))
             goto out;
         rc = HS_EINVAL;
-        WANT(a[3].type == MSGPACK_OBJECT_STR && a[3].via.str.size <= HS_HUB_TARGET_MAX);
-        if (a[3].via.str.size)
-            memcpy(m->target, a[3].via.str.ptr, a[3].via.str.size);
-        m->target[a[3].via.str.size] = '\0';
+        WANT(mp_text(&a[3], false) && a[3].via.str.size <= HS_HUB_TARGET_MAX);
+        mp_copy(&a[3], m->target);
         has_target = true;
         WANT(a[4].type == MSGPACK_OBJECT_ARRAY);
         args_off = scratch->len;
@@ -742,10 +802,8 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
                  a[5].via.array.size <= HS_HUB_STREAMIDS_MAX);
             for (uint32_t i = 0; i < a[5].via.array.size; i++) {
                 const msgpack_object *s = &a[5].via.array.ptr[i];
-                WANT(s->type == MSGPACK_OBJECT_STR && s->via.str.size <= HS_HUB_ID_MAX);
-                if (s->via.str.size)
-                    memcpy(m->stream_ids[i], s->via.str.ptr, s->via.str.size);
-                m->stream_ids[i][s->via.str.size] = '\0';
+                WANT(mp_text(s, false) && s->via.str.size <= HS_HUB_ID_MAX);
+                mp_copy(s, m->stream_ids[i]);
             }
             m->nstream_ids = a[5].via.array.size;
         }
@@ -769,13 +827,10 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
         WANT(mp_int(&a[3], &kind) && kind >= 1 && kind <= 3);
         WANT((kind == 2 && n == 4) || (kind != 2 && n == 5));
         if (kind == 1) {
-            WANT(a[4].type == MSGPACK_OBJECT_STR);
+            WANT(mp_text(&a[4], true));
             err_off = scratch->len;
-            if (hs_hubbuf_put(scratch, a[4].via.str.ptr, a[4].via.str.size) ||
-                hs_hubbuf_put(scratch, "", 1)) {
-                rc = HS_ENOMEM;
+            if ((rc = mp_put_text(scratch, &a[4])))
                 goto out;
-            }
             has_err = true;
         } else if (kind == 3) {
             item_off = scratch->len;
@@ -796,12 +851,10 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
     case HS_HUBMSG_CLOSE:
         WANT(n == 2 || n == 3);
         if (a[1].type == MSGPACK_OBJECT_STR) {
+            WANT(mp_text(&a[1], true));
             err_off = scratch->len;
-            if (hs_hubbuf_put(scratch, a[1].via.str.ptr, a[1].via.str.size) ||
-                hs_hubbuf_put(scratch, "", 1)) {
-                rc = HS_ENOMEM;
+            if ((rc = mp_put_text(scratch, &a[1])))
                 goto out;
-            }
             has_err = true;
         } else {
             WANT(a[1].type == MSGPACK_OBJECT_NIL);
@@ -826,6 +879,9 @@ static int parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t 
         m->error = (const char *)scratch->p + err_off;
     rc = check(m, has_target, has_args, has_item, has_seq, why, whylen);
 out:
+    if (rc == HS_EINVAL && why && whylen && !why[0])
+        snprintf(why, whylen, "a value of message type %d cannot be represented as JSON",
+                 m->type);
     msgpack_zone_destroy(&z);
     return rc;
 }
