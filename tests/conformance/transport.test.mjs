@@ -358,4 +358,29 @@ test('CORS: the Origin is echoed with credentials; OPTIONS preflight answers 204
     assert.match(pre.headers['access-control-allow-headers'], new RegExp(h));
   const plain = await negotiate();
   assert.equal(plain.headers['access-control-allow-origin'], undefined, 'no CORS headers without an Origin');
+  // the transport requests carry them too: a long poll, a POST, a DELETE, an SSE response, and
+  // the preflight of the transport URL
+  const tok = r.json.connectionToken;
+  const lp = await request(srv.url, 'GET', `/hub?id=${tok}`, { headers: { origin } });
+  const send = await request(srv.url, 'POST', `/hub?id=${tok}`, { body: `{"protocol":"json","version":1}${RS}`, headers: { origin, 'content-type': 'text/plain;charset=UTF-8' } });
+  const del = await request(srv.url, 'DELETE', `/hub?id=${tok}`, { headers: { origin } });
+  assert.deepEqual([lp.status, send.status, del.status], [200, 200, 202]);
+  for (const [what, x] of [['long poll', lp], ['POST', send], ['DELETE', del]]) {
+    assert.equal(x.headers['access-control-allow-origin'], origin, `${what}: allow-origin`);
+    assert.equal(x.headers['access-control-allow-credentials'], 'true', `${what}: allow-credentials`);
+  }
+  const stok = (await negotiate()).json.connectionToken;
+  const sse = await new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: srv.port, path: `/hub?id=${stok}`, headers: { accept: 'text/event-stream', origin } }, (res) => {
+      resolve(res.headers);
+      req.destroy();
+    });
+    req.on('error', reject);
+  });
+  assert.equal(sse['access-control-allow-origin'], origin, 'SSE transport: allow-origin');
+  assert.equal(sse['access-control-allow-credentials'], 'true', 'SSE transport: allow-credentials');
+  const pre2 = await request(srv.url, 'OPTIONS', `/hub?id=${stok}`, { headers: { origin, 'access-control-request-method': 'POST' } });
+  assert.equal(pre2.status, 204);
+  assert.equal(pre2.headers['access-control-allow-origin'], origin);
+  assert.match(pre2.headers['access-control-allow-methods'], /\bPOST\b/);
 });
