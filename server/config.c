@@ -866,3 +866,48 @@ void hs_cli_usage(FILE *out)
           "  max-event = 256k\n",
           out);
 }
+
+/* The connection string with the values of Pwd= and Password= replaced by "***" (logs must not
+ * carry database passwords). ODBC keys are case-insensitive; values may be {braced}. */
+void hs_redact_conn(const char *cs, char *out, size_t cap)
+{
+    size_t o = 0;
+    const char *p = cs;
+    while (*p && o + 1 < cap) {
+        const char *key = p;
+        const char *eq = strchr(p, '=');
+        const char *semi = strchr(p, ';');
+        if (!eq || (semi && semi < eq)) { /* no key=value here: copy through the next ';' */
+            size_t n = semi ? (size_t)(semi - p) + 1 : strlen(p);
+            n = n < cap - 1 - o ? n : cap - 1 - o;
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+            continue;
+        }
+        size_t klen = (size_t)(eq - key);
+        const char *v = eq + 1, *vend;
+        if (*v == '{') {
+            vend = strchr(v, '}');
+            vend = vend ? vend + 1 : v + strlen(v);
+        } else {
+            vend = strchr(v, ';');
+            vend = vend ? vend : v + strlen(v);
+        }
+        bool secret = (klen == 3 && !strncasecmp(key, "pwd", 3)) ||
+                      (klen == 8 && !strncasecmp(key, "password", 8));
+        size_t n = (size_t)(v - key);
+        const char *val = secret && vend > v ? "***" : v;
+        size_t vl = secret && vend > v ? 3 : (size_t)(vend - v);
+        if (o + n + vl + 1 >= cap)
+            break;
+        memcpy(out + o, key, n);
+        o += n;
+        memcpy(out + o, val, vl);
+        o += vl;
+        p = vend;
+        if (*p == ';')
+            out[o++] = *p++;
+    }
+    out[o] = '\0';
+}

@@ -70,4 +70,8 @@ int hs_listen_parse(const char *listen, char *host, size_t hostlen, int *port);
  */
 bool hs_listen_is_loopback(const char *host);
 
+/* Copies an ODBC connection string to out (cap bytes, NUL-terminated) with the values of Pwd=
+ * and Password= (any case, braced or not) replaced by "***": for logs. */
+void hs_redact_conn(const char *cs, char *out, size_t cap);
+
 #endif

@@ -55,7 +55,6 @@ static int64_t now_ms(void)
     return hs_now_ms();
 }
 
-static void slots_free(hs_hub_t *h);
 static void resume_input(hs_hub_t *h);
 
 /* ---- lifetime ---- */
@@ -87,7 +86,6 @@ void hs_hub_unref(hs_hub_t *h)
     hs_hubbuf_free(&h->scratch);
     hs_hubbuf_free(&h->replay);
     free(h->replay_len);
-    slots_free(h);
     free(h);
 }
 
@@ -183,78 +181,12 @@ static void queued(hs_hub_t *h, int rc, size_t before, bool trackable)
     hs_hub_want_write(h);
 }
 
-/*
- * Blocking invocations (an Invocation with an id) are answered in the order they arrived, as
- * ASP.NET does, although they run concurrently (a Read on a reader thread, a Publish in the
- * writer): each gets a slot when it is dispatched, its Completion is encoded into the slot when
- * it is known, and ready slots at the head go out.
- */
-typedef struct hs_hubslot {
-    struct hs_hubslot *next;
-    bool ready;
-    char id[HS_HUB_ID_MAX + 1];
-    hs_hubbuf_t rec;
-} hs_hubslot_t;
-
-static bool slot_open(hs_hub_t *h, const char *id)
-{
-    hs_hubslot_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return false;
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    if (h->slots_tail)
-        h->slots_tail->next = s;
-    else
-        h->slots = s;
-    h->slots_tail = s;
-    return true;
-}
-
-static void slots_free(hs_hub_t *h)
-{
-    for (hs_hubslot_t *s = h->slots, *n; s; s = n) {
-        n = s->next;
-        hs_hubbuf_free(&s->rec);
-        free(s);
-    }
-    h->slots = h->slots_tail = NULL;
-}
-
-/* Moves the ready Completions at the head of the queue to ctl. */
-static void slots_flush(hs_hub_t *h)
-{
-    while (h->slots && h->slots->ready) {
-        hs_hubslot_t *s = h->slots;
-        h->slots = s->next;
-        if (!h->slots)
-            h->slots_tail = NULL;
-        size_t before = h->ctl.len;
-        int rc = hs_hubbuf_put(&h->ctl, s->rec.p, s->rec.len);
-        hs_hubbuf_free(&s->rec);
-        free(s);
-        queued(h, rc, before, true);
-        if (h->closing || h->ended)
-            return;
-    }
-}
-
 static void complete(hs_hub_t *h, const char *id, const char *error, const char *json,
                      size_t len)
 {
     if (h->ended || h->closing)
         return;
-    for (hs_hubslot_t *s = h->slots; s; s = s->next) {
-        if (!s->ready && !strcmp(s->id, id)) {
-            if (hs_hubproto_completion(&s->rec, h->fmt, id, error, json, len)) {
-                fail_oom(h);
-                return;
-            }
-            s->ready = true;
-            slots_flush(h);
-            return;
-        }
-    }
-    /* a streaming invocation's end: not ordered with the blocking ones */
+    /* in order: the input waits while an invocation runs (hs_hub_input) */
     size_t before = h->ctl.len;
     int rc = hs_hubproto_completion(&h->ctl, h->fmt, id, error, json, len);
     queued(h, rc, before, true);
@@ -945,10 +877,6 @@ static void invoke(hs_hub_t *h, const hs_hubmsg_t *m, bool streaming)
     hs_server_t *srv = h->srv;
     const char *id = m->has_id ? m->id : NULL;
     int meth = method_of(m->target);
-    if (!streaming && id && !slot_open(h, id)) {
-        fail_oom(h);
-        return;
-    }
 #define FAIL(...)                                                                              \
     do {                                                                                       \
         if (id)                                                                                \

@@ -98,8 +98,6 @@ struct hs_hub {
                                     Close within HS_HUB_CLOSE_WAIT_MS is cut off */
     bool client_pinged;          /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr;      /* subscriptions; rr: where the next pack starts */
-    struct hs_hubslot *slots, *slots_tail; /* blocking invocations' Completions, in the order
-                                              the invocations arrived */
     int nsubs;
     int pending;                 /* invocations in flight */
     /* stateful reconnect */

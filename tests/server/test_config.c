@@ -880,3 +880,15 @@ Test(config, usage_lists_every_flag_within_100_columns)
     }
     free(text);
 }
+
+Test(config, redacts_database_passwords_for_logs)
+{
+    char out[256];
+    hs_redact_conn("Driver=PostgreSQL Unicode;Server=h;Uid=u;PWD={se;cret};Password=abc;x=1", out,
+                   sizeof(out));
+    cr_assert_str_eq(out, "Driver=PostgreSQL Unicode;Server=h;Uid=u;PWD=***;Password=***;x=1");
+    hs_redact_conn("Driver=X;Pwd=;Database=d", out, sizeof(out));
+    cr_assert_str_eq(out, "Driver=X;Pwd=;Database=d", "an empty password stays empty");
+    hs_redact_conn("/var/lib/hubstream/events.db", out, sizeof(out));
+    cr_assert_str_eq(out, "/var/lib/hubstream/events.db");
+}
