@@ -379,6 +379,11 @@ void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
                       "event ids repeat within the publish, or only some of them were already "
                       "appended: retry with exactly the original events");
         break;
+    case HS_EUNKNOWN:
+        hs_conn_error(c, 503, "Unavailable",
+                      "%s; the events may have been appended: retry with the same event ids",
+                      hs_strerror(e->status));
+        break;
     default:
         hs_conn_error(c, 503, "Unavailable", "nothing was appended: %s", hs_strerror(e->status));
         break;
@@ -493,10 +498,11 @@ static void list_streams(hs_conn_t *c)
 
 static void readyz(hs_conn_t *c)
 {
-    hs_writer_stats_t st;
-    hs_writer_stats(c->io->srv->writer, &st);
-    if (!st.db_ok) {
-        hs_conn_respond(c, 503, "text/plain", "database unavailable\n", 21, NULL, NULL);
+    char why[300];
+    if (!hs_writer_ready(c->io->srv->writer, why, sizeof why - 1)) {
+        size_t n = strlen(why);
+        why[n++] = '\n';
+        hs_conn_respond(c, 503, "text/plain", why, n, NULL, NULL);
         return;
     }
     hs_conn_respond(c, 200, "text/plain", "ready\n", 6, NULL, NULL);

@@ -857,6 +857,12 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
                      "InvalidEvent: event ids repeat within the publish, or only some of them "
                      "were already appended: retry with exactly the original events");
         break;
+    case HS_EUNKNOWN:
+        complete_err(h, op->id,
+                     "Unavailable: %s; the events may have been appended: retry with the same "
+                     "event ids",
+                     hs_strerror(e->status));
+        break;
     default:
         complete_err(h, op->id, "Unavailable: nothing was appended: %s", hs_strerror(e->status));
         break;

@@ -35,6 +35,7 @@ const char *hs_strerror(int err)
     case HS_ESYS: return "system error";
     case HS_EREJECTED: return "rejected";
     case HS_ERESERVED: return "reserved stream name";
+    case HS_EUNKNOWN: return "outcome unknown: the database connection broke during the commit";
     default: return "unknown error";
     }
 }

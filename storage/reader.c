@@ -1,17 +1,32 @@
-/* Reader threads (see reader.h). */
+/*
+ * Reader threads (see reader.h).
+ *
+ * Faults: a request that fails with HS_EDB makes its thread ping the connection; when the ping
+ * fails too, the connection is closed and the next request reconnects first. While reconnecting
+ * fails, requests fail at once with HS_EDB, and attempts are spaced out with exponential backoff
+ * (RETRY_FIRST_MS doubling up to RETRY_MAX_MS), so an outage costs no more than one connect per
+ * interval per thread.
+ */
 #include "storage/reader.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "hubstream/hubstream.h"
 #include "ringbuf/waiter.h"
 
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS   5000
+
 typedef struct rthread {
     hs_reader_t *r;
-    hs_store_t *st;
+    hs_store_t *st; /* NULL after a lost connection, until a reconnect works */
+    int64_t retry_at_us;
+    int backoff_ms;
     hs_mpsc_t q;
     hs_waiter_t waiter;
     pthread_t thread;
@@ -19,6 +34,7 @@ typedef struct rthread {
 } rthread_t;
 
 struct hs_reader {
+    char *db;
     int n;
     rthread_t *t;
     atomic_uint next;
@@ -29,6 +45,49 @@ static bool has_work(void *ctx)
 {
     rthread_t *t = ctx;
     return !hs_mpsc_empty(&t->q) || atomic_load(&t->r->stopping);
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A connection for the next request: the current one, or a new one when it is due. */
+static hs_store_t *connection(rthread_t *t)
+{
+    if (t->st)
+        return t->st;
+    int64_t now = mono_us();
+    if (now < t->retry_at_us)
+        return NULL;
+    char err[256];
+    t->st = hs_store_open(t->r->db, err, sizeof err);
+    if (t->st) {
+        t->backoff_ms = 0;
+        return t->st;
+    }
+    t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : RETRY_FIRST_MS;
+    if (t->backoff_ms > RETRY_MAX_MS)
+        t->backoff_ms = RETRY_MAX_MS;
+    t->retry_at_us = now + (int64_t)t->backoff_ms * 1000;
+    return NULL;
+}
+
+static void serve(rthread_t *t, hs_read_req_t *req)
+{
+    hs_store_t *st = connection(t);
+    if (!st) {
+        req->status = HS_EDB;
+        return;
+    }
+    req->status = req->run(st, req);
+    if (req->status == HS_EDB && hs_store_ping(st) != 0) {
+        hs_store_close(st);
+        t->st = NULL;
+        t->retry_at_us = 0; /* the next request tries at once */
+    }
 }
 
 static void *run(void *arg)
@@ -45,7 +104,7 @@ static void *run(void *arg)
         while (n) {
             hs_mpsc_node_t *next = n->next;
             hs_read_req_t *req = hs_container_of(n, hs_read_req_t, node);
-            req->status = req->run(t->st, req);
+            serve(t, req);
             req->done(req);
             n = next;
         }
@@ -62,6 +121,12 @@ hs_reader_t *hs_reader_create(const char *db, int n, char *err, size_t errlen)
         return NULL;
     }
     r->n = n;
+    if (!(r->db = strdup(db))) {
+        free(r->t);
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     for (int i = 0; i < n; i++) {
         rthread_t *t = &r->t[i];
         t->r = r;
@@ -108,6 +173,7 @@ void hs_reader_destroy(hs_reader_t *r)
         hs_waiter_dispose(&r->t[i].waiter);
     }
     free(r->t);
+    free(r->db);
     free(r);
 }
 

@@ -28,6 +28,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,51 @@ typedef struct par {
 #define PINT(v)    ((par_t){.text = false, .i = (SQLBIGINT)(v)})
 #define PTXT(p, n) ((par_t){.text = true, .s = (p) ? (p) : "", .len = (SQLLEN)(n)})
 
+/* ---- test-only fault injection (hs_store_fault) ---- */
+
+static atomic_bool fault_armed;
+static atomic_long fault_calls, fault_at;
+static atomic_int fault_flags;
+/* Set on the thread whose call was failed on purpose, so that dbfail() says so instead of
+ * reading a stale diagnostic from the handle; and whether that call should still run. */
+static _Thread_local bool fault_now;
+static _Thread_local bool fault_run;
+
+void hs_store_fault(long nth, int flags)
+{
+    atomic_store(&fault_armed, false);
+    atomic_store(&fault_calls, 0);
+    atomic_store(&fault_at, nth);
+    atomic_store(&fault_flags, flags);
+    atomic_store(&fault_armed, nth > 0 || (flags & HS_FAULT_COUNT));
+}
+
+long hs_store_fault_calls(void)
+{
+    return atomic_load(&fault_calls);
+}
+
+/* Counts one fallible ODBC call and says whether to fail it. */
+static bool fault(void)
+{
+    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed)) return false;
+    long n = atomic_fetch_add(&fault_calls, 1) + 1;
+    long at = atomic_load(&fault_at);
+    int flags = atomic_load(&fault_flags);
+    if (at <= 0 || n < at || (n > at && !(flags & HS_FAULT_STICKY))) {
+        fault_now = false;
+        return false;
+    }
+    fault_now = true;
+    fault_run = n == at && (flags & HS_FAULT_AFTER);
+    return true;
+}
+
+/* Every ODBC call that can fail at run time goes through this: `call` is evaluated once,
+ * unless the fault skips it. */
+#define ODBC(call)                                                                                 \
+    (!fault() ? (call) : fault_run ? ((void)(call), (SQLRETURN)SQL_ERROR) : (SQLRETURN)SQL_ERROR)
+
 /* ---- diagnostics ---- */
 
 static int fail(hs_store_t *st, int code, const char *fmt, ...)
@@ -187,6 +233,12 @@ static int dbfail(hs_store_t *st, SQLSMALLINT type, SQLHANDLE h, const char *fmt
     va_end(ap);
     size_t at = n < 0 ? 0 : (size_t)n < sizeof st->err ? (size_t)n : sizeof st->err - 1;
     int found = 0;
+
+    if (fault_now) {
+        fault_now = false;
+        snprintf(st->err + at, sizeof st->err - at, ": [HY000] injected fault (hs_store_fault)");
+        return HS_EDB;
+    }
 
     for (SQLSMALLINT i = 1; i <= 3 && h != SQL_NULL_HANDLE; i++) {
         SQLCHAR state[6] = "", msg[SQL_MAX_MESSAGE_LENGTH];
@@ -256,9 +308,9 @@ static int prep(hs_store_t *st, int q, SQLHSTMT *out)
         return fail(st, HS_EINVAL, "the %s dialect has no '%s' statement", st->d->name,
                     qinfo[q].what);
     SQLHSTMT h = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &h)))
+    if (!SQL_SUCCEEDED(ODBC(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &h))))
         return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
-    if (!SQL_SUCCEEDED(SQLPrepare(h, (SQLCHAR *)sql, SQL_NTS))) {
+    if (!SQL_SUCCEEDED(ODBC(SQLPrepare(h, (SQLCHAR *)sql, SQL_NTS)))) {
         int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot prepare '%s'", qinfo[q].what);
         SQLFreeHandle(SQL_HANDLE_STMT, h);
         return rc;
@@ -308,7 +360,7 @@ static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *cha
     if (rc) return rc;
     rc = bind(st, h, p, n, q);
     if (rc) return rc;
-    SQLRETURN r = SQLExecute(h);
+    SQLRETURN r = ODBC(SQLExecute(h));
     /* SQL_NO_DATA: an UPDATE or DELETE that matched no row (ODBC 3). */
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r)) {
         rc = dbfail(st, SQL_HANDLE_STMT, h, "%s failed", qinfo[q].what);
@@ -317,7 +369,7 @@ static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *cha
     }
     if (changed) {
         *changed = 0;
-        if (r != SQL_NO_DATA && !SQL_SUCCEEDED(SQLRowCount(h, changed))) {
+        if (r != SQL_NO_DATA && !SQL_SUCCEEDED(ODBC(SQLRowCount(h, changed)))) {
             rc = dbfail(st, SQL_HANDLE_STMT, h, "%s: no row count", qinfo[q].what);
             SQLFreeStmt(h, SQL_CLOSE);
             return rc;
@@ -337,7 +389,7 @@ static int direct(hs_store_t *st, const char *sql, const char *what)
         st->scratch = SQL_NULL_HSTMT;
         return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
     }
-    SQLRETURN r = SQLExecDirect(st->scratch, (SQLCHAR *)sql, SQL_NTS);
+    SQLRETURN r = ODBC(SQLExecDirect(st->scratch, (SQLCHAR *)sql, SQL_NTS));
     int rc = 0;
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r))
         rc = dbfail(st, SQL_HANDLE_STMT, st->scratch, "%s failed (%.80s)", what, sql);
@@ -348,7 +400,7 @@ static int direct(hs_store_t *st, const char *sql, const char *what)
 /* 1: a row, 0: no more rows, <0: error. */
 static int fetch(hs_store_t *st, SQLHSTMT h, int q)
 {
-    SQLRETURN r = SQLFetch(h);
+    SQLRETURN r = ODBC(SQLFetch(h));
     if (r == SQL_NO_DATA) return 0;
     if (SQL_SUCCEEDED(r)) return 1;
     return dbfail(st, SQL_HANDLE_STMT, h, "%s: fetch failed", qinfo[q].what);
@@ -373,7 +425,7 @@ static int text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, text_t *t, con
 
     for (;;) {
         SQLLEN ind = 0;
-        SQLRETURN r = SQLGetData(h, col, SQL_C_CHAR, t->p + have, (SQLLEN)ask, &ind);
+        SQLRETURN r = ODBC(SQLGetData(h, col, SQL_C_CHAR, t->p + have, (SQLLEN)ask, &ind));
         if (r == SQL_NO_DATA) /* the previous call returned the rest */
             break;
         if (!SQL_SUCCEEDED(r))
@@ -417,7 +469,7 @@ static void head_from_cols(const hs_store_t *st, hs_stream_head_t *out)
 static int finish(hs_store_t *st, int rc)
 {
     if (st->in_txn) return rc;
-    SQLRETURN r = SQLEndTran(SQL_HANDLE_DBC, st->dbc, rc == 0 ? SQL_COMMIT : SQL_ROLLBACK);
+    SQLRETURN r = ODBC(SQLEndTran(SQL_HANDLE_DBC, st->dbc, rc == 0 ? SQL_COMMIT : SQL_ROLLBACK));
     if (!SQL_SUCCEEDED(r) && rc == 0) {
         rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
         SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
@@ -478,7 +530,7 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
         goto out;
     }
     SQLRETURN r =
-        SQLDriverConnect(st->dbc, NULL, (SQLCHAR *)cs, SQL_NTS, NULL, 0, NULL, SQL_DRIVER_NOPROMPT);
+        ODBC(SQLDriverConnect(st->dbc, NULL, (SQLCHAR *)cs, SQL_NTS, NULL, 0, NULL, SQL_DRIVER_NOPROMPT));
     if (!SQL_SUCCEEDED(r)) {
         /* A connection string may carry a password: only a bare path is repeated. */
         if (bare)
@@ -622,6 +674,13 @@ int hs_store_migrate(hs_store_t *st)
     return finish(st, migrate(st));
 }
 
+int hs_store_ping(hs_store_t *st)
+{
+    if (st->in_txn) return fail(st, HS_EINVAL, "hs_store_ping() inside a transaction");
+    int64_t v = 0;
+    return finish(st, schema_version(st, &v));
+}
+
 /* ---- transactions ---- */
 
 int hs_store_begin(hs_store_t *st)
@@ -643,7 +702,7 @@ int hs_store_commit(hs_store_t *st)
 {
     if (!st->in_txn) return fail(st, HS_EINVAL, "commit without a transaction");
     st->in_txn = false;
-    if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_COMMIT))) {
+    if (!SQL_SUCCEEDED(ODBC(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_COMMIT)))) {
         /* A failed COMMIT may leave the transaction open (SQLite on SQLITE_BUSY): end it, so
          * that after this call there is no transaction either way. */
         int rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
@@ -656,7 +715,7 @@ int hs_store_commit(hs_store_t *st)
 int hs_store_rollback(hs_store_t *st)
 {
     st->in_txn = false;
-    if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK)))
+    if (!SQL_SUCCEEDED(ODBC(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK))))
         return dbfail(st, SQL_HANDLE_DBC, st->dbc, "rollback failed");
     return 0;
 }
@@ -891,7 +950,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
         return dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind parameter arrays");
 
     b->processed = 0;
-    r = SQLExecute(h);
+    r = ODBC(SQLExecute(h));
 
     /* Which row failed: drivers that follow the spec mark it SQL_PARAM_ERROR (and may go on
      * with the next rows); sqliteodbc leaves the status array alone, stops at the failing row

@@ -142,4 +142,25 @@ int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit
 int hs_store_list_streams(hs_store_t *st, const char *prefix, size_t prefix_len, const char *after,
                           size_t after_len, size_t limit, hs_stream_cb cb, void *ctx);
 
+/* Runs a trivial query (the schema version) in its own transaction: 0 when the connection
+ * still works. A writer or reader whose statement failed asks this to tell a lost connection
+ * (reconnect) from a failed statement (keep the connection). */
+int hs_store_ping(hs_store_t *st);
+
+/*
+ * Test-only fault injection, process-wide (every store, every thread): from now on, count the
+ * ODBC calls that can fail at run time (connect, prepare, execute, fetch, get data, row count,
+ * commit) and make the nth one fail with SQLSTATE HY000 "injected fault". Flags:
+ *   HS_FAULT_STICKY  every call after the nth fails too (the database is gone), until the next
+ *                    hs_store_fault();
+ *   HS_FAULT_AFTER   the nth call still runs, and only its answer is lost (a COMMIT that took
+ *                    effect on a connection that then died);
+ *   HS_FAULT_COUNT   count even when nth is 0, to learn how many calls a workload makes.
+ * hs_store_fault(0, 0) turns it off. Costs one relaxed atomic load per call when off.
+ */
+enum { HS_FAULT_STICKY = 1, HS_FAULT_AFTER = 2, HS_FAULT_COUNT = 4 };
+void hs_store_fault(long nth, int flags);
+/* Calls counted since the last hs_store_fault(). */
+long hs_store_fault_calls(void);
+
 #endif

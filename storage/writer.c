@@ -5,6 +5,20 @@
  * head (id, version, position, closed) in memory and reads the database only for streams it has
  * not seen. A failed transaction clears the cache, so nothing it staged survives a rollback.
  * The cache is bounded: past HEADS_MAX entries it is cleared and refilled on demand.
+ *
+ * Faults. When a batch fails, the writer rolls back and pings the connection. If the ping
+ * works, the batch failed on its own (every entry gets HS_EDB) and the next one goes ahead. If
+ * not, the connection is lost: the writer closes it, fails whatever is queued at once (HS_EDB,
+ * nothing appended) and reconnects with exponential backoff (RETRY_FIRST_MS doubling up to
+ * RETRY_MAX_MS), re-reading positions and heads when it is back. While idle it pings every
+ * HEALTH_MS, so that /readyz notices an outage before the next publish does.
+ *
+ * A COMMIT that fails on a lost connection is in doubt: the database may have committed it
+ * before the link broke. Its entries are neither acknowledged nor failed until the writer is
+ * connected again and looks for the batch's last row (stream, event id, position): found, the
+ * batch is acknowledged and fanned out as if the commit had answered; absent, it failed. If the
+ * database stays away for DOUBT_MAX_MS, the entries complete with HS_EUNKNOWN (retry with the
+ * same event ids: the idempotency check makes that safe).
  */
 #include "storage/writer.h"
 
@@ -21,6 +35,12 @@
 
 #define HEADS_MAX 65536
 #define MPMC_RING 4096
+
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS   5000
+#define HEALTH_MS      1000
+#define DOUBT_MAX_MS   30000
+#define REASON_MAX     256
 
 typedef struct head {
     struct head *next;
@@ -68,16 +88,36 @@ struct hs_writer {
     size_t seen_cap, nseen;
     head_t *dirty;
 
+    /* connection state (writer thread): st is NULL while the database is unreachable */
+    int64_t retry_at_us, down_since_us, last_ok_us, last_warn_us;
+    int backoff_ms;
+    unsigned attempts;
+    /* a batch whose COMMIT is in doubt (see the top of the file) */
+    bool doubt;
+    size_t doubt_n;
+    int64_t doubt_first_pos, doubt_next_pos, doubt_until_us;
+    hs_row_t doubt_row;
+
     /* stats */
     _Atomic uint64_t n_batches, n_events, n_failed;
     _Atomic int64_t last_position;
     atomic_int db_ok;
+    pthread_mutex_t reason_mu;
+    char reason[REASON_MAX]; /* why db_ok is 0 */
 };
 
 static int64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* For timers: not moved by clock changes. */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -460,19 +500,159 @@ static hs_batch_t *encode_batch(hs_writer_t *w, size_t n, size_t nrows)
     return b;
 }
 
-static void reset_after_failure(hs_writer_t *w)
+static void set_reason(hs_writer_t *w, const char *fmt, const char *detail)
 {
+    pthread_mutex_lock(&w->reason_mu);
+    snprintf(w->reason, sizeof w->reason, fmt, detail);
+    pthread_mutex_unlock(&w->reason_mu);
+}
+
+static void fail_all(hs_writer_t *w, size_t n, int status)
+{
+    for (size_t i = 0; i < n; i++)
+        w->batch[i]->status = status;
+    atomic_fetch_add(&w->n_failed, 1);
+    finish(w, n);
+}
+
+/* The connection is gone: close it and schedule the first reconnect at once. */
+static void connection_lost(hs_writer_t *w, const char *why)
+{
+    wlog(w, HS_LOG_ERROR, "database connection lost (%s); reconnecting", why);
+    set_reason(w, "database unavailable: %s", why);
+    atomic_store(&w->db_ok, 0);
+    hs_store_close(w->st);
+    w->st = NULL;
     heads_clear(w);
+    int64_t now = mono_us();
+    w->down_since_us = now;
+    w->last_warn_us = now;
+    w->retry_at_us = now;
+    w->backoff_ms = 0;
+    w->attempts = 0;
+}
+
+/* Reads back what a new connection needs: the schema (migrated if it has to be) and the next
+ * position. */
+static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
+{
+    if (hs_store_migrate(st)) {
+        snprintf(err, errlen, "schema migration failed: %s", hs_store_error(st));
+        return HS_EDB;
+    }
     int64_t pos = 0;
-    if (hs_store_max_position(w->st, &pos) == 0)
-        w->next_position = pos + 1;
+    if (hs_store_max_position(st, &pos)) {
+        snprintf(err, errlen, "reading the last position failed: %s", hs_store_error(st));
+        return HS_EDB;
+    }
+    w->next_position = pos + 1;
+    atomic_store(&w->last_position, pos);
+    return 0;
+}
+
+/* One reconnect attempt when it is due; true when connected. */
+static bool reconnect(hs_writer_t *w)
+{
+    int64_t now = mono_us();
+    if (now < w->retry_at_us)
+        return false;
+    char err[512];
+    w->attempts++;
+    hs_store_t *st = hs_store_open(w->cfg.db, err, sizeof err);
+    if (st && load_state(w, st, err, sizeof err) == 0) {
+        w->st = st;
+        w->last_ok_us = now;
+        heads_clear(w);
+        atomic_store(&w->db_ok, 1);
+        wlog(w, HS_LOG_INFO, "database connection restored after %lld ms (%u attempts)",
+             (long long)((now - w->down_since_us) / 1000), w->attempts);
+        return true;
+    }
+    hs_store_close(st);
+    set_reason(w, "database unavailable: %s", err);
+    w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : RETRY_FIRST_MS;
+    if (w->backoff_ms > RETRY_MAX_MS)
+        w->backoff_ms = RETRY_MAX_MS;
+    w->retry_at_us = now + (int64_t)w->backoff_ms * 1000;
+    /* the first failure and then one line every 10 s, not one per attempt */
+    if (w->attempts == 1 || now - w->last_warn_us >= 10 * 1000000) {
+        w->last_warn_us = now;
+        wlog(w, HS_LOG_WARN, "database still unavailable after %u attempts: %s", w->attempts,
+             err);
+    }
+    return false;
+}
+
+/* After a commit: acknowledge the batch and hand it to fan-out. */
+static void committed(hs_writer_t *w, size_t n, int64_t first_pos, int64_t next_pos)
+{
+    hs_batch_t *b = encode_batch(w, n, (size_t)(next_pos - first_pos));
+    atomic_fetch_add(&w->n_batches, 1);
+    atomic_fetch_add(&w->n_events, (uint64_t)(next_pos - first_pos));
+    if (next_pos - 1 > atomic_load(&w->last_position))
+        atomic_store(&w->last_position, next_pos - 1);
+    finish(w, n);
+    if (b && b->n)
+        w->cfg.sink(w->cfg.sink_ctx, b);
+    else
+        hs_batch_unref(b);
+}
+
+/* Connected again with a batch in doubt: did its COMMIT take effect? */
+static void resolve_doubt(hs_writer_t *w)
+{
+    const hs_row_t *r = &w->doubt_row;
+    int64_t v = 0, p = 0;
+    int rc = hs_store_find_event(w->st, r->stream_id, r->event_id, r->event_id_len, &v, &p);
+    if (rc != 0 && rc != HS_ENOENT) {
+        connection_lost(w, hs_store_error(w->st));
+        return;
+    }
+    w->doubt = false;
+    if (rc == 0 && v == r->version && p == r->position) {
+        wlog(w, HS_LOG_WARN, "a commit in doubt took effect: %zu entries acknowledged",
+             w->doubt_n);
+        committed(w, w->doubt_n, w->doubt_first_pos, w->doubt_next_pos);
+    } else {
+        wlog(w, HS_LOG_WARN, "a commit in doubt did not take effect: %zu entries failed",
+             w->doubt_n);
+        fail_all(w, w->doubt_n, HS_EDB);
+    }
+}
+
+static void give_up_doubt(hs_writer_t *w)
+{
+    wlog(w, HS_LOG_ERROR,
+         "a commit in doubt could not be checked (the database is still unavailable):"
+         " %zu entries have an unknown outcome",
+         w->doubt_n);
+    w->doubt = false;
+    fail_all(w, w->doubt_n, HS_EUNKNOWN);
+}
+
+/* While the database is unreachable: everything queued fails at once, nothing is appended. */
+static void reject_waiting(hs_writer_t *w)
+{
+    void *p;
+    for (int r = 0; r <= w->nrings; r++) {
+        while (r < w->nrings ? hs_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
+                             : hs_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p)) {
+            hs_ingest_t *e = p;
+            e->status = HS_EDB;
+            e->appended = false;
+            e->done(e);
+        }
+    }
 }
 
 static void process(hs_writer_t *w, size_t n)
 {
     int64_t ts = now_us();
     size_t nrows = 0;
+    bool have_row = false;
+    hs_row_t last_row = {0};
     int rc = hs_store_begin(w->st);
+    bool at_commit = false;
     w->nseen = 0;
     w->dirty = NULL;
     if (rc == 0 && hs_store_shared(w->st)) {
@@ -497,6 +677,13 @@ static void process(hs_writer_t *w, size_t n)
             e->appended = rc == 0 && e->status == 0 && w->next_position > pos_before;
         } else {
             rc = stage_close_delete(w, e, ts, &nrows);
+            /* a delete may remove the row that would prove the commit */
+            if (e->kind == HS_INGEST_DELETE)
+                have_row = false;
+        }
+        if (rc == 0 && nrows > 0) {
+            last_row = w->rows[nrows - 1];
+            have_row = true;
         }
         if (rc == 0 && nrows >= 4096) {
             rc = flush_rows(w, &nrows);
@@ -507,38 +694,48 @@ static void process(hs_writer_t *w, size_t n)
         rc = flush_rows(w, &nrows);
     for (head_t *h = w->dirty; h && rc == 0; h = h->dirty_next)
         rc = hs_store_update_stream(w->st, &h->h);
-    if (rc == 0)
+    if (rc == 0) {
+        at_commit = true;
         rc = hs_store_commit(w->st);
+    }
 
     if (rc) {
-        wlog(w, HS_LOG_ERROR, "batch of %zu entries failed: %s", n, hs_store_error(w->st));
+        char why[REASON_MAX];
+        snprintf(why, sizeof why, "%s", hs_store_error(w->st));
+        wlog(w, HS_LOG_ERROR, "batch of %zu entries failed: %s", n, why);
         hs_store_rollback(w->st);
-        reset_after_failure(w);
-        atomic_fetch_add(&w->n_failed, 1);
-        atomic_store(&w->db_ok, 0);
-        for (size_t i = 0; i < n; i++) {
-            hs_ingest_t *e = w->batch[i];
-            if (e->status == 0)
-                e->status = HS_EDB;
+        int64_t next_pos = w->next_position;
+        heads_clear(w);
+        if (hs_store_ping(w->st) == 0) {
+            /* the connection works: this batch failed on its own */
+            int64_t pos = 0;
+            if (hs_store_max_position(w->st, &pos) == 0)
+                w->next_position = pos + 1;
+            w->last_ok_us = mono_us();
+            fail_all(w, n, HS_EDB);
+            return;
         }
-        finish(w, n);
+        connection_lost(w, why);
+        if (at_commit && have_row) {
+            /* entries stay pending until the writer can look */
+            w->doubt = true;
+            w->doubt_n = n;
+            w->doubt_row = last_row;
+            w->doubt_first_pos = first_pos;
+            w->doubt_next_pos = next_pos;
+            w->doubt_until_us = mono_us() + (int64_t)DOUBT_MAX_MS * 1000;
+            return;
+        }
+        fail_all(w, n, at_commit ? HS_EUNKNOWN : HS_EDB);
         return;
     }
-    atomic_store(&w->db_ok, 1);
+    w->last_ok_us = mono_us();
     for (head_t *h = w->dirty; h; h = h->dirty_next) {
         h->dirty = false;
         h->is_new = false;
     }
     w->dirty = NULL;
-    hs_batch_t *b = encode_batch(w, n, (size_t)(w->next_position - first_pos));
-    atomic_fetch_add(&w->n_batches, 1);
-    atomic_fetch_add(&w->n_events, w->next_position - first_pos);
-    atomic_store(&w->last_position, w->next_position - 1);
-    finish(w, n);
-    if (b && b->n)
-        w->cfg.sink(w->cfg.sink_ctx, b);
-    else
-        hs_batch_unref(b);
+    committed(w, n, first_pos, w->next_position);
     if (w->nheads > HEADS_MAX)
         heads_clear(w);
 }
@@ -582,10 +779,36 @@ static bool has_work(void *ctx)
     return atomic_load(&w->stopping) != 0;
 }
 
+/* The loop while the database is unreachable: reject, retry, settle a batch in doubt. Returns
+ * false when the thread should end. */
+static bool run_down(hs_writer_t *w)
+{
+    bool stopping = atomic_load(&w->stopping) != 0;
+    if (reconnect(w)) {
+        if (w->doubt)
+            resolve_doubt(w);
+        return true;
+    }
+    if (w->doubt && (stopping || mono_us() >= w->doubt_until_us))
+        give_up_doubt(w);
+    reject_waiting(w);
+    if (stopping)
+        return false;
+    int64_t wait_ms = (w->retry_at_us - mono_us()) / 1000;
+    hs_waiter_sleep(&w->waiter, wait_ms < 1 ? 1 : wait_ms > 200 ? 200 : (int)wait_ms, has_work,
+                    w);
+    return true;
+}
+
 static void *run(void *arg)
 {
     hs_writer_t *w = arg;
     for (;;) {
+        if (!w->st) {
+            if (!run_down(w))
+                break;
+            continue;
+        }
         size_t n = collect(w);
         if (n) {
             process(w, n);
@@ -596,6 +819,13 @@ static void *run(void *arg)
             if (!has_work(w) || (n = collect(w)) == 0)
                 break;
             process(w, n);
+            continue;
+        }
+        if (mono_us() - w->last_ok_us >= (int64_t)HEALTH_MS * 1000) {
+            if (hs_store_ping(w->st) == 0)
+                w->last_ok_us = mono_us();
+            else
+                connection_lost(w, hs_store_error(w->st));
             continue;
         }
         hs_waiter_sleep(&w->waiter, 200, has_work, w);
@@ -617,6 +847,7 @@ hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t e
         w->cfg.ring_size = 4096;
     w->nrings = cfg->nrings;
     w->nbuckets = 4096;
+    pthread_mutex_init(&w->reason_mu, NULL);
     w->heads = calloc(w->nbuckets, sizeof(head_t *));
     w->rings = calloc((size_t)w->nrings + 1, sizeof(ring_t));
     if (!w->heads || !w->rings)
@@ -633,17 +864,9 @@ hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t e
     w->st = hs_store_open(cfg->db, err, errlen);
     if (!w->st)
         goto fail;
-    if (hs_store_migrate(w->st)) {
-        snprintf(err, errlen, "schema migration failed: %s", hs_store_error(w->st));
+    if (load_state(w, w->st, err, errlen))
         goto fail;
-    }
-    int64_t pos = 0;
-    if (hs_store_max_position(w->st, &pos)) {
-        snprintf(err, errlen, "reading the last position failed: %s", hs_store_error(w->st));
-        goto fail;
-    }
-    w->next_position = pos + 1;
-    atomic_store(&w->last_position, pos);
+    w->last_ok_us = mono_us();
     atomic_store(&w->db_ok, 1);
     return w;
 nomem:
@@ -717,6 +940,7 @@ void hs_writer_destroy(hs_writer_t *w)
     free(w->batch);
     free(w->rows);
     free(w->seen);
+    pthread_mutex_destroy(&w->reason_mu);
     free(w);
 }
 
@@ -748,4 +972,14 @@ void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out)
     out->failed_batches = atomic_load(&w->n_failed);
     out->last_position = atomic_load(&w->last_position);
     out->db_ok = atomic_load(&w->db_ok) != 0;
+}
+
+bool hs_writer_ready(hs_writer_t *w, char *why, size_t len)
+{
+    if (atomic_load(&w->db_ok))
+        return true;
+    pthread_mutex_lock(&w->reason_mu);
+    snprintf(why, len, "%s", w->reason[0] ? w->reason : "database unavailable");
+    pthread_mutex_unlock(&w->reason_mu);
+    return false;
 }

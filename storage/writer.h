@@ -6,7 +6,9 @@
  * advanced (expectedVersion, closed streams, idempotent client ids), versions and positions are
  * assigned gaplessly, rows are inserted with array binding. Only after the commit does it
  * complete each entry (the publisher's ack) and hand the encoded batch to the fan-out sink. A
- * batch that fails to commit fails every entry in it (HS_EDB) and appends nothing.
+ * batch that fails to commit fails every entry in it (HS_EDB) and appends nothing. When the
+ * database goes away the writer fails what is queued (HS_EDB) and reconnects with backoff; a
+ * batch whose COMMIT got no answer is settled once it is back (writer.c).
  *
  * Not here: parsing and validation of events (the IO threads do that), delivery (fan-out).
  */
@@ -117,5 +119,8 @@ typedef struct hs_writer_stats {
     bool db_ok;
 } hs_writer_stats_t;
 void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out);
+
+/* Whether the writer is connected to the database (any thread); when not, why (for /readyz). */
+bool hs_writer_ready(hs_writer_t *w, char *why, size_t len);
 
 #endif

@@ -36,6 +36,9 @@ enum {
     HS_ESYS = -10,         /* a system call failed (errno is logged) */
     HS_EREJECTED = -11,    /* a hook refused the operation */
     HS_ERESERVED = -12,    /* the stream name is reserved ($...) */
+    HS_EUNKNOWN = -13,     /* the database connection broke during the commit and did not come
+                              back in time: the events may or may not be appended; retry with
+                              the same event ids */
 };
 
 /* Text of an error code; never NULL. */
@@ -141,7 +144,8 @@ typedef struct hs_publish_result {
  * Appends n events to `stream`, through the same writer as network clients. Thread-safe; blocks
  * until the batch holding the events committed (or failed). expected_version is HS_ANY_VERSION,
  * or the version the stream must have (0: must not exist). Returns 0, HS_ECONFLICT (with
- * result->actual_version), HS_ECLOSED, HS_EINVAL, HS_EDB, HS_EREJECTED or HS_EUNAVAIL.
+ * result->actual_version), HS_ECLOSED, HS_EINVAL, HS_EDB (nothing appended), HS_EUNKNOWN,
+ * HS_EREJECTED or HS_EUNAVAIL.
  */
 int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *events, size_t n,
                       int64_t expected_version, hs_publish_result_t *result);
