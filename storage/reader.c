@@ -5,7 +5,9 @@
  * fails too, the connection is closed and the next request reconnects first. While reconnecting
  * fails, requests fail at once with HS_EDB, and attempts are spaced out with exponential backoff
  * (RETRY_FIRST_MS doubling up to RETRY_MAX_MS), so an outage costs no more than one connect per
- * interval per thread.
+ * interval per thread. A connection left idle for IDLE_CHECK_MS is pinged before its next
+ * request, so that the first read after an outage the thread slept through does not fail on
+ * a connection that died meanwhile.
  */
 #include "storage/reader.h"
 
@@ -21,11 +23,12 @@
 
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS   5000
+#define IDLE_CHECK_MS  1000
 
 typedef struct rthread {
     hs_reader_t *r;
     hs_store_t *st; /* NULL after a lost connection, until a reconnect works */
-    int64_t retry_at_us;
+    int64_t retry_at_us, used_us;
     int backoff_ms;
     hs_mpsc_t q;
     hs_waiter_t waiter;
@@ -57,9 +60,15 @@ static int64_t mono_us(void)
 /* A connection for the next request: the current one, or a new one when it is due. */
 static hs_store_t *connection(rthread_t *t)
 {
+    int64_t now = mono_us();
+    if (t->st && now - t->used_us >= (int64_t)IDLE_CHECK_MS * 1000 && hs_store_ping(t->st) != 0) {
+        hs_store_close(t->st);
+        t->st = NULL;
+        t->retry_at_us = 0;
+    }
+    t->used_us = now;
     if (t->st)
         return t->st;
-    int64_t now = mono_us();
     if (now < t->retry_at_us)
         return NULL;
     char err[256];

@@ -142,7 +142,8 @@ function cleanEnv(extra) {
 }
 
 /**
- * Start the real binary in a fresh temp dir (or `dir`, to reopen an existing database).
+ * Start the real binary in a fresh temp dir (or `dir`, to reopen an existing database), on the
+ * SQLite file hubstream.db there, the HUBSTREAM_TEST_PG database, or the connection string `db`.
  * Resolves once the server has logged its "listening" line.
  * Returns {port, url, proc, pid, dir, db, args, stop(), kill9(), logs(), rssKb(), request(), ...}.
  */
@@ -153,11 +154,15 @@ export async function startServer({
   env = {},
   timeoutMs = 15000,
   name = 'hubstream',
+  db,
 } = {}) {
   const ownDir = !dir;
   dir ??= await mkdtemp(path.join(os.tmpdir(), 'hubstream-it-'));
-  const db = TEST_PG ? pgDatabase(dir) : path.join(dir, 'hubstream.db');
-  if (TEST_PG) env = { ODBCSYSINI: TEST_PG.split(',')[1], ...env };
+  // `db`: a connection string of the caller's (its ODBCSYSINI, if any, comes in `env`)
+  if (!db) {
+    db = TEST_PG ? pgDatabase(dir) : path.join(dir, 'hubstream.db');
+    if (TEST_PG) env = { ODBCSYSINI: TEST_PG.split(',')[1], ...env };
+  }
   const args = ['--listen', `127.0.0.1:${port}`, '--db', db, ...flags.map(String)];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) });
   liveProcs.add(proc);
