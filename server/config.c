@@ -12,6 +12,8 @@
  */
 #include "server/config.h"
 
+#include "storage/retention.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -38,13 +40,14 @@ enum kind {
     K_INT,     /* a decimal int within [min, max] */
     K_SIZE,    /* a byte count with an optional k/m/g suffix, within [min, max] */
     K_LEVEL,   /* debug|info|warn|error */
+    K_RETENTION, /* rules that hs_retention_parse() accepts */
     K_CONFIG,  /* --config: flag only */
     K_HELP,    /* --help, -h: flag only, no value */
     K_VERSION, /* --version: flag only, no value */
 };
 
 /* Slots of hs_cli_t.owned. */
-enum { OWN_LISTEN, OWN_DB, OWN_CONFIG };
+enum { OWN_LISTEN, OWN_DB, OWN_CONFIG, OWN_RETENTION };
 
 struct opt {
     const char *name; /* the flag without its dashes; also the config file key */
@@ -92,6 +95,11 @@ static const struct opt opts[] = {
      "Close a subscriber that has read nothing for this many milliseconds."},
     {"writer-batch", K_INT, CFG(writer_batch), 0, 1, 1000000, "N",
      "Most events committed in one database transaction."},
+    {"retention", K_RETENTION, CFG(retention), OWN_RETENTION, 0, 0, "RULES",
+     "Drop old events of matching streams: PATTERN:max-count=N,max-age=DURATION, rules "
+     "separated by ';'. PATTERN is a stream name or a prefix ending in '*'; DURATION is seconds "
+     "or a number with s, m, h or d. The first matching rule applies. Example: "
+     "'job-*:max-age=1h;log-*:max-count=10000'."},
     {"hub-keepalive-ms", K_INT, CFG(hub_keepalive_ms), 0, 1, 86400000, "MS",
      "SignalR: send a Ping to a client after this many milliseconds of silence."},
     {"hub-client-timeout-ms", K_INT, CFG(hub_client_timeout_ms), 0, 1, 86400000, "MS",
@@ -386,6 +394,15 @@ static int apply(hs_cli_t *cli, const struct opt *o, const char *value, const ch
     }
     case K_STR:
         return set_str(cli, o->own, (const char **)field, value, err, errlen);
+    case K_RETENTION: {
+        hs_retention_t *r = NULL;
+        char why[300];
+        rc = hs_retention_parse(value, &r, why, sizeof why);
+        hs_retention_free(r);
+        if (rc == HS_ENOMEM) return fail(err, errlen, HS_ENOMEM, "out of memory");
+        if (rc) return fail(err, errlen, HS_EINVAL, "%s: %s", where, why);
+        return set_str(cli, o->own, (const char **)field, value, err, errlen);
+    }
     case K_BOOL:
         if (parse_bool(value, (bool *)field) != 0)
             return fail(err, errlen, HS_EINVAL,

@@ -19,8 +19,8 @@
 
 #include "hubstream/hubstream.h"
 
-/* Strings hs_cli_t owns: cfg.listen, cfg.db and config_file. */
-#define HS_CLI_NOWNED 3
+/* Strings hs_cli_t owns: cfg.listen, cfg.db, config_file and cfg.retention. */
+#define HS_CLI_NOWNED 4
 
 /*
  * The result of parsing a command line. cfg's strings point into `owned` (or at static

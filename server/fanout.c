@@ -546,6 +546,10 @@ static void on_read(worker_t *w, creq_t *r)
         }
         s->cursor = seq;
     }
+    /* The read returned everything after the cursor and the head was read before it: versions
+     * up to the head that did not come back were dropped by retention. */
+    if (!s->all && r->found && !r->more && s->cursor < r->head.version)
+        s->cursor = r->head.version;
     if (pushed) mark_touched(w, s);
     wstream_t *st = s->w_stream;
     bool more = r->more;

@@ -120,6 +120,9 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
 
+    if (hs_retention_parse(srv->cfg.retention, &srv->retention, err, errlen))
+        goto fail;
+    srv->cfg.retention = NULL; /* the caller's string; the parsed rules are kept instead */
     hs_writer_config_t wc = {
         .db = srv->db_str,
         .nrings = srv->nio,
@@ -130,6 +133,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         .sink = hs_fanout_sink,
         .log = writer_log,
         .log_ctx = srv,
+        .retention = srv->retention,
     };
     /* the sink context is the fan-out, created below; the writer does not run before start */
     srv->writer = hs_writer_create(&wc, err, errlen);
@@ -273,6 +277,7 @@ void hs_server_destroy(hs_server_t *srv)
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);
+    hs_retention_free(srv->retention);
     free(srv->io);
     free(srv->inboxes);
     if (srv->stop_pipe[0] >= 0) {

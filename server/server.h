@@ -61,6 +61,7 @@ struct hs_server {
     struct hs_hubreg *hubreg; /* negotiated SignalR connections (hubhttp.c) */
 
     hs_writer_t *writer;
+    hs_retention_t *retention; /* parsed cfg.retention, NULL when none */
     hs_reader_t *reader;
     hs_fanout_t *fanout;
     hs_acceptor_t *acceptor;

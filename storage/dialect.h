@@ -98,6 +98,12 @@ typedef struct hs_dialect {
      */
     const char *list_streams_sql;
     const char *list_streams_open_sql;
+    /* Retention (retention.h). (stream_id) -> version, time_us of the stream's oldest event (no
+     * row when it has none). */
+    const char *oldest_event_sql;
+    /* (stream_id, upto_version, before_time_us): deletes the stream's events with version <=
+     * upto and time_us < before; the row count is read. */
+    const char *trim_sql;
 } hs_dialect_t;
 
 extern const hs_dialect_t hs_dialect_sqlite;

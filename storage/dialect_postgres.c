@@ -114,4 +114,7 @@ const hs_dialect_t hs_dialect_postgres = {
     .list_streams_open_sql = "SELECT id, version, position, closed, created_us, updated_us, name"
                              " FROM hs_streams WHERE name >= ? AND (name > ? OR ? = 1)"
                              " ORDER BY name LIMIT ?",
+    .oldest_event_sql = "SELECT version, time_us FROM hs_events WHERE stream_id = ?"
+                        " ORDER BY version LIMIT 1",
+    .trim_sql = "DELETE FROM hs_events WHERE stream_id = ? AND version <= ? AND time_us < ?",
 };

@@ -88,6 +88,8 @@ enum {
     Q_READ_ALL_BWD,
     Q_LIST,
     Q_LIST_OPEN,
+    Q_OLDEST_EVENT,
+    Q_TRIM,
     Q_COUNT
 };
 
@@ -114,6 +116,8 @@ static const struct {
     [Q_READ_ALL_BWD] = {offsetof(hs_dialect_t, read_all_bwd_sql), 3, "read all"},
     [Q_LIST] = {offsetof(hs_dialect_t, list_streams_sql), 6, "list streams"},
     [Q_LIST_OPEN] = {offsetof(hs_dialect_t, list_streams_open_sql), 6, "list streams"},
+    [Q_OLDEST_EVENT] = {offsetof(hs_dialect_t, oldest_event_sql), 2, "oldest event"},
+    [Q_TRIM] = {offsetof(hs_dialect_t, trim_sql), 0, "trim stream"},
 };
 
 #define INT_COLS 6
@@ -841,6 +845,40 @@ int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id,
 {
     if (bad_text(event_id, len)) return fail(st, HS_EINVAL, "find event: bad argument");
     return finish(st, find_event(st, stream_id, event_id, len, version, position));
+}
+
+static int oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int64_t *time_us)
+{
+    par_t p[] = {PINT(stream_id)};
+    SQLHSTMT h;
+    int rc = run(st, Q_OLDEST_EVENT, p, 1, &h, NULL);
+    if (rc) return rc;
+    rc = fetch(st, h, Q_OLDEST_EVENT);
+    if (rc == 1) {
+        *version = ival(st, 0);
+        *time_us = ival(st, 1);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = HS_ENOENT;
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc;
+}
+
+int hs_store_oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int64_t *time_us)
+{
+    if (!version || !time_us) return fail(st, HS_EINVAL, "oldest event: bad argument");
+    return finish(st, oldest_event(st, stream_id, version, time_us));
+}
+
+int hs_store_trim(hs_store_t *st, int64_t stream_id, int64_t upto_version, int64_t before_us,
+                  int64_t *deleted)
+{
+    par_t p[] = {PINT(stream_id), PINT(upto_version), PINT(before_us)};
+    SQLLEN n = 0;
+    int rc = run(st, Q_TRIM, p, 3, NULL, &n);
+    if (rc == 0 && deleted) *deleted = n > 0 ? (int64_t)n : 0;
+    return finish(st, rc);
 }
 
 /* ---- inserts ---- */

@@ -120,6 +120,15 @@ int hs_store_max_position(hs_store_t *st, int64_t *pos);
 int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
                         int64_t *version, int64_t *position);
 
+/* Retention: the version and commit time of a stream's oldest event, or HS_ENOENT when it has
+ * none left. */
+int hs_store_oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int64_t *time_us);
+
+/* Retention: deletes the stream's events with version <= upto_version and time_us < before_us
+ * (INT64_MAX: any age); *deleted (may be NULL) receives how many. */
+int hs_store_trim(hs_store_t *st, int64_t stream_id, int64_t upto_version, int64_t before_us,
+                  int64_t *deleted);
+
 /* Inserts n rows with array-bound parameters (SQL_ATTR_PARAMSET_SIZE), in as few executions as
  * the rows' sizes allow. Inside the caller's transaction. */
 int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n);

@@ -99,7 +99,8 @@ struct hs_writer {
     hs_row_t doubt_row;
 
     /* stats */
-    _Atomic uint64_t n_batches, n_events, n_failed;
+    _Atomic uint64_t n_batches, n_events, n_failed, n_trimmed;
+    int64_t last_trim_warn_us;
     _Atomic int64_t last_position;
     atomic_int db_ok;
     pthread_mutex_t reason_mu;
@@ -779,6 +780,33 @@ static bool has_work(void *ctx)
     return atomic_load(&w->stopping) != 0;
 }
 
+/* One step of the retention sweep; true when more is due at once. */
+static bool retention_step(hs_writer_t *w)
+{
+    if (!w->cfg.retention || !w->st)
+        return false;
+    uint64_t deleted = 0;
+    int rc = hs_retention_step(w->cfg.retention, w->st, now_us(), mono_us(), &deleted);
+    if (deleted)
+        atomic_fetch_add(&w->n_trimmed, deleted);
+    if (rc >= 0) {
+        w->last_ok_us = mono_us();
+        return rc == 1;
+    }
+    char why[REASON_MAX];
+    snprintf(why, sizeof why, "%s", hs_store_error(w->st));
+    if (hs_store_ping(w->st) != 0) {
+        connection_lost(w, why);
+        return false;
+    }
+    int64_t now = mono_us();
+    if (now - w->last_trim_warn_us >= 60 * 1000000LL) {
+        w->last_trim_warn_us = now;
+        wlog(w, HS_LOG_WARN, "retention sweep failed (retried in a second): %s", why);
+    }
+    return false;
+}
+
 /* The loop while the database is unreachable: reject, retry, settle a batch in doubt. Returns
  * false when the thread should end. */
 static bool run_down(hs_writer_t *w)
@@ -812,6 +840,8 @@ static void *run(void *arg)
         size_t n = collect(w);
         if (n) {
             process(w, n);
+            /* retention between batches: one bounded step each, so appends go first */
+            retention_step(w);
             continue;
         }
         if (atomic_load(&w->stopping)) {
@@ -821,6 +851,8 @@ static void *run(void *arg)
             process(w, n);
             continue;
         }
+        if (retention_step(w))
+            continue;
         if (mono_us() - w->last_ok_us >= (int64_t)HEALTH_MS * 1000) {
             if (hs_store_ping(w->st) == 0)
                 w->last_ok_us = mono_us();
@@ -970,6 +1002,7 @@ void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out)
     out->batches = atomic_load(&w->n_batches);
     out->events = atomic_load(&w->n_events);
     out->failed_batches = atomic_load(&w->n_failed);
+    out->trimmed = atomic_load(&w->n_trimmed);
     out->last_position = atomic_load(&w->last_position);
     out->db_ok = atomic_load(&w->db_ok) != 0;
 }

@@ -22,6 +22,7 @@
 #include "hubstream/hubstream.h"
 #include "ringbuf/block.h"
 #include "ringbuf/mpsc.h"
+#include "storage/retention.h"
 #include "storage/store.h"
 
 typedef enum hs_ingest_kind {
@@ -93,6 +94,7 @@ typedef struct hs_writer_config {
     void *sink_ctx;
     hs_writer_log_fn log;
     void *log_ctx;
+    hs_retention_t *retention; /* NULL: keep everything; borrowed, used by the writer thread */
 } hs_writer_config_t;
 
 typedef struct hs_writer hs_writer_t;
@@ -115,6 +117,7 @@ bool hs_writer_submit_mpmc(hs_writer_t *w, hs_ingest_t *e);
 /* Counters for /readyz and metrics (any thread, approximate). */
 typedef struct hs_writer_stats {
     uint64_t batches, events, failed_batches;
+    uint64_t trimmed; /* events dropped by retention */
     int64_t last_position;
     bool db_ok;
 } hs_writer_stats_t;

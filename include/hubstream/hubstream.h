@@ -76,6 +76,8 @@ typedef struct hs_config {
     int stall_timeout_ms;        /* a subscriber that reads nothing this long is closed;
                                     default 30000 */
     int writer_batch;            /* most events in one commit; default 4096 */
+    const char *retention;       /* retention rules, "PATTERN:max-count=N,max-age=DUR;...";
+                                    NULL (the default) keeps every event */
     /* SignalR (/hub) */
     int hub_keepalive_ms;        /* Ping after this much silence towards a client; 15000 */
     int hub_client_timeout_ms;   /* close a client silent this long (armed by its first
