@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-dev odbcinst
       unixodbc libsqliteodbc libck-dev libjansson-dev libmsgpack-dev libssl-dev sqlite3)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(libcriterion-dev curl procps chromium postgresql odbc-postgresql)
+  pkgs+=(libcriterion-dev curl procps chromium postgresql odbc-postgresql tdsodbc)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 

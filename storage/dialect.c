@@ -3,16 +3,22 @@
 
 #include <string.h>
 
-static const hs_dialect_t *const dialects[] = {&hs_dialect_sqlite, &hs_dialect_postgres};
+static const hs_dialect_t *const dialects[] = {&hs_dialect_sqlite, &hs_dialect_postgres,
+                                               &hs_dialect_mssql, NULL};
+
+const hs_dialect_t *const *hs_dialects(void)
+{
+    return dialects;
+}
 
 const hs_dialect_t *hs_dialect_find(const char *dbms_name)
 {
     if (!dbms_name)
         return NULL;
-    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
-        const char *p = dialects[i]->dbms_prefix;
+    for (const hs_dialect_t *const *d = dialects; *d; d++) {
+        const char *p = (*d)->dbms_prefix;
         if (strncmp(dbms_name, p, strlen(p)) == 0)
-            return dialects[i];
+            return *d;
     }
     return NULL;
 }

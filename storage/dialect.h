@@ -108,6 +108,10 @@ typedef struct hs_dialect {
 
 extern const hs_dialect_t hs_dialect_sqlite;
 extern const hs_dialect_t hs_dialect_postgres;
+extern const hs_dialect_t hs_dialect_mssql;
+
+/* Every dialect this build knows, NULL-terminated (for hs_dialect_find and the tests). */
+const hs_dialect_t *const *hs_dialects(void);
 
 /* The dialect whose dbms_prefix starts dbms_name (SQLGetInfo SQL_DBMS_NAME), or NULL. */
 const hs_dialect_t *hs_dialect_find(const char *dbms_name);
