@@ -90,6 +90,9 @@ enum {
     Q_LIST_OPEN,
     Q_OLDEST_EVENT,
     Q_TRIM,
+    /* the forward reads again, on handles of their own fetched in blocks (read_block) */
+    Q_READ_STREAM_BLOCK,
+    Q_READ_ALL_BLOCK,
     Q_COUNT
 };
 
@@ -118,6 +121,8 @@ static const struct {
     [Q_LIST_OPEN] = {offsetof(hs_dialect_t, list_streams_open_sql), 6, "list streams"},
     [Q_OLDEST_EVENT] = {offsetof(hs_dialect_t, oldest_event_sql), 2, "oldest event"},
     [Q_TRIM] = {offsetof(hs_dialect_t, trim_sql), 0, "trim stream"},
+    [Q_READ_STREAM_BLOCK] = {offsetof(hs_dialect_t, read_stream_fwd_sql), 0, "read stream"},
+    [Q_READ_ALL_BLOCK] = {offsetof(hs_dialect_t, read_all_fwd_sql), 0, "read all"},
 };
 
 #define INT_COLS 6
@@ -135,6 +140,29 @@ enum { T_STREAM, T_EVENT_ID, T_TYPE, T_DATA, T_META, T_KEY, T_HI, T_COUNT };
 /* Column-wise insert parameter arrays, reused across calls. */
 enum { N_POSITION, N_STREAM_ID, N_VERSION, N_TIME, N_COUNT };
 enum { S_EVENT_ID, S_TYPE, S_DATA, S_META, S_COUNT };
+
+/*
+ * Block cursor for forward reads (catch-up): every column bound to an array, SQLFetch returns
+ * up to `rows` rows at once (SQL_ATTR_ROW_ARRAY_SIZE), which saves the per-row SQLFetch and
+ * SQLGetData calls (each of which takes unixODBC's handle mutex). Text columns have a fixed width
+ * per query; a value that does not fit ends the block there, the column is widened and the read
+ * goes on from the last row delivered.
+ */
+#define BLOCK_ROWS  256
+#define BLOCK_BYTES ((size_t)8 << 20)
+enum { B_STREAM, B_EVENT_ID, B_TYPE, B_DATA, B_META, B_COUNT };
+
+typedef struct rblock {
+    size_t cap; /* rows the per-row arrays hold */
+    SQLBIGINT *num[3];
+    SQLLEN *num_ind[3];
+    SQLLEN *ind[B_COUNT];
+    char *text[B_COUNT];
+    size_t text_cap[B_COUNT];
+    size_t width[B_COUNT]; /* bytes per value, NUL included */
+    SQLUSMALLINT *status;
+    SQLULEN fetched;
+} rblock_t;
 
 typedef struct batch {
     size_t rows; /* capacity of the per-row arrays */
@@ -158,6 +186,7 @@ struct hs_store {
     SQLLEN col_ind[INT_COLS];
     text_t t[T_COUNT];
     batch_t b;
+    rblock_t rb;
     char err[ERR_MAX];
 };
 
@@ -598,6 +627,15 @@ void hs_store_close(hs_store_t *st)
         free(st->b.text[i]);
     }
     free(st->b.status);
+    for (int i = 0; i < 3; i++) {
+        free(st->rb.num[i]);
+        free(st->rb.num_ind[i]);
+    }
+    for (int i = 0; i < B_COUNT; i++) {
+        free(st->rb.ind[i]);
+        free(st->rb.text[i]);
+    }
+    free(st->rb.status);
     free(st);
 }
 
@@ -1136,13 +1174,183 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
     return 0;
 }
 
+/* Sizes the block for `want` rows at the current widths; returns the rows it holds (>= 1). */
+static size_t block_reserve(hs_store_t *st, size_t want)
+{
+    rblock_t *b = &st->rb;
+    size_t per_row = 0;
+    for (int c = 0; c < B_COUNT; c++)
+        per_row += b->width[c];
+    size_t rows = want < BLOCK_ROWS ? want : BLOCK_ROWS;
+    if (rows > BLOCK_BYTES / per_row) rows = BLOCK_BYTES / per_row;
+    if (rows < 1) rows = 1;
+    if (rows > b->cap) {
+        size_t have;
+        for (int i = 0; i < 3; i++) {
+            have = b->cap;
+            SQLBIGINT *x = grow(b->num[i], &have, rows, sizeof *x);
+            if (!x) return 0;
+            b->num[i] = x;
+            have = b->cap;
+            SQLLEN *y = grow(b->num_ind[i], &have, rows, sizeof *y);
+            if (!y) return 0;
+            b->num_ind[i] = y;
+        }
+        for (int c = 0; c < B_COUNT; c++) {
+            have = b->cap;
+            SQLLEN *y = grow(b->ind[c], &have, rows, sizeof *y);
+            if (!y) return 0;
+            b->ind[c] = y;
+        }
+        have = b->cap;
+        SQLUSMALLINT *z = grow(b->status, &have, rows, sizeof *z);
+        if (!z) return 0;
+        b->status = z;
+        b->cap = rows;
+    }
+    for (int c = 0; c < B_COUNT; c++) {
+        char *x = grow(b->text[c], &b->text_cap[c], rows * b->width[c], 1);
+        if (!x) return 0;
+        b->text[c] = x;
+    }
+    return rows;
+}
+
+/* Binds the block's arrays to statement h (a forward read; `all`: with the stream column). */
+static int block_bind(hs_store_t *st, SQLHSTMT h, bool all, size_t rows)
+{
+    rblock_t *b = &st->rb;
+    SQLRETURN r = SQLSetStmtAttr(h, SQL_ATTR_ROW_BIND_TYPE, (SQLPOINTER)SQL_BIND_BY_COLUMN, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_ROW_ARRAY_SIZE, (SQLPOINTER)(uintptr_t)rows, 0);
+    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_ROWS_FETCHED_PTR, &b->fetched, 0);
+    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_ROW_STATUS_PTR, b->status, 0);
+    SQLUSMALLINT col = 1;
+    for (int i = 0; i < 3 && SQL_SUCCEEDED(r); i++)
+        r = SQLBindCol(h, col++, SQL_C_SBIGINT, b->num[i], 0, b->num_ind[i]);
+    for (int c = all ? B_STREAM : B_EVENT_ID; c < B_COUNT && SQL_SUCCEEDED(r); c++)
+        r = SQLBindCol(h, col++, SQL_C_CHAR, b->text[c], (SQLLEN)b->width[c], b->ind[c]);
+    if (!SQL_SUCCEEDED(r)) return dbfail(st, SQL_HANDLE_STMT, h, "cannot bind a read block");
+    return 0;
+}
+
+/*
+ * The forward read of read_events() through a block cursor. Same contract; each query continues
+ * after the last key delivered.
+ */
+static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, int64_t after,
+                      size_t limit, hs_record_cb cb, void *ctx)
+{
+    rblock_t *b = &st->rb;
+    bool all = name == NULL;
+    size_t left = limit, page = PAGE_FIRST;
+    static const size_t first_width[B_COUNT] = {256, 128, 128, 512, 256};
+    if (!b->width[0]) memcpy(b->width, first_width, sizeof first_width);
+
+    while (left > 0) {
+        size_t want = left < page ? left : page;
+        size_t rows = block_reserve(st, want);
+        if (!rows) return nomem(st);
+        SQLHSTMT h;
+        int rc = prep(st, q, &h);
+        if (rc) return rc;
+        if ((rc = block_bind(st, h, all, rows))) return rc;
+        par_t p[3];
+        int np = 0;
+        if (!all) p[np++] = PTXT(name, name_len);
+        p[np++] = PINT(after);
+        p[np++] = PINT(want);
+        if ((rc = run(st, q, p, np, &h, NULL))) return rc;
+
+        size_t got = 0, biggest = 0, longest[B_COUNT] = {0};
+        bool widened = false, end = false;
+        while (rc == 0 && !widened && !end) {
+            b->fetched = 0;
+            SQLRETURN r = ODBC(SQLFetch(h));
+            if (r == SQL_NO_DATA) break;
+            if (!SQL_SUCCEEDED(r)) {
+                rc = dbfail(st, SQL_HANDLE_STMT, h, "%s: fetch failed", qinfo[q].what);
+                break;
+            }
+            if (b->fetched < rows) end = true; /* the last block of this query */
+            for (size_t i = 0; i < b->fetched && rc == 0; i++) {
+                if (b->status[i] != SQL_ROW_SUCCESS && b->status[i] != SQL_ROW_SUCCESS_WITH_INFO) {
+                    rc = fail(st, HS_EDB, "%s: row %zu of a block failed", qinfo[q].what, i + 1);
+                    break;
+                }
+                /* a value that did not fit: widen its column, read again from here */
+                for (int c = all ? B_STREAM : B_EVENT_ID; c < B_COUNT; c++) {
+                    SQLLEN ind = b->ind[c][i];
+                    if (ind == SQL_NO_TOTAL || (ind >= 0 && (size_t)ind >= b->width[c])) {
+                        size_t need = ind == SQL_NO_TOTAL ? b->width[c] * 4 : (size_t)ind + 1;
+                        if (need > TEXT_MAX) need = TEXT_MAX;
+                        b->width[c] = pow2_above(need - 1);
+                        widened = true;
+                    }
+                }
+                if (widened) break;
+                hs_record_t rec;
+                const char *txt[B_COUNT];
+                size_t len[B_COUNT];
+                for (int c = 0; c < B_COUNT; c++) {
+                    SQLLEN ind = b->ind[c][i];
+                    bool null = (c == B_STREAM && !all) || ind == SQL_NULL_DATA;
+                    txt[c] = null ? NULL : b->text[c] + i * b->width[c];
+                    len[c] = null ? 0 : (size_t)ind;
+                    if (len[c] > longest[c]) longest[c] = len[c];
+                }
+                rec.version = b->num_ind[0][i] == SQL_NULL_DATA ? 0 : (int64_t)b->num[0][i];
+                rec.position = b->num_ind[1][i] == SQL_NULL_DATA ? 0 : (int64_t)b->num[1][i];
+                rec.time_us = b->num_ind[2][i] == SQL_NULL_DATA ? 0 : (int64_t)b->num[2][i];
+                rec.stream = all ? txt[B_STREAM] : name;
+                rec.stream_len = all ? len[B_STREAM] : name_len;
+                rec.event_id = txt[B_EVENT_ID];
+                rec.event_id_len = len[B_EVENT_ID];
+                rec.type = txt[B_TYPE];
+                rec.type_len = len[B_TYPE];
+                rec.data = txt[B_DATA];
+                rec.data_len = len[B_DATA];
+                rec.metadata = txt[B_META];
+                rec.metadata_len = len[B_META];
+                if (!rec.event_id || !rec.type || !rec.data || !rec.stream) {
+                    rc = fail(st, HS_EDB, "%s: NULL in a NOT NULL column at position %lld",
+                              qinfo[q].what, (long long)rec.position);
+                    break;
+                }
+                size_t size =
+                    rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len + rec.metadata_len;
+                if (size > biggest) biggest = size;
+                got++;
+                left--;
+                after = all ? rec.position : rec.version;
+                rc = cb(ctx, &rec);
+            }
+        }
+        SQLFreeStmt(h, SQL_CLOSE);
+        if (rc) return rc;
+        if (widened) continue; /* the same page again, from the row that did not fit */
+        /* one big event must not leave a column wide (and blocks short) for good */
+        for (int c = 0; c < B_COUNT && got > 0; c++) {
+            size_t fit = pow2_above(longest[c]) * 2;
+            if (fit < first_width[c]) fit = first_width[c];
+            if (fit * 4 <= b->width[c]) b->width[c] = fit;
+        }
+        if (got < want) break;
+        page = next_page(page, biggest);
+    }
+    return 0;
+}
+
 int hs_store_read_stream(hs_store_t *st, const char *name, size_t len, int64_t after, bool backward,
                          size_t limit, hs_record_cb cb, void *ctx)
 {
     if (bad_text(name, len) || !cb) return fail(st, HS_EINVAL, "read stream: bad argument");
     if (backward && after <= 0) after = INT64_MAX;
-    int q = backward ? Q_READ_STREAM_BWD : Q_READ_STREAM_FWD;
-    return finish(st, read_events(st, q, name ? name : "", len, after, limit, cb, ctx));
+    if (!backward)
+        return finish(st, read_block(st, Q_READ_STREAM_BLOCK, name ? name : "", len, after, limit,
+                                     cb, ctx));
+    return finish(st, read_events(st, Q_READ_STREAM_BWD, name ? name : "", len, after, limit, cb,
+                                  ctx));
 }
 
 int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit, hs_record_cb cb,
@@ -1150,8 +1358,8 @@ int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit
 {
     if (!cb) return fail(st, HS_EINVAL, "read all: no callback");
     if (backward && after <= 0) after = INT64_MAX;
-    int q = backward ? Q_READ_ALL_BWD : Q_READ_ALL_FWD;
-    return finish(st, read_events(st, q, NULL, 0, after, limit, cb, ctx));
+    if (!backward) return finish(st, read_block(st, Q_READ_ALL_BLOCK, NULL, 0, after, limit, cb, ctx));
+    return finish(st, read_events(st, Q_READ_ALL_BWD, NULL, 0, after, limit, cb, ctx));
 }
 
 /* memcmp order over byte strings of different lengths. */
