@@ -8,6 +8,7 @@
 #ifndef HS_PERF_BENCH_COMMON_H
 #define HS_PERF_BENCH_COMMON_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,6 +61,77 @@ static inline double bench_pid_cpu(long pid)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
     return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+/* Reads utime, stime, cutime, cstime (clock ticks) and ppid from /proc/<pid>/stat; 0 or -1. */
+static inline int bench_pid_stat(long pid, long *ppid, unsigned long long t[4])
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    long long cu = 0, cs = 0;
+    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime
+     * cstime */
+    if (sscanf(p + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", ppid,
+               &t[0], &t[1], &cu, &cs) != 5)
+        return -1;
+    t[2] = cu > 0 ? (unsigned long long)cu : 0;
+    t[3] = cs > 0 ? (unsigned long long)cs : 0;
+    return 0;
+}
+
+/*
+ * CPU seconds of a process and its children (a database server: the postmaster and its
+ * backends), or -1 when pid is gone: the process's own time, the time of the children it has
+ * reaped (cutime, cstime), and the time of its living children. The difference over a run
+ * counts backends that came and went meanwhile too. Scans /proc.
+ */
+static inline double bench_tree_cpu(long pid)
+{
+    long ppid;
+    unsigned long long t[4];
+    if (bench_pid_stat(pid, &ppid, t))
+        return -1;
+    unsigned long long ticks = t[0] + t[1] + t[2] + t[3];
+    DIR *d = opendir("/proc");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char *end;
+            long child = strtol(e->d_name, &end, 10);
+            if (*end || child <= 0 || child == pid)
+                continue;
+            if (bench_pid_stat(child, &ppid, t) == 0 && ppid == pid)
+                ticks += t[0] + t[1] + t[2] + t[3];
+        }
+        closedir(d);
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)ticks / (double)(hz > 0 ? hz : 100);
+}
+
+/* Peak RSS (VmHWM) of a process in KiB, or -1. */
+static inline long bench_pid_hwm_kb(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
 }
 
 /* Bytes this process passed to write()/pwrite() so far (/proc/self/io wchar), or 0. */

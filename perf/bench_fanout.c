@@ -31,6 +31,16 @@
  * connection.
  * --linger-s keeps every connection open after the run (a soak check that the server survives
  * idle keep-alive and SSE connections).
+ *
+ * --catchup: replay instead of live fan-out. The stream (--stream) must already hold exactly
+ * --events events, versions 1..E (bench_prefill writes them); nothing is published. S
+ * subscribers (default 1) ask for the stream from version 0 (SSE `?from=0`; SignalR
+ * Subscribe(stream, 0)) and each must receive versions 1..E once and in order. The clock runs
+ * from the first connect() (the request follows on the same loopback connection) to the last
+ * event of the last subscriber. Reports events/s per subscriber and in all, the time to the
+ * first event, the server's CPU seconds over that interval and its RSS at the start and the end
+ * and its peak (VmHWM: the whole life of the process, which run.sh starts just before).
+ * Appends to perf/results/catchup.jsonl.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -118,6 +128,7 @@ typedef struct opts {
     const char *results;
     bool record;
     int linger_s;
+    bool catchup; /* replay a prefilled stream from version 0, publish nothing */
 } opts_t;
 
 static opts_t op;
@@ -136,7 +147,7 @@ static int inflight_total;
 static char *req_full, *req_tail;
 static size_t req_full_len, req_tail_len;
 static int tail_events;
-static double t_begin, t_ready, t0, t_pub_done, t_last;
+static double t_begin, t_ready, t0, t_pub_done, t_last, t_first;
 static bool publishing;
 static int fatal;
 
@@ -249,8 +260,11 @@ static void sub_open_more(void)
 static void sub_count(conn_t *c, int64_t id)
 {
     {
-        if (c->count == 0)
+        if (c->count == 0) {
             c->first_id = id;
+            if (!t_first)
+                t_first = bench_now();
+        }
         else if (id != c->last_id + 1) {
             if (id <= c->last_id)
                 c->dups++;
@@ -1044,7 +1058,10 @@ static void usage(FILE *f)
             "  --results FILE   JSON line destination, default perf/results/sse.jsonl\n"
             "  --no-record      print only\n"
             "  --linger-s N     keep every connection open N more seconds after the run,\n"
-            "                   reading what arrives (soak check; the server must stay up)\n");
+            "                   reading what arrives (soak check; the server must stay up)\n"
+            "  --catchup        replay: --stream holds --events events already; S subscribers\n"
+            "                   (default 1) read it from version 0; nothing is published;\n"
+            "                   results go to perf/results/catchup.jsonl\n");
 }
 
 static long parse_long(const char *s, const char *flag, long min)
@@ -1070,6 +1087,7 @@ static void parse_args(int argc, char **argv)
     op.settle_ms = 200;
     op.results = NULL;
     op.record = true;
+    bool subs_given = false;
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},        {"subs", required_argument, NULL, 's'},
         {"events", required_argument, NULL, 'e'},     {"post-batch", required_argument, NULL, 'b'},
@@ -1079,6 +1097,7 @@ static void parse_args(int argc, char **argv)
         {"results", required_argument, NULL, 'r'},    {"no-record", no_argument, NULL, 'N'},
         {"linger-s", required_argument, NULL, 'L'},   {"help", no_argument, NULL, 'h'},
         {"protocol", required_argument, NULL, 'P'},
+        {"catchup", no_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -1089,6 +1108,7 @@ static void parse_args(int argc, char **argv)
             break;
         case 's':
             op.subs = (int)parse_long(optarg, "--subs", 1);
+            subs_given = true;
             break;
         case 'e':
             op.events = parse_long(optarg, "--events", 1);
@@ -1122,6 +1142,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'L':
             op.linger_s = (int)parse_long(optarg, "--linger-s", 0);
+            break;
+        case 'C':
+            op.catchup = true;
             break;
         case 'P':
             for (op.proto = 0; op.proto < 3 && strcmp(optarg, proto_names[op.proto]); op.proto++)
@@ -1161,12 +1184,22 @@ static void parse_args(int argc, char **argv)
     size_t pl = strlen(op.port);
     if (pl && op.port[pl - 1] == '/')
         op.port[pl - 1] = '\0';
+    if (op.catchup) {
+        if (!op.stream[0]) {
+            fprintf(stderr, "bench_fanout: --catchup needs --stream (a stream holding --events"
+                            " events)\n");
+            exit(2);
+        }
+        if (!subs_given)
+            op.subs = 1;
+    }
     if (!op.stream[0])
         snprintf(op.stream, sizeof(op.stream), "bench-%s-%ld-%ld", proto_names[op.proto],
                  (long)time(NULL), (long)getpid());
     if (!op.results)
-        op.results = op.proto == P_SSE ? HS_PERF_RESULTS_DIR "/sse.jsonl"
-                                       : HS_PERF_RESULTS_DIR "/signalr.jsonl";
+        op.results = op.catchup          ? HS_PERF_RESULTS_DIR "/catchup.jsonl"
+                     : op.proto == P_SSE ? HS_PERF_RESULTS_DIR "/sse.jsonl"
+                                         : HS_PERF_RESULTS_DIR "/signalr.jsonl";
 }
 
 static void progress(double now)
@@ -1181,11 +1214,84 @@ static void progress(double now)
     }
     if (min == INT64_MAX)
         min = 0;
+    if (op.catchup) {
+        fprintf(stderr, "bench_fanout: %6.1fs received %lld events (min %lld per sub), %d/%d subs"
+                        " complete\n",
+                now - t_begin, (long long)sum, (long long)min, n_complete, op.subs);
+        return;
+    }
     fprintf(stderr,
             "bench_fanout: %6.1fs acked %ld/%ld events, deliveries %lld (min %lld per sub), "
             "%d/%d subs complete\n",
             now - t_begin, events_acked, op.events, (long long)sum, (long long)min, n_complete,
             op.subs);
+}
+
+/* The result of a --catchup run: a table on stdout and a line in catchup.jsonl; 0 or 1. */
+static int report_catchup(const bench_env_t *env, bool ok, const char *outcome, double elapsed,
+                          int64_t deliveries, double srv_cpu, long rss0, long rss1, long hwm,
+                          double cli_cpu, double other_cpu, long bad, long incomplete,
+                          int64_t min_count, int64_t gaps, int64_t dups)
+{
+    double eps = elapsed > 0 ? (double)deliveries / elapsed : 0;
+    double first = t_first && t0 ? t_first - t0 : -1;
+    printf("\n%-36s %s\n", "result", ok ? "ok" : (outcome ? outcome : "deliveries wrong"));
+    printf("%-36s %.3f\n", "request -> last event (s)", elapsed);
+    printf("%-36s %.3f\n", "request -> first event (s)", first);
+    printf("%-36s %lld of %lld\n", "events received", (long long)deliveries,
+           (long long)op.subs * op.events);
+    printf("%-36s %.0f%s\n", "events/s", eps, op.subs > 1 ? " (all subscribers)" : "");
+    if (op.subs > 1)
+        printf("%-36s %.0f\n", "events/s per subscriber", eps / op.subs);
+    if (srv_cpu >= 0) {
+        printf("%-36s %.2f (%.0f%% of one core)\n", "server CPU (s)", srv_cpu,
+               elapsed > 0 ? 100 * srv_cpu / elapsed : 0);
+        printf("%-36s %.0f\n", "events per server CPU-second",
+               srv_cpu > 0 ? (double)deliveries / srv_cpu : 0);
+        printf("%-36s %ld -> %ld, peak %ld\n", "server RSS (KiB)", rss0, rss1, hwm);
+    }
+    printf("%-36s %.2f (%.0f%% of one core)\n", "client CPU (s)", cli_cpu,
+           elapsed > 0 ? 100 * cli_cpu / elapsed : 0);
+    printf("%-36s %.2f%s\n", "other processes' CPU (s)", other_cpu,
+           elapsed > 0 && other_cpu > 0.1 * elapsed ? "  (busy machine: figures are low)" : "");
+    if (!ok)
+        printf("%-36s %ld bad, %ld incomplete, min %lld events, %lld gaps, %lld dups\n",
+               "subscribers", bad, incomplete, (long long)min_count, (long long)gaps,
+               (long long)dups);
+    int rc = ok ? 0 : 1;
+    if (!op.record)
+        return rc;
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    fprintf(f, "{\"bench\":\"catchup-%s\",", proto_names[op.proto]);
+    bench_env_json(f, env);
+    fprintf(f, ",\"params\":{\"subs\":%d,\"events\":%ld,\"timeout_s\":%.0f},", op.subs,
+            op.events, op.timeout_s);
+    fprintf(f, "\"elapsed_s\":%.3f,\"first_event_s\":%.3f,\"events_received\":%lld,"
+               "\"events_s\":%.0f,",
+            elapsed, first, (long long)deliveries, eps);
+    if (srv_cpu >= 0)
+        fprintf(f, "\"server_cpu_s\":%.2f,\"events_per_server_cpu_s\":%.0f,"
+                   "\"server_rss_start_kb\":%ld,\"server_rss_end_kb\":%ld,"
+                   "\"server_peak_rss_kb\":%ld,",
+                srv_cpu, srv_cpu > 0 ? (double)deliveries / srv_cpu : 0, rss0, rss1, hwm);
+    else
+        fprintf(f, "\"server_cpu_s\":null,");
+    fprintf(f, "\"client_cpu_s\":%.2f,\"other_cpu_s\":%.2f,\"bad_subs\":%ld,\"ok\":%s",
+            cli_cpu, other_cpu, bad, ok ? "true" : "false");
+    if (!ok) {
+        fprintf(f, ",\"error\":");
+        bench_json_str(f, outcome ? outcome : "deliveries wrong");
+    }
+    fprintf(f, "}");
+    fclose(f);
+    if (bench_append_line(op.results, line) == 0)
+        printf("appended to %s\n", op.results);
+    else
+        rc = 1;
+    free(line);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -1225,10 +1331,10 @@ int main(int argc, char **argv)
                             .in = resp + (size_t)i * RESP_MAX, .in_cap = RESP_MAX};
     if (op.proto == P_SSE)
         sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
-                                           "GET /api/streams/%s/events HTTP/1.1\r\nHost: %s:%s\r\n"
+                                           "GET /api/streams/%s/events%s HTTP/1.1\r\nHost: %s:%s\r\n"
                                            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
                                            "\r\n",
-                                           op.stream, op.host, op.port);
+                                           op.stream, op.catchup ? "?from=0" : "", op.host, op.port);
     else
         sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
                                            "GET /hub HTTP/1.1\r\nHost: %s:%s\r\n"
@@ -1238,9 +1344,9 @@ int main(int argc, char **argv)
                                            op.host, op.port);
     if (op.proto != P_SSE)
         sr_build_hello();
-    posts_total = (op.events + op.post_batch - 1) / op.post_batch;
-    tail_events = (int)(op.events % op.post_batch);
-    full_left = op.events / op.post_batch;
+    posts_total = op.catchup ? 0 : (op.events + op.post_batch - 1) / op.post_batch;
+    tail_events = op.catchup ? 0 : (int)(op.events % op.post_batch);
+    full_left = op.catchup ? 0 : op.events / op.post_batch;
     tail_left = tail_events ? 1 : 0;
     req_full = build_post(op.post_batch, &req_full_len);
     if (tail_events)
@@ -1248,10 +1354,16 @@ int main(int argc, char **argv)
 
     bench_env_t env;
     bench_env_read(&env);
-    printf("bench_fanout: %s, %s, stream %s, %d subscriptions, %ld events of %d-byte data, POSTs of %d"
-           " over %d connections, window %d\n",
-           op.url, proto_names[op.proto], op.stream, op.subs, op.events, DATA_BYTES, op.post_batch, op.post_conns,
-           op.window);
+    if (op.catchup)
+        printf("bench_fanout: catch-up, %s, %s, stream %s, %d subscription%s from version 0, %ld"
+               " stored events each\n",
+               op.url, proto_names[op.proto], op.stream, op.subs, op.subs == 1 ? "" : "s",
+               op.events);
+    else
+        printf("bench_fanout: %s, %s, stream %s, %d subscriptions, %ld events of %d-byte data, POSTs of %d"
+               " over %d connections, window %d\n",
+               op.url, proto_names[op.proto], op.stream, op.subs, op.events, DATA_BYTES, op.post_batch, op.post_conns,
+               op.window);
     printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc,
            env.cpu, env.mem_mb, env.kernel, env.commit, env.date, env.load1);
     if (env.load1 > 0.5)
@@ -1264,6 +1376,15 @@ int main(int argc, char **argv)
     double settle_until = 0, srv_cpu0 = -1, srv_cpu1 = -1, cpu0 = 0, cpu1 = 0, busy0 = 0,
            busy1 = 0;
     long rss0 = -1, rss1 = -1;
+    if (op.catchup) {
+        /* nothing to publish and nothing to wait for: the clock starts with the first connect */
+        srv_cpu0 = op.pid ? bench_pid_cpu(op.pid) : -1;
+        rss0 = op.pid ? bench_pid_rss_kb(op.pid) : -1;
+        cpu0 = bench_self_cpu();
+        busy0 = bench_sys_busy();
+        publishing = true;
+        t0 = bench_now();
+    }
     sub_open_more();
     struct epoll_event evs[1024];
     const char *outcome = NULL;
@@ -1397,6 +1518,13 @@ int main(int argc, char **argv)
     double other_cpu = busy1 - busy0 - cli_cpu - (srv_cpu > 0 ? srv_cpu : 0);
     if (!publishing || other_cpu < 0)
         other_cpu = 0;
+    if (op.catchup) {
+        int rc = report_catchup(&env, ok, outcome, elapsed, deliveries, srv_cpu, rss0, rss1,
+                                op.pid ? bench_pid_hwm_kb(op.pid) : -1, cli_cpu, other_cpu, bad,
+                                incomplete, min_count, gaps, dups);
+        freeaddrinfo(addr);
+        return rc;
+    }
     printf("\n%-36s %s\n", "result", ok ? "ok" : (outcome ? outcome : "deliveries wrong"));
     printf("%-36s %.2f\n", "subscriptions ready (s)", t_ready ? t_ready - t_begin : -1);
     printf("%-36s %.3f\n", "first POST -> last delivery (s)", elapsed);

@@ -2,6 +2,9 @@
  * bench_ingest: how many events per second hubstream commits, against the rate the same
  * database takes rows with no server in front.
  *
+ * Two databases: a SQLite file (the default, described first) or, with --db CONN, the database
+ * of an ODBC connection string (PostgreSQL through psqlODBC; described after the SQLite runs).
+ *
  * Measures, in one run, each on a fresh SQLite file in --dir:
  *   raw        N rows into an hs_events table identical to the server's (WAL,
  *              synchronous=NORMAL, same connection string options), through the SQLite3 ODBC
@@ -16,9 +19,22 @@
  * Every run is checked afterwards by reading the file back: exactly N rows, versions 1..n per
  * stream, positions 1..N. A run that loses or duplicates a row fails the benchmark (exit 1).
  *
+ * --db CONN: the same runs against the database CONN names (its dialect chosen as the server
+ * chooses it, by SQLGetInfo(SQL_DBMS_NAME)); every run starts by dropping the hs_* tables, so
+ * each starts from an empty schema. raw uses that dialect's hs_events DDL, session settings and
+ * insert statement (for PostgreSQL the plain INSERT is the dialect's own text, so there is one
+ * raw run), 1000-row parameter arrays, one transaction per array. The server runs connect with
+ * CONN as it is: driver options in CONN (UseServerSidePrepare=1, ...) apply to both. Also
+ * reported with --db: the database's CPU seconds (--db-pid, the postmaster: its own time, its
+ * living backends' and its reaped backends'), the WAL bytes each run generated (PostgreSQL,
+ * pg_current_wal_lsn) instead of this process's write volume, and the settings that decide
+ * durability (fsync, synchronous_commit).
+ *
  * Does not measure: HTTP parsing or the network (bench_sse does, over loopback), fan-out to
  * subscribers (none are connected), client-supplied event ids (the idempotency lookups; only
- * with --client-ids), durability beyond synchronous=NORMAL, nor databases other than SQLite.
+ * with --client-ids), durability beyond synchronous=NORMAL for SQLite (with --db, whatever the
+ * database is set to), nor the network between a server and a remote database (--db is meant
+ * for loopback).
  * Event ids: the raw run binds 36-character time-ordered uuids (v7 layout) it makes, as the
  * server generates them; --raw-random-ids binds random v4 uuids instead, which land on random
  * pages of the UNIQUE (stream_id, event_id) index and cost ~10x the WAL bytes (an experiment,
@@ -39,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,6 +72,9 @@
 #define RAW_CHUNK 1000
 #define EVENT_TYPE "bench.ingest"
 
+/* The dialect of the runs: SQLite, or what --db's driver reports. */
+static const hs_dialect_t *dl = &hs_dialect_sqlite;
+
 static const char *const insert_plain =
     "INSERT INTO hs_events (position, stream_id, version, time_us, event_id, type, data, metadata)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
@@ -62,13 +82,15 @@ static const char *const insert_plain =
  * drift from what the writer does: its session settings, its hs_events DDL, its insert. */
 static const char *events_ddl(void)
 {
-    for (const char *const *q = hs_dialect_sqlite.migrations[0]; *q; q++)
+    for (const char *const *q = dl->migrations[0]; *q; q++)
         if (strncmp(*q, "CREATE TABLE hs_events", 22) == 0)
             return *q;
     return NULL;
 }
 
 typedef struct opts {
+    const char *db;    /* --db: an ODBC connection string instead of SQLite files in dir */
+    long db_pid;       /* --db-pid: the database server's main process, for its CPU time */
     long events;
     int threads;
     int batch;
@@ -208,13 +230,18 @@ static void odbc_close(odbc_t *o)
     memset(o, 0, sizeof(*o));
 }
 
-/* Connects to the SQLite file with the options the server uses (storage/dialect_sqlite.c). */
+/* Connects to --db, or to the SQLite file with the options the server uses
+ * (storage/dialect_sqlite.c). */
 static int odbc_open(odbc_t *o, const char *path)
 {
     memset(o, 0, sizeof(*o));
     char conn[4200];
-    snprintf(conn, sizeof(conn),
-             "Driver=SQLite3;Database=%s;Timeout=5000;SyncPragma=NORMAL;JournalMode=WAL", path);
+    if (op.db)
+        snprintf(conn, sizeof(conn), "%s", op.db);
+    else
+        snprintf(conn, sizeof(conn),
+                 "Driver=SQLite3;Database=%s;Timeout=5000;SyncPragma=NORMAL;JournalMode=WAL",
+                 path);
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &o->env)) ||
         !SQL_SUCCEEDED(SQLSetEnvAttr(o->env, SQL_ATTR_ODBC_VERSION, (SQLPOINTER)SQL_OV_ODBC3, 0)) ||
         !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, o->env, &o->dbc))) {
@@ -283,6 +310,178 @@ static int odbc_query(odbc_t *o, const char *sql, int ncols, row_fn cb, void *ct
     }
     SQLFreeHandle(SQL_HANDLE_STMT, h);
     return rc;
+}
+
+/* Runs a query and copies the first row's first column, as text, into out; 0 or -1. */
+static int odbc_text(odbc_t *o, const char *sql, char *out, size_t outlen)
+{
+    SQLHSTMT h;
+    out[0] = '\0';
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, o->dbc, &h)))
+        return -1;
+    int rc = -1;
+    SQLLEN ind = 0;
+    if (!SQL_SUCCEEDED(SQLExecDirect(h, (SQLCHAR *)sql, SQL_NTS)))
+        odbc_diag(SQL_HANDLE_STMT, h, sql);
+    else if (SQL_SUCCEEDED(SQLFetch(h)) &&
+             SQL_SUCCEEDED(SQLGetData(h, 1, SQL_C_CHAR, out, (SQLLEN)outlen, &ind)) &&
+             ind != SQL_NULL_DATA)
+        rc = 0;
+    else
+        out[0] = '\0';
+    SQLFreeHandle(SQL_HANDLE_STMT, h);
+    return rc;
+}
+
+/* ---- the database behind --db ---- */
+
+typedef struct db_info {
+    char dbms[64], dbms_ver[64], driver[64], driver_ver[64];
+    char fsync[16], sync_commit[16]; /* PostgreSQL settings, "" elsewhere */
+    char conn[1024];                 /* --db with password values replaced by "***" */
+} db_info_t;
+
+static db_info_t dbi;
+
+static bool is_pg(void)
+{
+    return dl == &hs_dialect_postgres;
+}
+
+/* conn with the values of PWD= and PASSWORD= replaced by "***" (keys case-insensitive; braced
+ * values {...} as one value). */
+static void redact_conn(const char *conn, char *out, size_t outlen)
+{
+    size_t o = 0;
+    const char *p = conn;
+    while (*p && o + 1 < outlen) {
+        const char *eq = strchr(p, '=');
+        const char *semi = strchr(p, ';');
+        if (!eq || (semi && semi < eq)) { /* no key=value here: copy up to the next ';' */
+            const char *end = semi ? semi + 1 : p + strlen(p);
+            while (p < end && o + 1 < outlen)
+                out[o++] = *p++;
+            continue;
+        }
+        size_t klen = (size_t)(eq - p);
+        while (klen && p[0] == ' ')
+            p++, klen--;
+        bool secret = (klen == 3 && strncasecmp(p, "pwd", 3) == 0) ||
+                      (klen == 8 && strncasecmp(p, "password", 8) == 0);
+        const char *v = eq + 1, *vend;
+        if (*v == '{') {
+            vend = strchr(v, '}');
+            vend = vend ? vend + 1 : v + strlen(v);
+        } else {
+            vend = strchr(v, ';');
+            if (!vend)
+                vend = v + strlen(v);
+        }
+        while (p < v && o + 1 < outlen)
+            out[o++] = *p++;
+        if (secret && vend > v) {
+            for (const char *m = "***"; *m && o + 1 < outlen; m++)
+                out[o++] = *m;
+            p = vend;
+        } else {
+            while (p < vend && o + 1 < outlen)
+                out[o++] = *p++;
+        }
+        if (*p == ';' && o + 1 < outlen)
+            out[o++] = *p++;
+    }
+    out[o] = '\0';
+}
+
+/* Connects once to --db: the DBMS and driver, the dialect the server would pick, and for
+ * PostgreSQL the durability settings. 0 or -1. */
+static int db_probe(void)
+{
+    odbc_t o;
+    if (odbc_open(&o, NULL))
+        return -1;
+    SQLSMALLINT len;
+    SQLGetInfo(o.dbc, SQL_DBMS_NAME, dbi.dbms, sizeof(dbi.dbms), &len);
+    SQLGetInfo(o.dbc, SQL_DBMS_VER, dbi.dbms_ver, sizeof(dbi.dbms_ver), &len);
+    SQLGetInfo(o.dbc, SQL_DRIVER_NAME, dbi.driver, sizeof(dbi.driver), &len);
+    SQLGetInfo(o.dbc, SQL_DRIVER_VER, dbi.driver_ver, sizeof(dbi.driver_ver), &len);
+    dl = hs_dialect_find(dbi.dbms);
+    int rc = 0;
+    if (!dl) {
+        fprintf(stderr, "bench_ingest: no hubstream dialect for '%s'\n", dbi.dbms);
+        rc = -1;
+    } else if (is_pg()) {
+        if (odbc_text(&o, "SELECT current_setting('fsync')", dbi.fsync, sizeof(dbi.fsync)) ||
+            odbc_text(&o, "SELECT current_setting('synchronous_commit')", dbi.sync_commit,
+                      sizeof(dbi.sync_commit)))
+            rc = -1;
+    }
+    odbc_close(&o);
+    redact_conn(op.db, dbi.conn, sizeof(dbi.conn));
+    return rc;
+}
+
+/* Collects table names that start with "hs_" from SQLTables. */
+typedef struct tables {
+    char name[32][128];
+    int n;
+} tables_t;
+
+/* Drops every hs_* table of --db, so that a run starts from an empty schema. 0 or -1. */
+static int db_reset(void)
+{
+    odbc_t o;
+    if (odbc_open(&o, NULL))
+        return -1;
+    tables_t t;
+    t.n = 0;
+    SQLHSTMT h;
+    int rc = -1;
+    if (SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, o.dbc, &h))) {
+        if (SQL_SUCCEEDED(SQLTables(h, NULL, 0, NULL, 0, (SQLCHAR *)"hs%", SQL_NTS,
+                                    (SQLCHAR *)"TABLE", SQL_NTS))) {
+            rc = 0;
+            char name[128];
+            SQLLEN ind;
+            while (SQL_SUCCEEDED(SQLFetch(h)) && t.n < 32)
+                if (SQL_SUCCEEDED(SQLGetData(h, 3, SQL_C_CHAR, name, sizeof(name), &ind)) &&
+                    ind != SQL_NULL_DATA && strncmp(name, "hs_", 3) == 0)
+                    snprintf(t.name[t.n++], sizeof(t.name[0]), "%s", name);
+        } else {
+            odbc_diag(SQL_HANDLE_STMT, h, "SQLTables");
+        }
+        SQLFreeHandle(SQL_HANDLE_STMT, h);
+    }
+    for (int i = 0; i < t.n && rc == 0; i++) {
+        char sql[200];
+        snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", t.name[i]);
+        rc = odbc_exec(&o, sql); /* autocommit: each drop commits */
+    }
+    odbc_close(&o);
+    return rc;
+}
+
+static void on_one(void *ctx, const int64_t *c, int n)
+{
+    *(int64_t *)ctx = c[0];
+}
+
+/* WAL bytes PostgreSQL has generated so far (any session), or -1 (not PostgreSQL, or failed). */
+static int64_t db_wal_bytes(odbc_t *o)
+{
+    if (!is_pg())
+        return -1;
+    int64_t v = -1;
+    if (odbc_query(o, "SELECT CAST(pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS BIGINT)", 1,
+                   on_one, &v))
+        return -1;
+    return v;
+}
+
+/* CPU seconds the database server (--db-pid and its children) has used, or -1. */
+static double db_cpu(void)
+{
+    return op.db_pid > 0 ? bench_tree_cpu(op.db_pid) : -1;
 }
 
 /* ---- verification ---- */
@@ -363,22 +562,34 @@ static int verify(const char *path, long n, const long *per, int nper, int64_t *
 
 typedef struct raw_result {
     double secs, cpu, rows_s;
-    double write_mb; /* bytes written (wchar) during the run, MiB */
+    double write_mb;  /* bytes written during the run, MiB: this process's (wchar), or with a
+                         PostgreSQL --db the WAL the database generated */
     double other_cpu; /* CPU seconds other processes took meanwhile */
+    double db_cpu;    /* --db-pid: CPU seconds of the database server, else -1 */
     bool ok;
 } raw_result_t;
+
+/* Starts a run: a fresh SQLite file, or an empty schema in --db. 0 or -1. */
+static int fresh(const char *path)
+{
+    if (op.db)
+        return db_reset();
+    remove_db(path);
+    return 0;
+}
 
 static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
 {
     memset(res, 0, sizeof(*res));
-    remove_db(path);
+    if (fresh(path))
+        return -1;
     odbc_t o;
     if (odbc_open(&o, path))
         return -1;
     int rc = -1;
     SQLHSTMT h = SQL_NULL_HSTMT;
     /* the same session setup as the server: pragmas in autocommit mode, then manual commit */
-    for (const char *const *q = hs_dialect_sqlite.session_sql; *q; q++)
+    for (const char *const *q = dl->session_sql; q && *q; q++)
         if (odbc_exec(&o, *q))
             goto out;
     const char *ddl = events_ddl();
@@ -390,6 +601,7 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
         if (odbc_exec(&o, pragma))
             goto out;
     }
+    int64_t wal0 = db_wal_bytes(&o); /* in autocommit mode: no transaction left open */
     if (!SQL_SUCCEEDED(SQLSetConnectAttr(o.dbc, SQL_ATTR_AUTOCOMMIT,
                                          (SQLPOINTER)SQL_AUTOCOMMIT_OFF, 0))) {
         odbc_diag(SQL_HANDLE_DBC, o.dbc, "autocommit off");
@@ -447,7 +659,7 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
 
     uint64_t seed = rng_state;
     unsigned long long w0 = bench_self_wchar();
-    double b0 = bench_sys_busy();
+    double b0 = bench_sys_busy(), d0 = db_cpu();
     double t0 = bench_now(), c0 = bench_self_cpu();
     for (long done = 0; done < n;) {
         long m = n - done < RAW_CHUNK ? n - done : RAW_CHUNK;
@@ -483,11 +695,17 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
     }
     res->secs = bench_now() - t0;
     res->cpu = bench_self_cpu() - c0;
+    double d1 = db_cpu();
+    res->db_cpu = d0 >= 0 && d1 >= 0 ? d1 - d0 : -1;
     res->write_mb = (double)(bench_self_wchar() - w0) / (1024.0 * 1024.0);
-    res->other_cpu = bench_sys_busy() - b0 - res->cpu;
+    res->other_cpu = bench_sys_busy() - b0 - res->cpu - (res->db_cpu > 0 ? res->db_cpu : 0);
     if (res->other_cpu < 0)
         res->other_cpu = 0; /* clock tick granularity */
     res->rows_s = (double)n / res->secs;
+    if (wal0 >= 0) {
+        int64_t wal1 = db_wal_bytes(&o);
+        res->write_mb = wal1 >= wal0 ? (double)(wal1 - wal0) / (1024.0 * 1024.0) : -1;
+    }
     rc = 0;
 out:
     if (h != SQL_NULL_HSTMT)
@@ -591,7 +809,7 @@ static int cmp_double(const void *a, const void *b)
 
 typedef struct srv_result {
     double secs, cpu, events_s;
-    double write_mb, other_cpu;
+    double write_mb, other_cpu, db_cpu; /* as in raw_result_t */
     double lat_p50, lat_p99, lat_max; /* milliseconds per hs_server_publish call */
     int64_t commits;
     bool ok;
@@ -606,11 +824,12 @@ static void log_quiet(void *ctx, hs_log_level_t level, const char *message, cons
 static int server_run(const char *path, bool per_thread, srv_result_t *res)
 {
     memset(res, 0, sizeof(*res));
-    remove_db(path);
+    if (fresh(path))
+        return -1;
     hs_config_t cfg;
     hs_config_init(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.db = path;
+    cfg.db = op.db ? op.db : path;
     cfg.log_level = HS_LOG_WARN;
     char err[512];
     hs_server_t *srv = hs_server_create(&cfg, err, sizeof(err));
@@ -657,18 +876,30 @@ static int server_run(const char *path, bool per_thread, srv_result_t *res)
         fprintf(stderr, "bench_ingest: only %d of %d threads started\n", started, k);
         exit(1);
     }
+    /* PostgreSQL: WAL position before and after, read on a connection of our own */
+    odbc_t wo;
+    bool wal = is_pg() && odbc_open(&wo, NULL) == 0;
+    int64_t wal0 = wal ? db_wal_bytes(&wo) : -1;
     pthread_barrier_wait(&start);
     unsigned long long w0 = bench_self_wchar();
-    double b0 = bench_sys_busy();
+    double b0 = bench_sys_busy(), d0 = db_cpu();
     double t0 = bench_now(), c0 = bench_self_cpu();
     for (int i = 0; i < k; i++)
         pthread_join(th[i].tid, NULL);
     res->secs = bench_now() - t0;
     res->cpu = bench_self_cpu() - c0;
+    double d1 = db_cpu();
+    res->db_cpu = d0 >= 0 && d1 >= 0 ? d1 - d0 : -1;
     res->write_mb = (double)(bench_self_wchar() - w0) / (1024.0 * 1024.0);
-    res->other_cpu = bench_sys_busy() - b0 - res->cpu;
+    res->other_cpu = bench_sys_busy() - b0 - res->cpu - (res->db_cpu > 0 ? res->db_cpu : 0);
     if (res->other_cpu < 0)
         res->other_cpu = 0; /* clock tick granularity */
+    if (wal) {
+        int64_t wal1 = wal0 >= 0 ? db_wal_bytes(&wo) : -1;
+        res->write_mb = wal1 >= wal0 && wal0 >= 0 ? (double)(wal1 - wal0) / (1024.0 * 1024.0)
+                                                  : -1;
+        odbc_close(&wo);
+    }
     pthread_barrier_destroy(&start);
 
     long published = 0, nlat = 0;
@@ -752,24 +983,27 @@ static int median_srv(const srv_result_t *r, int n)
 }
 
 static void print_row(const char *name, double rate, double secs, double cpu, double other,
-                      double p50, double p99, long long commits, double write_mb,
+                      double dbcpu, double p50, double p99, long long commits, double write_mb,
                       double raw_best, bool ok)
 {
-    char l50[16] = "-", l99[16] = "-", vs[16] = "-";
+    char l50[16] = "-", l99[16] = "-", vs[16] = "-", db[16] = "-";
     if (raw_best > 0)
         snprintf(vs, sizeof(vs), "%.0f%%", 100 * rate / raw_best);
     if (p50 >= 0) {
         snprintf(l50, sizeof(l50), "%.2f", p50);
         snprintf(l99, sizeof(l99), "%.2f", p99);
     }
-    printf("%-34s %9.0f %8.3f %7.2f %7.2f %7s %7s %8lld %8.0f %7s%s\n", name, rate, secs, cpu,
-           other, l50, l99, commits, write_mb, vs, ok ? "" : "  VERIFY FAILED");
+    if (dbcpu >= 0)
+        snprintf(db, sizeof(db), "%.2f", dbcpu);
+    printf("%-34s %9.0f %8.3f %7.2f %7s %7.2f %7s %7s %8lld %8.0f %7s%s\n", name, rate, secs, cpu,
+           db, other, l50, l99, commits, write_mb, vs, ok ? "" : "  VERIFY FAILED");
 }
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: bench_ingest [--events N] [--threads K] [--batch B] [--dir D]\n"
+            "                    [--db CONN [--db-pid PID]]\n"
             "                    [--results FILE] [--no-record] [--client-ids] [--keep]"
             " [--skip-raw]\n"
             "                    [--repeat R] [--raw-random-ids] [--raw-cache-kb N]\n"
@@ -777,7 +1011,13 @@ static void usage(FILE *f)
             "  --threads K    publishing threads, default 4\n"
             "  --batch B      events per hs_server_publish call, default 100\n"
             "  --repeat R     run everything R times, interleaved; report medians (default 1)\n"
-            "  --dir D        where the database files go, default a new temp directory\n"
+            "  --dir D        where the SQLite files go, default a new temp directory\n"
+            "  --db CONN      an ODBC connection string (PostgreSQL: \"Driver={PostgreSQL\n"
+            "                 Unicode};Server=127.0.0.1;Port=P;Database=D;Uid=U;Pwd=;\")\n"
+            "                 instead of SQLite files. EVERY hs_* TABLE OF THAT DATABASE IS\n"
+            "                 DROPPED before each run: use a throwaway database\n"
+            "  --db-pid PID   the database server's main process (the postmaster), whose CPU\n"
+            "                 and its children's is reported\n"
             "  --results FILE JSON line destination, default perf/results/ingest.jsonl\n"
             "  --no-record    print only, append nothing\n"
             "  --client-ids   give every event a client id (adds the idempotency lookups)\n"
@@ -800,6 +1040,17 @@ static long parse_long(const char *s, const char *flag, long min)
     return v;
 }
 
+/* One raw run's JSON object (the members after its key). */
+static void raw_json(FILE *f, const raw_result_t *r)
+{
+    fprintf(f, "{\"rows_s\":%.0f,\"seconds\":%.3f,\"cpu_s\":%.2f,\"write_mb\":%.0f,"
+               "\"other_cpu_s\":%.2f,",
+            r->rows_s, r->secs, r->cpu, r->write_mb, r->other_cpu);
+    if (r->db_cpu >= 0)
+        fprintf(f, "\"db_cpu_s\":%.2f,", r->db_cpu);
+    fprintf(f, "\"ok\":%s}", r->ok ? "true" : "false");
+}
+
 int main(int argc, char **argv)
 {
     op = (opts_t){.events = 200000, .threads = 4, .batch = 100, .repeat = 1,
@@ -814,6 +1065,8 @@ int main(int argc, char **argv)
         {"raw-random-ids", no_argument, NULL, 'O'},
         {"raw-cache-kb", required_argument, NULL, 'C'},
         {"repeat", required_argument, NULL, 'R'},
+        {"db", required_argument, NULL, 'D'},
+        {"db-pid", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -834,6 +1087,17 @@ int main(int argc, char **argv)
             break;
         case 'd':
             op.dir = optarg;
+            break;
+        case 'D':
+            if (!strchr(optarg, '=')) {
+                fprintf(stderr, "bench_ingest: --db wants an ODBC connection string"
+                                " (KEY=value;...); for a SQLite file use --dir\n");
+                return 2;
+            }
+            op.db = optarg;
+            break;
+        case 'P':
+            op.db_pid = parse_long(optarg, "--db-pid", 1);
             break;
         case 'r':
             op.results = optarg;
@@ -879,6 +1143,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ingest: --events must be at least --threads\n");
         return 2;
     }
+    if (op.db && (op.dir || op.cache_kb)) {
+        fprintf(stderr, "bench_ingest: --dir and --raw-cache-kb are for SQLite files, not --db\n");
+        return 2;
+    }
+    if (op.db_pid && !op.db) {
+        fprintf(stderr, "bench_ingest: --db-pid goes with --db\n");
+        return 2;
+    }
+    if (op.db_pid && bench_tree_cpu(op.db_pid) < 0) {
+        fprintf(stderr, "bench_ingest: --db-pid %ld: no such process\n", op.db_pid);
+        return 2;
+    }
+    if (op.db && db_probe())
+        return 1;
 
     struct stat st;
     if (op.dir && (stat(op.dir, &st) || !S_ISDIR(st.st_mode))) {
@@ -887,7 +1165,7 @@ int main(int argc, char **argv)
     }
     char tmpdir[] = "/tmp/bench_ingest.XXXXXX";
     bool own_dir = false;
-    if (!op.dir) {
+    if (!op.dir && !op.db) {
         if (!mkdtemp(tmpdir)) {
             perror("mkdtemp");
             return 1;
@@ -896,16 +1174,23 @@ int main(int argc, char **argv)
         own_dir = true;
     }
     char p_plain[4096], p_cte[4096], p_one[4096], p_per[4096];
-    snprintf(p_plain, sizeof(p_plain), "%s/raw-plain.db", op.dir);
-    snprintf(p_cte, sizeof(p_cte), "%s/raw-cte.db", op.dir);
-    snprintf(p_one, sizeof(p_one), "%s/server-one.db", op.dir);
-    snprintf(p_per, sizeof(p_per), "%s/server-per.db", op.dir);
+    const char *dir = op.dir ? op.dir : "";
+    snprintf(p_plain, sizeof(p_plain), "%s/raw-plain.db", dir);
+    snprintf(p_cte, sizeof(p_cte), "%s/raw-cte.db", dir);
+    snprintf(p_one, sizeof(p_one), "%s/server-one.db", dir);
+    snprintf(p_per, sizeof(p_per), "%s/server-per.db", dir);
+    /* the plain INSERT is a run of its own only where the dialect's statement differs */
+    bool two_raw = strcmp(dl->insert_event_sql, insert_plain) != 0;
 
     bench_env_t env;
     bench_env_read(&env);
-    printf("bench_ingest: %ld events, %d threads, batches of %d, %d-byte data, dir %s%s\n",
-           op.events, op.threads, op.batch, DATA_BYTES, op.dir,
-           op.client_ids ? ", client ids" : "");
+    printf("bench_ingest: %ld events, %d threads, batches of %d, %d-byte data, %s %s%s\n",
+           op.events, op.threads, op.batch, DATA_BYTES, op.db ? "database" : "dir",
+           op.db ? dbi.conn : op.dir, op.client_ids ? ", client ids" : "");
+    if (op.db)
+        printf("database: %s %s (dialect %s), driver %s %s%s%s%s%s\n", dbi.dbms, dbi.dbms_ver,
+               dl->name, dbi.driver, dbi.driver_ver, is_pg() ? ", fsync " : "", dbi.fsync,
+               is_pg() ? ", synchronous_commit " : "", dbi.sync_commit);
     printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc,
            env.cpu, env.mem_mb, env.kernel, env.commit, env.date, env.load1);
     if (env.load1 > 0.5)
@@ -913,7 +1198,7 @@ int main(int argc, char **argv)
                env.load1);
     fflush(stdout);
 
-    /* --repeat R: the four runs R times, interleaved so that a neighbour's burst hits every
+    /* --repeat R: the runs R times, interleaved so that a neighbour's burst hits every
      * configuration alike; each configuration reports its median run (by rate) */
     int fails = 0;
     raw_result_t rps[REPEAT_MAX], rcs[REPEAT_MAX];
@@ -927,9 +1212,9 @@ int main(int argc, char **argv)
             printf("round %d of %d\n", r + 1, op.repeat);
         fflush(stdout);
         if (!op.skip_raw) {
-            if (raw_run(p_plain, op.events, insert_plain, &rps[r]))
+            if (two_raw && raw_run(p_plain, op.events, insert_plain, &rps[r]))
                 fails++;
-            if (raw_run(p_cte, op.events, hs_dialect_sqlite.insert_event_sql, &rcs[r]))
+            if (raw_run(p_cte, op.events, dl->insert_event_sql, &rcs[r]))
                 fails++;
         }
         if (server_run(p_one, false, &s1s[r]))
@@ -940,34 +1225,37 @@ int main(int argc, char **argv)
     raw_result_t rp = rps[median_raw(rps, op.repeat)], rc = rcs[median_raw(rcs, op.repeat)];
     srv_result_t s1 = s1s[median_srv(s1s, op.repeat)], sk = sks[median_srv(sks, op.repeat)];
     for (int r = 0; r < op.repeat; r++) {
-        rp.ok = rp.ok && (op.skip_raw || rps[r].ok);
+        rp.ok = rp.ok && (op.skip_raw || !two_raw || rps[r].ok);
         rc.ok = rc.ok && (op.skip_raw || rcs[r].ok);
         s1.ok = s1.ok && s1s[r].ok;
         sk.ok = sk.ok && sks[r].ok;
     }
 
     double raw_best = rp.rows_s > rc.rows_s ? rp.rows_s : rc.rows_s;
-    printf("\n%-34s %9s %8s %7s %7s %7s %7s %8s %8s %7s\n", "run", "rows/s", "seconds", "cpu_s",
-           "other_s", "p50_ms", "p99_ms", "commits", "write_MB", "vs_raw");
+    printf("\n%-34s %9s %8s %7s %7s %7s %7s %7s %8s %8s %7s\n", "run", "rows/s", "seconds",
+           "cpu_s", "db_s", "other_s", "p50_ms", "p99_ms", "commits", "write_MB", "vs_raw");
     long raw_commits = (op.events + RAW_CHUNK - 1) / RAW_CHUNK;
     if (!op.skip_raw) {
-        print_row("raw ODBC, plain INSERT", rp.rows_s, rp.secs, rp.cpu, rp.other_cpu, -1, -1,
-                  raw_commits, rp.write_mb, raw_best, rp.ok);
-        print_row("raw ODBC, WITH..INSERT (server's)", rc.rows_s, rc.secs, rc.cpu, rc.other_cpu,
-                  -1, -1, raw_commits, rc.write_mb, raw_best, rc.ok);
+        if (two_raw)
+            print_row("raw ODBC, plain INSERT", rp.rows_s, rp.secs, rp.cpu, rp.other_cpu,
+                      rp.db_cpu, -1, -1, raw_commits, rp.write_mb, raw_best, rp.ok);
+        print_row(two_raw ? "raw ODBC, WITH..INSERT (server's)" : "raw ODBC, the dialect's INSERT",
+                  rc.rows_s, rc.secs, rc.cpu, rc.other_cpu, rc.db_cpu, -1, -1, raw_commits,
+                  rc.write_mb, raw_best, rc.ok);
     }
     print_row("server, 1 stream, any version", s1.events_s, s1.secs, s1.cpu, s1.other_cpu,
-              s1.lat_p50, s1.lat_p99, s1.commits, s1.write_mb, raw_best, s1.ok);
+              s1.db_cpu, s1.lat_p50, s1.lat_p99, s1.commits, s1.write_mb, raw_best, s1.ok);
     char label[80];
     snprintf(label, sizeof(label), "server, %d streams, expected ver", op.threads);
-    print_row(label, sk.events_s, sk.secs, sk.cpu, sk.other_cpu, sk.lat_p50, sk.lat_p99,
-              sk.commits, sk.write_mb, raw_best, sk.ok);
+    print_row(label, sk.events_s, sk.secs, sk.cpu, sk.other_cpu, sk.db_cpu, sk.lat_p50,
+              sk.lat_p99, sk.commits, sk.write_mb, raw_best, sk.ok);
     if (op.repeat > 1)
         printf("(each row: the median of %d interleaved runs, by rate)\n", op.repeat);
-    printf("cpu_s: this process, all threads. other_s: CPU other processes took meanwhile (a\n"
-           "busy machine skews every figure). p50/p99: one hs_server_publish call. commits:\n"
-           "transactions (distinct commit timestamps). write_MB: bytes written (wchar), WAL and\n"
-           "checkpoints. vs_raw: against the faster raw run.\n");
+    printf("cpu_s: this process, all threads. db_s: the database server (--db-pid). other_s: CPU\n"
+           "other processes took meanwhile (a busy machine skews every figure). p50/p99: one\n"
+           "hs_server_publish call. commits: transactions (distinct commit timestamps).\n"
+           "write_MB: %s. vs_raw: against the faster raw run.\n",
+           is_pg() ? "WAL the database generated" : "bytes written (wchar), WAL and checkpoints");
 
     if (record) {
         char *line = NULL;
@@ -975,14 +1263,38 @@ int main(int argc, char **argv)
         FILE *f = open_memstream(&line, &len);
         fprintf(f, "{\"bench\":\"ingest\",");
         bench_env_json(f, &env);
+        fprintf(f, ",\"db\":");
+        bench_json_str(f, dl->name);
+        if (op.db) {
+            fprintf(f, ",\"db_info\":{\"dbms\":");
+            bench_json_str(f, dbi.dbms);
+            fprintf(f, ",\"dbms_ver\":");
+            bench_json_str(f, dbi.dbms_ver);
+            fprintf(f, ",\"driver\":");
+            bench_json_str(f, dbi.driver);
+            fprintf(f, ",\"driver_ver\":");
+            bench_json_str(f, dbi.driver_ver);
+            fprintf(f, ",\"conn\":");
+            bench_json_str(f, dbi.conn);
+            if (is_pg()) {
+                fprintf(f, ",\"fsync\":");
+                bench_json_str(f, dbi.fsync);
+                fprintf(f, ",\"synchronous_commit\":");
+                bench_json_str(f, dbi.sync_commit);
+            }
+            fprintf(f, "}");
+        }
         fprintf(f, ",\"params\":{\"events\":%ld,\"threads\":%d,\"batch\":%d,\"data_bytes\":%d,"
                    "\"raw_chunk\":%d,\"repeat\":%d,\"client_ids\":%s,\"raw_random_ids\":%s,"
                    "\"raw_cache_kb\":%ld,\"dir\":",
                 op.events, op.threads, op.batch, DATA_BYTES, RAW_CHUNK, op.repeat,
                 op.client_ids ? "true" : "false", op.random_ids ? "true" : "false", op.cache_kb);
-        bench_json_str(f, op.dir);
+        if (op.dir)
+            bench_json_str(f, op.dir);
+        else
+            fprintf(f, "null");
         fprintf(f, "}");
-        if (!op.skip_raw)
+        if (!op.skip_raw && two_raw)
             fprintf(f, ",\"raw\":{\"plain_rows_s\":%.0f,\"plain_s\":%.3f,\"cte_rows_s\":%.0f,"
                        "\"cte_s\":%.3f,\"best_rows_s\":%.0f,\"plain_write_mb\":%.0f,"
                        "\"cte_write_mb\":%.0f,\"plain_other_cpu_s\":%.2f,"
@@ -990,17 +1302,40 @@ int main(int argc, char **argv)
                     rp.rows_s, rp.secs, rc.rows_s, rc.secs, raw_best, rp.write_mb, rc.write_mb,
                     rp.other_cpu, rc.other_cpu,
                     rp.ok && rc.ok ? "true" : "false");
+        else if (!op.skip_raw) {
+            fprintf(f, ",\"raw\":");
+            raw_json(f, &rc);
+        }
+        if (!op.skip_raw && op.repeat > 1) {
+            /* every round's raw rate, in run order */
+            fprintf(f, ",\"raw_rounds_rows_s\":[");
+            for (int r = 0; r < op.repeat; r++) {
+                double best = rps[r].rows_s > rcs[r].rows_s ? rps[r].rows_s : rcs[r].rows_s;
+                fprintf(f, "%s%.0f", r ? "," : "", best);
+            }
+            fprintf(f, "]");
+        }
         const srv_result_t *sr[2] = {&s1, &sk};
+        const srv_result_t *rounds[2] = {s1s, sks};
         const char *names[2] = {"one_stream", "per_thread_streams"};
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++) {
             fprintf(f, ",\"%s\":{\"events_s\":%.0f,\"seconds\":%.3f,\"cpu_s\":%.2f,"
                        "\"publish_ms_p50\":%.3f,\"publish_ms_p99\":%.3f,\"publish_ms_max\":%.3f,"
-                       "\"commits\":%lld,\"write_mb\":%.0f,\"other_cpu_s\":%.2f,"
-                       "\"ratio_vs_raw\":%.3f,\"ok\":%s}",
+                       "\"commits\":%lld,\"write_mb\":%.0f,\"other_cpu_s\":%.2f,",
                     names[i], sr[i]->events_s, sr[i]->secs, sr[i]->cpu, sr[i]->lat_p50,
                     sr[i]->lat_p99, sr[i]->lat_max, (long long)sr[i]->commits, sr[i]->write_mb,
-                    sr[i]->other_cpu,
+                    sr[i]->other_cpu);
+            if (sr[i]->db_cpu >= 0)
+                fprintf(f, "\"db_cpu_s\":%.2f,", sr[i]->db_cpu);
+            if (op.repeat > 1) {
+                fprintf(f, "\"rounds_events_s\":[");
+                for (int r = 0; r < op.repeat; r++)
+                    fprintf(f, "%s%.0f", r ? "," : "", rounds[i][r].events_s);
+                fprintf(f, "],");
+            }
+            fprintf(f, "\"ratio_vs_raw\":%.3f,\"ok\":%s}",
                     raw_best ? sr[i]->events_s / raw_best : 0, sr[i]->ok ? "true" : "false");
+        }
         fprintf(f, ",\"ok\":%s}", fails ? "false" : "true");
         fclose(f);
         if (bench_append_line(op.results, line) == 0)
@@ -1011,12 +1346,17 @@ int main(int argc, char **argv)
     }
 
     if (!op.keep) {
-        remove_db(p_plain);
-        remove_db(p_cte);
-        remove_db(p_one);
-        remove_db(p_per);
-        if (own_dir)
-            rmdir(tmpdir);
+        if (op.db) {
+            if (db_reset())
+                fails++;
+        } else {
+            remove_db(p_plain);
+            remove_db(p_cte);
+            remove_db(p_one);
+            remove_db(p_per);
+            if (own_dir)
+                rmdir(tmpdir);
+        }
     }
     if (fails)
         fprintf(stderr, "bench_ingest: %d failure(s)\n", fails);

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for the tests, on loopback.
-#   pg.sh start DIR PORT   initdb in DIR (trust auth, UTF8, no fsync), start it on 127.0.0.1:PORT,
-#                          and write DIR/odbc/odbcinst.ini: the psqlODBC driver with CommLog=0
-#                          (Debian's default CommLog=1 writes a log file per connection into /tmp)
+#   pg.sh start DIR PORT   initdb in DIR (trust auth, UTF8; fsync off, see PG_FSYNC), start it
+#                          on 127.0.0.1:PORT, and write DIR/odbc/odbcinst.ini: the psqlODBC
+#                          driver with CommLog=0 (Debian's default CommLog=1 writes a log
+#                          file per connection into /tmp)
 #   pg.sh halt DIR [MODE]  stop the server (pg_ctl -m MODE, default fast), keep DIR: an outage
 #   pg.sh resume DIR PORT  start a halted cluster again
 #   pg.sh stop DIR         stop it (immediate) by the pid in its postmaster.pid, remove DIR
 # Runs as root (initdb refuses root: runuser postgres) or as any other user.
+# PG_FSYNC=on (start, resume) runs the server with fsync on, as a real deployment would (the
+# benchmarks in perf/ use it); the default, off, is for the tests: faster, and nothing in a
+# throwaway cluster needs to survive a power loss.
 set -euo pipefail
 cmd=$1 dir=$2
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+fsync=${PG_FSYNC:-off}
+case "$fsync" in on | off) ;; *) echo "pg.sh: PG_FSYNC is on or off, not '$fsync'" >&2; exit 2 ;; esac
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 # starts the server of the cluster in $dir on 127.0.0.1:$1
 serve() {
     as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-        -o "-k $dir -p $1 -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+        -o "-k $dir -p $1 -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=300" \
         start >/dev/null
 }
 case "$cmd" in
