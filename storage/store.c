@@ -1379,11 +1379,97 @@ static int set_text(text_t *t, const char *s, size_t len)
     return 0;
 }
 
+/* Decodes the UTF-8 sequence at s[0..n): its code point and length, or 0 when it is not one
+ * well-formed character. */
+static size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    if (n == 0) return 0;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (len == 0 || len > n || s[0] > 0xF4) return 0;
+    uint32_t c = s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    *cp = c;
+    return len;
+}
+
+static size_t utf8_put(uint32_t c, char *out)
+{
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xC0 | (c >> 6));
+        out[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xE0 | (c >> 12));
+        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (c >> 18));
+    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/*
+ * The least string above every string that starts with prefix, written into hi (which holds
+ * plen + 1 bytes): the prefix with its last character raised. Returns its length, 0 when there
+ * is none (an empty prefix, or one of only the highest characters: every string >= it starts
+ * with it). For UTF-8 the character is a code point, so the bound is valid UTF-8 too (PostgreSQL
+ * and SQL Server refuse or mangle anything else); UTF-8 byte order is code point order, so the
+ * range is the same. A prefix that is not UTF-8 gets its last byte raised instead.
+ */
+static size_t prefix_bound(const char *prefix, size_t plen, char *hi)
+{
+    const unsigned char *p = (const unsigned char *)prefix;
+    size_t at = 0;
+    uint32_t c;
+    while (at < plen) {
+        size_t len = utf8_char(p + at, plen - at, &c);
+        if (!len) break;
+        at += len;
+    }
+    memcpy(hi, prefix, plen);
+    if (at == plen) {
+        /* valid UTF-8: from the end, the first character that can be raised */
+        size_t end = plen;
+        while (end > 0) {
+            size_t i = end - 1;
+            while (i > 0 && (p[i] & 0xC0) == 0x80)
+                i--;
+            utf8_char(p + i, end - i, &c);
+            if (c != 0x10FFFF) {
+                c = c + 1 == 0xD800 ? 0xE000 : c + 1;
+                return i + utf8_put(c, hi + i);
+            }
+            end = i;
+        }
+        return 0;
+    }
+    size_t n = plen;
+    while (n > 0 && p[n - 1] == 0xFF)
+        n--;
+    if (n > 0) hi[n - 1] = (char)(p[n - 1] + 1);
+    return n;
+}
+
 /*
  * Prefix matching without LIKE (case folding, wildcards): names sort byte-wise, so the names
- * starting with `prefix` are those >= prefix and < the prefix with its last byte raised (after
- * dropping trailing 0xFF bytes, which cannot be raised). An empty prefix, or one of only 0xFF
- * bytes, has no such bound and needs none: every name >= it starts with it.
+ * starting with `prefix` are those >= prefix and < prefix_bound(prefix).
  */
 static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const char *after,
                         size_t alen, size_t limit, hs_stream_cb cb, void *ctx)
@@ -1400,12 +1486,9 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
         if (set_text(key, prefix, plen)) return nomem(st);
         keylen = plen;
     }
-    while (hilen > 0 && (unsigned char)prefix[hilen - 1] == 0xFF)
-        hilen--;
-    if (hilen > 0) {
-        if (set_text(hi, prefix, hilen)) return nomem(st);
-        hi->p[hilen - 1] = (char)((unsigned char)hi->p[hilen - 1] + 1);
-    }
+    /* a raised character may take one more byte (U+007F -> U+0080) */
+    if (reserve(hi, plen + 2)) return nomem(st);
+    hilen = prefix_bound(prefix, plen, hi->p);
     int q = hilen > 0 ? Q_LIST : Q_LIST_OPEN;
 
     size_t left = limit;

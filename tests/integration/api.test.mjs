@@ -681,6 +681,20 @@ describe('listing GET /api/streams', () => {
     assert.deepEqual(it, info);
     assert.equal(j.next, null);
   });
+  test('a prefix ending in any character: ¿ (last byte 0xBF), U+07FF, U+FFFF, U+10FFFF', async () => {
+    // the range's upper bound raises the last character, not the last byte: it must stay UTF-8
+    // (PostgreSQL refuses a parameter that is not), and still exclude the next character
+    const base = `${prefix}u-`;
+    const pairs = [['¿', 'À'], ['\u07ff', '\u0800'], ['\uffff', '\u{10000}'], ['\u{10ffff}', '']];
+    for (const [c, next] of pairs) {
+      assertCreated(await srv.publish(`${base}${c}x`, { type: 'x' }));
+      if (next) assertCreated(await srv.publish(`${base}${next}`, { type: 'x' }));
+    }
+    for (const [c] of pairs) {
+      const j = await list(`prefix=${encodeURIComponent(base + c)}`);
+      assert.deepEqual(j.streams.map((x) => x.name), [`${base}${c}x`], `prefix ending in U+${c.codePointAt(0).toString(16)}`);
+    }
+  });
   test('no match → empty list, next null; no parameters lists streams', async () => {
     assert.deepEqual(await list('prefix=no-such-prefix-'), { streams: [], next: null });
     const all = await list('limit=1000');
