@@ -501,10 +501,12 @@ static hs_batch_t *encode_batch(hs_writer_t *w, size_t n, size_t nrows)
     return b;
 }
 
-static void set_reason(hs_writer_t *w, const char *fmt, const char *detail)
+/* Why /readyz says no: "database unavailable: " and the driver's message, cut to fit. */
+static void set_reason(hs_writer_t *w, const char *detail)
 {
     pthread_mutex_lock(&w->reason_mu);
-    snprintf(w->reason, sizeof w->reason, fmt, detail);
+    snprintf(w->reason, sizeof w->reason, "database unavailable: %.*s",
+             (int)(sizeof w->reason - 32), detail);
     pthread_mutex_unlock(&w->reason_mu);
 }
 
@@ -520,7 +522,7 @@ static void fail_all(hs_writer_t *w, size_t n, int status)
 static void connection_lost(hs_writer_t *w, const char *why)
 {
     wlog(w, HS_LOG_ERROR, "database connection lost (%s); reconnecting", why);
-    set_reason(w, "database unavailable: %s", why);
+    set_reason(w, why);
     atomic_store(&w->db_ok, 0);
     hs_store_close(w->st);
     w->st = NULL;
@@ -570,7 +572,7 @@ static bool reconnect(hs_writer_t *w)
         return true;
     }
     hs_store_close(st);
-    set_reason(w, "database unavailable: %s", err);
+    set_reason(w, err);
     w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : RETRY_FIRST_MS;
     if (w->backoff_ms > RETRY_MAX_MS)
         w->backoff_ms = RETRY_MAX_MS;
