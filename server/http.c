@@ -622,6 +622,7 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
 
 void hs_http_conn_closed(hs_conn_t *c)
 {
+    hs_conn_unwatch_hangup(c);
     if (c->pending) {
         c->pending->conn = NULL;
         c->pending = NULL;

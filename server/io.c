@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -218,11 +219,61 @@ static void drain_inbox(hs_io_t *io)
         drain_backlog(io);
 }
 
+/* ---- hang-ups during an outstanding answer (server.h) ---- */
+
+void hs_conn_watch_hangup(hs_conn_t *c)
+{
+    if (c->hup_watched || !c->wsi || c->io->hup_ep < 0)
+        return;
+    int fd = lws_get_socket_fd(c->wsi);
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (fd < 0)
+        return;
+    /* a keep-alive connection keeps its fd across requests, and each request a new c */
+    if (epoll_ctl(c->io->hup_ep, EPOLL_CTL_ADD, fd, &ev) == 0 ||
+        (errno == EEXIST && epoll_ctl(c->io->hup_ep, EPOLL_CTL_MOD, fd, &ev) == 0))
+        c->hup_watched = true;
+}
+
+void hs_conn_unwatch_hangup(hs_conn_t *c)
+{
+    if (!c->hup_watched)
+        return;
+    c->hup_watched = false;
+    int fd = lws_get_socket_fd(c->wsi);
+    if (fd >= 0)
+        epoll_ctl(c->io->hup_ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
+/* Closes the watched connections whose client hung up. */
+static void reap_hangups(hs_io_t *io)
+{
+    struct epoll_event ev[64];
+    int n;
+    while ((n = epoll_wait(io->hup_ep, ev, 64, 0)) > 0) {
+        for (int i = 0; i < n; i++) {
+            hs_conn_t *c = ev[i].data.ptr;
+            hs_conn_unwatch_hangup(c);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
+        if (n < 64)
+            break;
+    }
+}
+
+/* After a request was dispatched: watch it if its answer is not complete yet. */
+static void watch_if_outstanding(hs_conn_t *c)
+{
+    if (!c->resp || !c->resp_final)
+        hs_conn_watch_hangup(c);
+}
+
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     hs_io_t *io = lws_container_of(sul, hs_io_t, tick);
     if (io->nbacklog)
         drain_backlog(io);
+    reap_hangups(io);
     int64_t now = hs_now_ms();
     hs_sse_tick(io, now);
     hs_hub_tick(io, now);
@@ -261,6 +312,8 @@ static int write_response(hs_conn_t *c)
     wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
     if (wd && final)
         wd->busy = false;
+    if (final)
+        hs_conn_unwatch_hangup(c);
     if (c->close_after)
         return 0; /* keep reading (and dropping) the body; close at its end */
     if (final)
@@ -350,6 +403,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         }
         hs_http_dispatch(c, path);
+        watch_if_outstanding(c);
         return 0;
     }
 
@@ -384,6 +438,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         else
             hs_http_dispatch(c, pcopy ? pcopy : "/");
         free(pcopy);
+        watch_if_outstanding(c);
         return 0;
     }
 
@@ -501,6 +556,7 @@ int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t e
         goto nomem;
     io->srv = srv;
     io->index = index;
+    io->hup_ep = epoll_create1(EPOLL_CLOEXEC);
     hs_mpsc_init(&io->inbox);
     io->wbuf = malloc(LWS_PRE + HS_WRITE_BUDGET + 4096);
     io->backlog = malloc(HS_BACKLOG_MAX * sizeof(*io->backlog));
@@ -607,5 +663,7 @@ void hs_io_destroy(hs_io_t *io)
     free(io->backlog);
     free(io->wbuf);
     hs_hubbuf_free(&io->hubout);
+    if (io->hup_ep >= 0)
+        close(io->hup_ep);
     free(io);
 }

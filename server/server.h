@@ -107,6 +107,7 @@ struct hs_conn {
     /* SignalR */
     struct hs_hub *hub;              /* the SSE transport of a hub connection (a reference) */
     struct hs_hubreq *pending_hub;   /* a request forwarded to a connection's home thread */
+    bool hup_watched;                /* in io->hup_ep (see hs_conn_watch_hangup) */
 };
 
 struct hs_io {
@@ -127,6 +128,7 @@ struct hs_io {
     struct hs_hub *hubs;   /* the hub connections homed here */
     size_t nhubs;
     hs_hubbuf_t hubout;    /* scratch for packing hub records */
+    int hup_ep;            /* epoll set of connections whose client may hang up unseen */
     int64_t last_sweep_ms;
 };
 
@@ -148,6 +150,15 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
                     const char *extra_name, const char *extra_value);
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/*
+ * While a request's answer is outstanding (an SSE stream, a parked long poll, a publish waiting
+ * for its commit), lws 4.1 does not read the connection, so a client that hangs up leaves its
+ * EOF pending: poll() reports it at once on every turn and the IO thread spins until the next
+ * write fails. Such connections are watched for the hang-up (EPOLLRDHUP) in a set of the IO
+ * thread's own, which its tick reads; a hang-up closes the connection.
+ */
+void hs_conn_watch_hangup(hs_conn_t *c);
+void hs_conn_unwatch_hangup(hs_conn_t *c);
 /* Submits an ingest entry from the IO thread (ring, else backlog, else 429). */
 void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e);
 /* Submits an entry whose node kind, conn and origin fields the caller set (done and io_index

@@ -3,6 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
+import { readFileSync } from 'node:fs';
 import {
   startServer,
   killAll,
@@ -406,6 +407,33 @@ describe('subscribers', () => {
     await until(async () => (await srv.get(streamPath(s))).json.subscribers === 1, { what: 'subscribers = 1 after a disconnect' });
     b.close();
     await until(async () => (await srv.get(streamPath(s))).json.subscribers === 0, { what: 'subscribers = 0' });
+  });
+
+  test('a client that hangs up is let go at once, and costs no CPU (default 15 s ping)', async () => {
+    // lws does not read a connection whose answer is still streaming: before the hang-up watch,
+    // the IO thread spun on the pending EOF until the next ping's write failed
+    const own = await startServer({ name: 'hangup' });
+    await guarded(async () => {
+      const s = uniqueStream('hangup');
+      const cpu = () => {
+        const f = readFileSync(`/proc/${own.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
+      };
+      for (let round = 0; round < 3; round++) {
+        const c = own.subscribe(s, { from: 0 });
+        await c.established();
+        const r = await own.publish(s, { type: 'e' });
+        assert.equal(r.status, 201);
+        await c.waitForEvents(1);
+        c.close();
+        await until(async () => (await own.get(streamPath(s))).json.subscribers === 0,
+          { timeoutMs: 2000, what: 'the subscriber count to drop within 2 s of the hang-up' });
+        const before = cpu();
+        await sleep(1500);
+        const used = cpu() - before;
+        assert.ok(used < 0.5, `the idle server used ${used.toFixed(2)} CPU-s in 1.5 s after a client hung up`);
+      }
+    }, () => own.stop());
   });
 
   test('many subscribers of one stream each get the same sequence', async () => {
