@@ -82,6 +82,12 @@ typedef struct hs_dialect {
     /* (position, stream_id, version, time_us, event_id, type, data, metadata), executed with
      * an array of parameter sets */
     const char *insert_event_sql;
+    /* Optional: the head of a multi-row insert ("INSERT INTO hs_events (...) VALUES "), which
+     * store.c completes with a fixed number of "(?, ?, ?, ?, ?, ?, ?, ?)" tuples, parameters as
+     * insert_event_sql's row after row. For drivers that run a parameter array as one statement
+     * per row (psqlODBC): one statement for many rows is parsed and planned once. NULL: arrays
+     * only. */
+    const char *insert_values_sql;
     /* (name, after, limit) -> version, position, time_us, event_id, type, data, metadata;
      * forward: version > after ascending; backward: version < after descending */
     const char *read_stream_fwd_sql;

@@ -92,6 +92,10 @@ const hs_dialect_t hs_dialect_postgres = {
     .insert_event_sql = "INSERT INTO hs_events"
                         " (position, stream_id, version, time_us, event_id, type, data, metadata)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    /* psqlODBC sends a parameter array as one INSERT per row (13.02) */
+    .insert_values_sql = "INSERT INTO hs_events"
+                         " (position, stream_id, version, time_us, event_id, type, data, metadata)"
+                         " VALUES ",
     .read_stream_fwd_sql = "SELECT e.version, e.position, e.time_us,"
                            " e.event_id, e.type, e.data, e.metadata"
                            " FROM hs_streams s JOIN hs_events e ON e.stream_id = s.id"

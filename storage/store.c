@@ -53,6 +53,8 @@
  * column: executions are cut so that the four text columns stay within this budget. */
 #define INS_BUDGET   ((size_t)4 << 20)
 #define INS_MAX_ROWS 1024
+/* Rows per multi-row INSERT (dialects with insert_values_sql): 800 parameters. */
+#define VALUES_ROWS 100
 
 /* Read pages, in rows: the first is modest, later ones grow (x4) up to PAGE_MAX, and shrink so
  * that a page of the biggest rows seen so far stays under PAGE_BYTES. Above ~1000 rows a page
@@ -82,6 +84,7 @@ enum {
     Q_MAX_POSITION,
     Q_FIND_EVENT,
     Q_INSERT_EVENT,
+    Q_INSERT_VALUES, /* insert_values_sql + VALUES_ROWS tuples, text built at first use */
     Q_READ_STREAM_FWD,
     Q_READ_STREAM_BWD,
     Q_READ_ALL_FWD,
@@ -113,6 +116,7 @@ static const struct {
     [Q_MAX_POSITION] = {offsetof(hs_dialect_t, max_position_sql), 1, "max position"},
     [Q_FIND_EVENT] = {offsetof(hs_dialect_t, find_event_sql), 2, "find event"},
     [Q_INSERT_EVENT] = {offsetof(hs_dialect_t, insert_event_sql), 0, "insert events"},
+    [Q_INSERT_VALUES] = {offsetof(hs_dialect_t, insert_values_sql), 0, "insert events"},
     [Q_READ_STREAM_FWD] = {offsetof(hs_dialect_t, read_stream_fwd_sql), 3, "read stream"},
     [Q_READ_STREAM_BWD] = {offsetof(hs_dialect_t, read_stream_bwd_sql), 3, "read stream"},
     [Q_READ_ALL_FWD] = {offsetof(hs_dialect_t, read_all_fwd_sql), 3, "read all"},
@@ -340,10 +344,28 @@ static int prep(hs_store_t *st, int q, SQLHSTMT *out)
     if (!sql)
         return fail(st, HS_EINVAL, "the %s dialect has no '%s' statement", st->d->name,
                     qinfo[q].what);
+    char *multi = NULL;
+    if (q == Q_INSERT_VALUES) {
+        static const char tuple[] = "(?, ?, ?, ?, ?, ?, ?, ?)";
+        size_t head = strlen(sql), at = head;
+        if (!(multi = malloc(head + VALUES_ROWS * (sizeof tuple + 1) + 1))) return nomem(st);
+        memcpy(multi, sql, head);
+        for (int k = 0; k < VALUES_ROWS; k++) {
+            if (k) multi[at++] = ',';
+            memcpy(multi + at, tuple, sizeof tuple - 1);
+            at += sizeof tuple - 1;
+        }
+        multi[at] = '\0';
+        sql = multi;
+    }
     SQLHSTMT h = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(ODBC(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &h))))
+    if (!SQL_SUCCEEDED(ODBC(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &h)))) {
+        free(multi);
         return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
-    if (!SQL_SUCCEEDED(ODBC(SQLPrepare(h, (SQLCHAR *)sql, SQL_NTS)))) {
+    }
+    SQLRETURN pr = ODBC(SQLPrepare(h, (SQLCHAR *)sql, SQL_NTS));
+    free(multi);
+    if (!SQL_SUCCEEDED(pr)) {
         int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot prepare '%s'", qinfo[q].what);
         SQLFreeHandle(SQL_HANDLE_STMT, h);
         return rc;
@@ -1060,9 +1082,82 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
     return rc;
 }
 
+/*
+ * VALUES_ROWS rows in one multi-row INSERT. The parameters point at the rows' own strings (no
+ * copy); the integers and lengths go into the array-insert buffers.
+ */
+static int insert_values(hs_store_t *st, const hs_row_t *rows, size_t first, size_t total)
+{
+    batch_t *b = &st->b;
+    SQLHSTMT h;
+    int rc = prep(st, Q_INSERT_VALUES, &h);
+    if (rc) return rc;
+    if (b->rows < VALUES_ROWS) {
+        size_t cap = VALUES_ROWS;
+        for (int c = 0; c < N_COUNT; c++) {
+            size_t have = b->rows;
+            SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
+            if (!x) return nomem(st);
+            b->num[c] = x;
+        }
+        for (int c = 0; c < S_COUNT; c++) {
+            size_t have = b->rows;
+            SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
+            if (!x) return nomem(st);
+            b->len[c] = x;
+        }
+        size_t have = b->rows;
+        SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
+        if (!x) return nomem(st);
+        b->status = x;
+        b->rows = cap;
+    }
+    SQLRETURN r = SQL_SUCCESS;
+    SQLUSMALLINT par = 1;
+    for (size_t k = 0; k < VALUES_ROWS && SQL_SUCCEEDED(r); k++) {
+        const hs_row_t *row = &rows[k];
+        b->num[N_POSITION][k] = row->position;
+        b->num[N_STREAM_ID][k] = row->stream_id;
+        b->num[N_VERSION][k] = row->version;
+        b->num[N_TIME][k] = row->time_us;
+        for (int c = 0; c < N_COUNT && SQL_SUCCEEDED(r); c++)
+            r = SQLBindParameter(h, par++, SQL_PARAM_INPUT, SQL_C_SBIGINT, SQL_BIGINT, 0, 0,
+                                 &b->num[c][k], 0, NULL);
+        for (int c = 0; c < S_COUNT && SQL_SUCCEEDED(r); c++) {
+            const char *s = row_text(row, c);
+            size_t len = row_len(row, c);
+            b->len[c][k] = s ? (SQLLEN)len : SQL_NULL_DATA;
+            r = SQLBindParameter(h, par++, SQL_PARAM_INPUT, SQL_C_CHAR,
+                                 len > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR, len ? len : 1, 0,
+                                 (SQLPOINTER)(s ? s : ""), (SQLLEN)len, &b->len[c][k]);
+        }
+    }
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)1, 0);
+    if (!SQL_SUCCEEDED(r))
+        return dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind a multi-row insert");
+    r = ODBC(SQLExecute(h));
+    if (!SQL_SUCCEEDED(r)) {
+        rc = dbfail(st, SQL_HANDLE_STMT, h, "inserting events %zu..%zu of %zu", first + 1,
+                    first + VALUES_ROWS, total);
+        SQLFreeStmt(h, SQL_CLOSE);
+        return rc;
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return 0;
+}
+
 static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
 {
-    for (size_t i = 0; i < n;) {
+    size_t i = 0;
+    /* whole multi-row statements first, where the dialect has them; the rest as an array */
+    if (st->d->insert_values_sql) {
+        for (; n - i >= VALUES_ROWS; i += VALUES_ROWS) {
+            int rc = insert_values(st, rows + i, i, n);
+            if (rc) return rc;
+        }
+    }
+    while (i < n) {
         /* Widen the columns row by row while the array stays within the budget; a single row
          * always goes, however wide. */
         size_t w[S_COUNT] = {1, 1, 1, 1};

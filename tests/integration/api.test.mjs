@@ -482,6 +482,39 @@ describe('limits', () => {
   });
 });
 
+describe('large batches', () => {
+  test('a publish of 345 mixed events (ids, metadata or none, unicode, empty and 20 KB data) reads back exactly', async () => {
+    // on PostgreSQL the writer inserts whole hundreds of rows as multi-row INSERTs and the rest
+    // as a parameter array: both paths, and the seam between them, in one batch
+    const s = uniqueStream('big-batch');
+    const input = Array.from({ length: 345 }, (_, i) => {
+      const e = { type: i % 7 ? 'small' : 'Überprüft ✓', data: i % 50 === 3 ? 'x'.repeat(20000) : { i, s: 'Zoë 注文 😀'.repeat(i % 4) } };
+      if (i % 3 === 0) e.metadata = { m: i, note: i % 2 ? '' : 'ü' };
+      if (i % 5 === 0) e.id = `big-${s}-${i}`;
+      if (i === 100) e.data = '';
+      return e;
+    });
+    const r = await srv.publish(s, input);
+    assertCreated(r);
+    assert.equal(r.json.lastVersion - r.json.firstVersion, 344);
+    const got = await readAll(srv, s);
+    assert.equal(got.length, 345);
+    got.forEach((e, i) => {
+      assert.equal(e.version, i + 1);
+      assert.equal(e.position, r.json.firstPosition + i);
+      assert.equal(e.type, input[i].type);
+      assert.deepEqual(e.data, input[i].data, `event ${i + 1} data`);
+      assert.deepEqual(e.metadata, input[i].metadata ?? {}, `event ${i + 1} metadata`);
+      if (input[i].id) assert.equal(e.id, input[i].id);
+    });
+    // the client ids are stored: publishing the events that carry one again is a retry
+    const again = await srv.publish(s, input.filter((e) => e.id));
+    assertCreated(again);
+    assert.equal(again.json.firstVersion, 1, 'the original result: the first of them was version 1');
+    assert.equal((await readAll(srv, s)).length, 345, 'nothing appended by the retry');
+  });
+});
+
 describe('reading GET /api/streams/{s}/events', () => {
   let s;
   let events; // the 150 records

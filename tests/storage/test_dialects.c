@@ -55,6 +55,8 @@ static const struct {
     {offsetof(hs_dialect_t, max_position_sql), "max_position", false, 0, false, "-"},
     {offsetof(hs_dialect_t, find_event_sql), "find_event", false, 2, false, "version position"},
     {offsetof(hs_dialect_t, insert_event_sql), "insert_event", false, 8, false, NULL},
+    /* the head only: store.c appends the tuples */
+    {offsetof(hs_dialect_t, insert_values_sql), "insert_values", true, 0, false, NULL},
     {offsetof(hs_dialect_t, read_stream_fwd_sql), "read_stream_fwd", false, 3, true,
      "version position time_us event_id type data metadata"},
     {offsetof(hs_dialect_t, read_stream_bwd_sql), "read_stream_bwd", false, 3, true,
