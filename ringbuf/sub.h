@@ -92,7 +92,11 @@ struct hs_sub {
     /* worker state */
     int64_t cursor;    /* last version (position for $all) queued or skipped */
     int mode;          /* HS_SUB_CATCHUP / HS_SUB_LIVE */
-    bool reading;      /* a catch-up read is in flight */
+    uint8_t reads;     /* catch-up reads in flight: 0, 1, or 2 with a prefetch */
+    uint32_t read_seq, read_turn; /* reads issued / the next to apply, in issue order */
+    int64_t read_next; /* where the read after the newest one in flight starts */
+    void *read_stash;  /* a read that completed before the one issued ahead of it */
+    bool prefetch;     /* the last page was full: read the next one ahead */
     bool end_pending;  /* closed: end once caught up */
     bool ended;
     bool io_pending_data;  /* worker: a DATA signal is collected for the end of the batch */

@@ -54,6 +54,7 @@ typedef struct creq {
     int64_t after;
     size_t limit, max_bytes;
     bool all, from_head;
+    uint32_t seq; /* issue order within the subscription */
     /* results */
     hs_block_t **blocks;
     size_t n, cap, bytes;
@@ -491,40 +492,62 @@ static bool serve_cache(worker_t *w, hs_sub_t *s)
     return true;
 }
 
-static void request_read(worker_t *w, hs_sub_t *s)
+/* Issues one catch-up read of the events after `after`, with a budget of max_bytes. */
+static bool submit_read(worker_t *w, hs_sub_t *s, int64_t after, size_t max_bytes)
 {
-    if (s->reading || s->ended) return;
-    if (serve_cache(w, s)) return;
-    size_t room = hs_sub_free_bytes(s);
-    if (room < s->max_bytes / 4) {
-        to_catchup(w, s, true);
-        return;
-    }
     creq_t *r = calloc(1, sizeof(*r));
     if (!r) {
         end_sub(w, s, HS_SUB_END_ERROR, NULL);
-        return;
+        return false;
     }
     r->base.run = run_read;
     r->base.done = read_done;
     r->w = w;
     r->sub = hs_sub_ref(s);
     r->encode = w->f->cfg.encode;
-    r->from_head = s->cursor < 0;
-    r->after = s->cursor;
+    r->from_head = after < 0;
+    r->after = after;
     r->limit = (size_t)w->f->cfg.catchup_events;
-    r->max_bytes = room;
-    s->reading = true;
+    r->max_bytes = max_bytes;
+    r->seq = s->read_seq;
     if (!hs_reader_submit(w->f->cfg.reader, &r->base)) {
-        s->reading = false;
         free_req(r);
+        return false;
     }
+    s->read_seq++;
+    s->reads++;
+    s->read_next = after + (int64_t)r->limit;
+    return true;
 }
 
-static void on_read(worker_t *w, creq_t *r)
+/*
+ * Starts reading from the database where the subscription stands. A stream subscription deep in
+ * catch-up (its last read came back full) keeps a second read in flight, for the page after the
+ * one being read, on another reader thread: one subscriber's replay is then no longer bounded by
+ * one reader at a time. Pages are applied in issue order, and a prefetched page is used only if
+ * the page before it ended exactly where it starts (versions are dense, so it normally does);
+ * otherwise it is dropped and read again from the cursor.
+ */
+static void request_read(worker_t *w, hs_sub_t *s)
+{
+    if (s->ended || s->reads >= 2) return;
+    if (s->reads == 0 && serve_cache(w, s)) return;
+    size_t room = hs_sub_free_bytes(s);
+    if (s->reads == 0) {
+        if (room < s->max_bytes / 4) {
+            to_catchup(w, s, true);
+            return;
+        }
+        if (!submit_read(w, s, s->cursor, s->all ? room : room / 2)) return;
+    }
+    if (!s->all && s->cursor >= 0 && s->prefetch && room >= s->max_bytes / 2)
+        submit_read(w, s, s->read_next, room / 2);
+}
+
+/* Applies one completed read, in issue order. */
+static void apply_read(worker_t *w, creq_t *r)
 {
     hs_sub_t *s = r->sub;
-    s->reading = false;
     if (s->ended || !s->w_stream) {
         free_req(r);
         return;
@@ -532,6 +555,13 @@ static void on_read(worker_t *w, creq_t *r)
     if (r->base.status) {
         end_sub(w, s, HS_SUB_END_ERROR, NULL);
         free_req(r);
+        return;
+    }
+    if (!r->from_head && r->after != s->cursor) {
+        /* a prefetched page that does not continue the previous one */
+        s->prefetch = false;
+        free_req(r);
+        request_read(w, s);
         return;
     }
     if (r->from_head) s->cursor = r->after;
@@ -553,12 +583,15 @@ static void on_read(worker_t *w, creq_t *r)
     if (pushed) mark_touched(w, s);
     wstream_t *st = s->w_stream;
     bool more = r->more;
+    /* a full page of exactly `limit` versions: the next one is worth reading ahead */
+    s->prefetch = more && r->n == r->limit && s->cursor == r->after + (int64_t)r->limit;
     bool closed_at_end = !s->all && r->found && r->head.closed && s->cursor >= r->head.version;
     free_req(r);
     if (more) {
         request_read(w, s);
         return;
     }
+    if (s->reads) return; /* a read ahead is still out: it decides */
     if (closed_at_end || (s->end_pending && s->cursor >= st->head)) {
         end_closed(w, s);
         return;
@@ -568,6 +601,23 @@ static void on_read(worker_t *w, creq_t *r)
         return;
     }
     request_read(w, s);
+}
+
+static void on_read(worker_t *w, creq_t *r)
+{
+    hs_sub_t *s = r->sub;
+    if (r->seq != s->read_turn) {
+        s->read_stash = r; /* the read issued before it is still out */
+        return;
+    }
+    for (;;) {
+        s->reads--;
+        s->read_turn++;
+        apply_read(w, r);
+        r = s->read_stash;
+        if (!r || r->seq != s->read_turn) break;
+        s->read_stash = NULL;
+    }
 }
 
 /* ---- commands from IO threads ---- */
