@@ -823,9 +823,13 @@ void hs_fanout_destroy(hs_fanout_t *f)
         }
         for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
             next = n->next;
-            if (n->kind == NODE_READ)
-                free_req(hs_container_of(n, creq_t, base.node));
-            else {
+            if (n->kind == NODE_READ) {
+                /* a read ahead that completed first waits on its subscription, holding it */
+                creq_t *r = hs_container_of(n, creq_t, base.node), *ahead = r->sub->read_stash;
+                r->sub->read_stash = NULL;
+                free_req(r);
+                if (ahead) free_req(ahead);
+            } else {
                 hs_sub_t *s = hs_container_of(n, hs_sub_t, w_node);
                 unsigned fl = hs_sub_take_worker_flags(s);
                 if ((fl & HS_SUB_W_REGISTER))
