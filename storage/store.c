@@ -993,6 +993,35 @@ static const char *row_text(const hs_row_t *r, int c)
     }
 }
 
+/* Makes the per-row insert arrays hold at least m rows. They share one capacity; after a partial
+ * failure b->rows is unchanged and the next call resizes them all again. */
+static int batch_reserve(hs_store_t *st, size_t m)
+{
+    batch_t *b = &st->b;
+    if (m <= b->rows) return 0;
+    size_t cap = b->rows ? b->rows : 64;
+    while (cap < m)
+        cap *= 2;
+    for (int c = 0; c < N_COUNT; c++) {
+        size_t have = b->rows;
+        SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
+        if (!x) return nomem(st);
+        b->num[c] = x;
+    }
+    for (int c = 0; c < S_COUNT; c++) {
+        size_t have = b->rows;
+        SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
+        if (!x) return nomem(st);
+        b->len[c] = x;
+    }
+    size_t have = b->rows;
+    SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
+    if (!x) return nomem(st);
+    b->status = x;
+    b->rows = cap;
+    return 0;
+}
+
 /* Executes one array of m rows whose text columns are w[] bytes wide; `first` is the index of
  * rows[0] in the caller's array, for messages. */
 static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const size_t *w,
@@ -1003,30 +1032,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
     int rc = prep(st, Q_INSERT_EVENT, &h);
     if (rc) return rc;
 
-    if (m > b->rows) {
-        /* The per-row arrays share one capacity; after a partial failure b->rows is unchanged
-         * and the next call resizes them all again. */
-        size_t cap = b->rows ? b->rows : 64;
-        while (cap < m)
-            cap *= 2;
-        for (int c = 0; c < N_COUNT; c++) {
-            size_t have = b->rows;
-            SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
-            if (!x) return nomem(st);
-            b->num[c] = x;
-        }
-        for (int c = 0; c < S_COUNT; c++) {
-            size_t have = b->rows;
-            SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
-            if (!x) return nomem(st);
-            b->len[c] = x;
-        }
-        size_t have = b->rows;
-        SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
-        if (!x) return nomem(st);
-        b->status = x;
-        b->rows = cap;
-    }
+    if ((rc = batch_reserve(st, m))) return rc;
     for (int c = 0; c < S_COUNT; c++) {
         char *x = grow(b->text[c], &b->text_cap[c], w[c] * m, 1);
         if (!x) return nomem(st);
@@ -1114,26 +1120,7 @@ static int insert_values(hs_store_t *st, const hs_row_t *rows, size_t first, siz
     SQLHSTMT h;
     int rc = prep(st, Q_INSERT_VALUES, &h);
     if (rc) return rc;
-    if (b->rows < VALUES_ROWS) {
-        size_t cap = VALUES_ROWS;
-        for (int c = 0; c < N_COUNT; c++) {
-            size_t have = b->rows;
-            SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
-            if (!x) return nomem(st);
-            b->num[c] = x;
-        }
-        for (int c = 0; c < S_COUNT; c++) {
-            size_t have = b->rows;
-            SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
-            if (!x) return nomem(st);
-            b->len[c] = x;
-        }
-        size_t have = b->rows;
-        SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
-        if (!x) return nomem(st);
-        b->status = x;
-        b->rows = cap;
-    }
+    if ((rc = batch_reserve(st, VALUES_ROWS))) return rc;
     SQLRETURN r = SQL_SUCCESS;
     SQLUSMALLINT par = 1;
     for (size_t k = 0; k < VALUES_ROWS && SQL_SUCCEEDED(r); k++) {
