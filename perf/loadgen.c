@@ -1,0 +1,2060 @@
+/*
+ * loadgen: the load generator of the side-by-side benchmarks (perf/compare.sh): the same
+ * scenario against hubstream or against nchan (nginx's pub/sub module), one JSON object of
+ * figures on stdout.
+ *
+ * Targets and transports:
+ *   --target hubstream: publishes with POST /api/streams/{s}/events (an array of --post-batch
+ *     events); subscribes over SSE (GET /api/streams/{s}/events, Accept: text/event-stream) or
+ *     over SignalR WebSockets (GET /hub upgraded without negotiating, hub handshake, then a
+ *     StreamInvocation of Subscribe(stream, from)): --transport ws is the MessagePack hub
+ *     protocol, --transport signalr-json the JSON one.
+ *   --target nchan: publishes with POST /pub?id={s} (one message per request); subscribes with
+ *     GET /sub?id={s} over raw WebSocket frames (--transport ws) or SSE. For the catch-up
+ *     scenario (and the ingest that fills its stream, i.e. any stream named catchup*), /pub_big
+ *     and /sub_oldest: locations of perf/peers/nchan.conf.in with a 1,000,000-message buffer
+ *     and first message "oldest".
+ *
+ * Every event's data is the same 128 bytes for both targets, {"m":"~S<seq>~T<ns>","pad":"x..."}:
+ * <seq> (10 digits) numbers the events of the run from 1, <ns> (19 digits) is CLOCK_MONOTONIC
+ * when the publisher wrote the request (the clock is the machine's, shared by processes). A
+ * subscriber finds the marker in whatever framing carries it (SSE data line, SignalR JSON or
+ * MessagePack record, WebSocket frame), so the checks and the latency are the same for both
+ * servers: the latency is from the publisher's write to the subscriber's read, both on loopback.
+ *
+ * Scenarios (--scenario):
+ *   fanout    --subs S subscribers on one new stream; then --events E published over
+ *             --publishers P keep-alive connections (one request in flight on each, no
+ *             pipelining), at most --window events ahead of the slowest subscriber: "as fast as
+ *             it is delivered". Figures: deliveries/s from the first publish to the last
+ *             delivery, the server's CPU seconds over that interval (--pid: that process and its
+ *             children, e.g. nginx's master and worker) and deliveries per server CPU-second.
+ *   latency   S subscribers; --rate R events/s for --duration-s D, paced on a 1 ms tick over P
+ *             connections. Figures: p50/p99/p99.9/max of publish-to-receive over every delivery.
+ *   idle      S subscribers connect and stay idle for D seconds. Figures: connections per
+ *             second (first connect to the last subscriber ready), the server's RSS before and
+ *             after, and RSS per connection. Then one event is published and every subscriber
+ *             must receive it (they are alive, not just counted).
+ *   ingest    no subscriber; E events over P connections in requests of --post-batch events
+ *             (hubstream; nchan takes one message per request). Figures: events/s acknowledged.
+ *   catchup   S subscribers (default 1) read a stream that already holds E events (an earlier
+ *             ingest run of the same --stream) from the start. Figures: events/s.
+ *   reconnect S subscribers get 10 live events; all drop their connections; --missed M events
+ *             are published; all reconnect at once and resume (SSE: Last-Event-ID with the last
+ *             id seen; SignalR: Subscribe(stream, last version)). Figures: seconds from the
+ *             reconnect to the last subscriber holding every event; gaps and duplicates, which
+ *             must be zero. nchan's raw WebSocket frames carry no id, so on nchan only SSE.
+ *
+ * Checks: each subscriber must receive each expected event exactly once (a bitmap per
+ * subscriber); in the reconnect scenario (one publisher connection, so one order) also in
+ * order. A subscriber that fails, a gap, a duplicate or a timeout makes the run fail: "ok":false
+ * with the first error, exit status 1.
+ *
+ * Processes: subscribers live in --procs P worker processes (fork), each with its own epoll
+ * loop, non-blocking sockets, no allocation per message, and, with --src-addrs K, bound to the
+ * source address 127.0.0.(2 + i % K): one process holds fewer than 20,000 descriptors here and
+ * one source address reaches at most ~28,000 ports to one server port. The publishers and the
+ * clock live in the parent; the processes share counters in an anonymous shared mapping.
+ *
+ * Not measured: anything beyond loopback; TLS; the client's own cost (reported: client_cpu_s,
+ * since on a 2-core machine the client competes with the server for the cores).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+
+#define DATA_BYTES     128
+#define SEQ_DIGITS     10
+#define NS_DIGITS      19
+#define CARRY_MAX      8192        /* one subscriber's unfinished block, frame or record */
+#define READ_MAX       (256 * 1024)
+#define RESP_MAX       8192        /* a publisher's unfinished response */
+#define CONNECTING_MAX 256         /* connects in flight per process */
+#define RING           (1 << 16)   /* per-event delivery counts (fan-out flow control) */
+#define HIST_N         20000
+#define WARM_EVENTS    10          /* reconnect: live events before the drop */
+#define PING_EVERY_S   10.0        /* SignalR keep-alive: the server drops a silent client at 30 s */
+#define MAX_PROCS      64
+
+enum target { T_HUBSTREAM, T_NCHAN };
+enum transport { X_WS, X_SR_JSON, X_SSE };
+enum scenario { S_FANOUT, S_LATENCY, S_IDLE, S_INGEST, S_CATCHUP, S_RECONNECT };
+static const char *const target_names[] = {"hubstream", "nchan"};
+static const char *const transport_names[] = {"ws", "signalr-json", "sse"};
+static const char *const scenario_names[] = {"fanout", "latency", "idle",
+                                             "ingest", "catchup", "reconnect"};
+
+/* what the parent tells the subscriber processes to do */
+enum phase { PH_CONNECT, PH_DROP, PH_RESUME, PH_STOP };
+
+/* Shared by the parent and the subscriber processes (MAP_SHARED | MAP_ANONYMOUS). */
+typedef struct shared {
+    _Atomic int phase;
+    _Atomic long expect;        /* events each subscriber must hold to be complete */
+    _Atomic long ready;         /* subscribers connected and subscribed */
+    _Atomic long complete;      /* subscribers holding `expect` events */
+    _Atomic long failed;
+    _Atomic long dropped;       /* reconnect: subscribers that closed their connection */
+    _Atomic long deliveries;    /* flushed by each process as it goes */
+    _Atomic long gaps, dups;
+    _Atomic uint64_t t_ready_ns, t_last_ns; /* the last subscriber ready; the last completion */
+    _Atomic int procs_done;
+    _Atomic int err_set;
+    char err[512];
+    _Atomic uint32_t ring[RING]; /* deliveries per event (seq % RING), flushed per loop */
+    _Atomic uint64_t hist[HIST_N]; /* latency in microseconds, merged at exit */
+    _Atomic uint64_t lat_max_us, lat_n;
+} shared_t;
+
+typedef struct opts {
+    int target, transport, scenario;
+    char host[256], port[16];
+    char stream[128];
+    long subs, events, rate, missed;
+    double duration_s, timeout_s;
+    int procs, src_addrs, publishers, post_batch, window, settle_ms;
+    long pid;
+    const char *label;
+} opts_t;
+
+enum cstate { C_IDLE, C_CONNECTING, C_REQUEST, C_HEADERS, C_BODY, C_CLOSED, C_FAILED };
+
+/* A subscriber connection (in a worker process) or a publisher connection (in the parent). */
+typedef struct conn {
+    enum cstate state;
+    int fd;
+    long index;
+    uint32_t events;
+    const char *out;            /* the request being written */
+    size_t out_len, out_off;
+    char *in;                   /* CARRY_MAX bytes: unfinished block / frame / record / response */
+    size_t in_len;
+    /* subscriber */
+    bool ready, chunked;
+    int ck_state;               /* chunked transfer decoding (nchan's SSE) */
+    uint64_t ck_left;
+    uint8_t ws_hdr[14];
+    size_t ws_hdr_len;
+    uint64_t ws_left;
+    int ws_op;
+    uint8_t ws_ctl[125];
+    size_t ws_ctl_len;
+    long count;                 /* events received (all phases) */
+    long last_seq;
+    uint8_t *seen;              /* bitmap of seqs received */
+    char last_id[64];           /* the last event id (SSE id line, or the SignalR version) */
+    char *req;                  /* this subscriber's own request or hub hello (resume) */
+    size_t req_len;
+    /* publisher */
+    char *preq;
+    size_t preq_len;
+    size_t *marks;              /* offsets of each event's "~S" in preq */
+    int req_events;             /* events preq holds */
+    int batch;                  /* events in the request in flight, 0 if none */
+    long first_seq;
+} conn_t;
+
+static opts_t op;
+static shared_t *sh;
+static struct addrinfo *addr;
+static int ep = -1;
+static char *rbuf;              /* CARRY_MAX + READ_MAX */
+static int nfails_printed;
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loadgen: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Records the first error of the run (any process). */
+static void run_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void run_error(const char *fmt, ...)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&sh->err_set, &expected, 1))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sh->err, sizeof(sh->err), fmt, ap);
+    va_end(ap);
+    atomic_store(&sh->err_set, 2);
+}
+
+static void ep_set(conn_t *c, uint32_t events)
+{
+    if (c->events == events)
+        return;
+    struct epoll_event e = {.events = events, .data.ptr = c};
+    int r = epoll_ctl(ep, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
+    if (r && errno == ENOENT)
+        r = epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e);
+    if (r)
+        die("epoll_ctl: %s", strerror(errno));
+    c->events = events;
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd); /* also leaves the epoll set */
+        c->fd = -1;
+    }
+    c->events = 0;
+}
+
+/* Starts a non-blocking connect, from source address `src` unless it is NULL. */
+static int conn_start(conn_t *c, const struct sockaddr_in *src)
+{
+    int fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (src) {
+        /* the port is chosen at connect(), per destination: more than 28k per source address */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, (const struct sockaddr *)src, sizeof(*src))) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+    }
+    c->fd = fd;
+    c->events = 0;
+    c->in_len = 0;
+    c->out_off = 0;
+    if (connect(fd, addr->ai_addr, addr->ai_addrlen) && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        c->fd = -1;
+        errno = e;
+        return -1;
+    }
+    c->state = C_CONNECTING;
+    ep_set(c, EPOLLOUT);
+    return 0;
+}
+
+/* Writes what is left of c->out: 1 when all is written, 0 when it must wait, -1 on error. */
+static int flush_out(conn_t *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        c->out_off += (size_t)w;
+    }
+    return 1;
+}
+
+/* The connect's outcome, after EPOLLOUT: 0 when connected. */
+static int connect_result(conn_t *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    errno = err;
+    return err ? -1 : 0;
+}
+
+/* ---- latency histogram (microseconds) ---- */
+
+static uint64_t *hist;          /* this process's, merged into sh->hist at exit */
+static uint64_t hist_max, hist_n;
+
+static int hist_bucket(uint64_t us)
+{
+    if (us < 10000)
+        return (int)us;                            /* 1 us steps to 10 ms */
+    if (us < 1000000)
+        return 10000 + (int)((us - 10000) / 100);  /* 100 us steps to 1 s */
+    uint64_t b = 19900 + (us - 1000000) / 100000;  /* 100 ms steps */
+    return b < HIST_N ? (int)b : HIST_N - 1;
+}
+
+static uint64_t hist_value(int b)
+{
+    if (b < 10000)
+        return (uint64_t)b;
+    if (b < 19900)
+        return 10000 + (uint64_t)(b - 10000) * 100;
+    return 1000000 + (uint64_t)(b - 19900) * 100000;
+}
+
+/* The smallest bucket value at or above the q quantile of the merged histogram. */
+static double hist_quantile(double q)
+{
+    uint64_t n = atomic_load(&sh->lat_n);
+    if (!n)
+        return -1;
+    uint64_t want = (uint64_t)(q * (double)n), acc = 0;
+    if (want >= n)
+        want = n - 1;
+    for (int b = 0; b < HIST_N; b++) {
+        acc += atomic_load(&sh->hist[b]);
+        if (acc > want)
+            return (double)hist_value(b);
+    }
+    return (double)atomic_load(&sh->lat_max_us);
+}
+
+/* ---- subscribers (in the worker processes) ---- */
+
+static conn_t *subs;
+static long nsubs, next_sub, n_connecting;
+static long seq_max;            /* the highest seq a subscriber may receive */
+static size_t seen_bytes;       /* per subscriber */
+static struct sockaddr_in src_addr;
+static bool use_src;
+static bool strict_order;       /* reconnect: one publisher, so one order */
+static char sub_req[1024];      /* the request every subscriber sends first */
+static size_t sub_req_len;
+static uint8_t sr_hello_live[1024]; /* SignalR: handshake + Subscribe(stream, from 0 or nothing) */
+static size_t sr_hello_live_len;
+static uint32_t *lring;         /* this process's deliveries per seq, not yet flushed */
+static long lring_lo = -1, lring_hi = -1, local_deliveries, local_gaps, local_dups;
+
+static bool is_sr(void)
+{
+    return op.target == T_HUBSTREAM && op.transport != X_SSE;
+}
+
+static bool is_ws(void)
+{
+    return op.transport != X_SSE;
+}
+
+static bool is_catchup_stream(void)
+{
+    return strncmp(op.stream, "catchup", 7) == 0;
+}
+
+static void sub_fail(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sub_fail(conn_t *c, const char *fmt, ...)
+{
+    if (c->state == C_FAILED)
+        return;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (nfails_printed++ < 5)
+        fprintf(stderr, "loadgen: subscriber %ld: %s (had %ld events, last seq %ld)\n", c->index,
+                msg, c->count, c->last_seq);
+    run_error("subscriber %ld: %s (had %ld events)", c->index, msg, c->count);
+    if (c->state == C_CONNECTING)
+        n_connecting--;
+    c->state = C_FAILED;
+    atomic_fetch_add(&sh->failed, 1);
+    conn_close(c);
+}
+
+static void ring_note(long seq)
+{
+    lring[seq & (RING - 1)]++;
+    if (lring_lo < 0 || seq < lring_lo)
+        lring_lo = seq;
+    if (seq > lring_hi)
+        lring_hi = seq;
+}
+
+/* Publishes this process's counters to the parent; called once per loop iteration. */
+static void local_flush(void)
+{
+    if (lring_lo >= 0) {
+        for (long s = lring_lo; s <= lring_hi; s++) {
+            uint32_t v = lring[s & (RING - 1)];
+            if (v) {
+                atomic_fetch_add(&sh->ring[s & (RING - 1)], v);
+                lring[s & (RING - 1)] = 0;
+            }
+        }
+        lring_lo = lring_hi = -1;
+    }
+    if (local_deliveries) {
+        atomic_fetch_add(&sh->deliveries, local_deliveries);
+        local_deliveries = 0;
+    }
+    if (local_gaps) {
+        atomic_fetch_add(&sh->gaps, local_gaps);
+        local_gaps = 0;
+    }
+    if (local_dups) {
+        atomic_fetch_add(&sh->dups, local_dups);
+        local_dups = 0;
+    }
+}
+
+static void sub_ready(conn_t *c)
+{
+    if (c->ready)
+        return;
+    c->ready = true;
+    if (atomic_fetch_add(&sh->ready, 1) + 1 == op.subs)
+        atomic_store(&sh->t_ready_ns, now_ns());
+}
+
+/* Reads `digits` decimal digits at p; -1 if one is not a digit. */
+static int64_t digits_at(const uint8_t *p, int digits)
+{
+    int64_t v = 0;
+    for (int i = 0; i < digits; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* One event delivered to c: its content [p, p + n) holds the marker; id is the server's id
+ * for it (SSE id, SignalR version) or NULL. */
+static void deliver(conn_t *c, const uint8_t *p, size_t n, const char *id, size_t idlen)
+{
+    uint64_t t_recv = now_ns();
+    const uint8_t *m = memmem(p, n, "~S", 2);
+    if (!m || (size_t)(p + n - m) < 2 + SEQ_DIGITS + 2 + NS_DIGITS || m[2 + SEQ_DIGITS] != '~' ||
+        m[3 + SEQ_DIGITS] != 'T') {
+        sub_fail(c, "an event without the benchmark's marker (%.*s)", (int)(n < 100 ? n : 100),
+                 (const char *)p);
+        return;
+    }
+    int64_t seq = digits_at(m + 2, SEQ_DIGITS);
+    int64_t sent = digits_at(m + 4 + SEQ_DIGITS, NS_DIGITS);
+    if (seq < 1 || seq > seq_max || sent < 0) {
+        sub_fail(c, "an event with a bad marker (seq %lld)", (long long)seq);
+        return;
+    }
+    if (id && idlen < sizeof(c->last_id)) {
+        memcpy(c->last_id, id, idlen);
+        c->last_id[idlen] = '\0';
+    }
+    if ((uint64_t)sent <= t_recv) {
+        uint64_t us = (t_recv - (uint64_t)sent) / 1000;
+        hist[hist_bucket(us)]++;
+        hist_n++;
+        if (us > hist_max)
+            hist_max = us;
+    }
+    uint8_t bit = (uint8_t)(1u << (seq & 7));
+    if (c->seen[seq >> 3] & bit) {
+        local_dups++;
+        if (local_dups < 3)
+            fprintf(stderr, "loadgen: subscriber %ld: event %lld again\n", c->index,
+                    (long long)seq);
+        return;
+    }
+    c->seen[seq >> 3] |= bit;
+    if (strict_order && seq != c->last_seq + 1) {
+        local_gaps++;
+        if (local_gaps < 3)
+            fprintf(stderr, "loadgen: subscriber %ld: event %lld after %ld\n", c->index,
+                    (long long)seq, c->last_seq);
+    }
+    c->last_seq = seq;
+    c->count++;
+    local_deliveries++;
+    if (op.scenario == S_FANOUT)
+        ring_note(seq);
+    if (c->count == atomic_load(&sh->expect)) {
+        atomic_fetch_add(&sh->complete, 1);
+        uint64_t prev = atomic_load(&sh->t_last_ns);
+        while (prev < t_recv && !atomic_compare_exchange_weak(&sh->t_last_ns, &prev, t_recv))
+            ;
+    }
+}
+
+/* ---- SSE ---- */
+
+/* One complete SSE block [p, p + n). */
+static void sse_block(conn_t *c, const char *p, size_t n)
+{
+    const char *end = p + n, *id = NULL, *data = NULL;
+    size_t idlen = 0, datalen = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            nl = end;
+        size_t l = (size_t)(nl - p);
+        if (l >= 4 && memcmp(p, "id: ", 4) == 0) {
+            id = p + 4;
+            idlen = l - 4;
+        } else if (l >= 6 && memcmp(p, "data: ", 6) == 0) {
+            data = p + 6;
+            datalen = l - 6;
+        } else if (l >= 6 && memcmp(p, "retry:", 6) == 0) {
+            sub_ready(c);
+        } else if (l >= 12 && memcmp(p, "event: close", 12) == 0) {
+            sub_fail(c, "the stream was closed (event: close)");
+            return;
+        }
+        p = nl + 1;
+    }
+    if (data)
+        deliver(c, (const uint8_t *)data, datalen, id, idlen);
+}
+
+/* Parses every complete block of [p, p + n); returns the bytes consumed. */
+static size_t sse_parse(conn_t *c, const char *p, size_t n)
+{
+    const char *start = p, *end = p + n, *s = p;
+    while (c->state == C_BODY) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        if (!nl || nl + 1 >= end)
+            break;
+        if (nl[1] == '\n') {
+            sse_block(c, start, (size_t)(nl + 1 - start));
+            start = s = nl + 2;
+            continue;
+        }
+        s = nl + 1;
+    }
+    return (size_t)(start - p);
+}
+
+enum { CK_SIZE, CK_EXT, CK_SIZE_LF, CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_END };
+
+/* Removes chunked framing from [p, p + n) in place, carrying the state in c; returns the
+ * length of the body bytes now at p, or -1. */
+static ssize_t dechunk(conn_t *c, char *p, size_t n)
+{
+    char *o = p;
+    for (size_t i = 0; i < n;) {
+        char ch = p[i];
+        switch (c->ck_state) {
+        case CK_SIZE:
+            if (ch >= '0' && ch <= '9')
+                c->ck_left = c->ck_left * 16 + (uint64_t)(ch - '0');
+            else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+                c->ck_left = c->ck_left * 16 + (uint64_t)((ch | 0x20) - 'a' + 10);
+            else if (ch == '\r')
+                c->ck_state = CK_SIZE_LF;
+            else if (ch == ';')
+                c->ck_state = CK_EXT;
+            else
+                return -1;
+            i++;
+            break;
+        case CK_EXT:
+            if (ch == '\r')
+                c->ck_state = CK_SIZE_LF;
+            i++;
+            break;
+        case CK_SIZE_LF:
+            if (ch != '\n')
+                return -1;
+            c->ck_state = c->ck_left ? CK_DATA : CK_END;
+            i++;
+            break;
+        case CK_DATA: {
+            size_t k = n - i < c->ck_left ? n - i : (size_t)c->ck_left;
+            memmove(o, p + i, k);
+            o += k;
+            i += k;
+            c->ck_left -= k;
+            if (!c->ck_left)
+                c->ck_state = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+            if (ch != '\r')
+                return -1;
+            c->ck_state = CK_DATA_LF;
+            i++;
+            break;
+        case CK_DATA_LF:
+            if (ch != '\n')
+                return -1;
+            c->ck_state = CK_SIZE;
+            i++;
+            break;
+        default: /* the last chunk: the response ended */
+            i = n;
+            break;
+        }
+    }
+    return o - p;
+}
+
+/* ---- WebSocket ---- */
+
+/* Appends one masked client frame holding p[0..n) to o; returns its length. */
+static size_t ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
+{
+    static const uint8_t key[4] = {0x3a, 0x91, 0x5c, 0x07};
+    size_t h = 0;
+    o[h++] = (uint8_t)(0x80 | opcode);
+    if (n < 126) {
+        o[h++] = (uint8_t)(0x80 | n);
+    } else {
+        o[h++] = 0x80 | 126;
+        o[h++] = (uint8_t)(n >> 8);
+        o[h++] = (uint8_t)n;
+    }
+    memcpy(o + h, key, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++)
+        o[h + i] = p[i] ^ key[i & 3];
+    return h + n;
+}
+
+/* Sends one small frame whole, or fails the subscriber. */
+static void ws_send_small(conn_t *c, int opcode, const uint8_t *p, size_t n)
+{
+    uint8_t f[8 + 256];
+    size_t len = ws_frame(f, opcode, p, n);
+    if (send(c->fd, f, len, MSG_NOSIGNAL) != (ssize_t)len)
+        sub_fail(c, "could not send a %zu-byte frame", len);
+}
+
+/* The SignalR handshake and Subscribe(stream[, from]) frames; from < 0 leaves it out. */
+static size_t sr_hello(uint8_t *out, long from)
+{
+    bool mp = op.transport == X_WS;
+    uint8_t rec[512];
+    size_t o = 0;
+    int n = snprintf((char *)rec, sizeof(rec), "{\"protocol\":\"%s\",\"version\":1}\x1e",
+                     mp ? "messagepack" : "json");
+    o += ws_frame(out + o, 1, rec, (size_t)n);
+    size_t sl = strlen(op.stream);
+    if (!mp) {
+        char fromarg[32] = "";
+        if (from >= 0)
+            snprintf(fromarg, sizeof(fromarg), ",%ld", from);
+        n = snprintf((char *)rec, sizeof(rec),
+                     "{\"type\":4,\"invocationId\":\"0\",\"target\":\"Subscribe\","
+                     "\"arguments\":[\"%s\"%s]}\x1e",
+                     op.stream, fromarg);
+        return o + ws_frame(out + o, 1, rec, (size_t)n);
+    }
+    /* [4, {}, "0", "Subscribe", [stream, from]] behind its varint length */
+    uint8_t body[256];
+    size_t b = 0;
+    body[b++] = 0x95;
+    body[b++] = 0x04;
+    body[b++] = 0x80;
+    body[b++] = 0xa1;
+    body[b++] = '0';
+    body[b++] = 0xa9;
+    memcpy(body + b, "Subscribe", 9);
+    b += 9;
+    body[b++] = from >= 0 ? 0x92 : 0x91;
+    body[b++] = 0xd9;
+    body[b++] = (uint8_t)sl;
+    memcpy(body + b, op.stream, sl);
+    b += sl;
+    if (from >= 0) {
+        body[b++] = 0xd3; /* int 64 */
+        for (int i = 7; i >= 0; i--)
+            body[b++] = (uint8_t)((uint64_t)from >> (8 * i));
+    }
+    size_t r = 0, len = b;
+    do {
+        rec[r] = (uint8_t)(len & 0x7f);
+        len >>= 7;
+        if (len)
+            rec[r] |= 0x80;
+        r++;
+    } while (len);
+    memcpy(rec + r, body, b);
+    return o + ws_frame(out + o, 2, rec, r + b);
+}
+
+/* The version of a hubstream StreamItem record, as text in buf; its length, or 0. */
+static size_t sr_version(const uint8_t *r, size_t n, char *buf, size_t cap)
+{
+    uint64_t v = 0;
+    if (op.transport == X_SR_JSON) {
+        const uint8_t *p = memmem(r, n, "\"version\":", 10);
+        if (!p || p + 10 >= r + n || p[10] < '0' || p[10] > '9')
+            return 0;
+        for (p += 10; p < r + n && *p >= '0' && *p <= '9'; p++)
+            v = v * 10 + (uint64_t)(*p - '0');
+    } else {
+        const uint8_t *p = memmem(r, n, "\xa7version", 8);
+        if (!p || p + 8 >= r + n)
+            return 0;
+        p += 8;
+        if (*p <= 0x7f) {
+            v = *p;
+        } else if (*p >= 0xcc && *p <= 0xcf) {
+            int k = 1 << (*p - 0xcc);
+            if (r + n - p <= k)
+                return 0;
+            for (int j = 1; j <= k; j++)
+                v = v << 8 | p[j];
+        } else if (*p >= 0xd0 && *p <= 0xd3) {
+            int k = 1 << (*p - 0xd0);
+            if (r + n - p <= k)
+                return 0;
+            for (int j = 1; j <= k; j++)
+                v = v << 8 | p[j];
+        } else {
+            return 0;
+        }
+    }
+    int l = snprintf(buf, cap, "%llu", (unsigned long long)v);
+    return l > 0 && (size_t)l < cap ? (size_t)l : 0;
+}
+
+/* One hub record (without its framing). */
+static void sr_record(conn_t *c, const uint8_t *r, size_t n)
+{
+    int type;
+    if (op.transport == X_SR_JSON) {
+        if (n >= 9 && memcmp(r, "{\"type\":", 8) == 0)
+            type = r[8] - '0';
+        else
+            type = -1;
+    } else {
+        type = n >= 2 && (r[0] & 0xf0) == 0x90 && r[1] <= 0x7f ? r[1] : -1;
+    }
+    if (type == 2) {
+        char v[32];
+        size_t vl = sr_version(r, n, v, sizeof(v));
+        if (!vl) {
+            sub_fail(c, "a StreamItem without a version");
+            return;
+        }
+        deliver(c, r, n, v, vl);
+    } else if (type != 6) {
+        sub_fail(c, "an unexpected hub record (type %d, %zu bytes: %.*s)", type, n,
+                 (int)(n < 120 ? n : 120), (const char *)r);
+    }
+}
+
+/* Parses whole hub records in [p, p + n); returns the bytes consumed. */
+static size_t sr_parse(conn_t *c, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && c->state == C_BODY) {
+        if (!c->ready || op.transport == X_SR_JSON) {
+            const uint8_t *rs = memchr(p + off, 0x1e, n - off);
+            if (!rs)
+                break;
+            size_t len = (size_t)(rs - (p + off));
+            if (!c->ready) {
+                if (len != 2 || memcmp(p + off, "{}", 2) != 0) {
+                    sub_fail(c, "the hub handshake was refused: %.*s", (int)len,
+                             (const char *)p + off);
+                    return n;
+                }
+                sub_ready(c);
+            } else {
+                sr_record(c, p + off, len);
+            }
+            off += len + 1;
+            continue;
+        }
+        uint64_t len = 0;
+        size_t k = 0;
+        bool whole = false;
+        while (off + k < n && k < 5) {
+            len |= (uint64_t)(p[off + k] & 0x7f) << (7 * k);
+            if (!(p[off + k++] & 0x80)) {
+                whole = true;
+                break;
+            }
+        }
+        if (!whole || n - off - k < len)
+            break;
+        sr_record(c, p + off + k, (size_t)len);
+        off += k + (size_t)len;
+    }
+    return off;
+}
+
+/* Data-frame bytes in order: hub records for hubstream, whole messages for nchan. */
+static void ws_data(conn_t *c, const uint8_t *p, size_t n, bool frame_end)
+{
+    if (!is_sr()) {
+        /* nchan: one message per frame (a fragmented one is gathered across frames) */
+        if (c->in_len + n > CARRY_MAX) {
+            sub_fail(c, "a message larger than the client's buffer");
+            return;
+        }
+        memcpy(c->in + c->in_len, p, n);
+        c->in_len += n;
+        if (frame_end && (c->ws_hdr[0] & 0x80)) {
+            deliver(c, (const uint8_t *)c->in, c->in_len, NULL, 0);
+            c->in_len = 0;
+        }
+        return;
+    }
+    if (!c->in_len) {
+        size_t used = sr_parse(c, p, n);
+        p += used;
+        n -= used;
+    }
+    while (n && c->state == C_BODY) {
+        size_t take = CARRY_MAX - c->in_len < n ? CARRY_MAX - c->in_len : n;
+        memcpy(c->in + c->in_len, p, take);
+        c->in_len += take;
+        p += take;
+        n -= take;
+        size_t used = sr_parse(c, (const uint8_t *)c->in, c->in_len);
+        if (!used && c->in_len == CARRY_MAX) {
+            sub_fail(c, "a record larger than the client's buffer");
+            return;
+        }
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= used;
+    }
+}
+
+/* A complete control frame: ping → pong, close → failure (the server gave up on us). */
+static void ws_control(conn_t *c)
+{
+    if (c->ws_op == 9) {
+        ws_send_small(c, 10, c->ws_ctl, c->ws_ctl_len);
+    } else if (c->ws_op == 8) {
+        int code = c->ws_ctl_len >= 2 ? c->ws_ctl[0] << 8 | c->ws_ctl[1] : 0;
+        int rl = c->ws_ctl_len > 2 ? (int)c->ws_ctl_len - 2 : 0;
+        sub_fail(c, "the server closed the WebSocket (code %d%s%.*s)", code, rl ? ": " : "", rl,
+                 (const char *)c->ws_ctl + 2);
+    }
+}
+
+/* WebSocket bytes from the server (unmasked frames). */
+static void ws_bytes(conn_t *c, const uint8_t *p, size_t n)
+{
+    while (n && c->state == C_BODY) {
+        if (!c->ws_left) {
+            size_t need = 2;
+            for (;;) {
+                if (c->ws_hdr_len >= 2) {
+                    int l7 = c->ws_hdr[1] & 0x7f;
+                    need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
+                }
+                if (!n || c->ws_hdr_len >= need)
+                    break;
+                c->ws_hdr[c->ws_hdr_len++] = *p++;
+                n--;
+            }
+            if (c->ws_hdr_len < need)
+                return;
+            if (c->ws_hdr[1] & 0x80) {
+                sub_fail(c, "the server sent a masked frame");
+                return;
+            }
+            uint64_t len = c->ws_hdr[1] & 0x7f;
+            if (len == 126)
+                len = (uint64_t)c->ws_hdr[2] << 8 | c->ws_hdr[3];
+            else if (len == 127)
+                for (int i = 0; i < 8; i++)
+                    len = (i ? len << 8 : 0) | c->ws_hdr[2 + i];
+            int opc = c->ws_hdr[0] & 0x0f;
+            c->ws_hdr_len = 0;
+            if (opc >= 8) {
+                if (len > 125) {
+                    sub_fail(c, "a control frame longer than 125 bytes");
+                    return;
+                }
+                c->ws_ctl_len = 0;
+            } else if (opc > 2) {
+                sub_fail(c, "a frame with a reserved opcode");
+                return;
+            }
+            c->ws_op = opc;
+            c->ws_left = len;
+            if (!len) {
+                if (opc >= 8)
+                    ws_control(c);
+                else
+                    ws_data(c, p, 0, true);
+                continue;
+            }
+        }
+        size_t k = c->ws_left < n ? (size_t)c->ws_left : n;
+        c->ws_left -= k;
+        if (c->ws_op <= 2) {
+            ws_data(c, p, k, !c->ws_left);
+        } else {
+            memcpy(c->ws_ctl + c->ws_ctl_len, p, k);
+            c->ws_ctl_len += k;
+            if (!c->ws_left)
+                ws_control(c);
+        }
+        p += k;
+        n -= k;
+    }
+}
+
+/* ---- subscriber connections ---- */
+
+/* The response head [p, p + n) of a subscriber's request. */
+static int sub_headers(conn_t *c, const char *p, size_t n)
+{
+    const char *want = is_ws() ? "HTTP/1.1 101" : "HTTP/1.1 200";
+    if (n < 12 || memcmp(p, want, 12) != 0) {
+        size_t l = 0;
+        while (l < n && l < 120 && p[l] != '\r')
+            l++;
+        sub_fail(c, "the subscription was refused: %.*s", (int)l, p);
+        return -1;
+    }
+    c->chunked = memmem(p, n, "\r\nTransfer-Encoding: chunked", 28) ||
+                 memmem(p, n, "\r\ntransfer-encoding: chunked", 28);
+    c->ck_state = CK_SIZE;
+    c->ck_left = 0;
+    if (is_sr()) {
+        const uint8_t *hello = c->req ? (const uint8_t *)c->req : sr_hello_live;
+        size_t len = c->req ? c->req_len : sr_hello_live_len;
+        if (send(c->fd, hello, len, MSG_NOSIGNAL) != (ssize_t)len) {
+            sub_fail(c, "could not send the hub handshake");
+            return -1;
+        }
+    } else if (op.target == T_NCHAN) {
+        sub_ready(c); /* nchan answers once the subscriber is registered */
+    }
+    return 0;
+}
+
+static void sub_readable(conn_t *c)
+{
+    if (is_ws() && c->state == C_BODY) {
+        ssize_t r = recv(c->fd, rbuf, READ_MAX, 0);
+        if (r < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                sub_fail(c, "%s", strerror(errno));
+            return;
+        }
+        if (r == 0) {
+            sub_fail(c, "the server closed the connection");
+            return;
+        }
+        ws_bytes(c, (const uint8_t *)rbuf, (size_t)r);
+        return;
+    }
+    char *buf = rbuf + CARRY_MAX - c->in_len;
+    memcpy(buf, c->in, c->in_len);
+    ssize_t r = recv(c->fd, rbuf + CARRY_MAX, READ_MAX, 0);
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            sub_fail(c, "%s", strerror(errno));
+        return;
+    }
+    if (r == 0) {
+        sub_fail(c, "the server ended the response");
+        return;
+    }
+    size_t n = c->in_len + (size_t)r, used = 0;
+    if (c->state == C_HEADERS) {
+        const char *h = memmem(buf, n, "\r\n\r\n", 4);
+        if (!h) {
+            if (n > CARRY_MAX) {
+                sub_fail(c, "response head too large");
+            } else {
+                memcpy(c->in, buf, n);
+                c->in_len = n;
+            }
+            return;
+        }
+        if (sub_headers(c, buf, (size_t)(h + 4 - buf)))
+            return;
+        used = (size_t)(h + 4 - buf);
+        c->state = C_BODY;
+        c->in_len = 0;
+        if (is_ws()) {
+            ws_bytes(c, (const uint8_t *)buf + used, n - used);
+            return;
+        }
+        if (c->chunked) {
+            ssize_t m = dechunk(c, buf + used, n - used);
+            if (m < 0) {
+                sub_fail(c, "bad chunked encoding");
+                return;
+            }
+            n = used + (size_t)m;
+        }
+    } else if (c->chunked) {
+        /* the carried bytes are already decoded; decode the new ones behind them */
+        ssize_t m = dechunk(c, rbuf + CARRY_MAX, (size_t)r);
+        if (m < 0) {
+            sub_fail(c, "bad chunked encoding");
+            return;
+        }
+        n = c->in_len + (size_t)m;
+    }
+    used += sse_parse(c, buf + used, n - used);
+    if (c->state != C_BODY)
+        return;
+    size_t left = n - used;
+    if (left > CARRY_MAX) {
+        sub_fail(c, "an SSE block larger than the client's buffer");
+        return;
+    }
+    memmove(c->in, buf + used, left);
+    c->in_len = left;
+}
+
+static void sub_event(conn_t *c, uint32_t ev)
+{
+    if (c->state == C_CONNECTING) {
+        n_connecting--;
+        if (connect_result(c)) {
+            c->state = C_REQUEST; /* so that sub_fail does not count it twice */
+            sub_fail(c, "connect: %s", strerror(errno));
+            return;
+        }
+        c->state = C_REQUEST;
+    }
+    if (c->state == C_REQUEST) {
+        int r = flush_out(c);
+        if (r < 0) {
+            sub_fail(c, "send: %s", strerror(errno));
+            return;
+        }
+        if (r == 0)
+            return;
+        c->state = C_HEADERS;
+        ep_set(c, EPOLLIN | EPOLLRDHUP);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        sub_readable(c);
+}
+
+/* Starts connects while fewer than CONNECTING_MAX are in flight. */
+static void sub_open_more(void)
+{
+    while (next_sub < nsubs && n_connecting < CONNECTING_MAX) {
+        conn_t *c = &subs[next_sub++];
+        if (c->state == C_FAILED)
+            continue;
+        if (c->req && !is_sr()) {
+            c->out = c->req;
+            c->out_len = c->req_len;
+        } else {
+            c->out = sub_req;
+            c->out_len = sub_req_len;
+        }
+        c->ready = false;
+        c->ws_hdr_len = 0;
+        c->ws_left = 0;
+        if (conn_start(c, use_src ? &src_addr : NULL)) {
+            c->state = C_REQUEST;
+            sub_fail(c, "connect: %s", strerror(errno));
+            continue;
+        }
+        n_connecting++;
+    }
+}
+
+/* The request (SSE) or the hub hello (SignalR) with which c resumes after its last event. */
+static void sub_resume_request(conn_t *c)
+{
+    free(c->req);
+    c->req = malloc(1024);
+    if (!c->req)
+        die("out of memory");
+    if (is_sr()) {
+        c->req_len = sr_hello((uint8_t *)c->req, atol(c->last_id));
+        return;
+    }
+    const char *path = op.target == T_NCHAN ? "/sub?id=" : "/api/streams/";
+    const char *tail = op.target == T_NCHAN ? "" : "/events";
+    int n = snprintf(c->req, 1024,
+             "GET %s%s%s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n"
+             "Last-Event-ID: %s\r\n\r\n",
+             path, op.stream, tail, op.host, op.port, c->last_id);
+    c->req_len = n > 0 && n < 1024 ? (size_t)n : 0;
+}
+
+/* Sends the SignalR keep-alive ping to every subscribed hub connection. */
+static void sr_ping_all(void)
+{
+    static const uint8_t json_ping[] = "{\"type\":6}\x1e";
+    static const uint8_t mp_ping[] = {0x02, 0x91, 0x06};
+    for (long i = 0; i < nsubs; i++) {
+        conn_t *c = &subs[i];
+        if (c->state != C_BODY || !c->ready)
+            continue;
+        if (op.transport == X_SR_JSON)
+            ws_send_small(c, 1, json_ping, sizeof(json_ping) - 1);
+        else
+            ws_send_small(c, 2, mp_ping, sizeof(mp_ping));
+    }
+}
+
+static void on_phase(int ph)
+{
+    if (ph == PH_DROP) {
+        for (long i = 0; i < nsubs; i++) {
+            conn_t *c = &subs[i];
+            if (c->state == C_FAILED)
+                continue;
+            if (c->state == C_CONNECTING)
+                n_connecting--;
+            conn_close(c);
+            c->state = C_CLOSED;
+            c->in_len = 0;
+            atomic_fetch_add(&sh->dropped, 1);
+        }
+    } else if (ph == PH_RESUME) {
+        for (long i = 0; i < nsubs; i++)
+            if (subs[i].state != C_FAILED)
+                sub_resume_request(&subs[i]);
+        next_sub = 0;
+    }
+}
+
+/* A subscriber process: subscribers [first, first + count), until the parent says stop. */
+static void worker(int w, long first, long count)
+{
+    nsubs = count;
+    subs = calloc((size_t)(count ? count : 1), sizeof(*subs));
+    char *inbufs = malloc((size_t)(count ? count : 1) * CARRY_MAX);
+    seen_bytes = (size_t)(seq_max / 8 + 1);
+    uint8_t *seen = calloc((size_t)(count ? count : 1), seen_bytes);
+    hist = calloc(HIST_N, sizeof(*hist));
+    lring = calloc(RING, sizeof(*lring));
+    rbuf = malloc(CARRY_MAX + READ_MAX);
+    if (!subs || !inbufs || !seen || !hist || !lring || !rbuf)
+        die("out of memory for %ld subscribers", count);
+    for (long i = 0; i < count; i++) {
+        subs[i].fd = -1;
+        subs[i].index = first + i;
+        subs[i].in = inbufs + (size_t)i * CARRY_MAX;
+        subs[i].seen = seen + (size_t)i * seen_bytes;
+    }
+    if (op.src_addrs > 0) {
+        use_src = true;
+        src_addr.sin_family = AF_INET;
+        src_addr.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(w % op.src_addrs));
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a parent that dies does not leave us behind */
+    if (getppid() == 1)
+        _exit(1);
+    close(ep); /* the parent's */
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        die("epoll_create1: %s", strerror(errno));
+    struct epoll_event evs[1024];
+    int seen_phase = -1;
+    double next_ping = bench_now() + PING_EVERY_S;
+    for (;;) {
+        int ph = atomic_load(&sh->phase);
+        if (ph != seen_phase) {
+            on_phase(ph);
+            seen_phase = ph;
+        }
+        if (ph == PH_STOP)
+            break;
+        if (ph == PH_CONNECT || ph == PH_RESUME)
+            sub_open_more();
+        int n = epoll_wait(ep, evs, 1024, 5);
+        for (int i = 0; i < n; i++)
+            sub_event(evs[i].data.ptr, evs[i].events);
+        local_flush();
+        if (is_sr() && bench_now() >= next_ping) {
+            sr_ping_all();
+            next_ping = bench_now() + PING_EVERY_S;
+        }
+    }
+    local_flush();
+    for (int b = 0; b < HIST_N; b++)
+        if (hist[b])
+            atomic_fetch_add(&sh->hist[b], hist[b]);
+    atomic_fetch_add(&sh->lat_n, hist_n);
+    uint64_t prev = atomic_load(&sh->lat_max_us);
+    while (prev < hist_max && !atomic_compare_exchange_weak(&sh->lat_max_us, &prev, hist_max))
+        ;
+    atomic_fetch_add(&sh->procs_done, 1);
+    _exit(0);
+}
+
+/* ---- publishers (in the parent) ---- */
+
+enum pmode { PM_FREE, PM_FLOW, PM_PACED };
+
+static conn_t *pubs;
+static int npubs;
+static long next_seq = 1;       /* the next event to publish */
+static long acked_events;       /* events acknowledged by the server */
+static long full_seq;           /* fan-out: every live subscriber has every event up to here */
+static long late_sends;         /* paced: events sent more than 5 ms after their time */
+static bool pub_fatal;
+
+/* The 128 bytes of an event's data; "~S" sits at offset 6. */
+static void fill_data(char *d)
+{
+    static const char head[] = "{\"m\":\"~S0000000000~T0000000000000000000\",\"pad\":\"";
+    size_t h = sizeof(head) - 1;
+    memcpy(d, head, h);
+    memset(d + h, 'x', DATA_BYTES - h - 2);
+    d[DATA_BYTES - 2] = '"';
+    d[DATA_BYTES - 1] = '}';
+}
+
+/* Builds c's request for n events (rarely: once, and again for a shorter last request). */
+static void pub_build(conn_t *c, int n)
+{
+    static const char pre[] = "{\"type\":\"bench\",\"data\":";
+    size_t pl = sizeof(pre) - 1;
+    bool hub = op.target == T_HUBSTREAM;
+    size_t body = hub ? 2 + (size_t)n * (pl + DATA_BYTES + 1) + (size_t)(n - 1) : DATA_BYTES;
+    free(c->preq);
+    free(c->marks);
+    c->preq = malloc(body + 512);
+    c->marks = malloc((size_t)n * sizeof(*c->marks));
+    if (!c->preq || !c->marks)
+        die("out of memory");
+    char path[300];
+    if (hub)
+        snprintf(path, sizeof(path), "/api/streams/%s/events", op.stream);
+    else
+        snprintf(path, sizeof(path), "/%s?id=%s", is_catchup_stream() ? "pub_big" : "pub",
+                 op.stream);
+    int h = snprintf(c->preq, 512,
+                     "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     path, op.host, op.port, body);
+    char *o = c->preq + h;
+    if (hub)
+        *o++ = '[';
+    for (int i = 0; i < n; i++) {
+        if (hub) {
+            if (i)
+                *o++ = ',';
+            memcpy(o, pre, pl);
+            o += pl;
+        }
+        fill_data(o);
+        c->marks[i] = (size_t)(o - c->preq) + 6;
+        o += DATA_BYTES;
+        if (hub)
+            *o++ = '}';
+    }
+    if (hub)
+        *o++ = ']';
+    c->preq_len = (size_t)(o - c->preq);
+    c->batch = 0;
+    c->req_events = n;
+}
+
+static void put_digits(char *p, uint64_t v, int digits)
+{
+    for (int i = digits - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+static void pub_fail(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pub_fail(conn_t *c, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "loadgen: publisher %ld: %s\n", c->index, msg);
+    run_error("publisher %ld: %s", c->index, msg);
+    pub_fatal = true;
+    conn_close(c);
+    c->state = C_FAILED;
+}
+
+/* Sends events next_seq .. next_seq + n - 1 on the idle connection c. */
+static void pub_send(conn_t *c, int n)
+{
+    if (c->req_events != n)
+        pub_build(c, n);
+    uint64_t t = now_ns();
+    for (int i = 0; i < n; i++) {
+        put_digits(c->preq + c->marks[i] + 2, (uint64_t)(next_seq + i), SEQ_DIGITS);
+        put_digits(c->preq + c->marks[i] + 4 + SEQ_DIGITS, t, NS_DIGITS);
+    }
+    c->first_seq = next_seq;
+    next_seq += n;
+    c->batch = n;
+    c->out = c->preq;
+    c->out_len = c->preq_len;
+    c->out_off = 0;
+    c->state = C_REQUEST;
+    int r = flush_out(c);
+    if (r < 0) {
+        pub_fail(c, "send: %s", strerror(errno));
+        return;
+    }
+    c->state = r ? C_HEADERS : C_REQUEST;
+    ep_set(c, r ? EPOLLIN | EPOLLRDHUP : EPOLLOUT | EPOLLIN | EPOLLRDHUP);
+}
+
+/* Whole responses in c->in: each acknowledges the request in flight. */
+static void pub_responses(conn_t *c)
+{
+    for (;;) {
+        char *h = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+        if (!h)
+            return;
+        size_t head = (size_t)(h + 4 - c->in), body = 0;
+        char *cl = memmem(c->in, head, "\r\nContent-Length:", 17);
+        if (!cl)
+            cl = memmem(c->in, head, "\r\ncontent-length:", 17);
+        if (cl)
+            body = (size_t)strtoul(cl + 17, NULL, 10);
+        else if (memmem(c->in, head, "chunked", 7)) {
+            pub_fail(c, "a chunked publish response (not supported by this client)");
+            return;
+        }
+        if (c->in_len < head + body)
+            return;
+        int status = c->in_len > 12 ? atoi(c->in + 9) : 0;
+        if (!c->batch) {
+            pub_fail(c, "a response to no request");
+            return;
+        }
+        if (status < 200 || status > 299) {
+            size_t l = 0;
+            while (l < head && l < 200 && c->in[l] != '\r')
+                l++;
+            pub_fail(c, "publish refused: %.*s %.*s", (int)l, c->in,
+                     (int)(body < 200 ? body : 200), c->in + head);
+            return;
+        }
+        acked_events += c->batch;
+        c->batch = 0;
+        c->state = C_IDLE;
+        if (memmem(c->in, head, "\r\nConnection: close", 19) ||
+            memmem(c->in, head, "\r\nconnection: close", 19)) {
+            /* e.g. nginx's keepalive_requests: this connection takes no more requests */
+            conn_close(c);
+            if (conn_start(c, NULL))
+                pub_fail(c, "connect: %s", strerror(errno));
+            return;
+        }
+        memmove(c->in, c->in + head + body, c->in_len - head - body);
+        c->in_len -= head + body;
+    }
+}
+
+static void pub_event(conn_t *c, uint32_t ev)
+{
+    if (c->state == C_CONNECTING) {
+        if (connect_result(c)) {
+            pub_fail(c, "connect: %s", strerror(errno));
+            return;
+        }
+        c->state = C_IDLE;
+        ep_set(c, EPOLLIN | EPOLLRDHUP);
+        return;
+    }
+    if (c->state == C_REQUEST) {
+        int r = flush_out(c);
+        if (r < 0) {
+            pub_fail(c, "send: %s", strerror(errno));
+            return;
+        }
+        if (r) {
+            c->state = C_HEADERS;
+            ep_set(c, EPOLLIN | EPOLLRDHUP);
+        }
+    }
+    if (!(ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    ssize_t r = recv(c->fd, c->in + c->in_len, RESP_MAX - c->in_len, 0);
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            pub_fail(c, "recv: %s", strerror(errno));
+        return;
+    }
+    if (r == 0) {
+        if (c->batch) {
+            pub_fail(c, "the server closed the connection with a publish in flight");
+            return;
+        }
+        /* an idle keep-alive connection the server let go: open another */
+        conn_close(c);
+        if (conn_start(c, NULL))
+            pub_fail(c, "connect: %s", strerror(errno));
+        return;
+    }
+    c->in_len += (size_t)r;
+    pub_responses(c);
+    if (c->in_len == RESP_MAX)
+        pub_fail(c, "a response larger than the client's buffer");
+}
+
+static void pubs_open(void)
+{
+    pubs = calloc((size_t)npubs, sizeof(*pubs));
+    char *in = malloc((size_t)npubs * RESP_MAX);
+    if (!pubs || !in)
+        die("out of memory");
+    for (int i = 0; i < npubs; i++) {
+        pubs[i].fd = -1;
+        pubs[i].index = i;
+        pubs[i].in = in + (size_t)i * RESP_MAX;
+        if (conn_start(&pubs[i], NULL))
+            die("connect to %s:%s: %s", op.host, op.port, strerror(errno));
+    }
+}
+
+static double deadline;
+
+static bool past_deadline(const char *what)
+{
+    if (bench_now() < deadline)
+        return false;
+    run_error("timeout (%.0f s) %s", op.timeout_s, what);
+    return true;
+}
+
+/* Advances full_seq over the events every live subscriber now holds. */
+static void flow_advance(void)
+{
+    long live = op.subs - atomic_load(&sh->failed);
+    while (full_seq + 1 < next_seq &&
+           (long)atomic_load(&sh->ring[(full_seq + 1) & (RING - 1)]) >= live) {
+        /* nobody adds to this slot again before event full_seq + 1 + RING, which is not
+         * published before full_seq has moved past the window */
+        atomic_store(&sh->ring[(full_seq + 1) & (RING - 1)], 0);
+        full_seq++;
+    }
+}
+
+/* Publishes events up to `upto` and waits for their acknowledgements: 0, or -1 on an error, a
+ * failed subscriber (not in PM_FREE) or the deadline. */
+static int publish(long upto, enum pmode mode)
+{
+    struct epoll_event evs[256];
+    uint64_t t0 = now_ns();
+    long first = next_seq;
+    while (acked_events < upto) {
+        if (pub_fatal || past_deadline("while publishing"))
+            return -1;
+        if (mode != PM_FREE && atomic_load(&sh->failed))
+            return -1;
+        if (mode == PM_FLOW)
+            flow_advance();
+        uint64_t now = now_ns();
+        for (int i = 0; i < npubs && next_seq <= upto; i++) {
+            conn_t *c = &pubs[i];
+            if (c->state != C_IDLE)
+                continue;
+            long left = upto - next_seq + 1;
+            int n = op.target == T_HUBSTREAM && left > op.post_batch ? op.post_batch
+                    : op.target == T_HUBSTREAM                      ? (int)left
+                                                                    : 1;
+            if (mode == PM_FLOW && next_seq + n - 1 - full_seq > op.window)
+                break;
+            if (mode == PM_PACED) {
+                uint64_t due = t0 + (uint64_t)((double)(next_seq - first) * 1e9 / (double)op.rate);
+                if (due > now)
+                    break;
+                if (now - due > 5000000)
+                    late_sends++; /* all connections busy: the server is not keeping up */
+                n = 1;
+            }
+            pub_send(c, n);
+        }
+        int n = epoll_wait(ep, evs, 256, mode == PM_FREE ? 50 : 1);
+        for (int i = 0; i < n; i++)
+            pub_event(evs[i].data.ptr, evs[i].events);
+    }
+    return 0;
+}
+
+/* Waits until every publisher connection is connected. */
+static int pubs_connected(void)
+{
+    struct epoll_event evs[256];
+    for (;;) {
+        int idle = 0;
+        for (int i = 0; i < npubs; i++)
+            idle += pubs[i].state == C_IDLE;
+        if (idle == npubs)
+            return 0;
+        if (pub_fatal || past_deadline("connecting the publishers"))
+            return -1;
+        int n = epoll_wait(ep, evs, 256, 10);
+        for (int i = 0; i < n; i++)
+            pub_event(evs[i].data.ptr, evs[i].events);
+    }
+}
+
+/* ---- the subscriber processes, seen from the parent ---- */
+
+static pid_t kids[MAX_PROCS];
+static int nkids;
+
+static void workers_start(void)
+{
+    long per = op.subs / op.procs, rem = op.subs % op.procs, first = 0;
+    fflush(NULL);
+    for (int w = 0; w < op.procs; w++) {
+        long count = per + (w < rem);
+        pid_t p = fork();
+        if (p < 0)
+            die("fork: %s", strerror(errno));
+        if (p == 0)
+            worker(w, first, count);
+        kids[nkids++] = p;
+        first += count;
+    }
+}
+
+static bool worker_died(void)
+{
+    for (int i = 0; i < nkids; i++) {
+        int st;
+        if (kids[i] > 0 && waitpid(kids[i], &st, WNOHANG) == kids[i]) {
+            kids[i] = -1;
+            run_error("subscriber process %d ended early (status %d)", i, st);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void workers_stop(void)
+{
+    atomic_store(&sh->phase, PH_STOP);
+    double until = bench_now() + 30;
+    for (int i = 0; i < nkids; i++) {
+        while (kids[i] > 0) {
+            int st;
+            pid_t r = waitpid(kids[i], &st, WNOHANG);
+            if (r == kids[i] || r < 0) {
+                kids[i] = -1;
+                break;
+            }
+            if (bench_now() > until) {
+                kill(kids[i], SIGKILL);
+                waitpid(kids[i], &st, 0);
+                kids[i] = -1;
+                run_error("subscriber process %d did not stop", i);
+                break;
+            }
+            usleep(2000);
+        }
+    }
+}
+
+/* Waits until *counter reaches want: 0, or -1 on a failed subscriber or the deadline. Keeps the
+ * publisher connections served meanwhile. */
+static int wait_count(_Atomic long *counter, long want, const char *what)
+{
+    struct epoll_event evs[256];
+    while (atomic_load(counter) < want) {
+        if (atomic_load(&sh->failed) || pub_fatal || worker_died())
+            return -1;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "waiting for %s (%ld of %ld)", what, atomic_load(counter),
+                 want);
+        if (past_deadline(msg))
+            return -1;
+        int n = epoll_wait(ep, evs, 256, 1);
+        for (int i = 0; i < n; i++)
+            pub_event(evs[i].data.ptr, evs[i].events);
+    }
+    return 0;
+}
+
+/* Sleeps s seconds, serving the publishers: -1 if a subscriber failed meanwhile. */
+static int hold(double s)
+{
+    struct epoll_event evs[256];
+    double until = bench_now() + s;
+    while (bench_now() < until) {
+        if (atomic_load(&sh->failed) || worker_died())
+            return -1;
+        int n = epoll_wait(ep, evs, 256, 20);
+        for (int i = 0; i < n; i++)
+            pub_event(evs[i].data.ptr, evs[i].events);
+    }
+    return 0;
+}
+
+/* Resident memory of a process and its children, KiB. */
+static long tree_rss_kb(long pid)
+{
+    if (pid <= 0)
+        return -1;
+    long kb = bench_pid_rss_kb(pid);
+    if (kb < 0)
+        return -1;
+    DIR *d = opendir("/proc");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char *end;
+            long child = strtol(e->d_name, &end, 10), ppid;
+            unsigned long long t[4];
+            if (*end || child <= 0 || child == pid)
+                continue;
+            if (bench_pid_stat(child, &ppid, t) == 0 && ppid == pid) {
+                long c = bench_pid_rss_kb(child);
+                if (c > 0)
+                    kb += c;
+            }
+        }
+        closedir(d);
+    }
+    return kb;
+}
+
+static double server_cpu(void)
+{
+    return op.pid > 0 ? bench_tree_cpu(op.pid) : -1;
+}
+
+/* ---- scenarios ---- */
+
+typedef struct result {
+    bool ok;
+    double elapsed_s, server_cpu_s, publish_s;
+    double conns_per_s, recover_s;
+    long rss_base_kb, rss_kb, rss_end_kb;
+} result_t;
+
+static result_t res;
+
+static void sub_requests_build(void)
+{
+    bool hub = op.target == T_HUBSTREAM;
+    /* a new stream (or a stored one replayed): from 0, so nothing published is missed */
+    bool oldest = op.scenario == S_CATCHUP;
+    char path[400];
+    if (hub)
+        snprintf(path, sizeof(path), "/%s%s/events?from=0", is_ws() ? "" : "api/streams/",
+                 op.stream);
+    else
+        snprintf(path, sizeof(path), "/%s?id=%s", oldest ? "sub_oldest" : "sub", op.stream);
+    if (hub && is_ws())
+        snprintf(path, sizeof(path), "/hub");
+    if (is_ws())
+        sub_req_len = (size_t)snprintf(sub_req, sizeof(sub_req),
+                                       "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
+                                       "Connection: Upgrade\r\n"
+                                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                       "Sec-WebSocket-Version: 13\r\n\r\n",
+                                       path, op.host, op.port);
+    else
+        sub_req_len = (size_t)snprintf(sub_req, sizeof(sub_req),
+                                       "GET %s HTTP/1.1\r\nHost: %s:%s\r\n"
+                                       "Accept: text/event-stream\r\n\r\n",
+                                       path, op.host, op.port);
+    if (is_sr())
+        sr_hello_live_len = sr_hello(sr_hello_live, 0);
+}
+
+static int run_fanout(void)
+{
+    atomic_store(&sh->expect, op.events);
+    workers_start();
+    pubs_open();
+    if (pubs_connected() || wait_count(&sh->ready, op.subs, "subscribers") ||
+        hold(op.settle_ms / 1000.0))
+        return -1;
+    double cpu0 = server_cpu(), t0 = bench_now();
+    int r = publish(op.events, op.scenario == S_LATENCY ? PM_PACED : PM_FLOW);
+    res.publish_s = bench_now() - t0;
+    if (r || wait_count(&sh->complete, op.subs, "every delivery"))
+        return -1;
+    double cpu1 = server_cpu();
+    res.elapsed_s = (double)atomic_load(&sh->t_last_ns) / 1e9 - t0;
+    res.server_cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    return 0;
+}
+
+static int run_idle(void)
+{
+    atomic_store(&sh->expect, 1);
+    res.rss_base_kb = tree_rss_kb(op.pid);
+    double t0 = bench_now();
+    workers_start();
+    pubs_open();
+    if (pubs_connected() || wait_count(&sh->ready, op.subs, "subscribers"))
+        return -1;
+    res.conns_per_s = (double)op.subs / ((double)atomic_load(&sh->t_ready_ns) / 1e9 - t0);
+    if (hold(2.0))
+        return -1;
+    res.rss_kb = tree_rss_kb(op.pid);
+    if (hold(op.duration_s))
+        return -1;
+    res.rss_end_kb = tree_rss_kb(op.pid);
+    /* still alive: one event reaches every subscriber */
+    double t1 = bench_now();
+    if (publish(1, PM_FREE) || wait_count(&sh->complete, op.subs, "the final event"))
+        return -1;
+    res.elapsed_s = bench_now() - t1;
+    return 0;
+}
+
+static int run_ingest(void)
+{
+    pubs_open();
+    if (pubs_connected())
+        return -1;
+    double cpu0 = server_cpu(), t0 = bench_now();
+    if (publish(op.events, PM_FREE))
+        return -1;
+    res.elapsed_s = bench_now() - t0;
+    double cpu1 = server_cpu();
+    res.server_cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    return 0;
+}
+
+static int run_catchup(void)
+{
+    atomic_store(&sh->expect, op.events);
+    double cpu0 = server_cpu(), t0 = bench_now();
+    workers_start();
+    if (wait_count(&sh->complete, op.subs, "every event"))
+        return -1;
+    double cpu1 = server_cpu();
+    res.elapsed_s = (double)atomic_load(&sh->t_last_ns) / 1e9 - t0;
+    res.server_cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    return 0;
+}
+
+static int run_reconnect(void)
+{
+    atomic_store(&sh->expect, WARM_EVENTS);
+    workers_start();
+    pubs_open();
+    if (pubs_connected() || wait_count(&sh->ready, op.subs, "subscribers") ||
+        hold(op.settle_ms / 1000.0) || publish(WARM_EVENTS, PM_FREE) ||
+        wait_count(&sh->complete, op.subs, "the live events"))
+        return -1;
+    atomic_store(&sh->complete, 0);
+    atomic_store(&sh->ready, 0);
+    atomic_store(&sh->t_last_ns, 0);
+    atomic_store(&sh->expect, WARM_EVENTS + op.missed);
+    atomic_store(&sh->phase, PH_DROP);
+    if (wait_count(&sh->dropped, op.subs, "the subscribers to drop") ||
+        publish(WARM_EVENTS + op.missed, PM_FREE))
+        return -1;
+    double cpu0 = server_cpu(), t0 = bench_now();
+    atomic_store(&sh->phase, PH_RESUME);
+    if (wait_count(&sh->complete, op.subs, "every subscriber to catch up"))
+        return -1;
+    double cpu1 = server_cpu();
+    res.recover_s = (double)atomic_load(&sh->t_last_ns) / 1e9 - t0;
+    res.elapsed_s = res.recover_s;
+    res.conns_per_s = (double)op.subs / ((double)atomic_load(&sh->t_ready_ns) / 1e9 - t0);
+    res.server_cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    return 0;
+}
+
+/* ---- output ---- */
+
+static void json_num(const char *name, double v, int decimals)
+{
+    if (v < 0 || v != v)
+        return;
+    printf(",\"%s\":%.*f", name, decimals, v);
+}
+
+static void report(bool ok)
+{
+    long deliveries = atomic_load(&sh->deliveries);
+    long gaps = atomic_load(&sh->gaps), dups = atomic_load(&sh->dups);
+    printf("{\"target\":\"%s\",\"scenario\":\"%s\"", target_names[op.target],
+           scenario_names[op.scenario]);
+    if (op.scenario != S_INGEST)
+        printf(",\"transport\":\"%s\",\"subs\":%ld", transport_names[op.transport], op.subs);
+    printf(",\"events\":%ld,\"ok\":%s", op.scenario == S_RECONNECT ? op.missed : op.events,
+           ok ? "true" : "false");
+    if (!ok) {
+        printf(",\"error\":");
+        bench_json_str(stdout, atomic_load(&sh->err_set) == 2 ? sh->err : "unknown");
+    }
+    if (op.label) {
+        printf(",\"label\":");
+        bench_json_str(stdout, op.label);
+    }
+    printf(",\"stream\":");
+    bench_json_str(stdout, op.stream);
+    json_num("elapsed_s", res.elapsed_s, 3);
+    json_num("server_cpu_s", res.server_cpu_s, 3);
+    switch (op.scenario) {
+    case S_FANOUT:
+    case S_LATENCY:
+        printf(",\"deliveries\":%ld", deliveries);
+        if (res.elapsed_s > 0)
+            json_num("deliveries_per_s", (double)deliveries / res.elapsed_s, 0);
+        if (res.server_cpu_s > 0)
+            json_num("deliveries_per_cpu_s", (double)deliveries / res.server_cpu_s, 0);
+        if (res.publish_s > 0)
+            json_num("publish_per_s", (double)op.events / res.publish_s, 0);
+        printf(",\"publishers\":%d,\"window\":%d", npubs, op.window);
+        if (op.scenario == S_LATENCY)
+            printf(",\"rate\":%ld,\"duration_s\":%.1f,\"late_sends\":%ld", op.rate,
+                   op.duration_s, late_sends);
+        break;
+    case S_IDLE:
+        printf(",\"conns\":%ld", op.subs);
+        json_num("conns_per_s", res.conns_per_s, 0);
+        printf(",\"rss_base_kb\":%ld,\"rss_kb\":%ld,\"rss_end_kb\":%ld", res.rss_base_kb,
+               res.rss_kb, res.rss_end_kb);
+        if (res.rss_kb > 0 && res.rss_base_kb > 0)
+            json_num("rss_per_conn_bytes",
+                     (double)(res.rss_kb - res.rss_base_kb) * 1024.0 / (double)op.subs, 0);
+        printf(",\"hold_s\":%.1f", op.duration_s);
+        break;
+    case S_INGEST:
+        printf(",\"publishers\":%d,\"post_batch\":%d", npubs,
+               op.target == T_HUBSTREAM ? op.post_batch : 1);
+        if (res.elapsed_s > 0)
+            json_num("events_per_s", (double)acked_events / res.elapsed_s, 0);
+        break;
+    case S_CATCHUP:
+        printf(",\"deliveries\":%ld", deliveries);
+        if (res.elapsed_s > 0)
+            json_num("events_per_s", (double)deliveries / res.elapsed_s, 0);
+        break;
+    case S_RECONNECT:
+        json_num("recover_s", res.recover_s, 3);
+        json_num("conns_per_s", res.conns_per_s, 0);
+        printf(",\"deliveries\":%ld", deliveries);
+        break;
+    }
+    if (op.scenario != S_INGEST)
+        printf(",\"gaps\":%ld,\"dups\":%ld", gaps, dups);
+    /* a replay's events were published long before: their age is no latency */
+    if (op.scenario != S_CATCHUP && op.scenario != S_RECONNECT) {
+        if (atomic_load(&sh->lat_n)) {
+            json_num("lat_p50_us", hist_quantile(0.50), 0);
+            json_num("lat_p99_us", hist_quantile(0.99), 0);
+            json_num("lat_p999_us", hist_quantile(0.999), 0);
+            printf(",\"lat_max_us\":%llu",
+                   (unsigned long long)atomic_load(&sh->lat_max_us));
+        }
+    }
+    struct rusage me, kids_ru;
+    getrusage(RUSAGE_SELF, &me);
+    getrusage(RUSAGE_CHILDREN, &kids_ru);
+    double cpu = (double)(me.ru_utime.tv_sec + me.ru_stime.tv_sec + kids_ru.ru_utime.tv_sec +
+                          kids_ru.ru_stime.tv_sec) +
+                 (double)(me.ru_utime.tv_usec + me.ru_stime.tv_usec + kids_ru.ru_utime.tv_usec +
+                          kids_ru.ru_stime.tv_usec) /
+                     1e6;
+    json_num("client_cpu_s", cpu, 3);
+    printf(",\"procs\":%d,\"src_addrs\":%d}\n", op.procs, op.src_addrs);
+    fflush(stdout);
+}
+
+/* ---- options ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: loadgen --target hubstream|nchan --url http://127.0.0.1:PORT\n"
+            "               --scenario fanout|latency|idle|ingest|catchup|reconnect\n"
+            "               [--transport ws|signalr-json|sse] [--stream NAME] [--subs N]\n"
+            "               [--events N] [--rate R] [--duration-s D] [--missed M]\n"
+            "               [--publishers N] [--post-batch B] [--window W] [--settle-ms MS]\n"
+            "               [--procs P] [--src-addrs K] [--pid SERVER_PID] [--timeout-s T]\n"
+            "               [--label TEXT]\n"
+            "One JSON object on stdout; exit 0 if the run was ok, 1 if not, 2 on bad usage.\n"
+            "The top of perf/loadgen.c describes each scenario.\n");
+}
+
+static long num(const char *s, const char *flag, long min)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < min)
+        die("%s wants an integer >= %ld, not '%s'", flag, min, s);
+    return v;
+}
+
+static int pick(const char *s, const char *const *names, int n, const char *flag)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    die("%s: unknown value '%s'", flag, s);
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"target", 1, 0, 't'},     {"url", 1, 0, 'u'},        {"scenario", 1, 0, 's'},
+        {"transport", 1, 0, 'x'},  {"stream", 1, 0, 'S'},     {"subs", 1, 0, 'n'},
+        {"events", 1, 0, 'e'},     {"rate", 1, 0, 'r'},       {"duration-s", 1, 0, 'd'},
+        {"missed", 1, 0, 'm'},     {"publishers", 1, 0, 'p'}, {"post-batch", 1, 0, 'b'},
+        {"window", 1, 0, 'w'},     {"settle-ms", 1, 0, 'W'},  {"procs", 1, 0, 'P'},
+        {"src-addrs", 1, 0, 'A'},  {"pid", 1, 0, 'i'},        {"timeout-s", 1, 0, 'T'},
+        {"label", 1, 0, 'l'},      {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+    op.target = -1;
+    op.scenario = -1;
+    op.transport = X_WS;
+    op.subs = -1;
+    op.events = -1;
+    op.rate = 1000;
+    op.duration_s = -1;
+    op.missed = 100;
+    op.publishers = -1;
+    op.post_batch = 1;
+    op.window = 500;
+    op.settle_ms = 500;
+    op.procs = 1;
+    op.timeout_s = 300;
+    const char *url = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 't': op.target = pick(optarg, target_names, 2, "--target"); break;
+        case 'u': url = optarg; break;
+        case 's': op.scenario = pick(optarg, scenario_names, 6, "--scenario"); break;
+        case 'x': op.transport = pick(optarg, transport_names, 3, "--transport"); break;
+        case 'S':
+            if (!*optarg || strlen(optarg) > 100 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                   "0123456789-_.") !=
+                                                        strlen(optarg))
+                die("--stream wants 1-100 characters of [A-Za-z0-9._-]");
+            snprintf(op.stream, sizeof(op.stream), "%s", optarg);
+            break;
+        case 'n': op.subs = num(optarg, "--subs", 0); break;
+        case 'e': op.events = num(optarg, "--events", 1); break;
+        case 'r': op.rate = num(optarg, "--rate", 1); break;
+        case 'd': op.duration_s = (double)num(optarg, "--duration-s", 0); break;
+        case 'm': op.missed = num(optarg, "--missed", 1); break;
+        case 'p': op.publishers = (int)num(optarg, "--publishers", 1); break;
+        case 'b': op.post_batch = (int)num(optarg, "--post-batch", 1); break;
+        case 'w': op.window = (int)num(optarg, "--window", 1); break;
+        case 'W': op.settle_ms = (int)num(optarg, "--settle-ms", 0); break;
+        case 'P': op.procs = (int)num(optarg, "--procs", 1); break;
+        case 'A': op.src_addrs = (int)num(optarg, "--src-addrs", 0); break;
+        case 'i': op.pid = num(optarg, "--pid", 1); break;
+        case 'T': op.timeout_s = (double)num(optarg, "--timeout-s", 1); break;
+        case 'l': op.label = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc || op.target < 0 || op.scenario < 0 || !url) {
+        usage(stderr);
+        exit(2);
+    }
+    const char *hp = strncmp(url, "http://", 7) == 0 ? url + 7 : url;
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon == hp || (size_t)(colon - hp) >= sizeof(op.host))
+        die("--url wants http://HOST:PORT");
+    memcpy(op.host, hp, (size_t)(colon - hp));
+    snprintf(op.port, sizeof(op.port), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+    if (op.procs > MAX_PROCS)
+        die("--procs: at most %d", MAX_PROCS);
+    if (op.window >= RING)
+        die("--window: below %d", RING);
+    if (op.post_batch > 1000)
+        die("--post-batch: at most 1000 (hubstream's largest batch)");
+    if (op.target == T_NCHAN && op.transport == X_SR_JSON)
+        die("--transport signalr-json is hubstream's; nchan speaks ws and sse");
+    if (op.scenario == S_RECONNECT && op.target == T_NCHAN && op.transport == X_WS)
+        die("nchan's raw WebSocket frames carry no event id to resume from: use --transport sse");
+    /* per-scenario defaults */
+    static const long def_subs[] = {1000, 1000, 1000, 0, 1, 1000};
+    static const long def_events[] = {20000, 0, 1, 100000, 1000000, 0};
+    if (op.subs < 0)
+        op.subs = def_subs[op.scenario];
+    if (op.events < 0)
+        op.events = def_events[op.scenario];
+    if (op.duration_s < 0)
+        op.duration_s = op.scenario == S_IDLE ? 10 : 20;
+    if (op.publishers < 0)
+        op.publishers = op.scenario == S_LATENCY ? 16 : op.scenario == S_RECONNECT ? 1 : 4;
+    if (op.scenario == S_RECONNECT)
+        op.publishers = 1; /* one order of events, checked by every subscriber */
+    if (op.scenario == S_LATENCY)
+        op.events = (long)((double)op.rate * op.duration_s);
+    if (op.scenario == S_INGEST)
+        op.subs = 0;
+    if (op.scenario != S_INGEST && op.subs < 1)
+        die("--subs: at least 1 for this scenario");
+    if (op.scenario == S_LATENCY && op.events < 1)
+        die("--rate x --duration-s gives no event");
+    if (op.procs > op.subs && op.subs > 0)
+        op.procs = (int)op.subs;
+    if (op.scenario == S_INGEST)
+        op.procs = 0;
+    if (!op.stream[0])
+        snprintf(op.stream, sizeof(op.stream), "bench-%s-%ld-%ld", scenario_names[op.scenario],
+                 (long)getpid(), (long)time(NULL));
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int gr = getaddrinfo(op.host, op.port, &hints, &addr);
+    if (gr)
+        die("%s:%s: %s", op.host, op.port, gai_strerror(gr));
+    if (op.src_addrs > 0 && addr->ai_family != AF_INET)
+        die("--src-addrs needs an IPv4 (loopback) server address");
+    seq_max = op.scenario == S_RECONNECT ? WARM_EVENTS + op.missed : op.events;
+    if ((double)op.subs * (double)(seq_max / 8 + 1) > 8.0 * 1024 * 1024 * 1024)
+        die("--subs x --events needs more than 8 GiB of bitmaps");
+    strict_order = op.scenario == S_RECONNECT;
+    npubs = op.scenario == S_CATCHUP ? 0 : op.publishers;
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        die("mmap: %s", strerror(errno));
+    sub_requests_build();
+    deadline = bench_now() + op.timeout_s;
+    /* the parent's own loop (publishers), made after the fork so the workers do not share it */
+    int (*run)(void) = op.scenario == S_FANOUT || op.scenario == S_LATENCY ? run_fanout
+                       : op.scenario == S_IDLE                              ? run_idle
+                       : op.scenario == S_INGEST                            ? run_ingest
+                       : op.scenario == S_CATCHUP                           ? run_catchup
+                                                                            : run_reconnect;
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        die("epoll_create1: %s", strerror(errno));
+    int r = run();
+    workers_stop();
+    bool ok = r == 0 && !atomic_load(&sh->failed) && !atomic_load(&sh->gaps) &&
+              !atomic_load(&sh->dups) && !pub_fatal && atomic_load(&sh->err_set) == 0;
+    if (r == 0 && !ok && atomic_load(&sh->err_set) == 0)
+        run_error("%ld gaps and %ld duplicates", atomic_load(&sh->gaps),
+                  atomic_load(&sh->dups));
+    report(ok);
+    return ok ? 0 : 1;
+}
