@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Installs the Debian packages hubstream needs. `deps.sh` alone: build and run;
-# `deps.sh --test`: also what the test suite needs (Node.js for the integration tests).
+# `deps.sh --perf`: also what perf/compare.sh needs (nginx with nchan, the peer it measures
+# against; jq; gnuplot for the plots); `deps.sh --test`: what the test suite needs (Node.js for
+# the integration tests, PostgreSQL, and the --perf packages: the suite runs compare.sh cut short).
 # Idempotent: packages already installed are skipped, and apt is not touched at all when
 # nothing is missing.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-dev odbcinst
       unixodbc libsqliteodbc libck-dev libjansson-dev libmsgpack-dev libssl-dev sqlite3)
-if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(libcriterion-dev curl procps chromium postgresql odbc-postgresql tdsodbc)
-  command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
-fi
+perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
+case "${1:-}" in
+  --test)
+    pkgs+=(libcriterion-dev chromium postgresql odbc-postgresql tdsodbc "${perf_pkgs[@]}")
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+    ;;
+  --perf) pkgs+=("${perf_pkgs[@]}") ;;
+  "") ;;
+  *) echo "usage: deps.sh [--test | --perf]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# perf/compare.sh: hubstream against nchan, the same scenarios, one table.
+#
+# For each scenario (SCENARIOS) and each target (TARGETS), a fresh server is started on a random
+# high port on 127.0.0.1 (hubstream: build/perf/hubstream on a new SQLite file; nchan: nginx
+# with perf/peers/nchan.conf.in, one worker process), build/perf/bench/loadgen runs the scenario
+# against it with --pid (the server's CPU and RSS from /proc: nginx's master and its worker),
+# and the server is stopped by its pid. Every loadgen result is appended, with the run id, the
+# commit and the machine, to perf/results/compare.jsonl; the end prints one table with the ratio
+# hubstream / nchan per figure, writes it to perf/results/compare-latest.md and plots PNGs
+# (perf/results/compare-*.png).
+#
+# Scenarios (perf/loadgen.c describes what each measures):
+#   fanout    1,000 and 10,000 subscribers, 128-byte events, published as fast as delivered;
+#             WebSocket (nchan raw frames, hubstream SignalR MessagePack), hubstream also
+#             SignalR JSON, and SSE at 1,000 subscribers
+#   latency   1,000 WebSocket subscribers at half of nchan's 1,000-subscriber fan-out publish
+#             rate of this run (LAT_RATE overrides it; without a fanout step it must be given)
+#   idle      19,000 idle subscribers (SSE, and WebSocket), two client processes on two source
+#             addresses: RSS per connection and connections per second
+#   ingest    200,000 events over 8 connections, one per request (hubstream also in requests
+#             of 100 events)
+#   catchup   one subscriber replays a stream from its start (SSE and WebSocket). hubstream:
+#             1,000,000 events and, for the ratio, as many as nchan; nchan: NCHAN_CATCHUP_EVENTS
+#             (default 20,000), filled at 25,000 messages/s (see perf/README.md for both limits)
+#   reconnect 10,000 SSE subscribers (hubstream also WebSocket) drop, miss 100 events, resume
+#
+# Environment: SCENARIOS, TARGETS (default "hubstream nchan"), QUICK=1 (every size / 10 or
+# so: a check that everything runs, not a measurement), SERVER_ARGS (extra hubstream flags),
+# STEP_TIMEOUT_S (per loadgen run, default 300), NO_BUILD=1 (use the existing build/perf),
+# the sizes below, RESULTS_DIR (default perf/results; with QUICK=1 a temp directory),
+# HUBSTREAM_BIN and LOADGEN_BIN (other builds, e.g. the test suite's).
+# Needs nginx with nchan, jq and gnuplot: scripts/deps.sh --perf.
+# Exit status: non-zero if a build, a server or any step failed (the other steps still run).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build/perf"
+hubstream_bin=${HUBSTREAM_BIN:-$build/hubstream}
+loadgen=${LOADGEN_BIN:-$build/bench/loadgen}
+step_timeout=${STEP_TIMEOUT_S:-300}
+
+quick=${QUICK:-0}
+tmp=$(mktemp -d /tmp/hubstream-compare.XXXXXX)
+# a quick run checks that everything runs; its figures are not kept unless RESULTS_DIR says where
+results=${RESULTS_DIR:-$([[ "$quick" == 1 ]] && echo "$tmp/results" || echo "$root/perf/results")}
+q() { if [[ "$quick" == 1 ]]; then echo $(( ($1 + $2 - 1) / $2 )); else echo "$1"; fi; }
+FANOUT_EVENTS_1K=${FANOUT_EVENTS_1K:-$(q 5000 25)}
+FANOUT_SUBS_10K=${FANOUT_SUBS_10K:-$(q 10000 10)}
+FANOUT_EVENTS_10K=${FANOUT_EVENTS_10K:-$(q 300 3)}
+LAT_SUBS=${LAT_SUBS:-$(q 1000 10)}
+LAT_DURATION_S=${LAT_DURATION_S:-$(q 20 5)}
+IDLE_SUBS=${IDLE_SUBS:-$(q 19000 10)}
+IDLE_HOLD_S=${IDLE_HOLD_S:-$(q 10 5)}
+INGEST_EVENTS=${INGEST_EVENTS:-$(q 200000 20)}
+CATCHUP_EVENTS=${CATCHUP_EVENTS:-$(q 1000000 100)}
+NCHAN_CATCHUP_EVENTS=${NCHAN_CATCHUP_EVENTS:-$(q 20000 10)}
+RECONNECT_SUBS=${RECONNECT_SUBS:-$(q 10000 10)}
+MISSED=${MISSED:-100}
+SCENARIOS=${SCENARIOS:-"fanout latency idle ingest catchup reconnect"}
+TARGETS=${TARGETS:-"hubstream nchan"}
+
+server_pid=""
+server_port=""
+server_target=""
+# shellcheck disable=SC2317  # called through the EXIT trap
+cleanup() {
+    stop_server || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in jq gnuplot nginx; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "compare.sh: $tool is missing:" \
+        "run scripts/deps.sh --perf" >&2; exit 1; }
+done
+[[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]] || { echo "compare.sh: nchan is missing:" \
+    "run scripts/deps.sh --perf" >&2; exit 1; }
+
+if [[ "${NO_BUILD:-0}" != 1 ]]; then
+    echo "== build (Release) in $build"
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_BUILD_TESTS=OFF \
+        -DHS_WERROR=OFF >"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; exit 1; }
+    cmake --build "$build" -j"$(nproc)" --target hubstream loadgen >"$tmp/build.log" 2>&1 ||
+        { tail -50 "$tmp/build.log"; exit 1; }
+fi
+
+run_id=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+    commit="$commit+dirty"
+fi
+machine="$(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),"
+machine+=" $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r)"
+nchan_version=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo unknown)
+echo "== run $run_id at $commit on $machine; nchan $nchan_version"
+mkdir -p "$results"
+status=0
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local p
+    for _ in $(seq 1 50); do
+        # below the ephemeral range (32768-60999), where the clients' own ports come from
+        p=$((20000 + RANDOM % 12000))
+        if port_free "$p"; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+# Starts a fresh server of target $1: sets server_pid, server_port, server_target.
+start_server() {
+    local target=$1 p
+    p=$(pick_port) || { echo "compare.sh: no free port" >&2; return 1; }
+    if [[ "$target" == hubstream ]]; then
+        rm -f "$tmp"/hs.db*
+        # shellcheck disable=SC2086
+        "$hubstream_bin" --listen "127.0.0.1:$p" --db "$tmp/hs.db" --log-level warn \
+            ${SERVER_ARGS:-} >"$tmp/server.log" 2>&1 &
+        server_pid=$!
+    else
+        rm -rf "$tmp/nginx"
+        mkdir -p "$tmp/nginx/tmp"
+        sed -e "s|@RUN@|$tmp/nginx|g" -e "s|@PORT@|$p|g" "$root/perf/peers/nchan.conf.in" \
+            >"$tmp/nginx/nginx.conf"
+        nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" \
+            >"$tmp/server.log" 2>&1 &
+        server_pid=$!
+    fi
+    server_port=$p
+    server_target=$target
+    local probe=(-m 1 "http://127.0.0.1:$p/readyz")
+    [[ "$target" == nchan ]] && probe=(-m 1 -X POST -d probe "http://127.0.0.1:$p/pub?id=probe")
+    for _ in $(seq 1 100); do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "compare.sh: $target did not start:" >&2
+            cat "$tmp/server.log" >&2
+            server_pid=""
+            return 1
+        fi
+        local code
+        code=$(curl -s -o /dev/null -w '%{http_code}' "${probe[@]}" || true)
+        if [[ "$code" == 20[012] ]]; then return 0; fi
+        sleep 0.1
+    done
+    echo "compare.sh: $target is not answering on port $p" >&2
+    return 1
+}
+
+# Stops the server by its pid (nginx: QUIT to the master, which stops its worker).
+stop_server() {
+    [[ -n "$server_pid" ]] || return 0
+    local sig=TERM
+    [[ "$server_target" == nchan ]] && sig=QUIT
+    kill -"$sig" "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+        echo "compare.sh: $server_target (pid $server_pid) did not stop; killing it" >&2
+        pkill -KILL -P "$server_pid" 2>/dev/null || true
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+# Runs loadgen against the running server; appends its result. Extra arguments go to loadgen.
+# Prints the result line on stdout for callers that need a figure.
+step() {
+    local target=$1 name=$2
+    shift 2
+    echo "-- $target: $name" >&2
+    local out rc=0
+    out=$(timeout $((step_timeout + 60)) "$loadgen" --target "$target" \
+        --url "http://127.0.0.1:$server_port" --pid "$server_pid" --timeout-s "$step_timeout" \
+        --label "$name" "$@" 2>"$tmp/loadgen.err") || rc=$?
+    if [[ -s "$tmp/loadgen.err" ]]; then sed 's/^/   /' "$tmp/loadgen.err" | head -5 >&2; fi
+    if [[ -z "$out" ]]; then
+        out=$(jq -nc --arg t "$target" --arg l "$name" --arg e "loadgen exited with $rc" \
+            '{target: $t, label: $l, ok: false, error: $e}')
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        out=$(jq -c '.ok = false | .error = "the server died during the run"' <<<"$out")
+        rc=1
+    fi
+    local line
+    line=$(jq -c --arg r "$run_id" --arg c "$commit" --arg m "$machine" --arg n "$nchan_version" \
+        '. + {run_id: $r, commit: $c, machine: $m, nchan: $n}' <<<"$out")
+    echo "$line" >>"$results/compare.jsonl"
+    echo "$line" >>"$tmp/run.jsonl"
+    if [[ "$(jq -r .ok <<<"$out")" != true ]]; then
+        echo "   FAILED: $(jq -r '.error // "?"' <<<"$out")" >&2
+        status=1
+    else
+        jq -r '[to_entries[] | select(.key | test("per_s|per_cpu|lat_p|rss_per|recover|elapsed"))
+                | "\(.key)=\(.value)"] | "   " + join(" ")' <<<"$out" >&2
+    fi
+    echo "$out"
+}
+
+# One step on a fresh server of each target; $1 = targets, $2 = step name, rest = loadgen args.
+fresh_step() {
+    local targets=$1 name=$2 t
+    shift 2
+    for t in $targets; do
+        [[ " $TARGETS " == *" $t "* ]] || continue
+        if start_server "$t"; then
+            step "$t" "$name" "$@" >/dev/null
+        else
+            status=1
+        fi
+        stop_server
+    done
+}
+
+nchan_pub_rate=""
+for scenario in $SCENARIOS; do
+    echo
+    echo "== $scenario"
+    case $scenario in
+    fanout)
+        fresh_step "hubstream nchan" "fanout ws 1k" --scenario fanout --transport ws \
+            --subs 1000 --events "$FANOUT_EVENTS_1K"
+        fresh_step "hubstream nchan" "fanout ws 10k" --scenario fanout --transport ws \
+            --subs "$FANOUT_SUBS_10K" --events "$FANOUT_EVENTS_10K" --procs 2 --src-addrs 2
+        fresh_step "hubstream" "fanout signalr-json 1k" --scenario fanout \
+            --transport signalr-json --subs 1000 --events "$FANOUT_EVENTS_1K"
+        fresh_step "hubstream" "fanout signalr-json 10k" --scenario fanout \
+            --transport signalr-json --subs "$FANOUT_SUBS_10K" --events "$FANOUT_EVENTS_10K" \
+            --procs 2 --src-addrs 2
+        fresh_step "hubstream nchan" "fanout sse 1k" --scenario fanout --transport sse \
+            --subs 1000 --events "$FANOUT_EVENTS_1K"
+        nchan_pub_rate=$(jq -rs 'map(select(.target == "nchan" and .label == "fanout ws 1k"
+                                  and .ok)) | last | .publish_per_s // empty' "$tmp/run.jsonl")
+        ;;
+    latency)
+        rate=${LAT_RATE:-}
+        if [[ -z "$rate" && -n "$nchan_pub_rate" ]]; then rate=$(( ${nchan_pub_rate%.*} / 2 )); fi
+        if [[ -z "$rate" || "$rate" -lt 1 ]]; then
+            echo "compare.sh: latency needs nchan's fan-out rate of this run (SCENARIOS with" \
+                 "fanout first) or LAT_RATE" >&2
+            status=1
+            continue
+        fi
+        echo "   rate $rate events/s (half of nchan's ${nchan_pub_rate:-?} in this run's fanout ws 1k)"
+        fresh_step "hubstream nchan" "latency ws" --scenario latency --transport ws \
+            --subs "$LAT_SUBS" --rate "$rate" --duration-s "$LAT_DURATION_S"
+        ;;
+    idle)
+        fresh_step "hubstream nchan" "idle sse" --scenario idle --transport sse \
+            --subs "$IDLE_SUBS" --duration-s "$IDLE_HOLD_S" --procs 2 --src-addrs 2
+        fresh_step "hubstream nchan" "idle ws" --scenario idle --transport ws \
+            --subs "$IDLE_SUBS" --duration-s "$IDLE_HOLD_S" --procs 2 --src-addrs 2
+        ;;
+    ingest)
+        fresh_step "hubstream nchan" "ingest 1/request" --scenario ingest \
+            --events "$INGEST_EVENTS" --publishers 8
+        fresh_step "hubstream" "ingest 100/request" --scenario ingest \
+            --events "$INGEST_EVENTS" --publishers 8 --post-batch 100
+        ;;
+    catchup)
+        for t in $TARGETS; do
+            sizes="$NCHAN_CATCHUP_EVENTS"
+            [[ "$t" == hubstream && "$CATCHUP_EVENTS" != "$NCHAN_CATCHUP_EVENTS" ]] &&
+                sizes="$NCHAN_CATCHUP_EVENTS $CATCHUP_EVENTS"
+            for n in $sizes; do
+                start_server "$t" || { status=1; continue; }
+                # the stream is filled through the server's own publish path; nchan at a paced
+                # 25,000 messages/s (faster fills broke its replay: perf/README.md)
+                fill=(--post-batch 100)
+                [[ "$t" == nchan ]] && fill=(--rate 25000)
+                if step "$t" "catchup fill $n" --scenario ingest --stream "catchup$n" \
+                    --events "$n" --publishers 8 "${fill[@]}" >/dev/null; then
+                    for x in sse ws; do
+                        step "$t" "catchup $x $n" --scenario catchup --transport "$x" \
+                            --stream "catchup$n" --events "$n" >/dev/null
+                    done
+                fi
+                stop_server
+            done
+        done
+        ;;
+    reconnect)
+        fresh_step "hubstream nchan" "reconnect sse" --scenario reconnect --transport sse \
+            --subs "$RECONNECT_SUBS" --missed "$MISSED" --procs 2 --src-addrs 2
+        fresh_step "hubstream" "reconnect ws" --scenario reconnect --transport ws \
+            --subs "$RECONNECT_SUBS" --missed "$MISSED" --procs 2 --src-addrs 2
+        ;;
+    *)
+        echo "compare.sh: unknown scenario $scenario" >&2
+        status=1
+        ;;
+    esac
+done
+
+# ---- the table: one row per (step, figure), hubstream | nchan | ratio ----
+[[ -s "$tmp/run.jsonl" ]] || { echo "compare.sh: nothing ran" >&2; exit 1; }
+# figure, label in the table, which way is better
+figures='[
+  ["deliveries_per_cpu_s", "deliveries / server CPU-s", "higher"],
+  ["deliveries_per_s", "deliveries / s", "higher"],
+  ["lat_p50_us", "p50 latency, us", "lower"],
+  ["lat_p99_us", "p99 latency, us", "lower"],
+  ["lat_p999_us", "p99.9 latency, us", "lower"],
+  ["rss_per_conn_bytes", "server RSS / connection, bytes", "lower"],
+  ["conns_per_s", "connections / s", "higher"],
+  ["events_per_s", "events / s", "higher"],
+  ["recover_s", "all caught up after, s", "lower"]]'
+jq -rs --argjson f "$figures" '
+  def fmt: if . == null then "-" elif . >= 100 then (. | round | tostring)
+           else (. * 100 | round / 100 | tostring) end;
+  . as $all
+  | [ $all[] | select(.label != null and (.label | startswith("catchup fill") | not)) | .label ]
+  | reduce .[] as $l ([]; if index([$l]) then . else . + [$l] end)
+  | .[] as $lab
+  | ($all | map(select(.label == $lab))) as $rows
+  | ($rows | map(select(.target == "hubstream")) | last) as $h
+  | ($rows | map(select(.target == "nchan")) | last) as $n
+  | $f[] as [$key, $name, $better]
+  | select(($h[$key] // $n[$key]) != null)
+  | select($key != "deliveries_per_s" or ($lab | startswith("fanout")))
+  | select(($key | startswith("lat_") | not) or ($lab | test("^(fanout|latency)")))
+  | select($key != "conns_per_s" or ($lab | startswith("idle")))
+  | [ $lab, $name,
+      (if $h == null then "-" elif $h.ok then ($h[$key] | fmt) else "failed" end),
+      (if $n == null then "-" elif $n.ok then ($n[$key] | fmt) else "failed" end),
+      (if ($h.ok and $n.ok and $h[$key] != null and $n[$key] != null and $n[$key] > 0)
+       then ($h[$key] / $n[$key] * 100 | round / 100 | tostring) + " (" + $better + " is better)"
+       else "-" end) ]
+  | @tsv' "$tmp/run.jsonl" >"$tmp/table.tsv"
+
+{
+    echo "# hubstream vs nchan: latest run"
+    echo
+    echo "Run $run_id, commit $commit, $machine, nchan $nchan_version (one nginx worker)."
+    echo "Command: \`$(basename "$0")\`$([[ "$quick" == 1 ]] && echo " with QUICK=1 (sizes cut: not a measurement)")."
+    echo
+    echo "| step | figure | hubstream | nchan | hubstream / nchan |"
+    echo "| --- | --- | ---: | ---: | --- |"
+    awk -F'\t' '{printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5}' "$tmp/table.tsv"
+} >"$results/compare-latest.md"
+echo
+echo "== hubstream / nchan ($run_id, $commit)"
+column -t -s $'\t' -N step,figure,hubstream,nchan,ratio "$tmp/table.tsv" 2>/dev/null ||
+    cat "$tmp/table.tsv"
+
+# ---- plots: one grouped bar chart per figure, hubstream and nchan side by side ----
+plot() { # $1 = figure key, $2 = title, $3 = file stem
+    local data="$tmp/plot-$3.dat"
+    jq -rs --arg k "$1" '
+      map(select(.ok and .[$k] != null and (.label | startswith("catchup fill") | not)))
+      | group_by(.label)[]
+      | [ (.[0].label | gsub(" "; "\\n")),
+          ((map(select(.target == "hubstream")) | last | .[$k]) // "NaN"),
+          ((map(select(.target == "nchan")) | last | .[$k]) // "NaN") ] | @tsv' \
+        "$tmp/run.jsonl" >"$data"
+    [[ -s "$data" ]] || return 0
+    gnuplot <<EOF || { echo "compare.sh: gnuplot failed for $3" >&2; status=1; }
+set terminal pngcairo size 900,480 font "sans,10"
+set output "$results/compare-$3.png"
+set title "$2 ($run_id, $commit)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set yrange [0:*]
+set key top right
+set datafile separator "\t"
+set datafile missing "NaN"
+plot "$data" using 2:xtic(1) title "hubstream" lc rgb "#2a6fbb", \
+     "" using 3 title "nchan" lc rgb "#c0504d"
+EOF
+}
+plot deliveries_per_cpu_s "fan-out: deliveries per server CPU-second" fanout
+plot lat_p99_us "latency p99, microseconds (lower is better)" latency
+plot rss_per_conn_bytes "idle: server RSS per connection, bytes (lower is better)" idle
+plot events_per_s "ingest and catch-up: events per second" events
+plot recover_s "reconnect storm: seconds until every subscriber caught up" reconnect
+echo
+echo "results: $results/compare.jsonl, compare-latest.md, compare-*.png"
+exit "$status"
