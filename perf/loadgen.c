@@ -452,17 +452,28 @@ static int64_t digits_at(const uint8_t *p, int digits)
 static void deliver(conn_t *c, const uint8_t *p, size_t n, const char *id, size_t idlen)
 {
     uint64_t t_recv = now_ns();
-    const uint8_t *m = memmem(p, n, "~S", 2);
-    if (!m || (size_t)(p + n - m) < 2 + SEQ_DIGITS + 2 + NS_DIGITS || m[2 + SEQ_DIGITS] != '~' ||
-        m[3 + SEQ_DIGITS] != 'T') {
+    /* the first "~S<10 digits>~T<19 digits>": a binary field before it (a MessagePack
+     * version such as 0xcd 0x7e 0x53) may hold the bytes "~S" too */
+    int64_t seq = -1, sent = -1;
+    const uint8_t *m = p, *end = p + n;
+    while ((m = memmem(m, (size_t)(end - m), "~S", 2))) {
+        if ((size_t)(end - m) < 2 + SEQ_DIGITS + 2 + NS_DIGITS)
+            break;
+        if (m[2 + SEQ_DIGITS] == '~' && m[3 + SEQ_DIGITS] == 'T') {
+            seq = digits_at(m + 2, SEQ_DIGITS);
+            sent = digits_at(m + 4 + SEQ_DIGITS, NS_DIGITS);
+            if (seq >= 0 && sent >= 0)
+                break;
+        }
+        m += 2;
+    }
+    if (seq < 0 || sent < 0) {
         sub_fail(c, "an event without the benchmark's marker (%.*s)", (int)(n < 100 ? n : 100),
                  (const char *)p);
         return;
     }
-    int64_t seq = digits_at(m + 2, SEQ_DIGITS);
-    int64_t sent = digits_at(m + 4 + SEQ_DIGITS, NS_DIGITS);
-    if (seq < 1 || seq > seq_max || sent < 0) {
-        sub_fail(c, "an event with a bad marker (seq %lld)", (long long)seq);
+    if (seq < 1 || seq > seq_max) {
+        sub_fail(c, "an event with a sequence number out of range (%lld)", (long long)seq);
         return;
     }
     if (id && idlen < sizeof(c->last_id)) {
