@@ -336,7 +336,8 @@ jq -rs --argjson f "$figures" '
     echo "# hubstream vs nchan: latest run"
     echo
     echo "Run $run_id, commit $commit, $machine, nchan $nchan_version (one nginx worker)."
-    echo "Command: \`$(basename "$0")\`$([[ "$quick" == 1 ]] && echo " with QUICK=1 (sizes cut: not a measurement)")."
+    echo "Command: \`SCENARIOS=\"$SCENARIOS\" TARGETS=\"$TARGETS\" QUICK=$quick ./perf/compare.sh\`" \
+         "(sizes and other settings: the JSON lines of run $run_id in compare.jsonl)."
     echo
     echo "| step | figure | hubstream | nchan | hubstream / nchan |"
     echo "| --- | --- | ---: | ---: | --- |"
@@ -352,10 +353,13 @@ plot() { # $1 = figure key, $2 = title, $3 = file stem
     local data="$tmp/plot-$3.dat"
     jq -rs --arg k "$1" '
       map(select(.ok and .[$k] != null and (.label | startswith("catchup fill") | not)))
-      | group_by(.label)[]
-      | [ (.[0].label | gsub(" "; "\\n")),
-          ((map(select(.target == "hubstream")) | last | .[$k]) // "NaN"),
-          ((map(select(.target == "nchan")) | last | .[$k]) // "NaN") ] | @tsv' \
+      | . as $rows
+      | reduce (.[] | .label) as $l ([]; if index([$l]) then . else . + [$l] end)
+      | .[] as $l
+      | ($rows | map(select(.label == $l))) as $g
+      | [ $l,
+          (($g | map(select(.target == "hubstream")) | last | .[$k]) // "NaN"),
+          (($g | map(select(.target == "nchan")) | last | .[$k]) // "NaN") ] | @tsv' \
         "$tmp/run.jsonl" >"$data"
     [[ -s "$data" ]] || return 0
     gnuplot <<EOF || { echo "compare.sh: gnuplot failed for $3" >&2; status=1; }
@@ -369,6 +373,8 @@ set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
 set key top right
+set xtics rotate by -25 scale 0
+set bmargin 6
 set datafile separator "\t"
 set datafile missing "NaN"
 plot "$data" using 2:xtic(1) title "hubstream" lc rgb "#2a6fbb", \
