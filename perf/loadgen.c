@@ -176,7 +176,6 @@ typedef struct conn {
     size_t *marks;              /* offsets of each event's "~S" in preq */
     int req_events;             /* events preq holds */
     int batch;                  /* events in the request in flight, 0 if none */
-    long first_seq;
 } conn_t;
 
 static opts_t op;
@@ -1041,6 +1040,8 @@ static void sub_readable(conn_t *c)
 
 static void sub_event(conn_t *c, uint32_t ev)
 {
+    if (c->fd < 0)
+        return; /* failed earlier in this batch of events */
     if (c->state == C_CONNECTING) {
         n_connecting--;
         if (connect_result(c)) {
@@ -1317,7 +1318,6 @@ static void pub_send(conn_t *c, int n)
         put_digits(c->preq + c->marks[i] + 2, (uint64_t)(next_seq + i), SEQ_DIGITS);
         put_digits(c->preq + c->marks[i] + 4 + SEQ_DIGITS, t, NS_DIGITS);
     }
-    c->first_seq = next_seq;
     next_seq += n;
     c->batch = n;
     c->out = c->preq;
@@ -1383,6 +1383,8 @@ static void pub_responses(conn_t *c)
 
 static void pub_event(conn_t *c, uint32_t ev)
 {
+    if (c->fd < 0)
+        return;
     if (c->state == C_CONNECTING) {
         if (connect_result(c)) {
             pub_fail(c, "connect: %s", strerror(errno));
