@@ -592,7 +592,6 @@ static void sse_start(hs_conn_t *c, hs_hub_t *h)
     h->wsi = c->wsi;
     hs_hub_start(h, io);
     lws_http_mark_sse(c->wsi);
-    lws_http_headers_detach(c->wsi); /* nothing reads them again: their ~4 KiB go back */
     lws_callback_on_writable(c->wsi);
 }
 

@@ -140,9 +140,6 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
     c->last_write_ms = hs_now_ms();
     list_add(c->io, c);
     lws_http_mark_sse(c->wsi);
-    /* everything the subscription needs from the request is copied above: the header storage
-     * (a page of RSS per idle subscriber) goes back to lws's pool */
-    lws_http_headers_detach(c->wsi);
     lws_callback_on_writable(c->wsi);
     hs_fanout_subscribe(srv->fanout, s);
 }
