@@ -168,7 +168,7 @@ stop_server() {
 }
 
 # Runs loadgen against the running server; appends its result. Extra arguments go to loadgen.
-# Prints the result line on stdout for callers that need a figure.
+# Prints the result line on stdout; returns 1 if the step failed.
 step() {
     local target=$1 name=$2
     shift 2
@@ -191,14 +191,14 @@ step() {
         '. + {run_id: $r, commit: $c, machine: $m, nchan: $n}' <<<"$out")
     echo "$line" >>"$results/compare.jsonl"
     echo "$line" >>"$tmp/run.jsonl"
+    echo "$out"
     if [[ "$(jq -r .ok <<<"$out")" != true ]]; then
         echo "   FAILED: $(jq -r '.error // "?"' <<<"$out")" >&2
         status=1
-    else
-        jq -r '[to_entries[] | select(.key | test("per_s|per_cpu|lat_p|rss_per|recover|elapsed"))
-                | "\(.key)=\(.value)"] | "   " + join(" ")' <<<"$out" >&2
+        return 1
     fi
-    echo "$out"
+    jq -r '[to_entries[] | select(.key | test("per_s|per_cpu|lat_p|rss_per|recover|elapsed"))
+            | "\(.key)=\(.value)"] | "   " + join(" ")' <<<"$out" >&2
 }
 
 # One step on a fresh server of each target; $1 = targets, $2 = step name, rest = loadgen args.
@@ -208,7 +208,7 @@ fresh_step() {
     for t in $targets; do
         [[ " $TARGETS " == *" $t "* ]] || continue
         if start_server "$t"; then
-            step "$t" "$name" "$@" >/dev/null
+            step "$t" "$name" "$@" >/dev/null || true # recorded; the other steps still run
         else
             status=1
         fi
@@ -276,7 +276,7 @@ for scenario in $SCENARIOS; do
                     --events "$n" --publishers 8 "${fill[@]}" >/dev/null; then
                     for x in sse ws; do
                         step "$t" "catchup $x $n" --scenario catchup --transport "$x" \
-                            --stream "catchup$n" --events "$n" >/dev/null
+                            --stream "catchup$n" --events "$n" >/dev/null || true
                     done
                 fi
                 stop_server
@@ -319,7 +319,12 @@ jq -rs --argjson f "$figures" '
   | ($all | map(select(.label == $lab))) as $rows
   | ($rows | map(select(.target == "hubstream")) | last) as $h
   | ($rows | map(select(.target == "nchan")) | last) as $n
-  | $f[] as [$key, $name, $better]
+  | (if (($h != null and ($h.ok | not)) or ($n != null and ($n.ok | not)))
+     then [ $lab, "the step failed (error in compare.jsonl)",
+            (if $h == null then "-" elif $h.ok then "ok" else "failed" end),
+            (if $n == null then "-" elif $n.ok then "ok" else "failed" end), "-" ]
+     else empty end),
+    ($f[] as [$key, $name, $better]
   | select(($h[$key] // $n[$key]) != null)
   | select($key != "deliveries_per_s" or ($lab | startswith("fanout")))
   | select(($key | startswith("lat_") | not) or ($lab | test("^(fanout|latency)")))
@@ -329,7 +334,7 @@ jq -rs --argjson f "$figures" '
       (if $n == null then "-" elif $n.ok then ($n[$key] | fmt) else "failed" end),
       (if ($h.ok and $n.ok and $h[$key] != null and $n[$key] != null and $n[$key] > 0)
        then ($h[$key] / $n[$key] * 100 | round / 100 | tostring) + " (" + $better + " is better)"
-       else "-" end) ]
+       else "-" end) ])
   | @tsv' "$tmp/run.jsonl" >"$tmp/table.tsv"
 
 {
