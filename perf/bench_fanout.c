@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "bench_ws.h"
 
 #ifndef HS_PERF_RESULTS_DIR
 #define HS_PERF_RESULTS_DIR "perf/results"
@@ -95,13 +96,8 @@ typedef struct conn {
     size_t in_len, in_cap;
     /* subscriber */
     bool got_retry;           /* SSE: the retry: line; SignalR: the handshake reply */
-    /* SignalR: the WebSocket frame being read */
-    uint8_t ws_hdr[14];
-    size_t ws_hdr_len;
-    uint64_t ws_left;
-    int ws_op;
-    uint8_t ws_ctl[125];      /* a control frame's payload (ping, close), at most 125 bytes */
-    size_t ws_ctl_len;
+    bool handshaken;          /* SignalR: the handshake reply was split off (bench_sr_split) */
+    bench_ws_t ws;            /* SignalR: the WebSocket frame being read */
     bool ended;               /* the server ended the response */
     bool close_block;         /* an `event: close` block arrived */
     int64_t count, first_id, last_id, gaps, dups;
@@ -190,21 +186,13 @@ static void conn_close(conn_t *c)
 
 static int conn_start(conn_t *c)
 {
-    int fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = bench_connect(addr, NULL);
     if (fd < 0)
         return -1;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->fd = fd;
     c->events = 0;
     c->in_len = 0;
     c->out_off = 0;
-    int r = connect(fd, addr->ai_addr, addr->ai_addrlen);
-    if (r && errno != EINPROGRESS) {
-        close(fd);
-        c->fd = -1;
-        return -1;
-    }
     c->state = C_CONNECTING;
     ep_set(c, EPOLLOUT);
     return 0;
@@ -213,16 +201,7 @@ static int conn_start(conn_t *c)
 /* Writes what is left of c->out; returns 1 when all is written, 0 when it must wait, -1. */
 static int flush_out(conn_t *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return 0;
-            return -1;
-        }
-        c->out_off += (size_t)w;
-    }
-    return 1;
+    return bench_send_rest(c->fd, c->out, c->out_len, &c->out_off);
 }
 
 /* ---- subscribers ---- */
@@ -333,72 +312,9 @@ static size_t sub_parse(conn_t *c, const char *p, size_t n)
 static char sr_hello[1024]; /* the masked handshake and Subscribe frames */
 static size_t sr_hello_len;
 
-/* Appends one masked client frame (opcode op) holding p[0..n) to o; returns its length. */
-static size_t ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
-{
-    static const uint8_t key[4] = {0x3a, 0x91, 0x5c, 0x07};
-    size_t h = 0;
-    o[h++] = (uint8_t)(0x80 | opcode);
-    if (n < 126) {
-        o[h++] = (uint8_t)(0x80 | n);
-    } else {
-        o[h++] = 0x80 | 126;
-        o[h++] = (uint8_t)(n >> 8);
-        o[h++] = (uint8_t)n;
-    }
-    memcpy(o + h, key, 4);
-    h += 4;
-    for (size_t i = 0; i < n; i++)
-        o[h + i] = p[i] ^ key[i & 3];
-    return h + n;
-}
-
 static void sr_build_hello(void)
 {
-    uint8_t rec[512];
-    size_t o = 0;
-    bool mp = op.proto == P_SR_MSGPACK;
-    int n = snprintf((char *)rec, sizeof(rec), "{\"protocol\":\"%s\",\"version\":1}\x1e",
-                     mp ? "messagepack" : "json");
-    o += ws_frame((uint8_t *)sr_hello + o, 1, rec, (size_t)n);
-    size_t sl = strlen(op.stream);
-    if (!mp) {
-        n = snprintf((char *)rec, sizeof(rec),
-                     "{\"type\":4,\"invocationId\":\"0\",\"target\":\"Subscribe\","
-                     "\"arguments\":[\"%s\",0]}\x1e",
-                     op.stream);
-        o += ws_frame((uint8_t *)sr_hello + o, 1, rec, (size_t)n);
-    } else {
-        /* [4, {}, "0", "Subscribe", [stream, 0]] behind its varint length */
-        uint8_t body[256];
-        size_t b = 0;
-        body[b++] = 0x95;
-        body[b++] = 0x04;
-        body[b++] = 0x80;
-        body[b++] = 0xa1;
-        body[b++] = '0';
-        body[b++] = 0xa9;
-        memcpy(body + b, "Subscribe", 9);
-        b += 9;
-        body[b++] = 0x92;
-        body[b++] = 0xd9;
-        body[b++] = (uint8_t)sl;
-        memcpy(body + b, op.stream, sl);
-        b += sl;
-        body[b++] = 0x00;
-        size_t r = 0;
-        size_t len = b;
-        do {
-            rec[r] = (uint8_t)(len & 0x7f);
-            len >>= 7;
-            if (len)
-                rec[r] |= 0x80;
-            r++;
-        } while (len);
-        memcpy(rec + r, body, b);
-        o += ws_frame((uint8_t *)sr_hello + o, 2, rec, r + b);
-    }
-    sr_hello_len = o;
+    sr_hello_len = bench_sr_hello((uint8_t *)sr_hello, op.proto == P_SR_MSGPACK, op.stream, 0);
 }
 
 /* A k-byte big-endian length at *pp, which it advances past. */
@@ -523,68 +439,37 @@ static void sr_record(conn_t *c, const uint8_t *r, size_t n)
     sr_record_fail(c, "a StreamItem without a version", r, n);
 }
 
-/* Parses whole records in [p, p + n); returns the bytes consumed. */
-static size_t sr_parse(conn_t *c, const uint8_t *p, size_t n)
+/* bench_sr_feed's callback: the handshake reply, then each hub record. */
+static bool on_record(void *ctx, const uint8_t *r, size_t n, bool handshake)
 {
-    size_t off = 0;
-    while (off < n && c->state != C_FAILED) {
-        if (!c->got_retry || op.proto == P_SR_JSON) {
-            const uint8_t *rs = memchr(p + off, 0x1e, n - off);
-            if (!rs)
-                break;
-            size_t len = (size_t)(rs - (p + off));
-            if (!c->got_retry) {
-                if (len != 2 || memcmp(p + off, "{}", 2)) {
-                    sr_record_fail(c, "the handshake was refused", p + off, len);
-                    return n;
-                }
-                c->got_retry = true;
-                n_ready++;
-            } else {
-                sr_record(c, p + off, len);
-            }
-            off += len + 1;
-            continue;
-        }
-        uint64_t len = 0;
-        size_t k = 0;
-        while (off + k < n && k < 5) {
-            len |= (uint64_t)(p[off + k] & 0x7f) << (7 * k);
-            if (!(p[off + k++] & 0x80))
-                goto have_len;
-        }
-        break; /* the prefix is not complete */
-    have_len:
-        if (n - off - k < len)
-            break;
-        sr_record(c, p + off + k, (size_t)len);
-        off += k + (size_t)len;
+    conn_t *c = ctx;
+    if (c->state == C_FAILED)
+        return false;
+    if (!handshake) {
+        sr_record(c, r, n);
+    } else if (n != 2 || memcmp(r, "{}", 2)) {
+        sr_record_fail(c, "the handshake was refused", r, n);
+    } else {
+        c->got_retry = true;
+        n_ready++;
     }
-    return off;
+    return c->state != C_FAILED;
 }
 
-/* Record bytes of data frames, in order: parsed in place, the unfinished tail kept in c->in. */
-static void sr_feed(conn_t *c, const uint8_t *p, size_t n)
+/* bench_ws_feed's data callback: record bytes, parsed in place, the unfinished tail kept in
+ * c->in. */
+static bool on_ws_data(void *ctx, const uint8_t *p, size_t n, bool frame_end, bool fin)
 {
-    if (!c->in_len) {
-        size_t used = sr_parse(c, p, n);
-        p += used;
-        n -= used;
-    }
-    while (n && c->state != C_FAILED) {
-        size_t take = c->in_cap - c->in_len < n ? c->in_cap - c->in_len : n;
-        memcpy(c->in + c->in_len, p, take);
-        c->in_len += take;
-        p += take;
-        n -= take;
-        size_t used = sr_parse(c, (const uint8_t *)c->in, c->in_len);
-        if (!used && c->in_len == c->in_cap) {
-            sub_fail(c, "a record larger than the client's buffer");
-            return;
-        }
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= used;
-    }
+    conn_t *c = ctx;
+    (void)frame_end;
+    (void)fin;
+    if (c->state == C_FAILED)
+        return false;
+    const char *err = bench_sr_feed((uint8_t *)c->in, &c->in_len, c->in_cap, p, n,
+                                    op.proto == P_SR_MSGPACK, &c->handshaken, on_record, c);
+    if (err)
+        sub_fail(c, err);
+    return c->state != C_FAILED;
 }
 
 /* Sends one masked control frame (a pong or a close reply) with payload p[0..n), n <= 125.
@@ -592,100 +477,42 @@ static void sr_feed(conn_t *c, const uint8_t *p, size_t n)
 static int ws_send_ctl(conn_t *c, int opcode, const uint8_t *p, size_t n)
 {
     uint8_t f[6 + 125];
-    size_t len = ws_frame(f, opcode, p, n);
+    size_t len = bench_ws_frame(f, opcode, p, n);
     return send(c->fd, f, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
 }
 
-/* A complete control frame from the server: ping (answered with a pong carrying the same
- * payload), pong (ignored), close (answered with a close echoing the status code, as RFC 6455
- * 5.5.1 asks; a failure unless the subscriber already has every event). */
-static void ws_control(conn_t *c)
+/* bench_ws_feed's control callback: ping (answered with a pong carrying the same payload),
+ * pong (ignored), close (answered with a close echoing the status code, as RFC 6455 5.5.1 asks;
+ * a failure unless the subscriber already has every event). */
+static bool on_ws_control(void *ctx, int opcode, const uint8_t *p, size_t n)
 {
-    if (c->ws_op == 9) {
-        if (ws_send_ctl(c, 10, c->ws_ctl, c->ws_ctl_len))
+    conn_t *c = ctx;
+    if (opcode == 9) {
+        if (ws_send_ctl(c, 10, p, n))
             sub_fail(c, "could not send a pong");
-    } else if (c->ws_op == 8) {
-        int code = c->ws_ctl_len >= 2 ? c->ws_ctl[0] << 8 | c->ws_ctl[1] : 0;
-        (void)ws_send_ctl(c, 8, c->ws_ctl, c->ws_ctl_len >= 2 ? 2 : 0);
+    } else if (opcode == 8) {
+        int code = n >= 2 ? p[0] << 8 | p[1] : 0;
+        (void)ws_send_ctl(c, 8, p, n >= 2 ? 2 : 0);
         c->ended = true;
         if (c->state == C_DONE) {
             conn_close(c);
-            return;
+            return false;
         }
         char why[200];
-        int rl = c->ws_ctl_len > 2 ? (int)c->ws_ctl_len - 2 : 0;
+        int rl = n > 2 ? (int)n - 2 : 0;
         snprintf(why, sizeof(why), "the server closed the WebSocket (code %d%s%.*s)", code,
-                 rl ? ": " : "", rl, (const char *)c->ws_ctl + 2);
+                 rl ? ": " : "", rl, (const char *)p + 2);
         sub_fail(c, why);
     }
+    return c->fd >= 0 && c->state != C_FAILED;
 }
 
 /* WebSocket bytes from the server (unmasked frames). */
 static void sr_bytes(conn_t *c, const uint8_t *p, size_t n)
 {
-    while (n && c->fd >= 0 && c->state != C_FAILED) {
-        if (!c->ws_left) {
-            /* the header may come split over reads, also inside its extended length */
-            size_t need = 2;
-            for (;;) {
-                if (c->ws_hdr_len >= 2) {
-                    int l7 = c->ws_hdr[1] & 0x7f;
-                    need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
-                }
-                if (!n || c->ws_hdr_len >= need)
-                    break;
-                c->ws_hdr[c->ws_hdr_len++] = *p++;
-                n--;
-            }
-            if (c->ws_hdr_len < need)
-                return;
-            if (c->ws_hdr[1] & 0x80) {
-                sub_fail(c, "the server sent a masked frame");
-                return;
-            }
-            if (c->ws_hdr[0] & 0x70) {
-                sub_fail(c, "the server sent a frame with RSV bits set (no extension agreed)");
-                return;
-            }
-            uint64_t len = c->ws_hdr[1] & 0x7f;
-            if (len == 126)
-                len = (uint64_t)c->ws_hdr[2] << 8 | c->ws_hdr[3];
-            else if (len == 127)
-                for (int i = 0; i < 8; i++)
-                    len = (i ? len << 8 : 0) | c->ws_hdr[2 + i];
-            c->ws_op = c->ws_hdr[0] & 0x0f;
-            c->ws_hdr_len = 0;
-            c->ws_ctl_len = 0;
-            if (c->ws_op >= 8) {
-                if (len > 125 || !(c->ws_hdr[0] & 0x80)) {
-                    sub_fail(c, "the server sent a control frame longer than 125 bytes or "
-                                "fragmented");
-                    return;
-                }
-            } else if (c->ws_op > 2) {
-                sub_fail(c, "the server sent a frame with a reserved opcode");
-                return;
-            }
-            c->ws_left = len;
-            if (!len) {
-                if (c->ws_op >= 8)
-                    ws_control(c);
-                continue;
-            }
-        }
-        size_t k = c->ws_left < n ? (size_t)c->ws_left : n;
-        if (c->ws_op <= 2) {
-            sr_feed(c, p, k);
-        } else {
-            memcpy(c->ws_ctl + c->ws_ctl_len, p, k);
-            c->ws_ctl_len += k;
-        }
-        c->ws_left -= k;
-        p += k;
-        n -= k;
-        if (!c->ws_left && c->ws_op >= 8)
-            ws_control(c);
-    }
+    const char *err = bench_ws_feed(&c->ws, p, n, on_ws_data, on_ws_control, c);
+    if (err)
+        sub_fail(c, err);
 }
 
 /* The response head in [p, p + n): 200, text/event-stream, not chunked. */
@@ -793,12 +620,9 @@ static void sub_readable(conn_t *c)
 static void sub_event(conn_t *c, uint32_t ev)
 {
     if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         n_connecting--;
-        if (err) {
-            sub_fail(c, strerror(err));
+        if (bench_connected(c->fd)) {
+            sub_fail(c, strerror(errno));
             return;
         }
         n_connected++;
@@ -962,11 +786,8 @@ static void post_responses(conn_t *c)
 static void post_event(conn_t *c, uint32_t ev)
 {
     if (c->state == C_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err) {
-            post_fatal(c, strerror(err));
+        if (bench_connected(c->fd)) {
+            post_fatal(c, strerror(errno));
             return;
         }
         c->state = C_BODY;

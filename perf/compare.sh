@@ -145,6 +145,7 @@ start_server() {
         sleep 0.1
     done
     echo "compare.sh: $target is not answering on port $p" >&2
+    stop_server
     return 1
 }
 
@@ -377,7 +378,7 @@ set style fill solid 0.8 border -1
 set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
-set key top right
+set key outside top center horizontal
 set xtics rotate by -25 scale 0
 set bmargin 6
 set datafile separator "\t"

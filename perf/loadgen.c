@@ -86,6 +86,7 @@
 #include <unistd.h>
 
 #include "bench_common.h"
+#include "bench_ws.h"
 
 #define DATA_BYTES     128
 #define SEQ_DIGITS     10
@@ -158,12 +159,8 @@ typedef struct conn {
     bool ready, chunked;
     int ck_state;               /* chunked transfer decoding (nchan's SSE) */
     uint64_t ck_left;
-    uint8_t ws_hdr[14];
-    size_t ws_hdr_len;
-    uint64_t ws_left;
-    int ws_op;
-    uint8_t ws_ctl[125];
-    size_t ws_ctl_len;
+    bench_ws_t ws;              /* the frame being read */
+    bool handshaken;            /* SignalR: the handshake reply came */
     long count;                 /* events received (all phases) */
     long last_seq;
     uint8_t *seen;              /* bitmap of seqs received */
@@ -243,32 +240,13 @@ static void conn_close(conn_t *c)
 /* Starts a non-blocking connect, from source address `src` unless it is NULL. */
 static int conn_start(conn_t *c, const struct sockaddr_in *src)
 {
-    int fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = bench_connect(addr, src);
     if (fd < 0)
         return -1;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (src) {
-        /* the port is chosen at connect(), per destination: more than 28k per source address */
-        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        if (bind(fd, (const struct sockaddr *)src, sizeof(*src))) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-    }
     c->fd = fd;
     c->events = 0;
     c->in_len = 0;
     c->out_off = 0;
-    if (connect(fd, addr->ai_addr, addr->ai_addrlen) && errno != EINPROGRESS) {
-        int e = errno;
-        close(fd);
-        c->fd = -1;
-        errno = e;
-        return -1;
-    }
     c->state = C_CONNECTING;
     ep_set(c, EPOLLOUT);
     return 0;
@@ -277,23 +255,7 @@ static int conn_start(conn_t *c, const struct sockaddr_in *src)
 /* Writes what is left of c->out: 1 when all is written, 0 when it must wait, -1 on error. */
 static int flush_out(conn_t *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (w < 0)
-            return errno == EAGAIN || errno == EINTR ? 0 : -1;
-        c->out_off += (size_t)w;
-    }
-    return 1;
-}
-
-/* The connect's outcome, after EPOLLOUT: 0 when connected. */
-static int connect_result(conn_t *c)
-{
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    errno = err;
-    return err ? -1 : 0;
+    return bench_send_rest(c->fd, c->out, c->out_len, &c->out_off);
 }
 
 /* ---- latency histogram (microseconds) ---- */
@@ -628,86 +590,19 @@ static ssize_t dechunk(conn_t *c, char *p, size_t n)
 
 /* ---- WebSocket ---- */
 
-/* Appends one masked client frame holding p[0..n) to o; returns its length. */
-static size_t ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
-{
-    static const uint8_t key[4] = {0x3a, 0x91, 0x5c, 0x07};
-    size_t h = 0;
-    o[h++] = (uint8_t)(0x80 | opcode);
-    if (n < 126) {
-        o[h++] = (uint8_t)(0x80 | n);
-    } else {
-        o[h++] = 0x80 | 126;
-        o[h++] = (uint8_t)(n >> 8);
-        o[h++] = (uint8_t)n;
-    }
-    memcpy(o + h, key, 4);
-    h += 4;
-    for (size_t i = 0; i < n; i++)
-        o[h + i] = p[i] ^ key[i & 3];
-    return h + n;
-}
-
 /* Sends one small frame whole, or fails the subscriber. */
 static void ws_send_small(conn_t *c, int opcode, const uint8_t *p, size_t n)
 {
     uint8_t f[8 + 256];
-    size_t len = ws_frame(f, opcode, p, n);
+    size_t len = bench_ws_frame(f, opcode, p, n);
     if (send(c->fd, f, len, MSG_NOSIGNAL) != (ssize_t)len)
         sub_fail(c, "could not send a %zu-byte frame", len);
 }
 
-/* The SignalR handshake and Subscribe(stream[, from]) frames; from < 0 leaves it out. */
+/* The SignalR handshake and Subscribe(stream, from) frames. */
 static size_t sr_hello(uint8_t *out, long from)
 {
-    bool mp = op.transport == X_WS;
-    uint8_t rec[512];
-    size_t o = 0;
-    int n = snprintf((char *)rec, sizeof(rec), "{\"protocol\":\"%s\",\"version\":1}\x1e",
-                     mp ? "messagepack" : "json");
-    o += ws_frame(out + o, 1, rec, (size_t)n);
-    size_t sl = strlen(op.stream);
-    if (!mp) {
-        char fromarg[32] = "";
-        if (from >= 0)
-            snprintf(fromarg, sizeof(fromarg), ",%ld", from);
-        n = snprintf((char *)rec, sizeof(rec),
-                     "{\"type\":4,\"invocationId\":\"0\",\"target\":\"Subscribe\","
-                     "\"arguments\":[\"%s\"%s]}\x1e",
-                     op.stream, fromarg);
-        return o + ws_frame(out + o, 1, rec, (size_t)n);
-    }
-    /* [4, {}, "0", "Subscribe", [stream, from]] behind its varint length */
-    uint8_t body[256];
-    size_t b = 0;
-    body[b++] = 0x95;
-    body[b++] = 0x04;
-    body[b++] = 0x80;
-    body[b++] = 0xa1;
-    body[b++] = '0';
-    body[b++] = 0xa9;
-    memcpy(body + b, "Subscribe", 9);
-    b += 9;
-    body[b++] = from >= 0 ? 0x92 : 0x91;
-    body[b++] = 0xd9;
-    body[b++] = (uint8_t)sl;
-    memcpy(body + b, op.stream, sl);
-    b += sl;
-    if (from >= 0) {
-        body[b++] = 0xd3; /* int 64 */
-        for (int i = 7; i >= 0; i--)
-            body[b++] = (uint8_t)((uint64_t)from >> (8 * i));
-    }
-    size_t r = 0, len = b;
-    do {
-        rec[r] = (uint8_t)(len & 0x7f);
-        len >>= 7;
-        if (len)
-            rec[r] |= 0x80;
-        r++;
-    } while (len);
-    memcpy(rec + r, body, b);
-    return o + ws_frame(out + o, 2, rec, r + b);
+    return bench_sr_hello(out, op.transport == X_WS, op.stream, from);
 }
 
 /* The version of a hubstream StreamItem record, as text in buf; its length, or 0. */
@@ -773,161 +668,73 @@ static void sr_record(conn_t *c, const uint8_t *r, size_t n)
     }
 }
 
-/* Parses whole hub records in [p, p + n); returns the bytes consumed. */
-static size_t sr_parse(conn_t *c, const uint8_t *p, size_t n)
+/* bench_sr_feed's callback: the handshake reply, then each hub record. */
+static bool on_record(void *ctx, const uint8_t *r, size_t n, bool handshake)
 {
-    size_t off = 0;
-    while (off < n && c->state == C_BODY) {
-        if (!c->ready || op.transport == X_SR_JSON) {
-            const uint8_t *rs = memchr(p + off, 0x1e, n - off);
-            if (!rs)
-                break;
-            size_t len = (size_t)(rs - (p + off));
-            if (!c->ready) {
-                if (len != 2 || memcmp(p + off, "{}", 2) != 0) {
-                    sub_fail(c, "the hub handshake was refused: %.*s", (int)len,
-                             (const char *)p + off);
-                    return n;
-                }
-                sub_ready(c);
-            } else {
-                sr_record(c, p + off, len);
-            }
-            off += len + 1;
-            continue;
-        }
-        uint64_t len = 0;
-        size_t k = 0;
-        bool whole = false;
-        while (off + k < n && k < 5) {
-            len |= (uint64_t)(p[off + k] & 0x7f) << (7 * k);
-            if (!(p[off + k++] & 0x80)) {
-                whole = true;
-                break;
-            }
-        }
-        if (!whole || n - off - k < len)
-            break;
-        sr_record(c, p + off + k, (size_t)len);
-        off += k + (size_t)len;
+    conn_t *c = ctx;
+    if (c->state != C_BODY)
+        return false;
+    if (!handshake) {
+        sr_record(c, r, n);
+    } else if (n != 2 || memcmp(r, "{}", 2) != 0) {
+        sub_fail(c, "the hub handshake was refused: %.*s", (int)(n < 200 ? n : 200),
+                 (const char *)r);
+    } else {
+        sub_ready(c);
     }
-    return off;
+    return c->state == C_BODY;
 }
 
-/* Data-frame bytes in order: hub records for hubstream, whole messages for nchan. */
-static void ws_data(conn_t *c, const uint8_t *p, size_t n, bool frame_end)
+/* bench_ws_feed's data callback: hub records for hubstream, whole messages for nchan. */
+static bool on_ws_data(void *ctx, const uint8_t *p, size_t n, bool frame_end, bool fin)
 {
-    if (!is_sr()) {
-        /* nchan: one message per frame (a fragmented one is gathered across frames) */
-        if (c->in_len + n > CARRY_MAX) {
-            sub_fail(c, "a message larger than the client's buffer");
-            return;
-        }
-        memcpy(c->in + c->in_len, p, n);
-        c->in_len += n;
-        if (frame_end && (c->ws_hdr[0] & 0x80)) {
-            deliver(c, (const uint8_t *)c->in, c->in_len, NULL, 0);
-            c->in_len = 0;
-        }
-        return;
+    conn_t *c = ctx;
+    if (c->state != C_BODY)
+        return false;
+    if (is_sr()) {
+        size_t len = c->in_len;
+        const char *err = bench_sr_feed((uint8_t *)c->in, &len, CARRY_MAX, p, n,
+                                        op.transport == X_WS, &c->handshaken, on_record, c);
+        c->in_len = len;
+        if (err)
+            sub_fail(c, "%s", err);
+        return c->state == C_BODY;
     }
-    if (!c->in_len) {
-        size_t used = sr_parse(c, p, n);
-        p += used;
-        n -= used;
+    /* nchan: one message per frame (a fragmented one is gathered across frames) */
+    if (c->in_len + n > CARRY_MAX) {
+        sub_fail(c, "a message larger than the client's buffer");
+        return false;
     }
-    while (n && c->state == C_BODY) {
-        size_t take = CARRY_MAX - c->in_len < n ? CARRY_MAX - c->in_len : n;
-        memcpy(c->in + c->in_len, p, take);
-        c->in_len += take;
-        p += take;
-        n -= take;
-        size_t used = sr_parse(c, (const uint8_t *)c->in, c->in_len);
-        if (!used && c->in_len == CARRY_MAX) {
-            sub_fail(c, "a record larger than the client's buffer");
-            return;
-        }
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= used;
+    memcpy(c->in + c->in_len, p, n);
+    c->in_len += n;
+    if (frame_end && fin) {
+        deliver(c, (const uint8_t *)c->in, c->in_len, NULL, 0);
+        c->in_len = 0;
     }
+    return c->state == C_BODY;
 }
 
-/* A complete control frame: ping → pong, close → failure (the server gave up on us). */
-static void ws_control(conn_t *c)
+/* bench_ws_feed's control callback: ping → pong, close → failure (the server gave up on us). */
+static bool on_ws_control(void *ctx, int opcode, const uint8_t *p, size_t n)
 {
-    if (c->ws_op == 9) {
-        ws_send_small(c, 10, c->ws_ctl, c->ws_ctl_len);
-    } else if (c->ws_op == 8) {
-        int code = c->ws_ctl_len >= 2 ? c->ws_ctl[0] << 8 | c->ws_ctl[1] : 0;
-        int rl = c->ws_ctl_len > 2 ? (int)c->ws_ctl_len - 2 : 0;
+    conn_t *c = ctx;
+    if (opcode == 9) {
+        ws_send_small(c, 10, p, n);
+    } else if (opcode == 8) {
+        int code = n >= 2 ? p[0] << 8 | p[1] : 0;
+        int rl = n > 2 ? (int)n - 2 : 0;
         sub_fail(c, "the server closed the WebSocket (code %d%s%.*s)", code, rl ? ": " : "", rl,
-                 (const char *)c->ws_ctl + 2);
+                 (const char *)p + 2);
     }
+    return c->state == C_BODY;
 }
 
-/* WebSocket bytes from the server (unmasked frames). */
+/* WebSocket bytes from the server. */
 static void ws_bytes(conn_t *c, const uint8_t *p, size_t n)
 {
-    while (n && c->state == C_BODY) {
-        if (!c->ws_left) {
-            size_t need = 2;
-            for (;;) {
-                if (c->ws_hdr_len >= 2) {
-                    int l7 = c->ws_hdr[1] & 0x7f;
-                    need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
-                }
-                if (!n || c->ws_hdr_len >= need)
-                    break;
-                c->ws_hdr[c->ws_hdr_len++] = *p++;
-                n--;
-            }
-            if (c->ws_hdr_len < need)
-                return;
-            if (c->ws_hdr[1] & 0x80) {
-                sub_fail(c, "the server sent a masked frame");
-                return;
-            }
-            uint64_t len = c->ws_hdr[1] & 0x7f;
-            if (len == 126)
-                len = (uint64_t)c->ws_hdr[2] << 8 | c->ws_hdr[3];
-            else if (len == 127)
-                for (int i = 0; i < 8; i++)
-                    len = (i ? len << 8 : 0) | c->ws_hdr[2 + i];
-            int opc = c->ws_hdr[0] & 0x0f;
-            c->ws_hdr_len = 0;
-            if (opc >= 8) {
-                if (len > 125) {
-                    sub_fail(c, "a control frame longer than 125 bytes");
-                    return;
-                }
-                c->ws_ctl_len = 0;
-            } else if (opc > 2) {
-                sub_fail(c, "a frame with a reserved opcode");
-                return;
-            }
-            c->ws_op = opc;
-            c->ws_left = len;
-            if (!len) {
-                if (opc >= 8)
-                    ws_control(c);
-                else
-                    ws_data(c, p, 0, true);
-                continue;
-            }
-        }
-        size_t k = c->ws_left < n ? (size_t)c->ws_left : n;
-        c->ws_left -= k;
-        if (c->ws_op <= 2) {
-            ws_data(c, p, k, !c->ws_left);
-        } else {
-            memcpy(c->ws_ctl + c->ws_ctl_len, p, k);
-            c->ws_ctl_len += k;
-            if (!c->ws_left)
-                ws_control(c);
-        }
-        p += k;
-        n -= k;
-    }
+    const char *err = bench_ws_feed(&c->ws, p, n, on_ws_data, on_ws_control, c);
+    if (err)
+        sub_fail(c, "%s", err);
 }
 
 /* ---- subscriber connections ---- */
@@ -1044,7 +851,7 @@ static void sub_event(conn_t *c, uint32_t ev)
         return; /* failed earlier in this batch of events */
     if (c->state == C_CONNECTING) {
         n_connecting--;
-        if (connect_result(c)) {
+        if (bench_connected(c->fd)) {
             c->state = C_REQUEST; /* so that sub_fail does not count it twice */
             sub_fail(c, "connect: %s", strerror(errno));
             return;
@@ -1082,8 +889,8 @@ static void sub_open_more(void)
             c->out_len = sub_req_len;
         }
         c->ready = false;
-        c->ws_hdr_len = 0;
-        c->ws_left = 0;
+        c->handshaken = false;
+        memset(&c->ws, 0, sizeof(c->ws));
         if (conn_start(c, use_src ? &src_addr : NULL)) {
             c->state = C_REQUEST;
             sub_fail(c, "connect: %s", strerror(errno));
@@ -1386,7 +1193,7 @@ static void pub_event(conn_t *c, uint32_t ev)
     if (c->fd < 0)
         return;
     if (c->state == C_CONNECTING) {
-        if (connect_result(c)) {
+        if (bench_connected(c->fd)) {
             pub_fail(c, "connect: %s", strerror(errno));
             return;
         }

@@ -1,0 +1,304 @@
+/*
+ * bench_ws.h: the client side of the benchmarks' connections, shared by bench_fanout and
+ * loadgen: non-blocking connect and send, WebSocket framing (RFC 6455) and SignalR hub records
+ * (JSON and MessagePack). Header-only, like bench_common.h, so each benchmark stays one
+ * translation unit.
+ *
+ * Everything parses in place and calls back per frame piece or record: no allocation. The
+ * caller owns the socket and its buffers; a callback returns false when it has given up on the
+ * connection, and parsing stops there. Not a general client: no extensions, no client-side
+ * fragmentation, frames up to 64 KiB - 1 out.
+ */
+#ifndef HS_PERF_BENCH_WS_H
+#define HS_PERF_BENCH_WS_H
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A non-blocking TCP socket (TCP_NODELAY) connecting to a, from the address src unless it is
+ * NULL (its port chosen at connect time, so one source address serves many destinations).
+ * Returns the socket, in progress (wait for EPOLLOUT, then bench_connected), or -1 and errno. */
+static inline int bench_connect(const struct addrinfo *a, const struct sockaddr_in *src)
+{
+    int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (src) {
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, (const struct sockaddr *)src, sizeof(*src)))
+            goto fail;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) && errno != EINPROGRESS)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* After EPOLLOUT on a connecting socket: 0 when connected, else -1 with errno the reason. */
+static inline int bench_connected(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    errno = err;
+    return err ? -1 : 0;
+}
+
+/* Writes what is left of p[*off..n): 1 when all is written, 0 when the socket is full, -1 on
+ * an error (errno). */
+static inline int bench_send_rest(int fd, const char *p, size_t n, size_t *off)
+{
+    while (*off < n) {
+        ssize_t w = send(fd, p + *off, n - *off, MSG_NOSIGNAL);
+        if (w < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        *off += (size_t)w;
+    }
+    return 1;
+}
+
+/* Appends one masked client frame (opcode, FIN set) holding p[0..n), n < 65536, to o, which
+ * must have room for n + 8 bytes; returns the frame's length. */
+static inline size_t bench_ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
+{
+    static const uint8_t key[4] = {0x3a, 0x91, 0x5c, 0x07};
+    size_t h = 0;
+    o[h++] = (uint8_t)(0x80 | opcode);
+    if (n < 126) {
+        o[h++] = (uint8_t)(0x80 | n);
+    } else {
+        o[h++] = 0x80 | 126;
+        o[h++] = (uint8_t)(n >> 8);
+        o[h++] = (uint8_t)n;
+    }
+    memcpy(o + h, key, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++)
+        o[h + i] = p[i] ^ key[i & 3];
+    return h + n;
+}
+
+/* The frame being read from a server connection. Zero it for a new connection. */
+typedef struct bench_ws {
+    uint8_t hdr[14];
+    size_t hdr_len;
+    uint64_t left;   /* payload bytes of the current frame still to come */
+    int op;          /* its opcode */
+    bool fin;        /* its FIN bit */
+    uint8_t ctl[125];
+    size_t ctl_len;
+} bench_ws_t;
+
+/* Payload bytes of data frames (text, binary, continuation), in order; frame_end: the last
+ * bytes of a frame (then fin says whether it ended a message). */
+typedef bool (*bench_ws_data_fn)(void *ctx, const uint8_t *p, size_t n, bool frame_end, bool fin);
+/* One whole control frame: opcode 8 (close), 9 (ping) or 10 (pong) and its payload. */
+typedef bool (*bench_ws_ctl_fn)(void *ctx, int op, const uint8_t *p, size_t n);
+
+/* Feeds bytes from the server. Returns NULL when all were taken (or a callback gave up), else
+ * what is wrong with the stream: the caller fails the connection with that text. */
+static inline const char *bench_ws_feed(bench_ws_t *w, const uint8_t *p, size_t n,
+                                        bench_ws_data_fn data, bench_ws_ctl_fn ctl, void *ctx)
+{
+    while (n) {
+        if (!w->left) {
+            /* the header may come split over reads, also inside its extended length */
+            size_t need = 2;
+            for (;;) {
+                if (w->hdr_len >= 2) {
+                    int l7 = w->hdr[1] & 0x7f;
+                    need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
+                }
+                if (!n || w->hdr_len >= need)
+                    break;
+                w->hdr[w->hdr_len++] = *p++;
+                n--;
+            }
+            if (w->hdr_len < need)
+                return NULL;
+            if (w->hdr[1] & 0x80)
+                return "the server sent a masked frame";
+            if (w->hdr[0] & 0x70)
+                return "the server sent a frame with RSV bits set (no extension agreed)";
+            uint64_t len = w->hdr[1] & 0x7f;
+            if (len == 126)
+                len = (uint64_t)w->hdr[2] << 8 | w->hdr[3];
+            else if (len == 127)
+                for (int i = 0; i < 8; i++)
+                    len = (i ? len << 8 : 0) | w->hdr[2 + i];
+            w->op = w->hdr[0] & 0x0f;
+            w->fin = w->hdr[0] & 0x80;
+            w->hdr_len = 0;
+            if (w->op >= 8) {
+                if (len > 125 || !w->fin)
+                    return "the server sent a control frame longer than 125 bytes or fragmented";
+                if (w->op > 10)
+                    return "the server sent a frame with a reserved opcode";
+                w->ctl_len = 0;
+            } else if (w->op > 2) {
+                return "the server sent a frame with a reserved opcode";
+            }
+            w->left = len;
+            if (!len) {
+                if (!(w->op >= 8 ? ctl(ctx, w->op, w->ctl, 0) : data(ctx, p, 0, true, w->fin)))
+                    return NULL;
+                continue;
+            }
+        }
+        size_t k = w->left < n ? (size_t)w->left : n;
+        w->left -= k;
+        if (w->op <= 2) {
+            if (!data(ctx, p, k, !w->left, w->fin))
+                return NULL;
+        } else {
+            memcpy(w->ctl + w->ctl_len, p, k);
+            w->ctl_len += k;
+            if (!w->left && !ctl(ctx, w->op, w->ctl, w->ctl_len))
+                return NULL;
+        }
+        p += k;
+        n -= k;
+    }
+    return NULL;
+}
+
+/* The hub handshake request and a StreamInvocation of Subscribe(stream[, from]) (invocation id
+ * "0"; from < 0 leaves the argument out: live only), as masked frames in out, which must hold
+ * 512 bytes plus twice the stream name. Returns their length. */
+static inline size_t bench_sr_hello(uint8_t *out, bool msgpack, const char *stream, long from)
+{
+    uint8_t rec[512];
+    size_t o = 0, sl = strlen(stream);
+    int n = snprintf((char *)rec, sizeof(rec), "{\"protocol\":\"%s\",\"version\":1}\x1e",
+                     msgpack ? "messagepack" : "json");
+    o += bench_ws_frame(out + o, 1, rec, (size_t)n);
+    if (!msgpack) {
+        char fromarg[32] = "";
+        if (from >= 0)
+            snprintf(fromarg, sizeof(fromarg), ",%ld", from);
+        n = snprintf((char *)rec, sizeof(rec),
+                     "{\"type\":4,\"invocationId\":\"0\",\"target\":\"Subscribe\","
+                     "\"arguments\":[\"%s\"%s]}\x1e",
+                     stream, fromarg);
+        return o + bench_ws_frame(out + o, 1, rec, (size_t)n);
+    }
+    /* [4, {}, "0", "Subscribe", [stream, from]] behind its varint length */
+    uint8_t body[300];
+    size_t b = 0;
+    body[b++] = 0x95;
+    body[b++] = 0x04;
+    body[b++] = 0x80;
+    body[b++] = 0xa1;
+    body[b++] = '0';
+    body[b++] = 0xa9;
+    memcpy(body + b, "Subscribe", 9);
+    b += 9;
+    body[b++] = from >= 0 ? 0x92 : 0x91;
+    body[b++] = 0xd9;
+    body[b++] = (uint8_t)sl;
+    memcpy(body + b, stream, sl);
+    b += sl;
+    if (from >= 0 && from <= 0x7f) {
+        body[b++] = (uint8_t)from;
+    } else if (from > 0x7f) {
+        body[b++] = 0xd3; /* int 64 */
+        for (int i = 7; i >= 0; i--)
+            body[b++] = (uint8_t)((uint64_t)from >> (8 * i));
+    }
+    size_t r = 0, len = b;
+    do {
+        rec[r] = (uint8_t)(len & 0x7f);
+        len >>= 7;
+        if (len)
+            rec[r] |= 0x80;
+        r++;
+    } while (len);
+    memcpy(rec + r, body, b);
+    return o + bench_ws_frame(out + o, 2, rec, r + b);
+}
+
+/* One hub record without its framing; handshake: it is the reply to the handshake request. */
+typedef bool (*bench_sr_rec_fn)(void *ctx, const uint8_t *r, size_t n, bool handshake);
+
+/* Splits whole hub records out of [p, p + n) and calls rec for each: first the handshake reply
+ * (JSON text up to 0x1e, whatever the protocol; *handshaken becomes true after it), then JSON
+ * records up to 0x1e or MessagePack records behind their varint length. Returns the bytes
+ * consumed: the rest is an unfinished record. Stops early if rec returns false. */
+static inline size_t bench_sr_split(const uint8_t *p, size_t n, bool msgpack, bool *handshaken,
+                                    bench_sr_rec_fn rec, void *ctx)
+{
+    size_t off = 0;
+    while (off < n) {
+        if (!*handshaken || !msgpack) {
+            const uint8_t *rs = memchr(p + off, 0x1e, n - off);
+            if (!rs)
+                break;
+            size_t len = (size_t)(rs - (p + off));
+            bool hs = !*handshaken;
+            *handshaken = true;
+            if (!rec(ctx, p + off, len, hs))
+                return n;
+            off += len + 1;
+            continue;
+        }
+        uint64_t len = 0;
+        size_t k = 0;
+        bool whole = false;
+        while (off + k < n && k < 5) {
+            len |= (uint64_t)(p[off + k] & 0x7f) << (7 * k);
+            if (!(p[off + k++] & 0x80)) {
+                whole = true;
+                break;
+            }
+        }
+        if (!whole || n - off - k < len)
+            break;
+        if (!rec(ctx, p + off + k, (size_t)len, false))
+            return n;
+        off += k + (size_t)len;
+    }
+    return off;
+}
+
+/* Record bytes in order (data-frame payloads of a hub connection): whole records are parsed
+ * in place, an unfinished one is kept in carry (cap bytes, *carry_len used). Returns NULL, or
+ * an error when a record does not fit in carry. */
+static inline const char *bench_sr_feed(uint8_t *carry, size_t *carry_len, size_t cap,
+                                        const uint8_t *p, size_t n, bool msgpack,
+                                        bool *handshaken, bench_sr_rec_fn rec, void *ctx)
+{
+    if (!*carry_len) {
+        size_t used = bench_sr_split(p, n, msgpack, handshaken, rec, ctx);
+        p += used;
+        n -= used;
+    }
+    while (n) {
+        size_t take = cap - *carry_len < n ? cap - *carry_len : n;
+        memcpy(carry + *carry_len, p, take);
+        *carry_len += take;
+        p += take;
+        n -= take;
+        size_t used = bench_sr_split(carry, *carry_len, msgpack, handshaken, rec, ctx);
+        if (!used && *carry_len == cap)
+            return "a record larger than the client's buffer";
+        memmove(carry, carry + used, *carry_len - used);
+        *carry_len -= used;
+    }
+    return NULL;
+}
+
+#endif
