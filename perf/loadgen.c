@@ -36,7 +36,8 @@
  *             after, and RSS per connection. Then one event is published and every subscriber
  *             must receive it (they are alive, not just counted).
  *   ingest    no subscriber; E events over P connections in requests of --post-batch events
- *             (hubstream; nchan takes one message per request). Figures: events/s acknowledged.
+ *             (hubstream; nchan takes one message per request), as fast as acknowledged or,
+ *             with --rate R, paced at R events/s. Figures: events/s acknowledged.
  *   catchup   S subscribers (default 1) read a stream that already holds E events (an earlier
  *             ingest run of the same --stream) from the start. Figures: events/s.
  *   reconnect S subscribers get 10 live events; all drop their connections; --missed M events
