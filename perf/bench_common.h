@@ -9,6 +9,7 @@
 #define HS_PERF_BENCH_COMMON_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,11 +89,38 @@ static inline int bench_pid_stat(long pid, long *ppid, unsigned long long t[4])
     return 0;
 }
 
+/* Calls fn(child, ctx) for each living child of pid. Scans /proc. */
+static inline void bench_each_child(long pid, void (*fn)(long child, void *ctx), void *ctx)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long child = strtol(e->d_name, &end, 10), ppid;
+        unsigned long long t[4];
+        if (*end || child <= 0 || child == pid)
+            continue;
+        if (bench_pid_stat(child, &ppid, t) == 0 && ppid == pid)
+            fn(child, ctx);
+    }
+    closedir(d);
+}
+
+static inline void bench_add_ticks(long pid, void *ctx)
+{
+    long ppid;
+    unsigned long long t[4];
+    if (bench_pid_stat(pid, &ppid, t) == 0)
+        *(unsigned long long *)ctx += t[0] + t[1] + t[2] + t[3];
+}
+
 /*
  * CPU seconds of a process and its children (a database server: the postmaster and its
- * backends), or -1 when pid is gone: the process's own time, the time of the children it has
- * reaped (cutime, cstime), and the time of its living children. The difference over a run
- * counts backends that came and went meanwhile too. Scans /proc.
+ * backends; nginx: the master and its workers), or -1 when pid is gone: the process's own time,
+ * the time of the children it has reaped (cutime, cstime), and the time of its living children.
+ * The difference over a run counts backends that came and went meanwhile too. Scans /proc.
  */
 static inline double bench_tree_cpu(long pid)
 {
@@ -101,19 +129,7 @@ static inline double bench_tree_cpu(long pid)
     if (bench_pid_stat(pid, &ppid, t))
         return -1;
     unsigned long long ticks = t[0] + t[1] + t[2] + t[3];
-    DIR *d = opendir("/proc");
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            char *end;
-            long child = strtol(e->d_name, &end, 10);
-            if (*end || child <= 0 || child == pid)
-                continue;
-            if (bench_pid_stat(child, &ppid, t) == 0 && ppid == pid)
-                ticks += t[0] + t[1] + t[2] + t[3];
-        }
-        closedir(d);
-    }
+    bench_each_child(pid, bench_add_ticks, &ticks);
     long hz = sysconf(_SC_CLK_TCK);
     return (double)ticks / (double)(hz > 0 ? hz : 100);
 }
@@ -196,6 +212,37 @@ static inline long bench_pid_rss_kb(long pid)
             break;
     fclose(f);
     return kb;
+}
+
+static inline void bench_add_rss(long pid, void *ctx)
+{
+    long kb = bench_pid_rss_kb(pid);
+    if (kb > 0)
+        *(long *)ctx += kb;
+}
+
+/* VmRSS of a process and its living children in KiB (nginx: master and workers), or -1. */
+static inline long bench_tree_rss_kb(long pid)
+{
+    long kb = bench_pid_rss_kb(pid);
+    if (kb >= 0)
+        bench_each_child(pid, bench_add_rss, &kb);
+    return kb;
+}
+
+/* A command-line integer of at least min for flag; otherwise exits 2 with a message naming
+ * the program. */
+static inline long bench_parse_long(const char *s, const char *flag, long min)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < min) {
+        fprintf(stderr, "%s: %s wants an integer >= %ld, got '%s'\n",
+                program_invocation_short_name, flag, min, s);
+        exit(2);
+    }
+    return v;
 }
 
 /* Writes s as a JSON string (quotes included) into f. */

@@ -885,18 +885,6 @@ static void usage(FILE *f)
             "                   results go to perf/results/catchup.jsonl\n");
 }
 
-static long parse_long(const char *s, const char *flag, long min)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < min) {
-        fprintf(stderr, "bench_fanout: %s wants an integer >= %ld, got '%s'\n", flag, min, s);
-        exit(2);
-    }
-    return v;
-}
-
 static void parse_args(int argc, char **argv)
 {
     op.subs = 1000;
@@ -928,29 +916,29 @@ static void parse_args(int argc, char **argv)
             op.url = optarg;
             break;
         case 's':
-            op.subs = (int)parse_long(optarg, "--subs", 1);
+            op.subs = (int)bench_parse_long(optarg, "--subs", 1);
             subs_given = true;
             break;
         case 'e':
-            op.events = parse_long(optarg, "--events", 1);
+            op.events = bench_parse_long(optarg, "--events", 1);
             break;
         case 'b':
-            op.post_batch = (int)parse_long(optarg, "--post-batch", 1);
+            op.post_batch = (int)bench_parse_long(optarg, "--post-batch", 1);
             break;
         case 'c':
-            op.post_conns = (int)parse_long(optarg, "--post-conns", 1);
+            op.post_conns = (int)bench_parse_long(optarg, "--post-conns", 1);
             break;
         case 'w':
-            op.window = (int)parse_long(optarg, "--window", 1);
+            op.window = (int)bench_parse_long(optarg, "--window", 1);
             break;
         case 'p':
-            op.pid = parse_long(optarg, "--pid", 1);
+            op.pid = bench_parse_long(optarg, "--pid", 1);
             break;
         case 't':
-            op.timeout_s = (double)parse_long(optarg, "--timeout-s", 1);
+            op.timeout_s = (double)bench_parse_long(optarg, "--timeout-s", 1);
             break;
         case 'm':
-            op.settle_ms = (int)parse_long(optarg, "--settle-ms", 0);
+            op.settle_ms = (int)bench_parse_long(optarg, "--settle-ms", 0);
             break;
         case 'n':
             snprintf(op.stream, sizeof(op.stream), "%s", optarg);
@@ -962,7 +950,7 @@ static void parse_args(int argc, char **argv)
             op.record = false;
             break;
         case 'L':
-            op.linger_s = (int)parse_long(optarg, "--linger-s", 0);
+            op.linger_s = (int)bench_parse_long(optarg, "--linger-s", 0);
             break;
         case 'C':
             op.catchup = true;

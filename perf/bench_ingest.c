@@ -1028,18 +1028,6 @@ static void usage(FILE *f)
             "                      (either makes the raw baseline differ from the server)\n");
 }
 
-static long parse_long(const char *s, const char *flag, long min)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < min) {
-        fprintf(stderr, "bench_ingest: %s wants an integer >= %ld, got '%s'\n", flag, min, s);
-        exit(2);
-    }
-    return v;
-}
-
 /* One raw run's JSON object (the members after its key). */
 static void raw_json(FILE *f, const raw_result_t *r)
 {
@@ -1073,17 +1061,17 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'n':
-            op.events = parse_long(optarg, "--events", 1);
+            op.events = bench_parse_long(optarg, "--events", 1);
             break;
         case 'k':
-            op.threads = (int)parse_long(optarg, "--threads", 1);
+            op.threads = (int)bench_parse_long(optarg, "--threads", 1);
             if (op.threads > 256) {
                 fprintf(stderr, "bench_ingest: --threads is at most 256\n");
                 return 2;
             }
             break;
         case 'b':
-            op.batch = (int)parse_long(optarg, "--batch", 1);
+            op.batch = (int)bench_parse_long(optarg, "--batch", 1);
             break;
         case 'd':
             op.dir = optarg;
@@ -1097,7 +1085,7 @@ int main(int argc, char **argv)
             op.db = optarg;
             break;
         case 'P':
-            op.db_pid = parse_long(optarg, "--db-pid", 1);
+            op.db_pid = bench_parse_long(optarg, "--db-pid", 1);
             break;
         case 'r':
             op.results = optarg;
@@ -1118,10 +1106,10 @@ int main(int argc, char **argv)
             op.random_ids = true;
             break;
         case 'C':
-            op.cache_kb = parse_long(optarg, "--raw-cache-kb", 0);
+            op.cache_kb = bench_parse_long(optarg, "--raw-cache-kb", 0);
             break;
         case 'R':
-            op.repeat = (int)parse_long(optarg, "--repeat", 1);
+            op.repeat = (int)bench_parse_long(optarg, "--repeat", 1);
             if (op.repeat > REPEAT_MAX) {
                 fprintf(stderr, "bench_ingest: --repeat is at most %d\n", REPEAT_MAX);
                 return 2;

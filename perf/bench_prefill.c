@@ -110,18 +110,6 @@ static void log_quiet(void *ctx, hs_log_level_t level, const char *message, cons
         fprintf(stderr, "hubstream: %s %s\n", message, fields);
 }
 
-static long parse_long(const char *s, const char *flag, long min)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < min) {
-        fprintf(stderr, "bench_prefill: %s wants an integer >= %ld, got '%s'\n", flag, min, s);
-        exit(2);
-    }
-    return v;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_prefill --db PATH|CONN [--events N] [--stream NAME] [--threads K]"
@@ -148,20 +136,20 @@ int main(int argc, char **argv)
             op.db = optarg;
             break;
         case 'n':
-            op.events = parse_long(optarg, "--events", 1);
+            op.events = bench_parse_long(optarg, "--events", 1);
             break;
         case 's':
             op.stream = optarg;
             break;
         case 'k':
-            op.threads = (int)parse_long(optarg, "--threads", 1);
+            op.threads = (int)bench_parse_long(optarg, "--threads", 1);
             if (op.threads > 64) {
                 fprintf(stderr, "bench_prefill: --threads is at most 64\n");
                 return 2;
             }
             break;
         case 'b':
-            op.batch = (int)parse_long(optarg, "--batch", 1);
+            op.batch = (int)bench_parse_long(optarg, "--batch", 1);
             break;
         case 'h':
             usage(stdout);

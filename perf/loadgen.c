@@ -61,7 +61,6 @@
  * since on a 2-core machine the client competes with the server for the cores).
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -165,7 +164,7 @@ typedef struct conn {
     long count;                 /* events received (all phases) */
     long last_seq;
     uint8_t *seen;              /* bitmap of seqs received */
-    char last_id[64];           /* the last event id (SSE id line, or the SignalR version) */
+    char last_id[64];           /* reconnect: the last event id (SSE id, SignalR version) */
     char *req;                  /* this subscriber's own request or hub hello (resume) */
     size_t req_len;
     /* publisher */
@@ -438,7 +437,7 @@ static void deliver(conn_t *c, const uint8_t *p, size_t n, const char *id, size_
         sub_fail(c, "an event with a sequence number out of range (%lld)", (long long)seq);
         return;
     }
-    if (id && idlen < sizeof(c->last_id)) {
+    if (id && strict_order && idlen < sizeof(c->last_id)) { /* reconnect: its resume point */
         memcpy(c->last_id, id, idlen);
         c->last_id[idlen] = '\0';
     }
@@ -655,7 +654,10 @@ static void sr_record(conn_t *c, const uint8_t *r, size_t n)
     } else {
         type = n >= 2 && (r[0] & 0xf0) == 0x90 && r[1] <= 0x7f ? r[1] : -1;
     }
-    if (type == 2) {
+    if (type == 2 && !strict_order) {
+        deliver(c, r, n, NULL, 0);
+    } else if (type == 2) {
+        /* reconnect: the version is where this subscriber resumes from */
         char v[32];
         size_t vl = sr_version(r, n, v, sizeof(v));
         if (!vl) {
@@ -693,10 +695,8 @@ static bool on_ws_data(void *ctx, const uint8_t *p, size_t n, bool frame_end, bo
     if (c->state != C_BODY)
         return false;
     if (is_sr()) {
-        size_t len = c->in_len;
-        const char *err = bench_sr_feed((uint8_t *)c->in, &len, CARRY_MAX, p, n,
+        const char *err = bench_sr_feed((uint8_t *)c->in, &c->in_len, CARRY_MAX, p, n,
                                         op.transport == X_WS, &c->handshaken, on_record, c);
-        c->in_len = len;
         if (err)
             sub_fail(c, "%s", err);
         return c->state == C_BODY;
@@ -1255,6 +1255,15 @@ static void pubs_open(void)
 
 static double deadline;
 
+/* Waits up to timeout_ms for publisher connection events and handles them. */
+static void pubs_serve(int timeout_ms)
+{
+    struct epoll_event evs[256];
+    int n = epoll_wait(ep, evs, 256, timeout_ms);
+    for (int i = 0; i < n; i++)
+        pub_event(evs[i].data.ptr, evs[i].events);
+}
+
 static bool past_deadline(const char *what)
 {
     if (bench_now() < deadline)
@@ -1280,7 +1289,6 @@ static void flow_advance(void)
  * failed subscriber (not in PM_FREE) or the deadline. */
 static int publish(long upto, enum pmode mode)
 {
-    struct epoll_event evs[256];
     uint64_t t0 = now_ns();
     long first = next_seq;
     while (acked_events < upto) {
@@ -1310,9 +1318,7 @@ static int publish(long upto, enum pmode mode)
             }
             pub_send(c, n);
         }
-        int n = epoll_wait(ep, evs, 256, mode == PM_FREE ? 50 : 1);
-        for (int i = 0; i < n; i++)
-            pub_event(evs[i].data.ptr, evs[i].events);
+        pubs_serve(mode == PM_FREE ? 50 : 1);
     }
     return 0;
 }
@@ -1320,7 +1326,6 @@ static int publish(long upto, enum pmode mode)
 /* Waits until every publisher connection is connected. */
 static int pubs_connected(void)
 {
-    struct epoll_event evs[256];
     for (;;) {
         int idle = 0;
         for (int i = 0; i < npubs; i++)
@@ -1329,9 +1334,7 @@ static int pubs_connected(void)
             return 0;
         if (pub_fatal || past_deadline("connecting the publishers"))
             return -1;
-        int n = epoll_wait(ep, evs, 256, 10);
-        for (int i = 0; i < n; i++)
-            pub_event(evs[i].data.ptr, evs[i].events);
+        pubs_serve(10);
     }
 }
 
@@ -1397,18 +1400,15 @@ static void workers_stop(void)
  * publisher connections served meanwhile. */
 static int wait_count(_Atomic long *counter, long want, const char *what)
 {
-    struct epoll_event evs[256];
     while (atomic_load(counter) < want) {
         if (atomic_load(&sh->failed) || pub_fatal || worker_died())
             return -1;
-        char msg[128];
-        snprintf(msg, sizeof(msg), "waiting for %s (%ld of %ld)", what, atomic_load(counter),
-                 want);
-        if (past_deadline(msg))
+        if (bench_now() >= deadline) {
+            run_error("timeout (%.0f s) waiting for %s (%ld of %ld)", op.timeout_s, what,
+                      atomic_load(counter), want);
             return -1;
-        int n = epoll_wait(ep, evs, 256, 1);
-        for (int i = 0; i < n; i++)
-            pub_event(evs[i].data.ptr, evs[i].events);
+        }
+        pubs_serve(1);
     }
     return 0;
 }
@@ -1416,49 +1416,23 @@ static int wait_count(_Atomic long *counter, long want, const char *what)
 /* Sleeps s seconds, serving the publishers: -1 if a subscriber failed meanwhile. */
 static int hold(double s)
 {
-    struct epoll_event evs[256];
     double until = bench_now() + s;
     while (bench_now() < until) {
         if (atomic_load(&sh->failed) || worker_died())
             return -1;
-        int n = epoll_wait(ep, evs, 256, 20);
-        for (int i = 0; i < n; i++)
-            pub_event(evs[i].data.ptr, evs[i].events);
+        pubs_serve(20);
     }
     return 0;
-}
-
-/* Resident memory of a process and its children, KiB. */
-static long tree_rss_kb(long pid)
-{
-    if (pid <= 0)
-        return -1;
-    long kb = bench_pid_rss_kb(pid);
-    if (kb < 0)
-        return -1;
-    DIR *d = opendir("/proc");
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            char *end;
-            long child = strtol(e->d_name, &end, 10), ppid;
-            unsigned long long t[4];
-            if (*end || child <= 0 || child == pid)
-                continue;
-            if (bench_pid_stat(child, &ppid, t) == 0 && ppid == pid) {
-                long c = bench_pid_rss_kb(child);
-                if (c > 0)
-                    kb += c;
-            }
-        }
-        closedir(d);
-    }
-    return kb;
 }
 
 static double server_cpu(void)
 {
     return op.pid > 0 ? bench_tree_cpu(op.pid) : -1;
+}
+
+static long server_rss(void)
+{
+    return op.pid > 0 ? bench_tree_rss_kb(op.pid) : -1;
 }
 
 /* ---- scenarios ---- */
@@ -1523,7 +1497,7 @@ static int run_fanout(void)
 static int run_idle(void)
 {
     atomic_store(&sh->expect, 1);
-    res.rss_base_kb = tree_rss_kb(op.pid);
+    res.rss_base_kb = server_rss();
     double t0 = bench_now();
     workers_start();
     pubs_open();
@@ -1532,10 +1506,10 @@ static int run_idle(void)
     res.conns_per_s = (double)op.subs / ((double)atomic_load(&sh->t_ready_ns) / 1e9 - t0);
     if (hold(2.0))
         return -1;
-    res.rss_kb = tree_rss_kb(op.pid);
+    res.rss_kb = server_rss();
     if (hold(op.duration_s))
         return -1;
-    res.rss_end_kb = tree_rss_kb(op.pid);
+    res.rss_end_kb = server_rss();
     /* still alive: one event reaches every subscriber */
     double t1 = bench_now();
     if (publish(1, PM_FREE) || wait_count(&sh->complete, op.subs, "the final event"))
@@ -1714,16 +1688,6 @@ static void usage(FILE *f)
             "The top of perf/loadgen.c describes each scenario.\n");
 }
 
-static long num(const char *s, const char *flag, long min)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < min)
-        die("%s wants an integer >= %ld, not '%s'", flag, min, s);
-    return v;
-}
-
 static int pick(const char *s, const char *const *names, int n, const char *flag)
 {
     for (int i = 0; i < n; i++)
@@ -1772,22 +1736,22 @@ static void parse_args(int argc, char **argv)
                 die("--stream wants 1-100 characters of [A-Za-z0-9._-]");
             snprintf(op.stream, sizeof(op.stream), "%s", optarg);
             break;
-        case 'n': op.subs = num(optarg, "--subs", 0); break;
-        case 'e': op.events = num(optarg, "--events", 1); break;
+        case 'n': op.subs = bench_parse_long(optarg, "--subs", 0); break;
+        case 'e': op.events = bench_parse_long(optarg, "--events", 1); break;
         case 'r':
-            op.rate = num(optarg, "--rate", 1);
+            op.rate = bench_parse_long(optarg, "--rate", 1);
             op.rate_set = true;
             break;
-        case 'd': op.duration_s = (double)num(optarg, "--duration-s", 0); break;
-        case 'm': op.missed = num(optarg, "--missed", 1); break;
-        case 'p': op.publishers = (int)num(optarg, "--publishers", 1); break;
-        case 'b': op.post_batch = (int)num(optarg, "--post-batch", 1); break;
-        case 'w': op.window = (int)num(optarg, "--window", 1); break;
-        case 'W': op.settle_ms = (int)num(optarg, "--settle-ms", 0); break;
-        case 'P': op.procs = (int)num(optarg, "--procs", 1); break;
-        case 'A': op.src_addrs = (int)num(optarg, "--src-addrs", 0); break;
-        case 'i': op.pid = num(optarg, "--pid", 1); break;
-        case 'T': op.timeout_s = (double)num(optarg, "--timeout-s", 1); break;
+        case 'd': op.duration_s = (double)bench_parse_long(optarg, "--duration-s", 0); break;
+        case 'm': op.missed = bench_parse_long(optarg, "--missed", 1); break;
+        case 'p': op.publishers = (int)bench_parse_long(optarg, "--publishers", 1); break;
+        case 'b': op.post_batch = (int)bench_parse_long(optarg, "--post-batch", 1); break;
+        case 'w': op.window = (int)bench_parse_long(optarg, "--window", 1); break;
+        case 'W': op.settle_ms = (int)bench_parse_long(optarg, "--settle-ms", 0); break;
+        case 'P': op.procs = (int)bench_parse_long(optarg, "--procs", 1); break;
+        case 'A': op.src_addrs = (int)bench_parse_long(optarg, "--src-addrs", 0); break;
+        case 'i': op.pid = bench_parse_long(optarg, "--pid", 1); break;
+        case 'T': op.timeout_s = (double)bench_parse_long(optarg, "--timeout-s", 1); break;
         case 'l': op.label = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
