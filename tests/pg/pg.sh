@@ -21,7 +21,12 @@ as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; 
 serve() {
     as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
         -o "-k $dir -p $1 -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=300" \
-        start >/dev/null
+        start >/dev/null || {
+        # pg_ctl only says "Examine the log output": show it, so a failed run explains itself
+        echo "pg.sh: PostgreSQL did not start on 127.0.0.1:$1; the end of $dir/log:" >&2
+        tail -n 15 "$dir/log" >&2 || true
+        return 1
+    }
 }
 case "$cmd" in
 start)
