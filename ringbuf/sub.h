@@ -26,7 +26,8 @@
 #include "ringbuf/block.h"
 #include "ringbuf/mpsc.h"
 
-#define HS_SUB_CHUNK_SLOTS 62
+/* 30 slots: a chunk is 248 bytes, 256 with malloc's header (an idle subscription holds one) */
+#define HS_SUB_CHUNK_SLOTS 30
 
 enum { HS_SUB_IO_DATA = 1u, HS_SUB_IO_END = 2u, HS_SUB_IO_KILL = 4u };
 enum { HS_SUB_W_REGISTER = 1u, HS_SUB_W_UNREGISTER = 2u, HS_SUB_W_SPACE = 4u };

@@ -1167,7 +1167,12 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         h->in.len = 0;
         return;
     }
-    if (h->pending && h->in.len) {
+    if (!h->in.len) {
+        /* all input handled: an idle connection keeps no buffer (the parse scratch holds nothing
+         * once a record is handled; what a pending invocation needs it copied) */
+        hs_hubbuf_free(&h->in);
+        hs_hubbuf_free(&h->scratch);
+    } else if (h->pending) {
         /* stop reading the socket until the invocation is done (WebSockets); POSTs are bounded */
         if (h->transport == HS_HUB_T_WS && h->wsi && !h->rx_paused) {
             lws_rx_flow_control(h->wsi, 0);

@@ -165,28 +165,55 @@ void hs_io_ingest_done(hs_ingest_t *e)
 
 /* ---- inbox ---- */
 
+/*
+ * lws gives an adopted HTTP connection its request-header storage (max_http_header_data, 8 KiB,
+ * plus ~1 KiB of index) at once, and takes it back only once the request is handled. Adopting a
+ * whole burst of handed sockets in one turn made every one of them hold that storage at the same
+ * time (2,000 at once in a heap profile of 2,000 subscribers connecting); freed afterwards, it
+ * left the IO threads' heaps fragmented: ~6 KB of RSS per idle subscriber, of which ~2 KB was in
+ * use. So a turn adopts at most HS_ADOPT_PER_TURN sockets, those are served on the next poll,
+ * and the rest wait (their bytes in the kernel) for the turns after.
+ */
+#define HS_ADOPT_PER_TURN 32
+
+static void adopt_some(hs_io_t *io)
+{
+    for (int k = 0; k < HS_ADOPT_PER_TURN && io->adopt_head; k++) {
+        fd_node_t *f = (fd_node_t *)io->adopt_head;
+        io->adopt_head = f->node.next;
+        if (!io->adopt_head)
+            io->adopt_tail = NULL;
+        wsi_data_t *d = calloc(1, sizeof(*d));
+        struct lws *wsi = d ? lws_adopt_socket_vhost(io->vh, f->fd) : NULL;
+        if (!wsi) {
+            /* lws closes the fd when adoption fails */
+            if (!d)
+                close(f->fd);
+            free(d);
+            atomic_fetch_sub(&io->srv->live_conns, 1);
+        } else {
+            /* live_conns is given back in LWS_CALLBACK_WSI_DESTROY, which frees d */
+            lws_set_opaque_user_data(wsi, d);
+        }
+        free(f);
+    }
+    if (io->adopt_head)
+        lws_cancel_service(io->ctx); /* another turn, after these are served */
+}
+
 static void drain_inbox(hs_io_t *io)
 {
     for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
         next = n->next;
         switch (n->kind) {
-        case HS_NODE_FD: {
-            fd_node_t *f = (fd_node_t *)n;
-            wsi_data_t *d = calloc(1, sizeof(*d));
-            struct lws *wsi = d ? lws_adopt_socket_vhost(io->vh, f->fd) : NULL;
-            if (!wsi) {
-                /* lws closes the fd when adoption fails */
-                if (!d)
-                    close(f->fd);
-                free(d);
-                atomic_fetch_sub(&io->srv->live_conns, 1);
-            } else {
-                /* live_conns is given back in LWS_CALLBACK_WSI_DESTROY, which frees d */
-                lws_set_opaque_user_data(wsi, d);
-            }
-            free(f);
+        case HS_NODE_FD:
+            n->next = NULL;
+            if (io->adopt_tail)
+                io->adopt_tail->next = n;
+            else
+                io->adopt_head = n;
+            io->adopt_tail = n;
             break;
-        }
         case HS_NODE_INGEST:
             hs_http_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
             break;
@@ -217,6 +244,8 @@ static void drain_inbox(hs_io_t *io)
     }
     if (io->nbacklog)
         drain_backlog(io);
+    if (io->adopt_head)
+        adopt_some(io);
 }
 
 /* ---- hang-ups during an outstanding answer (server.h) ---- */
@@ -535,8 +564,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/*
+ * rx_buffer_size: the WebSocket receive buffer lws keeps for each upgraded connection's whole
+ * life (default: pt_serv_buf_size, 4 KiB). 1 KiB here: an inbound message longer than that
+ * reaches the callback in 1 KiB pieces, which the hub's record parser takes as a byte stream
+ * anyway; 3 KiB less per idle WebSocket subscriber.
+ * tx_packet_size: lws hands send() at most this many bytes per write and copies the rest to a
+ * buffer of the connection's to drain on later writable turns; with 0 the cap is the receive
+ * buffer size (4 KiB by default, 1 KiB here), so every turn's batch of up to HS_WRITE_BUDGET
+ * bytes was cut after a few KiB and its remainder copied. 1 MiB: a turn's batch goes to the
+ * kernel in one send(), and a large answer (a page of a read) in few.
+ */
+#define HS_WS_RX_BUFFER 1024
+#define HS_TX_PACKET (1024 * 1024)
+
 static const struct lws_protocols protocols[] = {
-    {"hubstream", callback, sizeof(hs_conn_t), 0, 0, NULL, 0},
+    {"hubstream", callback, sizeof(hs_conn_t), HS_WS_RX_BUFFER, 0, NULL, HS_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -640,6 +683,13 @@ void hs_io_destroy(hs_io_t *io)
         return;
     hs_io_close(io);
     hs_io_end_hubs(io);
+    /* sockets handed over but not adopted yet */
+    for (hs_mpsc_node_t *n = io->adopt_head, *next; n; n = next) {
+        next = n->next;
+        close(((fd_node_t *)n)->fd);
+        free(n);
+    }
+    io->adopt_head = io->adopt_tail = NULL;
     /* whatever is still queued: acks the writer produced after the connections closed */
     for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
         next = n->next;

@@ -119,6 +119,7 @@ struct hs_io {
     bool started;
     atomic_int stop;
     hs_mpsc_t inbox;
+    hs_mpsc_node_t *adopt_head, *adopt_tail; /* handed sockets waiting to be adopted (FIFO) */
     lws_sorted_usec_list_t tick;
     unsigned char *wbuf; /* LWS_PRE + HS_WRITE_BUDGET + slack */
     hs_ingest_t **backlog; /* entries waiting for room in the ingest ring */
