@@ -444,7 +444,7 @@ size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget)
             fail_oom(h);
             return 0;
         }
-        h->ctl.len = 0;
+        hs_hubbuf_free(&h->ctl); /* an idle connection keeps no buffer */
     }
     if (h->closing || h->ended || !h->handshaken || !h->subs)
         return out->len - start;

@@ -264,6 +264,33 @@ test('several records in one frame are processed in order: handshake + invocatio
   }
 });
 
+test('records longer than a receive piece and records split across frames arrive whole', async () => {
+  // The server reads a WebSocket in pieces of a few hundred bytes: a 3,000-byte record in one
+  // frame, then one record cut over three frames (mid-string and mid-separator), must each be
+  // handled once and whole, and the answer to a Read returns the data byte for byte.
+  const ws = await rawWs(srv.port);
+  const s = `long-${Date.now()}`;
+  const big = 'y'.repeat(3000) + 'END';
+  ws.send(`{"protocol":"json","version":1}${RS}` +
+    `{"type":1,"invocationId":"1","target":"Publish","arguments":["${s}",{"type":"big","data":"${big}"}]}${RS}`);
+  const split = `{"type":1,"invocationId":"2","target":"Publish","arguments":["${s}",{"type":"split","data":"${'z'.repeat(700)}"}]}${RS}`;
+  ws.send(split.slice(0, 40));
+  await sleep(50);
+  ws.send(split.slice(40, 600));
+  await sleep(50);
+  ws.send(split.slice(600));
+  ws.send(`{"type":1,"invocationId":"3","target":"Read","arguments":["${s}",0]}${RS}`);
+  const text = () => Buffer.concat(ws.frames.map((f) => f.data)).toString();
+  await waitFor(() => text().split(RS).length >= 5, 5000, `the handshake reply and three Completions (got ${text().slice(0, 300)})`);
+  const recs = jsonRecords(text());
+  assert.deepEqual(recs.slice(1).map((r) => [r.invocationId, r.error]), [['1', undefined], ['2', undefined], ['3', undefined]]);
+  assert.deepEqual(recs[3].result.map((r) => r.type), ['big', 'split']);
+  assert.equal(recs[3].result[0].data, big, 'the long record, byte for byte');
+  assert.equal(recs[3].result[1].data, 'z'.repeat(700), 'the split record, byte for byte');
+  ws.close();
+  await ws.closedP;
+});
+
 test('non-blocking invocations (no invocationId) get no answer, not even an error; the connection goes on', async () => {
   const ws = await rawWs(srv.port);
   const s = `ff-${Date.now()}`;
