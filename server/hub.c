@@ -444,7 +444,7 @@ size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget)
             fail_oom(h);
             return 0;
         }
-        hs_hubbuf_free(&h->ctl); /* an idle connection keeps no buffer */
+        h->ctl.len = 0;
     }
     if (h->closing || h->ended || !h->handshaken || !h->subs)
         return out->len - start;
@@ -1167,12 +1167,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         h->in.len = 0;
         return;
     }
-    if (!h->in.len) {
-        /* all input handled: an idle connection keeps no buffer (the parse scratch holds nothing
-         * once a record is handled; what a pending invocation needs it copied) */
-        hs_hubbuf_free(&h->in);
-        hs_hubbuf_free(&h->scratch);
-    } else if (h->pending) {
+    if (h->pending && h->in.len) {
         /* stop reading the socket until the invocation is done (WebSockets); POSTs are bounded */
         if (h->transport == HS_HUB_T_WS && h->wsi && !h->rx_paused) {
             lws_rx_flow_control(h->wsi, 0);
@@ -1207,6 +1202,14 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
         next = h->io_next;
         if (h->ended)
             continue;
+        /* Empty buffers go back here, at most once a tick, not after every message (an
+         * allocation per message for a busy connection): an idle one keeps none. The scratch
+         * holds nothing between records (what a pending invocation needs, it copied). */
+        if (!h->in.len)
+            hs_hubbuf_free(&h->in);
+        if (!h->ctl.len)
+            hs_hubbuf_free(&h->ctl);
+        hs_hubbuf_free(&h->scratch);
         if (h->closing) {
             if (now - h->closing_ms >= HS_HUB_CLOSE_WAIT_MS) {
                 /* the client does not read (a stalled subscriber): cut it off */
