@@ -11,6 +11,8 @@ cd "$root"
 # the SignalR conformance suite: the official client packages and playwright-core (Debian's
 # chromium comes from deps.sh)
 ( cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error )
+# the hostile-input suite: raw WebSocket clients (ws)
+( cd tests/hostile && npm ci --no-audit --no-fund --loglevel=error )
 export HUBSTREAM_REQUIRE_BROWSER=1
 
 jobs=$(nproc)

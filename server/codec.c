@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "server/json.h"
+#include "util/utf8.h"
 
 static bool has_ctl(const char *s, size_t n)
 {
@@ -17,25 +18,10 @@ static bool has_ctl(const char *s, size_t n)
     return false;
 }
 
-static bool valid_utf8(const char *s, size_t n)
-{
-    /* reuse the scanner's strict check by validating the bytes as the inside of a string */
-    char buf[HS_NAME_MAX + 3];
-    if (n > HS_NAME_MAX) return false;
-    buf[0] = '"';
-    memcpy(buf + 1, s, n);
-    buf[n + 1] = '"';
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '"' || s[i] == '\\')
-            return true; /* plain bytes; quoting is not a UTF-8 question */
-    hs_json_span_t sp;
-    return hs_json_parse(buf, n + 2, &sp, NULL, 0) == 0;
-}
-
 int hs_stream_name_check(const char *name, size_t len)
 {
     if (len == 0 || len > HS_NAME_MAX || has_ctl(name, len) || memchr(name, '/', len) ||
-        !valid_utf8(name, len))
+        !hs_utf8_valid(name, len))
         return HS_EINVAL;
     return 0;
 }
@@ -554,6 +540,8 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
 
 size_t hs_publish_result_json(const hs_ingest_t *e, char *out, size_t cap)
 {
+    if (cap < 10 + hs_json_quoted_len(e->stream, e->stream_len) + 160)
+        return 0; /* a caller's bug: never write past out */
     memcpy(out, "{\"stream\":", 10);
     size_t o = 10 + hs_json_quote(e->stream, e->stream_len, out + 10);
     o += (size_t)snprintf(out + o, cap - o,

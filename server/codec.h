@@ -51,9 +51,13 @@ hs_block_t *hs_codec_encode(const hs_record_t *rec);
 hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, size_t len,
                                    int64_t version);
 
+/* Room for any PublishResult (and for the close answer, which is shorter): the stream name
+ * quoted in the worst case, and four int64 fields with their names. */
+#define HS_PUBLISH_RESULT_MAX (6 * HS_NAME_MAX + 160)
+
 /* Writes the PublishResult JSON of a committed append entry ({"stream", "firstVersion",
  * "lastVersion", "firstPosition", "lastPosition"}) into out; returns its length. cap must be at
- * least 6 * HS_NAME_MAX + 160. */
+ * least HS_PUBLISH_RESULT_MAX. */
 size_t hs_publish_result_json(const hs_ingest_t *e, char *out, size_t cap);
 
 /* Writes time_us as "2026-11-22T05:30:00.123456Z" (27 bytes + NUL) into out. */

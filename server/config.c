@@ -80,6 +80,9 @@ static const struct opt opts[] = {
     {"max-connections", K_INT, CFG(max_connections), 0, 1, 10000000, "N",
      "Most client connections open at once."},
     {"max-body", K_SIZE, CFG(max_body), 0, 1, GIB, "SIZE", "Largest HTTP request body."},
+    {"request-timeout-ms", K_INT, CFG(request_timeout_ms), 0, 1, 86400000, "MS",
+     "A request body must have arrived whole within this many milliseconds of its headers "
+     "(a deadline for the whole body, not for each byte); 408 and a closed connection after."},
     {"max-event", K_SIZE, CFG(max_event), 0, 1, GIB, "SIZE", "Largest single event, encoded."},
     {"max-message", K_SIZE, CFG(max_message), 0, 1, GIB, "SIZE",
      "Largest inbound SignalR message."},
@@ -138,6 +141,7 @@ void hs_config_init(hs_config_t *cfg)
         .reader_threads = 2,
         .max_connections = 100000,
         .max_body = 1 * MIB,
+        .request_timeout_ms = 30000,
         .max_event = 1 * MIB,
         .max_message = 1 * MIB,
         .max_subscriptions = 1000,

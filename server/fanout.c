@@ -610,6 +610,9 @@ static void on_read(worker_t *w, creq_t *r)
         s->read_stash = r; /* the read issued before it is still out */
         return;
     }
+    /* apply_read() frees r, and with it r's reference to s, which may be the last one (the
+     * client went away while the read was out): hold s until the stash has been looked at */
+    hs_sub_ref(s);
     for (;;) {
         s->reads--;
         s->read_turn++;
@@ -618,6 +621,7 @@ static void on_read(worker_t *w, creq_t *r)
         if (!r || r->seq != s->read_turn) break;
         s->read_stash = NULL;
     }
+    hs_sub_unref(s);
 }
 
 /* ---- commands from IO threads ---- */

@@ -338,7 +338,7 @@ void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
         return;
     }
     c->pending = NULL;
-    char body[1024];
+    char body[HS_PUBLISH_RESULT_MAX];
     size_t o = 0;
     switch (e->status) {
     case 0:
@@ -585,7 +585,7 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
     }
     static const char pre[] = "/api/streams/";
     if (strncmp(path, pre, sizeof(pre) - 1) != 0) {
-        hs_conn_error(c, 404, "NotFound", "no route for %s", path);
+        hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
         return;
     }
     const char *name = path + sizeof(pre) - 1;
@@ -617,12 +617,13 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
             not_allowed(c, "POST");
         return;
     }
-    hs_conn_error(c, 404, "NotFound", "no route for %s", path);
+    hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
 }
 
 void hs_http_conn_closed(hs_conn_t *c)
 {
     hs_conn_unwatch_hangup(c);
+    hs_conn_body_unlist(c);
     if (c->pending) {
         c->pending->conn = NULL;
         c->pending = NULL;

@@ -16,6 +16,7 @@
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
+#include "util/utf8.h"
 
 enum { M_PUBLISH, M_SUBSCRIBE, M_UNSUBSCRIBE, M_READ, M_GETSTREAM, M_CLOSESTREAM, M_UNKNOWN };
 static const char *const method_names[] = {"publish",   "subscribe", "unsubscribe",
@@ -200,6 +201,7 @@ __attribute__((format(printf, 3, 4))) static void complete_err(hs_hub_t *h, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    msg[hs_utf8_boundary(msg, strlen(msg))] = '\0'; /* a cut must not split a character */
     complete(h, id, msg, NULL, 0);
 }
 
@@ -831,7 +833,7 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
     h->pending--;
     if (h->ended || h->closing || !op->has_id)
         goto out;
-    char body[1024];
+    char body[HS_PUBLISH_RESULT_MAX];
     size_t o;
     switch (e->status) {
     case 0:

@@ -12,6 +12,7 @@
 
 #include "hubstream/hubstream.h"
 #include "server/json.h"
+#include "util/utf8.h"
 
 #define MAX_DEPTH 64
 /* msgpack-c's C unpacker has a fixed stack of 32 containers (MSGPACK_EMBED_STACK_SIZE) and
@@ -153,44 +154,6 @@ int hs_hubproto_parse_handshake(const uint8_t *rec, size_t len, char *protocol, 
 
 /* ---- UTF-8 and base64 ---- */
 
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + k >= n)
-            return false; /* truncated sequence */
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 static int put_base64(hs_hubbuf_t *b, const uint8_t *s, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -326,7 +289,7 @@ static int obj_to_json(const msgpack_object *o, hs_hubbuf_t *out, int depth)
         return put_str(out, num);
     }
     case MSGPACK_OBJECT_STR:
-        if (!utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size))
+        if (!hs_utf8_valid(o->via.str.ptr, o->via.str.size))
             return HS_EINVAL;
         return put_quoted(out, o->via.str.ptr, o->via.str.size);
     case MSGPACK_OBJECT_BIN:
@@ -703,7 +666,7 @@ static bool mp_int(const msgpack_object *o, int64_t *out)
 static bool mp_text(const msgpack_object *o, bool nul_ok)
 {
     return o->type == MSGPACK_OBJECT_STR &&
-           utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size) &&
+           hs_utf8_valid(o->via.str.ptr, o->via.str.size) &&
            (nul_ok || !o->via.str.size || !memchr(o->via.str.ptr, '\0', o->via.str.size));
 }
 

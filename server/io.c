@@ -18,6 +18,7 @@
 #include "server/hub.h"
 #include "server/json.h"
 #include "server/server.h"
+#include "util/utf8.h"
 
 typedef hs_wsi_data_t wsi_data_t;
 
@@ -95,14 +96,21 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
 
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
 {
-    char msg[512], body[1400];
+    /* msg may carry client text (a path, a stream name); quoting can make every byte of it six
+     * (a control character, or a byte that is not UTF-8), so body is sized for the worst case */
+    char msg[512], body[sizeof(msg) * 6 + 64];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    size_t o = 0;
-    o += (size_t)snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":", code);
-    o += hs_json_quote(msg, strlen(msg), body + o);
+    size_t cl = strnlen(code, 32), ml = strlen(msg), o = 0;
+    memcpy(body, "{\"error\":\"", 10);
+    o = 10;
+    memcpy(body + o, code, cl); /* a constant of ours, plain ASCII */
+    o += cl;
+    memcpy(body + o, "\",\"message\":", 12);
+    o += 12;
+    o += hs_json_quote(msg, hs_utf8_boundary(msg, ml), body + o);
     body[o++] = '}';
     const char *xn = NULL, *xv = NULL;
     if (status == 401) {
@@ -297,6 +305,8 @@ static void watch_if_outstanding(hs_conn_t *c)
         hs_conn_watch_hangup(c);
 }
 
+static void expire_bodies(hs_io_t *io, int64_t now);
+
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     hs_io_t *io = lws_container_of(sul, hs_io_t, tick);
@@ -304,6 +314,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         drain_backlog(io);
     reap_hangups(io);
     int64_t now = hs_now_ms();
+    expire_bodies(io, now);
     hs_sse_tick(io, now);
     hs_hub_tick(io, now);
     if (io->index == 0 && now - io->last_sweep_ms >= 1000) {
@@ -312,6 +323,170 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     }
     lws_sul_schedule(io->ctx, 0, &io->tick, on_tick,
                      io->nbacklog ? 1 * LWS_US_PER_MS : 250 * LWS_US_PER_MS);
+}
+
+/* ---- request bodies ---- */
+
+static void body_list_add(hs_io_t *io, hs_conn_t *c)
+{
+    if (c->in_body_list)
+        return;
+    c->in_body_list = true;
+    c->body_prev = NULL;
+    c->body_next = io->body_head;
+    if (io->body_head)
+        io->body_head->body_prev = c;
+    io->body_head = c;
+}
+
+void hs_conn_body_unlist(hs_conn_t *c)
+{
+    if (!c->in_body_list)
+        return;
+    c->in_body_list = false;
+    if (c->body_prev)
+        c->body_prev->body_next = c->body_next;
+    else
+        c->io->body_head = c->body_next;
+    if (c->body_next)
+        c->body_next->body_prev = c->body_prev;
+    c->body_prev = c->body_next = NULL;
+}
+
+/* Appends body bytes, growing the buffer as they arrive (never to a claimed length up front:
+ * a client that announces 1 MiB and sends nothing costs nothing). -1 past body_limit or on
+ * ENOMEM (*oom set). */
+static int body_append(hs_conn_t *c, const void *in, size_t len, bool *oom)
+{
+    *oom = false;
+    if (len > c->body_limit - c->body_len)
+        return -1;
+    if (c->body_len + len > c->body_cap) {
+        size_t need = c->body_len + len, nc = c->body_cap ? c->body_cap : 4096;
+        while (nc < need)
+            nc *= 2;
+        if (nc > c->body_limit)
+            nc = c->body_limit;
+        char *nb = realloc(c->body, nc + 1); /* + 1: room for a terminating NUL */
+        if (!nb) {
+            *oom = true;
+            return -1;
+        }
+        c->body = nb;
+        c->body_cap = nc;
+    }
+    memcpy(c->body + c->body_len, in, len);
+    c->body_len += len;
+    return 0;
+}
+
+/* Refuses a request whose body is still arriving (or never will): the answer goes out at once
+ * and the connection closes after it (lws would go on reading what it takes for the body). */
+static void refuse_body(hs_conn_t *c, int status, const char *code, const char *msg)
+{
+    hs_conn_body_unlist(c);
+    c->close_after = true;
+    c->body_done = true;
+    hs_conn_error(c, status, code, "%s", msg);
+}
+
+/* Strict Content-Length: decimal digits only (no sign, no list, no white space inside). */
+static bool parse_content_length(const char *s, long long *out)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    while (n && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    if (!n || n > 18)
+        return false;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* The body is complete: serve the request whose path was kept for it. */
+static void body_complete(hs_conn_t *c)
+{
+    wsi_data_t *d = lws_get_opaque_user_data(c->wsi);
+    char *pcopy = d ? d->path : NULL;
+    if (d)
+        d->path = NULL;
+    hs_conn_body_unlist(c);
+    c->body_done = true;
+    if (c->body)
+        c->body[c->body_len] = '\0';
+    hs_http_dispatch(c, pcopy ? pcopy : "/");
+    free(pcopy);
+    watch_if_outstanding(c);
+}
+
+/* Decodes a piece of a chunked body. Returns -1 to close the connection now. */
+static int chunked_body(hs_conn_t *c, const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    while (!c->body_done) {
+        const uint8_t *data;
+        size_t dl;
+        int rc = hs_chunked_next(&c->chunk, &p, end, &data, &dl);
+        if (rc == HS_CHUNKED_NEED)
+            return 0;
+        if (rc == HS_CHUNKED_ERROR) {
+            char why[128];
+            snprintf(why, sizeof(why), "malformed chunked body: %s", c->chunk.why);
+            refuse_body(c, 400, "BadRequest", why);
+            return 0;
+        }
+        if (rc == HS_CHUNKED_DATA) {
+            bool oom;
+            if (c->body_too_large)
+                continue; /* refused already: read to its end, then close */
+            if (body_append(c, data, dl, &oom)) {
+                if (oom)
+                    return -1;
+                char why[128];
+                snprintf(why, sizeof(why), "the body is over the %zu-byte limit",
+                         c->io->srv->cfg.max_body);
+                c->body_too_large = true;
+                c->close_after = true;
+                hs_conn_error(c, 413, "TooLarge", "%s", why);
+            }
+            continue;
+        }
+        /* HS_CHUNKED_DONE: whatever follows is not ours to read (lws still counts it as body) */
+        if (c->body_too_large) {
+            hs_conn_body_unlist(c);
+            c->body_done = true;
+            return c->resp ? 0 : -1; /* the refusal is out: close now, else after it */
+        }
+        c->close_after = true;
+        body_complete(c);
+    }
+    return 0;
+}
+
+/* Tick: requests whose body did not arrive whole by its deadline get 408 and are closed. */
+static void expire_bodies(hs_io_t *io, int64_t now)
+{
+    for (hs_conn_t *c = io->body_head, *next; c; c = next) {
+        next = c->body_next;
+        if (now < c->body_deadline_ms)
+            continue;
+        if (c->close_after) {
+            /* already refused (413), and still sending: stop waiting for its end */
+            hs_conn_body_unlist(c);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        refuse_body(c, 408, "RequestTimeout", "the request body did not arrive in time");
+    }
 }
 
 /* ---- the lws protocol callback ---- */
@@ -379,6 +554,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c->body_done = false;
         c->method = method_of(wsi);
         char path[1024];
+        if (c->method >= 0 && lws_hdr_total_length(wsi, c->method) >= (int)sizeof(path)) {
+            c->body_done = true;
+            c->close_after = true;
+            hs_conn_error(c, 414, "TooLarge", "the path is over %zu bytes", sizeof(path) - 1);
+            return 0;
+        }
         size_t pl = strnlen((const char *)in, sizeof(path) - 1);
         memcpy(path, in, pl);
         path[pl] = '\0';
@@ -394,41 +575,71 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (c->method == WSI_TOKEN_POST_URI || c->method == WSI_TOKEN_PUT_URI ||
             c->method == WSI_TOKEN_PATCH_URI) {
-            /* lws calls HTTP_BODY_COMPLETION for every body, even an empty one */
-            char cl[32];
-            long long n = -1;
-            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) ||
-                lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-                (n = atoll(cl)) < 0) {
+            hs_server_t *srv = io->srv;
+            bool has_te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+            bool has_cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+            c->chunked = false;
+            c->body_too_large = false;
+            if (has_te) {
+                char te[64] = "";
+                if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 ||
+                    strcasecmp(te, "chunked")) {
+                    refuse_body(c, 400, "BadRequest",
+                                "the only transfer coding taken is 'chunked'");
+                    return 0;
+                }
+                if (has_cl) {
+                    /* RFC 9112 6.3: a message with both is a smuggling attempt or broken */
+                    refuse_body(c, 400, "BadRequest",
+                                "Content-Length and Transfer-Encoding together");
+                    return 0;
+                }
+                c->chunked = true;
+                hs_chunked_init(&c->chunk);
+                c->body_limit = srv->cfg.max_body;
+            } else if (has_cl) {
+                char cl[32] = "";
+                long long n = 0;
+                if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) >= (int)sizeof(cl) ||
+                    lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+                    !parse_content_length(cl, &n)) {
+                    refuse_body(c, 400, "BadRequest", "Content-Length must be a decimal number");
+                    return 0;
+                }
+                if (n > (long long)srv->cfg.max_body) {
+                    /* answer now, read and drop the body (within the deadline), then close */
+                    c->close_after = true;
+                    hs_conn_error(c, 413, "TooLarge",
+                                  "the body is %lld bytes, over the %zu-byte limit", n,
+                                  srv->cfg.max_body);
+                    c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
+                    body_list_add(io, c);
+                    return 0;
+                }
+                c->body_limit = (size_t)n;
+            } else {
+                /* neither: the body is empty (RFC 9112 6.3). lws 4.1 would read on as if a
+                 * body of 100 MiB followed, so the connection closes after the answer. */
                 c->close_after = true;
-                c->body_done = true; /* nothing more will be read from this connection */
-                hs_conn_error(c, 411, "BadRequest", "a request body needs a Content-Length "
-                                                    "(chunked bodies are not supported)");
-                return 0;
-            }
-            if (n > (long long)io->srv->cfg.max_body) {
-                /* answer now, read and drop the body, then close */
-                c->close_after = true;
-                hs_conn_error(c, 413, "TooLarge", "the body is %lld bytes, over the %zu-byte "
-                                                  "limit", n, io->srv->cfg.max_body);
+                c->body_done = true;
+                hs_http_dispatch(c, path);
+                watch_if_outstanding(c);
                 return 0;
             }
             free(c->body);
-            c->body = malloc((size_t)n + 1);
-            c->body_cap = c->body ? (size_t)n : 0;
+            c->body = NULL;
+            c->body_cap = 0;
             char *pcopy = malloc(pl + 1);
-            if (!c->body || !pcopy) {
+            wsi_data_t *d = lws_get_opaque_user_data(wsi);
+            if (!pcopy || !d) {
                 free(pcopy);
                 return -1;
             }
             memcpy(pcopy, path, pl + 1);
-            wsi_data_t *d = lws_get_opaque_user_data(wsi);
-            if (!d) {
-                free(pcopy);
-                return -1;
-            }
             free(d->path);
             d->path = pcopy;
+            c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
+            body_list_add(io, c);
             return 0;
         }
         hs_http_dispatch(c, path);
@@ -436,38 +647,62 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     }
 
-    case LWS_CALLBACK_HTTP_BODY:
-        if (!c || c->close_after || !len)
+    case LWS_CALLBACK_HTTP_BODY: {
+        if (!c || !len || c->body_done)
             return 0;
-        if (c->body_len + len > c->body_cap) {
-            c->body_too_large = true;
-            return 0;
+        if (c->chunked)
+            return chunked_body(c, in, len);
+        if (c->close_after)
+            return 0; /* refused: read and drop */
+        bool oom;
+        if (body_append(c, in, len, &oom)) {
+            if (oom)
+                return -1;
+            c->body_too_large = true; /* lws bounds it by Content-Length: cannot happen */
         }
-        memcpy(c->body + c->body_len, in, len);
-        c->body_len += len;
         return 0;
+    }
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         if (!c)
             return -1;
-        wsi_data_t *d = lws_get_opaque_user_data(wsi);
-        char *pcopy = d ? d->path : NULL;
-        if (d)
-            d->path = NULL;
-        c->body_done = true;
-        if (!pcopy && !c->close_after)
-            return -1; /* a body with no request of ours: lws ran on into a pipelined one */
+        if (c->chunked)
+            return 0; /* a chunked body ended at its last chunk; lws's count is moot */
+        if (c->body_done) {
+            if (!c->completions++)
+                /* refused before its body (close_after): close once the answer is out */
+                return c->close_after && c->resp ? 0 : -1;
+            /* lws 4.1 calls this again for bytes after a completed body (a pipelined request)
+             * without consuming them: close, or, with an answer still to write, stop reading
+             * until it is out (write_response then closes) */
+            if (!c->close_after || !c->resp)
+                return -1;
+            lws_rx_flow_control(wsi, 0);
+            return 0;
+        }
+        c->completions++;
+        hs_conn_body_unlist(c);
         if (c->close_after) {
-            free(pcopy);
+            wsi_data_t *d = lws_get_opaque_user_data(wsi);
+            if (d) {
+                free(d->path);
+                d->path = NULL;
+            }
+            c->body_done = true;
             /* the refusal was queued before the body: close once it is out */
             return c->resp ? 0 : -1;
         }
-        if (c->body_too_large)
+        wsi_data_t *d = lws_get_opaque_user_data(wsi);
+        if (!d || !d->path)
+            return -1; /* a body with no request of ours: lws ran on into a pipelined one */
+        if (c->body_too_large) {
+            c->body_done = true;
+            free(d->path);
+            d->path = NULL;
             hs_conn_error(c, 413, "TooLarge", "the body is longer than its Content-Length");
-        else
-            hs_http_dispatch(c, pcopy ? pcopy : "/");
-        free(pcopy);
-        watch_if_outstanding(c);
+            return 0;
+        }
+        body_complete(c);
         return 0;
     }
 

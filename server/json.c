@@ -4,6 +4,8 @@
  */
 #include "server/json.h"
 
+#include "util/utf8.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -34,44 +36,6 @@ static int hexval(char ch)
     if (ch >= 'A' && ch <= 'F')
         return ch - 'A' + 10;
     return -1;
-}
-
-/* Length of a valid UTF-8 sequence at p (max avail bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c == 0xE0) {
-        len = 3;
-        lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
-        len = 3;
-    else if (c == 0xED) {
-        len = 3;
-        hi = 0x9F; /* no UTF-16 surrogates */
-    } else if (c == 0xF0) {
-        len = 4;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3)
-        len = 4;
-    else if (c == 0xF4) {
-        len = 4;
-        hi = 0x8F;
-    } else
-        return 0;
-    if (avail < len)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k < len; k++)
-        if (p[k] < 0x80 || p[k] > 0xBF)
-            return 0;
-    return len;
 }
 
 static int string(scan_t *c)
@@ -108,7 +72,7 @@ static int string(scan_t *c)
             }
             continue;
         }
-        size_t l = utf8_len((const unsigned char *)c->s + c->i, c->n - c->i);
+        size_t l = hs_utf8_char((const unsigned char *)c->s + c->i, c->n - c->i, NULL);
         if (!l) {
             c->err = "invalid UTF-8";
             return -1;
@@ -354,30 +318,6 @@ size_t hs_json_array_len(const hs_json_span_t *arr)
     return k;
 }
 
-static size_t put_utf8(uint32_t cp, char *o)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static uint32_t hex4(const char *p)
 {
     return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
@@ -416,7 +356,7 @@ long hs_json_unescape(const hs_json_span_t *str, char *out, size_t cap)
                 }
                 if (cp >= 0xD800 && cp <= 0xDFFF)
                     cp = 0xFFFD; /* lone surrogate */
-                l = put_utf8(cp, tmp);
+                l = hs_utf8_put(cp, tmp);
                 break;
             }
             default: tmp[0] = e; l = 1; break;
@@ -543,8 +483,20 @@ size_t hs_json_quote(const char *s, size_t n, char *out)
                 out[o++] = hexd[ch >> 4];
                 out[o++] = hexd[ch & 15];
             }
-        } else {
+        } else if (ch < 0x80) {
             out[o++] = (char)ch;
+        } else {
+            size_t l = hs_utf8_char((const unsigned char *)s + i, n - i, NULL);
+            if (!l) {
+                /* not UTF-8: one replacement character per stray byte keeps the output JSON
+                 * (and within 6 bytes per input byte) */
+                memcpy(out + o, "\\ufffd", 6);
+                o += 6;
+                continue;
+            }
+            memcpy(out + o, s + i, l);
+            o += l;
+            i += l - 1;
         }
     }
     out[o++] = '"';
@@ -556,12 +508,21 @@ size_t hs_json_quoted_len(const char *s, size_t n)
     size_t l = 2;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\r' || ch == '\t')
+        if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\r' || ch == '\t') {
             l += 2;
-        else if (ch < 0x20)
+        } else if (ch < 0x20) {
             l += 6;
-        else
+        } else if (ch < 0x80) {
             l += 1;
+        } else {
+            size_t k = hs_utf8_char((const unsigned char *)s + i, n - i, NULL);
+            if (!k) {
+                l += 6;
+            } else {
+                l += k;
+                i += k - 1;
+            }
+        }
     }
     return l;
 }

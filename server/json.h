@@ -77,8 +77,9 @@ size_t hs_json_compact(const hs_json_span_t *v, char *out);
 
 /*
  * Appends s[0..n) as a JSON string literal, with quotes, to out (which must have room for
- * 6 * n + 2 bytes). Returns bytes written. Invalid UTF-8 is copied as is (callers pass validated
- * text).
+ * 6 * n + 2 bytes, or exactly hs_json_quoted_len(s, n)). Returns bytes written. The output is
+ * always valid JSON text in UTF-8: a byte that does not belong to a well-formed UTF-8 character
+ * (client text that was never validated, a message cut short) becomes \ufffd.
  */
 size_t hs_json_quote(const char *s, size_t n, char *out);
 

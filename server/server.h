@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "hubstream/hubstream.h"
+#include "proto/chunked.h"
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
 #include "server/fanout.h"
@@ -87,7 +88,14 @@ struct hs_conn {
     int method;
     char *body;
     size_t body_len, body_cap;
+    size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
     bool body_too_large;
+    bool chunked;      /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
+    hs_chunked_t chunk;
+    int64_t body_deadline_ms;         /* the whole body must have arrived by then */
+    hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
+    bool in_body_list;
+    unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
     bool close_after; /* close once the queued response is written and the body read */
     bool body_done;   /* the request body (if any) has been read */
     const char *allow; /* the Allow header of a 405 answer */
@@ -124,6 +132,7 @@ struct hs_io {
     unsigned char *wbuf; /* LWS_PRE + HS_WRITE_BUDGET + slack */
     hs_ingest_t **backlog; /* entries waiting for room in the ingest ring */
     size_t nbacklog;
+    hs_conn_t *body_head;  /* requests whose body is still arriving, for their deadline */
     hs_conn_t *sse_head;   /* every SSE connection, for pings */
     size_t nsse;
     struct hs_hub *hubs;   /* the hub connections homed here */
@@ -160,6 +169,8 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
  */
 void hs_conn_watch_hangup(hs_conn_t *c);
 void hs_conn_unwatch_hangup(hs_conn_t *c);
+/* Takes a request off the list of those whose body is arriving (idempotent). */
+void hs_conn_body_unlist(hs_conn_t *c);
 /* Submits an ingest entry from the IO thread (ring, else backlog, else 429). */
 void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e);
 /* Submits an entry whose node kind, conn and origin fields the caller set (done and io_index

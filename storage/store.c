@@ -42,6 +42,7 @@
 #include <hubstream/hubstream.h>
 
 #include "storage/dialect.h"
+#include "util/utf8.h"
 
 #define ERR_MAX  1024
 #define CONN_MAX 1024
@@ -1483,52 +1484,6 @@ static int set_text(text_t *t, const char *s, size_t len)
     return 0;
 }
 
-/* Decodes the UTF-8 sequence at s[0..n): its code point and length, or 0 when it is not one
- * well-formed character. */
-static size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (n == 0) return 0;
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    if (len == 0 || len > n || s[0] > 0xF4) return 0;
-    uint32_t c = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (c < min[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    *cp = c;
-    return len;
-}
-
-static size_t utf8_put(uint32_t c, char *out)
-{
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12));
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (c >> 18));
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 /*
  * The least string above every string that starts with prefix, written into hi (which holds
  * plen + 1 bytes): the prefix with its last character raised. Returns its length, 0 when there
@@ -1543,7 +1498,7 @@ static size_t prefix_bound(const char *prefix, size_t plen, char *hi)
     size_t at = 0;
     uint32_t c;
     while (at < plen) {
-        size_t len = utf8_char(p + at, plen - at, &c);
+        size_t len = hs_utf8_char(p + at, plen - at, &c);
         if (!len) break;
         at += len;
     }
@@ -1555,10 +1510,10 @@ static size_t prefix_bound(const char *prefix, size_t plen, char *hi)
             size_t i = end - 1;
             while (i > 0 && (p[i] & 0xC0) == 0x80)
                 i--;
-            utf8_char(p + i, end - i, &c);
+            hs_utf8_char(p + i, end - i, &c);
             if (c != 0x10FFFF) {
                 c = c + 1 == 0xD800 ? 0xE000 : c + 1;
-                return i + utf8_put(c, hi + i);
+                return i + hs_utf8_put(c, hi + i);
             }
             end = i;
         }

@@ -67,6 +67,8 @@ typedef struct hs_config {
     int reader_threads;          /* catch-up and HTTP read connections; default 2 */
     int max_connections;         /* default 100000 */
     size_t max_body;             /* HTTP request body bytes; default 1 MiB */
+    int request_timeout_ms;      /* a request body must have arrived whole this long after
+                                    its headers; default 30000 */
     size_t max_event;            /* one event's encoded size; default 1 MiB */
     size_t max_message;          /* inbound SignalR message; default 1 MiB */
     int max_subscriptions;       /* per connection; default 1000 */
