@@ -23,6 +23,10 @@ struct hs_acceptor {
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *stop_ev; /* activated from any thread; breaks the loop from inside it */
+    struct event *resume_ev; /* re-enables accepting after a pause (see on_accept_error) */
+    const hs_logger_t *log;
+    int64_t last_log_ms;
+    unsigned long pauses; /* since the last log record */
     pthread_t thread;
     bool started;
     int port;
@@ -43,6 +47,13 @@ typedef struct peek {
 
 #define PEEK_WAIT_MS 200
 #define PEEK_BYTES 512
+
+/* After a failed accept() (out of file descriptors, or of memory): the connection stays queued
+ * in the kernel and the listening socket readable, so retrying at once is a busy loop (100 % of
+ * a core at the file limit, and a log line per try). Accepting pauses this long instead, and
+ * the failures are logged at most once per interval, with their count. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_EVERY_MS 10000
 
 static void peek_free(peek_t *pk)
 {
@@ -92,6 +103,32 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     a->peeks = pk;
 }
 
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+    hs_acceptor_t *a = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    evconnlistener_disable(lis);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    event_add(a->resume_ev, &tv);
+    a->pauses++;
+    int64_t now = hs_now_ms();
+    if (a->log && (!a->last_log_ms || now - a->last_log_ms >= ACCEPT_LOG_EVERY_MS)) {
+        char n[24], ms[16];
+        snprintf(n, sizeof(n), "%lu", a->pauses);
+        snprintf(ms, sizeof(ms), "%d", ACCEPT_PAUSE_MS);
+        hs_log(a->log, HS_LOG_WARN, "accept failed: new connections wait", "error",
+               evutil_socket_error_to_string(err), "pauses", n, "pause_ms", ms, NULL);
+        a->last_log_ms = now;
+        a->pauses = 0;
+    }
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    hs_acceptor_t *a = arg;
+    evconnlistener_enable(a->lis);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     hs_acceptor_t *a = arg;
@@ -99,7 +136,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 }
 
 hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
-                                  void *ctx, char *err, size_t errlen)
+                                  void *ctx, const hs_logger_t *log, char *err, size_t errlen)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, (void (*)(void))evthread_use_pthreads);
@@ -110,6 +147,7 @@ hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn 
     }
     a->on_fd = on_fd;
     a->ctx = ctx;
+    a->log = log;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     socklen_t sl;
@@ -150,9 +188,15 @@ hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn 
         free(a);
         return NULL;
     }
+    evconnlistener_set_error_cb(a->lis, on_accept_error);
     a->stop_ev = event_new(a->base, -1, 0, on_stop, a);
-    if (!a->stop_ev) {
+    a->resume_ev = evtimer_new(a->base, on_resume, a);
+    if (!a->stop_ev || !a->resume_ev) {
         snprintf(err, errlen, "event_new failed");
+        if (a->stop_ev)
+            event_free(a->stop_ev);
+        if (a->resume_ev)
+            event_free(a->resume_ev);
         evconnlistener_free(a->lis);
         event_base_free(a->base);
         free(a);
@@ -210,6 +254,7 @@ void hs_acceptor_destroy(hs_acceptor_t *a)
         return;
     hs_acceptor_stop(a);
     event_free(a->stop_ev);
+    event_free(a->resume_ev);
     evconnlistener_free(a->lis);
     event_base_free(a->base);
     free(a);

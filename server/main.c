@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "hubstream/hubstream.h"
 #include "server/config.h"
@@ -39,6 +40,13 @@ int main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* every client connection is a descriptor: take what the hard limit allows (the server
+     * lowers --max-connections to fit what it gets, and says so) */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     hs_server_t *srv = hs_server_create(&cli.cfg, err, sizeof(err));
     if (!srv) {
         fprintf(stderr, "hubstream: %s\n", err);

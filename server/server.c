@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "server/codec.h"
@@ -115,6 +116,21 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     if (srv->cfg.reader_threads <= 0)
         srv->cfg.reader_threads = 2;
     srv->nio = srv->cfg.io_threads;
+    /* a connection takes a descriptor; the rest of the process needs some too (listening and
+     * epoll sockets, wake-up pipes, database files) */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        long reserve = 64 + 4L * (srv->cfg.io_threads + srv->cfg.reader_threads +
+                                  srv->cfg.fanout_workers);
+        long room = (long)rl.rlim_cur - reserve;
+        if (room < 1)
+            room = 1;
+        if (srv->cfg.max_connections > room) {
+            srv->max_conn_asked = srv->cfg.max_connections;
+            srv->nofile = (long)rl.rlim_cur;
+            srv->cfg.max_connections = (int)room;
+        }
+    }
     if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK)) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
@@ -174,7 +190,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     hs_writer_set_sink_ctx(srv->writer, srv->fanout);
-    srv->acceptor = hs_acceptor_create(srv->host, port, on_fd, srv, err, errlen);
+    srv->acceptor = hs_acceptor_create(srv->host, port, on_fd, srv, &srv->log, err, errlen);
     if (!srv->acceptor)
         goto fail;
     srv->port = hs_acceptor_port(srv->acceptor);
@@ -203,7 +219,18 @@ int hs_server_start(hs_server_t *srv)
     snprintf(th, sizeof(th), "%d", srv->nio);
     char db[1024];
     hs_redact_conn(srv->db_str, db, sizeof(db));
-    hs_log(&srv->log, HS_LOG_INFO, "listening", "addr", addr, "db", db, "io_threads", th, NULL);
+    char mc[16];
+    snprintf(mc, sizeof(mc), "%d", srv->cfg.max_connections);
+    if (srv->max_conn_asked) {
+        char asked[16], nofile[24];
+        snprintf(asked, sizeof(asked), "%d", srv->max_conn_asked);
+        snprintf(nofile, sizeof(nofile), "%ld", srv->nofile);
+        hs_log(&srv->log, HS_LOG_WARN,
+               "max-connections lowered to fit the open-file limit (raise it with ulimit -n)",
+               "asked", asked, "max_connections", mc, "nofile", nofile, NULL);
+    }
+    hs_log(&srv->log, HS_LOG_INFO, "listening", "addr", addr, "db", db, "io_threads", th,
+           "max_connections", mc, NULL);
     return 0;
 }
 

@@ -71,6 +71,8 @@ struct hs_server {
     int nio;
     atomic_uint next_io;
     atomic_int live_conns;
+    int max_conn_asked; /* cfg.max_connections before it was lowered to fit RLIMIT_NOFILE */
+    long nofile;
 
     atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */
     pthread_mutex_t stop_mu;
@@ -201,8 +203,9 @@ void hs_sse_closed(hs_conn_t *c);
 /* Receives an accepted socket and the first bytes the client sent (peeked, not consumed; may
  * be none). */
 typedef void (*hs_acceptor_fd_fn)(void *ctx, int fd, const char *peek, size_t n);
+/* log (borrowed, may be NULL) receives rate-limited warnings about failing accept() calls. */
 hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
-                                  void *ctx, char *err, size_t errlen);
+                                  void *ctx, const hs_logger_t *log, char *err, size_t errlen);
 int hs_acceptor_port(const hs_acceptor_t *a);
 int hs_acceptor_start(hs_acceptor_t *a);
 void hs_acceptor_stop(hs_acceptor_t *a);

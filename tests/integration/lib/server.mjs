@@ -155,6 +155,7 @@ export async function startServer({
   timeoutMs = 15000,
   name = 'hubstream',
   db,
+  prefix = [],
 } = {}) {
   const ownDir = !dir;
   dir ??= await mkdtemp(path.join(os.tmpdir(), 'hubstream-it-'));
@@ -164,7 +165,11 @@ export async function startServer({
     if (TEST_PG) env = { ODBCSYSINI: TEST_PG.split(',')[1], ...env };
   }
   const args = ['--listen', `127.0.0.1:${port}`, '--db', db, ...flags.map(String)];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) });
+  // `prefix`: a command that runs the server, e.g. ['prlimit', '--nofile=200'] (the pid is then
+  // the wrapper's until it execs the server; prlimit does exec)
+  const proc = prefix.length
+    ? spawn(prefix[0], [...prefix.slice(1), BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) })
+    : spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) });
   liveProcs.add(proc);
 
   const logLines = [];
