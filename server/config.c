@@ -114,6 +114,9 @@ static const struct opt opts[] = {
      "that stopped polling, or a dropped stateful connection not resumed in time."},
     {"hub-longpoll-ms", K_INT, CFG(hub_longpoll_ms), 0, 1, 86400000, "MS",
      "SignalR: answer a long poll that has nothing to send after this long."},
+    {"hub-max-unclaimed", K_INT, CFG(hub_max_unclaimed), 0, 1, 10000000, "N",
+     "SignalR: most negotiated connections waiting for their transport; negotiate answers 429 "
+     "beyond it."},
     {"hub-stateful-reconnect", K_BOOL, CFG(hub_stateful_reconnect), 0, 0, 0, "[=BOOL]",
      "SignalR: grant stateful reconnect to clients that ask for it (default true)."},
     {"hub-stateful-buffer", K_SIZE, CFG(hub_stateful_buffer), 0, 1, GIB, "SIZE",
@@ -155,6 +158,7 @@ void hs_config_init(hs_config_t *cfg)
         .hub_handshake_timeout_ms = 15000,
         .hub_disconnect_timeout_ms = 15000,
         .hub_longpoll_ms = 90000,
+        .hub_max_unclaimed = 10000,
         .hub_stateful_reconnect = true,
         .hub_stateful_buffer = 100000,
         .log_level = HS_LOG_INFO,

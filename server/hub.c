@@ -83,6 +83,7 @@ void hs_hub_unref(hs_hub_t *h)
     if (!h || atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
         return;
     hs_hubbuf_free(&h->in);
+    hs_hubbuf_free(&h->held);
     hs_hubbuf_free(&h->ctl);
     hs_hubbuf_free(&h->scratch);
     hs_hubbuf_free(&h->replay);
@@ -149,6 +150,7 @@ static int track(hs_hub_t *h, const uint8_t *p, size_t n)
 
 static void on_ack(hs_hub_t *h, int64_t seq)
 {
+    h->replay_full_ms = 0;
     size_t drop = 0;
     while (h->nreplay && h->replay_first <= seq) {
         drop += h->replay_len[h->replay_head++];
@@ -503,6 +505,7 @@ void hs_hub_end(hs_hub_t *h)
         h->poll = NULL;
         hs_hub_reply(h->io, r, 204);
     }
+    hs_hub_release_posts(h);
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection ended", "connectionId", h->conn_id, NULL);
     /* long polling keeps its registry entry until it expires, so that the next poll gets 204
      * (a clean end) rather than 404 */
@@ -523,6 +526,12 @@ void hs_hub_detach(hs_hub_t *h)
     h->wsi = NULL;
     h->dropped_ms = now_ms();
     h->ctl.len = 0; /* trackable records are in the replay buffer; the rest is moot */
+    /* what the old socket delivered and was not handled is not acknowledged either: the client
+     * sends it again after the resume (a partial record would corrupt the new stream) */
+    h->in.len = 0;
+    h->held.len = 0;
+    h->held_off = 0;
+    h->rx_paused = false;
     hs_hubreg_set_attached(h, false, true);
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection dropped, waiting for a resume",
            "connectionId", h->conn_id, NULL);
@@ -1042,37 +1051,75 @@ static void cancel(hs_hub_t *h, const hs_hubmsg_t *m)
     complete(h, id, NULL, NULL, 0);
 }
 
-static void on_record(hs_hub_t *h, const uint8_t *rec, size_t len)
+/*
+ * Input flow. A connection reads and handles the client's records in order, but an invocation
+ * may not run at once:
+ *  - another one is still running (they run one at a time, in arrival order, as ASP.NET does
+ *    by default, so a GetStream after a Publish sees the publish);
+ *  - its answers have nowhere to go: more than HUB_CTL_HIGH bytes of records wait for the
+ *    transport (the client does not read), or, with stateful reconnect, the replay buffer holds
+ *    --hub-stateful-buffer unacknowledged bytes (the client does not send Acks).
+ * Such invocations (and the cancellations behind them) are held, in order, in h->held. While any
+ * are held, or while the client does not read, the connection's input is not read: a WebSocket
+ * stops receiving (the client's sends then block in TCP), and an SSE / long-polling POST is not
+ * answered until its records were taken (the official clients send one at a time). Only a full
+ * replay buffer keeps the input flowing, since the Acks that free it arrive there, up to
+ * HELD_MAX bytes of held invocations. A connection whose replay buffer stays full for
+ * --hub-client-timeout-ms without an Ack is closed with an error (hs_hub_tick).
+ */
+#define HUB_CTL_HIGH (64u << 10)
+#define HELD_MAX     (1u << 20)
+
+static bool replay_full(const hs_hub_t *h)
 {
-    hs_hubmsg_t m;
-    char why[200];
-    int rc = hs_hubproto_parse(h->fmt, rec, len, &m, &h->scratch, why, sizeof(why));
-    if (rc == HS_ENOMEM) {
-        fail_oom(h);
-        return;
-    }
-    if (rc) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "Connection closed with an error. InvalidData: %s", why);
-        hs_hub_close(h, msg, false);
-        return;
-    }
-    if (h->awaiting_sequence && m.type != HS_HUBMSG_SEQUENCE)
-        return;
-    if (h->stateful && m.type >= HS_HUBMSG_INVOCATION && m.type <= HS_HUBMSG_CANCEL_INVOCATION) {
+    return h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer;
+}
+
+static bool ctl_full(const hs_hub_t *h)
+{
+    return h->ctl.len >= HUB_CTL_HIGH;
+}
+
+static size_t held_len(const hs_hub_t *h)
+{
+    return h->held.len - h->held_off;
+}
+
+/* Whether an invocation may run now. */
+static bool may_run(const hs_hub_t *h)
+{
+    return !h->pending && !replay_full(h) && !ctl_full(h);
+}
+
+/* Whether the connection's input is left unread for now. */
+static bool input_stopped(const hs_hub_t *h)
+{
+    return ctl_full(h) || (held_len(h) && !replay_full(h)) || held_len(h) >= HELD_MAX;
+}
+
+static bool trackable(int type)
+{
+    return type == HS_HUBMSG_INVOCATION || type == HS_HUBMSG_STREAM_INVOCATION ||
+           type == HS_HUBMSG_CANCEL_INVOCATION;
+}
+
+/* Handles one parsed record (invocations only when may_run). */
+static void handle(hs_hub_t *h, const hs_hubmsg_t *m)
+{
+    if (h->stateful && trackable(m->type)) {
         if (++h->in_count <= h->in_handled)
             return; /* replayed after a resume, already handled */
         h->in_handled = h->in_count;
     }
-    switch (m.type) {
+    switch (m->type) {
     case HS_HUBMSG_INVOCATION:
-        invoke(h, &m, false);
+        invoke(h, m, false);
         break;
     case HS_HUBMSG_STREAM_INVOCATION:
-        invoke(h, &m, true);
+        invoke(h, m, true);
         break;
     case HS_HUBMSG_CANCEL_INVOCATION:
-        cancel(h, &m);
+        cancel(h, m);
         break;
     case HS_HUBMSG_PING:
         h->client_pinged = true;
@@ -1083,19 +1130,19 @@ static void on_record(hs_hub_t *h, const uint8_t *rec, size_t len)
         break;
     case HS_HUBMSG_ACK:
         if (h->stateful)
-            on_ack(h, m.sequence_id);
+            on_ack(h, m->sequence_id);
         hs_hub_want_write(h); /* the replay buffer may have held data back */
         break;
     case HS_HUBMSG_SEQUENCE:
         if (!h->stateful)
             break;
-        if (m.sequence_id > h->in_handled + 1 || m.sequence_id < 1) {
+        if (m->sequence_id > h->in_handled + 1 || m->sequence_id < 1) {
             hs_hub_close(h, "Connection closed with an error. Sequence ID greater than amount of "
                             "messages we've received.",
                          false);
             break;
         }
-        h->in_count = m.sequence_id - 1;
+        h->in_count = m->sequence_id - 1;
         h->awaiting_sequence = false;
         break;
     default:
@@ -1103,8 +1150,77 @@ static void on_record(hs_hub_t *h, const uint8_t *rec, size_t len)
     }
 }
 
-/* Most input held while an invocation runs, beyond what a WebSocket's flow control stops. */
-#define HELD_INPUT_MAX (16u << 20)
+/* Parses one record; false (the connection is closing) when it is malformed. */
+static bool parse(hs_hub_t *h, const uint8_t *rec, size_t len, hs_hubmsg_t *m)
+{
+    char why[200];
+    int rc = hs_hubproto_parse(h->fmt, rec, len, m, &h->scratch, why, sizeof(why));
+    if (rc == HS_ENOMEM) {
+        fail_oom(h);
+        return false;
+    }
+    if (rc) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "Connection closed with an error. InvalidData: %s", why);
+        hs_hub_close(h, msg, false);
+        return false;
+    }
+    return true;
+}
+
+/* Keeps an invocation record for later: [u32 length][bytes]. */
+static void hold(hs_hub_t *h, const uint8_t *rec, size_t len)
+{
+    /* bounded by input_stopped(): at most HELD_MAX plus what one read or POST delivered */
+    uint32_t l = (uint32_t)len;
+    if (hs_hubbuf_put(&h->held, &l, sizeof(l)) || hs_hubbuf_put(&h->held, rec, len))
+        fail_oom(h);
+}
+
+/* Runs held invocations, oldest first, while they may run. */
+static void run_held(hs_hub_t *h)
+{
+    while (held_len(h) && may_run(h) && !h->ended && !h->closing) {
+        uint32_t l;
+        memcpy(&l, h->held.p + h->held_off, sizeof(l));
+        const uint8_t *rec = h->held.p + h->held_off + sizeof(l);
+        h->held_off += sizeof(l) + l;
+        hs_hubmsg_t m;
+        /* handled before the buffer is touched again: nothing below appends to h->held */
+        if (parse(h, rec, l, &m))
+            handle(h, &m);
+    }
+    if (!held_len(h)) {
+        h->held.len = 0;
+        h->held_off = 0;
+    }
+}
+
+static void on_record(hs_hub_t *h, const uint8_t *rec, size_t len)
+{
+    hs_hubmsg_t m;
+    if (!parse(h, rec, len, &m))
+        return;
+    if (h->awaiting_sequence && m.type != HS_HUBMSG_SEQUENCE)
+        return;
+    if (trackable(m.type) && (held_len(h) || !may_run(h))) {
+        hold(h, rec, len);
+        return;
+    }
+    handle(h, &m);
+    if (m.type == HS_HUBMSG_ACK)
+        run_held(h); /* the Ack may have made room for what waited */
+}
+
+/* Sets the WebSocket's receive flow to match input_stopped(). */
+static void update_rx(hs_hub_t *h)
+{
+    bool stop = input_stopped(h) && !h->ended && !h->closing;
+    if (h->transport != HS_HUB_T_WS || !h->wsi || stop == h->rx_paused)
+        return;
+    h->rx_paused = stop;
+    lws_rx_flow_control(h->wsi, stop ? 0 : 1);
+}
 
 void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
 {
@@ -1123,10 +1239,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         len = h->in.len;
     }
     size_t max = h->srv->cfg.max_message;
-    /* Invocations run one at a time, in arrival order (as ASP.NET does by default): while one
-     * waits for the writer or a reader, the rest of the input waits too, so a GetStream after a
-     * Publish sees the publish. */
-    while (off < len && !h->ended && !h->closing && !h->pending) {
+    while (off < len && !h->ended && !h->closing && !input_stopped(h)) {
         const uint8_t *rec;
         size_t rl, used;
         int rc = hs_hubproto_next(h->handshaken ? h->fmt : HS_HUB_JSON, buf + off, len - off, max,
@@ -1169,30 +1282,40 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
         h->in.len = 0;
         return;
     }
-    if (h->pending && h->in.len) {
-        /* stop reading the socket until the invocation is done (WebSockets); POSTs are bounded */
-        if (h->transport == HS_HUB_T_WS && h->wsi && !h->rx_paused) {
-            lws_rx_flow_control(h->wsi, 0);
-            h->rx_paused = true;
-        }
-        if (h->in.len > HELD_INPUT_MAX + max)
-            hs_hub_close(h, "Connection closed with an error. Too much input while an invocation "
-                            "runs.",
-                         false);
+    /* what is left unparsed: a partial record, or records behind a stop; a WebSocket's is at
+     * most what lws had read when it was paused, a POST's its body (bounded by --max-body) */
+    if (h->in.len > HELD_MAX + max) {
+        hs_hub_close(h, "Connection closed with an error. Too much input while its answers "
+                        "wait.",
+                     false);
+        return;
     }
+    update_rx(h);
 }
 
-/* An invocation finished: go on with the input that waited for it. */
+/* Something that held the input back went away (an invocation finished, an Ack arrived, the
+ * client read its answers): run what waited and read on. */
 static void resume_input(hs_hub_t *h)
 {
-    if (h->pending || h->ended)
+    if (h->ended)
         return;
-    if (h->rx_paused) {
-        h->rx_paused = false;
-        if (h->wsi)
-            lws_rx_flow_control(h->wsi, 1);
-    }
+    run_held(h);
     hs_hub_input(h, NULL, 0);
+    update_rx(h);
+    hs_hub_release_posts(h);
+}
+
+void hs_hub_output_drained(hs_hub_t *h)
+{
+    if (h->ended || h->closing)
+        return;
+    if (held_len(h) || h->in.len || h->rx_paused || h->posts)
+        resume_input(h);
+}
+
+bool hs_hub_input_idle(const hs_hub_t *h)
+{
+    return !h->in.len && !held_len(h);
 }
 
 /* ---- timers ---- */
@@ -1209,6 +1332,8 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
          * holds nothing between records (what a pending invocation needs, it copied). */
         if (!h->in.len)
             hs_hubbuf_free(&h->in);
+        if (!held_len(h))
+            hs_hubbuf_free(&h->held);
         if (!h->ctl.len)
             hs_hubbuf_free(&h->ctl);
         hs_hubbuf_free(&h->scratch);
@@ -1243,6 +1368,18 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
         }
         if (!h->handshaken || h->closing)
             continue;
+        if (replay_full(h)) {
+            /* answers wait for the client's Acks; one that sends none is gone or hostile */
+            if (!h->replay_full_ms) {
+                h->replay_full_ms = now;
+            } else if (now - h->replay_full_ms >= cfg->hub_client_timeout_ms) {
+                hs_hub_close(h,
+                             "Connection closed with an error. The client did not acknowledge "
+                             "the messages it received in time.",
+                             true);
+                continue;
+            }
+        }
         if (h->client_pinged && now - h->last_recv_ms >= cfg->hub_client_timeout_ms) {
             hs_hub_close(h,
                          "Connection closed with an error. Server timeout elapsed without "

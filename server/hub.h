@@ -46,6 +46,7 @@ struct hs_hubreq {
     const char *ctype;
     hs_hubbuf_t resp;
     int64_t parked_ms; /* POLL: when it started waiting */
+    struct hs_hubreq *post_next; /* POST: the next parked one (see hs_hub_release_posts) */
 };
 
 /* A subscription of a hub connection: streaming (StreamInvocation, items for `id`) or push
@@ -88,9 +89,12 @@ struct hs_hub {
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
     bool stateful;               /* granted and handshake version >= 2 */
-    bool rx_paused;              /* WebSocket reads stopped while an invocation runs */
+    bool rx_paused;              /* WebSocket reads stopped (see "Input flow" in hub.c) */
     bool awaiting_sequence;      /* resumed: ignore records until the client's Sequence */
     hs_hubbuf_t in;              /* input not yet cut into records */
+    hs_hubbuf_t held;            /* invocation records waiting their turn ([u32 len][record]) */
+    size_t held_off;             /* where the oldest held record starts */
+    hs_hubreq_t *posts;          /* SSE / long-polling POSTs answered once their input is taken */
     hs_hubbuf_t ctl;             /* whole records queued to go out before subscription data */
     hs_hubbuf_t scratch;
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
@@ -108,6 +112,7 @@ struct hs_hub {
     int64_t replay_first;
     int64_t in_count, in_handled; /* trackable records received / handled */
     int64_t acked;               /* the last Ack sent */
+    int64_t replay_full_ms;      /* since when the replay buffer is full with no Ack (0: not) */
     int64_t ack_ms;
 };
 
@@ -126,6 +131,11 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n);
 size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget);
 /* Whether anything waits to be packed. */
 bool hs_hub_has_output(hs_hub_t *h);
+/* The transport handed what was packed to the kernel (or a poll answer): input held back while
+ * answers waited goes on. */
+void hs_hub_output_drained(hs_hub_t *h);
+/* Whether every byte the client sent was taken (nothing unparsed, no invocation held). */
+bool hs_hub_input_idle(const hs_hub_t *h);
 /* Asks the transport for a chance to write (WebSocket / SSE writable, or answers a parked
  * poll). */
 void hs_hub_want_write(hs_hub_t *h);
@@ -174,6 +184,9 @@ void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r);
 void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r);
 /* Answers a request (home thread): locally or through the origin's inbox. */
 void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status);
+/* Answers the parked POSTs of a connection whose input was taken (all of them, with 404, once
+ * it ended). Home thread. */
+void hs_hub_release_posts(hs_hub_t *h);
 /* The HTTP connection of a forwarded request closed (origin thread). */
 void hs_hub_req_conn_closed(hs_conn_t *c);
 /* The home IO thread of the connection a request names (`GET /hub?id=...` as its first

@@ -24,6 +24,7 @@ struct hs_hubreg {
     hs_hub_t *bucket[REG_BUCKETS];
     hs_hub_t *un_head, *un_tail; /* unclaimed, oldest first */
     size_t count;
+    size_t nunclaimed; /* on the unclaimed list: bounded by cfg.hub_max_unclaimed */
 };
 
 /* ---- registry ---- */
@@ -56,12 +57,14 @@ static void un_remove(struct hs_hubreg *reg, hs_hub_t *h)
         reg->un_tail = h->un_prev;
     h->un_prev = h->un_next = NULL;
     h->unclaimed = false;
+    reg->nunclaimed--;
 }
 
 /* Appends h to the expiry list, newest last (mutex held). */
 static void un_append(struct hs_hubreg *reg, hs_hub_t *h)
 {
     h->unclaimed = true;
+    reg->nunclaimed++;
     h->un_next = NULL;
     h->un_prev = reg->un_tail;
     if (reg->un_tail)
@@ -151,17 +154,23 @@ void hs_hubreg_sweep(hs_server_t *srv, int64_t now)
 {
     struct hs_hubreg *reg = srv->hubreg;
     int ttl = srv->cfg.hub_disconnect_timeout_ms;
-    hs_hub_t *expired[64];
-    size_t n = 0;
-    pthread_mutex_lock(&reg->mu);
-    while (reg->un_head && now - reg->un_head->created_ms >= ttl && n < 64) {
-        hs_hub_t *h = reg->un_head;
-        reg_unlink(reg, h);
-        expired[n++] = h;
+    /* every expired entry goes, in batches of 64 (the mutex is held for one batch at a time,
+     * and the references are dropped outside it) */
+    for (;;) {
+        hs_hub_t *expired[64];
+        size_t n = 0;
+        pthread_mutex_lock(&reg->mu);
+        while (reg->un_head && now - reg->un_head->created_ms >= ttl && n < 64) {
+            hs_hub_t *h = reg->un_head;
+            reg_unlink(reg, h);
+            expired[n++] = h;
+        }
+        pthread_mutex_unlock(&reg->mu);
+        for (size_t i = 0; i < n; i++)
+            hs_hub_unref(expired[i]);
+        if (n < 64)
+            break;
     }
-    pthread_mutex_unlock(&reg->mu);
-    for (size_t i = 0; i < n; i++)
-        hs_hub_unref(expired[i]);
 }
 
 static hs_hub_t *reg_find(struct hs_hubreg *reg, const char *token)
@@ -384,6 +393,15 @@ static void negotiate(hs_conn_t *c)
     h->registered = true;
     struct hs_hubreg *reg = srv->hubreg;
     pthread_mutex_lock(&reg->mu);
+    if (reg->nunclaimed >= (size_t)srv->cfg.hub_max_unclaimed) {
+        /* negotiated and never used: each holds a connection object until it expires */
+        pthread_mutex_unlock(&reg->mu);
+        hs_hub_unref(h);
+        hs_conn_error(c, 429, "TooManyRequests",
+                      "%d negotiated connections are waiting for their transport; retry later",
+                      srv->cfg.hub_max_unclaimed);
+        return;
+    }
     uint32_t b = token_hash(h->token);
     h->reg_next = reg->bucket[b];
     reg->bucket[b] = h;
@@ -480,6 +498,17 @@ void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r)
     free_req(r);
 }
 
+void hs_hub_release_posts(hs_hub_t *h)
+{
+    if (!h->ended && !hs_hub_input_idle(h))
+        return;
+    while (h->posts) {
+        hs_hubreq_t *r = h->posts;
+        h->posts = r->post_next;
+        hs_hub_reply(h->io, r, h->ended ? 404 : 200);
+    }
+}
+
 void hs_hub_req_conn_closed(hs_conn_t *c)
 {
     if (c->pending_hub) {
@@ -498,6 +527,8 @@ static void answer_poll(hs_hub_t *h, hs_hubreq_t *r)
     hs_hub_reply(h->io, r, 200);
     if (h->closing && !hs_hub_has_output(h))
         hs_hub_end(h);
+    else
+        hs_hub_output_drained(h);
 }
 
 void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r)
@@ -510,7 +541,19 @@ void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r)
             return;
         }
         hs_hub_input(h, r->body, r->len);
-        hs_hub_reply(io, r, 200);
+        free(r->body);
+        r->body = NULL;
+        if (!h->ended && !hs_hub_input_idle(h)) {
+            /* its records wait (an invocation runs, or the client does not read its answers):
+             * the answer waits with them, so that the client's next send does too */
+            hs_hubreq_t **pp = &h->posts;
+            while (*pp)
+                pp = &(*pp)->post_next;
+            r->post_next = NULL;
+            *pp = r;
+            return;
+        }
+        hs_hub_reply(io, r, h->ended ? 404 : 200);
         return;
     case HS_HUBREQ_DELETE:
         if (!h->ended) {
@@ -683,6 +726,7 @@ int hs_hub_sse_writable(hs_conn_t *c)
         if (lws_write(c->wsi, b->p + LWS_PRE, len, LWS_WRITE_HTTP) < (int)len)
             return -1;
         h->last_send_ms = hs_now_ms();
+        hs_hub_output_drained(h);
     }
     if (h->closing && !hs_hub_has_output(h)) {
         if (n) { /* let lws flush it, then end the response */
@@ -796,6 +840,7 @@ int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h)
         if (lws_write(wsi, b->p + LWS_PRE, n, wp) < (int)n)
             return -1;
         h->last_send_ms = hs_now_ms();
+        hs_hub_output_drained(h);
     }
     if (h->closing && !hs_hub_has_output(h)) {
         if (n) {

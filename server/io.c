@@ -6,11 +6,13 @@
  * connection happens on its IO thread. HTTP routes live in http.c, SSE in sse.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,6 +258,57 @@ static void drain_inbox(hs_io_t *io)
         adopt_some(io);
 }
 
+/* ---- lingering close ---- */
+
+/*
+ * lws 4.1 closes a socket right after shutdown(SHUT_WR), without waiting for the client's end
+ * (the wait it means to do is skipped). A close() with unread input makes the kernel send a
+ * reset, and a reset makes the client's kernel drop what it had received but not yet read: a
+ * client still sending when the server refuses it (a 413, a SignalR Close with an error) would
+ * never see why. So when lws is about to close a connection, the IO thread keeps a duplicate of
+ * its descriptor: the socket outlives lws's close(), its queued answer and FIN go out, and the
+ * duplicate is read and discarded until the client closes its end or HS_LINGER_MS pass.
+ */
+#define HS_LINGER_MS 2000
+
+static void linger(hs_io_t *io, struct lws *wsi)
+{
+    int fd = lws_get_socket_fd(wsi);
+    if (fd < 0 || io->nlingers == HS_LINGER_MAX)
+        return; /* too many at once: those close at once, as lws does */
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return;
+    io->lingers[io->nlingers].fd = d;
+    io->lingers[io->nlingers].until_ms = hs_now_ms() + HS_LINGER_MS;
+    io->nlingers++;
+}
+
+/* Tick: reads and drops what lingering sockets received; closes those done or out of time. */
+static void reap_lingers(hs_io_t *io, int64_t now)
+{
+    char *sink = (char *)io->wbuf; /* scratch, unused between writes */
+    size_t cap = LWS_PRE + HS_WRITE_BUDGET;
+    for (size_t i = 0; i < io->nlingers;) {
+        int fd = io->lingers[i].fd;
+        bool done = now >= io->lingers[i].until_ms;
+        for (int k = 0; k < 16 && !done; k++) {
+            ssize_t n = recv(fd, sink, cap, MSG_DONTWAIT);
+            if (n > 0)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                break;
+            done = true; /* the client closed its end, or the socket failed */
+        }
+        if (done) {
+            close(fd);
+            io->lingers[i] = io->lingers[--io->nlingers];
+        } else {
+            i++;
+        }
+    }
+}
+
 /* ---- hang-ups during an outstanding answer (server.h) ---- */
 
 void hs_conn_watch_hangup(hs_conn_t *c)
@@ -315,6 +368,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     reap_hangups(io);
     int64_t now = hs_now_ms();
     expire_bodies(io, now);
+    reap_lingers(io, now);
     hs_sse_tick(io, now);
     hs_hub_tick(io, now);
     if (io->index == 0 && now - io->last_sweep_ms >= 1000) {
@@ -760,6 +814,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 
     case LWS_CALLBACK_CLOSED: {
+        linger(io_of(wsi), wsi);
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
         if (wd && wd->hub) {
             hs_hub_t *h = wd->hub;
@@ -769,8 +824,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     }
 
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* end of a transaction: lws frees c next */
     case LWS_CALLBACK_CLOSED_HTTP:
+        linger(io_of(wsi), wsi);
+        /* fall through */
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* end of a transaction: lws frees c next */
         if (c)
             hs_http_conn_closed(c);
         return 0;
@@ -946,6 +1003,9 @@ void hs_io_destroy(hs_io_t *io)
     }
     for (size_t i = 0; i < io->nbacklog; i++)
         hs_ingest_free(io->backlog[i]);
+    for (size_t i = 0; i < io->nlingers; i++)
+        close(io->lingers[i].fd);
+    io->nlingers = 0;
     free(io->backlog);
     free(io->wbuf);
     hs_hubbuf_free(&io->hubout);

@@ -121,7 +121,8 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         long reserve = 64 + 4L * (srv->cfg.io_threads + srv->cfg.reader_threads +
-                                  srv->cfg.fanout_workers);
+                                  srv->cfg.fanout_workers) +
+                       (long)HS_LINGER_MAX * srv->cfg.io_threads;
         long room = (long)rl.rlim_cur - reserve;
         if (room < 1)
             room = 1;

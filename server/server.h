@@ -50,6 +50,7 @@ enum {
 
 #define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
 #define HS_BACKLOG_MAX 16384        /* ingest entries an IO thread holds when its ring is full */
+#define HS_LINGER_MAX 64            /* closed sockets an IO thread drains at once (io.c) */
 
 struct hs_server {
     hs_config_t cfg;
@@ -141,6 +142,11 @@ struct hs_io {
     size_t nhubs;
     hs_hubbuf_t hubout;    /* scratch for packing hub records */
     int hup_ep;            /* epoll set of connections whose client may hang up unseen */
+    struct {
+        int fd;
+        int64_t until_ms;
+    } lingers[HS_LINGER_MAX]; /* closed by lws, drained here until the client's end (io.c) */
+    size_t nlingers;
     int64_t last_sweep_ms;
 };
 

@@ -17,7 +17,7 @@ function cpuSeconds(pid) {
 }
 
 test('at the open-file limit the server pauses accepting: no busy loop, no log flood, serves again after', async () => {
-  const NOFILE = 160;
+  const NOFILE = 400;
   const srv = await startServer({ name: 'hostile-fds', prefix: ['prlimit', `--nofile=${NOFILE}`], flags: ['--io-threads', '2'] });
   const socks = [];
   await guarded(async () => {
@@ -30,7 +30,7 @@ test('at the open-file limit the server pauses accepting: no busy loop, no log f
     // hold far more connections than descriptors: first the server's own limit closes the
     // extra ones, then accept() itself fails with EMFILE (the peeked connections are not yet
     // counted), and the rest wait in the listen backlog
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < 800; i++) {
       const s = net.connect(srv.port, '127.0.0.1');
       s.on('error', () => {});
       socks.push(s);

@@ -93,6 +93,7 @@ export function sseReset(port, path, delayMs = 0) {
 export class RawHub {
   constructor(port, { token, version = 1 } = {}) {
     this.records = [];
+    this.completions = 0; /* Completion records received (type 3) */
     this.waiters = new Set();
     this.closed = false;
     const q = token ? `?id=${encodeURIComponent(token)}` : '';
@@ -106,7 +107,9 @@ export class RawHub {
         const rec = this.buf.slice(0, i);
         this.buf = this.buf.slice(i + 1);
         try {
-          this.records.push(JSON.parse(rec));
+          const m = JSON.parse(rec);
+          if (m.type === 3) this.completions++;
+          this.records.push(m);
         } catch {
           this.records.push({ unparsed: rec });
         }

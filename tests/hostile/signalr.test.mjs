@@ -1,0 +1,166 @@
+// SignalR clients that misbehave: negotiating without ever connecting, invoking without ever
+// reading, reading without ever acknowledging (stateful reconnect). What one such client can
+// make the server hold is bounded by the limits in the README's resource table; these tests
+// measure that it is.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { startServer, killAll, guarded, sleep, show } from '../integration/lib/server.mjs';
+import { RawHub, RS } from './lib/clients.mjs';
+
+after(() => killAll());
+
+/** n negotiate requests, `par` in flight; resolves the list of statuses and tokens. */
+async function negotiateMany(srv, n, par = 32) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: par });
+  const out = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: par }, async () => {
+    while (next < n) {
+      next++;
+      const r = await srv.request('POST', '/hub/negotiate?negotiateVersion=1', { agent });
+      out.push({ status: r.status, token: r.json?.connectionToken });
+    }
+  }));
+  agent.destroy();
+  return out;
+}
+
+test('negotiated tokens are capped and all expire on time, however many there are', async () => {
+  const srv = await startServer({
+    name: 'hostile-negotiate',
+    flags: ['--hub-max-unclaimed', '2000', '--hub-disconnect-timeout-ms', '1500'],
+  });
+  await guarded(async () => {
+    const first = await negotiateMany(srv, 2600);
+    const ok = first.filter((r) => r.status === 200).length;
+    const refused = first.filter((r) => r.status === 429).length;
+    assert.equal(ok, 2000, 'exactly the cap is handed out');
+    assert.equal(refused, 600, 'the rest get 429');
+    // every one of them expires within the timeout and the sweep's second, not 64 per second
+    await sleep(1500 + 1500);
+    const again = await negotiateMany(srv, 2000);
+    assert.equal(again.filter((r) => r.status === 200).length, 2000, 'the cap is free again: every token expired');
+    // the newest of the first batch has expired too (a token that is still known but unused
+    // answers 400 "No transport has been started"; a forgotten one 404)
+    const stale = first.filter((r) => r.status === 200).at(-1).token;
+    const r = await srv.request('POST', `/hub?id=${encodeURIComponent(stale)}`, { body: `{}${RS}` });
+    assert.equal(r.status, 404, show(r));
+  }, () => srv.stop());
+});
+
+/** Resident set size of a process in KiB. */
+function rssKb(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
+/** `n` Unsubscribe invocations (cheap: answered at once) with ids from..from+n-1, as one string;
+ *  `pad` zero-pads the ids to that many digits (longer answers). */
+function cheapInvocations(from, n, pad = 0) {
+  let s = '';
+  for (let i = from; i < from + n; i++) {
+    s += JSON.stringify({ type: 1, invocationId: String(i).padStart(pad, '0'), target: 'Unsubscribe', arguments: ['none'] }) + RS;
+  }
+  return s;
+}
+
+test('a WebSocket client that invokes and never reads: the server stops reading it, holds little, and answers everything once it reads', async () => {
+  const srv = await startServer({ name: 'hostile-noread' });
+  await guarded(async () => {
+    const h = new RawHub(srv.port);
+    try {
+      await h.ready;
+      h.socket.pause(); // read nothing from here on
+      const base = rssKb(srv.pid);
+      // ~12 MB of answers (64-digit ids): more than the kernel buffers of both ends hold
+      const N = 100000;
+      for (let i = 0; i < N; i += 1000) h.ws.send(cheapInvocations(i + 1, 1000, 64));
+      await sleep(3000);
+      const grown = rssKb(srv.pid) - base;
+      console.log(`# ${N} invocations from a client that reads nothing: server RSS +${(grown / 1024).toFixed(1)} MB, ` +
+        `${(h.ws.bufferedAmount / 1e6).toFixed(1)} MB still waiting in the client`);
+      if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
+      assert.ok(h.ws.bufferedAmount > 1e6, 'the client could not send everything: the server stopped reading');
+      h.socket.resume();
+      await h.waitFor(() => h.completions >= N, 60000, `${N} completions`);
+      const ids = h.records.filter((x) => x.type === 3).map((x) => Number(x.invocationId));
+      assert.equal(ids.length, N);
+      assert.ok(ids.every((id, i) => id === i + 1), 'every invocation answered once, in order');
+    } finally {
+      h.close();
+    }
+  }, () => srv.stop());
+});
+
+test('a stateful client that reads but never acknowledges: the replay buffer stays bounded and the client is closed', async () => {
+  const srv = await startServer({ name: 'hostile-noack', flags: ['--hub-client-timeout-ms', '2000'] });
+  await guarded(async () => {
+    const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
+    assert.equal(neg.status, 200, show(neg));
+    assert.equal(neg.json.useStatefulReconnect, true);
+    const h = new RawHub(srv.port, { token: neg.json.connectionToken, version: 2 });
+    try {
+      await h.ready;
+      const base = rssKb(srv.pid);
+      let sent = 0;
+      while (!h.closed && sent < 300000) {
+        h.ws.send(cheapInvocations(sent + 1, 1000));
+        sent += 1000;
+        if (h.ws.bufferedAmount > 4e6) await sleep(20);
+        if (sent % 20000 === 0) await sleep(1);
+      }
+      await h.waitFor(() => h.closed, 20000, 'the server to close the connection');
+      const grown = rssKb(srv.pid) - base;
+      const completions = h.records.filter((x) => x.type === 3).length;
+      const close = h.records.find((x) => x.type === 7);
+      console.log(`# ${sent} invocations sent without an Ack: ${completions} answered, server RSS +${(grown / 1024).toFixed(1)} MB, close: ${close?.error}`);
+      assert.ok(close, 'a Close record');
+      assert.match(close.error, /did not acknowledge/);
+      assert.equal(close.allowReconnect, true);
+      // answers stop once --hub-stateful-buffer (100,000 bytes) is unacknowledged
+      assert.ok(completions < 3000, `${completions} completions kept for replay`);
+      if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
+      assert.equal((await srv.get('/healthz')).status, 200);
+    } finally {
+      h.close();
+    }
+  }, () => srv.stop());
+});
+
+test('a long-polling client that sends and never polls: its sends are not answered until it polls', async () => {
+  const srv = await startServer({ name: 'hostile-nopoll' });
+  await guarded(async () => {
+    const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1');
+    const id = encodeURIComponent(neg.json.connectionToken);
+    const first = await srv.request('GET', `/hub?id=${id}`);
+    assert.equal(first.status, 200, show(first));
+    const hs = await srv.request('POST', `/hub?id=${id}`, { body: JSON.stringify({ protocol: 'json', version: 1 }) + RS });
+    assert.equal(hs.status, 200);
+    // each POST carries 2,000 invocations (~70 KB of answers): the answers pile up unpolled
+    let answered = 0;
+    let stuck = false;
+    for (let k = 0; k < 20 && !stuck; k++) {
+      const p = srv.request('POST', `/hub?id=${id}`, { body: cheapInvocations(k * 2000 + 1, 2000), timeoutMs: 60000 });
+      const r = await Promise.race([p, sleep(1500).then(() => null)]);
+      if (!r) {
+        stuck = true;
+        // polling drains the answers, and the send is answered then
+        const polled = [];
+        for (let i = 0; i < 50 && polled.join('').split(RS).length < (k + 1) * 2000; i++) {
+          const poll = await srv.request('GET', `/hub?id=${id}`, { timeoutMs: 10000 });
+          polled.push(poll.text);
+        }
+        const done = await p;
+        assert.equal(done.status, 200);
+        const ids = polled.join('').split(RS).filter(Boolean).map((t) => JSON.parse(t)).filter((m) => m.type === 3).map((m) => Number(m.invocationId));
+        assert.ok(ids.every((x, i) => x === i + 1), 'answers in order, each once');
+        break;
+      }
+      assert.equal(r.status, 200);
+      answered++;
+    }
+    assert.ok(stuck, `all ${answered} sends were answered with nobody polling: no backpressure`);
+    assert.ok(answered <= 2, `${answered} sends answered before the server stopped taking input`);
+  }, () => srv.stop());
+});
