@@ -17,7 +17,8 @@
  * never read and must be ended as stalled; and ones that unsubscribe after a few events or at
  * once, i.e. while their catch-up read is in flight (pass --skip-unsub-catchup to leave those
  * out). When the publishers are done every stream is closed, so the subscribers that stay get
- * the close marker and the END signal.
+ * the close marker and the END signal; some subscribe just before that, so that the close finds
+ * them catching up.
  *
  * Checks: each subscriber sees versions (positions on $all) strictly consecutive, with no gap and
  * no duplicate, from its start point: from + 1, or for a live-only subscriber the first event
@@ -26,7 +27,11 @@
  * positions in its blocks are those the writer acknowledged; stuck subscribers are ended as
  * stalled and nobody else is; nothing stays registered; ASan checks that nothing leaks.
  *
- * Usage: stress_fanout [--skip-unsub-catchup] [--seed N]
+ * --subscribe-after-close adds subscribers that come once every stream is closed, while a stuck
+ * subscriber still holds the worker's entry for the stream (see the report in the commit that
+ * added it: they turn live from the block cache and never get the close marker).
+ *
+ * Usage: stress_fanout [--skip-unsub-catchup] [--subscribe-after-close] [--seed N]
  */
 #include <pthread.h>
 #include <sched.h>
@@ -64,7 +69,8 @@
 #define FAST_OUTBOX (64 * 1024)
 #define SLOW_OUTBOX 3000     /* a dozen events: slow readers overflow it all the time */
 #define STUCK_OUTBOX 2048
-#define DONE_DEADLINE_US (60LL * 1000000)
+#define DONE_DEADLINE_US (30LL * 1000000)
+#define AFTER_CLOSE (-1) /* threshold: subscribe once every stream is closed */
 
 /* ---- the run's shared state ---- */
 
@@ -82,7 +88,10 @@ static hs_fanout_t *fanout;
 static atomic_int published;        /* events acknowledged so far */
 static _Atomic int64_t final_all;   /* last position, set once every stream is closed; 0 before */
 static atomic_int started, finished;
-static bool skip_unsub_catchup;
+static atomic_int ready;            /* subscribers known to be registered by their worker */
+static atomic_int closed;           /* every stream is closed */
+static int nbefore;                 /* subscribers that subscribe before the close */
+static bool skip_unsub_catchup, after_close;
 
 /* ---- subscribers ---- */
 
@@ -97,17 +106,18 @@ typedef struct tsub {
     int64_t from;
     int speed;
     int unsub_after;   /* unsubscribe after this many events; -1: stay to the end */
-    int threshold;     /* subscribe once this many events are acknowledged */
+    int threshold;     /* subscribe once this many events are acknowledged, or AFTER_CLOSE */
     /* IO thread state */
     int state;
     hs_sub_t *s;
     int64_t live_after;
-    bool want_write, got_end, got_kill;
+    bool want_write, got_end, got_kill, ready;
     int end_reason;
     int64_t first, last; /* sequence numbers received; 0 = none yet */
     int64_t marker_version;
     bool marker;
     uint64_t received, turns;
+    int64_t next_pop_us; /* slow readers: not before then */
     int64_t *seen_pos; /* stream: version -> position received; $all: position -> version */
 } tsub_t;
 
@@ -149,6 +159,17 @@ static bool io_has_work(void *ctx)
     return !hs_mpsc_empty(&io->inbox) || atomic_load(&io->stop);
 }
 
+/* The worker has registered it (it queued something, ended it, or it is gone): the streams
+ * may be closed without racing its registration. */
+static void mark_ready(tsub_t *t)
+{
+    if (t->ready)
+        return;
+    t->ready = true;
+    if (t->threshold != AFTER_CLOSE)
+        atomic_fetch_add(&ready, 1);
+}
+
 /* The connection goes away: what hs_sse_closed() does. */
 static void drop(tsub_t *t)
 {
@@ -158,6 +179,7 @@ static void drop(tsub_t *t)
     hs_sub_unref(s);
     t->s = NULL;
     t->state = ST_DONE;
+    mark_ready(t);
     atomic_fetch_add(&finished, 1);
 }
 
@@ -239,10 +261,15 @@ static void turn(io_t *io, tsub_t *t)
     hs_sub_t *s = t->s;
     t->turns++;
     if (t->speed != SPEED_STUCK || t->got_kill || t->got_end) {
-        /* slow: a few blocks every other turn; stuck ones read only once they are ended */
-        int budget = t->speed == SPEED_SLOW && !t->got_end && !t->got_kill
-                         ? (t->turns % 2 ? 3 : 0)
-                         : 1 << 30;
+        /* slow: 4 blocks a millisecond at most, however often signals come; stuck ones read
+         * only once they are ended */
+        int budget = 1 << 30;
+        if (t->speed == SPEED_SLOW && !t->got_end && !t->got_kill) {
+            int64_t now = stress_now_us();
+            budget = now >= t->next_pop_us ? 4 : 0;
+            if (budget)
+                t->next_pop_us = now + 1000;
+        }
         hs_block_t *b;
         while (budget-- > 0 && (b = hs_sub_pop_spsc(s, hs_fanout_block_size))) {
             on_block(t, b);
@@ -316,7 +343,8 @@ static void *io_thread(void *arg)
         bool pending = false;
         for (int i = io->index; i < nsubs; i += NIO) {
             tsub_t *t = &subs[i];
-            if (t->state == ST_PENDING && pub >= t->threshold)
+            if (t->state == ST_PENDING &&
+                (t->threshold == AFTER_CLOSE ? atomic_load(&closed) != 0 : pub >= t->threshold))
                 start(io, t);
             if (t->state != ST_ACTIVE)
                 continue;
@@ -324,6 +352,8 @@ static void *io_thread(void *arg)
             if (t->want_write || t->got_end || t->got_kill ||
                 (t->stream < 0 && atomic_load(&final_all)))
                 turn(io, t);
+            if (t->state == ST_ACTIVE && (t->received || !hs_sub_empty(t->s)))
+                mark_ready(t);
             if (t->state == ST_ACTIVE && t->want_write && t->speed == SPEED_SLOW)
                 pending = true;
             if (t->state == ST_ACTIVE && t->stream < 0 && atomic_load(&final_all))
@@ -407,8 +437,10 @@ static void *publisher(void *arg)
     int sent = 0, seq = 0;
     char pad[256];
     memset(pad, 'x', sizeof(pad));
-    while (sent < PUB_EVENTS || p->inflight) {
+    for (;;) {
         reap(p);
+        if (sent == PUB_EVENTS && !p->inflight)
+            break;
         if (sent < PUB_EVENTS && p->inflight < PUB_INFLIGHT) {
             int si = (int)stress_below(&rng, NSTREAMS);
             int n = 1 + (int)stress_below(&rng, 4);
@@ -478,6 +510,8 @@ static void add_sub(int stream, bool has_from, int64_t from, int speed,
     t->speed = speed;
     t->unsub_after = unsub_after;
     t->threshold = threshold;
+    if (threshold != AFTER_CLOSE)
+        nbefore++;
     t->seen_pos = calloc(MAX_VERSION + 1, sizeof(int64_t));
     CHECK(t->seen_pos != NULL, "out of memory");
     nsubs++;
@@ -486,7 +520,7 @@ static void add_sub(int stream, bool has_from, int64_t from, int speed,
 static void plan(uint64_t seed)
 {
     uint64_t rng = seed;
-    subs = calloc(NSTREAMS * 12 + 4, sizeof(tsub_t));
+    subs = calloc(NSTREAMS * 16 + 4, sizeof(tsub_t));
     CHECK(subs != NULL, "out of memory");
     /* Subscribers come after a quarter of the events: the workers keep a stream's block cache
      * only while it has subscribers, so the cache misses the first events and from-0
@@ -510,10 +544,23 @@ static void plan(uint64_t seed)
         add_sub(s, false, 0, SPEED_FAST, 1 + (int)stress_below(&rng, 100), WHEN());
         /* never reads: ended as stalled (subscribes early, so its outbox surely fills) */
         add_sub(s, true, 0, SPEED_STUCK, -1, lo + (int)stress_below(&rng, (uint32_t)span / 4));
+        /* subscribe once everything is published: still catching up when the close comes */
+        add_sub(s, true, 0, SPEED_SLOW, -1, TOTAL_EVENTS);
+        add_sub(s, true, 0, SPEED_FAST, -1, TOTAL_EVENTS);
     }
     add_sub(-1, false, 0, SPEED_FAST, -1, WHEN());
     add_sub(-1, true, 0, SPEED_SLOW, -1, WHEN());
     add_sub(-1, true, 0, SPEED_FAST, 0, WHEN());
+    if (after_close) {
+        /* Subscribing to a stream that is already closed, while another subscriber (here a stuck
+         * one that came just before the close) keeps the worker's entry for it, and with it the
+         * block cache: they must still get the close marker after the last event. */
+        for (int s = 0; s < NSTREAMS; s++) {
+            add_sub(s, true, 0, SPEED_STUCK, -1, TOTAL_EVENTS);
+            add_sub(s, true, 0, SPEED_FAST, -1, AFTER_CLOSE);
+            add_sub(s, true, 0, SPEED_SLOW, -1, AFTER_CLOSE);
+        }
+    }
 #undef WHEN
 }
 
@@ -580,11 +627,14 @@ static void report_unfinished(void)
         char who[200];
         describe(t, who, sizeof(who));
         /* the IO threads are stopped: their state can be read */
+        int64_t final = t->stream < 0 ? atomic_load(&final_all)
+                                      : atomic_load(&streams[t->stream].final_version);
         fprintf(stderr, "  unfinished: %s: state %d, received %llu, last %lld, end %d kill %d "
-                "marker %d, final %lld\n", who, t->state, (unsigned long long)t->received,
-                (long long)t->last, t->got_end, t->got_kill, t->marker,
-                t->stream < 0 ? (long long)atomic_load(&final_all)
-                              : (long long)atomic_load(&streams[t->stream].final_version));
+                "marker %d, final %lld%s\n", who, t->state, (unsigned long long)t->received,
+                (long long)t->last, t->got_end, t->got_kill, t->marker, (long long)final,
+                t->stream >= 0 && t->last == final && !t->marker && !t->got_end
+                    ? ": every event, but neither the close marker nor END"
+                    : "");
     }
 }
 
@@ -595,10 +645,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--skip-unsub-catchup") == 0)
             skip_unsub_catchup = true;
+        else if (strcmp(argv[i], "--subscribe-after-close") == 0)
+            after_close = true;
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 0);
         else
-            FAILF("usage: %s [--skip-unsub-catchup] [--seed N]", argv[0]);
+            FAILF("usage: %s [--skip-unsub-catchup] [--subscribe-after-close] [--seed N]",
+                  argv[0]);
     }
     pick_streams();
     plan(seed);
@@ -661,9 +714,12 @@ int main(int argc, char **argv)
           atomic_load(&published));
     int64_t t_pub = stress_now_us();
 
-    /* everyone subscribes before the streams close */
-    while (atomic_load(&started) < nsubs) {
-        CHECK(stress_now_us() - t0 < DONE_DEADLINE_US, "subscribers never started");
+    /* everyone subscribes, and is registered by its worker, before the streams close: a
+     * subscription that registers after its stream's close went through the worker is the
+     * --subscribe-after-close case */
+    while (atomic_load(&ready) < nbefore) {
+        CHECK(stress_now_us() - t0 < DONE_DEADLINE_US, "%d of %d subscribers registered",
+              atomic_load(&ready), nbefore);
         stress_sleep_us(1000);
     }
     for (int i = 0; i < NSTREAMS; i++) {
@@ -677,6 +733,7 @@ int main(int argc, char **argv)
     hs_writer_stats(writer, &ws);
     CHECK(ws.last_position == TOTAL_EVENTS, "last position %lld", (long long)ws.last_position);
     atomic_store(&final_all, ws.last_position);
+    atomic_store(&closed, 1);
     for (int i = 0; i < NIO; i++)
         hs_waiter_wake(&ios[i].waiter);
 
