@@ -6,6 +6,7 @@
 #ifndef HS_STRESS_H
 #define HS_STRESS_H
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +55,18 @@ static inline void stress_sleep_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
     nanosleep(&ts, NULL);
+}
+
+/* Waiting for another thread without a lock: yield a few times (cheap on an idle machine, where
+ * the thread waited for runs on the other core), then sleep 50 us per call, since on a busy
+ * machine each yield can cost a whole time slice behind CPU-bound threads. Reset *spins to 0
+ * after progress. */
+static inline void stress_backoff(unsigned *spins)
+{
+    if ((*spins)++ < 16)
+        sched_yield();
+    else
+        stress_sleep_us(50);
 }
 
 /* xorshift64*: one state per thread, never shared. */
