@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Called once by stress_fail() before the process ends (e.g. to remove temporary files). */
+static void (*stress_on_fail)(void);
+
 /* Any thread: prints "FAIL <program>: <file>:<line>: <message>" and ends the process with 1.
  * _exit, not exit: the other threads are still running, and atexit handlers must not race
  * them. */
@@ -32,6 +35,11 @@ static inline void stress_fail(const char *file, int line, const char *cond, con
         fprintf(stderr, "FAIL %s:%d: %s\n", file, line, msg);
     fflush(stderr);
     fflush(stdout);
+    if (stress_on_fail) {
+        void (*f)(void) = stress_on_fail;
+        stress_on_fail = NULL;
+        f();
+    }
     _exit(1);
 }
 

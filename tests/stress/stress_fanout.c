@@ -659,6 +659,7 @@ int main(int argc, char **argv)
     strcpy(dir, "/tmp/hs-stress-fanout-XXXXXX");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     snprintf(db, sizeof(db), "%s/f.db", dir);
+    stress_on_fail = remove_db;
     char err[256];
     hs_writer_config_t wc = {.db = db,
                              .nrings = 2,

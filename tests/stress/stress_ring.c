@@ -13,7 +13,7 @@
  * Checks: a ring of size n holds n - 1 entries; every item arrives exactly once, in order per
  * producer, with the contents its producer wrote; every object comes back to its pool.
  *
- * Each phase stops producing after 2 s even if it has not sent its full count: ck's multi-
+ * Each phase stops producing after 3 s even if it has not sent its full count: ck's multi-
  * producer enqueue spins (without yielding) until every earlier ticket is committed, so with
  * more runnable threads than cores a phase can crawl; the checks hold for whatever was sent.
  */
@@ -35,7 +35,7 @@
 #define MPSC_PRODUCERS 3
 #define SPSC_ITEMS 400000
 #define MPSC_ITEMS 150000 /* per producer */
-#define BUDGET_US (2LL * 1000000) /* per phase: producers stop early on a slow machine */
+#define BUDGET_US (3LL * 1000000) /* per phase: producers stop early on a slow machine */
 #define DEADLINE_US (60LL * 1000000)
 
 typedef struct item {
