@@ -29,12 +29,13 @@
 #include "stress.h"
 
 #define WORDS 16
-#define POOL 128          /* objects per producer: fewer than the rings hold, so both fill */
+#define POOL 128          /* objects per producer: more than the data rings hold, so they fill;
+                           * the return rings (2 * POOL) never do */
 #define SPSC_RING 64      /* small rings: producers and consumers meet full and empty often */
-#define MPSC_RING 32
+#define MPSC_RING 256     /* holds fewer than the producers' pools together */
 #define MPSC_PRODUCERS 3
-#define SPSC_ITEMS 400000
-#define MPSC_ITEMS 150000 /* per producer */
+#define SPSC_ITEMS 1000000
+#define MPSC_ITEMS 300000 /* per producer */
 #define BUDGET_US (3LL * 1000000) /* per phase: producers stop early on a slow machine */
 #define DEADLINE_US (60LL * 1000000)
 
@@ -54,6 +55,7 @@ typedef struct ring {
 static int64_t start_us;
 static atomic_int stop; /* the phase's time budget is spent: producers send no more */
 static bool budget_hit;
+static uint64_t spsc_full, spsc_empty, mpsc_full, mpsc_empty; /* waits, for the summary */
 
 static void ring_init(ring_t *r, unsigned size)
 {
@@ -144,6 +146,7 @@ typedef struct spsc {
     item_t *pool;
     _Atomic uint64_t sent; /* written once the producer stops */
     atomic_int finished;
+    uint64_t full; /* producer: times it found the data ring full */
 } spsc_t;
 
 static void *spsc_producer(void *arg)
@@ -169,6 +172,7 @@ static void *spsc_producer(void *arg)
         unsigned spins = 0;
         while (!hs_ring_enqueue_spsc(&t->data.r, t->data.buf, it)) {
             deadline("spsc producer waiting for room");
+            t->full += !spins;
             stress_backoff(&spins);
         }
     }
@@ -184,6 +188,8 @@ static unsigned long long run_spsc(void)
     atomic_store(&stop, 0);
     atomic_init(&t.sent, 0);
     atomic_init(&t.finished, 0);
+    t.full = 0;
+    uint64_t empty = 0;
     ring_init(&t.data, SPSC_RING);
     ring_init(&t.back, 2 * POOL); /* the return ring never fills */
     t.pool = calloc(POOL, sizeof(item_t));
@@ -201,6 +207,7 @@ static unsigned long long run_spsc(void)
         }
         if (!hs_ring_dequeue_spsc(&t.data.r, t.data.buf, &p)) {
             deadline("spsc consumer");
+            empty += !spins;
             stress_backoff(&spins);
             continue;
         }
@@ -216,6 +223,8 @@ static unsigned long long run_spsc(void)
     uint64_t used = next < POOL ? next : POOL;
     CHECK(back == used, "%u objects returned, the producer used %llu", back,
           (unsigned long long)used);
+    spsc_full = t.full;
+    spsc_empty = empty;
     free(t.pool);
     free(t.data.buf);
     free(t.back.buf);
@@ -232,6 +241,7 @@ typedef struct mpsc_producer {
     pthread_t th;
     _Atomic uint64_t sent; /* written once the producer stops */
     atomic_int finished;
+    uint64_t full; /* times it found the data ring full */
 } mpsc_producer_t;
 
 typedef struct mpsc {
@@ -262,6 +272,7 @@ static void *mpsc_producer(void *arg)
         unsigned spins = 0;
         while (!hs_ring_enqueue_mpsc(&pr->m->data.r, pr->m->data.buf, it)) {
             deadline("mpsc producer waiting for room");
+            pr->full += !spins;
             stress_backoff(&spins);
         }
     }
@@ -279,6 +290,7 @@ static unsigned long long run_mpsc(void)
     for (uint32_t i = 0; i < MPSC_PRODUCERS; i++) {
         atomic_init(&m.p[i].sent, 0);
         atomic_init(&m.p[i].finished, 0);
+        m.p[i].full = 0;
         m.p[i].m = &m;
         m.p[i].index = i;
         ring_init(&m.p[i].back, 2 * POOL);
@@ -288,7 +300,7 @@ static unsigned long long run_mpsc(void)
     for (uint32_t i = 0; i < MPSC_PRODUCERS; i++)
         CHECK(pthread_create(&m.p[i].th, NULL, mpsc_producer, &m.p[i]) == 0, "pthread_create");
     uint64_t next[MPSC_PRODUCERS] = {0};
-    uint64_t total = 0;
+    uint64_t total = 0, empty = 0;
     unsigned spins = 0;
     for (;;) {
         bool all = true;
@@ -304,6 +316,7 @@ static unsigned long long run_mpsc(void)
         void *p;
         if (!hs_ring_dequeue_mpsc(&m.data.r, m.data.buf, &p)) {
             deadline("mpsc consumer");
+            empty += !spins;
             stress_backoff(&spins);
             continue;
         }
@@ -324,9 +337,11 @@ static unsigned long long run_mpsc(void)
         uint64_t used = next[i] < POOL ? next[i] : POOL;
         CHECK(back == used, "producer %u: %u objects returned, it used %llu", i, back,
               (unsigned long long)used);
+        mpsc_full += m.p[i].full;
         free(m.p[i].pool);
         free(m.p[i].back.buf);
     }
+    mpsc_empty = empty;
     free(m.data.buf);
     return total;
 }
@@ -337,10 +352,13 @@ int main(void)
     check_capacity();
     unsigned long long spsc = run_spsc();
     unsigned long long mpsc = run_mpsc();
-    char detail[200];
-    snprintf(detail, sizeof(detail), "spsc %llu items, mpsc %llu items from %d producers%s",
-             spsc, mpsc, MPSC_PRODUCERS,
-             budget_hit ? " (cut short by the time budget: a slow or busy machine)" : "");
+    char detail[320];
+    snprintf(detail, sizeof(detail),
+             "spsc %llu items (ring full %llu times, empty %llu), mpsc %llu items from %d "
+             "producers (full %llu, empty %llu)%s",
+             spsc, (unsigned long long)spsc_full, (unsigned long long)spsc_empty, mpsc,
+             MPSC_PRODUCERS, (unsigned long long)mpsc_full, (unsigned long long)mpsc_empty,
+             budget_hit ? "; cut short by the time budget (a slow or busy machine)" : "");
     stress_summary("stress_ring", spsc + mpsc, start_us, detail);
     return 0;
 }
