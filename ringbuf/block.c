@@ -1,14 +1,26 @@
 /* Refcounted event blocks and batches (see block.h). */
 #include "ringbuf/block.h"
 
+#include "ringbuf/budget.h"
+
 #include <stdlib.h>
 
 hs_block_t *hs_block_alloc(size_t extra)
 {
     hs_block_t *b = calloc(1, sizeof(*b) + extra);
-    if (b)
+    if (b) {
         atomic_init(&b->refs, 1);
+        b->size = (uint32_t)(sizeof(*b) + extra);
+    }
     return b;
+}
+
+bool hs_block_charge(hs_block_t *b, hs_budget_t *budget)
+{
+    if (!hs_budget_take(budget, b->size))
+        return false;
+    b->budget = hs_budget_ref(budget);
+    return true;
 }
 
 void hs_block_unref(hs_block_t *b)
@@ -18,6 +30,10 @@ void hs_block_unref(hs_block_t *b)
     /* acq_rel: the last owner must see every other owner's reads completed before it frees */
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
         free(atomic_load_explicit(&b->mp, memory_order_relaxed));
+        if (b->budget) {
+            hs_budget_give(b->budget, b->size);
+            hs_budget_unref(b->budget);
+        }
         free(b);
     }
 }

@@ -13,6 +13,7 @@
 #define HS_BLOCK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,11 +45,19 @@ typedef struct hs_block {
      * MessagePack subscribers never pays for it and every MessagePack subscriber shares one
      * encoding. Freed with the block. */
     _Atomic(hs_block_mp_t *) mp;
-    char mem[]; /* the strings above */
+    /* A block read back for one subscriber's catch-up is a copy of its own: it is charged to a
+     * budget (budget.h) until freed. Live blocks, shared by everyone, are not. */
+    struct hs_budget *budget;
+    uint32_t size; /* bytes of the allocation */
+    char mem[];    /* the strings above */
 } hs_block_t;
 
 /* Allocates a block with `extra` bytes of string space in mem[]; refs = 1. NULL on ENOMEM. */
 hs_block_t *hs_block_alloc(size_t extra);
+
+/* Charges the block's size to budget (taking a reference to it) until the block is freed. False
+ * when the budget cannot take it (nothing is charged). Call before sharing the block. */
+bool hs_block_charge(hs_block_t *b, struct hs_budget *budget);
 
 static inline hs_block_t *hs_block_ref(hs_block_t *b)
 {

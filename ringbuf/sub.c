@@ -8,6 +8,8 @@
  */
 #include "ringbuf/sub.h"
 
+#include "ringbuf/budget.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +19,7 @@ hs_sub_t *hs_sub_create(const char *stream, size_t stream_len, const char *const
     hs_sub_t *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
+    atomic_init(&s->refs, 1); /* first: the failure path frees through hs_sub_unref */
     s->stream = malloc(stream_len + 1);
     s->head = s->tail = calloc(1, sizeof(hs_sub_chunk_t));
     if (!s->stream || !s->head)
@@ -37,7 +40,6 @@ hs_sub_t *hs_sub_create(const char *stream, size_t stream_len, const char *const
         }
     }
     s->max_bytes = max_bytes;
-    atomic_init(&s->refs, 1);
     s->io_node.kind = HS_NODE_SUB_IO;
     s->w_node.kind = HS_NODE_SUB_WORKER;
     return s;
@@ -63,6 +65,7 @@ void hs_sub_unref(hs_sub_t *s)
         free(s->head);
     }
     free(atomic_load(&s->spare));
+    hs_budget_unref(s->budget);
     for (uint32_t i = 0; i < s->ntypes; i++)
         free(s->types[i]);
     free(s->types);

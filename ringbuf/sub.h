@@ -89,6 +89,7 @@ struct hs_sub {
     uint8_t owner;     /* HS_SUB_OWNER_*: which front end consumes it */
     int worker_index;  /* which fan-out worker owns the stream */
     void *io_ctx;      /* io: the connection (IO thread only) */
+    struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
 
     /* worker state */
     int64_t cursor;    /* last version (position for $all) queued or skipped */
@@ -102,6 +103,7 @@ struct hs_sub {
     bool ended;
     bool io_pending_data;  /* worker: a DATA signal is collected for the end of the batch */
     int64_t stalled_since_ms;
+    bool starved;          /* worker: waiting for read budget (fanout.c) */
     hs_sub_t *w_prev, *w_next;     /* worker: the stream's subscriber list */
     hs_sub_t *st_prev, *st_next;   /* worker: the stalled list */
     void *w_stream;                /* worker: its stream entry */

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "hubstream/hubstream.h"
+#include "ringbuf/budget.h"
 #include "ringbuf/waiter.h"
 
 #define BATCH_RING         1024
@@ -33,6 +34,8 @@ typedef struct wstream {
     struct wstream *next;
     uint32_t hash, len;
     int64_t head; /* last version (position for $all) this worker delivered live */
+    bool closed;  /* a close marker passed (after version `head`): nothing follows but a delete;
+                     a subscription that catches up to it later ends there */
     /* recent blocks, seq cache_lo..head at slot seq % cache_cap: a subscriber that fell
      * behind catches up from here, sharing the blocks, before it falls back to the database */
     hs_block_t **cache;
@@ -59,6 +62,7 @@ typedef struct creq {
     hs_block_t **blocks;
     size_t n, cap, bytes;
     bool more, found;
+    bool starved; /* the read budget could not take the next page: wait and read again */
     hs_stream_head_t head;
 } creq_t;
 
@@ -74,11 +78,13 @@ struct worker {
     pthread_mutex_t mu; /* guards the stream table for hs_fanout_count */
     wstream_t **buckets;
     hs_sub_t *stalled;
+    hs_sub_t *starved; /* waiting for read budget (linked through st_prev/st_next too) */
     hs_sub_t **touched;
     size_t ntouched, touched_cap;
     bool *wake; /* per IO thread */
     size_t cache_bytes;
     int64_t last_stall_check;
+    int64_t last_starved_retry;
 };
 
 struct hs_fanout {
@@ -221,14 +227,44 @@ static void stalled_remove(worker_t *w, hs_sub_t *s)
     s->stalled_since_ms = 0;
 }
 
+static void starved_remove(worker_t *w, hs_sub_t *s);
+
 static void stalled_add(worker_t *w, hs_sub_t *s)
 {
     if (s->stalled_since_ms) return;
+    starved_remove(w, s);
     s->stalled_since_ms = now_ms();
     s->st_prev = NULL;
     s->st_next = w->stalled;
     if (w->stalled) w->stalled->st_prev = s;
     w->stalled = s;
+}
+
+/* Subscriptions whose catch-up waits for read budget: a separate list from the stalled one
+ * (a subscription is on at most one of them: stalled means its outbox is full, so it reads
+ * nothing). Retried every STARVED_RETRY_MS. */
+#define STARVED_RETRY_MS 10
+
+static void starved_remove(worker_t *w, hs_sub_t *s)
+{
+    if (!s->starved) return;
+    if (s->st_prev)
+        s->st_prev->st_next = s->st_next;
+    else
+        w->starved = s->st_next;
+    if (s->st_next) s->st_next->st_prev = s->st_prev;
+    s->st_prev = s->st_next = NULL;
+    s->starved = false;
+}
+
+static void starved_add(worker_t *w, hs_sub_t *s)
+{
+    if (s->starved || s->stalled_since_ms || s->ended) return;
+    s->starved = true;
+    s->st_prev = NULL;
+    s->st_next = w->starved;
+    if (w->starved) w->starved->st_prev = s;
+    w->starved = s;
 }
 
 static void touch(worker_t *w, hs_sub_t *s, unsigned flags)
@@ -285,6 +321,7 @@ static void detach(worker_t *w, hs_sub_t *s)
     pthread_mutex_unlock(&w->mu);
     s->w_stream = NULL;
     stalled_remove(w, s);
+    starved_remove(w, s);
     /* a pending DATA signal holds no reference; flush_wakes must not see a freed sub */
     for (size_t i = 0; i < w->ntouched; i++)
         if (w->touched[i] == s) {
@@ -361,6 +398,13 @@ static int on_record(void *ctx, const hs_record_t *rec)
     }
     hs_block_t *b = r->encode(rec);
     if (!b) return HS_ENOMEM;
+    if (r->sub->budget && !hs_block_charge(b, r->sub->budget)) {
+        /* the connection's or the server's read budget is spent: stop here, go on later */
+        hs_block_unref(b);
+        r->more = true;
+        r->starved = true;
+        return 1;
+    }
     r->blocks[r->n++] = b;
     r->bytes += hs_fanout_block_size(r->sub, b);
     if (r->bytes >= r->max_bytes) {
@@ -485,7 +529,7 @@ static bool serve_cache(worker_t *w, hs_sub_t *s)
         s->cursor = seq;
     }
     if (pushed) mark_touched(w, s);
-    if (s->end_pending)
+    if (s->end_pending || st->closed)
         end_closed(w, s);
     else
         s->mode = HS_SUB_LIVE;
@@ -565,6 +609,12 @@ static void apply_read(worker_t *w, creq_t *r)
         return;
     }
     if (r->from_head) s->cursor = r->after;
+    if (r->starved && !r->n) {
+        /* nothing could be charged: wait for budget (a later read starts from the cursor) */
+        free_req(r);
+        if (!s->reads) starved_add(w, s);
+        return;
+    }
     bool pushed = false;
     for (size_t i = 0; i < r->n; i++) {
         hs_block_t *b = r->blocks[i];
@@ -586,13 +636,18 @@ static void apply_read(worker_t *w, creq_t *r)
     /* a full page of exactly `limit` versions: the next one is worth reading ahead */
     s->prefetch = more && r->n == r->limit && s->cursor == r->after + (int64_t)r->limit;
     bool closed_at_end = !s->all && r->found && r->head.closed && s->cursor >= r->head.version;
+    bool starved = r->starved;
     free_req(r);
     if (more) {
+        if (starved) {
+            if (!s->reads) starved_add(w, s);
+            return;
+        }
         request_read(w, s);
         return;
     }
     if (s->reads) return; /* a read ahead is still out: it decides */
-    if (closed_at_end || (s->end_pending && s->cursor >= st->head)) {
+    if (closed_at_end || ((s->end_pending || st->closed) && s->cursor >= st->head)) {
         end_closed(w, s);
         return;
     }
@@ -686,6 +741,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
                 } else {
                     int reason =
                         blk->kind == HS_BLOCK_DELETED ? HS_SUB_END_DELETED : HS_SUB_END_CLOSED;
+                    st->closed = reason == HS_SUB_END_CLOSED;
                     for (hs_sub_t *s = st->subs, *next; s; s = next) {
                         next = s->w_next;
                         if (reason == HS_SUB_END_DELETED ||
@@ -712,6 +768,21 @@ static void on_batch(worker_t *w, hs_batch_t *b)
             /* the last subscriber may have left with the table entry */
             all = st_find(w, "$all", 4, hs_stream_hash("$all", 4));
         }
+    }
+}
+
+static void retry_starved(worker_t *w)
+{
+    int64_t now = now_ms();
+    if (!w->starved || now - w->last_starved_retry < STARVED_RETRY_MS) return;
+    w->last_starved_retry = now;
+    hs_sub_t *list = w->starved;
+    w->starved = NULL;
+    for (hs_sub_t *s = list, *next; s; s = next) {
+        next = s->st_next;
+        s->st_prev = s->st_next = NULL;
+        s->starved = false;
+        if (!s->ended && s->w_stream && s->mode == HS_SUB_CATCHUP) request_read(w, s);
     }
 }
 
@@ -753,10 +824,12 @@ static void *run(void *arg)
                 on_sub(w, hs_container_of(n, hs_sub_t, w_node));
         }
         check_stalls(w);
+        retry_starved(w);
         flush_wakes(w);
         if (busy) continue;
         if (atomic_load(&w->f->stopping)) break;
-        hs_waiter_sleep(&w->waiter, w->stalled ? 100 : 1000, has_work, w);
+        hs_waiter_sleep(&w->waiter, w->starved ? STARVED_RETRY_MS : w->stalled ? 100 : 1000,
+                        has_work, w);
     }
     return NULL;
 }

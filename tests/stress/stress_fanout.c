@@ -31,8 +31,9 @@
  * while a stuck subscriber still holds the worker's entry for the stream and its block cache.
  * They must get every event and then the close marker. When this was written they did not: the
  * close went through the worker before they registered, and serve_cache() in server/fanout.c
- * turns them live at the end of the cache without knowing the stream is closed, so they wait
- * forever. That mode therefore fails, and ctest does not run it.
+ * turned them live at the end of the cache without knowing the stream is closed, so they waited
+ * forever. The worker's stream entry now remembers the close; ctest runs this mode as
+ * stress_fanout_late_close.
  *
  * Usage: stress_fanout [--skip-unsub-catchup] [--subscribe-after-close] [--seed N]
  */
