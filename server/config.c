@@ -90,6 +90,15 @@ static const struct opt opts[] = {
      "Most subscriptions on one connection."},
     {"outbox-bytes", K_SIZE, CFG(outbox_bytes), 0, 1, GIB, "SIZE",
      "Most bytes queued for one subscription (its outbox bound)."},
+    {"read-budget", K_SIZE, CFG(read_budget), 0, 64 * KIB, 1024 * GIB, "SIZE",
+     "Most bytes that catch-up pages and read answers hold at once, over all connections; when "
+     "it is spent, catch-up waits and reads answer 503."},
+    {"connection-read-budget", K_SIZE, CFG(connection_read_budget), 0, 64 * KIB, 1024 * GIB,
+     "SIZE", "The same for one SignalR connection: its subscriptions' catch-up and its Read "
+     "answers."},
+    {"max-page-bytes", K_SIZE, CFG(max_page_bytes), 0, 1 * KIB, GIB, "SIZE",
+     "Most bytes of events in one read answer (GET .../events, the hub's Read); a page that "
+     "reaches it ends early and `next` continues it."},
     {"sse-ping-ms", K_INT, CFG(sse_ping_ms), 0, 1, 86400000, "MS",
      "Send an SSE comment ping after this many milliseconds of silence."},
     {"sse-retry-ms", K_INT, CFG(sse_retry_ms), 0, 1, 86400000, "MS",
@@ -149,6 +158,9 @@ void hs_config_init(hs_config_t *cfg)
         .max_message = 1 * MIB,
         .max_subscriptions = 1000,
         .outbox_bytes = 4 * MIB,
+        .read_budget = 256 * MIB,
+        .connection_read_budget = 16 * MIB,
+        .max_page_bytes = 4 * MIB,
         .sse_ping_ms = 15000,
         .sse_retry_ms = 3000,
         .stall_timeout_ms = 30000,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringbuf/budget.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -36,7 +37,13 @@ struct hs_http_read {
     size_t count;
     int64_t last_seq;
     bool oom;
+    bool spent;        /* the read budget could not take the body's next growth */
+    hs_budget_t *budget; /* the server's read budget: the body is charged to it */
+    size_t page_cap;   /* most event bytes in the answer (--max-page-bytes) */
 };
+
+/* The end of a read whose page is full (not an error). */
+#define PAGE_FULL 1
 
 /* ---- small helpers ---- */
 
@@ -47,14 +54,29 @@ static bool buf_reserve(struct hs_http_read *r, size_t more)
     size_t nc = r->cap ? r->cap : 4096;
     while (nc < r->len + more)
         nc *= 2;
+    /* the answer's memory is charged to the read budget until it is written (or dropped) */
+    if (!hs_budget_take(r->budget, nc - r->cap)) {
+        r->spent = true;
+        return false;
+    }
     char *p = realloc(r->body, nc);
     if (!p) {
+        hs_budget_give(r->budget, nc - r->cap);
         r->oom = true;
         return false;
     }
     r->body = p;
     r->cap = nc;
     return true;
+}
+
+/* Frees a read's answer and gives its charge back. */
+static void read_free(struct hs_http_read *r)
+{
+    if (r->cap)
+        hs_budget_give(r->budget, r->cap);
+    free(r->body);
+    free(r);
 }
 
 static void buf_put(struct hs_http_read *r, const char *s, size_t n)
@@ -122,8 +144,18 @@ static void stream_info_json(struct hs_http_read *r, const char *name, size_t le
 static int on_event(void *ctx, const hs_record_t *rec)
 {
     struct hs_http_read *r = ctx;
-    if (!buf_reserve(r, hs_record_json_len(rec) + 1))
+    size_t need = hs_record_json_len(rec) + 1;
+    /* a page ends early rather than grow past --max-page-bytes or the read budget; it always
+     * holds one event, however large (next continues after the last one it holds) */
+    if (r->count && r->len + need > r->page_cap)
+        return PAGE_FULL;
+    if (!buf_reserve(r, need)) {
+        if (r->spent && r->count) {
+            r->spent = false;
+            return PAGE_FULL;
+        }
         return HS_ENOMEM;
+    }
     if (r->count)
         r->body[r->len++] = ',';
     r->len += hs_record_json(rec, r->body + r->len);
@@ -167,8 +199,10 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         rc = all ? hs_store_read_all(st, after, r->backward, r->limit, on_event, r)
                  : hs_store_read_stream(st, r->stream, r->stream_len, after, r->backward,
                                         r->limit, on_event, r);
+        if (rc == PAGE_FULL)
+            rc = 0;
         if (rc)
-            return rc;
+            return r->spent ? 0 : rc;
         buf_printf(r, "],\"next\":%lld}", (long long)(r->count ? r->last_seq : after));
         r->status = 200;
         return r->oom ? HS_ENOMEM : 0;
@@ -215,16 +249,24 @@ void hs_http_on_read_done(hs_io_t *io, struct hs_http_read *r)
     hs_conn_t *c = r->conn;
     if (c) {
         c->pending_read = NULL;
-        if (r->base.status)
+        if (r->spent) {
+            c->retry_after = true;
+            hs_conn_error(c, 503, "Unavailable",
+                          "the server holds its whole read budget (--read-budget) for other "
+                          "clients' answers; retry shortly");
+        } else if (r->base.status || r->oom) {
             hs_conn_error(c, 503, "Unavailable", "the database read failed");
-        else if (r->status == 404)
+        } else if (r->status == 404) {
             hs_conn_error(c, 404, "NotFound", "no stream named '%.*s'", (int)r->stream_len,
                           r->stream);
-        else
-            hs_conn_respond(c, r->status, "application/json", r->body, r->len, NULL, NULL);
+        } else if (hs_conn_respond(c, r->status, "application/json", r->body, r->len, NULL,
+                                   NULL) == 0) {
+            /* the copy in the response takes over the charge, until it is written */
+            hs_conn_charge(c, r->budget, r->cap);
+            r->cap = 0;
+        }
     }
-    free(r->body);
-    free(r);
+    read_free(r);
 }
 
 static void submit_read(hs_conn_t *c, struct hs_http_read *r)
@@ -234,6 +276,8 @@ static void submit_read(hs_conn_t *c, struct hs_http_read *r)
     r->io = c->io;
     r->conn = c;
     r->srv = c->io->srv;
+    r->budget = c->io->srv->read_budget;
+    r->page_cap = c->io->srv->cfg.max_page_bytes;
     c->pending_read = r;
     if (!hs_reader_submit(c->io->srv->reader, &r->base)) {
         c->pending_read = NULL;
@@ -639,6 +683,13 @@ void hs_http_conn_closed(hs_conn_t *c)
     hs_hub_req_conn_closed(c);
     free(c->resp);
     c->resp = NULL;
+    c->resp_off = 0;
+    if (c->resp_budget) {
+        hs_budget_give(c->resp_budget, c->resp_charge);
+        hs_budget_unref(c->resp_budget);
+        c->resp_budget = NULL;
+        c->resp_charge = 0;
+    }
     free(c->body);
     c->body = NULL;
     c->body_cap = c->body_len = 0;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringbuf/budget.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -46,10 +47,14 @@ typedef struct hub_read {
     int status;
     bool found;
     hs_stream_head_t head;
-    hs_hubbuf_t out; /* JSON */
+    hs_hubbuf_t out; /* JSON; its capacity is charged to the connection's read budget */
     size_t n;
     bool oom;
+    bool spent; /* the budget could not take the answer's next growth */
 } hub_read_t;
+
+/* The end of a Read whose page is full (not an error). */
+#define PAGE_FULL 1
 
 static int64_t now_ms(void)
 {
@@ -67,6 +72,11 @@ hs_hub_t *hs_hub_create(hs_server_t *srv)
         return NULL;
     atomic_init(&h->refs, 1);
     h->srv = srv;
+    h->budget = hs_budget_create(srv->cfg.connection_read_budget, srv->read_budget);
+    if (!h->budget) {
+        free(h);
+        return NULL;
+    }
     h->home = -1;
     h->created_ms = h->start_ms = now_ms();
     return h;
@@ -87,7 +97,10 @@ void hs_hub_unref(hs_hub_t *h)
     hs_hubbuf_free(&h->ctl);
     hs_hubbuf_free(&h->scratch);
     hs_hubbuf_free(&h->replay);
+    hs_hubbuf_free(&h->out);
     free(h->replay_len);
+    hs_budget_give(h->budget, h->ctl_charge + h->out_charge);
+    hs_budget_unref(h->budget);
     free(h);
 }
 
@@ -169,6 +182,14 @@ static void on_ack(hs_hub_t *h, int64_t seq)
 
 static void fail_oom(hs_hub_t *h);
 
+/* Drops what ctl holds, and the read budget its answers were charged. */
+static void ctl_clear(hs_hub_t *h)
+{
+    h->ctl.len = 0;
+    hs_budget_give(h->budget, h->ctl_charge);
+    h->ctl_charge = 0;
+}
+
 /* After an encoder appended one record to ctl at `before`: number it if trackable. */
 static void queued(hs_hub_t *h, int rc, size_t before, bool trackable)
 {
@@ -210,7 +231,7 @@ __attribute__((format(printf, 3, 4))) static void complete_err(hs_hub_t *h, cons
 static void fail_oom(hs_hub_t *h)
 {
     /* a connection that cannot get memory is closed; others go on */
-    h->ctl.len = 0;
+    ctl_clear(h);
     hs_hub_close(h, "Connection closed with an error. Out of memory.", true);
 }
 
@@ -293,6 +314,7 @@ static int add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
     }
     s->io_index = h->io->index;
     s->io_ctx = hs;
+    s->budget = hs_budget_ref(h->budget);
     hs->sub = s;
     hs->hub = h;
     hs->push = push;
@@ -449,6 +471,8 @@ size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget)
             return 0;
         }
         h->ctl.len = 0;
+        h->out_charge += h->ctl_charge; /* the transport gives it back once this is written */
+        h->ctl_charge = 0;
     }
     if (h->closing || h->ended || !h->handshaken || !h->subs)
         return out->len - start;
@@ -525,7 +549,7 @@ void hs_hub_detach(hs_hub_t *h)
 {
     h->wsi = NULL;
     h->dropped_ms = now_ms();
-    h->ctl.len = 0; /* trackable records are in the replay buffer; the rest is moot */
+    ctl_clear(h); /* trackable records are in the replay buffer; the rest is moot */
     /* what the old socket delivered and was not handled is not acknowledged either: the client
      * sends it again after the resume (a partial record would corrupt the new stream) */
     h->in.len = 0;
@@ -540,7 +564,7 @@ void hs_hub_detach(hs_hub_t *h)
 void hs_hub_resume(hs_hub_t *h)
 {
     h->dropped_ms = 0;
-    h->ctl.len = 0;
+    ctl_clear(h);
     size_t before = h->ctl.len;
     int rc = hs_hubproto_sequence(&h->ctl, h->fmt, h->nreplay ? h->replay_first : h->out_seq + 1);
     if (!rc)
@@ -668,11 +692,43 @@ static void submit_ingest(hs_hub_t *h, const hs_hubmsg_t *m, int method, hs_inge
 
 /* ---- reads on reader threads ---- */
 
+/* Grows a Read's answer, charging the growth to the connection's budget (and so to the
+ * server's) first: false when the budget is spent (r->spent) or memory is (r->oom). */
+static bool read_reserve(hub_read_t *r, size_t more)
+{
+    hs_hubbuf_t *b = &r->out;
+    if (more <= b->cap - b->len)
+        return true;
+    size_t nc = b->cap ? b->cap : 256; /* hs_hubbuf_reserve's growth, to charge it exactly */
+    while (nc < b->len + more)
+        nc *= 2;
+    hs_budget_t *budget = r->op.hub->budget;
+    if (!hs_budget_take(budget, nc - b->cap)) {
+        r->spent = true;
+        return false;
+    }
+    size_t before = b->cap;
+    if (hs_hubbuf_reserve(b, more)) { /* grows to nc: the same rule */
+        hs_budget_give(budget, nc - before);
+        r->oom = true;
+        return false;
+    }
+    return true;
+}
+
 static int on_read_record(void *ctx, const hs_record_t *rec)
 {
     hub_read_t *r = ctx;
-    if (hs_hubbuf_reserve(&r->out, hs_record_json_len(rec) + 1)) {
-        r->oom = true;
+    size_t need = hs_record_json_len(rec) + 1;
+    /* a page ends early rather than pass --max-page-bytes or the budget; it always holds one
+     * event (the client reads on from the last version it got) */
+    if (r->n && r->out.len + need > r->op.hub->srv->cfg.max_page_bytes)
+        return PAGE_FULL;
+    if (!read_reserve(r, need)) {
+        if (r->spent && r->n) {
+            r->spent = false;
+            return PAGE_FULL;
+        }
         return HS_ENOMEM;
     }
     if (r->n++)
@@ -687,15 +743,17 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
     int rc;
     switch (r->kind) {
     case R_EVENTS:
-        if (hs_hubbuf_put(&r->out, "[", 1))
-            return HS_ENOMEM;
+        if (!read_reserve(r, 2))
+            return 0; /* spent or oom: answered by the IO thread */
+        r->out.p[r->out.len++] = '[';
         rc = r->all ? hs_store_read_all(st, r->from, false, r->count, on_read_record, r)
                     : hs_store_read_stream(st, r->op.stream, r->op.stream_len, r->from, false,
                                            r->count, on_read_record, r);
         if (rc < 0)
-            return rc;
-        if (hs_hubbuf_put(&r->out, "]", 1))
-            return HS_ENOMEM;
+            return r->spent || r->oom ? 0 : rc;
+        if (!read_reserve(r, 1))
+            return 0;
+        r->out.p[r->out.len++] = ']';
         return 0;
     case R_INFO:
     case R_SUBHEAD:
@@ -721,6 +779,8 @@ static void read_done(hs_read_req_t *base)
 
 static void free_read(hub_read_t *r)
 {
+    if (r->out.cap)
+        hs_budget_give(r->op.hub->budget, r->out.cap);
     hs_hub_unref(r->op.hub);
     hs_hubbuf_free(&r->out);
     free(r);
@@ -793,6 +853,12 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
     if (h->ended || h->closing)
         goto out;
     const char *id = r->op.has_id ? r->op.id : NULL;
+    if (r->spent) {
+        if (id)
+            complete_err(h, id, "Unavailable: the read budget is spent (this connection's or "
+                                "the server's); retry shortly");
+        goto out;
+    }
     if (r->base.status || r->oom) {
         if (id)
             complete_err(h, id, "Unavailable: the database read failed");
@@ -800,8 +866,16 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
     }
     switch (r->kind) {
     case R_EVENTS:
-        if (id)
+        if (id) {
+            size_t before = h->ctl.len;
             complete(h, id, NULL, (const char *)r->out.p, r->out.len);
+            if (h->ctl.len > before) {
+                /* the answer's charge follows its copy in ctl until it is written */
+                h->ctl_charge += r->out.cap;
+                r->out.cap = 0;
+                hs_hubbuf_free(&r->out);
+            }
+        }
         break;
     case R_INFO: {
         if (!id)
@@ -1421,6 +1495,7 @@ void hs_hub_discard_node(hs_mpsc_node_t *n)
     case HS_NODE_HUB_REQ:
     case HS_NODE_HUB_REP: {
         hs_hubreq_t *r = (hs_hubreq_t *)n;
+        hs_budget_give(r->hub->budget, r->charge);
         hs_hub_unref(r->hub);
         free(r->body);
         hs_hubbuf_free(&r->resp);

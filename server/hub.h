@@ -46,6 +46,7 @@ struct hs_hubreq {
     const char *ctype;
     hs_hubbuf_t resp;
     int64_t parked_ms; /* POLL: when it started waiting */
+    size_t charge;     /* read budget the answer's Read results were charged (r->hub's) */
     struct hs_hubreq *post_next; /* POST: the next parked one (see hs_hub_release_posts) */
 };
 
@@ -96,6 +97,11 @@ struct hs_hub {
     size_t held_off;             /* where the oldest held record starts */
     hs_hubreq_t *posts;          /* SSE / long-polling POSTs answered once their input is taken */
     hs_hubbuf_t ctl;             /* whole records queued to go out before subscription data */
+    size_t ctl_charge;           /* read budget charged by Read answers in ctl */
+    hs_hubbuf_t out;             /* a packed batch being written (LWS_PRE headroom first) */
+    size_t out_off;              /* how far it is written */
+    size_t out_charge;           /* read budget charged by Read answers in out */
+    struct hs_budget *budget;    /* this connection's read budget (child of the server's) */
     hs_hubbuf_t scratch;
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
     int64_t closing_ms;          /* when closing started: a client that does not read its

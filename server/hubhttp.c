@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "ringbuf/budget.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -462,6 +463,7 @@ static void forward(hs_conn_t *c, hs_hub_t *h, int op)
 
 static void free_req(hs_hubreq_t *r)
 {
+    hs_budget_give(r->hub->budget, r->charge);
     hs_hub_unref(r->hub);
     free(r->body);
     hs_hubbuf_free(&r->resp);
@@ -487,9 +489,14 @@ void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r)
     hs_conn_t *c = r->conn;
     if (c) {
         c->pending_hub = NULL;
-        if (r->status == 200)
-            hs_conn_respond(c, 200, r->ctype ? r->ctype : "text/plain", (const char *)r->resp.p,
-                            r->resp.len, NULL, NULL);
+        if (r->status == 200) {
+            if (hs_conn_respond(c, 200, r->ctype ? r->ctype : "text/plain",
+                                (const char *)r->resp.p, r->resp.len, NULL, NULL) == 0 &&
+                r->charge) {
+                hs_conn_charge(c, r->hub->budget, r->charge);
+                r->charge = 0;
+            }
+        }
         else if (r->status == 404)
             text(c, 404, "No Connection with that ID");
         else
@@ -521,6 +528,8 @@ void hs_hub_req_conn_closed(hs_conn_t *c)
 static void answer_poll(hs_hub_t *h, hs_hubreq_t *r)
 {
     hs_hub_pack(h, &r->resp, 1 << 20);
+    r->charge = h->out_charge; /* the answer's HTTP response carries it until written */
+    h->out_charge = 0;
     r->ctype = h->fmt == HS_HUB_MSGPACK ? "application/octet-stream" : "text/plain;charset=UTF-8";
     h->poll_end_ms = hs_now_ms();
     h->last_send_ms = h->poll_end_ms;
@@ -705,39 +714,126 @@ bool hs_hub_http(hs_conn_t *c, const char *path)
 
 /* ---- SSE transport writes ---- */
 
-int hs_hub_sse_writable(hs_conn_t *c)
+/* The batch in h->out is written: give back what its Read answers were charged. */
+static void out_done(hs_hub_t *h)
 {
-    hs_hub_t *h = c->hub;
-    if (!h || h->ended)
-        return -1;
-    hs_io_t *io = c->io;
-    hs_hubbuf_t *b = &io->hubout;
+    hs_hubbuf_free(&h->out); /* only batches too large for one write use it: rare */
+    h->out_off = 0;
+    hs_budget_give(h->budget, h->out_charge);
+    h->out_charge = 0;
+    h->last_send_ms = hs_now_ms();
+}
+
+/* A batch up to this size goes to lws in one write; a larger one (it holds a large Read answer
+ * or event) in pieces of HS_WRITE_BUDGET, one per writable callback: lws copies whatever the
+ * socket does not take at once into a buffer of its own, which must stay small for a client
+ * that does not read. */
+#define ONE_WRITE_MAX (2 * HS_WRITE_BUDGET)
+
+/*
+ * Packs the next batch after `prefix` into the IO thread's scratch buffer (after LWS_PRE), with
+ * `suffix` after it. A batch too large for one write moves into h->out (the buffers are swapped,
+ * not copied) to go out in pieces. Returns the batch's length (0: nothing to send), or -1.
+ */
+static long pack_batch(hs_hub_t *h, const char *prefix, const char *suffix)
+{
+    hs_hubbuf_t *b = &h->io->hubout;
+    size_t pl = strlen(prefix), sl = strlen(suffix);
     b->len = 0;
-    if (hs_hubbuf_reserve(b, LWS_PRE + 16))
+    if (hs_hubbuf_reserve(b, LWS_PRE + pl + sl + 16))
         return -1;
     b->len = LWS_PRE;
-    memcpy(b->p + b->len, "data: ", 6);
-    b->len += 6;
-    size_t n = hs_hub_pack(h, b, HS_WRITE_BUDGET);
-    if (n) {
-        if (hs_hubbuf_put(b, "\r\n\r\n", 4))
-            return -1;
-        size_t len = b->len - LWS_PRE;
-        if (lws_write(c->wsi, b->p + LWS_PRE, len, LWS_WRITE_HTTP) < (int)len)
-            return -1;
-        h->last_send_ms = hs_now_ms();
+    memcpy(b->p + b->len, prefix, pl);
+    b->len += pl;
+    if (!hs_hub_pack(h, b, HS_WRITE_BUDGET))
+        return 0;
+    if (hs_hubbuf_put(b, suffix, sl))
+        return -1;
+    size_t n = b->len - LWS_PRE;
+    if (n > ONE_WRITE_MAX) {
+        hs_hubbuf_t t = h->out;
+        h->out = *b;
+        *b = t;
+        h->out_off = LWS_PRE;
+    }
+    return (long)n;
+}
+
+/* Writes the next piece of h->out (as `first` / continuation WebSocket fragments when ws). */
+static int write_piece(struct lws *wsi, hs_hub_t *h, bool ws)
+{
+    size_t left = h->out.len - h->out_off;
+    size_t k = left > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : left;
+    int wp = LWS_WRITE_HTTP;
+    if (ws) {
+        /* one WebSocket message in fragments (lws writes each fragment's header into the
+         * bytes before it: the previous fragment's, already sent) */
+        wp = h->out_off == LWS_PRE ? (h->fmt == HS_HUB_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
+                                   : LWS_WRITE_CONTINUATION;
+        if (k < left)
+            wp |= LWS_WRITE_NO_FIN;
+    }
+    if (lws_write(wsi, h->out.p + h->out_off, k, (enum lws_write_protocol)wp) < (int)k)
+        return -1;
+    h->out_off += k;
+    return 0;
+}
+
+/* The shared tail of both writable callbacks. 0, or -1 to end the response / close. */
+static int after_write(struct lws *wsi, hs_hub_t *h, bool wrote)
+{
+    if (h->out.len && h->out_off < h->out.len) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (wrote) {
+        if (h->out.len)
+            out_done(h);
+        else {
+            hs_budget_give(h->budget, h->out_charge);
+            h->out_charge = 0;
+            h->last_send_ms = hs_now_ms();
+        }
         hs_hub_output_drained(h);
     }
     if (h->closing && !hs_hub_has_output(h)) {
-        if (n) { /* let lws flush it, then end the response */
-            lws_callback_on_writable(c->wsi);
+        if (wrote) { /* let lws flush it, then end */
+            lws_callback_on_writable(wsi);
             return 0;
         }
         return -1;
     }
     if (hs_hub_has_output(h))
-        lws_callback_on_writable(c->wsi);
+        lws_callback_on_writable(wsi);
     return 0;
+}
+
+int hs_hub_sse_writable(hs_conn_t *c)
+{
+    hs_hub_t *h = c->hub;
+    if (!h || h->ended)
+        return -1;
+    bool wrote = false;
+    if (h->out.len && h->out_off < h->out.len) {
+        if (write_piece(c->wsi, h, false))
+            return -1;
+        wrote = true;
+    } else {
+        long n = pack_batch(h, "data: ", "\r\n\r\n");
+        if (n < 0)
+            return -1;
+        if (n > 0) {
+            if (h->out.len) {
+                if (write_piece(c->wsi, h, false))
+                    return -1;
+            } else if (lws_write(c->wsi, h->io->hubout.p + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) <
+                       (int)n) {
+                return -1;
+            }
+            wrote = true;
+        }
+    }
+    return after_write(c->wsi, h, wrote);
 }
 
 void hs_hub_sse_closed(hs_conn_t *c)
@@ -828,31 +924,32 @@ int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h)
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
         return -1;
     }
-    hs_io_t *io = h->io;
-    hs_hubbuf_t *b = &io->hubout;
-    b->len = 0;
-    if (hs_hubbuf_reserve(b, LWS_PRE))
-        return -1;
-    b->len = LWS_PRE;
-    size_t n = hs_hub_pack(h, b, HS_WRITE_BUDGET);
-    if (n) {
-        enum lws_write_protocol wp = h->fmt == HS_HUB_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-        if (lws_write(wsi, b->p + LWS_PRE, n, wp) < (int)n)
+    bool wrote = false;
+    if (h->out.len && h->out_off < h->out.len) {
+        if (write_piece(wsi, h, true))
             return -1;
-        h->last_send_ms = hs_now_ms();
-        hs_hub_output_drained(h);
-    }
-    if (h->closing && !hs_hub_has_output(h)) {
-        if (n) {
-            lws_callback_on_writable(wsi);
-            return 0;
+        wrote = true;
+    } else {
+        long n = pack_batch(h, "", "");
+        if (n < 0)
+            return -1;
+        if (n > 0) {
+            if (h->out.len) {
+                if (write_piece(wsi, h, true))
+                    return -1;
+            } else {
+                enum lws_write_protocol wp =
+                    h->fmt == HS_HUB_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+                if (lws_write(wsi, h->io->hubout.p + LWS_PRE, (size_t)n, wp) < (int)n)
+                    return -1;
+            }
+            wrote = true;
         }
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
     }
-    if (hs_hub_has_output(h))
-        lws_callback_on_writable(wsi);
-    return 0;
+    int rc = after_write(wsi, h, wrote);
+    if (rc)
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+    return rc;
 }
 
 void hs_hub_ws_closed(struct lws *wsi, hs_hub_t *h)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringbuf/budget.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -62,6 +63,32 @@ void hs_io_hand_fd(hs_io_t *io, int fd)
 
 /* ---- responses ---- */
 
+static void resp_uncharge(hs_conn_t *c)
+{
+    if (c->resp_budget) {
+        hs_budget_give(c->resp_budget, c->resp_charge);
+        hs_budget_unref(c->resp_budget);
+        c->resp_budget = NULL;
+        c->resp_charge = 0;
+    }
+}
+
+void hs_conn_charge(hs_conn_t *c, hs_budget_t *budget, size_t n)
+{
+    resp_uncharge(c);
+    c->resp_budget = hs_budget_ref(budget);
+    c->resp_charge = n;
+}
+
+/* Drops a queued response (and its charge). */
+static void resp_drop(hs_conn_t *c)
+{
+    free(c->resp);
+    c->resp = NULL;
+    c->resp_off = 0;
+    resp_uncharge(c);
+}
+
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value)
 {
@@ -69,6 +96,11 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
         extra_name = "connection:";
         extra_value = "close";
     }
+    if (c->retry_after && !extra_name) {
+        extra_name = "retry-after:";
+        extra_value = "1";
+    }
+    c->retry_after = false;
     size_t cap = LWS_PRE + 1024 + len;
     unsigned char *buf = malloc(cap);
     if (!buf)
@@ -88,7 +120,7 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
     if (len)
         memcpy(p, body, len);
     p += len;
-    free(c->resp);
+    resp_drop(c);
     c->resp = buf;
     c->resp_len = (size_t)(p - start);
     c->resp_final = true;
@@ -557,15 +589,28 @@ static int method_of(struct lws *wsi)
     return -1;
 }
 
+/* Writes the next piece of the queued response: -1 to close, 1 while pieces remain (a writable
+ * callback is requested), 0 once it is all out (c may then be gone: a completed transaction
+ * frees it). */
 static int write_response(hs_conn_t *c)
 {
-    unsigned char *buf = c->resp;
-    size_t len = c->resp_len;
-    bool final = c->resp_final;
-    c->resp = NULL;
-    int n = lws_write(c->wsi, buf + LWS_PRE, len, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
-    free(buf);
-    if (n < (int)len || (c->close_after && c->body_done))
+    size_t left = c->resp_len - c->resp_off;
+    size_t n = left > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : left;
+    bool last = n == left, final = c->resp_final;
+    /* lws may write framing before the buffer it is given: each piece goes from the IO
+     * thread's write buffer, which has the headroom */
+    unsigned char *out = c->io->wbuf + LWS_PRE;
+    memcpy(out, c->resp + LWS_PRE + c->resp_off, n);
+    int w = lws_write(c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    if (w < (int)n)
+        return -1;
+    c->resp_off += n;
+    if (!last) {
+        lws_callback_on_writable(c->wsi);
+        return 1;
+    }
+    resp_drop(c);
+    if (c->close_after && c->body_done)
         return -1;
     wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
     if (wd && final)
@@ -766,9 +811,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (c->resp) {
             bool stream = c->sse || c->hub;
             /* a completed transaction frees c (lws re-creates it for the next request) */
-            if (write_response(c))
+            int rc = write_response(c);
+            if (rc < 0)
                 return -1;
-            if (!stream)
+            if (rc > 0 || !stream)
                 return 0;
         }
         if (c->sse)

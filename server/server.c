@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "ringbuf/budget.h"
 #include "server/codec.h"
 #include "server/config.h"
 #include "server/hub.h"
@@ -159,7 +160,8 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     srv->reader = hs_reader_create(srv->db_str, srv->cfg.reader_threads, err, errlen);
     if (!srv->reader)
         goto fail;
-    if (hs_hubreg_create(srv)) {
+    if (hs_hubreg_create(srv) ||
+        !(srv->read_budget = hs_budget_create(srv->cfg.read_budget, NULL))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -306,6 +308,7 @@ void hs_server_destroy(hs_server_t *srv)
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);
     hs_retention_free(srv->retention);
+    hs_budget_unref(srv->read_budget); /* blocks still charged hold their own references */
     free(srv->io);
     free(srv->inboxes);
     if (srv->stop_pipe[0] >= 0) {

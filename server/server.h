@@ -61,6 +61,7 @@ struct hs_server {
     hs_event_fn event_hook;
     void *event_ctx;
     struct hs_hubreg *hubreg; /* negotiated SignalR connections (hubhttp.c) */
+    struct hs_budget *read_budget; /* catch-up pages and read answers, all connections */
 
     hs_writer_t *writer;
     hs_retention_t *retention; /* parsed cfg.retention, NULL when none */
@@ -102,10 +103,14 @@ struct hs_conn {
     bool close_after; /* close once the queued response is written and the body read */
     bool body_done;   /* the request body (if any) has been read */
     const char *allow; /* the Allow header of a 405 answer */
-    /* the response waiting for a writable callback (LWS_PRE bytes of headroom) */
+    /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
+     * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
-    size_t resp_len;
+    size_t resp_len, resp_off;
     bool resp_final; /* end of a transaction (keep-alive), else SSE headers */
+    bool retry_after; /* the next error answer says Retry-After: 1 */
+    struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
+    size_t resp_charge;
     /* work in flight on other threads: they hold a pointer back, cleared on close */
     hs_ingest_t *pending;
     struct hs_http_read *pending_read;
@@ -115,6 +120,9 @@ struct hs_conn {
     int64_t last_write_ms;
     int64_t stuck_since_ms; /* data has waited since, with no writable callback */
     hs_conn_t *sse_prev, *sse_next;
+    hs_block_t *big;    /* a block written over several turns (sse.c), with its id line */
+    size_t big_off, big_idlen;
+    char big_id[32];
     /* SignalR */
     struct hs_hub *hub;              /* the SSE transport of a hub connection (a reference) */
     struct hs_hubreq *pending_hub;   /* a request forwarded to a connection's home thread */
@@ -168,6 +176,9 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
                     const char *extra_name, const char *extra_value);
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The queued response takes over a charge of n bytes to budget (a reference is taken), given
+ * back once the response is written or dropped. */
+void hs_conn_charge(hs_conn_t *c, struct hs_budget *budget, size_t n);
 /*
  * While a request's answer is outstanding (an SSE stream, a parked long poll, a publish waiting
  * for its commit), lws 4.1 does not read the connection, so a client that hangs up leaves its

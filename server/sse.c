@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringbuf/budget.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -116,6 +117,7 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
     s->from = from;
     s->io_index = c->io->index;
     s->io_ctx = c;
+    s->budget = hs_budget_ref(srv->read_budget);
 
     /* headers and the retry advice go out first, on the next writable callback */
     size_t cap = LWS_PRE + 1024;
@@ -161,6 +163,35 @@ static size_t put_id(char *o, int64_t id)
     return n;
 }
 
+/* Writes the next piece of a block larger than a turn's budget (c->big): at most
+ * HS_WRITE_BUDGET bytes per writable callback, straight from the block, so that neither a copy
+ * of it nor lws's buffer of what the socket did not take grows with the event's size. -1 on a
+ * failed write. */
+static int write_big(hs_conn_t *c)
+{
+    hs_block_t *b = c->big;
+    size_t total = c->big_idlen + b->sse_len, off = c->big_off;
+    size_t n = total - off > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : total - off;
+    unsigned char *out = c->io->wbuf + LWS_PRE;
+    size_t o = 0;
+    if (off < c->big_idlen) {
+        size_t k = c->big_idlen - off < n ? c->big_idlen - off : n;
+        memcpy(out, c->big_id + off, k);
+        o = k;
+    }
+    if (o < n)
+        memcpy(out + o, b->sse + (off + o - c->big_idlen), n - o);
+    if (lws_write(c->wsi, out, n, LWS_WRITE_HTTP) < (int)n)
+        return -1;
+    c->big_off += n;
+    if (c->big_off == total) {
+        hs_block_unref(b);
+        c->big = NULL;
+        c->last_write_ms = hs_now_ms();
+    }
+    return 0;
+}
+
 int hs_sse_writable(hs_conn_t *c)
 {
     hs_io_t *io = c->io;
@@ -168,12 +199,17 @@ int hs_sse_writable(hs_conn_t *c)
     if (c->sse_killed || c->sse_closing || !s)
         return -1;
     c->stuck_since_ms = 0; /* lws only calls back once what it held went to the kernel */
+    if (c->big) {
+        if (write_big(c))
+            return -1;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     char *out = (char *)io->wbuf + LWS_PRE;
     size_t o = 0;
     bool ended = false;
     hs_block_t *b;
     while (o < HS_WRITE_BUDGET) {
-        /* a block larger than the budget goes out alone, from its own memory */
         if (!(b = hs_sub_pop_spsc(s, hs_fanout_block_size)))
             break;
         if (b->kind != HS_BLOCK_EVENT) {
@@ -181,28 +217,21 @@ int hs_sse_writable(hs_conn_t *c)
         }
         size_t need = b->sse_len + 32;
         if (o + need > HS_WRITE_BUDGET + 4096 - 64) {
-            if (o) {
-                if (lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o) {
-                    hs_block_unref(b);
-                    return -1;
-                }
-                o = 0;
-            }
-            unsigned char *big = malloc(LWS_PRE + need);
-            if (!big) {
+            /* a block larger than what is left of the budget: what is gathered goes now, the
+             * block over the next turns, piece by piece from its own memory */
+            if (o && lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o) {
                 hs_block_unref(b);
                 return -1;
             }
-            size_t n = 0;
-            if (b->kind == HS_BLOCK_EVENT)
-                n = put_id((char *)big + LWS_PRE, s->all ? b->position : b->version);
-            memcpy(big + LWS_PRE + n, b->sse, b->sse_len);
-            int wr = lws_write(c->wsi, big + LWS_PRE, n + b->sse_len, LWS_WRITE_HTTP);
-            free(big);
-            hs_block_unref(b);
-            if (wr < 0)
-                return -1;
-            break; /* one big block per turn */
+            c->big = b;
+            c->big_off = 0;
+            c->big_idlen = b->kind == HS_BLOCK_EVENT
+                               ? put_id(c->big_id, s->all ? b->position : b->version)
+                               : 0;
+            if (o)
+                c->last_write_ms = hs_now_ms();
+            lws_callback_on_writable(c->wsi);
+            return 0;
         }
         if (b->kind == HS_BLOCK_EVENT)
             o += put_id(out + o, s->all ? b->position : b->version);
@@ -261,7 +290,8 @@ void hs_sse_tick(hs_io_t *io, int64_t now)
         /* a client that reads nothing while data waits for it is closed after the stall
          * timeout, whether or not more events come (the worker also ends a subscription whose
          * outbox stays full) */
-        bool waiting = (c->sub && !hs_sub_empty(c->sub)) || lws_send_pipe_choked(c->wsi);
+        bool waiting =
+            (c->sub && !hs_sub_empty(c->sub)) || c->big || lws_send_pipe_choked(c->wsi);
         if (!waiting) {
             c->stuck_since_ms = 0;
         } else if (!c->stuck_since_ms) {
@@ -281,6 +311,8 @@ void hs_sse_tick(hs_io_t *io, int64_t now)
 void hs_sse_closed(hs_conn_t *c)
 {
     hs_sub_t *s = c->sub;
+    hs_block_unref(c->big);
+    c->big = NULL;
     list_remove(c->io, c);
     c->sse = false;
     if (!s)

@@ -73,6 +73,12 @@ typedef struct hs_config {
     size_t max_message;          /* inbound SignalR message; default 1 MiB */
     int max_subscriptions;       /* per connection; default 1000 */
     size_t outbox_bytes;         /* per-subscription outbox bound; default 4 MiB */
+    size_t read_budget;          /* bytes that catch-up pages and read answers may hold at once,
+                                    over all connections; default 256 MiB */
+    size_t connection_read_budget; /* the same for one SignalR connection (its subscriptions'
+                                      catch-up and its Read answers); default 16 MiB */
+    size_t max_page_bytes;       /* most bytes of events in one read answer (HTTP and Read):
+                                    a page ends early past it; default 4 MiB */
     int sse_ping_ms;             /* SSE comment ping after this much silence; default 15000 */
     int sse_retry_ms;            /* the `retry:` advertised to SSE clients; default 3000 */
     int stall_timeout_ms;        /* a subscriber that reads nothing this long is closed;
@@ -88,6 +94,9 @@ typedef struct hs_config {
     int hub_disconnect_timeout_ms; /* an unused negotiated id, an absent long-polling client,
                                       a dropped stateful connection expire after; 15000 */
     int hub_longpoll_ms;         /* a long poll with nothing to send is answered after; 90000 */
+    int hub_max_unclaimed;       /* negotiated connections not yet used by a transport (and
+                                    ended long-polling ones not yet expired); beyond it
+                                    negotiate answers 429; 10000 */
     bool hub_stateful_reconnect; /* grant stateful reconnect to clients that ask; true */
     size_t hub_stateful_buffer;  /* unacknowledged bytes kept for a stateful resume; 100000 */
     hs_log_level_t log_level;    /* default HS_LOG_INFO */

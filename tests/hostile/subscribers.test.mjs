@@ -3,16 +3,19 @@
 // acknowledged event intact, and its memory must stay within the documented bounds.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, killAll, guarded, show } from '../integration/lib/server.mjs';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { startServer, killAll, guarded, show, sleep, until, readAll } from '../integration/lib/server.mjs';
 import { sseReset, RawHub } from './lib/clients.mjs';
 
 after(() => killAll());
 
-/** Publishes n events of about `size` bytes to `stream`, 500 per request. */
+/** Publishes n events of about `size` bytes to `stream`, up to 500 (and ~800 KB) per request. */
 async function fill(srv, stream, n, size = 200) {
   const pad = 'p'.repeat(size);
-  for (let i = 0; i < n; i += 500) {
-    const batch = Array.from({ length: Math.min(500, n - i) }, (_, k) => ({ type: 'fill', data: { i: i + k, pad } }));
+  const per = Math.max(1, Math.min(500, Math.floor(800000 / (size + 60))));
+  for (let i = 0; i < n; i += per) {
+    const batch = Array.from({ length: Math.min(per, n - i) }, (_, k) => ({ type: 'fill', data: { i: i + k, pad } }));
     const r = await srv.publish(stream, batch);
     assert.equal(r.status, 201, show(r));
   }
@@ -61,5 +64,76 @@ test('SignalR subscribers (push and streaming) reset during their catch-up reads
     const info = await srv.get('/api/streams/deep');
     assert.equal(info.status, 200);
     assert.equal(info.json.version, 20000);
+  }, () => srv.stop());
+});
+
+/** Resident set size of a process in KiB. */
+function rssKb(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
+test('clients that ask for big pages and never read hold at most the read budget; the rest get 503', async (t) => {
+  const srv = await startServer({ name: 'hostile-bigreads', flags: ['--read-budget', '32m'] });
+  const socks = [];
+  await guarded(async () => {
+    await fill(srv, 'big', 200, 100000); // ~20 MB of events, 100 KB each
+    const base = rssKb(srv.pid);
+    for (let i = 0; i < 40; i++) {
+      const s = net.connect(srv.port, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('connect', () => s.write('GET /api/streams/big/events?from=0&limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n'));
+      s.pause(); // never read
+      socks.push(s);
+    }
+    await sleep(3000);
+    const grown = rssKb(srv.pid) - base;
+    // meanwhile a client that does read gets either a page or a 503 that says to retry
+    const r = await srv.get('/api/streams/big/events?from=0&limit=1000');
+    console.log(`# 40 unread big reads: server RSS +${(grown / 1024).toFixed(1)} MB; a reader got ${r.status}`);
+    if (r.status === 503) {
+      assert.equal(r.headers['retry-after'], '1');
+      assert.equal(r.json.error, 'Unavailable');
+    } else {
+      assert.equal(r.status, 200, show(r));
+      assert.ok(r.json.events.length >= 1 && r.json.events.length <= 41, `${r.json.events.length} events in a page`);
+    }
+    if (!srv.isSanitized()) assert.ok(grown < 80 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB (budget 32 MB)`);
+    for (const s of socks) s.destroy();
+    socks.length = 0;
+    // the budget comes back once the connections are gone: pages are served again
+    await until(async () => (await srv.get('/api/streams/big/events?from=0&limit=1000')).status === 200,
+      { timeoutMs: 10000, what: 'a 200 once the unread answers are dropped' });
+    // and paging through the whole stream gives every event once (short pages, next continues)
+    const all = await readAll(srv, 'big');
+    assert.equal(all.length, 200);
+    assert.ok(all.every((e, i) => e.version === i + 1));
+  }, () => {
+    for (const s of socks) s.destroy();
+    return srv.stop();
+  });
+});
+
+test('one WebSocket with 100 subscriptions from 0 that reads nothing holds at most its connection budget', async () => {
+  const srv = await startServer({ name: 'hostile-manysubs' });
+  await guarded(async () => {
+    await fill(srv, 'wide', 2000, 10000); // ~20 MB
+    const h = new RawHub(srv.port);
+    try {
+      await h.ready;
+      h.socket.pause();
+      const base = rssKb(srv.pid);
+      for (let i = 0; i < 100; i++) h.send({ type: 4, invocationId: String(i), target: 'Subscribe', arguments: ['wide', 0] });
+      await sleep(4000);
+      const grown = rssKb(srv.pid) - base;
+      console.log(`# 100 catch-up subscriptions on one unread WebSocket: server RSS +${(grown / 1024).toFixed(1)} MB`);
+      if (!srv.isSanitized()) assert.ok(grown < 60 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB (connection budget 16 MB)`);
+      // other clients are still served
+      assert.equal((await srv.get('/api/streams/wide')).status, 200);
+      // and every subscription makes progress once it reads (all of it would be 2 GB)
+      h.socket.resume();
+      await h.waitFor(() => [...Array(100).keys()].every((i) => h.items.get(String(i)) >= 50), 30000, 'every subscription to make progress');
+    } finally {
+      h.close();
+    }
   }, () => srv.stop());
 });

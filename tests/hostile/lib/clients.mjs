@@ -94,6 +94,7 @@ export class RawHub {
   constructor(port, { token, version = 1 } = {}) {
     this.records = [];
     this.completions = 0; /* Completion records received (type 3) */
+    this.items = new Map(); /* StreamItem records received, per invocation id */
     this.waiters = new Set();
     this.closed = false;
     const q = token ? `?id=${encodeURIComponent(token)}` : '';
@@ -109,6 +110,7 @@ export class RawHub {
         try {
           const m = JSON.parse(rec);
           if (m.type === 3) this.completions++;
+          if (m.type === 2) this.items.set(m.invocationId, (this.items.get(m.invocationId) ?? 0) + 1);
           this.records.push(m);
         } catch {
           this.records.push({ unparsed: rec });

@@ -548,15 +548,18 @@ export function show(res) {
   return `${res.status} ${t}`;
 }
 
-/** Read a whole stream (or $all) forward from 0 with pages of 1000. */
+/**
+ * Read a whole stream (or $all) forward from 0 with pages of 1000 events. A page also ends at
+ * --max-page-bytes (4 MiB) of events, so a short page is not the end: the end is an empty one.
+ */
 export async function readAll(srv, stream, { pageSize = 1000 } = {}) {
   const out = [];
   let from = 0;
   for (;;) {
     const r = await srv.get(`${streamPath(stream, '/events')}?from=${from}&limit=${pageSize}`);
     if (r.status !== 200) throw new Error(`reading ${stream} from ${from}: ${show(r)}`);
+    if (!r.json.events.length) return out;
     out.push(...r.json.events);
-    if (r.json.events.length < pageSize) return out;
     from = r.json.next;
   }
 }
