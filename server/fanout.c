@@ -341,7 +341,10 @@ static void end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
     s->ended = true;
     if (marker) hs_sub_push_spsc(s, marker, hs_fanout_block_size(s, marker), true);
     atomic_store(&s->end_reason, reason);
-    touch(w, s, reason == HS_SUB_END_STALLED ? HS_SUB_IO_KILL : HS_SUB_IO_END);
+    /* stalled, or it failed (a read, memory): the front end drops the connection and the client
+     * resumes from what it got; closed or deleted: the marker ends it cleanly */
+    touch(w, s, reason == HS_SUB_END_STALLED || reason == HS_SUB_END_ERROR ? HS_SUB_IO_KILL
+                                                                          : HS_SUB_IO_END);
     detach(w, s);
 }
 

@@ -103,8 +103,11 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
     c->retry_after = false;
     size_t cap = LWS_PRE + 1024 + len;
     unsigned char *buf = malloc(cap);
-    if (!buf)
+    if (!buf) {
+        /* no answer can be made: close the connection rather than leave the client waiting */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return -1;
+    }
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len - 1;
     if (lws_add_http_common_headers(c->wsi, (unsigned int)status, ctype, (lws_filepos_t)len, &p,
                                     end) ||
@@ -115,6 +118,7 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
                                     (const unsigned char *)"no-store", 8, &p, end) ||
         hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
         free(buf);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return -1;
     }
     if (len)
@@ -311,6 +315,9 @@ static void linger(hs_io_t *io, struct lws *wsi)
     int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0)
         return;
+    /* the FIN goes out after what is queued (lws sends it itself only on some of its paths:
+     * not when a timeout kills the connection) */
+    shutdown(d, SHUT_WR);
     io->lingers[io->nlingers].fd = d;
     io->lingers[io->nlingers].until_ms = hs_now_ms() + HS_LINGER_MS;
     io->nlingers++;
