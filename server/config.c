@@ -529,8 +529,9 @@ static int file_line(hs_cli_t *cli, const char *path, int lineno, char *line, si
                         lineno, o->name);
         value++;
     } else {
-        /* An unquoted value ends at a `#` that follows a blank. */
-        for (char *p = value + 1; *p; p++) {
+        /* An unquoted value ends at a `#` that follows a blank. (An empty value has nothing
+         * to scan: value + 1 would be past its NUL.) */
+        for (char *p = *value ? value + 1 : value; *p; p++) {
             if (*p == '#' && (p[-1] == ' ' || p[-1] == '\t')) {
                 *p = '\0';
                 value = trim(value);
