@@ -11,8 +11,8 @@
  *  3. the input up to its first NUL is a listen address for hs_listen_parse and a host for
  *     hs_listen_is_loopback, and an ODBC connection string for hs_redact_conn.
  * HUBSTREAM_* environment variables are removed once at start (LLVMFuzzerInitialize), and fopen
- * is wrapped (-Wl,--wrap=fopen): while hs_cli_parse runs, opening anything but the private file
- * aborts, so no input can make the harness read the machine's files.
+ * is wrapped (-Wl,--wrap=fopen): while hs_cli_parse runs, reading anything but the private file
+ * fails and then aborts, so no input can make the harness read the machine's files.
  *
  * Checked (abort on failure): hs_cli_parse returns 0, HS_EINVAL or HS_ENOMEM; on failure it
  * wrote a message; on success every value is within its documented range, the listen address
@@ -44,19 +44,25 @@ extern char **environ;
 static int cfg_fd = -1;
 static char cfg_path[4096];
 static char cfg_dir[4096]; /* the mkdtemp fallback's directory, removed at exit */
-static bool in_parse;      /* hs_cli_parse is running: fopen is restricted to cfg_path */
+static bool in_parse;      /* hs_cli_parse is running: reading is restricted to cfg_path */
+static bool foreign_open;  /* it tried to read another file */
 
 /* ---- fopen guard ---- */
 
 FILE *__real_fopen(const char *path, const char *mode);
 
+/* While hs_cli_parse runs, opening any other file for reading fails (EACCES) and is recorded;
+ * parse() then aborts. Writing is left alone: that is libFuzzer saving a crashing input from
+ * its crash handler, which may run inside hs_cli_parse. */
 FILE *__wrap_fopen(const char *path, const char *mode)
 {
-    if (in_parse && strcmp(path, cfg_path) != 0) {
+    if (in_parse && mode[0] == 'r' && strcmp(path, cfg_path) != 0) {
         fprintf(stderr, "fuzz_config: hs_cli_parse tried to open '%s', not the private config "
                         "file (a harness bug: the --config rewrite missed a spelling)\n",
                 path);
-        abort();
+        foreign_open = true;
+        errno = EACCES;
+        return NULL;
     }
     return __real_fopen(path, mode);
 }
@@ -199,6 +205,7 @@ static void parse(int argc, char **argv)
     in_parse = true;
     int rc = hs_cli_parse(&cli, argc, argv, err, 256);
     in_parse = false;
+    CHECK(!foreign_open);
     CHECK(rc == 0 || rc == HS_EINVAL || rc == HS_ENOMEM);
     CHECK(memchr(err, '\0', 256) != NULL);
     if (rc == 0)
