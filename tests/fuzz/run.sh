@@ -34,7 +34,7 @@ case "$mode" in
   long) limit=${2:-10000000} ;;
   *) usage ;;
 esac
-[[ $limit =~ ^[0-9]+$ ]] && ((limit > 0)) || usage
+[[ $limit =~ ^[1-9][0-9]*$ ]] || usage
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 exec </dev/null
 
@@ -68,10 +68,13 @@ stat() { # log name
   echo "${v:-?}"
 }
 
-# what went wrong, from a log: the sanitizer's or libFuzzer's headline
+# what went wrong, from a log: a failed check of the target, else the sanitizer's summary
 what() { # log
-  grep -m1 -oE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer|UndefinedBehaviorSanitizer): [^(]*|runtime error: .*|check failed: .*|ALARM: working on the last Unit for [0-9]+ seconds|out-of-memory \(.*\)' "$1" |
-    head -n 1 | sed 's/ *$//' || true
+  local w
+  w=$(grep -m1 -oE 'check failed: .*' "$1" || true)
+  [[ $w ]] || w=$(grep -m1 -E '^SUMMARY: ' "$1" | sed "s|^SUMMARY: ||; s|$root/||g" || true)
+  [[ $w ]] || w=$(grep -m1 -oE 'ERROR: [A-Za-z]+: .*' "$1" || true)
+  echo "${w:-see the log}"
 }
 
 failed=0
@@ -116,8 +119,7 @@ for t in "${targets[@]}"; do
     args+=(-runs="$limit")
     guard=$((7 * 24 * 3600))
   fi
-  # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
-  extra=(${FUZZ_ARGS:-})
+  read -r -a extra <<<"${FUZZ_ARGS:-}"
   echo "=== fuzz_$t: fuzzing ($mode $limit)"
   rc=0
   (cd "$art" && timeout -k 10 "$guard" "$bin" "${args[@]}" "${extra[@]}" "$work" "$regress") \
