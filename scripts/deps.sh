@@ -3,6 +3,7 @@
 # `deps.sh --perf`: also what perf/compare.sh needs (nginx with nchan, the peer it measures
 # against; jq; gnuplot for the plots); `deps.sh --test`: what the test suite needs (Node.js for
 # the integration tests, PostgreSQL, and the --perf packages: the suite runs compare.sh cut short).
+# `deps.sh --fuzz`: also Clang and its libFuzzer / sanitizer runtimes (tests/fuzz/run.sh).
 # Idempotent: packages already installed are skipped, and apt is not touched at all when
 # nothing is missing.
 set -euo pipefail
@@ -16,8 +17,9 @@ case "${1:-}" in
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;
+  --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
   "") ;;
-  *) echo "usage: deps.sh [--test | --perf]" >&2; exit 2 ;;
+  *) echo "usage: deps.sh [--test | --perf | --fuzz]" >&2; exit 2 ;;
 esac
 
 missing=()
