@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install what the tests need and run the whole suite three times: a
 # normal build with warnings as errors, the same suite under AddressSanitizer and
-# UndefinedBehaviorSanitizer, and under ThreadSanitizer. Exits non-zero if anything fails; ctest
-# prints each summary.
+# UndefinedBehaviorSanitizer, and under ThreadSanitizer; then a smoke run of every fuzz target
+# (tests/fuzz/run.sh). Exits non-zero if anything fails; ctest prints each summary.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -36,5 +36,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # run; it checks the harness, which the two suites above do).
 run_suite tsan "-E integration_slow|^test_|perf_compare" -DCMAKE_BUILD_TYPE=Debug -DHS_SANITIZE=thread \
   || status=1
+# every libFuzzer target for a bounded time, after its committed regression inputs and seeds
+echo "=== fuzz smoke ==="
+"$root/tests/fuzz/run.sh" smoke 10 || status=1
 if ((status)); then echo "FAILED"; else echo "all suites passed"; fi
 exit $status

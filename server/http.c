@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ringbuf/budget.h"
+#include "proto/route.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -104,22 +105,15 @@ static void buf_quote(struct hs_http_read *r, const char *s, size_t n)
         r->len += hs_json_quote(s, n, r->body + r->len);
 }
 
-/* Parses a decimal int64 argument; false if malformed. */
-static bool parse_i64(const char *s, int64_t *out)
+/* A query argument's value ("name=..."), decoded, into buf: 1 when present, 0 when absent; -1
+ * (after answering 400) when it does not fit buf. */
+static int arg(hs_conn_t *c, const char *name_eq, char *buf, size_t len, const char **val)
 {
-    hs_json_span_t sp = {s, strlen(s), HS_JSON_NUMBER};
-    if (!*s || (s[0] == '-' && !s[1]))
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (p == s && *p == '-')))
-            return false;
-    return hs_json_int64(&sp, out);
-}
-
-/* The value of query argument `name` ("name=") or NULL. buf holds it. */
-static const char *arg(hs_conn_t *c, const char *name_eq, char *buf, int len)
-{
-    return lws_get_urlarg_by_name(c->wsi, name_eq, buf, len);
+    int rc = hs_conn_arg(c, name_eq, buf, len, val);
+    if (rc < 0)
+        hs_conn_error(c, 400, "BadRequest", "the %.*s argument is longer than %zu bytes",
+                      (int)strlen(name_eq) - 1, name_eq, len - strlen(name_eq) - 1);
+    return rc;
 }
 
 static void stream_info_json(struct hs_http_read *r, const char *name, size_t len,
@@ -304,7 +298,7 @@ static void publish(hs_conn_t *c, const char *stream, size_t len)
     if (evl > 0) {
         if (evl >= (int)sizeof(ev) ||
             lws_hdr_custom_copy(c->wsi, ev, sizeof(ev), "expected-version:", 17) < 0 ||
-            !parse_i64(ev, &expected) || expected < 0) {
+            !hs_route_uint(ev, strlen(ev), &expected)) {
             hs_conn_error(c, 400, "BadRequest", "Expected-Version must be a version >= 0");
             return;
         }
@@ -439,14 +433,17 @@ void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
 
 static bool parse_limit(hs_conn_t *c, size_t def, size_t *out)
 {
-    char buf[32];
-    const char *v = arg(c, "limit=", buf, sizeof(buf));
+    char buf[40];
+    const char *v;
     int64_t n;
-    if (!v) {
+    int rc = arg(c, "limit=", buf, sizeof(buf), &v);
+    if (rc < 0)
+        return false;
+    if (!rc) {
         *out = def;
         return true;
     }
-    if (!parse_i64(v, &n) || n < 1) {
+    if (!hs_route_uint(v, strlen(v), &n) || n < 1) {
         hs_conn_error(c, 400, "BadRequest", "limit must be a positive integer");
         return false;
     }
@@ -476,20 +473,23 @@ static void get_events(hs_conn_t *c, const char *stream, size_t len)
     memcpy(r->stream, stream, len);
     r->stream_len = len;
     char buf[64];
-    const char *v = arg(c, "from=", buf, sizeof(buf));
-    if (v && (!parse_i64(v, &r->from) || r->from < 0)) {
+    const char *v;
+    int rc = arg(c, "from=", buf, sizeof(buf), &v);
+    if (rc < 0 || (rc && !hs_route_uint(v, strlen(v), &r->from))) {
         free(r);
-        hs_conn_error(c, 400, "BadRequest", "from must be an integer >= 0");
+        if (rc > 0)
+            hs_conn_error(c, 400, "BadRequest", "from must be an integer >= 0");
         return;
     }
-    r->has_from = v != NULL;
-    v = arg(c, "direction=", buf, sizeof(buf));
-    if (v && strcmp(v, "forward") && strcmp(v, "backward")) {
+    r->has_from = rc > 0;
+    rc = arg(c, "direction=", buf, sizeof(buf), &v);
+    if (rc < 0 || (rc && strcmp(v, "forward") && strcmp(v, "backward"))) {
         free(r);
-        hs_conn_error(c, 400, "BadRequest", "direction must be forward or backward");
+        if (rc > 0)
+            hs_conn_error(c, 400, "BadRequest", "direction must be forward or backward");
         return;
     }
-    r->backward = v && !strcmp(v, "backward");
+    r->backward = rc > 0 && !strcmp(v, "backward");
     if (!parse_limit(c, 100, &r->limit)) {
         free(r);
         return;
@@ -523,15 +523,28 @@ static void list_streams(hs_conn_t *c)
     }
     r->kind = READ_LIST;
     char buf[HS_NAME_MAX + 16];
-    const char *v = arg(c, "prefix=", buf, sizeof(buf));
-    if (v) {
-        r->stream_len = strnlen(v, HS_NAME_MAX);
+    const char *v;
+    int rc = arg(c, "prefix=", buf, sizeof(buf), &v);
+    if (rc > 0 && strlen(v) > HS_NAME_MAX)
+        rc = -2;
+    if (rc > 0) {
+        r->stream_len = strlen(v);
         memcpy(r->stream, v, r->stream_len);
     }
-    v = arg(c, "after=", buf, sizeof(buf));
-    if (v) {
-        r->after_len = strnlen(v, HS_NAME_MAX);
+    if (rc >= 0)
+        rc = arg(c, "after=", buf, sizeof(buf), &v);
+    if (rc > 0 && strlen(v) > HS_NAME_MAX)
+        rc = -2;
+    if (rc > 0) {
+        r->after_len = strlen(v);
         memcpy(r->after, v, r->after_len);
+    }
+    if (rc < 0) {
+        free(r);
+        if (rc == -2)
+            hs_conn_error(c, 400, "BadRequest", "prefix and after are at most %d bytes (a "
+                                                "stream name)", HS_NAME_MAX);
+        return;
     }
     if (!parse_limit(c, 100, &r->limit)) {
         free(r);
@@ -604,39 +617,34 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         preflight(c);
         return;
     }
-    if (hs_hub_http(c, path))
+    hs_route_t rt;
+    hs_route_parse(path, strlen(path), &rt);
+    const char *name = rt.name;
+    size_t nlen = rt.name_len;
+    switch (rt.kind) {
+    case HS_ROUTE_HUB:
+    case HS_ROUTE_NEGOTIATE:
+        hs_hub_http(c, rt.kind == HS_ROUTE_NEGOTIATE);
         return;
-    if (!strcmp(path, "/healthz")) {
+    case HS_ROUTE_HEALTHZ:
         if (get)
             hs_conn_respond(c, 200, "text/plain", "ok\n", 3, NULL, NULL);
         else
             not_allowed(c, "GET");
         return;
-    }
-    if (!strcmp(path, "/readyz")) {
+    case HS_ROUTE_READYZ:
         if (get)
             readyz(c);
         else
             not_allowed(c, "GET");
         return;
-    }
-    if (!strcmp(path, "/api/streams") || !strcmp(path, "/api/streams/")) {
+    case HS_ROUTE_STREAMS:
         if (get)
             list_streams(c);
         else
             not_allowed(c, "GET");
         return;
-    }
-    static const char pre[] = "/api/streams/";
-    if (strncmp(path, pre, sizeof(pre) - 1) != 0) {
-        hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
-        return;
-    }
-    const char *name = path + sizeof(pre) - 1;
-    const char *slash = strchr(name, '/');
-    size_t nlen = slash ? (size_t)(slash - name) : strlen(name);
-    const char *rest = slash ? slash : "";
-    if (!*rest) {
+    case HS_ROUTE_STREAM:
         if (get)
             get_info(c, name, nlen);
         else if (del)
@@ -644,8 +652,7 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         else
             not_allowed(c, "GET, DELETE");
         return;
-    }
-    if (!strcmp(rest, "/events")) {
+    case HS_ROUTE_EVENTS:
         if (get)
             get_events(c, name, nlen);
         else if (post)
@@ -653,13 +660,14 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         else
             not_allowed(c, "GET, POST");
         return;
-    }
-    if (!strcmp(rest, "/close")) {
+    case HS_ROUTE_CLOSE:
         if (post)
             admin(c, HS_INGEST_CLOSE, name, nlen);
         else
             not_allowed(c, "POST");
         return;
+    case HS_ROUTE_NONE:
+        break;
     }
     hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
 }

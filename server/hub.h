@@ -174,8 +174,8 @@ void hs_hubreg_linger(hs_hub_t *h);
 void hs_hubreg_set_resumable(hs_hub_t *h);
 /* Updates the registry flags of a connection (home thread). */
 void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
-/* Routes /hub and /hub/negotiate; false if the path is not the hub's. */
-bool hs_hub_http(hs_conn_t *c, const char *path);
+/* Serves a request for /hub (negotiate false) or /hub/negotiate (true). */
+void hs_hub_http(hs_conn_t *c, bool negotiate);
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 lets the upgrade go on (*out set to the connection to
  * attach), 1 when an HTTP answer was written instead, -1 to hang up. */
 int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out);

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 
 #include "ringbuf/budget.h"
+#include "proto/route.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -184,38 +185,17 @@ static hs_hub_t *reg_find(struct hs_hubreg *reg, const char *token)
 
 int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n)
 {
-    /* "<METHOD> /hub?....id=<token>[&...] HTTP/1.1" */
-    const char *sp = n ? memchr(req, ' ', n < 8 ? n : 8) : NULL;
-    if (!sp)
-        return -1;
-    const char *path = sp + 1, *end = req + n;
-    if ((size_t)(end - path) < 5 || memcmp(path, "/hub?", 5))
-        return -1;
-    const char *line_end = memchr(path, ' ', (size_t)(end - path));
-    if (!line_end)
-        return -1;
     char token[24];
-    for (const char *q = path + 5; q < line_end;) {
-        const char *amp = memchr(q, '&', (size_t)(line_end - q));
-        const char *arg_end = amp ? amp : line_end;
-        if (arg_end - q > 3 && !memcmp(q, "id=", 3)) {
-            size_t tl = (size_t)(arg_end - q - 3);
-            if (tl >= sizeof(token))
-                return -1;
-            memcpy(token, q + 3, tl);
-            token[tl] = '\0';
-            int home = -1;
-            struct hs_hubreg *reg = srv->hubreg;
-            pthread_mutex_lock(&reg->mu);
-            hs_hub_t *h = reg_find(reg, token);
-            if (h)
-                home = h->home;
-            pthread_mutex_unlock(&reg->mu);
-            return home;
-        }
-        q = arg_end + 1;
-    }
-    return -1;
+    if (hs_route_hub_token(req, n, token, sizeof(token)) < 0)
+        return -1;
+    int home = -1;
+    struct hs_hubreg *reg = srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    hs_hub_t *h = reg_find(reg, token);
+    if (h)
+        home = h->home;
+    pthread_mutex_unlock(&reg->mu);
+    return home;
 }
 
 enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
@@ -364,21 +344,20 @@ static void negotiate(hs_conn_t *c)
     hs_server_t *srv = c->io->srv;
     char buf[64];
     int version = 0;
-    const char *v = lws_get_urlarg_by_name(c->wsi, "negotiateVersion=", buf, sizeof(buf));
-    if (v) {
-        char *endp;
-        long n = strtol(v, &endp, 10);
-        if (!*v || *endp || n < 0) {
-            static const char err[] = "{\"error\":\"The client requested an invalid protocol "
-                                      "version; negotiateVersion must be 0 or 1\"}";
-            hs_conn_respond(c, 200, "application/json", err, sizeof(err) - 1, NULL, NULL);
-            return;
-        }
-        version = n > 1 ? 1 : (int)n;
+    const char *v;
+    int rc = hs_conn_arg(c, "negotiateVersion=", buf, sizeof(buf), &v);
+    int64_t asked = 0;
+    if (rc < 0 || (rc > 0 && !hs_route_uint(v, strlen(v), &asked))) {
+        /* what ASP.NET answers: 200 with an error the client reports */
+        static const char err[] = "{\"error\":\"The client requested an invalid protocol "
+                                  "version; negotiateVersion must be 0 or 1\"}";
+        hs_conn_respond(c, 200, "application/json", err, sizeof(err) - 1, NULL, NULL);
+        return;
     }
+    version = asked > 1 ? 1 : (int)asked;
     bool stateful = false;
-    v = lws_get_urlarg_by_name(c->wsi, "useStatefulReconnect=", buf, sizeof(buf));
-    if (v && !strcasecmp(v, "true") && srv->cfg.hub_stateful_reconnect)
+    if (hs_conn_arg(c, "useStatefulReconnect=", buf, sizeof(buf), &v) > 0 &&
+        !strcasecmp(v, "true") && srv->cfg.hub_stateful_reconnect)
         stateful = true;
     hs_hub_t *h = hs_hub_create(srv);
     if (!h) {
@@ -608,11 +587,12 @@ void hs_hub_want_write(hs_hub_t *h)
 
 /* ---- HTTP routes of /hub ---- */
 
-/* The id= argument (lws copies "id=<value>" into buf and returns the value's start). */
-static const char *token_arg(struct lws *wsi, char *buf, size_t len)
+/* The id= argument: 1 with *token set, 0 when absent or empty, -1 when longer than any token
+ * handed out (no connection has it). */
+static int token_arg(struct lws *wsi, char *buf, size_t len, const char **token)
 {
-    const char *v = lws_get_urlarg_by_name(wsi, "id=", buf, (int)len);
-    return v && *v ? v : NULL;
+    int rc = hs_wsi_arg(wsi, "id=", buf, len, token);
+    return rc > 0 && !**token ? 0 : rc;
 }
 
 static void sse_start(hs_conn_t *c, hs_hub_t *h)
@@ -647,14 +627,12 @@ static void sse_start(hs_conn_t *c, hs_hub_t *h)
     lws_callback_on_writable(c->wsi);
 }
 
-bool hs_hub_http(hs_conn_t *c, const char *path)
+void hs_hub_http(hs_conn_t *c, bool negotiate_route)
 {
-    if (strcmp(path, "/hub") && strcmp(path, "/hub/negotiate"))
-        return false;
     hs_io_t *io = c->io;
     hs_server_t *srv = io->srv;
     int m = c->method;
-    if (!strcmp(path, "/hub/negotiate")) {
+    if (negotiate_route) {
         if (m == WSI_TOKEN_POST_URI)
             negotiate(c);
         else {
@@ -662,7 +640,7 @@ bool hs_hub_http(hs_conn_t *c, const char *path)
             hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
             c->allow = NULL;
         }
-        return true;
+        return;
     }
     char tokbuf[64];
     const char *token;
@@ -677,11 +655,13 @@ bool hs_hub_http(hs_conn_t *c, const char *path)
         c->allow = "GET, POST, DELETE";
         hs_conn_error(c, 405, "MethodNotAllowed", "use GET, POST or DELETE");
         c->allow = NULL;
-        return true;
+        return;
     }
-    if (!(token = token_arg(c->wsi, tokbuf, sizeof(tokbuf)))) {
-        text(c, 400, "Connection ID required");
-        return true;
+    int trc = token_arg(c->wsi, tokbuf, sizeof(tokbuf), &token);
+    if (trc <= 0) {
+        text(c, trc < 0 ? 404 : 400,
+             trc < 0 ? "No Connection with that ID" : "Connection ID required");
+        return;
     }
     bool sse = false;
     if (op == HS_HUBREQ_POLL) {
@@ -694,22 +674,22 @@ bool hs_hub_http(hs_conn_t *c, const char *path)
     int rc = reg_claim(srv, token, op, sse ? HS_HUB_T_SSE : HS_HUB_T_LP, io->index, &h, &msg);
     if (rc >= 100) {
         text(c, rc, msg);
-        return true;
+        return;
     }
     if (rc == CLAIM_NEW) {
         if (sse) {
             sse_start(c, h);
-            return true;
+            return;
         }
         /* long polling: the first poll starts the connection and comes back empty at once */
         hs_hub_start(h, io);
         h->poll_end_ms = hs_now_ms();
         hs_hub_unref(h);
         hs_conn_respond(c, 200, "application/octet-stream", "", 0, NULL, NULL);
-        return true;
+        return;
     }
     forward(c, h, op);
-    return true;
+    return;
 }
 
 /* ---- SSE transport writes ---- */
@@ -862,9 +842,12 @@ int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out)
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || strcmp(path, "/hub"))
         return direct_respond(wsi, 404, "No WebSocket endpoint here; use /hub") ? -1 : 1;
     char tokbuf[64];
-    const char *token = token_arg(wsi, tokbuf, sizeof(tokbuf));
+    const char *token;
+    int trc = token_arg(wsi, tokbuf, sizeof(tokbuf), &token);
     hs_hub_t *h;
-    if (!token) {
+    if (trc < 0)
+        return direct_respond(wsi, 404, "No Connection with that ID") ? -1 : 1;
+    if (!trc) {
         /* skipNegotiation: a connection made on the spot, with no token to resume by */
         h = hs_hub_create(srv);
         if (!h)

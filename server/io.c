@@ -161,6 +161,38 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
     return hs_conn_respond(c, status, "application/json", body, o, xn, xv);
 }
 
+/* ---- query arguments ---- */
+
+int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val)
+{
+    return hs_wsi_arg(c->wsi, name_eq, buf, cap, val);
+}
+
+int hs_wsi_arg(struct lws *wsi, const char *name_eq, char *buf, size_t cap, const char **val)
+{
+    /* lws_get_urlarg_by_name() stops at the first argument longer than its buffer: the ones
+     * after it then look absent, and an over-long one is dropped without a word. Each argument
+     * is looked at here instead, through the IO thread's scratch buffer (a request's arguments
+     * fit: lws keeps at most max_http_header_data bytes of headers). */
+    char *tmp = (char *)io_of(wsi)->wbuf;
+    int tcap = LWS_PRE + HS_WRITE_BUDGET;
+    size_t nl = strlen(name_eq);
+    *val = NULL;
+    for (int i = 0; i < 1024; i++) {
+        int n = lws_hdr_copy_fragment(wsi, tmp, tcap, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            return 0; /* no more arguments */
+        if ((size_t)n < nl || memcmp(tmp, name_eq, nl))
+            continue;
+        if ((size_t)n - nl >= cap)
+            return -1;
+        memcpy(buf, tmp + nl, (size_t)n - nl + 1);
+        *val = buf;
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- ingest submission ---- */
 
 bool hs_io_submit_entry(hs_io_t *io, hs_ingest_t *e)

@@ -203,6 +203,18 @@ fail:
     return NULL;
 }
 
+int hs_server_start_core(hs_server_t *srv)
+{
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&srv->state, &expect, 1))
+        return HS_EINVAL;
+    int rc;
+    if ((rc = hs_reader_start(srv->reader)) || (rc = hs_fanout_start(srv->fanout)) ||
+        (rc = hs_writer_start(srv->writer)))
+        return rc;
+    return 0;
+}
+
 int hs_server_start(hs_server_t *srv)
 {
     int expect = 0;

@@ -158,6 +158,12 @@ struct hs_io {
     int64_t last_sweep_ms;
 };
 
+/* server.c */
+/* Starts the reader, fan-out and writer threads but no IO thread and no listener: the caller
+ * runs IO thread 0 itself (lws_service on srv->io[0]->ctx). For the fuzz target that drives a
+ * hub connection directly; stop and destroy as usual. */
+int hs_server_start_core(hs_server_t *srv);
+
 /* io.c */
 int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen);
 int hs_io_start(hs_io_t *io);
@@ -188,6 +194,12 @@ void hs_conn_charge(hs_conn_t *c, struct hs_budget *budget, size_t n);
  */
 void hs_conn_watch_hangup(hs_conn_t *c);
 void hs_conn_unwatch_hangup(hs_conn_t *c);
+/* The value of the query argument `name_eq` ("from=") of c's request, decoded, copied into buf
+ * (cap bytes, NUL-terminated) with *val pointing at it: 1. 0 when absent, -1 when longer than
+ * buf. The first occurrence counts. IO thread, during the request's callback. */
+int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val);
+/* The same for a request that has no hs_conn_t (a WebSocket upgrade). */
+int hs_wsi_arg(struct lws *wsi, const char *name_eq, char *buf, size_t cap, const char **val);
 /* Takes a request off the list of those whose body is arriving (idempotent). */
 void hs_conn_body_unlist(hs_conn_t *c);
 /* Submits an ingest entry from the IO thread (ring, else backlog, else 429). */

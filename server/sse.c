@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ringbuf/budget.h"
+#include "proto/route.h"
 #include "server/codec.h"
 #include "server/hub.h"
 #include "server/json.h"
@@ -40,17 +41,6 @@ static void list_remove(hs_io_t *io, hs_conn_t *c)
     io->nsse--;
 }
 
-static bool parse_seq(const char *s, int64_t *out)
-{
-    if (!*s)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (*p < '0' || *p > '9')
-            return false;
-    hs_json_span_t sp = {s, strlen(s), HS_JSON_NUMBER};
-    return hs_json_int64(&sp, out);
-}
-
 int hs_sse_head(struct lws *wsi, unsigned char **p, unsigned char *end)
 {
     return lws_add_http_common_headers(wsi, 200, "text/event-stream",
@@ -64,6 +54,8 @@ int hs_sse_head(struct lws *wsi, unsigned char **p, unsigned char *end)
                : 0;
 }
 
+#define HS_SSE_TYPES_MAX 64
+
 void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
 {
     hs_server_t *srv = c->io->srv;
@@ -74,35 +66,37 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
     if (l > 0) {
         if (l >= (int)sizeof(buf) ||
             lws_hdr_custom_copy(c->wsi, buf, sizeof(buf), "last-event-id:", 14) < 0 ||
-            !parse_seq(buf, &from)) {
+            !hs_route_uint(buf, strlen(buf), &from)) {
             hs_conn_error(c, 400, "BadRequest", "Last-Event-ID must be a version (an integer)");
             return;
         }
         has_from = true;
     } else {
-        const char *v = lws_get_urlarg_by_name(c->wsi, "from=", buf, sizeof(buf));
-        if (v) {
-            if (!parse_seq(v, &from)) {
-                hs_conn_error(c, 400, "BadRequest", "from must be an integer >= 0");
-                return;
-            }
-            has_from = true;
+        const char *v;
+        int rc = hs_conn_arg(c, "from=", buf, sizeof(buf), &v);
+        if (rc < 0 || (rc > 0 && !hs_route_uint(v, strlen(v), &from))) {
+            hs_conn_error(c, 400, "BadRequest", "from must be an integer >= 0");
+            return;
         }
+        has_from = rc > 0;
     }
     /* ?types=a,b */
-    char tbuf[2048];
-    const char *types[64];
+    char tbuf[4096];
+    const char *types[HS_SSE_TYPES_MAX];
     uint32_t ntypes = 0;
-    const char *tv = lws_get_urlarg_by_name(c->wsi, "types=", tbuf, sizeof(tbuf));
-    if (tv) {
-        char *p = (char *)tv;
-        while (p && *p && ntypes < 64) {
-            char *comma = strchr(p, ',');
-            if (comma)
-                *comma = '\0';
-            if (*p)
-                types[ntypes++] = p;
-            p = comma ? comma + 1 : NULL;
+    const char *tv;
+    int rc = hs_conn_arg(c, "types=", tbuf, sizeof(tbuf), &tv);
+    if (rc < 0) {
+        hs_conn_error(c, 400, "BadRequest", "the types argument is longer than %zu bytes",
+                      sizeof(tbuf) - 7);
+        return;
+    }
+    if (rc > 0) {
+        bool more;
+        ntypes = hs_route_list((char *)tv, types, HS_SSE_TYPES_MAX, &more);
+        if (more) {
+            hs_conn_error(c, 400, "BadRequest", "at most %d event types", HS_SSE_TYPES_MAX);
+            return;
         }
     }
     hs_sub_t *s = hs_sub_create(stream, len, types, ntypes, srv->cfg.outbox_bytes);

@@ -309,6 +309,80 @@ def config_seeds():
     return s
 
 
+def route_seeds():
+    s = {}
+    for path in ["/healthz", "/readyz", "/hub", "/hub/negotiate", "/api/streams", "/api/streams/",
+                 "/api/streams/orders", "/api/streams/orders/events", "/api/streams/o/close",
+                 "/api/streams/$all/events", "/api/streams//events", "/api/streams/a/b/c",
+                 "/api/streams/\u00e9t\u00e9/events"]:
+        s["path" + path.replace("/", "_")] = path.encode()
+    s["uint"] = b"9223372036854775807"
+    s["uint-over"] = b"9223372036854775808"
+    s["uint-20"] = b"00000000000000000001"
+    s["list"] = b"a,b,,c,"
+    s["list-9"] = b"1,2,3,4,5,6,7,8,9"
+    s["hub-token"] = b"GET /hub?id=AbC-_123&x=1 HTTP/1.1\r\nHost: x\r\n"
+    s["hub-token-last"] = b"POST /hub?negotiateVersion=1&id=tok HTTP/1.1\r\n"
+    s["hub-token-long"] = b"GET /hub?id=" + b"t" * 40 + b" HTTP/1.1\r\n"
+    s["hub-token-cut"] = b"GET /hub?id=abc"
+    s["utf8"] = "a\u00e9\u20ac\U0001d11e".encode()
+    s["utf8-bad"] = b"\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82"
+    return s
+
+
+def chunked_seeds():
+    s = {}
+    s["one"] = b"\x07" + b"5\r\nhello\r\n0\r\n\r\n"
+    s["pieces"] = b"\x00" + b"3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: v\r\n\r\n"
+    s["upper-hex"] = b"\x10" + b"A\r\n0123456789\r\n0\r\n\r\n"
+    s["trailing"] = b"\xff" + b"1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n"
+    s["bad-lf"] = b"\x03" + b"5\nhello\r\n0\r\n\r\n"
+    s["bad-long-data"] = b"\x01" + b"2\r\nhello\r\n"
+    s["bad-size"] = b"\x02" + b"fffffffffffffffff\r\n"
+    s["ext-long"] = b"\x40" + b"1;" + b"e" * 1100 + b"\r\nx\r\n0\r\n\r\n"
+    return s
+
+
+def hub_seeds():
+    """fuzz_hub scripts: a mode byte, then commands (see fuzz_hub.c)."""
+    def feed(b):
+        out = b""
+        while b:
+            k = min(len(b), 0xa0)
+            out += bytes([k - 1]) + b[:k]
+            b = b[k:]
+        return out
+    settle, read, tick, drop, resume = b"\xa0", b"\xc0", b"\xd3", b"\xd8", b"\xd9"
+    j = lambda *msgs: b"".join(m + RS for m in msgs)
+    s = {}
+    s["publish-read"] = (b"\x00" + feed(HS_JSON) + read +
+                         feed(j(b'{"type":1,"invocationId":"1","target":"Publish","arguments":'
+                                b'["s",[{"type":"a","data":1},{"type":"b"}]]}')) + settle + read +
+                         feed(j(b'{"type":1,"invocationId":"2","target":"Read","arguments":["s",0,5]}',
+                                b'{"type":1,"invocationId":"3","target":"GetStream","arguments":["s"]}'))
+                         + settle + read)
+    s["subscribe"] = (b"\x00" + feed(HS_JSON) +
+                      feed(j(b'{"type":4,"invocationId":"1","target":"Subscribe","arguments":["s",0]}',
+                             b'{"type":1,"invocationId":"2","target":"Subscribe","arguments":["t"]}',
+                             b'{"type":1,"invocationId":"3","target":"Publish","arguments":["t",{"type":"x"}]}'))
+                      + settle + read + settle + read +
+                      feed(j(b'{"type":5,"invocationId":"1"}',
+                             b'{"type":1,"invocationId":"4","target":"Unsubscribe","arguments":["t"]}',
+                             b'{"type":1,"invocationId":"5","target":"CloseStream","arguments":["t"]}'))
+                      + settle + read)
+    s["stateful"] = (b"\x03" + feed(b'{"protocol":"json","version":2}' + RS) + read +
+                     feed(j(b'{"type":1,"invocationId":"1","target":"Publish","arguments":["st",{"type":"a"}]}'))
+                     + settle + drop + resume +
+                     feed(j(b'{"type":9,"sequenceId":1}', b'{"type":8,"sequenceId":1}',
+                            b'{"type":6}')) + read + tick)
+    s["messagepack"] = (b"\x01" + feed(HS_MP + rec([1, {}, "1", "Publish", ["m", {"type": "a", "data": [1]}]]) +
+                                       rec([4, {}, "2", "Subscribe", ["m", 0]]) + rec([6]))
+                        + settle + read + settle + read)
+    s["longpoll-timers"] = b"\x00" + feed(HS_JSON) + read + b"\xd7" + feed(j(b'{"type":6}')) + tick
+    s["garbage"] = b"\x00" + feed(HS_JSON) + feed(b'{"type":1,"target":' + RS) + read
+    return s
+
+
 def main():
     targets = {
         "json": json_seeds(),
@@ -316,6 +390,9 @@ def main():
         "hubproto_json": hub_json_seeds(),
         "hubproto_msgpack": hub_mp_seeds(),
         "config": config_seeds(),
+        "route": route_seeds(),
+        "chunked": chunked_seeds(),
+        "hub": hub_seeds(),
     }
     for t, seeds in targets.items():
         d = os.path.join(HERE, "corpus", t)

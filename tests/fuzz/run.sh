@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/fuzz
-all_targets=(json codec hubproto_json hubproto_msgpack config)
+all_targets=(json codec hubproto_json hubproto_msgpack config route chunked hub)
 
 usage() {
   echo "usage: $0 smoke [SECONDS] | long [RUNS]" >&2
@@ -112,6 +112,11 @@ for t in "${targets[@]}"; do
   cp -R "$corpus/." "$work/"
   args=(-print_final_stats=1 -timeout=25 -rss_limit_mb=2048 -artifact_prefix="$art/")
   [[ -f $here/$t.dict ]] && args+=(-dict="$here/$t.dict")
+  # <target>.flags: libFuzzer flags of that target (one line)
+  if [[ -f $here/$t.flags ]]; then
+    read -r -a tflags <"$here/$t.flags"
+    args+=("${tflags[@]}")
+  fi
   if [[ $mode == smoke ]]; then
     args+=(-max_total_time="$limit")
     guard=$((limit + 300))

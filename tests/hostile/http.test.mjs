@@ -173,3 +173,35 @@ test('a claimed Content-Length is not allocated before its bytes arrive', async 
     await alive(srv);
   }, () => srv.stop());
 });
+
+test('query arguments: an over-long one is refused (400), not dropped along with those after it', async () => {
+  const srv = await startServer({ name: 'hostile-args' });
+  await guarded(async () => {
+    const ok = await srv.publish('q', [{ type: 'a' }, { type: 'b' }, { type: 'c' }]);
+    assert.equal(ok.status, 201, show(ok));
+    const long = 'x'.repeat(5000);
+    // lws's own lookup stopped at an argument longer than its buffer: `from` after it was lost
+    // and the subscription silently became live-only
+    let r = await rawRequest(srv.port, `GET /api/streams/q/events?types=${long}&from=1 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+    assertJsonError(r, 400, 'BadRequest');
+    r = await rawRequest(srv.port, `GET /api/streams/q/events?direction=${long}&from=1 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assertJsonError(r, 400, 'BadRequest');
+    r = await rawRequest(srv.port, `GET /api/streams?prefix=${'p'.repeat(201)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assertJsonError(r, 400, 'BadRequest');
+    r = await rawRequest(srv.port, `GET /api/streams/q/events?from=99999999999999999999 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assertJsonError(r, 400, 'BadRequest');
+    r = await rawRequest(srv.port, `GET /api/streams/q/events?limit=-3 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assertJsonError(r, 400, 'BadRequest');
+    // 65 types are more than a subscription takes
+    const types = Array.from({ length: 65 }, (_, i) => `t${i}`).join(',');
+    r = await rawRequest(srv.port, `GET /api/streams/q/events?types=${types} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+    assertJsonError(r, 400, 'BadRequest');
+    // an argument after a normal one still counts
+    r = await srv.get('/api/streams/q/events?x=1&from=2&limit=5');
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.events.map((e) => e.version), [3]);
+    // an id longer than any token names no connection
+    r = await rawRequest(srv.port, `POST /hub?id=${'t'.repeat(200)} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
+    assert.equal(r.status, 404);
+  }, () => srv.stop());
+});
