@@ -1171,10 +1171,13 @@ static bool input_stopped(const hs_hub_t *h)
     return ctl_full(h) || (held_len(h) && !replay_full(h)) || held_len(h) >= HELD_MAX;
 }
 
+/* The records a stateful connection numbers (ASP.NET's sequenced messages: Invocation,
+ * StreamItem, Completion, StreamInvocation, CancelInvocation). They are also the ones held back
+ * in order while an invocation may not run (StreamItem and Completion are then ignored, as
+ * ever, but in their turn, so the numbering stays right). */
 static bool trackable(int type)
 {
-    return type == HS_HUBMSG_INVOCATION || type == HS_HUBMSG_STREAM_INVOCATION ||
-           type == HS_HUBMSG_CANCEL_INVOCATION;
+    return type >= HS_HUBMSG_INVOCATION && type <= HS_HUBMSG_CANCEL_INVOCATION;
 }
 
 /* Handles one parsed record (invocations only when may_run). */

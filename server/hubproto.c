@@ -143,7 +143,8 @@ int hs_hubproto_parse_handshake(const uint8_t *rec, size_t len, char *protocol, 
      * (hs_json_unescape will not truncate). */
     char tmp[256];
     long n = hs_json_unescape(&p, tmp, sizeof(tmp));
-    if (n < 0)
+    /* a NUL (\u0000) would cut the name short: "json\u0000x" is not "json" */
+    if (n < 0 || memchr(tmp, '\0', (size_t)n))
         return HS_EINVAL;
     size_t k = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
     memcpy(protocol, tmp, k);

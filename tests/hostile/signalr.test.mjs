@@ -164,3 +164,25 @@ test('a long-polling client that sends and never polls: its sends are not answer
     assert.ok(answered <= 2, `${answered} sends answered before the server stopped taking input`);
   }, () => srv.stop());
 });
+
+test('stateful numbering counts every sequenced record, the ones the server ignores too', async () => {
+  // ASP.NET numbers Invocation, StreamItem, Completion, StreamInvocation and CancelInvocation;
+  // the server's Ack must count a client's StreamItem and Completion although it ignores them,
+  // or a resume would replay (or skip) the wrong records
+  const srv = await startServer({ name: 'hostile-seq' });
+  await guarded(async () => {
+    const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
+    const h = new RawHub(srv.port, { token: neg.json.connectionToken, version: 2 });
+    try {
+      await h.ready;
+      h.send({ type: 3, invocationId: 'c1', result: 1 });
+      h.send({ type: 2, invocationId: 's1', item: 2 });
+      h.invoke('i1', 'Unsubscribe', 'nothing');
+      await h.waitFor((r) => r.some((m) => m.type === 8), 5000, 'an Ack');
+      const ack = h.records.find((m) => m.type === 8);
+      assert.equal(ack.sequenceId, 3, JSON.stringify(ack));
+    } finally {
+      h.close();
+    }
+  }, () => srv.stop());
+});

@@ -222,7 +222,9 @@ Test(hubproto, handshake)
                          "{\"protocol\":\"json\",\"version\":1.5}",
                          "{\"protocol\":\"json\",\"version\":99999999999}",
                          "{\"protocol\":\"json\",\"version\":1",
-                         "{\"protocol\":\"json\",\"version\":1}\x1e"};
+                         "{\"protocol\":\"json\",\"version\":1}\x1e",
+                         /* a NUL inside the name must not cut it down to "json" */
+                         "{\"protocol\":\"json\\u0000x\",\"version\":1}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         cr_assert_eq(hs_hubproto_parse_handshake((const uint8_t *)bad[i], strlen(bad[i]), proto,
                                                  sizeof(proto), &ver),
