@@ -6,7 +6,7 @@
  * never copies. A batch is what the writer hands to the fan-out workers after a commit: the
  * blocks of one transaction in position order.
  *
- * Blocks are built by the codec (server/codec.c); this module only owns their memory rules.
+ * Blocks are built by the codec (proto/codec.c); this module only owns their memory rules.
  * Any thread may ref and unref.
  */
 #ifndef HS_BLOCK_H

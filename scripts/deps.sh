@@ -9,7 +9,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-dev odbcinst
-      unixodbc libsqliteodbc libck-dev libjansson-dev libmsgpack-dev libssl-dev sqlite3)
+      unixodbc libsqliteodbc libck-dev libmsgpack-dev libssl-dev sqlite3)
 perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
 case "${1:-}" in
   --test)

@@ -15,10 +15,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "util/addr.h"
 #include "ringbuf/budget.h"
-#include "server/codec.h"
-#include "server/config.h"
-#include "server/hub.h"
+#include "proto/codec.h"
+#include "daemon/config.h"
+#include "server/signalr/hub.h"
 #include "server/server.h"
 
 const char *hs_strerror(int err)
@@ -40,6 +41,43 @@ const char *hs_strerror(int err)
     case HS_EUNKNOWN: return "outcome unknown: the database connection broke during the commit";
     default: return "unknown error";
     }
+}
+
+#define HS_MIB ((size_t)1 << 20)
+
+void hs_config_init(hs_config_t *cfg)
+{
+    *cfg = (hs_config_t){
+        .listen = "127.0.0.1:5000",
+        .db = "hubstream.db",
+        .allow_anonymous = false,
+        .io_threads = 0,
+        .fanout_workers = 0,
+        .reader_threads = 2,
+        .max_connections = 100000,
+        .max_body = 1 * HS_MIB,
+        .request_timeout_ms = 30000,
+        .max_event = 1 * HS_MIB,
+        .max_message = 1 * HS_MIB,
+        .max_subscriptions = 1000,
+        .outbox_bytes = 4 * HS_MIB,
+        .read_budget = 256 * HS_MIB,
+        .connection_read_budget = 16 * HS_MIB,
+        .max_page_bytes = 4 * HS_MIB,
+        .sse_ping_ms = 15000,
+        .sse_retry_ms = 3000,
+        .stall_timeout_ms = 30000,
+        .writer_batch = 4096,
+        .hub_keepalive_ms = 15000,
+        .hub_client_timeout_ms = 30000,
+        .hub_handshake_timeout_ms = 15000,
+        .hub_disconnect_timeout_ms = 15000,
+        .hub_longpoll_ms = 90000,
+        .hub_max_unclaimed = 10000,
+        .hub_stateful_reconnect = true,
+        .hub_stateful_buffer = 100000,
+        .log_level = HS_LOG_INFO,
+    };
 }
 
 static void writer_log(void *ctx, hs_log_level_t level, const char *msg)

@@ -13,9 +13,9 @@
 #include "proto/chunked.h"
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
-#include "server/fanout.h"
-#include "server/hubproto.h"
-#include "server/log.h"
+#include "fanout/fanout.h"
+#include "proto/hubproto.h"
+#include "util/log.h"
 #include "storage/reader.h"
 #include "storage/writer.h"
 
@@ -176,7 +176,6 @@ void hs_io_end_hubs(hs_io_t *io);
 void hs_io_destroy(hs_io_t *io);
 void hs_io_hand_fd(hs_io_t *io, int fd); /* acceptor thread */
 void hs_io_wake(void *srv, int index);   /* any thread */
-int64_t hs_now_ms(void);
 /* Queues a complete response and asks for a writable callback. Takes nothing. */
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value);

@@ -22,7 +22,7 @@
  *     event_id_key), and parameters are cast to VARBINARY the same way. VARBINARY compares
  *     byte by byte and pads the shorter value with 0x00, which gives memcmp() order for text
  *     without NUL bytes (the server's name and id checks refuse control characters).
- *   - Key sizes. The API caps stream names at 200 bytes and event ids at 100 (server/codec.h);
+ *   - Key sizes. The API caps stream names at 200 bytes and event ids at 100 (proto/codec.h);
  *     the columns take 800 and 400, room to raise those caps without a migration while every
  *     index key stays under SQL Server's limits (900 bytes clustered, 1700 nonclustered):
  *     UNIQUE(name_key) is 800 bytes, UNIQUE(stream_id, event_id_key) 408. Parameters are cast

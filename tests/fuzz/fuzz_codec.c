@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the publish codec (server/codec.h).
+ * libFuzzer target: the publish codec (proto/codec.h).
  *
  * The input is a publish body for stream "s" (max event 1 MiB), and also a stream name.
  * On success the ingest entry is checked and freed:
@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "hubstream/hubstream.h"
-#include "server/codec.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "proto/json.h"
 #include "storage/writer.h"
 #include "tests/fuzz/fuzz_common.h"
 

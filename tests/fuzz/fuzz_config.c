@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: configuration (server/config.h).
+ * libFuzzer target: configuration (daemon/config.h).
  *
  * config.c reads a config file only through fopen(path), so the input is written once per run
  * of this function to a private file (a memfd reached as /proc/self/fd/N, or a file in a
@@ -32,8 +32,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "util/addr.h"
 #include "hubstream/hubstream.h"
-#include "server/config.h"
+#include "daemon/config.h"
+#include "util/log.h"
 #include "storage/retention.h"
 #include "tests/fuzz/fuzz_common.h"
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: a SignalR hub connection (server/hub.c) fed frame sequences, with the real
+ * libFuzzer target: a SignalR hub connection (server/signalr/hub.c) fed frame sequences, with the real
  * writer, reader and fan-out threads of a server behind it (SQLite on a file in /dev/shm, or
  * /tmp), and this thread acting as the connection's IO thread.
  *
@@ -27,8 +27,10 @@
 
 #include "fuzz_common.h"
 
-#include "server/hub.h"
+#include "ringbuf/budget.h"
 #include "server/server.h"
+#include "server/signalr/hub.h"
+#include "util/time.h"
 
 static hs_server_t *srv;
 static hs_io_t *io;

@@ -3,7 +3,7 @@
  * fuzz_hubproto_msgpack.c), which differ only in the record format.
  *
  * The input is what a client sends on one connection: the handshake (always JSON, ending in
- * 0x1E, as server/hub.c cuts it) and then records in the target's format, cut with
+ * 0x1E, as server/signalr/hub.c cuts it) and then records in the target's format, cut with
  * hs_hubproto_next (max 1 MiB). An input without a 0x1E in the MessagePack target has no
  * handshake: all of it is MessagePack records (the fuzzer need not find the separator first).
  * The handshake goes through hs_hubproto_parse_handshake, every other record through
@@ -27,8 +27,8 @@
 #include <string.h>
 
 #include "hubstream/hubstream.h"
-#include "server/hubproto.h"
-#include "server/json.h"
+#include "proto/hubproto.h"
+#include "proto/json.h"
 #include "tests/fuzz/fuzz_common.h"
 
 #define FZ_HUB_MAX ((size_t)1 << 20)

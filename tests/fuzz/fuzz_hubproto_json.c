@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the SignalR hub protocol, JSON records (server/hubproto.h).
+ * libFuzzer target: the SignalR hub protocol, JSON records (proto/hubproto.h).
  * The input is a client's byte stream: handshake, then 0x1E-terminated JSON messages; every
  * message also goes JSON -> MessagePack -> JSON. See fuzz_hubproto.h for what is checked.
  */

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the JSON scanner (server/json.h).
+ * libFuzzer target: the JSON scanner (proto/json.h).
  *
  * The input is JSON text (or not). When hs_json_parse accepts it, every object and array is
  * walked with hs_json_object_next / hs_json_array_next, every string (keys included) is
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/json.h"
+#include "proto/json.h"
 #include "tests/fuzz/fuzz_common.h"
 
 static void check_string(const hs_json_span_t *s)

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/codec.h"
+#include "proto/codec.h"
 #include "storage/reader.h"
 #include "storage/writer.h"
 

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/codec.h"
+#include "proto/codec.h"
 #include "storage/retention.h"
 #include "storage/writer.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/codec.h"
+#include "proto/codec.h"
 #include "storage/writer.h"
 
 static char dir[64], db[128];

@@ -1,5 +1,5 @@
 /*
- * Stress: the fan-out workers (server/fanout.c) end to end, with everything around them real
+ * Stress: the fan-out workers (fanout/fanout.c) end to end, with everything around them real
  * except the sockets: publisher threads append through the writer (storage/writer.c) to a SQLite
  * file, the writer hands each committed batch to hs_fanout_sink(), two workers deliver to the
  * subscribers' outboxes, catch-up reads run on the reader threads (storage/reader.c), and two
@@ -30,7 +30,7 @@
  * --subscribe-after-close adds, per stream, subscribers that come once every stream is closed,
  * while a stuck subscriber still holds the worker's entry for the stream and its block cache.
  * They must get every event and then the close marker. When this was written they did not: the
- * close went through the worker before they registered, and serve_cache() in server/fanout.c
+ * close went through the worker before they registered, and serve_cache() in fanout/fanout.c
  * turned them live at the end of the cache without knowing the stream is closed, so they waited
  * forever. The worker's stream entry now remembers the close; ctest runs this mode as
  * stress_fanout_late_close.
@@ -52,8 +52,8 @@
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
 #include "ringbuf/waiter.h"
-#include "server/codec.h"
-#include "server/fanout.h"
+#include "proto/codec.h"
+#include "fanout/fanout.h"
 #include "storage/reader.h"
 #include "storage/writer.h"
 #include "stress.h"

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util/time.h"
 #include "server/server.h"
 
 struct hs_acceptor {

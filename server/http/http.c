@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/time.h"
 #include "ringbuf/budget.h"
 #include "proto/route.h"
-#include "server/codec.h"
-#include "server/hub.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "server/signalr/hub.h"
+#include "proto/json.h"
 #include "server/server.h"
 
 typedef enum { READ_EVENTS, READ_INFO, READ_LIST } read_kind_t;

@@ -10,7 +10,7 @@
  * (a non-loopback listen address without --allow-anonymous is the server's call). It keeps no
  * global mutable state: everything it allocates hangs off the caller's hs_cli_t.
  */
-#include "server/config.h"
+#include "daemon/config.h"
 
 #include "storage/retention.h"
 
@@ -141,41 +141,6 @@ static const struct opt opts[] = {
 #define NOPTS (sizeof opts / sizeof opts[0])
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
-
-void hs_config_init(hs_config_t *cfg)
-{
-    *cfg = (hs_config_t){
-        .listen = "127.0.0.1:5000",
-        .db = "hubstream.db",
-        .allow_anonymous = false,
-        .io_threads = 0,
-        .fanout_workers = 0,
-        .reader_threads = 2,
-        .max_connections = 100000,
-        .max_body = 1 * MIB,
-        .request_timeout_ms = 30000,
-        .max_event = 1 * MIB,
-        .max_message = 1 * MIB,
-        .max_subscriptions = 1000,
-        .outbox_bytes = 4 * MIB,
-        .read_budget = 256 * MIB,
-        .connection_read_budget = 16 * MIB,
-        .max_page_bytes = 4 * MIB,
-        .sse_ping_ms = 15000,
-        .sse_retry_ms = 3000,
-        .stall_timeout_ms = 30000,
-        .writer_batch = 4096,
-        .hub_keepalive_ms = 15000,
-        .hub_client_timeout_ms = 30000,
-        .hub_handshake_timeout_ms = 15000,
-        .hub_disconnect_timeout_ms = 15000,
-        .hub_longpoll_ms = 90000,
-        .hub_max_unclaimed = 10000,
-        .hub_stateful_reconnect = true,
-        .hub_stateful_buffer = 100000,
-        .log_level = HS_LOG_INFO,
-    };
-}
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
@@ -719,78 +684,6 @@ void hs_cli_dispose(hs_cli_t *cli)
     hs_config_init(&cli->cfg);
 }
 
-/* ---- listen addresses ------------------------------------------------------------------ */
-
-static bool host_chars_ok(const char *h, size_t len, bool ipv6)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)h[i];
-        if (isalnum(c) || c == '.' || c == '-' || c == '_') continue;
-        if (ipv6 && (c == ':' || c == '%')) continue;
-        return false;
-    }
-    return true;
-}
-
-int hs_listen_parse(const char *listen, char *host, size_t hostlen, int *port)
-{
-    const char *h, *colon, *p;
-    size_t hlen;
-    uint64_t n;
-
-    if (!listen || !host || !port) return HS_EINVAL;
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (!close || close[1] != ':') return HS_EINVAL;
-        h = listen + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-        if (hlen == 0 || !memchr(h, ':', hlen) || !host_chars_ok(h, hlen, true))
-            return HS_EINVAL; /* brackets are for IPv6 addresses only */
-    } else {
-        colon = strrchr(listen, ':');
-        if (!colon) return HS_EINVAL;
-        h = listen;
-        hlen = (size_t)(colon - listen);
-        if (!host_chars_ok(h, hlen, false))
-            return HS_EINVAL; /* includes a bare IPv6 address, which needs brackets */
-        if (hlen == 0) {
-            h = "0.0.0.0";
-            hlen = strlen(h);
-        }
-    }
-
-    p = colon + 1;
-    if (strlen(p) > 5 || parse_uint(p, &n) != 0 || n > 65535) return HS_EINVAL;
-    if (hlen + 1 > hostlen) return HS_EINVAL;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (int)n;
-    return 0;
-}
-
-bool hs_listen_is_loopback(const char *host)
-{
-    char buf[INET6_ADDRSTRLEN + 32];
-    struct in_addr a4;
-    struct in6_addr a6;
-    size_t len;
-
-    if (!host) return false;
-    len = strlen(host);
-    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-        if (len - 2 >= sizeof buf) return false;
-        memcpy(buf, host + 1, len - 2);
-        buf[len - 2] = '\0';
-        host = buf;
-    }
-    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0) return true;
-    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    return false;
-}
-
 /* ---- --help ---------------------------------------------------------------------------- */
 
 /* Writes text word-wrapped to USAGE_WIDTH columns, every line indented by `indent`. */
@@ -903,49 +796,4 @@ void hs_cli_usage(FILE *out)
           "  db = \"/var/lib/hubstream/events.db\"\n"
           "  max-event = 256k\n",
           out);
-}
-
-/* The connection string with the values of Pwd= and Password= replaced by "***" (logs must not
- * carry database passwords). ODBC keys are case-insensitive; values may be {braced}. */
-void hs_redact_conn(const char *cs, char *out, size_t cap)
-{
-    size_t o = 0;
-    const char *p = cs;
-    while (*p && o + 1 < cap) {
-        const char *key = p;
-        const char *eq = strchr(p, '=');
-        const char *semi = strchr(p, ';');
-        if (!eq || (semi && semi < eq)) { /* no key=value here: copy through the next ';' */
-            size_t n = semi ? (size_t)(semi - p) + 1 : strlen(p);
-            n = n < cap - 1 - o ? n : cap - 1 - o;
-            memcpy(out + o, p, n);
-            o += n;
-            p += n;
-            continue;
-        }
-        size_t klen = (size_t)(eq - key);
-        const char *v = eq + 1, *vend;
-        if (*v == '{') {
-            vend = strchr(v, '}');
-            vend = vend ? vend + 1 : v + strlen(v);
-        } else {
-            vend = strchr(v, ';');
-            vend = vend ? vend : v + strlen(v);
-        }
-        bool secret = (klen == 3 && !strncasecmp(key, "pwd", 3)) ||
-                      (klen == 8 && !strncasecmp(key, "password", 8));
-        size_t n = (size_t)(v - key);
-        const char *val = secret && vend > v ? "***" : v;
-        size_t vl = secret && vend > v ? 3 : (size_t)(vend - v);
-        if (o + n + vl + 1 >= cap)
-            break;
-        memcpy(out + o, key, n);
-        o += n;
-        memcpy(out + o, val, vl);
-        o += vl;
-        p = vend;
-        if (*p == ';')
-            out[o++] = *p++;
-    }
-    out[o] = '\0';
 }

@@ -9,7 +9,7 @@
  * delivered live. Events committed after the read started reach the worker later in batches,
  * where the cursor rule skips what the read already queued.
  */
-#include "server/fanout.h"
+#include "fanout/fanout.h"
 
 #include "ringbuf/ring.h"
 #include <pthread.h>

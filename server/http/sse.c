@@ -12,11 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/time.h"
 #include "ringbuf/budget.h"
 #include "proto/route.h"
-#include "server/codec.h"
-#include "server/hub.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "server/signalr/hub.h"
+#include "proto/json.h"
 #include "server/server.h"
 
 static void list_add(hs_io_t *io, hs_conn_t *c)

@@ -22,4 +22,8 @@ typedef struct hs_logger {
 void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
     __attribute__((sentinel));
 
+/* Copies an ODBC connection string to out (cap bytes, NUL-terminated) with the values of Pwd=
+ * and Password= (any case, braced or not) replaced by "***": for logs. */
+void hs_redact_conn(const char *cs, char *out, size_t cap);
+
 #endif

@@ -16,10 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/time.h"
 #include "ringbuf/budget.h"
-#include "server/codec.h"
-#include "server/hub.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "server/signalr/hub.h"
+#include "proto/json.h"
 #include "server/server.h"
 #include "util/utf8.h"
 
@@ -29,13 +30,6 @@ typedef struct fd_node {
     hs_mpsc_node_t node;
     int fd;
 } fd_node_t;
-
-int64_t hs_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static hs_io_t *io_of(struct lws *wsi)
 {

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "hubstream/hubstream.h"
+#include "util/addr.h"
 
 /* Strings hs_cli_t owns: cfg.listen, cfg.db, config_file and cfg.retention. */
 #define HS_CLI_NOWNED 4
@@ -56,22 +57,6 @@ void hs_cli_dispose(hs_cli_t *cli);
 /* Writes the --help text (every flag with its variable, default and meaning) to out. */
 void hs_cli_usage(FILE *out);
 
-/*
- * Splits a listen address: "host:port", "[ipv6]:port" (host written without the brackets) or
- * ":port" (host "0.0.0.0"). The port is decimal, 0..65535. The host is not resolved, only
- * checked for plausible characters. Returns 0, or HS_EINVAL for a malformed address or a host
- * that does not fit hostlen bytes with its NUL; on failure host and *port are left untouched.
- */
-int hs_listen_parse(const char *listen, char *host, size_t hostlen, int *port);
 
-/*
- * True if host (as hs_listen_parse() gives it; brackets are tolerated) is a loopback address:
- * 127.0.0.0/8, ::1, ::ffff:127.x.y.z or "localhost" (any case). Names are not resolved.
- */
-bool hs_listen_is_loopback(const char *host);
-
-/* Copies an ODBC connection string to out (cap bytes, NUL-terminated) with the values of Pwd=
- * and Password= (any case, braced or not) replaced by "***": for logs. */
-void hs_redact_conn(const char *cs, char *out, size_t cap);
 
 #endif

@@ -60,17 +60,6 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
  * least HS_PUBLISH_RESULT_MAX. */
 size_t hs_publish_result_json(const hs_ingest_t *e, char *out, size_t cap);
 
-/* Writes time_us as "2026-11-22T05:30:00.123456Z" (27 bytes + NUL) into out. */
-void hs_format_time(int64_t time_us, char out[32]);
-
-/* Writes a random (v4) UUID, 36 chars + NUL. Thread-safe. */
-void hs_uuid4(char out[37]);
-
-/* Writes a time-ordered (v7, RFC 9562) UUID: the ids hubstream generates for events without a
- * client id. Their order keeps the (stream, event id) index append-mostly, which is most of the
- * insert cost with random ids. Thread-safe; increasing within a thread. */
-void hs_uuid7(char out[37]);
-
 /* Appends the EventRecord JSON of rec to out (room: hs_record_json_len(rec)); returns length. */
 size_t hs_record_json(const hs_record_t *rec, char *out);
 size_t hs_record_json_len(const hs_record_t *rec);

@@ -1,13 +1,15 @@
 /* Structured logging (see log.h). One write(2) per record keeps lines whole across threads. */
-#include "server/log.h"
+#include "util/time.h"
+#include "util/log.h"
 
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "server/codec.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "proto/json.h"
 
 static const char *names[] = {"debug", "info", "warn", "error"};
 
@@ -81,4 +83,49 @@ void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
     line[l++] = '\n';
     ssize_t wr = write(STDERR_FILENO, line, l);
     (void)wr;
+}
+
+/* The connection string with the values of Pwd= and Password= replaced by "***" (logs must not
+ * carry database passwords). ODBC keys are case-insensitive; values may be {braced}. */
+void hs_redact_conn(const char *cs, char *out, size_t cap)
+{
+    size_t o = 0;
+    const char *p = cs;
+    while (*p && o + 1 < cap) {
+        const char *key = p;
+        const char *eq = strchr(p, '=');
+        const char *semi = strchr(p, ';');
+        if (!eq || (semi && semi < eq)) { /* no key=value here: copy through the next ';' */
+            size_t n = semi ? (size_t)(semi - p) + 1 : strlen(p);
+            n = n < cap - 1 - o ? n : cap - 1 - o;
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+            continue;
+        }
+        size_t klen = (size_t)(eq - key);
+        const char *v = eq + 1, *vend;
+        if (*v == '{') {
+            vend = strchr(v, '}');
+            vend = vend ? vend + 1 : v + strlen(v);
+        } else {
+            vend = strchr(v, ';');
+            vend = vend ? vend : v + strlen(v);
+        }
+        bool secret = (klen == 3 && !strncasecmp(key, "pwd", 3)) ||
+                      (klen == 8 && !strncasecmp(key, "password", 8));
+        size_t n = (size_t)(v - key);
+        const char *val = secret && vend > v ? "***" : v;
+        size_t vl = secret && vend > v ? 3 : (size_t)(vend - v);
+        if (o + n + vl + 1 >= cap)
+            break;
+        memcpy(out + o, key, n);
+        o += n;
+        memcpy(out + o, val, vl);
+        o += vl;
+        p = vend;
+        if (*p == ';')
+            out[o++] = *p++;
+    }
+    out[o] = '\0';
 }

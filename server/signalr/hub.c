@@ -13,10 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/time.h"
 #include "ringbuf/budget.h"
-#include "server/codec.h"
-#include "server/hub.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "server/signalr/hub.h"
+#include "proto/json.h"
 #include "util/utf8.h"
 
 enum { M_PUBLISH, M_SUBSCRIBE, M_UNSUBSCRIBE, M_READ, M_GETSTREAM, M_CLOSESTREAM, M_UNKNOWN };

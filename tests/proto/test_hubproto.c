@@ -1,4 +1,4 @@
-/* SignalR hub protocol codec (server/hubproto.c): the bytes the official clients send and
+/* SignalR hub protocol codec (proto/hubproto.c): the bytes the official clients send and
  * expect, in JSON and MessagePack. MessagePack records are written out by hand as bytes. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "hubstream/hubstream.h"
-#include "server/hubproto.h"
-#include "server/json.h"
+#include "proto/hubproto.h"
+#include "proto/json.h"
 
 static hs_hubbuf_t scratch;
 static char why[200];

@@ -1,9 +1,11 @@
-/* JSON scanner (server/json.c) and codec (server/codec.c): what publishers and readers see. */
+/* JSON scanner (proto/json.c) and codec (proto/codec.c): what publishers and readers see. */
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "server/codec.h"
-#include "server/json.h"
+#include "util/uuid.h"
+#include "util/time.h"
+#include "proto/codec.h"
+#include "proto/json.h"
 
 static int parse(const char *s, hs_json_span_t *sp)
 {

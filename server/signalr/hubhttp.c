@@ -13,11 +13,13 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "util/uuid.h"
+#include "util/time.h"
 #include "ringbuf/budget.h"
 #include "proto/route.h"
-#include "server/codec.h"
-#include "server/hub.h"
-#include "server/json.h"
+#include "proto/codec.h"
+#include "server/signalr/hub.h"
+#include "proto/json.h"
 
 #define REG_BUCKETS 16384
 

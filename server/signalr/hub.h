@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server/hubproto.h"
+#include "proto/hubproto.h"
 #include "server/server.h"
 
 typedef struct hs_hub hs_hub_t;

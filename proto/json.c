@@ -2,7 +2,7 @@
  * Strict JSON scanner (see json.h). Recursive descent over the original bytes with an explicit
  * depth bound; no allocation, no copies except where the caller asks for one.
  */
-#include "server/json.h"
+#include "proto/json.h"
 
 #include "util/utf8.h"
 

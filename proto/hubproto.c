@@ -1,6 +1,6 @@
-/* The SignalR hub protocol codec (see hubproto.h): JSON through server/json.c, MessagePack
+/* The SignalR hub protocol codec (see hubproto.h): JSON through proto/json.c, MessagePack
  * through msgpack-c. */
-#include "server/hubproto.h"
+#include "proto/hubproto.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "hubstream/hubstream.h"
-#include "server/json.h"
+#include "proto/json.h"
 #include "util/utf8.h"
 
 #define MAX_DEPTH 64

@@ -12,7 +12,7 @@
  * hs_hubproto_json_to_msgpack() is also how an EventRecord is encoded once into MessagePack for
  * every MessagePack subscriber.
  *
- * Not here: the handshake state machine, dispatch, transports (server/hub.c, server/io.c).
+ * Not here: the handshake state machine, dispatch, transports (server/signalr/hub.c, server/net/io.c).
  * Pure functions; any thread; no I/O. MessagePack goes through msgpack-c.
  */
 #ifndef HS_HUBPROTO_H

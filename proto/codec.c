@@ -1,5 +1,7 @@
 /* The codec (see codec.h). */
-#include "server/codec.h"
+#include "util/uuid.h"
+#include "util/time.h"
+#include "proto/codec.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -8,7 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "server/json.h"
+#include "proto/json.h"
 #include "util/utf8.h"
 
 static bool has_ctl(const char *s, size_t n)
@@ -31,127 +33,6 @@ int hs_stream_name_check_publish(const char *name, size_t len)
     int rc = hs_stream_name_check(name, len);
     if (rc) return rc;
     return name[0] == '$' ? HS_ERESERVED : 0;
-}
-
-/* ---- ids and time ---- */
-
-static _Thread_local uint64_t rng_state[2];
-
-static uint64_t rng_next(void)
-{
-    if (!rng_state[0] && !rng_state[1]) {
-        if (getrandom(rng_state, sizeof(rng_state), 0) != sizeof(rng_state)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            rng_state[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull | 1;
-            rng_state[1] = (uint64_t)(uintptr_t)&ts ^ (uint64_t)ts.tv_sec;
-        }
-    }
-    /* xorshift128+ */
-    uint64_t s1 = rng_state[0];
-    const uint64_t s0 = rng_state[1];
-    rng_state[0] = s0;
-    s1 ^= s1 << 23;
-    rng_state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-    return rng_state[1] + s0;
-}
-
-static void uuid_format(const uint8_t b[16], char out[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    int o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
-}
-
-void hs_uuid4(char out[37])
-{
-    uint8_t b[16];
-    uint64_t a = rng_next(), c = rng_next();
-    memcpy(b, &a, 8);
-    memcpy(b + 8, &c, 8);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    uuid_format(b, out);
-}
-
-void hs_uuid7(char out[37])
-{
-    /* 48-bit Unix milliseconds, then a per-thread counter in the 12 "rand_a" bits so ids of one
-     * thread keep increasing within a millisecond, then 62 random bits */
-    static _Thread_local uint64_t last_ms;
-    static _Thread_local uint32_t seq;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (ms <= last_ms) {
-        ms = last_ms;
-        if (++seq > 0xfff) { /* 4096 ids in one millisecond: borrow the next one */
-            ms = ++last_ms;
-            seq = 0;
-        }
-    } else {
-        last_ms = ms;
-        seq = (uint32_t)(rng_next() & 0x3ff); /* leave room to count up */
-    }
-    uint8_t b[16];
-    for (int i = 0; i < 6; i++)
-        b[i] = (uint8_t)(ms >> (40 - 8 * i));
-    b[6] = (uint8_t)(0x70 | (seq >> 8));
-    b[7] = (uint8_t)seq;
-    uint64_t r = rng_next();
-    memcpy(b + 8, &r, 8);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    uuid_format(b, out);
-}
-
-static void put2(char *o, int v)
-{
-    o[0] = (char)('0' + v / 10 % 10);
-    o[1] = (char)('0' + v % 10);
-}
-
-void hs_format_time(int64_t time_us, char out[32])
-{
-    /* one gmtime_r per second and thread: a batch shares its commit time */
-    static _Thread_local time_t cached_secs = -1;
-    static _Thread_local char cached[20];
-    time_t secs = (time_t)(time_us / 1000000);
-    long us = (long)(time_us % 1000000);
-    if (us < 0) {
-        us += 1000000;
-        secs--;
-    }
-    if (secs != cached_secs) {
-        struct tm tm;
-        gmtime_r(&secs, &tm);
-        int y = tm.tm_year + 1900;
-        put2(cached, y / 100);
-        put2(cached + 2, y % 100);
-        cached[4] = '-';
-        put2(cached + 5, tm.tm_mon + 1);
-        cached[7] = '-';
-        put2(cached + 8, tm.tm_mday);
-        cached[10] = 'T';
-        put2(cached + 11, tm.tm_hour);
-        cached[13] = ':';
-        put2(cached + 14, tm.tm_min);
-        cached[16] = ':';
-        put2(cached + 17, tm.tm_sec);
-        cached[19] = '.';
-        cached_secs = secs;
-    }
-    memcpy(out, cached, 20);
-    for (int k = 25; k >= 20; k--) {
-        out[k] = (char)('0' + us % 10);
-        us /= 10;
-    }
-    out[26] = 'Z';
-    out[27] = '\0';
 }
 
 /* ---- parsing ---- */

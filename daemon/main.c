@@ -9,7 +9,7 @@
 #include <sys/resource.h>
 
 #include "hubstream/hubstream.h"
-#include "server/config.h"
+#include "daemon/config.h"
 
 static hs_server_t *g_srv;
 

@@ -1,5 +1,5 @@
 /*
- * Tests of server/config.c: defaults, the three sources and their precedence, value syntax, every
+ * Tests of daemon/config.c: defaults, the three sources and their precedence, value syntax, every
  * error path and its message, listen address parsing and loopback detection, --help layout.
  *
  * Each test starts with no HUBSTREAM_* variable set (the fixture saves and restores the caller's)
@@ -13,7 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/config.h"
+#include "util/addr.h"
+#include "daemon/config.h"
+#include "util/log.h"
 
 extern char **environ;
 

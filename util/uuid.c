@@ -1,0 +1,82 @@
+/* UUIDs (see uuid.h). */
+#include "util/uuid.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static _Thread_local uint64_t rng_state[2];
+
+static uint64_t rng_next(void)
+{
+    if (!rng_state[0] && !rng_state[1]) {
+        if (getrandom(rng_state, sizeof(rng_state), 0) != sizeof(rng_state)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            rng_state[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull | 1;
+            rng_state[1] = (uint64_t)(uintptr_t)&ts ^ (uint64_t)ts.tv_sec;
+        }
+    }
+    /* xorshift128+ */
+    uint64_t s1 = rng_state[0];
+    const uint64_t s0 = rng_state[1];
+    rng_state[0] = s0;
+    s1 ^= s1 << 23;
+    rng_state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return rng_state[1] + s0;
+}
+
+static void uuid_format(const uint8_t b[16], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+void hs_uuid4(char out[37])
+{
+    uint8_t b[16];
+    uint64_t a = rng_next(), c = rng_next();
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
+}
+
+void hs_uuid7(char out[37])
+{
+    /* 48-bit Unix milliseconds, then a per-thread counter in the 12 "rand_a" bits so ids of one
+     * thread keep increasing within a millisecond, then 62 random bits */
+    static _Thread_local uint64_t last_ms;
+    static _Thread_local uint32_t seq;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (ms <= last_ms) {
+        ms = last_ms;
+        if (++seq > 0xfff) { /* 4096 ids in one millisecond: borrow the next one */
+            ms = ++last_ms;
+            seq = 0;
+        }
+    } else {
+        last_ms = ms;
+        seq = (uint32_t)(rng_next() & 0x3ff); /* leave room to count up */
+    }
+    uint8_t b[16];
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | (seq >> 8));
+    b[7] = (uint8_t)seq;
+    uint64_t r = rng_next();
+    memcpy(b + 8, &r, 8);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
+}
+

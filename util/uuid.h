@@ -1,0 +1,17 @@
+/*
+ * UUIDs: random ones (v4) for connection ids, time-ordered ones (v7) for the events a publisher
+ * sent without an id. A thread-local xorshift128+ seeded from getrandom(): fast, unique, not a
+ * secret (connection tokens come from getrandom() directly). Any thread.
+ */
+#ifndef HS_UTIL_UUID_H
+#define HS_UTIL_UUID_H
+
+/* Writes a random (v4) UUID, 36 chars + NUL. */
+void hs_uuid4(char out[37]);
+
+/* Writes a time-ordered (v7, RFC 9562) UUID: the ids hubstream generates for events without a
+ * client id. Their order keeps the (stream, event id) index append-mostly, which is most of the
+ * insert cost with random ids. Increasing within a thread. */
+void hs_uuid7(char out[37]);
+
+#endif
