@@ -23,7 +23,6 @@
 #include "ringbuf/waiter.h"
 
 #define BATCH_RING         1024
-#define NODE_READ          3
 #define NBUCKETS           4096
 #define CACHE_SLOTS_MIN    256 /* per stream, grown by doubling; powers of two */
 #define CACHE_SLOTS_MAX    65536
@@ -105,7 +104,7 @@ size_t hs_fanout_block_size(const hs_sub_t *s, const hs_block_t *b)
 {
     /* what the subscriber's front end writes for it: the SSE block and its id line, or a
      * SignalR record (EventRecord plus framing; MessagePack is about as long as JSON) */
-    return s->owner == HS_SUB_OWNER_HUB ? b->json_len + 96 : b->sse_len + 24;
+    return s->fmt == HS_SUB_FMT_RECORD ? b->json_len + 96 : b->sse_len + 24;
 }
 
 static worker_t *owner(hs_fanout_t *f, const hs_sub_t *s)
@@ -479,7 +478,7 @@ static void read_done(hs_read_req_t *base)
 {
     creq_t *r = (creq_t *)base;
     worker_t *w = r->w; /* once pushed, the worker may free r */
-    r->base.node.kind = NODE_READ;
+    r->base.node.kind = HS_NODE_FANOUT_READ;
     if (hs_mpsc_push(&w->q, &r->base.node)) hs_waiter_wake(&w->waiter);
 }
 
@@ -821,7 +820,7 @@ static void *run(void *arg)
         for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
             next = n->next;
             busy = true;
-            if (n->kind == NODE_READ)
+            if (n->kind == HS_NODE_FANOUT_READ)
                 on_read(w, hs_container_of(n, creq_t, base.node));
             else
                 on_sub(w, hs_container_of(n, hs_sub_t, w_node));
@@ -903,7 +902,7 @@ void hs_fanout_destroy(hs_fanout_t *f)
         }
         for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
             next = n->next;
-            if (n->kind == NODE_READ) {
+            if (n->kind == HS_NODE_FANOUT_READ) {
                 /* a read ahead that completed first waits on its subscription, holding it */
                 creq_t *r = hs_container_of(n, creq_t, base.node), *ahead = r->sub->read_stash;
                 r->sub->read_stash = NULL;

@@ -17,6 +17,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * Every kind of node that travels on an MPSC queue, in one place: the consumer dispatches on it.
+ * Transports (server/net/net.h) number their own messages from HS_NODE_TRANSPORT up.
+ */
+enum hs_node_kind {
+    HS_NODE_SUB_IO = 1,      /* a subscription's signals to the IO thread that owns it */
+    HS_NODE_SUB_WORKER = 2,  /* a subscription's commands to its fan-out worker */
+    HS_NODE_FANOUT_READ = 3, /* a catch-up read, back to its fan-out worker */
+    HS_NODE_FD = 4,          /* an accepted socket, handed to an IO thread */
+    HS_NODE_TRANSPORT = 64,  /* and up: HS_NODE_T(transport id, message) */
+};
+
 typedef struct hs_mpsc_node {
     struct hs_mpsc_node *next;
     int kind; /* what object embeds this node; the consumer dispatches on it */

@@ -36,8 +36,9 @@ enum { HS_SUB_W_REGISTER = 1u, HS_SUB_W_UNREGISTER = 2u, HS_SUB_W_SPACE = 4u };
 enum { HS_SUB_END_NONE = 0, HS_SUB_END_CLOSED, HS_SUB_END_DELETED, HS_SUB_END_STALLED,
        HS_SUB_END_ERROR };
 
-/* Who consumes the outbox on the IO thread (const). */
-enum { HS_SUB_OWNER_SSE = 0, HS_SUB_OWNER_HUB = 1 };
+/* What a queued block becomes on the wire, for the outbox's byte accounting (const): an SSE
+ * block with its id line, or an EventRecord inside a SignalR record. */
+enum { HS_SUB_FMT_SSE = 0, HS_SUB_FMT_RECORD = 1 };
 
 /* Worker-side delivery mode. */
 enum { HS_SUB_CATCHUP = 0, HS_SUB_LIVE = 1 };
@@ -86,7 +87,8 @@ struct hs_sub {
     char **types;      /* NULL = every type */
     uint32_t ntypes;
     int io_index;      /* which IO thread owns the connection */
-    uint8_t owner;     /* HS_SUB_OWNER_*: which front end consumes it */
+    uint8_t fmt;       /* HS_SUB_FMT_*: what its blocks become on the wire */
+    uint8_t transport; /* which transport of the IO thread consumes it (server/net/net.h) */
     int worker_index;  /* which fan-out worker owns the stream */
     void *io_ctx;      /* io: the connection (IO thread only) */
     struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
@@ -164,7 +166,5 @@ bool hs_sub_signal_worker(hs_sub_t *s, unsigned flags, hs_mpsc_t *queue);
 unsigned hs_sub_take_io_flags(hs_sub_t *s);
 unsigned hs_sub_take_worker_flags(hs_sub_t *s);
 
-/* mpsc node kinds */
-enum { HS_NODE_SUB_IO = 1, HS_NODE_SUB_WORKER = 2 };
 
 #endif

@@ -15,12 +15,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "util/addr.h"
-#include "ringbuf/budget.h"
-#include "proto/codec.h"
 #include "daemon/config.h"
+#include "proto/codec.h"
+#include "ringbuf/budget.h"
+#include "server/http/http.h"
 #include "server/signalr/hub.h"
-#include "server/server.h"
+#include "util/addr.h"
 
 const char *hs_strerror(int err)
 {
@@ -203,6 +203,10 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* the front ends: each registers its transports, routes and WebSocket endpoints before the
+     * IO threads exist (an IO thread creates each transport's state) */
+    hs_http_register(srv);
+    hs_signalr_register(srv);
     srv->io = calloc((size_t)srv->nio, sizeof(hs_io_t *));
     srv->inboxes = calloc((size_t)srv->nio + 1, sizeof(hs_mpsc_t *));
     if (!srv->io || !srv->inboxes) {
@@ -350,7 +354,7 @@ void hs_server_destroy(hs_server_t *srv)
     for (int i = 0; srv->io && i < srv->nio; i++)
         hs_io_close(srv->io[i]);
     for (int i = 0; srv->io && i < srv->nio; i++)
-        hs_io_end_hubs(srv->io[i]);
+        hs_io_end(srv->io[i]);
     for (int i = 0; srv->io && i < srv->nio; i++)
         hs_io_destroy(srv->io[i]);
     hs_hubreg_destroy(srv);
@@ -387,6 +391,60 @@ void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx)
 {
     srv->event_hook = fn;
     srv->event_ctx = ctx;
+}
+
+/* ---- what the IO threads serve ---- */
+
+void hs_server_add_transport(hs_server_t *srv, const hs_transport_t *t)
+{
+    if (t->id >= 0 && t->id < HS_TRANSPORTS_MAX && !srv->transports[t->id])
+        srv->transports[t->id] = t;
+    else
+        abort(); /* a wiring error of ours, found by the first test that starts a server */
+}
+
+void hs_server_add_route(hs_server_t *srv, const char *path,
+                         void (*fn)(hs_conn_t *c, const char *path, void *arg), void *arg)
+{
+    int n = (int)(sizeof(srv->routes) / sizeof(srv->routes[0]));
+    if (srv->nroutes == n)
+        abort();
+    srv->routes[srv->nroutes].path = path;
+    srv->routes[srv->nroutes].fn = fn;
+    srv->routes[srv->nroutes].arg = arg;
+    srv->nroutes++;
+}
+
+void hs_server_add_ws(hs_server_t *srv, const char *path, const hs_transport_t *t,
+                      int (*confirm)(struct lws *wsi, void **ctx))
+{
+    int n = (int)(sizeof(srv->ws) / sizeof(srv->ws[0]));
+    if (srv->nws == n)
+        abort();
+    srv->ws[srv->nws].path = path;
+    srv->ws[srv->nws].t = t;
+    srv->ws[srv->nws].confirm = confirm;
+    srv->nws++;
+}
+
+int hs_server_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen)
+{
+    if (!srv->event_hook)
+        return 0;
+    for (uint32_t i = 0; i < e->nevents; i++) {
+        hs_ingest_event_t *ie = &e->events[i];
+        /* data/metadata are not NUL-terminated in the arena: give the hook copies */
+        char *data = strndup(ie->data, ie->data_len);
+        char *meta = ie->metadata ? strndup(ie->metadata, ie->metadata_len) : NULL;
+        hs_event_t he = {ie->type, data, meta, ie->id};
+        snprintf(why, whylen, "rejected");
+        int hr = data ? srv->event_hook(srv->event_ctx, e->stream, &he, why, whylen) : -1;
+        free(data);
+        free(meta);
+        if (hr)
+            return -1;
+    }
+    return 0;
 }
 
 /* ---- in-process publish ---- */

@@ -1,21 +1,39 @@
 /*
- * The HTTP API of API.md (everything but SSE, which sse.c serves): routing, argument checks,
- * and the responses for publishes (acked by the writer) and reads (run on reader threads).
- * Runs on IO threads, except the run_* functions, which run on reader threads and only build a
- * response body.
+ * The HTTP API (everything but SSE, which sse.c serves): routing, argument checks, and the
+ * responses for publishes (acked by the writer) and reads (run on reader threads). The HS_T_HTTP
+ * transport owns a request while its commit or read is in flight. Runs on IO threads, except
+ * the run_* functions, which run on reader threads and only build a response body.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/time.h"
-#include "ringbuf/budget.h"
-#include "proto/route.h"
 #include "proto/codec.h"
-#include "server/signalr/hub.h"
 #include "proto/json.h"
-#include "server/server.h"
+#include "proto/route.h"
+#include "ringbuf/budget.h"
+#include "server/http/http.h"
+#include "util/time.h"
+
+/* Inbox messages of the HTTP transport. */
+enum { MSG_INGEST = HS_NODE_T(HS_T_HTTP, 0), MSG_READ = HS_NODE_T(HS_T_HTTP, 1) };
+
+/* A request's state while its commit or read is in flight (the connection's transport data):
+ * the other thread holds a pointer back, cleared when the request ends first. */
+typedef struct http_conn {
+    hs_ingest_t *pending;
+    struct hs_http_read *pending_read;
+} http_conn_t;
+
+_Static_assert(sizeof(http_conn_t) <= HS_CONN_TDATA, "http_conn_t must fit hs_conn_t.tdata");
+
+static const hs_transport_t http_transport;
+
+static http_conn_t *hc(hs_conn_t *c)
+{
+    return hs_conn_tdata(c, http_conn_t);
+}
 
 typedef enum { READ_EVENTS, READ_INFO, READ_LIST } read_kind_t;
 
@@ -233,17 +251,15 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
 static void read_done(hs_read_req_t *base)
 {
     struct hs_http_read *r = (struct hs_http_read *)base;
-    hs_io_t *io = r->io; /* once pushed, the IO thread may free r */
-    r->base.node.kind = HS_NODE_READ;
-    if (hs_mpsc_push(&io->inbox, &r->base.node))
-        lws_cancel_service(io->ctx);
+    r->base.node.kind = MSG_READ;
+    hs_io_post(r->io, &r->base.node); /* once pushed, the IO thread may free r */
 }
 
-void hs_http_on_read_done(hs_io_t *io, struct hs_http_read *r)
+static void on_read_done(struct hs_http_read *r)
 {
     hs_conn_t *c = r->conn;
     if (c) {
-        c->pending_read = NULL;
+        hc(c)->pending_read = NULL;
         if (r->spent) {
             c->retry_after = true;
             hs_conn_error(c, 503, "Unavailable",
@@ -273,15 +289,31 @@ static void submit_read(hs_conn_t *c, struct hs_http_read *r)
     r->srv = c->io->srv;
     r->budget = c->io->srv->read_budget;
     r->page_cap = c->io->srv->cfg.max_page_bytes;
-    c->pending_read = r;
+    c->owner = &http_transport;
+    hc(c)->pending_read = r;
     if (!hs_reader_submit(c->io->srv->reader, &r->base)) {
-        c->pending_read = NULL;
+        hc(c)->pending_read = NULL;
         free(r);
         hs_conn_error(c, 503, "Unavailable", "the server is stopping");
     }
 }
 
 /* ---- writes ---- */
+
+/* Submits an append or admin entry for c (the ring, else the backlog, else 429). */
+static void submit(hs_conn_t *c, hs_ingest_t *e)
+{
+    e->node.kind = MSG_INGEST;
+    e->conn = c;
+    c->owner = &http_transport;
+    hc(c)->pending = e;
+    if (hs_io_submit_entry(c->io, e))
+        return;
+    hc(c)->pending = NULL;
+    hs_ingest_free(e);
+    hs_conn_error(c, 429, "TooManyRequests", "the writer is %d entries behind; retry later",
+                  HS_BACKLOG_MAX);
+}
 
 static void publish(hs_conn_t *c, const char *stream, size_t len)
 {
@@ -326,32 +358,12 @@ static void publish(hs_conn_t *c, const char *stream, size_t len)
     }
     e->expected_version = expected;
     char why2[256];
-    if (hs_events_hook(srv, e, why2, sizeof(why2))) {
+    if (hs_server_events_hook(srv, e, why2, sizeof(why2))) {
         hs_ingest_free(e);
         hs_conn_error(c, 400, "InvalidEvent", "InvalidEvent: %s", why2);
         return;
     }
-    hs_io_submit(c->io, c, e);
-}
-
-int hs_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen)
-{
-    if (!srv->event_hook)
-        return 0;
-    for (uint32_t i = 0; i < e->nevents; i++) {
-        hs_ingest_event_t *ie = &e->events[i];
-        /* data/metadata are not NUL-terminated in the arena: give the hook copies */
-        char *data = strndup(ie->data, ie->data_len);
-        char *meta = ie->metadata ? strndup(ie->metadata, ie->metadata_len) : NULL;
-        hs_event_t he = {ie->type, data, meta, ie->id};
-        snprintf(why, whylen, "rejected");
-        int hr = data ? srv->event_hook(srv->event_ctx, e->stream, &he, why, whylen) : -1;
-        free(data);
-        free(meta);
-        if (hr)
-            return -1;
-    }
-    return 0;
+    submit(c, e);
 }
 
 static void admin(hs_conn_t *c, hs_ingest_kind_t kind, const char *stream, size_t len)
@@ -366,17 +378,17 @@ static void admin(hs_conn_t *c, hs_ingest_kind_t kind, const char *stream, size_
         hs_conn_error(c, 503, "Unavailable", "out of memory");
         return;
     }
-    hs_io_submit(c->io, c, e);
+    submit(c, e);
 }
 
-void hs_http_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
+static void on_ingest_done(hs_ingest_t *e)
 {
     hs_conn_t *c = e->conn;
     if (!c) {
         hs_ingest_free(e); /* the client went away; the outcome stands in the database */
         return;
     }
-    c->pending = NULL;
+    hc(c)->pending = NULL;
     char body[HS_PUBLISH_RESULT_MAX];
     size_t o = 0;
     switch (e->status) {
@@ -573,60 +585,18 @@ static void not_allowed(hs_conn_t *c, const char *allow)
     c->allow = NULL;
 }
 
-/* A CORS preflight: browsers send one before a cross-origin POST with custom headers (the
- * SignalR clients' negotiate) and before DELETE. */
-static void preflight(hs_conn_t *c)
+/* Every path no other front end registered (server.h routes). */
+static void route(hs_conn_t *c, const char *path, void *arg)
 {
-    static const char *const h[][2] = {
-        {"access-control-allow-methods:", "GET, POST, DELETE, OPTIONS"},
-        {"access-control-allow-headers:", "authorization, x-requested-with, "
-                                          "x-signalr-user-agent, content-type, expected-version, "
-                                          "last-event-id"},
-        {"access-control-max-age:", "600"},
-    };
-    unsigned char buf[LWS_PRE + 1024];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf);
-    if (lws_add_http_common_headers(c->wsi, 204, NULL, 0, &p, end) ||
-        hs_cors_headers(c->wsi, &p, end)) {
-        hs_conn_error(c, 500, "Internal", "headers do not fit");
-        return;
-    }
-    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
-        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)h[i][0],
-                                        (const unsigned char *)h[i][1], (int)strlen(h[i][1]), &p,
-                                        end))
-            return;
-    if (lws_finalize_http_header(c->wsi, &p, end))
-        return;
-    unsigned char *rb = malloc((size_t)(p - start) + LWS_PRE);
-    if (!rb)
-        return;
-    memcpy(rb + LWS_PRE, start, (size_t)(p - start));
-    free(c->resp);
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = true;
-    lws_callback_on_writable(c->wsi);
-}
-
-void hs_http_dispatch(hs_conn_t *c, const char *path)
-{
+    (void)arg;
     int m = c->method;
     bool get = m == WSI_TOKEN_GET_URI, post = m == WSI_TOKEN_POST_URI,
          del = m == WSI_TOKEN_DELETE_URI;
-    if (m == WSI_TOKEN_OPTIONS_URI) {
-        preflight(c);
-        return;
-    }
     hs_route_t rt;
     hs_route_parse(path, strlen(path), &rt);
     const char *name = rt.name;
     size_t nlen = rt.name_len;
     switch (rt.kind) {
-    case HS_ROUTE_HUB:
-    case HS_ROUTE_NEGOTIATE:
-        hs_hub_http(c, rt.kind == HS_ROUTE_NEGOTIATE);
-        return;
     case HS_ROUTE_HEALTHZ:
         if (get)
             hs_conn_respond(c, 200, "text/plain", "ok\n", 3, NULL, NULL);
@@ -667,39 +637,58 @@ void hs_http_dispatch(hs_conn_t *c, const char *path)
         else
             not_allowed(c, "POST");
         return;
+    case HS_ROUTE_HUB: /* the SignalR front end's, when it is registered */
+    case HS_ROUTE_NEGOTIATE:
     case HS_ROUTE_NONE:
         break;
     }
     hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
 }
 
-void hs_http_conn_closed(hs_conn_t *c)
+/* ---- the transport ---- */
+
+static void http_closed(hs_conn_t *c)
 {
-    hs_conn_unwatch_hangup(c);
-    hs_conn_body_unlist(c);
-    if (c->pending) {
-        c->pending->conn = NULL;
-        c->pending = NULL;
+    http_conn_t *t = hc(c);
+    if (t->pending) {
+        t->pending->conn = NULL;
+        t->pending = NULL;
     }
-    if (c->pending_read) {
-        c->pending_read->conn = NULL;
-        c->pending_read = NULL;
+    if (t->pending_read) {
+        t->pending_read->conn = NULL;
+        t->pending_read = NULL;
     }
-    if (c->sse)
-        hs_sse_closed(c);
-    if (c->hub)
-        hs_hub_sse_closed(c);
-    hs_hub_req_conn_closed(c);
-    free(c->resp);
-    c->resp = NULL;
-    c->resp_off = 0;
-    if (c->resp_budget) {
-        hs_budget_give(c->resp_budget, c->resp_charge);
-        hs_budget_unref(c->resp_budget);
-        c->resp_budget = NULL;
-        c->resp_charge = 0;
-    }
-    free(c->body);
-    c->body = NULL;
-    c->body_cap = c->body_len = 0;
+}
+
+static void on_message(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    (void)io;
+    if (n->kind == MSG_INGEST)
+        on_ingest_done(hs_container_of(n, hs_ingest_t, node));
+    else if (n->kind == MSG_READ)
+        on_read_done((struct hs_http_read *)n);
+}
+
+static void drop_message(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    (void)io;
+    if (n->kind == MSG_INGEST)
+        hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
+    else if (n->kind == MSG_READ)
+        read_free((struct hs_http_read *)n);
+}
+
+static const hs_transport_t http_transport = {
+    .id = HS_T_HTTP,
+    .name = "http",
+    .on_message = on_message,
+    .drop_message = drop_message,
+    .http_closed = http_closed,
+};
+
+void hs_http_register(hs_server_t *srv)
+{
+    hs_server_add_transport(srv, &http_transport);
+    hs_server_add_transport(srv, hs_sse_transport());
+    hs_server_add_route(srv, NULL, route, NULL);
 }

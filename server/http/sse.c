@@ -12,47 +12,65 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/time.h"
-#include "ringbuf/budget.h"
-#include "proto/route.h"
+#include <stdatomic.h>
+#include <stdio.h>
+
 #include "proto/codec.h"
-#include "server/signalr/hub.h"
-#include "proto/json.h"
-#include "server/server.h"
+#include "proto/route.h"
+#include "ringbuf/budget.h"
+#include "server/http/http.h"
+#include "util/time.h"
+
+/* An SSE response's state (the connection's transport data). */
+typedef struct sse_conn {
+    hs_sub_t *sub;
+    bool ending, killed, closing, ping_due;
+    int64_t last_write_ms;
+    int64_t stuck_since_ms; /* data has waited since, with no writable callback */
+    hs_conn_t *prev, *next; /* the IO thread's SSE responses, for pings and stalls */
+    hs_block_t *big;        /* a block written over several turns, with its id line */
+    size_t big_off, big_idlen;
+    char big_id[32];
+} sse_conn_t;
+
+_Static_assert(sizeof(sse_conn_t) <= HS_CONN_TDATA, "sse_conn_t must fit hs_conn_t.tdata");
+
+/* The SSE responses of one IO thread. */
+typedef struct sse_io {
+    hs_conn_t *head;
+    size_t n;
+} sse_io_t;
+
+static const hs_transport_t sse_transport;
+
+static sse_conn_t *sc(hs_conn_t *c)
+{
+    return hs_conn_tdata(c, sse_conn_t);
+}
 
 static void list_add(hs_io_t *io, hs_conn_t *c)
 {
-    c->sse_prev = NULL;
-    c->sse_next = io->sse_head;
-    if (io->sse_head)
-        io->sse_head->sse_prev = c;
-    io->sse_head = c;
-    io->nsse++;
+    sse_io_t *l = hs_io_tstate(io, HS_T_SSE);
+    sc(c)->prev = NULL;
+    sc(c)->next = l->head;
+    if (l->head)
+        sc(l->head)->prev = c;
+    l->head = c;
+    l->n++;
 }
 
 static void list_remove(hs_io_t *io, hs_conn_t *c)
 {
-    if (c->sse_prev)
-        c->sse_prev->sse_next = c->sse_next;
-    else if (io->sse_head == c)
-        io->sse_head = c->sse_next;
-    if (c->sse_next)
-        c->sse_next->sse_prev = c->sse_prev;
-    c->sse_prev = c->sse_next = NULL;
-    io->nsse--;
-}
-
-int hs_sse_head(struct lws *wsi, unsigned char **p, unsigned char *end)
-{
-    return lws_add_http_common_headers(wsi, 200, "text/event-stream",
-                                       LWS_ILLEGAL_HTTP_CONTENT_LEN, p, end) ||
-                   lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                               (const unsigned char *)"no-cache", 8, p, end) ||
-                   lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
-                                               (const unsigned char *)"no", 2, p, end) ||
-                   hs_cors_headers(wsi, p, end) || lws_finalize_http_header(wsi, p, end)
-               ? -1
-               : 0;
+    sse_io_t *l = hs_io_tstate(io, HS_T_SSE);
+    sse_conn_t *t = sc(c);
+    if (t->prev)
+        sc(t->prev)->next = t->next;
+    else if (l->head == c)
+        l->head = t->next;
+    if (t->next)
+        sc(t->next)->prev = t->prev;
+    t->prev = t->next = NULL;
+    l->n--;
 }
 
 #define HS_SSE_TYPES_MAX 64
@@ -114,30 +132,22 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
     s->io_ctx = c;
     s->budget = hs_budget_ref(srv->read_budget);
 
+    s->fmt = HS_SUB_FMT_SSE;
+    s->transport = HS_T_SSE;
+
     /* headers and the retry advice go out first, on the next writable callback */
-    size_t cap = LWS_PRE + 1024;
-    unsigned char *rb = malloc(cap);
-    if (!rb) {
+    char retry[32];
+    snprintf(retry, sizeof(retry), "retry: %d\n\n", srv->cfg.sse_retry_ms);
+    if (hs_conn_stream_head(c, "text/event-stream", retry)) {
         hs_sub_unref(s);
         hs_conn_error(c, 503, "Unavailable", "out of memory");
         return;
     }
-    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - 64;
-    if (hs_sse_head(c->wsi, &p, end)) {
-        free(rb);
-        hs_sub_unref(s);
-        return;
-    }
-    p += snprintf((char *)p, (size_t)(end - p) + 64, "retry: %d\n\n", srv->cfg.sse_retry_ms);
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = false;
-    c->sse = true;
-    c->sub = s;
-    c->last_write_ms = hs_now_ms();
+    sse_conn_t *t = sc(c);
+    c->owner = &sse_transport;
+    t->sub = s;
+    t->last_write_ms = hs_now_ms();
     list_add(c->io, c);
-    lws_http_mark_sse(c->wsi);
-    lws_callback_on_writable(c->wsi);
     hs_fanout_subscribe(srv->fanout, s);
 }
 
@@ -158,44 +168,45 @@ static size_t put_id(char *o, int64_t id)
     return n;
 }
 
-/* Writes the next piece of a block larger than a turn's budget (c->big): at most
+/* Writes the next piece of a block larger than a turn's budget (t->big): at most
  * HS_WRITE_BUDGET bytes per writable callback, straight from the block, so that neither a copy
  * of it nor lws's buffer of what the socket did not take grows with the event's size. -1 on a
  * failed write. */
-static int write_big(hs_conn_t *c)
+static int write_big(hs_conn_t *c, sse_conn_t *t)
 {
-    hs_block_t *b = c->big;
-    size_t total = c->big_idlen + b->sse_len, off = c->big_off;
+    hs_block_t *b = t->big;
+    size_t total = t->big_idlen + b->sse_len, off = t->big_off;
     size_t n = total - off > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : total - off;
     unsigned char *out = c->io->wbuf + LWS_PRE;
     size_t o = 0;
-    if (off < c->big_idlen) {
-        size_t k = c->big_idlen - off < n ? c->big_idlen - off : n;
-        memcpy(out, c->big_id + off, k);
+    if (off < t->big_idlen) {
+        size_t k = t->big_idlen - off < n ? t->big_idlen - off : n;
+        memcpy(out, t->big_id + off, k);
         o = k;
     }
     if (o < n)
-        memcpy(out + o, b->sse + (off + o - c->big_idlen), n - o);
+        memcpy(out + o, b->sse + (off + o - t->big_idlen), n - o);
     if (lws_write(c->wsi, out, n, LWS_WRITE_HTTP) < (int)n)
         return -1;
-    c->big_off += n;
-    if (c->big_off == total) {
+    t->big_off += n;
+    if (t->big_off == total) {
         hs_block_unref(b);
-        c->big = NULL;
-        c->last_write_ms = hs_now_ms();
+        t->big = NULL;
+        t->last_write_ms = hs_now_ms();
     }
     return 0;
 }
 
-int hs_sse_writable(hs_conn_t *c)
+static int sse_writable(hs_conn_t *c)
 {
     hs_io_t *io = c->io;
-    hs_sub_t *s = c->sub;
-    if (c->sse_killed || c->sse_closing || !s)
+    sse_conn_t *t = sc(c);
+    hs_sub_t *s = t->sub;
+    if (t->killed || t->closing || !s)
         return -1;
-    c->stuck_since_ms = 0; /* lws only calls back once what it held went to the kernel */
-    if (c->big) {
-        if (write_big(c))
+    t->stuck_since_ms = 0; /* lws only calls back once what it held went to the kernel */
+    if (t->big) {
+        if (write_big(c, t))
             return -1;
         lws_callback_on_writable(c->wsi);
         return 0;
@@ -218,13 +229,13 @@ int hs_sse_writable(hs_conn_t *c)
                 hs_block_unref(b);
                 return -1;
             }
-            c->big = b;
-            c->big_off = 0;
-            c->big_idlen = b->kind == HS_BLOCK_EVENT
-                               ? put_id(c->big_id, s->all ? b->position : b->version)
+            t->big = b;
+            t->big_off = 0;
+            t->big_idlen = b->kind == HS_BLOCK_EVENT
+                               ? put_id(t->big_id, s->all ? b->position : b->version)
                                : 0;
             if (o)
-                c->last_write_ms = hs_now_ms();
+                t->last_write_ms = hs_now_ms();
             lws_callback_on_writable(c->wsi);
             return 0;
         }
@@ -236,23 +247,23 @@ int hs_sse_writable(hs_conn_t *c)
         if (ended)
             break;
     }
-    if (!o && c->ping_due && !ended) {
+    if (!o && t->ping_due && !ended) {
         memcpy(out, ": ping\n\n", 8);
         o = 8;
     }
-    c->ping_due = false;
+    t->ping_due = false;
     if (o) {
         if (lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o)
             return -1;
-        c->last_write_ms = hs_now_ms();
+        t->last_write_ms = hs_now_ms();
     }
     if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
         atomic_store(&s->want_space, 0);
         hs_fanout_space(io->srv->fanout, s);
     }
-    if (ended || (c->sse_ending && hs_sub_empty(s))) {
+    if (ended || (t->ending && hs_sub_empty(s))) {
         /* the close block is written; end the response once lws has flushed it */
-        c->sse_closing = true;
+        t->closing = true;
         lws_callback_on_writable(c->wsi);
         return 0;
     }
@@ -261,59 +272,92 @@ int hs_sse_writable(hs_conn_t *c)
     return 0;
 }
 
-void hs_sse_on_signal(hs_io_t *io, hs_sub_t *s)
+static void sse_on_signal(hs_io_t *io, hs_sub_t *s)
 {
+    (void)io;
     unsigned fl = hs_sub_take_io_flags(s);
     hs_conn_t *c = s->io_ctx;
     if (c) {
-        if ((fl & HS_SUB_IO_KILL) && !c->sse_killed) {
+        sse_conn_t *t = sc(c);
+        if ((fl & HS_SUB_IO_KILL) && !t->killed) {
             /* stalled: the socket will not become writable, so do not wait for it */
-            c->sse_killed = true;
+            t->killed = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         }
         if (fl & HS_SUB_IO_END)
-            c->sse_ending = true;
+            t->ending = true;
         lws_callback_on_writable(c->wsi);
     }
     hs_sub_unref(s); /* the inbox's reference */
 }
 
-void hs_sse_tick(hs_io_t *io, int64_t now)
+static void sse_tick(hs_io_t *io, int64_t now)
 {
     int ping = io->srv->cfg.sse_ping_ms, stall = io->srv->cfg.stall_timeout_ms;
-    for (hs_conn_t *c = io->sse_head; c; c = c->sse_next) {
+    sse_io_t *l = hs_io_tstate(io, HS_T_SSE);
+    for (hs_conn_t *c = l->head; c; c = sc(c)->next) {
+        sse_conn_t *t = sc(c);
         /* a client that reads nothing while data waits for it is closed after the stall
          * timeout, whether or not more events come (the worker also ends a subscription whose
          * outbox stays full) */
         bool waiting =
-            (c->sub && !hs_sub_empty(c->sub)) || c->big || lws_send_pipe_choked(c->wsi);
+            (t->sub && !hs_sub_empty(t->sub)) || t->big || lws_send_pipe_choked(c->wsi);
         if (!waiting) {
-            c->stuck_since_ms = 0;
-        } else if (!c->stuck_since_ms) {
-            c->stuck_since_ms = now;
-        } else if (now - c->stuck_since_ms >= stall && !c->sse_killed) {
-            c->sse_killed = true;
+            t->stuck_since_ms = 0;
+        } else if (!t->stuck_since_ms) {
+            t->stuck_since_ms = now;
+        } else if (now - t->stuck_since_ms >= stall && !t->killed) {
+            t->killed = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
             continue;
         }
-        if (now - c->last_write_ms >= ping && !c->ping_due) {
-            c->ping_due = true;
+        if (now - t->last_write_ms >= ping && !t->ping_due) {
+            t->ping_due = true;
             lws_callback_on_writable(c->wsi);
         }
     }
 }
 
-void hs_sse_closed(hs_conn_t *c)
+static void sse_closed(hs_conn_t *c)
 {
-    hs_sub_t *s = c->sub;
-    hs_block_unref(c->big);
-    c->big = NULL;
+    sse_conn_t *t = sc(c);
+    hs_sub_t *s = t->sub;
+    hs_block_unref(t->big);
+    t->big = NULL;
     list_remove(c->io, c);
-    c->sse = false;
     if (!s)
         return;
-    c->sub = NULL;
+    t->sub = NULL;
     s->io_ctx = NULL;
     hs_fanout_unsubscribe(c->io->srv->fanout, s);
     hs_sub_unref(s);
+}
+
+static int sse_io_init(hs_io_t *io, void **state)
+{
+    (void)io;
+    *state = calloc(1, sizeof(sse_io_t));
+    return *state ? 0 : -1;
+}
+
+static void sse_io_fini(hs_io_t *io, void *state)
+{
+    (void)io;
+    free(state);
+}
+
+static const hs_transport_t sse_transport = {
+    .id = HS_T_SSE,
+    .name = "sse",
+    .io_init = sse_io_init,
+    .io_fini = sse_io_fini,
+    .tick = sse_tick,
+    .on_sub_signal = sse_on_signal,
+    .http_writable = sse_writable,
+    .http_closed = sse_closed,
+};
+
+const hs_transport_t *hs_sse_transport(void)
+{
+    return &sse_transport;
 }

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "util/time.h"
-#include "server/server.h"
+#include "server/net/net.h"
 
 struct hs_acceptor {
     struct event_base *base;

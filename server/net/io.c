@@ -3,7 +3,12 @@
  * the acceptor through the inbox; so do publish acks from the writer, read results from the
  * reader threads and outbox signals from the fan-out workers, each followed by
  * lws_cancel_service(), the one thread-safe way into a context. Everything that touches a
- * connection happens on its IO thread. HTTP routes live in http.c, SSE in sse.c.
+ * connection happens on its IO thread.
+ *
+ * This file knows HTTP mechanics only (see net.h): a request whose body is in goes to the
+ * server's routes; a WebSocket upgrade to the endpoint registered for its path; everything else
+ * (messages on the inbox, subscription signals, writable turns of a streamed answer, closes,
+ * ticks) to the transport that owns it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,12 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util/time.h"
-#include "ringbuf/budget.h"
-#include "proto/codec.h"
-#include "server/signalr/hub.h"
 #include "proto/json.h"
-#include "server/server.h"
+#include "ringbuf/budget.h"
+#include "server/net/net.h"
+#include "util/time.h"
 #include "util/utf8.h"
 
 typedef hs_wsi_data_t wsi_data_t;
@@ -155,6 +158,123 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
     return hs_conn_respond(c, status, "application/json", body, o, xn, xv);
 }
 
+int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
+{
+    char origin[512];
+    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return 0;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                    (const unsigned char *)origin, n, p, end) ||
+        lws_add_http_header_by_name(wsi,
+                                    (const unsigned char *)"access-control-allow-credentials:",
+                                    (const unsigned char *)"true", 4, p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
+                                    (const unsigned char *)"Origin", 6, p, end))
+        return -1;
+    return 0;
+}
+
+int hs_wsi_respond(struct lws *wsi, int status, const char *body)
+{
+    size_t len = strlen(body);
+    unsigned char buf[LWS_PRE + 2048];
+    if (len > 1024)
+        len = 1024;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - len - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len,
+                                    &p, end) ||
+        hs_cors_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    memcpy(p, body, len);
+    p += len;
+    return lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
+}
+
+int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
+{
+    size_t el = strlen(extra), cap = LWS_PRE + 1024 + el;
+    unsigned char *rb = malloc(cap);
+    if (!rb)
+        return -1;
+    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - el;
+    if (lws_add_http_common_headers(c->wsi, 200, ctype, LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-cache", 8, &p, end) ||
+        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
+                                    (const unsigned char *)"no", 2, &p, end) ||
+        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
+        free(rb);
+        return -1;
+    }
+    memcpy(p, extra, el);
+    p += el;
+    resp_drop(c);
+    c->resp = rb;
+    c->resp_len = (size_t)(p - start);
+    c->resp_final = false;
+    c->stream = true;
+    lws_http_mark_sse(c->wsi); /* no Content-Length: the answer ends when the socket does */
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* A CORS preflight, for every path: browsers send one before a cross-origin POST with custom
+ * headers (the SignalR clients' negotiate) and before DELETE. */
+static void preflight(hs_conn_t *c)
+{
+    static const char *const h[][2] = {
+        {"access-control-allow-methods:", "GET, POST, DELETE, OPTIONS"},
+        {"access-control-allow-headers:", "authorization, x-requested-with, "
+                                          "x-signalr-user-agent, content-type, expected-version, "
+                                          "last-event-id"},
+        {"access-control-max-age:", "600"},
+    };
+    unsigned char buf[LWS_PRE + 1024];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf);
+    if (lws_add_http_common_headers(c->wsi, 204, NULL, 0, &p, end) ||
+        hs_cors_headers(c->wsi, &p, end)) {
+        hs_conn_error(c, 500, "Internal", "headers do not fit");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
+        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)h[i][0],
+                                        (const unsigned char *)h[i][1], (int)strlen(h[i][1]), &p,
+                                        end))
+            return;
+    if (lws_finalize_http_header(c->wsi, &p, end))
+        return;
+    unsigned char *rb = malloc((size_t)(p - start) + LWS_PRE);
+    if (!rb)
+        return;
+    memcpy(rb + LWS_PRE, start, (size_t)(p - start));
+    resp_drop(c);
+    c->resp = rb;
+    c->resp_len = (size_t)(p - start);
+    c->resp_final = true;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Serves a request whose body (if any) is in: a preflight here, else the first route that
+ * takes its path. */
+static void route(hs_conn_t *c, const char *path)
+{
+    if (c->method == WSI_TOKEN_OPTIONS_URI) {
+        preflight(c);
+        return;
+    }
+    hs_server_t *srv = c->io->srv;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < srv->nroutes; i++) {
+            const char *rp = srv->routes[i].path;
+            if (pass == 0 ? rp && !strcmp(rp, path) : !rp) {
+                srv->routes[i].fn(c, path, srv->routes[i].arg);
+                return;
+            }
+        }
+    hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
+}
+
 /* ---- query arguments ---- */
 
 int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val)
@@ -204,19 +324,6 @@ bool hs_io_submit_entry(hs_io_t *io, hs_ingest_t *e)
     return false;
 }
 
-void hs_io_submit(hs_io_t *io, hs_conn_t *c, hs_ingest_t *e)
-{
-    e->node.kind = HS_NODE_INGEST;
-    e->conn = c;
-    c->pending = e;
-    if (hs_io_submit_entry(io, e))
-        return;
-    c->pending = NULL;
-    hs_ingest_free(e);
-    hs_conn_error(c, 429, "TooManyRequests", "the writer is %d entries behind; retry later",
-                  HS_BACKLOG_MAX);
-}
-
 static void drain_backlog(hs_io_t *io)
 {
     size_t k = 0;
@@ -230,9 +337,25 @@ static void drain_backlog(hs_io_t *io)
 
 void hs_io_ingest_done(hs_ingest_t *e)
 {
-    hs_io_t *io = e->origin;
-    if (hs_mpsc_push(&io->inbox, &e->node))
+    hs_io_post(e->origin, &e->node);
+}
+
+void hs_io_post(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    /* at shutdown a context may be gone already (ctx NULL): hs_io_destroy drops the node */
+    if (hs_mpsc_push(&io->inbox, n) && io->ctx)
         lws_cancel_service(io->ctx);
+}
+
+/* The transport a message or signal names, or NULL. */
+static const hs_transport_t *transport_of(hs_io_t *io, int id)
+{
+    return id >= 0 && id < HS_TRANSPORTS_MAX ? io->srv->transports[id] : NULL;
+}
+
+static const hs_transport_t *message_transport(hs_io_t *io, int kind)
+{
+    return kind >= HS_NODE_TRANSPORT ? transport_of(io, (kind - HS_NODE_TRANSPORT) / 16) : NULL;
 }
 
 /* ---- inbox ---- */
@@ -286,32 +409,23 @@ static void drain_inbox(hs_io_t *io)
                 io->adopt_head = n;
             io->adopt_tail = n;
             break;
-        case HS_NODE_INGEST:
-            hs_http_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
-            break;
-        case HS_NODE_READ:
-            hs_http_on_read_done(io, (struct hs_http_read *)n);
-            break;
         case HS_NODE_SUB_IO: {
             hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
-            if (s->owner == HS_SUB_OWNER_HUB)
-                hs_hub_on_signal(io, s);
-            else
-                hs_sse_on_signal(io, s);
+            const hs_transport_t *t = transport_of(io, s->transport);
+            if (t && t->on_sub_signal) {
+                t->on_sub_signal(io, s);
+            } else {
+                hs_sub_take_io_flags(s);
+                hs_sub_unref(s); /* the inbox's reference */
+            }
             break;
         }
-        case HS_NODE_HUB_INGEST:
-            hs_hub_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
+        default: {
+            const hs_transport_t *t = message_transport(io, n->kind);
+            if (t && t->on_message)
+                t->on_message(io, n);
             break;
-        case HS_NODE_HUB_READ:
-            hs_hub_on_read_done(io, n);
-            break;
-        case HS_NODE_HUB_REQ:
-            hs_hub_on_req(io, (hs_hubreq_t *)n);
-            break;
-        case HS_NODE_HUB_REP:
-            hs_hub_on_rep(io, (hs_hubreq_t *)n);
-            break;
+        }
         }
     }
     if (io->nbacklog)
@@ -434,11 +548,10 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     int64_t now = hs_now_ms();
     expire_bodies(io, now);
     reap_lingers(io, now);
-    hs_sse_tick(io, now);
-    hs_hub_tick(io, now);
-    if (io->index == 0 && now - io->last_sweep_ms >= 1000) {
-        io->last_sweep_ms = now;
-        hs_hubreg_sweep(io->srv, now);
+    for (int i = 0; i < HS_TRANSPORTS_MAX; i++) {
+        const hs_transport_t *t = io->srv->transports[i];
+        if (t && t->tick)
+            t->tick(io, now);
     }
     lws_sul_schedule(io->ctx, 0, &io->tick, on_tick,
                      io->nbacklog ? 1 * LWS_US_PER_MS : 250 * LWS_US_PER_MS);
@@ -542,7 +655,7 @@ static void body_complete(hs_conn_t *c)
     c->body_done = true;
     if (c->body)
         c->body[c->body_len] = '\0';
-    hs_http_dispatch(c, pcopy ? pcopy : "/");
+    route(c, pcopy ? pcopy : "/");
     free(pcopy);
     watch_if_outstanding(c);
 }
@@ -657,6 +770,55 @@ static int write_response(hs_conn_t *c)
     return 0;
 }
 
+/* The end of a request (its transaction or its connection): whatever it holds goes. */
+static void conn_closed(hs_conn_t *c)
+{
+    hs_conn_unwatch_hangup(c);
+    hs_conn_body_unlist(c);
+    if (c->owner && c->owner->http_closed)
+        c->owner->http_closed(c);
+    c->owner = NULL;
+    c->stream = false;
+    resp_drop(c);
+    free(c->body);
+    c->body = NULL;
+    c->body_cap = c->body_len = 0;
+}
+
+/* A WebSocket upgrade: the endpoint registered for its path decides. 0 lets it go on, 1 when
+ * an HTTP answer was written instead, -1 to hang up. */
+static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
+{
+    hs_server_t *srv = io_of(wsi)->srv;
+    char path[256];
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
+        for (int i = 0; i < srv->nws; i++) {
+            if (strcmp(srv->ws[i].path, path))
+                continue;
+            void *ctx = NULL;
+            int rc = srv->ws[i].confirm(wsi, &ctx);
+            if (rc == 0) {
+                wd->ws_t = srv->ws[i].t;
+                wd->ws_ctx = ctx;
+            }
+            return rc;
+        }
+    char msg[128] = "No WebSocket endpoint here";
+    if (srv->nws)
+        snprintf(msg, sizeof(msg), "No WebSocket endpoint here; use %s", srv->ws[0].path);
+    return hs_wsi_respond(wsi, 404, msg) ? -1 : 1;
+}
+
+static void ws_closed(struct lws *wsi, wsi_data_t *wd)
+{
+    if (!wd || !wd->ws_ctx)
+        return;
+    void *ctx = wd->ws_ctx;
+    wd->ws_ctx = NULL;
+    if (wd->ws_t->ws_closed)
+        wd->ws_t->ws_closed(wsi, ctx);
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -754,7 +916,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                  * body of 100 MiB followed, so the connection closes after the answer. */
                 c->close_after = true;
                 c->body_done = true;
-                hs_http_dispatch(c, path);
+                route(c, path);
                 watch_if_outstanding(c);
                 return 0;
             }
@@ -774,7 +936,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             body_list_add(io, c);
             return 0;
         }
-        hs_http_dispatch(c, path);
+        route(c, path);
         watch_if_outstanding(c);
         return 0;
     }
@@ -842,7 +1004,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c)
             return 0;
         if (c->resp) {
-            bool stream = c->sse || c->hub;
+            bool stream = c->stream;
             /* a completed transaction frees c (lws re-creates it for the next request) */
             int rc = write_response(c);
             if (rc < 0)
@@ -850,78 +1012,70 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             if (rc > 0 || !stream)
                 return 0;
         }
-        if (c->sse)
-            return hs_sse_writable(c);
-        if (c->hub)
-            return hs_hub_sse_writable(c);
+        if (c->stream && c->owner && c->owner->http_writable)
+            return c->owner->http_writable(c);
         return 0;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
         if (!wd || strcasecmp((const char *)in, "websocket"))
             return -1;
-        hs_hub_t *h = NULL;
-        int rc = hs_hub_ws_confirm(wsi, &h);
-        if (rc == 0)
-            wd->hub = h;
-        return rc;
+        return ws_confirm(wsi, wd);
     }
 
     case LWS_CALLBACK_ESTABLISHED: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (!wd || !wd->hub)
+        if (!wd || !wd->ws_ctx)
             return -1;
-        hs_hub_ws_established(wsi, wd->hub);
+        if (wd->ws_t->ws_established)
+            wd->ws_t->ws_established(wsi, wd->ws_ctx);
         return 0;
     }
 
     case LWS_CALLBACK_RECEIVE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        return hs_hub_ws_receive(wsi, wd ? wd->hub : NULL, in, len);
+        if (!wd || !wd->ws_ctx || !wd->ws_t->ws_receive)
+            return -1;
+        return wd->ws_t->ws_receive(wsi, wd->ws_ctx, in, len);
     }
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        return hs_hub_ws_writable(wsi, wd ? wd->hub : NULL);
+        if (!wd || !wd->ws_ctx || !wd->ws_t->ws_writable) {
+            /* its connection was taken over by another socket: end this one */
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+            return -1;
+        }
+        return wd->ws_t->ws_writable(wsi, wd->ws_ctx);
     }
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (wd && wd->hub)
-            wd->hub->peer_closed = true;
+        if (wd && wd->ws_ctx && wd->ws_t->ws_peer_close)
+            wd->ws_t->ws_peer_close(wd->ws_ctx);
         return 0;
     }
 
-    case LWS_CALLBACK_CLOSED: {
+    case LWS_CALLBACK_CLOSED:
         linger(io_of(wsi), wsi);
-        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (wd && wd->hub) {
-            hs_hub_t *h = wd->hub;
-            wd->hub = NULL;
-            hs_hub_ws_closed(wsi, h);
-        }
+        ws_closed(wsi, lws_get_opaque_user_data(wsi));
         return 0;
-    }
 
     case LWS_CALLBACK_CLOSED_HTTP:
         linger(io_of(wsi), wsi);
         /* fall through */
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* end of a transaction: lws frees c next */
         if (c)
-            hs_http_conn_closed(c);
+            conn_closed(c);
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY: {
         if (c)
-            hs_http_conn_closed(c);
+            conn_closed(c);
         wsi_data_t *d = lws_get_opaque_user_data(wsi);
         if (d) {
             lws_set_opaque_user_data(wsi, NULL);
-            if (d->hub) { /* upgraded but never established */
-                hs_hub_t *h = d->hub;
-                d->hub = NULL;
-                hs_hub_ws_closed(wsi, h);
-            }
+            ws_closed(wsi, d); /* upgraded but never established */
             free(d->path);
             free(d);
             atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);
@@ -994,6 +1148,14 @@ int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t e
         return HS_ESYS;
     }
     io->vh = lws_get_vhost_by_name(io->ctx, "default");
+    for (int i = 0; i < HS_TRANSPORTS_MAX; i++) {
+        const hs_transport_t *t = srv->transports[i];
+        if (t && t->io_init && t->io_init(io, &io->tstate[i])) {
+            snprintf(err, errlen, "out of memory");
+            hs_io_destroy(io);
+            return HS_ENOMEM;
+        }
+    }
     *out = io;
     return 0;
 nomem:
@@ -1043,10 +1205,15 @@ void hs_io_close(hs_io_t *io)
     io->ctx = NULL;
 }
 
-void hs_io_end_hubs(hs_io_t *io)
+void hs_io_end(hs_io_t *io)
 {
-    while (io && io->hubs)
-        hs_hub_end(io->hubs);
+    if (!io)
+        return;
+    for (int i = 0; i < HS_TRANSPORTS_MAX; i++) {
+        const hs_transport_t *t = io->srv->transports[i];
+        if (t && t->io_end && io->tstate[i])
+            t->io_end(io);
+    }
 }
 
 void hs_io_destroy(hs_io_t *io)
@@ -1054,7 +1221,7 @@ void hs_io_destroy(hs_io_t *io)
     if (!io)
         return;
     hs_io_close(io);
-    hs_io_end_hubs(io);
+    hs_io_end(io);
     /* sockets handed over but not adopted yet */
     for (hs_mpsc_node_t *n = io->adopt_head, *next; n; n = next) {
         next = n->next;
@@ -1068,26 +1235,37 @@ void hs_io_destroy(hs_io_t *io)
         if (n->kind == HS_NODE_FD) {
             close(((fd_node_t *)n)->fd);
             free(n);
-        } else if (n->kind == HS_NODE_INGEST) {
-            hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
-        } else if (n->kind == HS_NODE_READ) {
-            hs_http_on_read_done(io, (struct hs_http_read *)n);
         } else if (n->kind == HS_NODE_SUB_IO) {
             hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
             hs_sub_take_io_flags(s);
             hs_sub_unref(s);
         } else {
-            hs_hub_discard_node(n);
+            const hs_transport_t *t = message_transport(io, n->kind);
+            if (t && t->drop_message)
+                t->drop_message(io, n);
         }
     }
-    for (size_t i = 0; i < io->nbacklog; i++)
-        hs_ingest_free(io->backlog[i]);
+    /* entries never submitted: their transports drop them like undelivered acks */
+    for (size_t i = 0; i < io->nbacklog; i++) {
+        hs_ingest_t *e = io->backlog[i];
+        const hs_transport_t *t = message_transport(io, e->node.kind);
+        if (t && t->drop_message)
+            t->drop_message(io, &e->node);
+        else
+            hs_ingest_free(e);
+    }
     for (size_t i = 0; i < io->nlingers; i++)
         close(io->lingers[i].fd);
     io->nlingers = 0;
+    for (int i = 0; i < HS_TRANSPORTS_MAX; i++) {
+        const hs_transport_t *t = io->srv->transports[i];
+        if (t && t->io_fini && io->tstate[i])
+            t->io_fini(io, io->tstate[i]);
+        io->tstate[i] = NULL;
+    }
     free(io->backlog);
     free(io->wbuf);
-    hs_hubbuf_free(&io->hubout);
+    hs_hubbuf_free(&io->scratch);
     if (io->hup_ep >= 0)
         close(io->hup_ep);
     free(io);

@@ -109,11 +109,12 @@ void hs_hub_start(hs_hub_t *h, hs_io_t *io)
 {
     h->io = io;
     h->io_prev = NULL;
-    h->io_next = io->hubs;
-    if (io->hubs)
-        io->hubs->io_prev = h;
-    io->hubs = h;
-    io->nhubs++;
+    hs_hub_io_t *l = hs_hub_io(io);
+    h->io_next = l->hubs;
+    if (l->hubs)
+        l->hubs->io_prev = h;
+    l->hubs = h;
+    l->nhubs++;
     hs_hub_ref(h); /* the home thread's list */
     h->start_ms = h->last_recv_ms = h->last_send_ms = now_ms();
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection started", "connectionId", h->conn_id, NULL);
@@ -121,15 +122,15 @@ void hs_hub_start(hs_hub_t *h, hs_io_t *io)
 
 static void unlink_io(hs_hub_t *h)
 {
-    hs_io_t *io = h->io;
+    hs_hub_io_t *l = hs_hub_io(h->io);
     if (h->io_prev)
         h->io_prev->io_next = h->io_next;
-    else if (io->hubs == h)
-        io->hubs = h->io_next;
+    else if (l->hubs == h)
+        l->hubs = h->io_next;
     if (h->io_next)
         h->io_next->io_prev = h->io_prev;
     h->io_prev = h->io_next = NULL;
-    io->nhubs--;
+    l->nhubs--;
 }
 
 /* ---- stateful reconnect: numbering and the replay buffer ---- */
@@ -305,7 +306,8 @@ static int add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
         free(hs);
         return HS_ENOMEM;
     }
-    s->owner = HS_SUB_OWNER_HUB;
+    s->fmt = HS_SUB_FMT_RECORD;
+    s->transport = HS_T_SIGNALR;
     s->has_from = has_from;
     s->from = from;
     if (!has_from) {
@@ -540,7 +542,7 @@ void hs_hub_end(hs_hub_t *h)
         hs_hubreg_linger(h);
     if (h->wsi)
         lws_callback_on_writable(h->wsi); /* the transport closes on its next turn */
-    if (h->io && (h->io_prev || h->io->hubs == h)) {
+    if (h->io && (h->io_prev || hs_hub_io(h->io)->hubs == h)) {
         unlink_io(h);
         hs_hub_unref(h); /* the home list's reference */
     }
@@ -772,10 +774,8 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
 static void read_done(hs_read_req_t *base)
 {
     hub_read_t *r = (hub_read_t *)base;
-    hs_io_t *io = r->io; /* once pushed, the IO thread may free r */
     r->base.node.kind = HS_NODE_HUB_READ;
-    if (hs_mpsc_push(&io->inbox, &r->base.node))
-        lws_cancel_service(io->ctx);
+    hs_io_post(r->io, &r->base.node); /* once pushed, the IO thread may free r */
 }
 
 static void free_read(hub_read_t *r)
@@ -1024,7 +1024,7 @@ static void invoke(hs_hub_t *h, const hs_hubmsg_t *m, bool streaming)
         if (rc)
             FAIL("InvalidEvent: %s", why);
         e->expected_version = expected;
-        if (hs_events_hook(srv, e, why, sizeof(why))) {
+        if (hs_server_events_hook(srv, e, why, sizeof(why))) {
             hs_ingest_free(e);
             FAIL("InvalidEvent: %s", why);
         }
@@ -1401,7 +1401,7 @@ bool hs_hub_input_idle(const hs_hub_t *h)
 void hs_hub_tick(hs_io_t *io, int64_t now)
 {
     const hs_config_t *cfg = &io->srv->cfg;
-    for (hs_hub_t *h = io->hubs, *next; h; h = next) {
+    for (hs_hub_t *h = hs_hub_io(io)->hubs, *next; h; h = next) {
         next = h->io_next;
         if (h->ended)
             continue;

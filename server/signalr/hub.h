@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "proto/hubproto.h"
-#include "server/server.h"
+#include "server/net/net.h"
 
 typedef struct hs_hub hs_hub_t;
 typedef struct hs_hubsub hs_hubsub_t;
@@ -29,6 +29,27 @@ typedef struct hs_hubreq hs_hubreq_t;
 #define HS_HUB_CLOSE_WAIT_MS 5000
 
 enum { HS_HUB_T_NONE = 0, HS_HUB_T_WS, HS_HUB_T_SSE, HS_HUB_T_LP };
+
+/* The SignalR transport's messages on an IO thread's inbox. */
+enum {
+    HS_NODE_HUB_INGEST = HS_NODE_T(HS_T_SIGNALR, 0), /* an invocation's publish / close, acked */
+    HS_NODE_HUB_READ = HS_NODE_T(HS_T_SIGNALR, 1),   /* an invocation's read, done by a reader */
+    HS_NODE_HUB_REQ = HS_NODE_T(HS_T_SIGNALR, 2),    /* an SSE / long-polling request for a
+                                                        connection homed here */
+    HS_NODE_HUB_REP = HS_NODE_T(HS_T_SIGNALR, 3),    /* its answer, back to the origin thread */
+};
+
+/* The hub connections homed on one IO thread (the transport's state there). */
+typedef struct hs_hub_io {
+    hs_hub_t *hubs;
+    size_t nhubs;
+    int64_t last_sweep_ms; /* IO thread 0 expires unclaimed tokens once a second */
+} hs_hub_io_t;
+
+static inline hs_hub_io_t *hs_hub_io(hs_io_t *io)
+{
+    return hs_io_tstate(io, HS_T_SIGNALR);
+}
 
 /* A request of an SSE or long-polling connection handed to its home thread. */
 enum { HS_HUBREQ_POST = 1, HS_HUBREQ_POLL, HS_HUBREQ_DELETE };
@@ -174,33 +195,18 @@ void hs_hubreg_linger(hs_hub_t *h);
 void hs_hubreg_set_resumable(hs_hub_t *h);
 /* Updates the registry flags of a connection (home thread). */
 void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
-/* Serves a request for /hub (negotiate false) or /hub/negotiate (true). */
-void hs_hub_http(hs_conn_t *c, bool negotiate);
-/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 lets the upgrade go on (*out set to the connection to
- * attach), 1 when an HTTP answer was written instead, -1 to hang up. */
-int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out);
-void hs_hub_ws_established(struct lws *wsi, hs_hub_t *h);
-int hs_hub_ws_receive(struct lws *wsi, hs_hub_t *h, const void *in, size_t len);
-int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h);
-void hs_hub_ws_closed(struct lws *wsi, hs_hub_t *h);
-int hs_hub_sse_writable(hs_conn_t *c);
-void hs_hub_sse_closed(hs_conn_t *c);
-/* Inbox: a forwarded request (home thread) or its answer (origin thread). */
-void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r);
-void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r);
+/* Registers the SignalR transport, the routes /hub and /hub/negotiate and the WebSocket
+ * endpoint /hub. */
+void hs_signalr_register(hs_server_t *srv);
 /* Answers a request (home thread): locally or through the origin's inbox. */
 void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status);
 /* Answers the parked POSTs of a connection whose input was taken (all of them, with 404, once
  * it ended). Home thread. */
 void hs_hub_release_posts(hs_hub_t *h);
-/* The HTTP connection of a forwarded request closed (origin thread). */
-void hs_hub_req_conn_closed(hs_conn_t *c);
 /* The home IO thread of the connection a request names (`GET /hub?id=...` as its first
  * bytes), or -1. Acceptor thread. */
 int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n);
 /* Expires unclaimed tokens (any one IO thread calls it from its tick). */
 void hs_hubreg_sweep(hs_server_t *srv, int64_t now);
-/* Writes CORS headers for the request's Origin, if any. */
-int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
 
 #endif

@@ -13,13 +13,13 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "util/uuid.h"
-#include "util/time.h"
-#include "ringbuf/budget.h"
-#include "proto/route.h"
 #include "proto/codec.h"
-#include "server/signalr/hub.h"
 #include "proto/json.h"
+#include "proto/route.h"
+#include "ringbuf/budget.h"
+#include "server/signalr/hub.h"
+#include "util/time.h"
+#include "util/uuid.h"
 
 #define REG_BUCKETS 16384
 
@@ -30,6 +30,25 @@ struct hs_hubreg {
     size_t count;
     size_t nunclaimed; /* on the unclaimed list: bounded by cfg.hub_max_unclaimed */
 };
+
+/* An HTTP request of a connection (the hs_conn_t's transport data): the SSE response it
+ * carries, or a request forwarded to the connection's home thread. */
+typedef struct hub_conn {
+    hs_hub_t *hub;          /* the SSE transport of a hub connection (a reference) */
+    hs_hubreq_t *pending;   /* a request forwarded to a connection's home thread */
+} hub_conn_t;
+
+_Static_assert(sizeof(hub_conn_t) <= HS_CONN_TDATA, "hub_conn_t must fit hs_conn_t.tdata");
+
+static const hs_transport_t signalr_transport;
+
+static hub_conn_t *hcn(hs_conn_t *c)
+{
+    return hs_conn_tdata(c, hub_conn_t);
+}
+
+static void on_req(hs_io_t *io, hs_hubreq_t *r);
+static void on_rep(hs_io_t *io, hs_hubreq_t *r);
 
 /* ---- registry ---- */
 
@@ -276,38 +295,6 @@ out:
 
 /* ---- small HTTP helpers ---- */
 
-int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
-{
-    char origin[512];
-    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
-    if (n <= 0)
-        return 0;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
-                                    (const unsigned char *)origin, n, p, end) ||
-        lws_add_http_header_by_name(wsi,
-                                    (const unsigned char *)"access-control-allow-credentials:",
-                                    (const unsigned char *)"true", 4, p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
-                                    (const unsigned char *)"Origin", 6, p, end))
-        return -1;
-    return 0;
-}
-
-/* Writes a whole text/plain answer at once (used where no writable callback will follow). */
-static int direct_respond(struct lws *wsi, int status, const char *body)
-{
-    size_t len = strlen(body);
-    unsigned char buf[LWS_PRE + 2048];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - len - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len,
-                                    &p, end) ||
-        hs_cors_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
-        return -1;
-    memcpy(p, body, len);
-    p += len;
-    return lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
-}
-
 static void text(hs_conn_t *c, int status, const char *msg)
 {
     hs_conn_respond(c, status, "text/plain", msg, strlen(msg), NULL, NULL);
@@ -429,17 +416,16 @@ static void forward(hs_conn_t *c, hs_hub_t *h, int op)
         c->body = NULL;
         c->body_cap = c->body_len = 0;
     }
-    c->pending_hub = r;
+    c->owner = &signalr_transport;
+    hcn(c)->pending = r;
     if (op == HS_HUBREQ_POLL)
         lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0); /* the poll may wait for minutes */
     if (h->home == io->index) {
-        hs_hub_on_req(io, r);
+        on_req(io, r);
         return;
     }
-    hs_io_t *home = io->srv->io[h->home];
     r->node.kind = HS_NODE_HUB_REQ;
-    if (hs_mpsc_push(&home->inbox, &r->node))
-        lws_cancel_service(home->ctx);
+    hs_io_post(io->srv->io[h->home], &r->node);
 }
 
 static void free_req(hs_hubreq_t *r)
@@ -456,20 +442,19 @@ void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status)
     r->status = status;
     hs_io_t *origin = r->origin;
     if (origin == home) {
-        hs_hub_on_rep(origin, r);
+        on_rep(origin, r);
         return;
     }
     r->node.kind = HS_NODE_HUB_REP;
-    /* at shutdown the origin's context may be gone already (ctx NULL): the node is discarded */
-    if (hs_mpsc_push(&origin->inbox, &r->node) && origin->ctx)
-        lws_cancel_service(origin->ctx);
+    hs_io_post(origin, &r->node);
 }
 
-void hs_hub_on_rep(hs_io_t *io, hs_hubreq_t *r)
+static void on_rep(hs_io_t *io, hs_hubreq_t *r)
 {
+    (void)io;
     hs_conn_t *c = r->conn;
     if (c) {
-        c->pending_hub = NULL;
+        hcn(c)->pending = NULL;
         if (r->status == 200) {
             if (hs_conn_respond(c, 200, r->ctype ? r->ctype : "text/plain",
                                 (const char *)r->resp.p, r->resp.len, NULL, NULL) == 0 &&
@@ -497,14 +482,6 @@ void hs_hub_release_posts(hs_hub_t *h)
     }
 }
 
-void hs_hub_req_conn_closed(hs_conn_t *c)
-{
-    if (c->pending_hub) {
-        c->pending_hub->conn = NULL;
-        c->pending_hub = NULL;
-    }
-}
-
 /* Answers a parked or new poll with whatever is queued (home thread). */
 static void answer_poll(hs_hub_t *h, hs_hubreq_t *r)
 {
@@ -521,7 +498,7 @@ static void answer_poll(hs_hub_t *h, hs_hubreq_t *r)
         hs_hub_output_drained(h);
 }
 
-void hs_hub_on_req(hs_io_t *io, hs_hubreq_t *r)
+static void on_req(hs_io_t *io, hs_hubreq_t *r)
 {
     hs_hub_t *h = r->hub;
     switch (r->op) {
@@ -599,51 +576,39 @@ static int token_arg(struct lws *wsi, char *buf, size_t len, const char **token)
 
 static void sse_start(hs_conn_t *c, hs_hub_t *h)
 {
-    hs_io_t *io = c->io;
-    size_t cap = LWS_PRE + 1024;
-    unsigned char *rb = malloc(cap);
-    if (!rb) {
+    if (hs_conn_stream_head(c, "text/event-stream", ":\r\n")) {
         hs_hubreg_remove(h);
         hs_hub_unref(h);
         hs_conn_error(c, 503, "Unavailable", "out of memory");
         return;
     }
-    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - 16;
-    if (hs_sse_head(c->wsi, &p, end)) {
-        free(rb);
-        hs_hubreg_remove(h);
-        hs_hub_unref(h);
-        hs_conn_error(c, 500, "Internal", "response headers do not fit");
-        return;
-    }
-    memcpy(p, ":\r\n", 3);
-    p += 3;
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = false;
-    c->hub = h; /* the claim's reference */
+    c->owner = &signalr_transport;
+    hcn(c)->hub = h; /* the claim's reference */
     h->sse_conn = c;
     h->wsi = c->wsi;
-    hs_hub_start(h, io);
-    lws_http_mark_sse(c->wsi);
-    lws_callback_on_writable(c->wsi);
+    hs_hub_start(h, c->io);
 }
 
-void hs_hub_http(hs_conn_t *c, bool negotiate_route)
+static void route_negotiate(hs_conn_t *c, const char *path, void *arg)
 {
+    (void)path;
+    (void)arg;
+    if (c->method == WSI_TOKEN_POST_URI) {
+        negotiate(c);
+        return;
+    }
+    c->allow = "POST";
+    hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
+    c->allow = NULL;
+}
+
+static void route_hub(hs_conn_t *c, const char *path, void *arg)
+{
+    (void)path;
+    (void)arg;
     hs_io_t *io = c->io;
     hs_server_t *srv = io->srv;
     int m = c->method;
-    if (negotiate_route) {
-        if (m == WSI_TOKEN_POST_URI)
-            negotiate(c);
-        else {
-            c->allow = "POST";
-            hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
-            c->allow = NULL;
-        }
-        return;
-    }
     char tokbuf[64];
     const char *token;
     int op;
@@ -719,7 +684,7 @@ static void out_done(hs_hub_t *h)
  */
 static long pack_batch(hs_hub_t *h, const char *prefix, const char *suffix)
 {
-    hs_hubbuf_t *b = &h->io->hubout;
+    hs_hubbuf_t *b = &h->io->scratch;
     size_t pl = strlen(prefix), sl = strlen(suffix);
     b->len = 0;
     if (hs_hubbuf_reserve(b, LWS_PRE + pl + sl + 16))
@@ -790,9 +755,9 @@ static int after_write(struct lws *wsi, hs_hub_t *h, bool wrote)
     return 0;
 }
 
-int hs_hub_sse_writable(hs_conn_t *c)
+static int sse_writable(hs_conn_t *c)
 {
-    hs_hub_t *h = c->hub;
+    hs_hub_t *h = hcn(c)->hub;
     if (!h || h->ended)
         return -1;
     bool wrote = false;
@@ -808,7 +773,7 @@ int hs_hub_sse_writable(hs_conn_t *c)
             if (h->out.len) {
                 if (write_piece(c->wsi, h, false))
                     return -1;
-            } else if (lws_write(c->wsi, h->io->hubout.p + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) <
+            } else if (lws_write(c->wsi, h->io->scratch.p + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) <
                        (int)n) {
                 return -1;
             }
@@ -818,12 +783,19 @@ int hs_hub_sse_writable(hs_conn_t *c)
     return after_write(c->wsi, h, wrote);
 }
 
-void hs_hub_sse_closed(hs_conn_t *c)
+/* The end of an HTTP request of a connection: its SSE response, or a forwarded request whose
+ * answer now has nowhere to go. */
+static void http_closed(hs_conn_t *c)
 {
-    hs_hub_t *h = c->hub;
+    hub_conn_t *t = hcn(c);
+    if (t->pending) {
+        t->pending->conn = NULL;
+        t->pending = NULL;
+    }
+    hs_hub_t *h = t->hub;
     if (!h)
         return;
-    c->hub = NULL;
+    t->hub = NULL;
     if (h->sse_conn == c) {
         h->sse_conn = NULL;
         h->wsi = NULL;
@@ -835,25 +807,24 @@ void hs_hub_sse_closed(hs_conn_t *c)
 
 /* ---- WebSockets ---- */
 
-int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out)
+/* An upgrade at /hub: 0 with *out set to the connection to attach, 1 when an HTTP answer was
+ * written instead, -1 to hang up. */
+static int ws_confirm(struct lws *wsi, void **out)
 {
     hs_io_t *io = lws_context_user(lws_get_context(wsi));
     hs_server_t *srv = io->srv;
-    char path[256];
     *out = NULL;
-    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || strcmp(path, "/hub"))
-        return direct_respond(wsi, 404, "No WebSocket endpoint here; use /hub") ? -1 : 1;
     char tokbuf[64];
     const char *token;
     int trc = token_arg(wsi, tokbuf, sizeof(tokbuf), &token);
     hs_hub_t *h;
     if (trc < 0)
-        return direct_respond(wsi, 404, "No Connection with that ID") ? -1 : 1;
+        return hs_wsi_respond(wsi, 404, "No Connection with that ID") ? -1 : 1;
     if (!trc) {
         /* skipNegotiation: a connection made on the spot, with no token to resume by */
         h = hs_hub_create(srv);
         if (!h)
-            return direct_respond(wsi, 503, "out of memory") ? -1 : 1;
+            return hs_wsi_respond(wsi, 503, "out of memory") ? -1 : 1;
         random_id(h->conn_id);
         h->transport = HS_HUB_T_WS;
         h->home = io->index;
@@ -864,20 +835,21 @@ int hs_hub_ws_confirm(struct lws *wsi, hs_hub_t **out)
     const char *msg;
     int rc = reg_claim(srv, token, HS_HUBREQ_POLL, HS_HUB_T_WS, io->index, &h, &msg);
     if (rc >= 100)
-        return direct_respond(wsi, rc, msg) ? -1 : 1;
+        return hs_wsi_respond(wsi, rc, msg) ? -1 : 1;
     *out = h;
     return 0;
 }
 
-void hs_hub_ws_established(struct lws *wsi, hs_hub_t *h)
+static void ws_established(struct lws *wsi, void *ctx)
 {
+    hs_hub_t *h = ctx;
     hs_io_t *io = lws_context_user(lws_get_context(wsi));
     if (h->wsi && h->wsi != wsi) {
         /* the client replaced a socket the server still thought alive: drop the old one
          * without ending the connection */
         hs_wsi_data_t *old = lws_get_opaque_user_data(h->wsi);
-        if (old && old->hub == h) {
-            old->hub = NULL;
+        if (old && old->ws_ctx == h) {
+            old->ws_ctx = NULL;
             hs_hub_unref(h);
         }
         lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -891,8 +863,9 @@ void hs_hub_ws_established(struct lws *wsi, hs_hub_t *h)
         hs_hub_resume(h);
 }
 
-int hs_hub_ws_receive(struct lws *wsi, hs_hub_t *h, const void *in, size_t len)
+static int ws_receive(struct lws *wsi, void *ctx, const void *in, size_t len)
 {
+    hs_hub_t *h = ctx;
     if (!h || h->ended)
         return -1;
     hs_hub_input(h, in, len);
@@ -903,8 +876,9 @@ int hs_hub_ws_receive(struct lws *wsi, hs_hub_t *h, const void *in, size_t len)
     return 0;
 }
 
-int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h)
+static int ws_writable(struct lws *wsi, void *ctx)
 {
+    hs_hub_t *h = ctx;
     if (!h || h->ended) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
         return -1;
@@ -925,7 +899,7 @@ int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h)
             } else {
                 enum lws_write_protocol wp =
                     h->fmt == HS_HUB_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-                if (lws_write(wsi, h->io->hubout.p + LWS_PRE, (size_t)n, wp) < (int)n)
+                if (lws_write(wsi, h->io->scratch.p + LWS_PRE, (size_t)n, wp) < (int)n)
                     return -1;
             }
             wrote = true;
@@ -937,8 +911,14 @@ int hs_hub_ws_writable(struct lws *wsi, hs_hub_t *h)
     return rc;
 }
 
-void hs_hub_ws_closed(struct lws *wsi, hs_hub_t *h)
+static void ws_peer_close(void *ctx)
 {
+    ((hs_hub_t *)ctx)->peer_closed = true;
+}
+
+static void ws_closed(struct lws *wsi, void *ctx)
+{
+    hs_hub_t *h = ctx;
     if (h->wsi == wsi)
         h->wsi = NULL;
     if (!h->io) {
@@ -951,4 +931,86 @@ void hs_hub_ws_closed(struct lws *wsi, hs_hub_t *h)
             hs_hub_end(h);
     }
     hs_hub_unref(h);
+}
+
+/* ---- the transport ---- */
+
+static void on_message(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    switch (n->kind) {
+    case HS_NODE_HUB_INGEST:
+        hs_hub_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
+        break;
+    case HS_NODE_HUB_READ:
+        hs_hub_on_read_done(io, n);
+        break;
+    case HS_NODE_HUB_REQ:
+        on_req(io, (hs_hubreq_t *)n);
+        break;
+    case HS_NODE_HUB_REP:
+        on_rep(io, (hs_hubreq_t *)n);
+        break;
+    }
+}
+
+static void drop_message(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    (void)io;
+    hs_hub_discard_node(n);
+}
+
+static void tick(hs_io_t *io, int64_t now)
+{
+    hs_hub_tick(io, now);
+    hs_hub_io_t *l = hs_hub_io(io);
+    if (io->index == 0 && now - l->last_sweep_ms >= 1000) {
+        l->last_sweep_ms = now;
+        hs_hubreg_sweep(io->srv, now);
+    }
+}
+
+static int io_init(hs_io_t *io, void **state)
+{
+    (void)io;
+    *state = calloc(1, sizeof(hs_hub_io_t));
+    return *state ? 0 : -1;
+}
+
+static void io_end(hs_io_t *io)
+{
+    while (hs_hub_io(io)->hubs)
+        hs_hub_end(hs_hub_io(io)->hubs);
+}
+
+static void io_fini(hs_io_t *io, void *state)
+{
+    (void)io;
+    free(state);
+}
+
+static const hs_transport_t signalr_transport = {
+    .id = HS_T_SIGNALR,
+    .name = "signalr",
+    .io_init = io_init,
+    .io_fini = io_fini,
+    .io_end = io_end,
+    .tick = tick,
+    .on_message = on_message,
+    .drop_message = drop_message,
+    .on_sub_signal = hs_hub_on_signal,
+    .http_writable = sse_writable,
+    .http_closed = http_closed,
+    .ws_established = ws_established,
+    .ws_receive = ws_receive,
+    .ws_writable = ws_writable,
+    .ws_peer_close = ws_peer_close,
+    .ws_closed = ws_closed,
+};
+
+void hs_signalr_register(hs_server_t *srv)
+{
+    hs_server_add_transport(srv, &signalr_transport);
+    hs_server_add_route(srv, "/hub", route_hub, NULL);
+    hs_server_add_route(srv, "/hub/negotiate", route_negotiate, NULL);
+    hs_server_add_ws(srv, "/hub", &signalr_transport, ws_confirm);
 }

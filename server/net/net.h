@@ -1,0 +1,218 @@
+/*
+ * The network layer: the IO threads (one libwebsockets context each), the connections they own,
+ * and the interface through which the front ends serve them.
+ *
+ * An IO thread knows HTTP mechanics (requests, bodies, responses written in bounded pieces,
+ * WebSocket upgrades, lingering closes, hang-ups) but no protocol of hubstream's: an HTTP
+ * request whose body is in goes to the server's router (server.h routes, then http/); what a
+ * request starts (a commit, a read, a stream of events) belongs to a transport, which the IO
+ * thread calls through hs_transport_t for that connection's writes and close, for the messages
+ * addressed to it on the inbox, for subscription signals and on every tick. Every handler runs
+ * on the IO thread that owns the connection. Not here: routes, SSE, SignalR.
+ */
+#ifndef HS_NET_H
+#define HS_NET_H
+
+#include "proto/chunked.h"
+#include "proto/hubproto.h"
+#include "ringbuf/mpsc.h"
+#include "ringbuf/sub.h"
+#include "server/server.h"
+
+/* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata). */
+#define HS_CONN_TDATA 160
+
+/*
+ * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
+ * per-session struct (hs_conn_t) at every keep-alive transaction, so whatever belongs to the
+ * socket lives here, as the wsi's opaque user data.
+ */
+typedef struct hs_wsi_data {
+    char *path; /* the request path, kept while its body arrives */
+    bool busy;  /* a request is being served: its answer is not written yet */
+    const struct hs_transport *ws_t; /* a WebSocket's transport, and its connection */
+    void *ws_ctx;
+} hs_wsi_data_t;
+
+#define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
+#define HS_BACKLOG_MAX 16384        /* ingest entries an IO thread holds when its ring is full */
+#define HS_LINGER_MAX 64            /* closed sockets an IO thread drains at once (io.c) */
+
+
+/* One request or subscription (lws per-session data, zeroed by lws). lws frees it at the end of
+ * every keep-alive transaction (after LWS_CALLBACK_HTTP_DROP_PROTOCOL): nothing that must last
+ * longer than one request lives here. */
+struct hs_conn {
+    struct lws *wsi;
+    hs_io_t *io;
+    /* the request being served */
+    int method;
+    char *body;
+    size_t body_len, body_cap;
+    size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
+    bool body_too_large;
+    bool chunked;      /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
+    hs_chunked_t chunk;
+    int64_t body_deadline_ms;         /* the whole body must have arrived by then */
+    hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
+    bool in_body_list;
+    unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
+    bool close_after; /* close once the queued response is written and the body read */
+    bool body_done;   /* the request body (if any) has been read */
+    const char *allow; /* the Allow header of a 405 answer */
+    bool stream;       /* the owner writes a stream after the queued head (SSE) */
+    /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
+     * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
+    unsigned char *resp;
+    size_t resp_len, resp_off;
+    bool resp_final; /* end of a transaction (keep-alive), else SSE headers */
+    bool retry_after; /* the next error answer says Retry-After: 1 */
+    struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
+    size_t resp_charge;
+    /* the transport that owns what the request started (a commit or read in flight, a stream
+     * it answers with), and the transport's own state for it */
+    const struct hs_transport *owner;
+    _Alignas(16) unsigned char tdata[HS_CONN_TDATA];
+    bool hup_watched;                /* in io->hup_ep (see hs_conn_watch_hangup) */
+};
+
+struct hs_io {
+    hs_server_t *srv;
+    int index;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    pthread_t thread;
+    bool started;
+    atomic_int stop;
+    hs_mpsc_t inbox;
+    hs_mpsc_node_t *adopt_head, *adopt_tail; /* handed sockets waiting to be adopted (FIFO) */
+    lws_sorted_usec_list_t tick;
+    unsigned char *wbuf; /* LWS_PRE + HS_WRITE_BUDGET + slack */
+    hs_ingest_t **backlog; /* entries waiting for room in the ingest ring */
+    size_t nbacklog;
+    hs_conn_t *body_head;  /* requests whose body is still arriving, for their deadline */
+    void *tstate[HS_TRANSPORTS_MAX]; /* each transport's state on this thread (io_init) */
+    hs_hubbuf_t scratch;   /* a transport's scratch for packing one connection's output */
+    int hup_ep;            /* epoll set of connections whose client may hang up unseen */
+    struct {
+        int fd;
+        int64_t until_ms;
+    } lingers[HS_LINGER_MAX]; /* closed by lws, drained here until the client's end (io.c) */
+    size_t nlingers;
+};
+
+/* io.c */
+int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen);
+int hs_io_start(hs_io_t *io);
+void hs_io_stop(hs_io_t *io);
+/* Shutdown in phases across every IO thread, so that no thread's answer reaches a context
+ * that is gone: close (stop the thread, destroy the lws context), then end the connections the
+ * transports keep there beyond their sockets (io_end), then destroy. */
+void hs_io_close(hs_io_t *io);
+void hs_io_end(hs_io_t *io);
+void hs_io_destroy(hs_io_t *io);
+void hs_io_hand_fd(hs_io_t *io, int fd); /* acceptor thread */
+void hs_io_wake(void *srv, int index);   /* any thread */
+/* Queues a complete response and asks for a writable callback. Takes nothing. */
+int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra_name, const char *extra_value);
+int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Writes CORS headers for the request's Origin, if any: 0 or -1. */
+int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
+/* Writes a whole text/plain answer at once, where no writable callback will follow (a refused
+ * WebSocket upgrade): 0 or -1. */
+int hs_wsi_respond(struct lws *wsi, int status, const char *body);
+/* Queues the head of a streamed answer (status, headers, CORS; `extra` after it, e.g. SSE's
+ * retry advice) and marks the connection as streaming: its owner's http_writable writes the
+ * rest. 0, or -1 (nothing queued) on ENOMEM or headers that do not fit. */
+int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra);
+/* The queued response takes over a charge of n bytes to budget (a reference is taken), given
+ * back once the response is written or dropped. */
+void hs_conn_charge(hs_conn_t *c, struct hs_budget *budget, size_t n);
+/*
+ * While a request's answer is outstanding (an SSE stream, a parked long poll, a publish waiting
+ * for its commit), lws 4.1 does not read the connection, so a client that hangs up leaves its
+ * EOF pending: poll() reports it at once on every turn and the IO thread spins until the next
+ * write fails. Such connections are watched for the hang-up (EPOLLRDHUP) in a set of the IO
+ * thread's own, which its tick reads; a hang-up closes the connection.
+ */
+void hs_conn_watch_hangup(hs_conn_t *c);
+void hs_conn_unwatch_hangup(hs_conn_t *c);
+/* The value of the query argument `name_eq` ("from=") of c's request, decoded, copied into buf
+ * (cap bytes, NUL-terminated) with *val pointing at it: 1. 0 when absent, -1 when longer than
+ * buf. The first occurrence counts. IO thread, during the request's callback. */
+int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val);
+/* The same for a request that has no hs_conn_t (a WebSocket upgrade). */
+int hs_wsi_arg(struct lws *wsi, const char *name_eq, char *buf, size_t cap, const char **val);
+/* Takes a request off the list of those whose body is arriving (idempotent). */
+void hs_conn_body_unlist(hs_conn_t *c);
+/* Submits an entry whose node kind, conn and origin fields the caller set (done and io_index
+ * are set here). False when the ring and the backlog are full (the entry is untouched). */
+bool hs_io_submit_entry(hs_io_t *io, hs_ingest_t *e);
+/* Writer thread: completion of an entry submitted by an IO thread. */
+void hs_io_ingest_done(hs_ingest_t *e);
+
+/* acceptor.c */
+/* Receives an accepted socket and the first bytes the client sent (peeked, not consumed; may
+ * be none). */
+typedef void (*hs_acceptor_fd_fn)(void *ctx, int fd, const char *peek, size_t n);
+/* log (borrowed, may be NULL) receives rate-limited warnings about failing accept() calls. */
+hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
+                                  void *ctx, const hs_logger_t *log, char *err, size_t errlen);
+int hs_acceptor_port(const hs_acceptor_t *a);
+int hs_acceptor_start(hs_acceptor_t *a);
+void hs_acceptor_stop(hs_acceptor_t *a);
+void hs_acceptor_destroy(hs_acceptor_t *a);
+
+/* ---- the transport interface ---- */
+
+/* Node kind of transport `id`'s message `what` (0..15) on an IO thread's inbox. */
+#define HS_NODE_T(id, what) (HS_NODE_TRANSPORT + (id) * 16 + (what))
+
+/*
+ * A transport: how a front end serves what its requests start. Registered per server under its
+ * id (hs_server_add_transport); any handler may be NULL. All run on the IO thread.
+ */
+typedef struct hs_transport {
+    int id;           /* HS_T_*: names it in messages, subscriptions and connections */
+    const char *name;
+    /* its state on an IO thread: created with the thread, freed last */
+    int (*io_init)(hs_io_t *io, void **state);
+    void (*io_fini)(hs_io_t *io, void *state);
+    /* at shutdown, before io_fini: end what it keeps beyond sockets (hs_io_end) */
+    void (*io_end)(hs_io_t *io);
+    /* every 250 ms */
+    void (*tick)(hs_io_t *io, int64_t now);
+    /* a message of its own (kind HS_NODE_T(id, ...)); drop_message at shutdown */
+    void (*on_message)(hs_io_t *io, hs_mpsc_node_t *n);
+    void (*drop_message)(hs_io_t *io, hs_mpsc_node_t *n);
+    /* a subscription it consumes (s->transport == id) was signalled by its fan-out worker; the
+     * handler drops the inbox's reference */
+    void (*on_sub_signal)(hs_io_t *io, hs_sub_t *s);
+    /* an HTTP connection it owns (c->owner): writable (after any queued response is out), and
+     * its end (the transaction or the connection). -1 from writable closes it. */
+    int (*http_writable)(hs_conn_t *c);
+    void (*http_closed)(hs_conn_t *c);
+    /* a WebSocket accepted at one of its endpoints (ctx from the endpoint's confirm) */
+    void (*ws_established)(struct lws *wsi, void *ctx);
+    int (*ws_receive)(struct lws *wsi, void *ctx, const void *in, size_t len);
+    int (*ws_writable)(struct lws *wsi, void *ctx);
+    void (*ws_peer_close)(void *ctx);
+    void (*ws_closed)(struct lws *wsi, void *ctx); /* also when never established */
+} hs_transport_t;
+
+/* A connection's transport state: a struct of its owner's, zeroed with the connection (each
+ * transport checks that its struct fits HS_CONN_TDATA with a static assertion). */
+#define hs_conn_tdata(c, type) ((type *)(void *)(c)->tdata)
+
+/* This IO thread's state of transport `id`. */
+static inline void *hs_io_tstate(hs_io_t *io, int id)
+{
+    return io->tstate[id];
+}
+
+/* Pushes a transport message onto an IO thread's inbox and wakes it (any thread). */
+void hs_io_post(hs_io_t *io, hs_mpsc_node_t *n);
+
+#endif
