@@ -416,7 +416,7 @@ void hs_server_add_route(hs_server_t *srv, const char *path,
 }
 
 void hs_server_add_ws(hs_server_t *srv, const char *path, const hs_transport_t *t,
-                      int (*confirm)(struct lws *wsi, void **ctx))
+                      int (*confirm)(struct lws *wsi, void *arg, void **ctx), void *arg)
 {
     int n = (int)(sizeof(srv->ws) / sizeof(srv->ws[0]));
     if (srv->nws == n)
@@ -424,6 +424,7 @@ void hs_server_add_ws(hs_server_t *srv, const char *path, const hs_transport_t *
     srv->ws[srv->nws].path = path;
     srv->ws[srv->nws].t = t;
     srv->ws[srv->nws].confirm = confirm;
+    srv->ws[srv->nws].arg = arg;
     srv->nws++;
 }
 

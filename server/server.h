@@ -68,7 +68,8 @@ struct hs_server {
         const char *path;                   /* exact, e.g. "/hub" */
         const struct hs_transport *t;
         /* 0 with *ctx set to go on with the upgrade, 1 when it answered over HTTP, -1 */
-        int (*confirm)(struct lws *wsi, void **ctx);
+        int (*confirm)(struct lws *wsi, void *arg, void **ctx);
+        void *arg;
     } ws[4];                                /* WebSocket endpoints */
     int nws;
 
@@ -86,7 +87,7 @@ void hs_server_add_route(hs_server_t *srv, const char *path,
  * or -1 with the hook's reason in why. */
 int hs_server_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen);
 void hs_server_add_ws(hs_server_t *srv, const char *path, const struct hs_transport *t,
-                      int (*confirm)(struct lws *wsi, void **ctx));
+                      int (*confirm)(struct lws *wsi, void *arg, void **ctx), void *arg);
 
 /* Starts the reader, fan-out and writer threads but no IO thread and no listener: the caller
  * runs IO thread 0 itself (lws_service on srv->io[0]->ctx). For the fuzz target that drives a

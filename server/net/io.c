@@ -796,7 +796,7 @@ static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
             if (strcmp(srv->ws[i].path, path))
                 continue;
             void *ctx = NULL;
-            int rc = srv->ws[i].confirm(wsi, &ctx);
+            int rc = srv->ws[i].confirm(wsi, srv->ws[i].arg, &ctx);
             if (rc == 0) {
                 wd->ws_t = srv->ws[i].t;
                 wd->ws_ctx = ctx;

@@ -1,7 +1,8 @@
 /*
- * A SignalR hub connection on its home IO thread (see hub.h): the handshake, records in, the
- * hub methods of API.md, records out, keep-alive and stateful reconnect. Transport glue lives
- * in hubhttp.c; this file never touches a socket except through hs_hub_want_write().
+ * A SignalR hub connection on its home IO thread (see hub.h): the handshake, records in,
+ * invocations dispatched to its dialect's methods (methods.c), records out, keep-alive and
+ * stateful reconnect. Transport glue lives in transports.c; this file never touches a socket
+ * except through hs_hub_want_write().
  *
  * Output order: whole records queued for the connection (handshake reply, Completions, Pings,
  * Close) go out before subscription data, so a push Subscribe's Completion precedes its
@@ -20,59 +21,22 @@
 #include "proto/json.h"
 #include "util/utf8.h"
 
-enum { M_PUBLISH, M_SUBSCRIBE, M_UNSUBSCRIBE, M_READ, M_GETSTREAM, M_CLOSESTREAM, M_UNKNOWN };
-static const char *const method_names[] = {"publish",   "subscribe", "unsubscribe",
-                                           "read",      "getstream", "closestream"};
-
-/* An invocation waiting for the writer or a reader thread. Holds a hub reference. */
-typedef struct op {
-    hs_hub_t *hub;
-    int method;
-    bool has_id;
-    char id[HS_HUB_ID_MAX + 1];
-    char stream[HS_NAME_MAX + 1];
-    size_t stream_len;
-} op_t;
-
-enum { R_EVENTS, R_INFO, R_SUBHEAD };
-
-typedef struct hub_read {
-    hs_read_req_t base; /* base.node becomes the inbox node (HS_NODE_HUB_READ) */
-    hs_io_t *io;
-    op_t op;
-    int kind;
-    int64_t from;
-    size_t count;
-    bool all;
-    /* result */
-    int status;
-    bool found;
-    hs_stream_head_t head;
-    hs_hubbuf_t out; /* JSON; its capacity is charged to the connection's read budget */
-    size_t n;
-    bool oom;
-    bool spent; /* the budget could not take the answer's next growth */
-} hub_read_t;
-
-/* The end of a Read whose page is full (not an error). */
-#define PAGE_FULL 1
-
 static int64_t now_ms(void)
 {
     return hs_now_ms();
 }
 
-static void resume_input(hs_hub_t *h);
 
 /* ---- lifetime ---- */
 
-hs_hub_t *hs_hub_create(hs_server_t *srv)
+hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect)
 {
     hs_hub_t *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
     atomic_init(&h->refs, 1);
     h->srv = srv;
+    h->dialect = dialect;
     h->budget = hs_budget_create(srv->cfg.connection_read_budget, srv->read_budget);
     if (!h->budget) {
         free(h);
@@ -207,7 +171,7 @@ static void queued(hs_hub_t *h, int rc, size_t before, bool trackable)
     hs_hub_want_write(h);
 }
 
-static void complete(hs_hub_t *h, const char *id, const char *error, const char *json,
+void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json,
                      size_t len)
 {
     if (h->ended || h->closing)
@@ -218,8 +182,7 @@ static void complete(hs_hub_t *h, const char *id, const char *error, const char 
     queued(h, rc, before, true);
 }
 
-__attribute__((format(printf, 3, 4))) static void complete_err(hs_hub_t *h, const char *id,
-                                                              const char *fmt, ...)
+void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -227,7 +190,7 @@ __attribute__((format(printf, 3, 4))) static void complete_err(hs_hub_t *h, cons
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     msg[hs_utf8_boundary(msg, strlen(msg))] = '\0'; /* a cut must not split a character */
-    complete(h, id, msg, NULL, 0);
+    hs_hub_complete(h, id, msg, NULL, 0);
 }
 
 static void fail_oom(hs_hub_t *h)
@@ -260,7 +223,7 @@ void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect)
 
 /* ---- subscriptions ---- */
 
-static void sub_free(hs_hub_t *h, hs_hubsub_t *hs)
+void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs)
 {
     if (hs->prev)
         hs->prev->next = hs->next;
@@ -277,7 +240,7 @@ static void sub_free(hs_hub_t *h, hs_hubsub_t *hs)
     free(hs);
 }
 
-static hs_hubsub_t *find_push(hs_hub_t *h, const char *stream, size_t len)
+hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len)
 {
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
         if (s->push && !s->done && s->sub->stream_len == len &&
@@ -286,7 +249,7 @@ static hs_hubsub_t *find_push(hs_hub_t *h, const char *stream, size_t len)
     return NULL;
 }
 
-static hs_hubsub_t *find_stream(hs_hub_t *h, const char *id)
+hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id)
 {
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
         if (!s->push && strcmp(s->id, id) == 0)
@@ -294,7 +257,7 @@ static hs_hubsub_t *find_stream(hs_hub_t *h, const char *id)
     return NULL;
 }
 
-static int add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
+int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
                    bool has_from, int64_t from)
 {
     hs_server_t *srv = h->srv;
@@ -496,7 +459,7 @@ size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget)
         for (hs_hubsub_t *s = h->subs, *n; s; s = n) {
             n = s->next;
             if (s->done)
-                sub_free(h, s);
+                hs_hub_sub_free(h, s);
         }
     }
     if (h->rr && h->rr->done)
@@ -526,7 +489,7 @@ void hs_hub_end(hs_hub_t *h)
         return;
     h->ended = true;
     while (h->subs)
-        sub_free(h, h->subs);
+        hs_hub_sub_free(h, h->subs);
     if (h->poll) {
         hs_hubreq_t *r = h->poll;
         h->poll = NULL;
@@ -635,495 +598,58 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
     queued(h, hs_hubproto_handshake_reply(&h->ctl, NULL), before, false);
 }
 
-static int method_of(const char *target)
-{
-    for (int i = 0; i < M_UNKNOWN; i++)
-        if (!strcasecmp(target, method_names[i]))
-            return i;
-    return M_UNKNOWN;
-}
-
-/* Stream name argument: unescaped into buf. Returns length, or -1 if not a string, -2 if the
- * name is invalid. */
-static long stream_arg(const hs_json_span_t *v, char *buf)
-{
-    if (v->type != HS_JSON_STRING)
-        return -1;
-    long n = hs_json_unescape(v, buf, HS_NAME_MAX + 1);
-    if (n < 0 || n > HS_NAME_MAX || hs_stream_name_check(buf, (size_t)n))
-        return -2;
-    buf[n] = '\0';
-    return n;
-}
-
-static op_t *new_op(hs_hub_t *h, const hs_hubmsg_t *m, int method, const char *stream,
-                    size_t len)
-{
-    op_t *op = calloc(1, sizeof(*op));
-    if (!op)
-        return NULL;
-    op->hub = hs_hub_ref(h);
-    op->method = method;
-    op->has_id = m->has_id;
-    memcpy(op->id, m->id, sizeof(op->id));
-    memcpy(op->stream, stream, len);
-    op->stream_len = len;
-    return op;
-}
-
-static void submit_ingest(hs_hub_t *h, const hs_hubmsg_t *m, int method, hs_ingest_t *e)
-{
-    op_t *op = new_op(h, m, method, e->stream, e->stream_len);
-    if (!op) {
-        hs_ingest_free(e);
-        if (m->has_id)
-            complete_err(h, m->id, "Unavailable: out of memory");
-        return;
-    }
-    e->node.kind = HS_NODE_HUB_INGEST;
-    e->conn = op;
-    if (!hs_io_submit_entry(h->io, e)) {
-        hs_hub_unref(op->hub);
-        free(op);
-        hs_ingest_free(e);
-        if (m->has_id)
-            complete_err(h, m->id, "TooManyRequests: the writer is behind; retry later");
-        return;
-    }
-    h->pending++;
-}
-
-/* ---- reads on reader threads ---- */
-
-/* Grows a Read's answer, charging the growth to the connection's budget (and so to the
- * server's) first: false when the budget is spent (r->spent) or memory is (r->oom). */
-static bool read_reserve(hub_read_t *r, size_t more)
-{
-    hs_hubbuf_t *b = &r->out;
-    if (more <= b->cap - b->len)
-        return true;
-    size_t nc = b->cap ? b->cap : 256; /* hs_hubbuf_reserve's growth, to charge it exactly */
-    while (nc < b->len + more)
-        nc *= 2;
-    hs_budget_t *budget = r->op.hub->budget;
-    if (!hs_budget_take(budget, nc - b->cap)) {
-        r->spent = true;
-        return false;
-    }
-    size_t before = b->cap;
-    if (hs_hubbuf_reserve(b, more)) { /* grows to nc: the same rule */
-        hs_budget_give(budget, nc - before);
-        r->oom = true;
-        return false;
-    }
-    return true;
-}
-
-static int on_read_record(void *ctx, const hs_record_t *rec)
-{
-    hub_read_t *r = ctx;
-    size_t need = hs_record_json_len(rec) + 1;
-    /* a page ends early rather than pass --max-page-bytes or the budget; it always holds one
-     * event (the client reads on from the last version it got) */
-    if (r->n && r->out.len + need > r->op.hub->srv->cfg.max_page_bytes)
-        return PAGE_FULL;
-    if (!read_reserve(r, need)) {
-        if (r->spent && r->n) {
-            r->spent = false;
-            return PAGE_FULL;
-        }
-        return HS_ENOMEM;
-    }
-    if (r->n++)
-        r->out.p[r->out.len++] = ',';
-    r->out.len += hs_record_json(rec, (char *)r->out.p + r->out.len);
-    return 0;
-}
-
-static int run_read(hs_store_t *st, hs_read_req_t *base)
-{
-    hub_read_t *r = (hub_read_t *)base;
-    int rc;
-    switch (r->kind) {
-    case R_EVENTS:
-        if (!read_reserve(r, 2))
-            return 0; /* spent or oom: answered by the IO thread */
-        r->out.p[r->out.len++] = '[';
-        rc = r->all ? hs_store_read_all(st, r->from, false, r->count, on_read_record, r)
-                    : hs_store_read_stream(st, r->op.stream, r->op.stream_len, r->from, false,
-                                           r->count, on_read_record, r);
-        if (rc < 0)
-            return r->spent || r->oom ? 0 : rc;
-        if (!read_reserve(r, 1))
-            return 0;
-        r->out.p[r->out.len++] = ']';
-        return 0;
-    case R_INFO:
-    case R_SUBHEAD:
-        rc = hs_store_get_stream(st, r->op.stream, r->op.stream_len, &r->head);
-        if (rc == HS_ENOENT)
-            return 0;
-        if (rc)
-            return rc;
-        r->found = true;
-        return 0;
-    }
-    return HS_EINVAL;
-}
-
-static void read_done(hs_read_req_t *base)
-{
-    hub_read_t *r = (hub_read_t *)base;
-    r->base.node.kind = HS_NODE_HUB_READ;
-    hs_io_post(r->io, &r->base.node); /* once pushed, the IO thread may free r */
-}
-
-static void free_read(hub_read_t *r)
-{
-    if (r->out.cap)
-        hs_budget_give(r->op.hub->budget, r->out.cap);
-    hs_hub_unref(r->op.hub);
-    hs_hubbuf_free(&r->out);
-    free(r);
-}
-
-static void submit_read(hs_hub_t *h, const hs_hubmsg_t *m, int method, int kind,
-                        const char *stream, size_t len, int64_t from, size_t count)
-{
-    hub_read_t *r = calloc(1, sizeof(*r));
-    if (!r) {
-        if (m->has_id)
-            complete_err(h, m->id, "Unavailable: out of memory");
-        return;
-    }
-    r->op.hub = hs_hub_ref(h);
-    r->op.method = method;
-    r->op.has_id = m->has_id;
-    memcpy(r->op.id, m->id, sizeof(r->op.id));
-    memcpy(r->op.stream, stream, len);
-    r->op.stream_len = len;
-    r->io = h->io;
-    r->kind = kind;
-    r->from = from;
-    r->count = count;
-    r->all = len == 4 && memcmp(stream, "$all", 4) == 0;
-    r->base.run = run_read;
-    r->base.done = read_done;
-    if (!hs_reader_submit(h->srv->reader, &r->base)) {
-        free_read(r);
-        if (m->has_id)
-            complete_err(h, m->id, "Unavailable: the server is stopping");
-        return;
-    }
-    h->pending++;
-}
-
-static void push_subscribed(hs_hub_t *h, const op_t *op, int64_t from)
-{
-    hs_hubsub_t *old = find_push(h, op->stream, op->stream_len);
-    if (old)
-        sub_free(h, old);
-    int rc = add_sub(h, op->stream, op->stream_len, true, NULL, true, from);
-    if (rc == HS_EBUSY) {
-        if (op->has_id)
-            complete_err(h, op->id, "TooManySubscriptions: at most %d per connection",
-                         h->srv->cfg.max_subscriptions);
-        return;
-    }
-    if (rc) {
-        if (op->has_id)
-            complete_err(h, op->id, "Unavailable: out of memory");
-        return;
-    }
-    if (!op->has_id)
-        return;
-    char body[HS_NAME_MAX * 6 + 64];
-    size_t o = 0;
-    memcpy(body, "{\"stream\":", 10);
-    o = 10;
-    o += hs_json_quote(op->stream, op->stream_len, body + o);
-    o += (size_t)snprintf(body + o, sizeof(body) - o, ",\"version\":%lld}", (long long)from);
-    complete(h, op->id, NULL, body, o);
-}
-
-void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
-{
-    hub_read_t *r = hs_container_of(n, hub_read_t, base.node);
-    hs_hub_t *h = r->op.hub;
-    h->pending--;
-    if (h->ended || h->closing)
-        goto out;
-    const char *id = r->op.has_id ? r->op.id : NULL;
-    if (r->spent) {
-        if (id)
-            complete_err(h, id, "Unavailable: the read budget is spent (this connection's or "
-                                "the server's); retry shortly");
-        goto out;
-    }
-    if (r->base.status || r->oom) {
-        if (id)
-            complete_err(h, id, "Unavailable: the database read failed");
-        goto out;
-    }
-    switch (r->kind) {
-    case R_EVENTS:
-        if (id) {
-            size_t before = h->ctl.len;
-            complete(h, id, NULL, (const char *)r->out.p, r->out.len);
-            if (h->ctl.len > before) {
-                /* the answer's charge follows its copy in ctl until it is written */
-                h->ctl_charge += r->out.cap;
-                r->out.cap = 0;
-                hs_hubbuf_free(&r->out);
-            }
-        }
-        break;
-    case R_INFO: {
-        if (!id)
-            break;
-        if (!r->found) {
-            complete_err(h, id, "NotFound: %.*s", (int)r->op.stream_len, r->op.stream);
-            break;
-        }
-        char created[32], updated[32], body[HS_NAME_MAX * 6 + 256];
-        hs_format_time(r->head.created_us, created);
-        hs_format_time(r->head.updated_us, updated);
-        size_t o = 8;
-        memcpy(body, "{\"name\":", 8);
-        o += hs_json_quote(r->op.stream, r->op.stream_len, body + o);
-        o += (size_t)snprintf(body + o, sizeof(body) - o,
-                              ",\"version\":%lld,\"position\":%lld,\"closed\":%s,\"created\":\"%s\","
-                              "\"updated\":\"%s\"}",
-                              (long long)r->head.version, (long long)r->head.position,
-                              r->head.closed ? "true" : "false", created, updated);
-        complete(h, id, NULL, body, o);
-        break;
-    }
-    case R_SUBHEAD:
-        push_subscribed(h, &r->op, r->found ? r->head.version : 0);
-        break;
-    }
-out:
-    hs_hub_ref(h); /* free_read drops the read's reference */
-    free_read(r);
-    resume_input(h);
-    hs_hub_unref(h);
-}
-
-void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
-{
-    op_t *op = e->conn;
-    hs_hub_t *h = op->hub;
-    h->pending--;
-    if (h->ended || h->closing || !op->has_id)
-        goto out;
-    char body[HS_PUBLISH_RESULT_MAX];
-    size_t o;
-    switch (e->status) {
-    case 0:
-        if (e->kind != HS_INGEST_APPEND) {
-            complete(h, op->id, NULL, "true", 4);
-            break;
-        }
-        o = hs_publish_result_json(e, body, sizeof(body));
-        complete(h, op->id, NULL, body, o);
-        break;
-    case HS_ECONFLICT:
-        complete_err(h, op->id, "WrongExpectedVersion: expected %lld, actual %lld",
-                     (long long)e->expected_version, (long long)e->result.actual_version);
-        break;
-    case HS_ECLOSED:
-        complete_err(h, op->id, "StreamClosed: %.*s", (int)e->stream_len, e->stream);
-        break;
-    case HS_ENOENT:
-        complete_err(h, op->id, "NotFound: %.*s", (int)e->stream_len, e->stream);
-        break;
-    case HS_EINVAL:
-        complete_err(h, op->id,
-                     "InvalidEvent: event ids repeat within the publish, or only some of them "
-                     "were already appended: retry with exactly the original events");
-        break;
-    case HS_EUNKNOWN:
-        complete_err(h, op->id,
-                     "Unavailable: %s; the events may have been appended: retry with the same "
-                     "event ids",
-                     hs_strerror(e->status));
-        break;
-    default:
-        complete_err(h, op->id, "Unavailable: nothing was appended: %s", hs_strerror(e->status));
-        break;
-    }
-out:
-    free(op);
-    hs_ingest_free(e);
-    resume_input(h);
-    hs_hub_unref(h);
-}
-
 /* ---- dispatch ---- */
 
-#define BIND_ERROR "Failed to invoke '%s' due to an error on the server."
-
+/* An Invocation or StreamInvocation: the method of the connection's dialect it names, called
+ * with its arguments once their count is right (the method checks their types). */
 static void invoke(hs_hub_t *h, const hs_hubmsg_t *m, bool streaming)
 {
-    hs_server_t *srv = h->srv;
     const char *id = m->has_id ? m->id : NULL;
-    int meth = method_of(m->target);
 #define FAIL(...)                                                                              \
     do {                                                                                       \
         if (id)                                                                                \
-            complete_err(h, id, __VA_ARGS__);                                                  \
+            hs_hub_complete_err(h, id, __VA_ARGS__);                                           \
         return;                                                                                \
     } while (0)
-    if (meth == M_UNKNOWN)
+    const hs_hub_method_t *meth = NULL;
+    for (size_t i = 0; i < h->dialect->nmethods && !meth; i++)
+        if (!strcasecmp(m->target, h->dialect->methods[i].name))
+            meth = &h->dialect->methods[i];
+    if (!meth)
         FAIL("Unknown hub method '%s'", m->target);
     if (m->nstream_ids)
         FAIL("Client sent %u stream(s), Hub method expects 0.", m->nstream_ids);
-    if (streaming && meth != M_SUBSCRIBE)
+    if (streaming && !meth->streaming)
         FAIL("The client attempted to invoke the non-streaming '%s' method with a streaming "
              "invocation.",
              m->target);
-    if (streaming && find_stream(h, m->id))
+    if (streaming && hs_hub_find_stream(h, m->id))
         FAIL("Invocation ID '%s' is already in use.", m->id);
-    hs_json_span_t arr, a[4];
-    size_t na = 0, pos = 0;
+    hs_json_span_t arr, a[HS_HUB_ARGS_MAX], extra;
+    size_t pos = 0;
+    int na = 0;
     if (hs_json_parse(m->args, m->args_len, &arr, NULL, 0) || arr.type != HS_JSON_ARRAY)
-        FAIL(BIND_ERROR, m->target);
-    hs_json_span_t extra;
-    while (na < 4 && hs_json_array_next(&arr, &pos, &a[na]))
+        FAIL(HS_HUB_BIND_ERROR, m->target);
+    while (na < HS_HUB_ARGS_MAX && hs_json_array_next(&arr, &pos, &a[na]))
         na++;
-    if (na == 4 && hs_json_array_next(&arr, &pos, &extra))
-        FAIL(BIND_ERROR, m->target);
-    char stream[HS_NAME_MAX + 1];
-    long sl = na ? stream_arg(&a[0], stream) : -1;
-    if (sl == -1)
-        FAIL(BIND_ERROR, m->target);
-    if (sl == -2)
-        FAIL("InvalidStreamName");
-    size_t slen = (size_t)sl;
-    bool all = slen == 4 && memcmp(stream, "$all", 4) == 0;
-    int64_t n1 = 0, n2 = 0;
-    bool has1 = false, has2 = false;
-
-    switch (meth) {
-    case M_PUBLISH: {
-        if (na < 2 || na > 3 || (a[1].type != HS_JSON_OBJECT && a[1].type != HS_JSON_ARRAY))
-            FAIL(BIND_ERROR, m->target);
-        int64_t expected = HS_ANY_VERSION;
-        if (na == 3 && a[2].type != HS_JSON_NULL &&
-            (a[2].type != HS_JSON_NUMBER || !hs_json_int64(&a[2], &expected) || expected < 0))
-            FAIL(BIND_ERROR, m->target);
-        if (hs_stream_name_check_publish(stream, slen))
-            FAIL("InvalidStreamName");
-        hs_ingest_t *e;
-        char why[256];
-        int rc = hs_codec_parse_publish(a[1].p, a[1].n, stream, slen, srv->cfg.max_event, &e, why,
-                                        sizeof(why));
-        if (rc == HS_ENOMEM)
-            FAIL("Unavailable: out of memory");
-        if (rc)
-            FAIL("InvalidEvent: %s", why);
-        e->expected_version = expected;
-        if (hs_server_events_hook(srv, e, why, sizeof(why))) {
-            hs_ingest_free(e);
-            FAIL("InvalidEvent: %s", why);
-        }
-        submit_ingest(h, m, M_PUBLISH, e);
-        return;
-    }
-    case M_SUBSCRIBE:
-    case M_READ:
-        if (na >= 2 && a[1].type != HS_JSON_NULL) {
-            if (a[1].type != HS_JSON_NUMBER || !hs_json_int64(&a[1], &n1) || n1 < 0)
-                FAIL(BIND_ERROR, m->target);
-            has1 = true;
-        }
-        if (na >= 3 && a[2].type != HS_JSON_NULL) {
-            if (meth != M_READ || a[2].type != HS_JSON_NUMBER || !hs_json_int64(&a[2], &n2) ||
-                n2 < 0)
-                FAIL(BIND_ERROR, m->target);
-            has2 = true;
-        }
-        if (na > 3 || (meth == M_SUBSCRIBE && na > 2))
-            FAIL(BIND_ERROR, m->target);
-        if (stream[0] == '$' && !all)
-            FAIL("InvalidStreamName");
-        if (meth == M_READ) {
-            size_t count = has2 ? (n2 > 1000 ? 1000 : (size_t)n2) : 100;
-            if (!count) {
-                if (id)
-                    complete(h, id, NULL, "[]", 2);
-                return;
-            }
-            submit_read(h, m, M_READ, R_EVENTS, stream, slen, has1 ? n1 : 0, count);
-            return;
-        }
-        if (streaming) {
-            int rc = add_sub(h, stream, slen, false, m->id, has1, n1);
-            if (rc == HS_EBUSY)
-                FAIL("TooManySubscriptions: at most %d per connection",
-                     srv->cfg.max_subscriptions);
-            if (rc)
-                FAIL("Unavailable: out of memory");
-            return;
-        }
-        if (has1 || all) {
-            op_t op = {h, M_SUBSCRIBE, m->has_id, {0}, {0}, slen};
-            memcpy(op.id, m->id, sizeof(op.id));
-            memcpy(op.stream, stream, slen);
-            int64_t from = n1;
-            if (!has1) {
-                hs_writer_stats_t ws;
-                hs_writer_stats(srv->writer, &ws);
-                from = ws.last_position;
-            }
-            push_subscribed(h, &op, from);
-            return;
-        }
-        /* live only: the version it continues after is the stream's current one */
-        submit_read(h, m, M_SUBSCRIBE, R_SUBHEAD, stream, slen, 0, 0);
-        return;
-    case M_UNSUBSCRIBE: {
-        if (na != 1)
-            FAIL(BIND_ERROR, m->target);
-        hs_hubsub_t *s = find_push(h, stream, slen);
-        if (s)
-            sub_free(h, s);
-        if (id)
-            complete(h, id, NULL, s ? "true" : "false", s ? 4 : 5);
-        return;
-    }
-    case M_GETSTREAM:
-        if (na != 1)
-            FAIL(BIND_ERROR, m->target);
-        submit_read(h, m, M_GETSTREAM, R_INFO, stream, slen, 0, 0);
-        return;
-    case M_CLOSESTREAM: {
-        if (na != 1)
-            FAIL(BIND_ERROR, m->target);
-        if (hs_stream_name_check_publish(stream, slen))
-            FAIL("InvalidStreamName");
-        hs_ingest_t *e = hs_codec_build_admin(HS_INGEST_CLOSE, stream, slen);
-        if (!e)
-            FAIL("Unavailable: out of memory");
-        submit_ingest(h, m, M_CLOSESTREAM, e);
-        return;
-    }
-    }
+    if ((na == HS_HUB_ARGS_MAX && hs_json_array_next(&arr, &pos, &extra)) ||
+        na < meth->min_args || na > meth->max_args)
+        FAIL(HS_HUB_BIND_ERROR, m->target);
 #undef FAIL
+    meth->fn(h, m, a, na, streaming);
 }
 
 static void cancel(hs_hub_t *h, const hs_hubmsg_t *m)
 {
     if (!m->has_id)
         return;
-    hs_hubsub_t *s = find_stream(h, m->id);
+    hs_hubsub_t *s = hs_hub_find_stream(h, m->id);
     if (!s || s->done)
         return; /* unknown or finished: ignored */
     char id[HS_HUB_ID_MAX + 1];
     memcpy(id, s->id, sizeof(id));
-    sub_free(h, s);
-    complete(h, id, NULL, NULL, 0);
+    hs_hub_sub_free(h, s);
+    hs_hub_complete(h, id, NULL, NULL, 0);
 }
 
 /*
@@ -1373,7 +899,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
 
 /* Something that held the input back went away (an invocation finished, an Ack arrived, the
  * client read its answers): run what waited and read on. */
-static void resume_input(hs_hub_t *h)
+void hs_hub_resume_input(hs_hub_t *h)
 {
     if (h->ended)
         return;
@@ -1388,7 +914,7 @@ void hs_hub_output_drained(hs_hub_t *h)
     if (h->ended || h->closing)
         return;
     if (held_len(h) || h->in.len || h->rx_paused || h->posts)
-        resume_input(h);
+        hs_hub_resume_input(h);
 }
 
 bool hs_hub_input_idle(const hs_hub_t *h)
@@ -1484,18 +1010,9 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
 
 void hs_hub_discard_node(hs_mpsc_node_t *n)
 {
+    if (hs_hub_methods_discard(n))
+        return;
     switch (n->kind) {
-    case HS_NODE_HUB_INGEST: {
-        hs_ingest_t *e = hs_container_of(n, hs_ingest_t, node);
-        op_t *op = e->conn;
-        hs_hub_unref(op->hub);
-        free(op);
-        hs_ingest_free(e);
-        break;
-    }
-    case HS_NODE_HUB_READ:
-        free_read(hs_container_of(n, hub_read_t, base.node));
-        break;
     case HS_NODE_HUB_REQ:
     case HS_NODE_HUB_REP: {
         hs_hubreq_t *r = (hs_hubreq_t *)n;

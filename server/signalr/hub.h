@@ -9,8 +9,9 @@
  * home thread as messages on its inbox and their answers travel back the same way.
  *
  * hub.c: the connection itself (handshake, records in, dispatch, records out, subscriptions,
- * keep-alive, stateful reconnect). hubhttp.c: the registry, negotiate, and the transports'
- * HTTP / WebSocket glue with libwebsockets. Private to the server.
+ * keep-alive, stateful reconnect). methods.c: the hub methods of /hub (a dialect). registry.c:
+ * the registry of negotiated connections, and negotiate. transports.c: the transports' HTTP /
+ * WebSocket glue with libwebsockets, and the HS_T_SIGNALR transport. Private to the server.
  */
 #ifndef HS_HUB_H
 #define HS_HUB_H
@@ -20,11 +21,39 @@
 #include <stdint.h>
 
 #include "proto/hubproto.h"
+#include "proto/json.h"
 #include "server/net/net.h"
 
 typedef struct hs_hub hs_hub_t;
 typedef struct hs_hubsub hs_hubsub_t;
 typedef struct hs_hubreq hs_hubreq_t;
+
+/*
+ * A hub dialect: the methods a hub's clients may invoke, matched by name case-insensitively
+ * (as ASP.NET does). The connection checks the argument count (a wrong one is a bind error)
+ * and calls the method with the arguments as JSON spans; the method checks their types and
+ * answers (or starts what answers) with a Completion when the invocation has an id. /hub's
+ * dialect is methods.c's; another hub over the same transports is another dialect.
+ */
+#define HS_HUB_ARGS_MAX 4
+#define HS_HUB_BIND_ERROR "Failed to invoke '%s' due to an error on the server."
+
+typedef struct hs_hub_method {
+    const char *name;
+    int min_args, max_args;
+    bool streaming; /* may be called by a StreamInvocation */
+    void (*fn)(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *args, int nargs,
+               bool streaming);
+} hs_hub_method_t;
+
+typedef struct hs_hub_dialect {
+    const char *name;
+    const hs_hub_method_t *methods;
+    size_t nmethods;
+} hs_hub_dialect_t;
+
+/* methods.c: the methods of /hub */
+extern const hs_hub_dialect_t hs_hub_dialect;
 
 #define HS_HUB_CLOSE_WAIT_MS 5000
 
@@ -85,6 +114,7 @@ struct hs_hubsub {
 struct hs_hub {
     atomic_uint refs;
     hs_server_t *srv;
+    const hs_hub_dialect_t *dialect;
 
     /* guarded by the registry mutex */
     char token[24], conn_id[24];
@@ -146,7 +176,7 @@ struct hs_hub {
 /* ---- hub.c (home thread unless said otherwise) ---- */
 
 /* Creates a connection with one reference (the caller's). Any thread. NULL on ENOMEM. */
-hs_hub_t *hs_hub_create(hs_server_t *srv);
+hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect);
 hs_hub_t *hs_hub_ref(hs_hub_t *h);
 void hs_hub_unref(hs_hub_t *h); /* any thread */
 /* The connection starts on its home thread with its transport attached or (LP) ready. */
@@ -182,8 +212,36 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e);
 void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n);
 /* Drops what an inbox still holds at shutdown. */
 void hs_hub_discard_node(hs_mpsc_node_t *n);
+/* For the methods (methods.c): a Completion with a result (json) or an error; the connection's
+ * subscriptions; input held while an invocation ran goes on. */
+void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json,
+                     size_t len);
+void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len);
+hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id);
+/* Adds a subscription (push, or streaming under id): 0, HS_EBUSY (too many), HS_ENOMEM. */
+int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
+                   bool has_from, int64_t from);
+void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs);
+void hs_hub_resume_input(hs_hub_t *h);
+/* methods.c: drops an append or read of a method still on an inbox at shutdown (true), or
+ * leaves a node that is not one (false). */
+bool hs_hub_methods_discard(hs_mpsc_node_t *n);
 
-/* ---- hubhttp.c ---- */
+/* ---- registry.c ---- */
+
+/* What hs_hubreg_claim found (else an HTTP status). */
+enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
+/* Looks up a token of `dialect` for a request on IO thread `io` and applies the transport rules
+ * (op: HS_HUBREQ_*, transport: HS_HUB_T_*). Returns a CLAIM_* with *out referenced, or an HTTP
+ * status (404, 405, 409, 400) with *msg. */
+int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const char *token,
+                    int op, int transport, int io, hs_hub_t **out, const char **msg);
+/* A new random connection id or token (22 base64url characters and a NUL). */
+void hs_hubreg_new_id(char out[23]);
+/* The route of POST {hub}/negotiate (arg: the hub's dialect). */
+void hs_hub_negotiate_route(hs_conn_t *c, const char *path, void *arg);
 
 int hs_hubreg_create(hs_server_t *srv);
 void hs_hubreg_destroy(hs_server_t *srv);

@@ -1,12 +1,10 @@
 /*
- * The SignalR connection layer over HTTP (see hub.h): the registry of negotiated connections,
- * negotiate, and the three transports' glue with libwebsockets: WebSockets (one frame carries
+ * The SignalR transports' glue with libwebsockets (see hub.h): WebSockets (one frame carries
  * whole records), Server-Sent Events (records as `data:` lines) and long polling (GET parks
- * until records exist; POST carries client records; DELETE ends the connection).
- *
- * The registry is a hash table under one mutex, touched once per negotiate and once per HTTP
- * request of a connection (never per record). A connection's token picks nothing else: the
- * transport's first request decides the home IO thread.
+ * until records exist; POST carries client records; DELETE ends the connection); requests of a
+ * connection that reach another IO thread travel to its home thread and back. The HS_T_SIGNALR
+ * transport, and the registration of /hub's routes and endpoint. Not here: the registry and
+ * negotiate (registry.c), the connection itself (hub.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,16 +18,6 @@
 #include "server/signalr/hub.h"
 #include "util/time.h"
 #include "util/uuid.h"
-
-#define REG_BUCKETS 16384
-
-struct hs_hubreg {
-    pthread_mutex_t mu;
-    hs_hub_t *bucket[REG_BUCKETS];
-    hs_hub_t *un_head, *un_tail; /* unclaimed, oldest first */
-    size_t count;
-    size_t nunclaimed; /* on the unclaimed list: bounded by cfg.hub_max_unclaimed */
-};
 
 /* An HTTP request of a connection (the hs_conn_t's transport data): the SSE response it
  * carries, or a request forwarded to the connection's home thread. */
@@ -50,349 +38,11 @@ static hub_conn_t *hcn(hs_conn_t *c)
 static void on_req(hs_io_t *io, hs_hubreq_t *r);
 static void on_rep(hs_io_t *io, hs_hubreq_t *r);
 
-/* ---- registry ---- */
-
-int hs_hubreg_create(hs_server_t *srv)
-{
-    srv->hubreg = calloc(1, sizeof(*srv->hubreg));
-    if (!srv->hubreg)
-        return HS_ENOMEM;
-    pthread_mutex_init(&srv->hubreg->mu, NULL);
-    return 0;
-}
-
-static uint32_t token_hash(const char *t)
-{
-    return hs_stream_hash(t, strlen(t)) % REG_BUCKETS;
-}
-
-static void un_remove(struct hs_hubreg *reg, hs_hub_t *h)
-{
-    if (!h->unclaimed)
-        return;
-    if (h->un_prev)
-        h->un_prev->un_next = h->un_next;
-    else
-        reg->un_head = h->un_next;
-    if (h->un_next)
-        h->un_next->un_prev = h->un_prev;
-    else
-        reg->un_tail = h->un_prev;
-    h->un_prev = h->un_next = NULL;
-    h->unclaimed = false;
-    reg->nunclaimed--;
-}
-
-/* Appends h to the expiry list, newest last (mutex held). */
-static void un_append(struct hs_hubreg *reg, hs_hub_t *h)
-{
-    h->unclaimed = true;
-    reg->nunclaimed++;
-    h->un_next = NULL;
-    h->un_prev = reg->un_tail;
-    if (reg->un_tail)
-        reg->un_tail->un_next = h;
-    else
-        reg->un_head = h;
-    reg->un_tail = h;
-}
-
-/* Unlinks h (mutex held); returns whether it was registered (the registry's reference). */
-static bool reg_unlink(struct hs_hubreg *reg, hs_hub_t *h)
-{
-    if (!h->registered)
-        return false;
-    hs_hub_t **pp = &reg->bucket[token_hash(h->token)];
-    while (*pp && *pp != h)
-        pp = &(*pp)->reg_next;
-    if (*pp)
-        *pp = h->reg_next;
-    h->reg_next = NULL;
-    un_remove(reg, h);
-    h->registered = false;
-    reg->count--;
-    return true;
-}
-
-void hs_hubreg_remove(hs_hub_t *h)
-{
-    struct hs_hubreg *reg = h->srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    bool was = reg_unlink(reg, h);
-    pthread_mutex_unlock(&reg->mu);
-    if (was)
-        hs_hub_unref(h);
-}
-
-void hs_hubreg_linger(hs_hub_t *h)
-{
-    struct hs_hubreg *reg = h->srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    if (h->registered && !h->unclaimed) {
-        /* back on the expiry list (kept in creation-time order by appending with `now`) */
-        h->created_ms = hs_now_ms();
-        un_append(reg, h);
-    }
-    pthread_mutex_unlock(&reg->mu);
-}
-
-void hs_hubreg_set_resumable(hs_hub_t *h)
-{
-    struct hs_hubreg *reg = h->srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    h->resume_ok = h->registered;
-    pthread_mutex_unlock(&reg->mu);
-}
-
-void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable)
-{
-    struct hs_hubreg *reg = h->srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    h->attached = attached;
-    bool ok = resumable && h->registered;
-    h->resumable = ok;
-    pthread_mutex_unlock(&reg->mu);
-    if (resumable && !ok)
-        hs_hub_end(h); /* no token (skipNegotiation): nothing can resume it */
-}
-
-void hs_hubreg_destroy(hs_server_t *srv)
-{
-    struct hs_hubreg *reg = srv->hubreg;
-    if (!reg)
-        return;
-    for (size_t i = 0; i < REG_BUCKETS; i++) {
-        while (reg->bucket[i]) {
-            hs_hub_t *h = reg->bucket[i];
-            reg_unlink(reg, h);
-            hs_hub_unref(h);
-        }
-    }
-    pthread_mutex_destroy(&reg->mu);
-    free(reg);
-    srv->hubreg = NULL;
-}
-
-void hs_hubreg_sweep(hs_server_t *srv, int64_t now)
-{
-    struct hs_hubreg *reg = srv->hubreg;
-    int ttl = srv->cfg.hub_disconnect_timeout_ms;
-    /* every expired entry goes, in batches of 64 (the mutex is held for one batch at a time,
-     * and the references are dropped outside it) */
-    for (;;) {
-        hs_hub_t *expired[64];
-        size_t n = 0;
-        pthread_mutex_lock(&reg->mu);
-        while (reg->un_head && now - reg->un_head->created_ms >= ttl && n < 64) {
-            hs_hub_t *h = reg->un_head;
-            reg_unlink(reg, h);
-            expired[n++] = h;
-        }
-        pthread_mutex_unlock(&reg->mu);
-        for (size_t i = 0; i < n; i++)
-            hs_hub_unref(expired[i]);
-        if (n < 64)
-            break;
-    }
-}
-
-static hs_hub_t *reg_find(struct hs_hubreg *reg, const char *token)
-{
-    for (hs_hub_t *h = reg->bucket[token_hash(token)]; h; h = h->reg_next)
-        if (!strcmp(h->token, token))
-            return h;
-    return NULL;
-}
-
-int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n)
-{
-    char token[24];
-    if (hs_route_hub_token(req, n, token, sizeof(token)) < 0)
-        return -1;
-    int home = -1;
-    struct hs_hubreg *reg = srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    hs_hub_t *h = reg_find(reg, token);
-    if (h)
-        home = h->home;
-    pthread_mutex_unlock(&reg->mu);
-    return home;
-}
-
-enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
-
-/*
- * Looks up a token for a request on IO thread `io` and applies the transport rules. Returns a
- * CLAIM_* with *out referenced, or an HTTP status (404, 405, 409, 400) with *msg.
- */
-static int reg_claim(hs_server_t *srv, const char *token, int op, int transport, int io,
-                     hs_hub_t **out, const char **msg)
-{
-    struct hs_hubreg *reg = srv->hubreg;
-    int rc;
-    pthread_mutex_lock(&reg->mu);
-    hs_hub_t *h = reg_find(reg, token);
-    *msg = "No Connection with that ID";
-    if (!h) {
-        rc = 404;
-        goto out;
-    }
-    if (op == HS_HUBREQ_POST || op == HS_HUBREQ_DELETE) {
-        if (h->transport == HS_HUB_T_WS) {
-            rc = op == HS_HUBREQ_POST ? 405 : 400;
-            *msg = op == HS_HUBREQ_POST ? "POST requests are not allowed for WebSocket connections."
-                                        : "Cannot terminate this connection using the DELETE "
-                                          "endpoint.";
-        } else if (h->transport == HS_HUB_T_NONE) {
-            rc = 400;
-            *msg = "No transport has been started for this connection.";
-        } else if (op == HS_HUBREQ_DELETE && h->transport != HS_HUB_T_LP) {
-            rc = 400;
-            *msg = "Cannot terminate this connection using the DELETE endpoint.";
-        } else {
-            rc = CLAIM_FORWARD;
-        }
-        goto out;
-    }
-    if (h->transport == HS_HUB_T_NONE) {
-        h->transport = transport;
-        h->home = io;
-        h->attached = transport != HS_HUB_T_LP;
-        un_remove(reg, h);
-        rc = CLAIM_NEW;
-        goto out;
-    }
-    if (h->transport != transport) {
-        rc = 400;
-        *msg = "Cannot change transports mid-connection";
-        goto out;
-    }
-    if (transport == HS_HUB_T_LP) {
-        rc = CLAIM_FORWARD;
-        goto out;
-    }
-    /* a stateful connection's WebSocket may be replaced: by a resume after a drop, or by a
-     * client that saw its socket die before the server did (the old one is then dropped) */
-    if (transport == HS_HUB_T_WS && h->resume_ok && (h->resumable || h->attached)) {
-        if (h->home != io) {
-            /* a resume must land on the connection's home thread; it cannot move */
-            rc = 404;
-            goto out;
-        }
-        h->attached = true;
-        h->resumable = false;
-        rc = CLAIM_RESUME;
-        goto out;
-    }
-    rc = 409;
-    *msg = "Another active request is already using this connection";
-out:
-    if (rc < 100)
-        *out = hs_hub_ref(h);
-    pthread_mutex_unlock(&reg->mu);
-    return rc;
-}
-
 /* ---- small HTTP helpers ---- */
 
 static void text(hs_conn_t *c, int status, const char *msg)
 {
     hs_conn_respond(c, status, "text/plain", msg, strlen(msg), NULL, NULL);
-}
-
-static void random_id(char out[23])
-{
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t r[16];
-    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        /* getrandom on Linux does not fail for 16 bytes once the pool is initialised; fall
-         * back to the codec's generator rather than hand out a predictable id */
-        char u[37];
-        hs_uuid4(u);
-        for (int i = 0; i < 16; i++)
-            r[i] = (uint8_t)(u[i * 2] * 31 + u[i * 2 + 1]);
-    }
-    int o = 0;
-    for (int i = 0; i < 15; i += 3) {
-        uint32_t v = (uint32_t)r[i] << 16 | (uint32_t)r[i + 1] << 8 | r[i + 2];
-        out[o++] = b64[v >> 18 & 63];
-        out[o++] = b64[v >> 12 & 63];
-        out[o++] = b64[v >> 6 & 63];
-        out[o++] = b64[v & 63];
-    }
-    out[o++] = b64[r[15] >> 2];
-    out[o++] = b64[(r[15] & 3) << 4];
-    out[o] = '\0';
-}
-
-/* ---- negotiate ---- */
-
-static void negotiate(hs_conn_t *c)
-{
-    hs_server_t *srv = c->io->srv;
-    char buf[64];
-    int version = 0;
-    const char *v;
-    int rc = hs_conn_arg(c, "negotiateVersion=", buf, sizeof(buf), &v);
-    int64_t asked = 0;
-    if (rc < 0 || (rc > 0 && !hs_route_uint(v, strlen(v), &asked))) {
-        /* what ASP.NET answers: 200 with an error the client reports */
-        static const char err[] = "{\"error\":\"The client requested an invalid protocol "
-                                  "version; negotiateVersion must be 0 or 1\"}";
-        hs_conn_respond(c, 200, "application/json", err, sizeof(err) - 1, NULL, NULL);
-        return;
-    }
-    version = asked > 1 ? 1 : (int)asked;
-    bool stateful = false;
-    if (hs_conn_arg(c, "useStatefulReconnect=", buf, sizeof(buf), &v) > 0 &&
-        !strcasecmp(v, "true") && srv->cfg.hub_stateful_reconnect)
-        stateful = true;
-    hs_hub_t *h = hs_hub_create(srv);
-    if (!h) {
-        hs_conn_error(c, 503, "Unavailable", "out of memory");
-        return;
-    }
-    random_id(h->conn_id);
-    if (version >= 1)
-        random_id(h->token);
-    else
-        memcpy(h->token, h->conn_id, sizeof(h->token));
-    h->stateful_ok = stateful;
-    h->registered = true;
-    struct hs_hubreg *reg = srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    if (reg->nunclaimed >= (size_t)srv->cfg.hub_max_unclaimed) {
-        /* negotiated and never used: each holds a connection object until it expires */
-        pthread_mutex_unlock(&reg->mu);
-        hs_hub_unref(h);
-        hs_conn_error(c, 429, "TooManyRequests",
-                      "%d negotiated connections are waiting for their transport; retry later",
-                      srv->cfg.hub_max_unclaimed);
-        return;
-    }
-    uint32_t b = token_hash(h->token);
-    h->reg_next = reg->bucket[b];
-    reg->bucket[b] = h;
-    un_append(reg, h);
-    reg->count++;
-    pthread_mutex_unlock(&reg->mu);
-    /* the registry holds the one reference now */
-
-    char body[512];
-    int n = snprintf(body, sizeof(body), "{\"negotiateVersion\":%d,\"connectionId\":\"%s\"",
-                     version, h->conn_id);
-    if (version >= 1)
-        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"connectionToken\":\"%s\"",
-                      h->token);
-    if (stateful)
-        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"useStatefulReconnect\":true");
-    n += snprintf(body + n, sizeof(body) - (size_t)n,
-                  ",\"availableTransports\":["
-                  "{\"transport\":\"WebSockets\",\"transferFormats\":[\"Text\",\"Binary\"]},"
-                  "{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]},"
-                  "{\"transport\":\"LongPolling\",\"transferFormats\":[\"Text\",\"Binary\"]}]}");
-    hs_conn_respond(c, 200, "application/json", body, (size_t)n, NULL, NULL);
 }
 
 /* ---- forwarded requests (SSE and long-polling POST, polls, DELETE) ---- */
@@ -589,23 +239,10 @@ static void sse_start(hs_conn_t *c, hs_hub_t *h)
     hs_hub_start(h, c->io);
 }
 
-static void route_negotiate(hs_conn_t *c, const char *path, void *arg)
-{
-    (void)path;
-    (void)arg;
-    if (c->method == WSI_TOKEN_POST_URI) {
-        negotiate(c);
-        return;
-    }
-    c->allow = "POST";
-    hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
-    c->allow = NULL;
-}
-
 static void route_hub(hs_conn_t *c, const char *path, void *arg)
 {
     (void)path;
-    (void)arg;
+    const hs_hub_dialect_t *dialect = arg;
     hs_io_t *io = c->io;
     hs_server_t *srv = io->srv;
     int m = c->method;
@@ -638,7 +275,7 @@ static void route_hub(hs_conn_t *c, const char *path, void *arg)
     }
     hs_hub_t *h;
     const char *msg;
-    int rc = reg_claim(srv, token, op, sse ? HS_HUB_T_SSE : HS_HUB_T_LP, io->index, &h, &msg);
+    int rc = hs_hubreg_claim(srv, dialect, token, op, sse ? HS_HUB_T_SSE : HS_HUB_T_LP, io->index, &h, &msg);
     if (rc >= 100) {
         text(c, rc, msg);
         return;
@@ -809,8 +446,9 @@ static void http_closed(hs_conn_t *c)
 
 /* An upgrade at /hub: 0 with *out set to the connection to attach, 1 when an HTTP answer was
  * written instead, -1 to hang up. */
-static int ws_confirm(struct lws *wsi, void **out)
+static int ws_confirm(struct lws *wsi, void *arg, void **out)
 {
+    const hs_hub_dialect_t *dialect = arg;
     hs_io_t *io = lws_context_user(lws_get_context(wsi));
     hs_server_t *srv = io->srv;
     *out = NULL;
@@ -822,10 +460,10 @@ static int ws_confirm(struct lws *wsi, void **out)
         return hs_wsi_respond(wsi, 404, "No Connection with that ID") ? -1 : 1;
     if (!trc) {
         /* skipNegotiation: a connection made on the spot, with no token to resume by */
-        h = hs_hub_create(srv);
+        h = hs_hub_create(srv, dialect);
         if (!h)
             return hs_wsi_respond(wsi, 503, "out of memory") ? -1 : 1;
-        random_id(h->conn_id);
+        hs_hubreg_new_id(h->conn_id);
         h->transport = HS_HUB_T_WS;
         h->home = io->index;
         h->attached = true;
@@ -833,7 +471,7 @@ static int ws_confirm(struct lws *wsi, void **out)
         return 0;
     }
     const char *msg;
-    int rc = reg_claim(srv, token, HS_HUBREQ_POLL, HS_HUB_T_WS, io->index, &h, &msg);
+    int rc = hs_hubreg_claim(srv, dialect, token, HS_HUBREQ_POLL, HS_HUB_T_WS, io->index, &h, &msg);
     if (rc >= 100)
         return hs_wsi_respond(wsi, rc, msg) ? -1 : 1;
     *out = h;
@@ -1010,7 +648,10 @@ static const hs_transport_t signalr_transport = {
 void hs_signalr_register(hs_server_t *srv)
 {
     hs_server_add_transport(srv, &signalr_transport);
-    hs_server_add_route(srv, "/hub", route_hub, NULL);
-    hs_server_add_route(srv, "/hub/negotiate", route_negotiate, NULL);
-    hs_server_add_ws(srv, "/hub", &signalr_transport, ws_confirm);
+    /* each dialect: its negotiate route, its HTTP transports' route and its WebSocket endpoint,
+     * all served by this transport */
+    void *d = (void *)&hs_hub_dialect;
+    hs_server_add_route(srv, "/hub", route_hub, d);
+    hs_server_add_route(srv, "/hub/negotiate", hs_hub_negotiate_route, d);
+    hs_server_add_ws(srv, "/hub", &signalr_transport, ws_confirm, d);
 }
