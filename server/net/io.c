@@ -5,14 +5,14 @@
  * lws_cancel_service(), the one thread-safe way into a context. Everything that touches a
  * connection happens on its IO thread.
  *
- * This file knows HTTP mechanics only (see net.h): a request whose body is in goes to the
- * server's routes; a WebSocket upgrade to the endpoint registered for its path; everything else
- * (messages on the inbox, subscription signals, writable turns of a streamed answer, closes,
- * ticks) to the transport that owns it.
+ * This file knows no protocol of hubstream's (see net.h): an HTTP request goes to conn.c (which
+ * reads its body and routes it); a WebSocket upgrade to the endpoint registered for its path;
+ * everything else (messages on the inbox, subscription signals, a WebSocket's frames, closes,
+ * ticks) to the transport that owns it. Also here: adopting handed sockets in small batches,
+ * lingering closes, hang-ups of connections whose answer is outstanding.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proto/json.h"
-#include "ringbuf/budget.h"
 #include "server/net/net.h"
 #include "util/time.h"
-#include "util/utf8.h"
 
 typedef hs_wsi_data_t wsi_data_t;
 
@@ -56,255 +53,6 @@ void hs_io_hand_fd(hs_io_t *io, int fd)
     n->fd = fd;
     if (hs_mpsc_push(&io->inbox, &n->node))
         lws_cancel_service(io->ctx);
-}
-
-/* ---- responses ---- */
-
-static void resp_uncharge(hs_conn_t *c)
-{
-    if (c->resp_budget) {
-        hs_budget_give(c->resp_budget, c->resp_charge);
-        hs_budget_unref(c->resp_budget);
-        c->resp_budget = NULL;
-        c->resp_charge = 0;
-    }
-}
-
-void hs_conn_charge(hs_conn_t *c, hs_budget_t *budget, size_t n)
-{
-    resp_uncharge(c);
-    c->resp_budget = hs_budget_ref(budget);
-    c->resp_charge = n;
-}
-
-/* Drops a queued response (and its charge). */
-static void resp_drop(hs_conn_t *c)
-{
-    free(c->resp);
-    c->resp = NULL;
-    c->resp_off = 0;
-    resp_uncharge(c);
-}
-
-int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
-                    const char *extra_name, const char *extra_value)
-{
-    if (c->close_after && !extra_name) {
-        extra_name = "connection:";
-        extra_value = "close";
-    }
-    if (c->retry_after && !extra_name) {
-        extra_name = "retry-after:";
-        extra_value = "1";
-    }
-    c->retry_after = false;
-    size_t cap = LWS_PRE + 1024 + len;
-    unsigned char *buf = malloc(cap);
-    if (!buf) {
-        /* no answer can be made: close the connection rather than leave the client waiting */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return -1;
-    }
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len - 1;
-    if (lws_add_http_common_headers(c->wsi, (unsigned int)status, ctype, (lws_filepos_t)len, &p,
-                                    end) ||
-        (extra_name && lws_add_http_header_by_name(c->wsi, (const unsigned char *)extra_name,
-                                                   (const unsigned char *)extra_value,
-                                                   (int)strlen(extra_value), &p, end)) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
-        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
-        free(buf);
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return -1;
-    }
-    if (len)
-        memcpy(p, body, len);
-    p += len;
-    resp_drop(c);
-    c->resp = buf;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = true;
-    lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
-int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
-{
-    /* msg may carry client text (a path, a stream name); quoting can make every byte of it six
-     * (a control character, or a byte that is not UTF-8), so body is sized for the worst case */
-    char msg[512], body[sizeof(msg) * 6 + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    size_t cl = strnlen(code, 32), ml = strlen(msg), o = 0;
-    memcpy(body, "{\"error\":\"", 10);
-    o = 10;
-    memcpy(body + o, code, cl); /* a constant of ours, plain ASCII */
-    o += cl;
-    memcpy(body + o, "\",\"message\":", 12);
-    o += 12;
-    o += hs_json_quote(msg, hs_utf8_boundary(msg, ml), body + o);
-    body[o++] = '}';
-    const char *xn = NULL, *xv = NULL;
-    if (status == 401) {
-        xn = "www-authenticate:";
-        xv = "Bearer";
-    } else if (status == 405 && c->allow) {
-        xn = "allow:";
-        xv = c->allow;
-    }
-    return hs_conn_respond(c, status, "application/json", body, o, xn, xv);
-}
-
-int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
-{
-    char origin[512];
-    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
-    if (n <= 0)
-        return 0;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
-                                    (const unsigned char *)origin, n, p, end) ||
-        lws_add_http_header_by_name(wsi,
-                                    (const unsigned char *)"access-control-allow-credentials:",
-                                    (const unsigned char *)"true", 4, p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
-                                    (const unsigned char *)"Origin", 6, p, end))
-        return -1;
-    return 0;
-}
-
-int hs_wsi_respond(struct lws *wsi, int status, const char *body)
-{
-    size_t len = strlen(body);
-    unsigned char buf[LWS_PRE + 2048];
-    if (len > 1024)
-        len = 1024;
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - len - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len,
-                                    &p, end) ||
-        hs_cors_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
-        return -1;
-    memcpy(p, body, len);
-    p += len;
-    return lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) < 0 ? -1 : 0;
-}
-
-int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
-{
-    size_t el = strlen(extra), cap = LWS_PRE + 1024 + el;
-    unsigned char *rb = malloc(cap);
-    if (!rb)
-        return -1;
-    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - el;
-    if (lws_add_http_common_headers(c->wsi, 200, ctype, LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-cache", 8, &p, end) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
-                                    (const unsigned char *)"no", 2, &p, end) ||
-        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
-        free(rb);
-        return -1;
-    }
-    memcpy(p, extra, el);
-    p += el;
-    resp_drop(c);
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = false;
-    c->stream = true;
-    lws_http_mark_sse(c->wsi); /* no Content-Length: the answer ends when the socket does */
-    lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
-/* A CORS preflight, for every path: browsers send one before a cross-origin POST with custom
- * headers (the SignalR clients' negotiate) and before DELETE. */
-static void preflight(hs_conn_t *c)
-{
-    static const char *const h[][2] = {
-        {"access-control-allow-methods:", "GET, POST, DELETE, OPTIONS"},
-        {"access-control-allow-headers:", "authorization, x-requested-with, "
-                                          "x-signalr-user-agent, content-type, expected-version, "
-                                          "last-event-id"},
-        {"access-control-max-age:", "600"},
-    };
-    unsigned char buf[LWS_PRE + 1024];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf);
-    if (lws_add_http_common_headers(c->wsi, 204, NULL, 0, &p, end) ||
-        hs_cors_headers(c->wsi, &p, end)) {
-        hs_conn_error(c, 500, "Internal", "headers do not fit");
-        return;
-    }
-    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++)
-        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)h[i][0],
-                                        (const unsigned char *)h[i][1], (int)strlen(h[i][1]), &p,
-                                        end))
-            return;
-    if (lws_finalize_http_header(c->wsi, &p, end))
-        return;
-    unsigned char *rb = malloc((size_t)(p - start) + LWS_PRE);
-    if (!rb)
-        return;
-    memcpy(rb + LWS_PRE, start, (size_t)(p - start));
-    resp_drop(c);
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = true;
-    lws_callback_on_writable(c->wsi);
-}
-
-/* Serves a request whose body (if any) is in: a preflight here, else the first route that
- * takes its path. */
-static void route(hs_conn_t *c, const char *path)
-{
-    if (c->method == WSI_TOKEN_OPTIONS_URI) {
-        preflight(c);
-        return;
-    }
-    hs_server_t *srv = c->io->srv;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < srv->nroutes; i++) {
-            const char *rp = srv->routes[i].path;
-            if (pass == 0 ? rp && !strcmp(rp, path) : !rp) {
-                srv->routes[i].fn(c, path, srv->routes[i].arg);
-                return;
-            }
-        }
-    hs_conn_error(c, 404, "NotFound", "no route for %.300s", path);
-}
-
-/* ---- query arguments ---- */
-
-int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val)
-{
-    return hs_wsi_arg(c->wsi, name_eq, buf, cap, val);
-}
-
-int hs_wsi_arg(struct lws *wsi, const char *name_eq, char *buf, size_t cap, const char **val)
-{
-    /* lws_get_urlarg_by_name() stops at the first argument longer than its buffer: the ones
-     * after it then look absent, and an over-long one is dropped without a word. Each argument
-     * is looked at here instead, through the IO thread's scratch buffer (a request's arguments
-     * fit: lws keeps at most max_http_header_data bytes of headers). */
-    char *tmp = (char *)io_of(wsi)->wbuf;
-    int tcap = LWS_PRE + HS_WRITE_BUDGET;
-    size_t nl = strlen(name_eq);
-    *val = NULL;
-    for (int i = 0; i < 1024; i++) {
-        int n = lws_hdr_copy_fragment(wsi, tmp, tcap, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (n < 0)
-            return 0; /* no more arguments */
-        if ((size_t)n < nl || memcmp(tmp, name_eq, nl))
-            continue;
-        if ((size_t)n - nl >= cap)
-            return -1;
-        memcpy(buf, tmp + nl, (size_t)n - nl + 1);
-        *val = buf;
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- ingest submission ---- */
@@ -488,33 +236,6 @@ static void reap_lingers(hs_io_t *io, int64_t now)
     }
 }
 
-/* ---- hang-ups during an outstanding answer (server.h) ---- */
-
-void hs_conn_watch_hangup(hs_conn_t *c)
-{
-    if (c->hup_watched || !c->wsi || c->io->hup_ep < 0)
-        return;
-    int fd = lws_get_socket_fd(c->wsi);
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = c};
-    if (fd < 0)
-        return;
-    /* a keep-alive connection keeps its fd across requests, and each request a new c */
-    if (epoll_ctl(c->io->hup_ep, EPOLL_CTL_ADD, fd, &ev) == 0 ||
-        (errno == EEXIST && epoll_ctl(c->io->hup_ep, EPOLL_CTL_MOD, fd, &ev) == 0))
-        c->hup_watched = true;
-}
-
-void hs_conn_unwatch_hangup(hs_conn_t *c)
-{
-    if (!c->hup_watched)
-        return;
-    c->hup_watched = false;
-    int fd = lws_get_socket_fd(c->wsi);
-    if (fd >= 0)
-        epoll_ctl(c->io->hup_ep, EPOLL_CTL_DEL, fd, NULL);
-}
-
-/* Closes the watched connections whose client hung up. */
 static void reap_hangups(hs_io_t *io)
 {
     struct epoll_event ev[64];
@@ -530,14 +251,6 @@ static void reap_hangups(hs_io_t *io)
     }
 }
 
-/* After a request was dispatched: watch it if its answer is not complete yet. */
-static void watch_if_outstanding(hs_conn_t *c)
-{
-    if (!c->resp || !c->resp_final)
-        hs_conn_watch_hangup(c);
-}
-
-static void expire_bodies(hs_io_t *io, int64_t now);
 
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
@@ -546,7 +259,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         drain_backlog(io);
     reap_hangups(io);
     int64_t now = hs_now_ms();
-    expire_bodies(io, now);
+    hs_conn_expire_bodies(io, now);
     reap_lingers(io, now);
     for (int i = 0; i < HS_TRANSPORTS_MAX; i++) {
         const hs_transport_t *t = io->srv->transports[i];
@@ -557,234 +270,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
                      io->nbacklog ? 1 * LWS_US_PER_MS : 250 * LWS_US_PER_MS);
 }
 
-/* ---- request bodies ---- */
-
-static void body_list_add(hs_io_t *io, hs_conn_t *c)
-{
-    if (c->in_body_list)
-        return;
-    c->in_body_list = true;
-    c->body_prev = NULL;
-    c->body_next = io->body_head;
-    if (io->body_head)
-        io->body_head->body_prev = c;
-    io->body_head = c;
-}
-
-void hs_conn_body_unlist(hs_conn_t *c)
-{
-    if (!c->in_body_list)
-        return;
-    c->in_body_list = false;
-    if (c->body_prev)
-        c->body_prev->body_next = c->body_next;
-    else
-        c->io->body_head = c->body_next;
-    if (c->body_next)
-        c->body_next->body_prev = c->body_prev;
-    c->body_prev = c->body_next = NULL;
-}
-
-/* Appends body bytes, growing the buffer as they arrive (never to a claimed length up front:
- * a client that announces 1 MiB and sends nothing costs nothing). -1 past body_limit or on
- * ENOMEM (*oom set). */
-static int body_append(hs_conn_t *c, const void *in, size_t len, bool *oom)
-{
-    *oom = false;
-    if (len > c->body_limit - c->body_len)
-        return -1;
-    if (c->body_len + len > c->body_cap) {
-        size_t need = c->body_len + len, nc = c->body_cap ? c->body_cap : 4096;
-        while (nc < need)
-            nc *= 2;
-        if (nc > c->body_limit)
-            nc = c->body_limit;
-        char *nb = realloc(c->body, nc + 1); /* + 1: room for a terminating NUL */
-        if (!nb) {
-            *oom = true;
-            return -1;
-        }
-        c->body = nb;
-        c->body_cap = nc;
-    }
-    memcpy(c->body + c->body_len, in, len);
-    c->body_len += len;
-    return 0;
-}
-
-/* Refuses a request whose body is still arriving (or never will): the answer goes out at once
- * and the connection closes after it (lws would go on reading what it takes for the body). */
-static void refuse_body(hs_conn_t *c, int status, const char *code, const char *msg)
-{
-    hs_conn_body_unlist(c);
-    c->close_after = true;
-    c->body_done = true;
-    hs_conn_error(c, status, code, "%s", msg);
-}
-
-/* Strict Content-Length: decimal digits only (no sign, no list, no white space inside). */
-static bool parse_content_length(const char *s, long long *out)
-{
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-        n--;
-    while (n && (*s == ' ' || *s == '\t')) {
-        s++;
-        n--;
-    }
-    if (!n || n > 18)
-        return false;
-    long long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* The body is complete: serve the request whose path was kept for it. */
-static void body_complete(hs_conn_t *c)
-{
-    wsi_data_t *d = lws_get_opaque_user_data(c->wsi);
-    char *pcopy = d ? d->path : NULL;
-    if (d)
-        d->path = NULL;
-    hs_conn_body_unlist(c);
-    c->body_done = true;
-    if (c->body)
-        c->body[c->body_len] = '\0';
-    route(c, pcopy ? pcopy : "/");
-    free(pcopy);
-    watch_if_outstanding(c);
-}
-
-/* Decodes a piece of a chunked body. Returns -1 to close the connection now. */
-static int chunked_body(hs_conn_t *c, const uint8_t *p, size_t len)
-{
-    const uint8_t *end = p + len;
-    while (!c->body_done) {
-        const uint8_t *data;
-        size_t dl;
-        int rc = hs_chunked_next(&c->chunk, &p, end, &data, &dl);
-        if (rc == HS_CHUNKED_NEED)
-            return 0;
-        if (rc == HS_CHUNKED_ERROR) {
-            char why[128];
-            snprintf(why, sizeof(why), "malformed chunked body: %s", c->chunk.why);
-            refuse_body(c, 400, "BadRequest", why);
-            return 0;
-        }
-        if (rc == HS_CHUNKED_DATA) {
-            bool oom;
-            if (c->body_too_large)
-                continue; /* refused already: read to its end, then close */
-            if (body_append(c, data, dl, &oom)) {
-                if (oom)
-                    return -1;
-                char why[128];
-                snprintf(why, sizeof(why), "the body is over the %zu-byte limit",
-                         c->io->srv->cfg.max_body);
-                c->body_too_large = true;
-                c->close_after = true;
-                hs_conn_error(c, 413, "TooLarge", "%s", why);
-            }
-            continue;
-        }
-        /* HS_CHUNKED_DONE: whatever follows is not ours to read (lws still counts it as body) */
-        if (c->body_too_large) {
-            hs_conn_body_unlist(c);
-            c->body_done = true;
-            return c->resp ? 0 : -1; /* the refusal is out: close now, else after it */
-        }
-        c->close_after = true;
-        body_complete(c);
-    }
-    return 0;
-}
-
-/* Tick: requests whose body did not arrive whole by its deadline get 408 and are closed. */
-static void expire_bodies(hs_io_t *io, int64_t now)
-{
-    for (hs_conn_t *c = io->body_head, *next; c; c = next) {
-        next = c->body_next;
-        if (now < c->body_deadline_ms)
-            continue;
-        if (c->close_after) {
-            /* already refused (413), and still sending: stop waiting for its end */
-            hs_conn_body_unlist(c);
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            continue;
-        }
-        refuse_body(c, 408, "RequestTimeout", "the request body did not arrive in time");
-    }
-}
-
 /* ---- the lws protocol callback ---- */
-
-static int method_of(struct lws *wsi)
-{
-    static const enum lws_token_indexes toks[] = {WSI_TOKEN_GET_URI, WSI_TOKEN_POST_URI,
-                                                  WSI_TOKEN_PUT_URI, WSI_TOKEN_DELETE_URI,
-                                                  WSI_TOKEN_PATCH_URI, WSI_TOKEN_OPTIONS_URI,
-                                                  WSI_TOKEN_HEAD_URI};
-    for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++)
-        if (lws_hdr_total_length(wsi, toks[i]))
-            return (int)toks[i];
-    return -1;
-}
-
-/* Writes the next piece of the queued response: -1 to close, 1 while pieces remain (a writable
- * callback is requested), 0 once it is all out (c may then be gone: a completed transaction
- * frees it). */
-static int write_response(hs_conn_t *c)
-{
-    size_t left = c->resp_len - c->resp_off;
-    size_t n = left > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : left;
-    bool last = n == left, final = c->resp_final;
-    /* lws may write framing before the buffer it is given: each piece goes from the IO
-     * thread's write buffer, which has the headroom */
-    unsigned char *out = c->io->wbuf + LWS_PRE;
-    memcpy(out, c->resp + LWS_PRE + c->resp_off, n);
-    int w = lws_write(c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
-    if (w < (int)n)
-        return -1;
-    c->resp_off += n;
-    if (!last) {
-        lws_callback_on_writable(c->wsi);
-        return 1;
-    }
-    resp_drop(c);
-    if (c->close_after && c->body_done)
-        return -1;
-    wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
-    if (wd && final)
-        wd->busy = false;
-    if (final)
-        hs_conn_unwatch_hangup(c);
-    if (c->close_after)
-        return 0; /* keep reading (and dropping) the body; close at its end */
-    if (final)
-        return lws_http_transaction_completed(c->wsi) ? -1 : 0;
-    return 0;
-}
-
-/* The end of a request (its transaction or its connection): whatever it holds goes. */
-static void conn_closed(hs_conn_t *c)
-{
-    hs_conn_unwatch_hangup(c);
-    hs_conn_body_unlist(c);
-    if (c->owner && c->owner->http_closed)
-        c->owner->http_closed(c);
-    c->owner = NULL;
-    c->stream = false;
-    resp_drop(c);
-    free(c->body);
-    c->body = NULL;
-    c->body_cap = c->body_len = 0;
-}
-
 /* A WebSocket upgrade: the endpoint registered for its path decides. 0 lets it go on, 1 when
  * an HTTP answer was written instead, -1 to hang up. */
 static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
@@ -828,193 +314,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         drain_inbox(io_of(wsi));
         return 0;
 
-    case LWS_CALLBACK_HTTP: {
-        if (!c)
-            return -1;
-        wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (!wd || wd->busy) {
-            /* HTTP/1.1 pipelining: lws starts the next request before this one's answer is
-             * out, which the asynchronous answers here cannot order; close the connection (the
-             * client retries unanswered requests on a new one) */
-            return -1;
-        }
-        wd->busy = true;
-        hs_io_t *io = io_of(wsi);
-        c->wsi = wsi;
-        c->io = io;
-        c->body_len = 0;
-        c->body_too_large = false;
-        c->close_after = false;
-        c->body_done = false;
-        c->method = method_of(wsi);
-        char path[1024];
-        if (c->method >= 0 && lws_hdr_total_length(wsi, c->method) >= (int)sizeof(path)) {
-            c->body_done = true;
-            c->close_after = true;
-            hs_conn_error(c, 414, "TooLarge", "the path is over %zu bytes", sizeof(path) - 1);
-            return 0;
-        }
-        size_t pl = strnlen((const char *)in, sizeof(path) - 1);
-        memcpy(path, in, pl);
-        path[pl] = '\0';
-        /* lws decodes %00 into the URI and cuts it there, and takes a decoded %0A or %0D for
-         * the end of the request line (the HTTP version then goes missing): refuse what it cut
-         * rather than serve a shorter path, which could name another stream */
-        if (c->method >= 0 && ((size_t)lws_hdr_total_length(wsi, c->method) != pl ||
-                               lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0)) {
-            c->body_done = true;
-            c->close_after = true;
-            hs_conn_error(c, 400, "BadRequest", "the path holds a NUL or control character");
-            return 0;
-        }
-        if (c->method == WSI_TOKEN_POST_URI || c->method == WSI_TOKEN_PUT_URI ||
-            c->method == WSI_TOKEN_PATCH_URI) {
-            hs_server_t *srv = io->srv;
-            bool has_te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-            bool has_cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
-            c->chunked = false;
-            c->body_too_large = false;
-            if (has_te) {
-                char te[64] = "";
-                if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 ||
-                    strcasecmp(te, "chunked")) {
-                    refuse_body(c, 400, "BadRequest",
-                                "the only transfer coding taken is 'chunked'");
-                    return 0;
-                }
-                if (has_cl) {
-                    /* RFC 9112 6.3: a message with both is a smuggling attempt or broken */
-                    refuse_body(c, 400, "BadRequest",
-                                "Content-Length and Transfer-Encoding together");
-                    return 0;
-                }
-                c->chunked = true;
-                hs_chunked_init(&c->chunk);
-                c->body_limit = srv->cfg.max_body;
-            } else if (has_cl) {
-                char cl[32] = "";
-                long long n = 0;
-                if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) >= (int)sizeof(cl) ||
-                    lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-                    !parse_content_length(cl, &n)) {
-                    refuse_body(c, 400, "BadRequest", "Content-Length must be a decimal number");
-                    return 0;
-                }
-                if (n > (long long)srv->cfg.max_body) {
-                    /* answer now, read and drop the body (within the deadline), then close */
-                    c->close_after = true;
-                    hs_conn_error(c, 413, "TooLarge",
-                                  "the body is %lld bytes, over the %zu-byte limit", n,
-                                  srv->cfg.max_body);
-                    c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
-                    body_list_add(io, c);
-                    return 0;
-                }
-                c->body_limit = (size_t)n;
-            } else {
-                /* neither: the body is empty (RFC 9112 6.3). lws 4.1 would read on as if a
-                 * body of 100 MiB followed, so the connection closes after the answer. */
-                c->close_after = true;
-                c->body_done = true;
-                route(c, path);
-                watch_if_outstanding(c);
-                return 0;
-            }
-            free(c->body);
-            c->body = NULL;
-            c->body_cap = 0;
-            char *pcopy = malloc(pl + 1);
-            wsi_data_t *d = lws_get_opaque_user_data(wsi);
-            if (!pcopy || !d) {
-                free(pcopy);
-                return -1;
-            }
-            memcpy(pcopy, path, pl + 1);
-            free(d->path);
-            d->path = pcopy;
-            c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
-            body_list_add(io, c);
-            return 0;
-        }
-        route(c, path);
-        watch_if_outstanding(c);
-        return 0;
-    }
+    case LWS_CALLBACK_HTTP:
+        return c ? hs_conn_on_request(wsi, c, in) : -1;
 
-    case LWS_CALLBACK_HTTP_BODY: {
-        if (!c || !len || c->body_done)
-            return 0;
-        if (c->chunked)
-            return chunked_body(c, in, len);
-        if (c->close_after)
-            return 0; /* refused: read and drop */
-        bool oom;
-        if (body_append(c, in, len, &oom)) {
-            if (oom)
-                return -1;
-            c->body_too_large = true; /* lws bounds it by Content-Length: cannot happen */
-        }
-        return 0;
-    }
+    case LWS_CALLBACK_HTTP_BODY:
+        return c ? hs_conn_on_body(wsi, c, in, len) : 0;
 
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-        if (!c)
-            return -1;
-        if (c->chunked)
-            return 0; /* a chunked body ended at its last chunk; lws's count is moot */
-        if (c->body_done) {
-            if (!c->completions++)
-                /* refused before its body (close_after): close once the answer is out */
-                return c->close_after && c->resp ? 0 : -1;
-            /* lws 4.1 calls this again for bytes after a completed body (a pipelined request)
-             * without consuming them: close, or, with an answer still to write, stop reading
-             * until it is out (write_response then closes) */
-            if (!c->close_after || !c->resp)
-                return -1;
-            lws_rx_flow_control(wsi, 0);
-            return 0;
-        }
-        c->completions++;
-        hs_conn_body_unlist(c);
-        if (c->close_after) {
-            wsi_data_t *d = lws_get_opaque_user_data(wsi);
-            if (d) {
-                free(d->path);
-                d->path = NULL;
-            }
-            c->body_done = true;
-            /* the refusal was queued before the body: close once it is out */
-            return c->resp ? 0 : -1;
-        }
-        wsi_data_t *d = lws_get_opaque_user_data(wsi);
-        if (!d || !d->path)
-            return -1; /* a body with no request of ours: lws ran on into a pipelined one */
-        if (c->body_too_large) {
-            c->body_done = true;
-            free(d->path);
-            d->path = NULL;
-            hs_conn_error(c, 413, "TooLarge", "the body is longer than its Content-Length");
-            return 0;
-        }
-        body_complete(c);
-        return 0;
-    }
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return c ? hs_conn_on_body_done(wsi, c) : -1;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (!c)
-            return 0;
-        if (c->resp) {
-            bool stream = c->stream;
-            /* a completed transaction frees c (lws re-creates it for the next request) */
-            int rc = write_response(c);
-            if (rc < 0)
-                return -1;
-            if (rc > 0 || !stream)
-                return 0;
-        }
-        if (c->stream && c->owner && c->owner->http_writable)
-            return c->owner->http_writable(c);
-        return 0;
+        return c ? hs_conn_on_writable(c) : 0;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
@@ -1066,12 +376,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         /* fall through */
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* end of a transaction: lws frees c next */
         if (c)
-            conn_closed(c);
+            hs_conn_closed(c);
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY: {
         if (c)
-            conn_closed(c);
+            hs_conn_closed(c);
         wsi_data_t *d = lws_get_opaque_user_data(wsi);
         if (d) {
             lws_set_opaque_user_data(wsi, NULL);

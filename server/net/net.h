@@ -101,7 +101,7 @@ struct hs_io {
     size_t nlingers;
 };
 
-/* io.c */
+/* io.c (conn.c below: what concerns one request) */
 int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen);
 int hs_io_start(hs_io_t *io);
 void hs_io_stop(hs_io_t *io);
@@ -152,6 +152,16 @@ void hs_conn_body_unlist(hs_conn_t *c);
 bool hs_io_submit_entry(hs_io_t *io, hs_ingest_t *e);
 /* Writer thread: completion of an entry submitted by an IO thread. */
 void hs_io_ingest_done(hs_ingest_t *e);
+
+/* conn.c, for io.c's lws callback: a request's line and headers (in: its path), a piece of
+ * its body, its body's end, a writable turn (lws's return conventions: -1 closes); its end
+ * (the transaction's or the connection's); the tick's expiry of bodies past their deadline. */
+int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in);
+int hs_conn_on_body(struct lws *wsi, hs_conn_t *c, const void *in, size_t len);
+int hs_conn_on_body_done(struct lws *wsi, hs_conn_t *c);
+int hs_conn_on_writable(hs_conn_t *c);
+void hs_conn_closed(hs_conn_t *c);
+void hs_conn_expire_bodies(hs_io_t *io, int64_t now);
 
 /* acceptor.c */
 /* Receives an accepted socket and the first bytes the client sent (peeked, not consumed; may
