@@ -225,6 +225,10 @@ int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
                    bool has_from, int64_t from);
 void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs);
 void hs_hub_resume_input(hs_hub_t *h);
+/* For subs.c: numbers a trackable record just packed and keeps a copy until acked (stateful
+ * reconnect; 0 or HS_ENOMEM), and closes a connection that could not get memory. */
+int hs_hub_track(hs_hub_t *h, const uint8_t *p, size_t n);
+void hs_hub_fail_oom(hs_hub_t *h);
 /* methods.c: drops an append or read of a method still on an inbox at shutdown (true), or
  * leaves a node that is not one (false). */
 bool hs_hub_methods_discard(hs_mpsc_node_t *n);

@@ -1,0 +1,277 @@
+/*
+ * A hub connection's subscriptions (see hub.h): adding and ending them, their fan-out signals,
+ * and packing their outboxes into records of the connection's protocol at write time. A
+ * committed event is encoded once per wire format (the block's EventRecord JSON, its lazily
+ * built MessagePack map, shared by every connection) and only framed here, per record, after
+ * whatever whole records the connection queued (hub.c). Home thread only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/codec.h"
+#include "proto/json.h"
+#include "ringbuf/budget.h"
+#include "server/signalr/hub.h"
+#include "util/time.h"
+
+/* ---- subscriptions ---- */
+
+void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs)
+{
+    if (hs->prev)
+        hs->prev->next = hs->next;
+    else
+        h->subs = hs->next;
+    if (hs->next)
+        hs->next->prev = hs->prev;
+    if (h->rr == hs)
+        h->rr = hs->next;
+    h->nsubs--;
+    hs->sub->io_ctx = NULL;
+    hs_fanout_unsubscribe(h->srv->fanout, hs->sub);
+    hs_sub_unref(hs->sub);
+    free(hs);
+}
+
+hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len)
+{
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        if (s->push && !s->done && s->sub->stream_len == len &&
+            memcmp(s->sub->stream, stream, len) == 0)
+            return s;
+    return NULL;
+}
+
+hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id)
+{
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        if (!s->push && strcmp(s->id, id) == 0)
+            return s;
+    return NULL;
+}
+
+int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
+                   bool has_from, int64_t from)
+{
+    hs_server_t *srv = h->srv;
+    if (h->nsubs >= srv->cfg.max_subscriptions)
+        return HS_EBUSY;
+    hs_hubsub_t *hs = calloc(1, sizeof(*hs));
+    hs_sub_t *s = hs ? hs_sub_create(stream, len, NULL, 0, srv->cfg.outbox_bytes) : NULL;
+    if (!s) {
+        free(hs);
+        return HS_ENOMEM;
+    }
+    s->fmt = HS_SUB_FMT_RECORD;
+    s->transport = HS_T_SIGNALR;
+    s->has_from = has_from;
+    s->from = from;
+    if (!has_from) {
+        hs_writer_stats_t ws;
+        hs_writer_stats(srv->writer, &ws);
+        s->live_after = ws.last_position;
+    }
+    s->io_index = h->io->index;
+    s->io_ctx = hs;
+    s->budget = hs_budget_ref(h->budget);
+    hs->sub = s;
+    hs->hub = h;
+    hs->push = push;
+    if (id)
+        snprintf(hs->id, sizeof(hs->id), "%s", id);
+    hs->next = h->subs;
+    if (h->subs)
+        h->subs->prev = hs;
+    h->subs = hs;
+    h->nsubs++;
+    hs_fanout_subscribe(srv->fanout, s);
+    return 0;
+}
+
+void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s)
+{
+    unsigned fl = hs_sub_take_io_flags(s);
+    hs_hubsub_t *hs = s->io_ctx;
+    if (hs && !hs->hub->ended) {
+        hs_hub_t *h = hs->hub;
+        if (fl & HS_SUB_IO_KILL) {
+            /* stalled past the timeout, or its catch-up read failed: the client reconnects
+             * and resumes with `from` */
+            hs_hub_close(h, atomic_load(&s->end_reason) == HS_SUB_END_STALLED
+                                ? "Connection closed with an error. The client did not read "
+                                  "its events in time."
+                                : "Connection closed with an error. Reading the stream failed.",
+                         true);
+        } else {
+            hs_hub_want_write(h);
+        }
+    }
+    hs_sub_unref(s); /* the inbox's reference */
+}
+
+/* The lazily encoded MessagePack form of a block (see block.h). */
+static const hs_block_mp_t *block_mp(hs_block_t *b)
+{
+    hs_block_mp_t *mp = atomic_load_explicit(&b->mp, memory_order_acquire);
+    if (mp)
+        return mp;
+    hs_hubbuf_t buf = {0};
+    if (hs_hubproto_json_to_msgpack(b->json, b->json_len, &buf)) {
+        hs_hubbuf_free(&buf);
+        return NULL;
+    }
+    mp = malloc(sizeof(*mp) + buf.len);
+    if (!mp) {
+        hs_hubbuf_free(&buf);
+        return NULL;
+    }
+    mp->len = (uint32_t)buf.len;
+    memcpy(mp->bytes, buf.p, buf.len);
+    hs_hubbuf_free(&buf);
+    hs_block_mp_t *expected = NULL;
+    /* release pairs with the acquire load above in the threads that lose or come later */
+    if (!atomic_compare_exchange_strong_explicit(&b->mp, &expected, mp, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(mp);
+        return expected;
+    }
+    return mp;
+}
+
+/* Appends the record a block becomes for this subscription. */
+static int encode_block(hs_hub_t *h, hs_hubsub_t *hs, hs_block_t *b, hs_hubbuf_t *out)
+{
+    if (b->kind == HS_BLOCK_EVENT) {
+        const uint8_t *v;
+        size_t vl;
+        if (h->fmt == HS_HUB_JSON) {
+            v = (const uint8_t *)b->json;
+            vl = b->json_len;
+        } else {
+            const hs_block_mp_t *mp = block_mp(b);
+            if (!mp)
+                return HS_ENOMEM;
+            v = mp->bytes;
+            vl = mp->len;
+        }
+        if (hs->push)
+            return hs_hubproto_invocation_raw(out, h->fmt, "event", &v, &vl, 1);
+        return hs_hubproto_stream_item_raw(out, h->fmt, hs->id, v, vl);
+    }
+    hs->done = true;
+    if (!hs->push)
+        return hs_hubproto_completion(out, h->fmt, hs->id, NULL, NULL, 0);
+    /* target `closed`, arguments [stream, "closed" | "deleted"] */
+    const char *reason = b->kind == HS_BLOCK_DELETED ? "deleted" : "closed";
+    hs_hubbuf_t args = {0};
+    int rc = hs_hubbuf_reserve(&args, hs_json_quoted_len(b->stream, b->stream_len) + 32);
+    if (rc)
+        return rc;
+    size_t n1 = hs_json_quote(b->stream, b->stream_len, (char *)args.p);
+    size_t n2 = hs_json_quote(reason, strlen(reason), (char *)args.p + n1);
+    args.len = n1 + n2;
+    if (h->fmt == HS_HUB_MSGPACK) {
+        hs_hubbuf_t mp = {0};
+        rc = hs_hubproto_json_to_msgpack((const char *)args.p, n1, &mp);
+        size_t m1 = mp.len;
+        if (!rc)
+            rc = hs_hubproto_json_to_msgpack((const char *)args.p + n1, n2, &mp);
+        if (!rc) {
+            const uint8_t *av[2] = {mp.p, mp.p + m1};
+            size_t al[2] = {m1, mp.len - m1};
+            rc = hs_hubproto_invocation_raw(out, h->fmt, "closed", av, al, 2);
+        }
+        hs_hubbuf_free(&mp);
+    } else {
+        const uint8_t *av[2] = {args.p, args.p + n1};
+        size_t al[2] = {n1, n2};
+        rc = hs_hubproto_invocation_raw(out, h->fmt, "closed", av, al, 2);
+    }
+    hs_hubbuf_free(&args);
+    return rc;
+}
+
+/* Packs one subscription's queued blocks; true when the budget is used up. */
+static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_hubbuf_t *out, size_t start, size_t budget)
+{
+    hs_sub_t *s = hs->sub;
+    bool full = false;
+    while (!hs->done) {
+        if (out->len - start >= budget ||
+            (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
+            full = true;
+            break;
+        }
+        hs_block_t *b = hs_sub_pop_spsc(s, hs_fanout_block_size);
+        if (!b)
+            break;
+        size_t before = out->len;
+        int rc = encode_block(h, hs, b, out);
+        hs_block_unref(b);
+        if (rc || hs_hub_track(h, out->p + before, out->len - before)) {
+            out->len = before;
+            hs_hub_fail_oom(h);
+            return true;
+        }
+    }
+    if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
+        atomic_store(&s->want_space, 0);
+        hs_fanout_space(h->srv->fanout, s);
+    }
+    return full;
+}
+
+size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget)
+{
+    size_t start = out->len;
+    if (h->ctl.len) {
+        if (hs_hubbuf_put(out, h->ctl.p, h->ctl.len)) {
+            hs_hub_fail_oom(h);
+            return 0;
+        }
+        h->ctl.len = 0;
+        h->out_charge += h->ctl_charge; /* the transport gives it back once this is written */
+        h->ctl_charge = 0;
+    }
+    if (h->closing || h->ended || !h->handshaken || !h->subs)
+        return out->len - start;
+    /* round robin over the subscriptions, starting where the last pack stopped */
+    hs_hubsub_t *first = h->rr ? h->rr : h->subs, *cur = first;
+    bool any_done = false;
+    do {
+        hs_hubsub_t *next = cur->next ? cur->next : h->subs;
+        bool full = pack_sub(h, cur, out, start, budget);
+        any_done |= cur->done;
+        if (full) {
+            h->rr = cur; /* its rest goes first next time */
+            break;
+        }
+        cur = next;
+    } while (cur != first && !h->closing);
+    if (any_done) {
+        for (hs_hubsub_t *s = h->subs, *n; s; s = n) {
+            n = s->next;
+            if (s->done)
+                hs_hub_sub_free(h, s);
+        }
+    }
+    if (h->rr && h->rr->done)
+        h->rr = NULL;
+    return out->len - start;
+}
+
+bool hs_hub_has_output(hs_hub_t *h)
+{
+    if (h->ctl.len)
+        return true;
+    if (h->closing || h->ended || !h->handshaken)
+        return false;
+    if (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)
+        return false;
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        if (!hs_sub_empty(s->sub))
+            return true;
+    return false;
+}
+
