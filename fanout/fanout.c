@@ -11,89 +11,15 @@
  */
 #include "fanout/fanout.h"
 
-#include "ringbuf/ring.h"
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "fanout/worker.h"
 #include "hubstream/hubstream.h"
 #include "ringbuf/budget.h"
-#include "ringbuf/waiter.h"
 
-#define BATCH_RING         1024
-#define NBUCKETS           4096
-#define CACHE_SLOTS_MIN    256 /* per stream, grown by doubling; powers of two */
-#define CACHE_SLOTS_MAX    65536
-#define CACHE_STREAM_BYTES (64u << 20)  /* per stream */
-#define CACHE_WORKER_BYTES (512u << 20) /* per worker, over all its streams */
-
-typedef struct wstream {
-    struct wstream *next;
-    uint32_t hash, len;
-    int64_t head; /* last version (position for $all) this worker delivered live */
-    bool closed;  /* a close marker passed (after version `head`): nothing follows but a delete;
-                     a subscription that catches up to it later ends there */
-    /* recent blocks, seq cache_lo..head at slot seq % cache_cap: a subscriber that fell
-     * behind catches up from here, sharing the blocks, before it falls back to the database */
-    hs_block_t **cache;
-    uint32_t cache_cap; /* slots */
-    int64_t cache_lo;   /* 0: empty */
-    size_t cache_bytes;
-    hs_sub_t *subs;
-    size_t nsubs;
-    char name[];
-} wstream_t;
-
-typedef struct worker worker_t;
-
-typedef struct creq {
-    hs_read_req_t base;
-    worker_t *w;
-    hs_sub_t *sub;
-    hs_encode_fn encode;
-    int64_t after;
-    size_t limit, max_bytes;
-    bool all, from_head;
-    uint32_t seq; /* issue order within the subscription */
-    /* results */
-    hs_block_t **blocks;
-    size_t n, cap, bytes;
-    bool more, found;
-    bool starved; /* the read budget could not take the next page: wait and read again */
-    hs_stream_head_t head;
-} creq_t;
-
-struct worker {
-    hs_fanout_t *f;
-    int index;
-    pthread_t thread;
-    bool started;
-    ck_ring_t ring;
-    ck_ring_buffer_t *ring_buf;
-    hs_mpsc_t q;
-    hs_waiter_t waiter;
-    pthread_mutex_t mu; /* guards the stream table for hs_fanout_count */
-    wstream_t **buckets;
-    hs_sub_t *stalled;
-    hs_sub_t *starved; /* waiting for read budget (linked through st_prev/st_next too) */
-    hs_sub_t **touched;
-    size_t ntouched, touched_cap;
-    bool *wake; /* per IO thread */
-    size_t cache_bytes;
-    int64_t last_stall_check;
-    int64_t last_starved_retry;
-};
-
-struct hs_fanout {
-    hs_fanout_config_t cfg;
-    int nio;
-    worker_t *w;
-    atomic_int stopping;
-};
-
-static int64_t now_ms(void)
+int64_t hs_fw_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -214,7 +140,7 @@ static void st_drop_if_empty(worker_t *w, wstream_t *s)
 
 /* ---- subscription bookkeeping (worker thread) ---- */
 
-static void stalled_remove(worker_t *w, hs_sub_t *s)
+void hs_fw_stalled_remove(worker_t *w, hs_sub_t *s)
 {
     if (!s->stalled_since_ms) return;
     if (s->st_prev)
@@ -228,11 +154,11 @@ static void stalled_remove(worker_t *w, hs_sub_t *s)
 
 static void starved_remove(worker_t *w, hs_sub_t *s);
 
-static void stalled_add(worker_t *w, hs_sub_t *s)
+void hs_fw_stalled_add(worker_t *w, hs_sub_t *s)
 {
     if (s->stalled_since_ms) return;
     starved_remove(w, s);
-    s->stalled_since_ms = now_ms();
+    s->stalled_since_ms = hs_fw_now_ms();
     s->st_prev = NULL;
     s->st_next = w->stalled;
     if (w->stalled) w->stalled->st_prev = s;
@@ -256,7 +182,7 @@ static void starved_remove(worker_t *w, hs_sub_t *s)
     s->starved = false;
 }
 
-static void starved_add(worker_t *w, hs_sub_t *s)
+void hs_fw_starved_add(worker_t *w, hs_sub_t *s)
 {
     if (s->starved || s->stalled_since_ms || s->ended) return;
     s->starved = true;
@@ -288,7 +214,7 @@ static void flush_wakes(worker_t *w)
         }
 }
 
-static void mark_touched(worker_t *w, hs_sub_t *s)
+void hs_fw_mark_touched(worker_t *w, hs_sub_t *s)
 {
     if (s->io_pending_data) return;
     if (w->ntouched == w->touched_cap) {
@@ -319,7 +245,7 @@ static void detach(worker_t *w, hs_sub_t *s)
     st->nsubs--;
     pthread_mutex_unlock(&w->mu);
     s->w_stream = NULL;
-    stalled_remove(w, s);
+    hs_fw_stalled_remove(w, s);
     starved_remove(w, s);
     /* a pending DATA signal holds no reference; flush_wakes must not see a freed sub */
     for (size_t i = 0; i < w->ntouched; i++)
@@ -334,7 +260,7 @@ static void detach(worker_t *w, hs_sub_t *s)
 }
 
 /* Ends a subscription: queues the end marker (if any), tells the IO thread, detaches. */
-static void end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
+void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
 {
     if (s->ended) return;
     s->ended = true;
@@ -347,23 +273,22 @@ static void end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
     detach(w, s);
 }
 
-static void request_read(worker_t *w, hs_sub_t *s);
 
-static void to_catchup(worker_t *w, hs_sub_t *s, bool full)
+void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full)
 {
     s->mode = HS_SUB_CATCHUP;
     if (full) {
         atomic_store(&s->want_space, 1);
-        stalled_add(w, s);
+        hs_fw_stalled_add(w, s);
         /* the IO thread may have drained everything before it could see want_space */
         if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
             atomic_store(&s->want_space, 0);
-            stalled_remove(w, s);
-            request_read(w, s);
+            hs_fw_stalled_remove(w, s);
+            hs_fw_request_read(w, s);
         }
         return;
     }
-    request_read(w, s);
+    hs_fw_request_read(w, s);
 }
 
 /* Live delivery of one block with sequence number seq (version, or position for $all). */
@@ -371,7 +296,7 @@ static void deliver(worker_t *w, hs_sub_t *s, hs_block_t *b, int64_t seq)
 {
     if (s->mode != HS_SUB_LIVE || seq <= s->cursor) return;
     if (seq != s->cursor + 1) {
-        to_catchup(w, s, false);
+        hs_fw_to_catchup(w, s, false);
         return;
     }
     if (!hs_sub_wants_type(s, b->type, b->type_len)) {
@@ -379,306 +304,11 @@ static void deliver(worker_t *w, hs_sub_t *s, hs_block_t *b, int64_t seq)
         return;
     }
     if (!hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), false)) {
-        to_catchup(w, s, true);
+        hs_fw_to_catchup(w, s, true);
         return;
     }
     s->cursor = seq;
-    mark_touched(w, s);
-}
-
-/* ---- catch-up reads ---- */
-
-static int on_record(void *ctx, const hs_record_t *rec)
-{
-    creq_t *r = ctx;
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 64;
-        hs_block_t **p = realloc(r->blocks, nc * sizeof(*p));
-        if (!p) return HS_ENOMEM;
-        r->blocks = p;
-        r->cap = nc;
-    }
-    hs_block_t *b = r->encode(rec);
-    if (!b) return HS_ENOMEM;
-    if (r->sub->budget && !hs_block_charge(b, r->sub->budget)) {
-        /* the connection's or the server's read budget is spent: stop here, go on later */
-        hs_block_unref(b);
-        r->more = true;
-        r->starved = true;
-        return 1;
-    }
-    r->blocks[r->n++] = b;
-    r->bytes += hs_fanout_block_size(r->sub, b);
-    if (r->bytes >= r->max_bytes) {
-        r->more = true;
-        return 1; /* enough for the outbox's free space */
-    }
-    return 0;
-}
-
-/* Backward scan for a live-only start: the version before the oldest event committed after
- * the subscribe (position > live_after). */
-typedef struct live_scan {
-    int64_t live_after, version;
-    bool older_seen;
-} live_scan_t;
-
-static int on_live_scan(void *ctx, const hs_record_t *rec)
-{
-    live_scan_t *ls = ctx;
-    if (rec->position <= ls->live_after) {
-        ls->older_seen = true;
-        return 1;
-    }
-    ls->version = rec->version - 1;
-    return 0;
-}
-
-static int run_read(hs_store_t *st, hs_read_req_t *base)
-{
-    creq_t *r = (creq_t *)base;
-    hs_sub_t *s = r->sub;
-    int rc;
-    if (s->all) {
-        if (r->from_head) r->after = s->live_after; /* positions: known without the database */
-    } else {
-        rc = hs_store_get_stream(st, s->stream, s->stream_len, &r->head);
-        if (rc && rc != HS_ENOENT) return rc;
-        r->found = rc == 0;
-        if (r->from_head) {
-            /* live only means events committed after the subscribe, whose position is above
-             * s->live_after; some may already be in the database by now */
-            r->after = r->found ? r->head.version : 0;
-            if (r->found && r->head.position > s->live_after) {
-                live_scan_t ls = {s->live_after, r->head.version, false};
-                int64_t from = r->head.version + 1;
-                while (!ls.older_seen && ls.version > 0) {
-                    from = ls.version + 1;
-                    rc = hs_store_read_stream(st, s->stream, s->stream_len, from, true, 1000,
-                                              on_live_scan, &ls);
-                    if (rc < 0) return rc;
-                    if (ls.version + 1 == from) break; /* nothing older was returned */
-                }
-                r->after = ls.version;
-            }
-        }
-    }
-    /* live only: replay just what was committed after the subscribe and is already stored
-     * (the worker may have passed those events before it registered the subscription) */
-    if (r->from_head && !s->all && (!r->found || r->after >= r->head.version)) return 0;
-    rc = s->all ? hs_store_read_all(st, r->after, false, r->limit, on_record, r)
-                : hs_store_read_stream(st, s->stream, s->stream_len, r->after, false, r->limit,
-                                       on_record, r);
-    if (rc == 1) rc = 0;
-    if (r->n >= r->limit) r->more = true;
-    return rc;
-}
-
-static void read_done(hs_read_req_t *base)
-{
-    creq_t *r = (creq_t *)base;
-    worker_t *w = r->w; /* once pushed, the worker may free r */
-    r->base.node.kind = HS_NODE_FANOUT_READ;
-    if (hs_mpsc_push(&w->q, &r->base.node)) hs_waiter_wake(&w->waiter);
-}
-
-static void free_req(creq_t *r)
-{
-    for (size_t i = 0; i < r->n; i++)
-        hs_block_unref(r->blocks[i]);
-    free(r->blocks);
-    hs_sub_unref(r->sub);
-    free(r);
-}
-
-static void end_closed(worker_t *w, hs_sub_t *s)
-{
-    hs_block_t *m = w->f->cfg.encode_marker(HS_BLOCK_CLOSED, s->stream, s->stream_len, s->cursor);
-    end_sub(w, s, HS_SUB_END_CLOSED, m);
-    hs_block_unref(m);
-}
-
-/*
- * Catch-up from the stream's block cache. Returns false when the cache does not hold the next
- * block the subscription needs (the database must), true when it handled the subscription:
- * live again, waiting for outbox space, or ended.
- */
-static bool serve_cache(worker_t *w, hs_sub_t *s)
-{
-    wstream_t *st = s->w_stream;
-    if (!st || !st->cache_lo || s->cursor < 0 || s->cursor + 1 < st->cache_lo ||
-        s->cursor > st->head)
-        return false;
-    bool pushed = false;
-    while (s->cursor < st->head) {
-        int64_t seq = s->cursor + 1;
-        hs_block_t *b = st->cache[seq & (st->cache_cap - 1)];
-        if (hs_sub_wants_type(s, b->type, b->type_len)) {
-            if (!hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), false)) {
-                if (pushed) mark_touched(w, s);
-                atomic_store(&s->want_space, 1);
-                stalled_add(w, s);
-                if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-                    /* the IO thread drained it meanwhile: go on at the next SPACE or batch */
-                    atomic_store(&s->want_space, 0);
-                    stalled_remove(w, s);
-                    hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q);
-                }
-                return true;
-            }
-            pushed = true;
-        }
-        s->cursor = seq;
-    }
-    if (pushed) mark_touched(w, s);
-    if (s->end_pending || st->closed)
-        end_closed(w, s);
-    else
-        s->mode = HS_SUB_LIVE;
-    return true;
-}
-
-/* Issues one catch-up read of the events after `after`, with a budget of max_bytes. */
-static bool submit_read(worker_t *w, hs_sub_t *s, int64_t after, size_t max_bytes)
-{
-    creq_t *r = calloc(1, sizeof(*r));
-    if (!r) {
-        end_sub(w, s, HS_SUB_END_ERROR, NULL);
-        return false;
-    }
-    r->base.run = run_read;
-    r->base.done = read_done;
-    r->w = w;
-    r->sub = hs_sub_ref(s);
-    r->encode = w->f->cfg.encode;
-    r->from_head = after < 0;
-    r->after = after;
-    r->limit = (size_t)w->f->cfg.catchup_events;
-    r->max_bytes = max_bytes;
-    r->seq = s->read_seq;
-    if (!hs_reader_submit(w->f->cfg.reader, &r->base)) {
-        free_req(r);
-        return false;
-    }
-    s->read_seq++;
-    s->reads++;
-    s->read_next = after + (int64_t)r->limit;
-    return true;
-}
-
-/*
- * Starts reading from the database where the subscription stands. A stream subscription deep in
- * catch-up (its last read came back full) keeps a second read in flight, for the page after the
- * one being read, on another reader thread: one subscriber's replay is then no longer bounded by
- * one reader at a time. Pages are applied in issue order, and a prefetched page is used only if
- * the page before it ended exactly where it starts (versions are dense, so it normally does);
- * otherwise it is dropped and read again from the cursor.
- */
-static void request_read(worker_t *w, hs_sub_t *s)
-{
-    if (s->ended || s->reads >= 2) return;
-    if (s->reads == 0 && serve_cache(w, s)) return;
-    size_t room = hs_sub_free_bytes(s);
-    if (s->reads == 0) {
-        if (room < s->max_bytes / 4) {
-            to_catchup(w, s, true);
-            return;
-        }
-        if (!submit_read(w, s, s->cursor, s->all ? room : room / 2)) return;
-    }
-    if (!s->all && s->cursor >= 0 && s->prefetch && room >= s->max_bytes / 2)
-        submit_read(w, s, s->read_next, room / 2);
-}
-
-/* Applies one completed read, in issue order. */
-static void apply_read(worker_t *w, creq_t *r)
-{
-    hs_sub_t *s = r->sub;
-    if (s->ended || !s->w_stream) {
-        free_req(r);
-        return;
-    }
-    if (r->base.status) {
-        end_sub(w, s, HS_SUB_END_ERROR, NULL);
-        free_req(r);
-        return;
-    }
-    if (!r->from_head && r->after != s->cursor) {
-        /* a prefetched page that does not continue the previous one */
-        s->prefetch = false;
-        free_req(r);
-        request_read(w, s);
-        return;
-    }
-    if (r->from_head) s->cursor = r->after;
-    if (r->starved && !r->n) {
-        /* nothing could be charged: wait for budget (a later read starts from the cursor) */
-        free_req(r);
-        if (!s->reads) starved_add(w, s);
-        return;
-    }
-    bool pushed = false;
-    for (size_t i = 0; i < r->n; i++) {
-        hs_block_t *b = r->blocks[i];
-        int64_t seq = s->all ? b->position : b->version;
-        if (seq <= s->cursor) continue;
-        if (hs_sub_wants_type(s, b->type, b->type_len)) {
-            hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), true);
-            pushed = true;
-        }
-        s->cursor = seq;
-    }
-    /* The read returned everything after the cursor and the head was read before it: versions
-     * up to the head that did not come back were dropped by retention. */
-    if (!s->all && r->found && !r->more && s->cursor < r->head.version)
-        s->cursor = r->head.version;
-    if (pushed) mark_touched(w, s);
-    wstream_t *st = s->w_stream;
-    bool more = r->more;
-    /* a full page of exactly `limit` versions: the next one is worth reading ahead */
-    s->prefetch = more && r->n == r->limit && s->cursor == r->after + (int64_t)r->limit;
-    bool closed_at_end = !s->all && r->found && r->head.closed && s->cursor >= r->head.version;
-    bool starved = r->starved;
-    free_req(r);
-    if (more) {
-        if (starved) {
-            if (!s->reads) starved_add(w, s);
-            return;
-        }
-        request_read(w, s);
-        return;
-    }
-    if (s->reads) return; /* a read ahead is still out: it decides */
-    if (closed_at_end || ((s->end_pending || st->closed) && s->cursor >= st->head)) {
-        end_closed(w, s);
-        return;
-    }
-    if (s->cursor >= st->head) {
-        s->mode = HS_SUB_LIVE;
-        return;
-    }
-    request_read(w, s);
-}
-
-static void on_read(worker_t *w, creq_t *r)
-{
-    hs_sub_t *s = r->sub;
-    if (r->seq != s->read_turn) {
-        s->read_stash = r; /* the read issued before it is still out */
-        return;
-    }
-    /* apply_read() frees r, and with it r's reference to s, which may be the last one (the
-     * client went away while the read was out): hold s until the stash has been looked at */
-    hs_sub_ref(s);
-    for (;;) {
-        s->reads--;
-        s->read_turn++;
-        apply_read(w, r);
-        r = s->read_stash;
-        if (!r || r->seq != s->read_turn) break;
-        s->read_stash = NULL;
-    }
-    hs_sub_unref(s);
+    hs_fw_mark_touched(w, s);
 }
 
 /* ---- commands from IO threads ---- */
@@ -703,7 +333,7 @@ static void on_register(worker_t *w, hs_sub_t *s)
     pthread_mutex_unlock(&w->mu);
     s->mode = HS_SUB_CATCHUP;
     s->cursor = s->has_from ? s->from : -1; /* -1: read the head first */
-    request_read(w, s);
+    hs_fw_request_read(w, s);
 }
 
 static void on_sub(worker_t *w, hs_sub_t *s)
@@ -716,8 +346,8 @@ static void on_sub(worker_t *w, hs_sub_t *s)
         detach(w, s);
     }
     if ((fl & HS_SUB_W_SPACE) && s->w_stream && !s->ended) {
-        stalled_remove(w, s);
-        if (s->mode == HS_SUB_CATCHUP) request_read(w, s);
+        hs_fw_stalled_remove(w, s);
+        if (s->mode == HS_SUB_CATCHUP) hs_fw_request_read(w, s);
     }
     hs_sub_unref(s); /* the queue's reference */
 }
@@ -748,7 +378,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
                         next = s->w_next;
                         if (reason == HS_SUB_END_DELETED ||
                             (s->mode == HS_SUB_LIVE && s->cursor >= blk->version))
-                            end_sub(w, s, reason, blk);
+                            hs_fw_end_sub(w, s, reason, blk);
                         else
                             s->end_pending = true; /* after catch-up reaches the end */
                     }
@@ -775,7 +405,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
 
 static void retry_starved(worker_t *w)
 {
-    int64_t now = now_ms();
+    int64_t now = hs_fw_now_ms();
     if (!w->starved || now - w->last_starved_retry < STARVED_RETRY_MS) return;
     w->last_starved_retry = now;
     hs_sub_t *list = w->starved;
@@ -784,19 +414,19 @@ static void retry_starved(worker_t *w)
         next = s->st_next;
         s->st_prev = s->st_next = NULL;
         s->starved = false;
-        if (!s->ended && s->w_stream && s->mode == HS_SUB_CATCHUP) request_read(w, s);
+        if (!s->ended && s->w_stream && s->mode == HS_SUB_CATCHUP) hs_fw_request_read(w, s);
     }
 }
 
 static void check_stalls(worker_t *w)
 {
-    int64_t now = now_ms();
+    int64_t now = hs_fw_now_ms();
     if (now - w->last_stall_check < 100) return;
     w->last_stall_check = now;
     for (hs_sub_t *s = w->stalled, *next; s; s = next) {
         next = s->st_next;
         if (now - s->stalled_since_ms >= w->f->cfg.stall_timeout_ms)
-            end_sub(w, s, HS_SUB_END_STALLED, NULL);
+            hs_fw_end_sub(w, s, HS_SUB_END_STALLED, NULL);
     }
 }
 
@@ -821,7 +451,7 @@ static void *run(void *arg)
             next = n->next;
             busy = true;
             if (n->kind == HS_NODE_FANOUT_READ)
-                on_read(w, hs_container_of(n, creq_t, base.node));
+                hs_fw_on_read(w, hs_container_of(n, creq_t, base.node));
             else
                 on_sub(w, hs_container_of(n, hs_sub_t, w_node));
         }
@@ -906,8 +536,8 @@ void hs_fanout_destroy(hs_fanout_t *f)
                 /* a read ahead that completed first waits on its subscription, holding it */
                 creq_t *r = hs_container_of(n, creq_t, base.node), *ahead = r->sub->read_stash;
                 r->sub->read_stash = NULL;
-                free_req(r);
-                if (ahead) free_req(ahead);
+                hs_fw_free_req(r);
+                if (ahead) hs_fw_free_req(ahead);
             } else {
                 hs_sub_t *s = hs_container_of(n, hs_sub_t, w_node);
                 unsigned fl = hs_sub_take_worker_flags(s);

@@ -1,0 +1,106 @@
+/*
+ * The fan-out workers' private state (fanout.c: live delivery, commands, the worker thread;
+ * catchup.c: catch-up reads and the block cache's replay). Not an interface: fanout.h is.
+ */
+#ifndef HS_FANOUT_WORKER_H
+#define HS_FANOUT_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "fanout/fanout.h"
+#include "ringbuf/ring.h"
+#include "ringbuf/waiter.h"
+
+#define BATCH_RING         1024
+#define NBUCKETS           4096
+#define CACHE_SLOTS_MIN    256 /* per stream, grown by doubling; powers of two */
+#define CACHE_SLOTS_MAX    65536
+#define CACHE_STREAM_BYTES (64u << 20)  /* per stream */
+#define CACHE_WORKER_BYTES (512u << 20) /* per worker, over all its streams */
+
+typedef struct wstream {
+    struct wstream *next;
+    uint32_t hash, len;
+    int64_t head; /* last version (position for $all) this worker delivered live */
+    bool closed;  /* a close marker passed (after version `head`): nothing follows but a delete;
+                     a subscription that catches up to it later ends there */
+    /* recent blocks, seq cache_lo..head at slot seq % cache_cap: a subscriber that fell
+     * behind catches up from here, sharing the blocks, before it falls back to the database */
+    hs_block_t **cache;
+    uint32_t cache_cap; /* slots */
+    int64_t cache_lo;   /* 0: empty */
+    size_t cache_bytes;
+    hs_sub_t *subs;
+    size_t nsubs;
+    char name[];
+} wstream_t;
+
+typedef struct worker worker_t;
+
+typedef struct creq {
+    hs_read_req_t base;
+    worker_t *w;
+    hs_sub_t *sub;
+    hs_encode_fn encode;
+    int64_t after;
+    size_t limit, max_bytes;
+    bool all, from_head;
+    uint32_t seq; /* issue order within the subscription */
+    /* results */
+    hs_block_t **blocks;
+    size_t n, cap, bytes;
+    bool more, found;
+    bool starved; /* the read budget could not take the next page: wait and read again */
+    hs_stream_head_t head;
+} creq_t;
+
+struct worker {
+    hs_fanout_t *f;
+    int index;
+    pthread_t thread;
+    bool started;
+    ck_ring_t ring;
+    ck_ring_buffer_t *ring_buf;
+    hs_mpsc_t q;
+    hs_waiter_t waiter;
+    pthread_mutex_t mu; /* guards the stream table for hs_fanout_count */
+    wstream_t **buckets;
+    hs_sub_t *stalled;
+    hs_sub_t *starved; /* waiting for read budget (linked through st_prev/st_next too) */
+    hs_sub_t **touched;
+    size_t ntouched, touched_cap;
+    bool *wake; /* per IO thread */
+    size_t cache_bytes;
+    int64_t last_stall_check;
+    int64_t last_starved_retry;
+};
+
+struct hs_fanout {
+    hs_fanout_config_t cfg;
+    int nio;
+    worker_t *w;
+    atomic_int stopping;
+};
+
+/* fanout.c, for catchup.c */
+void hs_fw_stalled_remove(worker_t *w, hs_sub_t *s);
+void hs_fw_stalled_add(worker_t *w, hs_sub_t *s);
+void hs_fw_starved_add(worker_t *w, hs_sub_t *s);
+/* Marks s as having new work for its IO thread (signalled once per batch or turn). */
+void hs_fw_mark_touched(worker_t *w, hs_sub_t *s);
+/* Ends s (HS_SUB_END_*), queuing marker (taken) when there is one. */
+void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker);
+/* Sends a live subscription back to catch-up (full: its outbox overflowed). */
+void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full);
+
+/* catchup.c, for fanout.c */
+/* Starts or continues s's catch-up: from the stream's block cache, else a database read. */
+void hs_fw_request_read(worker_t *w, hs_sub_t *s);
+/* A catch-up read that came back (worker queue) / dropping one at shutdown. */
+void hs_fw_on_read(worker_t *w, creq_t *r);
+void hs_fw_free_req(creq_t *r);
+/* The monotonic clock in ms. */
+int64_t hs_fw_now_ms(void);
+
+#endif
