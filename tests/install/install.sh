@@ -11,7 +11,8 @@
 #      CMake project using find_package(hubstream) and hubstream::hubstream; each binary must load
 #      the installed libhubstream.so and pass `--self-check` (a server on a free port and a SQLite
 #      file in the temporary directory: a committed publish, a rejection by the event hook, GET
-#      /healthz answering 200, then a clean stop).
+#      /healthz answering 200, then a clean stop). Also linked with the installed libhubstream.a
+#      (README.md's command) and run the same way.
 # Fails naming the first step that failed; the temporary directory is removed either way.
 #
 # Usage: install.sh BUILD_DIR SOURCE_DIR VERSION
@@ -96,6 +97,17 @@ incdir=$(pkg-config --variable=includedir hubstream) pclibdir=$(pkg-config --var
 # shellcheck disable=SC2086 # word splitting of the flags is meant
 "$cc" $flags -Wall -Werror -o "$tmp/pc/embed" "$tmp/embed.c" $pcflags || fail "pkg-config build"
 run_embed pkgconfig "$tmp/pc/embed"
+
+# the static library, linked as README.md says: the archive, then its dependencies (shared)
+step "static: $cc embed.c libhubstream.a \$(pkg-config --libs <its dependencies>)"
+# shellcheck disable=SC2046,SC2086
+"$cc" $flags -Wall -Werror -o "$tmp/pc/embed_static" "$tmp/embed.c" $(pkg-config --cflags hubstream) \
+  "$libdir/libhubstream.a" $(pkg-config --libs libwebsockets libevent libevent_pthreads odbc ck msgpack) \
+  -lpthread -lm || fail "static build"
+if ldd "$tmp/pc/embed_static" | grep -q libhubstream; then fail "the static build loads libhubstream.so"; fi
+LD_LIBRARY_PATH= timeout 120 "$tmp/pc/embed_static" --self-check 127.0.0.1:0 "$tmp/static.db" \
+  >"$tmp/static.log" 2>&1 || { cat "$tmp/static.log"; fail "static: embed --self-check failed"; }
+echo "ok: static: embed --self-check linked with libhubstream.a"
 
 step "CMake: find_package(hubstream) + hubstream::hubstream"
 cat >"$tmp/cm/CMakeLists.txt" <<EOF
