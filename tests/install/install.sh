@@ -62,10 +62,10 @@ nm -D --defined-only --format=posix "$real" | awk '{print $1, $2}' | sort >"$tmp
 awk '{print $1}' "$tmp/exported.txt" | sort -u >"$tmp/exported_names.txt"
 missing=$(comm -23 "$tmp/api.txt" "$tmp/exported_names.txt")
 extra=$(comm -13 "$tmp/api.txt" "$tmp/exported_names.txt")
-[[ -z $missing ]] || fail "hubstream.h functions not exported by libhubstream.so: $(echo $missing)"
-[[ -z $extra ]] || fail "libhubstream.so exports symbols that are not its API: $(echo $extra | head -c 2000)"
+[[ -z $missing ]] || fail "hubstream.h functions not exported by libhubstream.so: ${missing//$'\n'/ }"
+[[ -z $extra ]] || fail "libhubstream.so exports symbols that are not its API: $(tr '\n' ' ' <<<"$extra" | head -c 2000)"
 notfunc=$(awk '$2 != "T" {print $1}' "$tmp/exported.txt")
-[[ -z $notfunc ]] || fail "exported but not as functions (nm type T): $(echo $notfunc)"
+[[ -z $notfunc ]] || fail "exported but not as functions (nm type T): ${notfunc//$'\n'/ }"
 echo "ok: libhubstream.so exports exactly the $(wc -l <"$tmp/api.txt") functions of hubstream.h"
 
 # 3. examples/embed.c against the installed copy; a copy of the source, so that nothing of the
@@ -105,7 +105,7 @@ step "static: $cc embed.c libhubstream.a \$(pkg-config --libs <its dependencies>
   "$libdir/libhubstream.a" $(pkg-config --libs libwebsockets libevent libevent_pthreads odbc ck msgpack) \
   -lpthread -lm || fail "static build"
 if ldd "$tmp/pc/embed_static" | grep -q libhubstream; then fail "the static build loads libhubstream.so"; fi
-LD_LIBRARY_PATH= timeout 120 "$tmp/pc/embed_static" --self-check 127.0.0.1:0 "$tmp/static.db" \
+LD_LIBRARY_PATH='' timeout 120 "$tmp/pc/embed_static" --self-check 127.0.0.1:0 "$tmp/static.db" \
   >"$tmp/static.log" 2>&1 || { cat "$tmp/static.log"; fail "static: embed --self-check failed"; }
 echo "ok: static: embed --self-check linked with libhubstream.a"
 
