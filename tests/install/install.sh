@@ -2,8 +2,9 @@
 # The installed library is usable and exports only its API (CMakeLists.txt, "Installation";
 # README.md, "Embedding"). Installs the build tree with `cmake --install` into a temporary prefix,
 # then checks:
-#   1. the files: libhubstream.so with its soname links, libhubstream.a, the header, hubstream.pc,
-#      the CMake package (hubstreamConfig.cmake, its version file, the exported targets);
+#   1. the files: libhubstream.so with its soname links, libhubstream.a, the header (whose
+#      HS_VERSION_STRING must be the project's version), hubstream.pc, the CMake package
+#      (hubstreamConfig.cmake, its version file, the exported targets);
 #   2. the dynamic symbol table of the installed libhubstream.so (nm -D --defined-only): every
 #      function declared HS_API in the installed hubstream.h, as a function, and nothing else (no
 #      internal hs_io_/hs_store_/hs_hub_..., no ck_/lws_ or other dependency symbols);
@@ -49,6 +50,8 @@ soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 real=$(readlink -f "$so")
 [[ $(basename "$real") == "libhubstream.so.$version" && ! -L $real ]] ||
   fail "libhubstream.so resolves to $(basename "$real"), not libhubstream.so.$version"
+hv=$(sed -n 's/^#define HS_VERSION_STRING "\(.*\)"$/\1/p' "$prefix/include/hubstream/hubstream.h")
+[[ $hv == "$version" ]] || fail "hubstream.h says HS_VERSION_STRING \"$hv\", the project is $version"
 echo "ok: files; $(basename "$so") -> $soname -> $(basename "$real")"
 
 # 2. the exported symbols: exactly the HS_API functions of the installed header
