@@ -21,6 +21,18 @@ extern "C" {
 
 #define HS_VERSION_STRING "0.1.0"
 
+/*
+ * HS_API marks the functions libhubstream.so exports. The shared library is compiled with
+ * -fvisibility=hidden and HUBSTREAM_BUILDING_SHARED defined, so only the declarations of this
+ * header carrying HS_API are in its dynamic symbol table; for programs using the library (and for
+ * the static libhubstream.a) it expands to nothing.
+ */
+#if defined(HUBSTREAM_BUILDING_SHARED) && (defined(__GNUC__) || defined(__clang__))
+#define HS_API __attribute__((visibility("default")))
+#else
+#define HS_API
+#endif
+
 /* Error codes: always negative. */
 enum {
     HS_OK = 0,
@@ -42,7 +54,7 @@ enum {
 };
 
 /* Text of an error code; never NULL. */
-const char *hs_strerror(int err);
+HS_API const char *hs_strerror(int err);
 
 /* Log levels, in increasing severity. */
 typedef enum hs_log_level {
@@ -103,7 +115,7 @@ typedef struct hs_config {
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */
-void hs_config_init(hs_config_t *cfg);
+HS_API void hs_config_init(hs_config_t *cfg);
 
 typedef struct hs_server hs_server_t;
 
@@ -112,29 +124,29 @@ typedef struct hs_server hs_server_t;
  * thread and binds no socket. On failure returns NULL and, if err is not NULL, writes a message
  * of at most errlen bytes into it.
  */
-hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen);
+HS_API hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen);
 
 /*
  * Binds the listen address and starts every thread; returns 0 once connections are accepted.
  * Call once.
  */
-int hs_server_start(hs_server_t *srv);
+HS_API int hs_server_start(hs_server_t *srv);
 
 /*
  * Stops accepting, lets the writer commit what it has already taken, closes every connection
  * and joins the threads. Safe to call from any thread and more than once; the first call from a
  * signal handler only raises a flag (async-signal-safe) and hs_server_wait() does the work.
  */
-void hs_server_stop(hs_server_t *srv);
+HS_API void hs_server_stop(hs_server_t *srv);
 
 /* Blocks until hs_server_stop() was called, then finishes the stop. */
-void hs_server_wait(hs_server_t *srv);
+HS_API void hs_server_wait(hs_server_t *srv);
 
 /* Frees a stopped (or never started) server. */
-void hs_server_destroy(hs_server_t *srv);
+HS_API void hs_server_destroy(hs_server_t *srv);
 
 /* The bound TCP port (useful with a listen port of 0), or -1 before hs_server_start(). */
-int hs_server_port(const hs_server_t *srv);
+HS_API int hs_server_port(const hs_server_t *srv);
 
 /* An event to publish from inside the process. Strings are borrowed for the call. */
 typedef struct hs_event {
@@ -160,8 +172,8 @@ typedef struct hs_publish_result {
  * result->actual_version), HS_ECLOSED, HS_EINVAL, HS_EDB (nothing appended), HS_EUNKNOWN,
  * HS_EREJECTED or HS_EUNAVAIL.
  */
-int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *events, size_t n,
-                      int64_t expected_version, hs_publish_result_t *result);
+HS_API int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *events,
+                             size_t n, int64_t expected_version, hs_publish_result_t *result);
 
 /*
  * Log hook: receives every log record instead of the default JSON-lines writer on stderr.
@@ -170,7 +182,7 @@ int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *ev
  */
 typedef void (*hs_log_fn)(void *ctx, hs_log_level_t level, const char *message,
                           const char *fields);
-void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx);
+HS_API void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx);
 
 /*
  * Event hook: sees each event before it is appended (on the thread that parsed it, never the
@@ -180,7 +192,7 @@ void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx);
  */
 typedef int (*hs_event_fn)(void *ctx, const char *stream, const hs_event_t *event, char *reason,
                            size_t reason_len);
-void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx);
+HS_API void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
