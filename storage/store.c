@@ -26,7 +26,6 @@
  */
 #include "storage/store.h"
 
-#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -542,22 +541,13 @@ static bool bad_text(const char *s, size_t len)
 
 /* ---- connection ---- */
 
-/*
- * SQLite keeps memory statistics by default, under one process-wide mutex taken on every
- * allocation: two reader threads replaying from SQLite then serialise on it (measured: a
- * catch-up read ahead on a second reader got slower, not faster). hubstream has no use for the
- * statistics, so before the first connection it turns them off in the libsqlite3 that the
- * SQLite ODBC driver will load (the same library by soname). Process-wide: an embedding
- * program's own SQLite then reports no memory statistics (sqlite3_memory_used() and the soft
- * heap limit). Nothing happens if libsqlite3 is absent or already initialised.
- */
-static void sqlite_tune(void)
+/* Every dialect's process-wide set-up (dialect.h: before the first connection, whose dialect
+ * is not known yet). */
+static void dialects_init(void)
 {
-    void *lib = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return;
-    int (*config)(int, ...) = (int (*)(int, ...))dlsym(lib, "sqlite3_config");
-    if (config) config(9 /* SQLITE_CONFIG_MEMSTATUS */, 0);
-    /* the library stays loaded: the setting lives in it */
+    for (const hs_dialect_t *const *d = hs_dialects(); *d; d++) {
+        if ((*d)->process_init) (*d)->process_init();
+    }
 }
 
 hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
@@ -567,8 +557,8 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
     const char *cs = conn;
     bool bare = conn && !strchr(conn, '=');
 
-    static pthread_once_t tuned = PTHREAD_ONCE_INIT;
-    pthread_once(&tuned, sqlite_tune);
+    static pthread_once_t inited = PTHREAD_ONCE_INIT;
+    pthread_once(&inited, dialects_init);
     if (err && errlen) err[0] = '\0';
     if (!st) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
