@@ -27,12 +27,12 @@
  * memset. Each column asks for the next power of two above its previous value instead. */
 #define HINT_MIN 256
 
-/* ---- test-only fault injection (hs_store_fault) ---- */
+/* ---- test-only fault injection (the switch behind hs_store_fault, store.h) ---- */
 
 static atomic_bool fault_armed;
 static atomic_long fault_calls, fault_at;
 static atomic_int fault_flags;
-/* Set on the thread whose call was failed on purpose, so that dbfail() says so instead of
+/* Set on the thread whose call was failed on purpose, so that hs_odbc_vdbfail() says so instead of
  * reading a stale diagnostic from the handle; and whether that call should still run. */
 static _Thread_local bool fault_now;
 static _Thread_local bool fault_run;
