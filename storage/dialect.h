@@ -34,6 +34,17 @@ typedef struct hs_dialect {
      */
     int (*conn_from_path)(const char *path, char *out, size_t outlen, const char **why);
 
+    /*
+     * Process-wide set-up for this dialect's driver, made before the driver's first connection
+     * (SQLite: settings of libsqlite3 that only take before the library initialises); NULL when
+     * the dialect needs none. store.c runs it once per process (pthread_once), before the
+     * first connection it opens. Which dialect a connection speaks is only known once it is
+     * connected (SQLGetInfo), and by then a library that initialises on connect can no longer
+     * be configured: so the hook runs before every process's first connection, whatever
+     * dialect that turns out to be, and must be harmless in a process that never uses it.
+     */
+    void (*process_init)(void);
+
     /* Run once right after connecting, in autocommit mode, results discarded; NULL-terminated
      * (may be NULL). */
     const char *const *session_sql;

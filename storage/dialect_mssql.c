@@ -115,6 +115,7 @@ const hs_dialect_t hs_dialect_mssql = {
     .name = "sqlserver",
     .dbms_prefix = "Microsoft SQL Server",
     .conn_from_path = NULL,
+    .process_init = NULL,
     .session_sql = session_sql,
     .batch_lock_sql = APPLOCK("hubstream-batch"),
     .migrate_lock_sql = APPLOCK("hubstream-migrate"),

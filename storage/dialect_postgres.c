@@ -59,6 +59,7 @@ const hs_dialect_t hs_dialect_postgres = {
     .name = "postgresql",
     .dbms_prefix = "PostgreSQL",
     .conn_from_path = NULL,
+    .process_init = NULL,
     .session_sql = session_sql,
     .batch_lock_sql = BATCH_LOCK,
     .migrate_lock_sql = MIGRATE_LOCK,

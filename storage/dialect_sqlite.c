@@ -3,7 +3,8 @@
  * (libsqlite3odbc.so, Debian package libsqliteodbc; its odbcinst.ini name is "SQLite3" — the
  * "SQLite" entry is the SQLite 2 driver and does not work).
  *
- * Only SQL text and the bare-path hook live here; how statements are run is store.c's business.
+ * Only SQL text and the hooks (bare paths, process-wide tuning) live here; how statements are run
+ * is store.c's business.
  *
  * Facts about the driver that shaped this table (sqliteodbc 0.9998):
  *   - The connection string is split at ';' and has no quoting, and the Database value is
@@ -17,6 +18,7 @@
  */
 #include "storage/dialect.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,6 +54,24 @@ static int conn_from_path(const char *path, char *out, size_t outlen, const char
         return -1;
     }
     return 0;
+}
+
+/*
+ * SQLite keeps memory statistics by default, under one process-wide mutex taken on every
+ * allocation: two reader threads replaying from SQLite then serialise on it (measured: a
+ * catch-up read ahead on a second reader got slower, not faster). hubstream has no use for the
+ * statistics, so before the first connection it turns them off in the libsqlite3 that the
+ * SQLite ODBC driver will load (the same library by soname). Process-wide: an embedding
+ * program's own SQLite then reports no memory statistics (sqlite3_memory_used() and the soft
+ * heap limit). Nothing happens if libsqlite3 is absent or already initialised.
+ */
+static void process_init(void)
+{
+    void *lib = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return;
+    int (*config)(int, ...) = (int (*)(int, ...))dlsym(lib, "sqlite3_config");
+    if (config) config(9 /* SQLITE_CONFIG_MEMSTATUS */, 0);
+    /* the library stays loaded: the setting lives in it */
 }
 
 /*
@@ -104,6 +124,7 @@ const hs_dialect_t hs_dialect_sqlite = {
     .name = "sqlite",
     .dbms_prefix = "SQLite",
     .conn_from_path = conn_from_path,
+    .process_init = process_init,
     .session_sql = session_sql,
     .batch_lock_sql = NULL, /* SQLite has one writer at a time by construction */
     .migrate_lock_sql = NULL,

@@ -8,7 +8,9 @@
  * which database it talks to.
  *
  * What it is not: not thread-safe (one connection per thread), not a cache, and it knows
- * nothing of batching rules, expected versions or subscribers (writer.c and reader.c).
+ * nothing of batching rules, expected versions or subscribers (writer.c and reader.c). Nor is it
+ * the ODBC plumbing: handles, diagnostics, the fault switch, binding, executing and fetching are
+ * odbc.c's, and every ODBC call that can fail at run time is made there.
  *
  * Transactions. The connection runs in ODBC manual-commit mode. Between hs_store_begin() and
  * hs_store_commit()/hs_store_rollback() every call works inside the caller's transaction and a
@@ -26,31 +28,20 @@
  */
 #include "storage/store.h"
 
-#include <dlfcn.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sql.h>
-#include <sqlext.h>
-
 #include <hubstream/hubstream.h>
 
 #include "storage/dialect.h"
+#include "storage/odbc.h"
 #include "util/utf8.h"
 
-#define ERR_MAX  1024
 #define CONN_MAX 1024
-/* Text parameters longer than this are bound as SQL_LONGVARCHAR: SQL Server refuses VARCHAR
- * column sizes above 8000 bytes, and the type makes no difference to SQLite or PostgreSQL. */
-#define LONG_TEXT 4000
-/* One text value; SQLite's driver keeps lengths in an int. */
-#define TEXT_MAX ((size_t)INT32_MAX - 1)
 
 /* An array insert binds fixed-width columns, so a batch costs (widest value x rows) per text
  * column: executions are cut so that the four text columns stay within this budget. */
@@ -67,11 +58,6 @@
 #define PAGE_MIN   4
 #define PAGE_BYTES ((size_t)32 << 20)
 #define LIST_PAGE  1024
-
-/* First SQLGetData size of a text buffer: sqliteodbc strncpy()s into the whole buffer it is
- * given (zero-filling it), so asking for a 1 MiB buffer for a 100-byte value costs a 1 MiB
- * memset. Each column asks for the next power of two above its previous value instead. */
-#define HINT_MIN 256
 
 /* Statements, in the order of the dialect's fields. */
 enum {
@@ -134,13 +120,6 @@ static const struct {
 
 #define INT_COLS 6
 
-/* A growing text buffer for SQLGetData. */
-typedef struct text {
-    char *p;
-    size_t cap;
-    size_t hint; /* how much to ask for first */
-} text_t;
-
 /* Read buffers: the record's strings must all be valid at once, so one per column. */
 enum { T_STREAM, T_EVENT_ID, T_TYPE, T_DATA, T_META, T_KEY, T_HI, T_COUNT };
 
@@ -182,84 +161,42 @@ typedef struct batch {
 } batch_t;
 
 struct hs_store {
-    SQLHENV env;
-    SQLHDBC dbc;
-    bool connected;
-    bool in_txn; /* between hs_store_begin() and commit/rollback */
+    hs_odbc_t db; /* handles, the one-off statement (session settings, migrations), last error */
+    bool in_txn;  /* between hs_store_begin() and commit/rollback */
     const hs_dialect_t *d;
     SQLHSTMT q[Q_COUNT];
-    SQLHSTMT scratch; /* session settings and migrations */
     SQLBIGINT col[INT_COLS];
     SQLLEN col_ind[INT_COLS];
-    text_t t[T_COUNT];
+    hs_odbc_text_t t[T_COUNT];
     batch_t b;
     rblock_t rb;
-    char err[ERR_MAX];
 };
 
-/* One statement parameter: an integer or a text with its length. */
-typedef struct par {
-    bool text;
-    SQLBIGINT i;
-    const char *s;
-    SQLLEN len;
-} par_t;
+/* ---- test-only fault injection ---- */
 
-#define PINT(v)    ((par_t){.text = false, .i = (SQLBIGINT)(v)})
-#define PTXT(p, n) ((par_t){.text = true, .s = (p) ? (p) : "", .len = (SQLLEN)(n)})
-
-/* ---- test-only fault injection (hs_store_fault) ---- */
-
-static atomic_bool fault_armed;
-static atomic_long fault_calls, fault_at;
-static atomic_int fault_flags;
-/* Set on the thread whose call was failed on purpose, so that dbfail() says so instead of
- * reading a stale diagnostic from the handle; and whether that call should still run. */
-static _Thread_local bool fault_now;
-static _Thread_local bool fault_run;
+/* The switch is the ODBC layer's (odbc.c), through which every fallible call goes. */
+_Static_assert((int)HS_FAULT_STICKY == (int)HS_ODBC_FAULT_STICKY &&
+                   (int)HS_FAULT_AFTER == (int)HS_ODBC_FAULT_AFTER &&
+                   (int)HS_FAULT_COUNT == (int)HS_ODBC_FAULT_COUNT,
+               "store.h and odbc.h fault flags differ");
 
 void hs_store_fault(long nth, int flags)
 {
-    atomic_store(&fault_armed, false);
-    atomic_store(&fault_calls, 0);
-    atomic_store(&fault_at, nth);
-    atomic_store(&fault_flags, flags);
-    atomic_store(&fault_armed, nth > 0 || (flags & HS_FAULT_COUNT));
+    hs_odbc_fault(nth, flags);
 }
 
 long hs_store_fault_calls(void)
 {
-    return atomic_load(&fault_calls);
+    return hs_odbc_fault_calls();
 }
 
-/* Counts one fallible ODBC call and says whether to fail it. */
-static bool fault(void)
-{
-    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed)) return false;
-    long n = atomic_fetch_add(&fault_calls, 1) + 1;
-    long at = atomic_load(&fault_at);
-    int flags = atomic_load(&fault_flags);
-    if (at <= 0 || n < at || (n > at && !(flags & HS_FAULT_STICKY))) {
-        fault_now = false;
-        return false;
-    }
-    fault_now = true;
-    fault_run = n == at && (flags & HS_FAULT_AFTER);
-    return true;
-}
-
-/* Every ODBC call that can fail at run time goes through this: `call` is evaluated once,
- * unless the fault skips it. */
-#define ODBC(call)                                                                                 \
-    (!fault() ? (call) : fault_run ? ((void)(call), (SQLRETURN)SQL_ERROR) : (SQLRETURN)SQL_ERROR)
-
-/* ---- diagnostics ---- */
+/* ---- diagnostics, into the connection's buffer (odbc.h) ---- */
 
 static int fail(hs_store_t *st, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st->err, sizeof st->err, fmt, ap);
+    hs_odbc_vfail(&st->db, code, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -269,70 +206,14 @@ static int dbfail(hs_store_t *st, SQLSMALLINT type, SQLHANDLE h, const char *fmt
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(st->err, sizeof st->err, fmt, ap);
+    int rc = hs_odbc_vdbfail(&st->db, type, h, fmt, ap);
     va_end(ap);
-    size_t at = n < 0 ? 0 : (size_t)n < sizeof st->err ? (size_t)n : sizeof st->err - 1;
-    int found = 0;
-
-    if (fault_now) {
-        fault_now = false;
-        snprintf(st->err + at, sizeof st->err - at, ": [HY000] injected fault (hs_store_fault)");
-        return HS_EDB;
-    }
-
-    for (SQLSMALLINT i = 1; i <= 3 && h != SQL_NULL_HANDLE; i++) {
-        SQLCHAR state[6] = "", msg[SQL_MAX_MESSAGE_LENGTH];
-        SQLINTEGER native = 0;
-        SQLSMALLINT mlen = 0;
-        SQLRETURN r = SQLGetDiagRec(type, h, i, state, &native, msg, sizeof msg, &mlen);
-        if (!SQL_SUCCEEDED(r)) break;
-        n = snprintf(st->err + at, sizeof st->err - at, "%s [%s] %s", found ? ";" : ":",
-                     (char *)state, (char *)msg);
-        found++;
-        if (n < 0 || (size_t)n >= sizeof st->err - at) break;
-        at += (size_t)n;
-    }
-    if (!found && at < sizeof st->err)
-        snprintf(st->err + at, sizeof st->err - at, ": (no diagnostic from the driver)");
-    return HS_EDB;
+    return rc;
 }
 
 static int nomem(hs_store_t *st)
 {
-    return fail(st, HS_ENOMEM, "out of memory");
-}
-
-/* ---- buffers ---- */
-
-/* Returns p resized to hold at least `need` elements of `size` bytes, updating *cap (it never
- * shrinks), or NULL when memory runs out (p is then left as it was). */
-static void *grow(void *p, size_t *cap, size_t need, size_t size)
-{
-    if (*cap >= need) return p;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n = n > SIZE_MAX / 2 ? need : n * 2;
-    if (n > SIZE_MAX / size) return NULL;
-    void *q = realloc(p, n * size);
-    if (q) *cap = n;
-    return q;
-}
-
-/* The same for a text buffer. */
-static int reserve(text_t *t, size_t need)
-{
-    char *p = grow(t->p, &t->cap, need, 1);
-    if (!p) return HS_ENOMEM;
-    t->p = p;
-    return 0;
-}
-
-static size_t pow2_above(size_t n)
-{
-    size_t h = HINT_MIN;
-    while (h <= n && h <= SIZE_MAX / 2)
-        h *= 2;
-    return h;
+    return hs_odbc_nomem(&st->db);
 }
 
 /* ---- statements ---- */
@@ -362,48 +243,12 @@ static int prep(hs_store_t *st, int q, SQLHSTMT *out)
         sql = multi;
     }
     SQLHSTMT h = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(ODBC(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &h)))) {
-        free(multi);
-        return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
-    }
-    SQLRETURN pr = ODBC(SQLPrepare(h, (SQLCHAR *)sql, SQL_NTS));
+    int rc =
+        hs_odbc_prepare(&st->db, sql, qinfo[q].what, st->col, st->col_ind, qinfo[q].int_cols, &h);
     free(multi);
-    if (!SQL_SUCCEEDED(pr)) {
-        int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot prepare '%s'", qinfo[q].what);
-        SQLFreeHandle(SQL_HANDLE_STMT, h);
-        return rc;
-    }
-    for (int i = 0; i < qinfo[q].int_cols; i++) {
-        SQLRETURN r =
-            SQLBindCol(h, (SQLUSMALLINT)(i + 1), SQL_C_SBIGINT, &st->col[i], 0, &st->col_ind[i]);
-        if (!SQL_SUCCEEDED(r)) {
-            int rc = dbfail(st, SQL_HANDLE_STMT, h, "cannot bind '%s'", qinfo[q].what);
-            SQLFreeHandle(SQL_HANDLE_STMT, h);
-            return rc;
-        }
-    }
+    if (rc) return rc;
     st->q[q] = h;
     *out = h;
-    return 0;
-}
-
-static int bind(hs_store_t *st, SQLHSTMT h, par_t *p, int n, int q)
-{
-    for (int i = 0; i < n; i++) {
-        SQLRETURN r;
-        if (p[i].text) {
-            SQLSMALLINT type = p[i].len > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR;
-            SQLULEN size = p[i].len > 0 ? (SQLULEN)p[i].len : 1;
-            r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_CHAR, type, size,
-                                 0, (SQLPOINTER)p[i].s, p[i].len, &p[i].len);
-        } else {
-            r = SQLBindParameter(h, (SQLUSMALLINT)(i + 1), SQL_PARAM_INPUT, SQL_C_SBIGINT,
-                                 SQL_BIGINT, 0, 0, &p[i].i, 0, NULL);
-        }
-        if (!SQL_SUCCEEDED(r))
-            return dbfail(st, SQL_HANDLE_STMT, h, "cannot bind parameter %d of '%s'", i + 1,
-                          qinfo[q].what);
-    }
     return 0;
 }
 
@@ -411,28 +256,13 @@ static int bind(hs_store_t *st, SQLHSTMT h, par_t *p, int n, int q)
  * Prepares (once), binds and executes statement q. *h receives the statement, whose cursor the
  * caller closes; *changed, if not NULL, the number of rows an INSERT/UPDATE/DELETE touched.
  */
-static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *changed)
+static int run(hs_store_t *st, int q, hs_par_t *p, int n, SQLHSTMT *hp, SQLLEN *changed)
 {
     SQLHSTMT h = SQL_NULL_HSTMT;
     int rc = prep(st, q, &h);
     if (rc) return rc;
-    rc = bind(st, h, p, n, q);
+    rc = hs_odbc_run(&st->db, h, p, n, qinfo[q].what, changed);
     if (rc) return rc;
-    SQLRETURN r = ODBC(SQLExecute(h));
-    /* SQL_NO_DATA: an UPDATE or DELETE that matched no row (ODBC 3). */
-    if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r)) {
-        rc = dbfail(st, SQL_HANDLE_STMT, h, "%s failed", qinfo[q].what);
-        SQLFreeStmt(h, SQL_CLOSE);
-        return rc;
-    }
-    if (changed) {
-        *changed = 0;
-        if (r != SQL_NO_DATA && !SQL_SUCCEEDED(ODBC(SQLRowCount(h, changed)))) {
-            rc = dbfail(st, SQL_HANDLE_STMT, h, "%s: no row count", qinfo[q].what);
-            SQLFreeStmt(h, SQL_CLOSE);
-            return rc;
-        }
-    }
     if (hp)
         *hp = h;
     else
@@ -440,76 +270,23 @@ static int run(hs_store_t *st, int q, par_t *p, int n, SQLHSTMT *hp, SQLLEN *cha
     return 0;
 }
 
-/* Runs a one-off statement (session settings, DDL) and discards any result. */
-static int direct(hs_store_t *st, const char *sql, const char *what)
-{
-    if (!st->scratch && !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, st->dbc, &st->scratch))) {
-        st->scratch = SQL_NULL_HSTMT;
-        return dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot allocate a statement");
-    }
-    SQLRETURN r = ODBC(SQLExecDirect(st->scratch, (SQLCHAR *)sql, SQL_NTS));
-    int rc = 0;
-    if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r))
-        rc = dbfail(st, SQL_HANDLE_STMT, st->scratch, "%s failed (%.80s)", what, sql);
-    SQLFreeStmt(st->scratch, SQL_CLOSE);
-    return rc;
-}
-
 /* 1: a row, 0: no more rows, <0: error. */
 static int fetch(hs_store_t *st, SQLHSTMT h, int q)
 {
-    SQLRETURN r = ODBC(SQLFetch(h));
-    if (r == SQL_NO_DATA) return 0;
-    if (SQL_SUCCEEDED(r)) return 1;
-    return dbfail(st, SQL_HANDLE_STMT, h, "%s: fetch failed", qinfo[q].what);
+    return hs_odbc_fetch(&st->db, h, qinfo[q].what);
+}
+
+/* Text column `col` of the current row into t; *s is NULL for SQL NULL (hs_odbc_text_col). */
+static int text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, hs_odbc_text_t *t, const char **s,
+                    size_t *len)
+{
+    return hs_odbc_text_col(&st->db, h, col, t, s, len);
 }
 
 /* Integer result column i (0-based) of the current row; SQL NULL reads as 0. */
 static int64_t ival(const hs_store_t *st, int i)
 {
     return st->col_ind[i] == SQL_NULL_DATA ? 0 : (int64_t)st->col[i];
-}
-
-/*
- * Reads text column `col` of the current row into t (grown as needed): *s is NULL for SQL
- * NULL. A value is read in one call when it fits the column's hint, else in two (or, for a
- * driver that cannot tell the total length, in doubling chunks).
- */
-static int text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, text_t *t, const char **s,
-                    size_t *len)
-{
-    size_t have = 0;
-    size_t ask = t->hint < t->cap ? t->hint : t->cap;
-
-    for (;;) {
-        SQLLEN ind = 0;
-        SQLRETURN r = ODBC(SQLGetData(h, col, SQL_C_CHAR, t->p + have, (SQLLEN)ask, &ind));
-        if (r == SQL_NO_DATA) /* the previous call returned the rest */
-            break;
-        if (!SQL_SUCCEEDED(r))
-            return dbfail(st, SQL_HANDLE_STMT, h, "cannot read column %u", (unsigned)col);
-        if (ind == SQL_NULL_DATA) {
-            *s = NULL;
-            *len = 0;
-            return 0;
-        }
-        if (ind != SQL_NO_TOTAL && ind < 0)
-            return fail(st, HS_EDB, "column %u: driver returned length %ld", (unsigned)col,
-                        (long)ind);
-        if (ind != SQL_NO_TOTAL && (size_t)ind < ask) {
-            have += (size_t)ind;
-            break;
-        }
-        /* Truncated: ask - 1 bytes plus a NUL were written; ind was what remained before. */
-        have += ask - 1;
-        size_t need = ind == SQL_NO_TOTAL ? t->cap * 2 : have + ((size_t)ind - (ask - 1)) + 1;
-        if (reserve(t, need)) return nomem(st);
-        ask = t->cap - have;
-    }
-    t->hint = pow2_above(have);
-    *s = t->p;
-    *len = have;
-    return 0;
 }
 
 static void head_from_cols(const hs_store_t *st, hs_stream_head_t *out)
@@ -527,37 +304,25 @@ static void head_from_cols(const hs_store_t *st, hs_stream_head_t *out)
 static int finish(hs_store_t *st, int rc)
 {
     if (st->in_txn) return rc;
-    SQLRETURN r = ODBC(SQLEndTran(SQL_HANDLE_DBC, st->dbc, rc == 0 ? SQL_COMMIT : SQL_ROLLBACK));
-    if (!SQL_SUCCEEDED(r) && rc == 0) {
-        rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
-        SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
-    }
+    if (rc == 0) return hs_odbc_commit(&st->db);
+    hs_odbc_rollback(&st->db);
     return rc;
 }
 
 static bool bad_text(const char *s, size_t len)
 {
-    return (!s && len > 0) || len > TEXT_MAX;
+    return (!s && len > 0) || len > HS_ODBC_TEXT_MAX;
 }
 
 /* ---- connection ---- */
 
-/*
- * SQLite keeps memory statistics by default, under one process-wide mutex taken on every
- * allocation: two reader threads replaying from SQLite then serialise on it (measured: a
- * catch-up read ahead on a second reader got slower, not faster). hubstream has no use for the
- * statistics, so before the first connection it turns them off in the libsqlite3 that the
- * SQLite ODBC driver will load (the same library by soname). Process-wide: an embedding
- * program's own SQLite then reports no memory statistics (sqlite3_memory_used() and the soft
- * heap limit). Nothing happens if libsqlite3 is absent or already initialised.
- */
-static void sqlite_tune(void)
+/* Every dialect's process-wide set-up (dialect.h: before the first connection, whose dialect
+ * is not known yet). */
+static void dialects_init(void)
 {
-    void *lib = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return;
-    int (*config)(int, ...) = (int (*)(int, ...))dlsym(lib, "sqlite3_config");
-    if (config) config(9 /* SQLITE_CONFIG_MEMSTATUS */, 0);
-    /* the library stays loaded: the setting lives in it */
+    for (const hs_dialect_t *const *d = hs_dialects(); *d; d++) {
+        if ((*d)->process_init) (*d)->process_init();
+    }
 }
 
 hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
@@ -567,8 +332,8 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
     const char *cs = conn;
     bool bare = conn && !strchr(conn, '=');
 
-    static pthread_once_t tuned = PTHREAD_ONCE_INIT;
-    pthread_once(&tuned, sqlite_tune);
+    static pthread_once_t inited = PTHREAD_ONCE_INIT;
+    pthread_once(&inited, dialects_init);
     if (err && errlen) err[0] = '\0';
     if (!st) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
@@ -589,62 +354,30 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
         cs = connbuf;
     }
     for (int i = 0; i < T_COUNT; i++) {
-        if (reserve(&st->t[i], HINT_MIN)) {
+        if (hs_odbc_text_init(&st->t[i])) {
             nomem(st);
             goto out;
         }
-        st->t[i].hint = HINT_MIN;
     }
 
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &st->env))) {
-        st->env = SQL_NULL_HENV;
-        fail(st, HS_EDB, "cannot allocate an ODBC environment (is unixODBC installed?)");
-        goto out;
-    }
-    SQLSetEnvAttr(st->env, SQL_ATTR_ODBC_VERSION, (SQLPOINTER)SQL_OV_ODBC3, 0);
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, st->env, &st->dbc))) {
-        st->dbc = SQL_NULL_HDBC;
-        dbfail(st, SQL_HANDLE_ENV, st->env, "cannot allocate an ODBC connection");
-        goto out;
-    }
-    SQLRETURN r =
-        ODBC(SQLDriverConnect(st->dbc, NULL, (SQLCHAR *)cs, SQL_NTS, NULL, 0, NULL, SQL_DRIVER_NOPROMPT));
-    if (!SQL_SUCCEEDED(r)) {
-        /* A connection string may carry a password: only a bare path is repeated. */
-        if (bare)
-            dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot open database file '%s'", conn);
-        else
-            dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot connect to the database");
-        goto out;
-    }
-    st->connected = true;
-
-    SQLCHAR dbms[128] = "";
-    SQLSMALLINT dlen = 0;
-    r = SQLGetInfo(st->dbc, SQL_DBMS_NAME, dbms, sizeof dbms, &dlen);
-    if (!SQL_SUCCEEDED(r)) {
-        dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot ask the driver for its DBMS name");
-        goto out;
-    }
-    st->d = hs_dialect_find((const char *)dbms);
+    if (hs_odbc_connect(&st->db, cs, bare ? conn : NULL)) goto out;
+    char dbms[128];
+    if (hs_odbc_dbms_name(&st->db, dbms, sizeof dbms)) goto out;
+    st->d = hs_dialect_find(dbms);
     if (!st->d) {
-        fail(st, HS_EINVAL, "unsupported database '%s' (no SQL dialect for it)", (char *)dbms);
+        fail(st, HS_EINVAL, "unsupported database '%s' (no SQL dialect for it)", dbms);
         goto out;
     }
     /* Session settings run in autocommit mode: some (SQLite's journal_mode) cannot run inside
      * a transaction, and in manual-commit mode every statement opens one. */
     for (const char *const *s = st->d->session_sql; s && *s; s++) {
-        if (direct(st, *s, "session setting")) goto out;
+        if (hs_odbc_direct(&st->db, *s, "session setting")) goto out;
     }
-    r = SQLSetConnectAttr(st->dbc, SQL_ATTR_AUTOCOMMIT, (SQLPOINTER)SQL_AUTOCOMMIT_OFF, 0);
-    if (!SQL_SUCCEEDED(r)) {
-        dbfail(st, SQL_HANDLE_DBC, st->dbc, "cannot switch to manual commit");
-        goto out;
-    }
+    if (hs_odbc_manual_commit(&st->db)) goto out;
     return st;
 
 out:
-    if (err && errlen) snprintf(err, errlen, "%s", st->err);
+    if (err && errlen) snprintf(err, errlen, "%s", st->db.err);
     hs_store_close(st);
     return NULL;
 }
@@ -655,16 +388,9 @@ void hs_store_close(hs_store_t *st)
     for (int i = 0; i < Q_COUNT; i++) {
         if (st->q[i]) SQLFreeHandle(SQL_HANDLE_STMT, st->q[i]);
     }
-    if (st->scratch) SQLFreeHandle(SQL_HANDLE_STMT, st->scratch);
-    if (st->connected) {
-        /* Whatever was not committed is abandoned, as if the process had stopped. */
-        SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
-        SQLDisconnect(st->dbc);
-    }
-    if (st->dbc) SQLFreeHandle(SQL_HANDLE_DBC, st->dbc);
-    if (st->env) SQLFreeHandle(SQL_HANDLE_ENV, st->env);
+    hs_odbc_close(&st->db);
     for (int i = 0; i < T_COUNT; i++)
-        free(st->t[i].p);
+        hs_odbc_text_free(&st->t[i]);
     for (int i = 0; i < N_COUNT; i++)
         free(st->b.num[i]);
     for (int i = 0; i < S_COUNT; i++) {
@@ -696,7 +422,7 @@ bool hs_store_shared(const hs_store_t *st)
 
 const char *hs_store_error(const hs_store_t *st)
 {
-    return st->err;
+    return st->db.err;
 }
 
 /* ---- schema ---- */
@@ -731,7 +457,7 @@ static int migrate(hs_store_t *st)
 {
     const hs_dialect_t *d = st->d;
     int64_t v = 0;
-    int rc = direct(st, d->meta_create_sql, "creating hs_meta");
+    int rc = hs_odbc_direct(&st->db, d->meta_create_sql, "creating hs_meta");
     if (rc) return rc;
     if (d->migrate_lock_sql && (rc = run(st, Q_MIGRATE_LOCK, NULL, 0, NULL, NULL))) return rc;
     if ((rc = schema_version(st, &v))) return rc;
@@ -744,7 +470,7 @@ static int migrate(hs_store_t *st)
         char what[64];
         snprintf(what, sizeof what, "migration to schema version %lld", (long long)v + 1);
         for (const char *const *s = d->migrations[v]; *s; s++) {
-            if ((rc = direct(st, *s, what))) return rc;
+            if ((rc = hs_odbc_direct(&st->db, *s, what))) return rc;
         }
         int64_t now = 0;
         if ((rc = schema_version(st, &now))) return rc;
@@ -789,21 +515,13 @@ int hs_store_commit(hs_store_t *st)
 {
     if (!st->in_txn) return fail(st, HS_EINVAL, "commit without a transaction");
     st->in_txn = false;
-    if (!SQL_SUCCEEDED(ODBC(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_COMMIT)))) {
-        /* A failed COMMIT may leave the transaction open (SQLite on SQLITE_BUSY): end it, so
-         * that after this call there is no transaction either way. */
-        int rc = dbfail(st, SQL_HANDLE_DBC, st->dbc, "commit failed");
-        SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK);
-        return rc;
-    }
-    return 0;
+    return hs_odbc_commit(&st->db);
 }
 
 int hs_store_rollback(hs_store_t *st)
 {
     st->in_txn = false;
-    if (!SQL_SUCCEEDED(ODBC(SQLEndTran(SQL_HANDLE_DBC, st->dbc, SQL_ROLLBACK))))
-        return dbfail(st, SQL_HANDLE_DBC, st->dbc, "rollback failed");
+    if (hs_odbc_rollback(&st->db)) return dbfail(st, SQL_HANDLE_DBC, st->db.dbc, "rollback failed");
     return 0;
 }
 
@@ -811,7 +529,7 @@ int hs_store_rollback(hs_store_t *st)
 
 static int get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_head_t *out)
 {
-    par_t p[] = {PTXT(name, len)};
+    hs_par_t p[] = {HS_PTXT(name, len)};
     SQLHSTMT h;
     int rc = run(st, Q_GET_STREAM, p, 1, &h, NULL);
     if (rc) return rc;
@@ -834,7 +552,7 @@ int hs_store_get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_
 
 static int create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us, int64_t *id)
 {
-    par_t p[] = {PTXT(name, len), PINT(now_us), PINT(now_us)};
+    hs_par_t p[] = {HS_PTXT(name, len), HS_PINT(now_us), HS_PINT(now_us)};
     int rc = run(st, Q_CREATE_STREAM, p, 3, NULL, NULL);
     if (rc) return rc;
     /* Read the id back by name: the same statement for every dialect, where "the last id"
@@ -855,8 +573,8 @@ int hs_store_create_stream(hs_store_t *st, const char *name, size_t len, int64_t
 
 static int update_stream(hs_store_t *st, const hs_stream_head_t *head)
 {
-    par_t p[] = {PINT(head->version), PINT(head->position), PINT(head->closed ? 1 : 0),
-                 PINT(head->updated_us), PINT(head->id)};
+    hs_par_t p[] = {HS_PINT(head->version), HS_PINT(head->position), HS_PINT(head->closed ? 1 : 0),
+                    HS_PINT(head->updated_us), HS_PINT(head->id)};
     SQLLEN n = 0;
     int rc = run(st, Q_UPDATE_STREAM, p, 5, NULL, &n);
     if (rc == 0 && n == 0) rc = HS_ENOENT;
@@ -871,8 +589,8 @@ int hs_store_update_stream(hs_store_t *st, const hs_stream_head_t *head)
 
 static int delete_stream(hs_store_t *st, int64_t id)
 {
-    par_t keep[] = {PINT(id), PINT(id)};
-    par_t one[] = {PINT(id)};
+    hs_par_t keep[] = {HS_PINT(id), HS_PINT(id)};
+    hs_par_t one[] = {HS_PINT(id)};
     SQLLEN n = 0;
     int rc = run(st, Q_KEEP_POSITION, keep, 2, NULL, NULL);
     if (rc == 0) rc = run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
@@ -907,7 +625,7 @@ int hs_store_max_position(hs_store_t *st, int64_t *pos)
 static int find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
                       int64_t *version, int64_t *position)
 {
-    par_t p[] = {PINT(stream_id), PTXT(event_id, len)};
+    hs_par_t p[] = {HS_PINT(stream_id), HS_PTXT(event_id, len)};
     SQLHSTMT h;
     int rc = run(st, Q_FIND_EVENT, p, 2, &h, NULL);
     if (rc) return rc;
@@ -932,7 +650,7 @@ int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id,
 
 static int oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int64_t *time_us)
 {
-    par_t p[] = {PINT(stream_id)};
+    hs_par_t p[] = {HS_PINT(stream_id)};
     SQLHSTMT h;
     int rc = run(st, Q_OLDEST_EVENT, p, 1, &h, NULL);
     if (rc) return rc;
@@ -957,7 +675,7 @@ int hs_store_oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, i
 int hs_store_trim(hs_store_t *st, int64_t stream_id, int64_t upto_version, int64_t before_us,
                   int64_t *deleted)
 {
-    par_t p[] = {PINT(stream_id), PINT(upto_version), PINT(before_us)};
+    hs_par_t p[] = {HS_PINT(stream_id), HS_PINT(upto_version), HS_PINT(before_us)};
     SQLLEN n = 0;
     int rc = run(st, Q_TRIM, p, 3, NULL, &n);
     if (rc == 0 && deleted) *deleted = n > 0 ? (int64_t)n : 0;
@@ -1005,18 +723,18 @@ static int batch_reserve(hs_store_t *st, size_t m)
         cap *= 2;
     for (int c = 0; c < N_COUNT; c++) {
         size_t have = b->rows;
-        SQLBIGINT *x = grow(b->num[c], &have, cap, sizeof *x);
+        SQLBIGINT *x = hs_odbc_grow(b->num[c], &have, cap, sizeof *x);
         if (!x) return nomem(st);
         b->num[c] = x;
     }
     for (int c = 0; c < S_COUNT; c++) {
         size_t have = b->rows;
-        SQLLEN *x = grow(b->len[c], &have, cap, sizeof *x);
+        SQLLEN *x = hs_odbc_grow(b->len[c], &have, cap, sizeof *x);
         if (!x) return nomem(st);
         b->len[c] = x;
     }
     size_t have = b->rows;
-    SQLUSMALLINT *x = grow(b->status, &have, cap, sizeof *x);
+    SQLUSMALLINT *x = hs_odbc_grow(b->status, &have, cap, sizeof *x);
     if (!x) return nomem(st);
     b->status = x;
     b->rows = cap;
@@ -1035,7 +753,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
 
     if ((rc = batch_reserve(st, m))) return rc;
     for (int c = 0; c < S_COUNT; c++) {
-        char *x = grow(b->text[c], &b->text_cap[c], w[c] * m, 1);
+        char *x = hs_odbc_grow(b->text[c], &b->text_cap[c], w[c] * m, 1);
         if (!x) return nomem(st);
         b->text[c] = x;
     }
@@ -1056,44 +774,24 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
             if (len) memcpy(b->text[c] + k * w[c], s, len);
             b->len[c][k] = (SQLLEN)len;
         }
-        b->status[k] = SQL_PARAM_UNUSED;
     }
 
-    SQLRETURN r = SQL_SUCCESS;
-    for (int c = 0; c < N_COUNT && SQL_SUCCEEDED(r); c++)
-        r = SQLBindParameter(h, (SQLUSMALLINT)(c + 1), SQL_PARAM_INPUT, SQL_C_SBIGINT, SQL_BIGINT,
-                             0, 0, b->num[c], 0, NULL);
-    for (int c = 0; c < S_COUNT && SQL_SUCCEEDED(r); c++)
-        r = SQLBindParameter(h, (SQLUSMALLINT)(N_COUNT + c + 1), SQL_PARAM_INPUT, SQL_C_CHAR,
-                             w[c] > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR, w[c], 0, b->text[c],
-                             (SQLLEN)w[c], b->len[c]);
-    if (SQL_SUCCEEDED(r))
-        r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_BIND_TYPE, (SQLPOINTER)SQL_PARAM_BIND_BY_COLUMN, 0);
-    if (SQL_SUCCEEDED(r))
-        r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)m, 0);
-    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_STATUS_PTR, b->status, 0);
-    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, &b->processed, 0);
-    if (!SQL_SUCCEEDED(r))
-        return dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind parameter arrays");
-
-    b->processed = 0;
-    r = ODBC(SQLExecute(h));
-
-    /* Which row failed: drivers that follow the spec mark it SQL_PARAM_ERROR (and may go on
-     * with the next rows); sqliteodbc leaves the status array alone, stops at the failing row
-     * and counts only the rows before it as processed. */
+    hs_odbc_array_t a = {.rows = m,
+                         .nint = N_COUNT,
+                         .ntext = S_COUNT,
+                         .ints = b->num,
+                         .text = b->text,
+                         .width = w,
+                         .len = b->len,
+                         .status = b->status,
+                         .processed = &b->processed};
+    if ((rc = hs_odbc_bind_array(&st->db, h, &a, "insert events"))) return rc;
     size_t bad = m;
-    for (size_t k = 0; k < m; k++) {
-        if (b->status[k] == SQL_PARAM_ERROR) {
-            bad = k;
-            break;
-        }
-    }
+    SQLRETURN r = hs_odbc_execute_array(h, &a, &bad);
     if (SQL_SUCCEEDED(r) && bad == m && b->processed == m) {
         SQLFreeStmt(h, SQL_CLOSE);
         return 0;
     }
-    if (bad == m && b->processed < m) bad = b->processed;
     if (bad < m) {
         const hs_row_t *x = &rows[bad];
         rc = dbfail(st, SQL_HANDLE_STMT, h,
@@ -1138,15 +836,16 @@ static int insert_values(hs_store_t *st, const hs_row_t *rows, size_t first, siz
             size_t len = row_len(row, c);
             b->len[c][k] = s ? (SQLLEN)len : SQL_NULL_DATA;
             r = SQLBindParameter(h, par++, SQL_PARAM_INPUT, SQL_C_CHAR,
-                                 len > LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR, len ? len : 1, 0,
-                                 (SQLPOINTER)(s ? s : ""), (SQLLEN)len, &b->len[c][k]);
+                                 len > HS_ODBC_LONG_TEXT ? SQL_LONGVARCHAR : SQL_VARCHAR,
+                                 len ? len : 1, 0, (SQLPOINTER)(s ? s : ""), (SQLLEN)len,
+                                 &b->len[c][k]);
         }
     }
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)1, 0);
     if (!SQL_SUCCEEDED(r))
         return dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind a multi-row insert");
-    r = ODBC(SQLExecute(h));
+    r = hs_odbc_execute(h);
     if (!SQL_SUCCEEDED(r)) {
         rc = dbfail(st, SQL_HANDLE_STMT, h, "inserting events %zu..%zu of %zu", first + 1,
                     first + VALUES_ROWS, total);
@@ -1196,9 +895,9 @@ int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
     if (!rows) return fail(st, HS_EINVAL, "insert events: no rows");
     for (size_t i = 0; i < n; i++) {
         const hs_row_t *r = &rows[i];
-        if (!r->event_id || !r->type || !r->data || r->event_id_len > TEXT_MAX ||
-            r->type_len > TEXT_MAX || r->data_len > TEXT_MAX ||
-            (r->metadata && r->metadata_len > TEXT_MAX))
+        if (!r->event_id || !r->type || !r->data || r->event_id_len > HS_ODBC_TEXT_MAX ||
+            r->type_len > HS_ODBC_TEXT_MAX || r->data_len > HS_ODBC_TEXT_MAX ||
+            (r->metadata && r->metadata_len > HS_ODBC_TEXT_MAX))
             return fail(st, HS_EINVAL,
                         "insert events: row %zu lacks event_id, type or data, or"
                         " a value is too long",
@@ -1229,11 +928,11 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
 
     while (left > 0) {
         size_t want = left < page ? left : page;
-        par_t p[3];
+        hs_par_t p[3];
         int np = 0;
-        if (!all) p[np++] = PTXT(name, name_len);
-        p[np++] = PINT(after);
-        p[np++] = PINT(want);
+        if (!all) p[np++] = HS_PTXT(name, name_len);
+        p[np++] = HS_PINT(after);
+        p[np++] = HS_PINT(want);
         SQLHSTMT h;
         int rc = run(st, q, p, np, &h, NULL);
         if (rc) return rc;
@@ -1293,28 +992,28 @@ static size_t block_reserve(hs_store_t *st, size_t want)
         size_t have;
         for (int i = 0; i < 3; i++) {
             have = b->cap;
-            SQLBIGINT *x = grow(b->num[i], &have, rows, sizeof *x);
+            SQLBIGINT *x = hs_odbc_grow(b->num[i], &have, rows, sizeof *x);
             if (!x) return 0;
             b->num[i] = x;
             have = b->cap;
-            SQLLEN *y = grow(b->num_ind[i], &have, rows, sizeof *y);
+            SQLLEN *y = hs_odbc_grow(b->num_ind[i], &have, rows, sizeof *y);
             if (!y) return 0;
             b->num_ind[i] = y;
         }
         for (int c = 0; c < B_COUNT; c++) {
             have = b->cap;
-            SQLLEN *y = grow(b->ind[c], &have, rows, sizeof *y);
+            SQLLEN *y = hs_odbc_grow(b->ind[c], &have, rows, sizeof *y);
             if (!y) return 0;
             b->ind[c] = y;
         }
         have = b->cap;
-        SQLUSMALLINT *z = grow(b->status, &have, rows, sizeof *z);
+        SQLUSMALLINT *z = hs_odbc_grow(b->status, &have, rows, sizeof *z);
         if (!z) return 0;
         b->status = z;
         b->cap = rows;
     }
     for (int c = 0; c < B_COUNT; c++) {
-        char *x = grow(b->text[c], &b->text_cap[c], rows * b->width[c], 1);
+        char *x = hs_odbc_grow(b->text[c], &b->text_cap[c], rows * b->width[c], 1);
         if (!x) return 0;
         b->text[c] = x;
     }
@@ -1360,21 +1059,21 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
         int rc = prep(st, q, &h);
         if (rc) return rc;
         if ((rc = block_bind(st, h, all, rows))) return rc;
-        par_t p[3];
+        hs_par_t p[3];
         int np = 0;
-        if (!all) p[np++] = PTXT(name, name_len);
-        p[np++] = PINT(after);
-        p[np++] = PINT(want);
+        if (!all) p[np++] = HS_PTXT(name, name_len);
+        p[np++] = HS_PINT(after);
+        p[np++] = HS_PINT(want);
         if ((rc = run(st, q, p, np, &h, NULL))) return rc;
 
         size_t got = 0, biggest = 0, longest[B_COUNT] = {0};
         bool widened = false, end = false;
         while (rc == 0 && !widened && !end) {
             b->fetched = 0;
-            SQLRETURN r = ODBC(SQLFetch(h));
-            if (r == SQL_NO_DATA) break;
-            if (!SQL_SUCCEEDED(r)) {
-                rc = dbfail(st, SQL_HANDLE_STMT, h, "%s: fetch failed", qinfo[q].what);
+            int fr = fetch(st, h, q); /* a block of rows */
+            if (fr == 0) break;
+            if (fr < 0) {
+                rc = fr;
                 break;
             }
             if (b->fetched < rows) end = true; /* the last block of this query */
@@ -1388,8 +1087,8 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
                     SQLLEN ind = b->ind[c][i];
                     if (ind == SQL_NO_TOTAL || (ind >= 0 && (size_t)ind >= b->width[c])) {
                         size_t need = ind == SQL_NO_TOTAL ? b->width[c] * 4 : (size_t)ind + 1;
-                        if (need > TEXT_MAX) need = TEXT_MAX;
-                        b->width[c] = pow2_above(need - 1);
+                        if (need > HS_ODBC_TEXT_MAX) need = HS_ODBC_TEXT_MAX;
+                        b->width[c] = hs_odbc_pow2_above(need - 1);
                         widened = true;
                     }
                 }
@@ -1436,7 +1135,7 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
         if (widened) continue; /* the same page again, from the row that did not fit */
         /* one big event must not leave a column wide (and blocks short) for good */
         for (int c = 0; c < B_COUNT && got > 0; c++) {
-            size_t fit = pow2_above(longest[c]) * 2;
+            size_t fit = hs_odbc_pow2_above(longest[c]) * 2;
             if (fit < first_width[c]) fit = first_width[c];
             if (fit * 4 <= b->width[c]) b->width[c] = fit;
         }
@@ -1476,9 +1175,9 @@ static int bytecmp(const char *a, size_t alen, const char *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
-static int set_text(text_t *t, const char *s, size_t len)
+static int set_text(hs_odbc_text_t *t, const char *s, size_t len)
 {
-    if (reserve(t, len + 1)) return HS_ENOMEM;
+    if (hs_odbc_text_reserve(t, len + 1)) return HS_ENOMEM;
     if (len) memcpy(t->p, s, len);
     t->p[len] = '\0';
     return 0;
@@ -1533,7 +1232,7 @@ static size_t prefix_bound(const char *prefix, size_t plen, char *hi)
 static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const char *after,
                         size_t alen, size_t limit, hs_stream_cb cb, void *ctx)
 {
-    text_t *key = &st->t[T_KEY], *hi = &st->t[T_HI];
+    hs_odbc_text_t *key = &st->t[T_KEY], *hi = &st->t[T_HI];
     size_t keylen, hilen = plen;
     int incl = 1;
 
@@ -1546,20 +1245,20 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
         keylen = plen;
     }
     /* a raised character may take one more byte (U+007F -> U+0080) */
-    if (reserve(hi, plen + 2)) return nomem(st);
+    if (hs_odbc_text_reserve(hi, plen + 2)) return nomem(st);
     hilen = prefix_bound(prefix, plen, hi->p);
     int q = hilen > 0 ? Q_LIST : Q_LIST_OPEN;
 
     size_t left = limit;
     while (left > 0) {
         size_t want = left < LIST_PAGE ? left : LIST_PAGE;
-        par_t p[5];
+        hs_par_t p[5];
         int np = 0;
-        p[np++] = PTXT(key->p, keylen);
-        p[np++] = PTXT(key->p, keylen);
-        p[np++] = PINT(incl);
-        if (hilen > 0) p[np++] = PTXT(hi->p, hilen);
-        p[np++] = PINT(want);
+        p[np++] = HS_PTXT(key->p, keylen);
+        p[np++] = HS_PTXT(key->p, keylen);
+        p[np++] = HS_PINT(incl);
+        if (hilen > 0) p[np++] = HS_PTXT(hi->p, hilen);
+        p[np++] = HS_PINT(want);
         SQLHSTMT h;
         int rc = run(st, q, p, np, &h, NULL);
         if (rc) return rc;
