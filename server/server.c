@@ -488,7 +488,7 @@ int hs_server_publish(hs_server_t *srv, const char *stream, const hs_event_t *ev
     sem_init(&d.sem, 0, 0);
     e->done = publish_done;
     e->origin = &d;
-    while (!hs_writer_submit_mpmc(srv->writer, e)) {
+    while (!hs_writer_submit_mpsc(srv->writer, e)) {
         if (atomic_load(&srv->state) != 1) {
             sem_destroy(&d.sem);
             hs_ingest_free(e);

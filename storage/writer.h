@@ -112,7 +112,7 @@ void hs_writer_destroy(hs_writer_t *w);
 bool hs_writer_submit_spsc(hs_writer_t *w, int ring, hs_ingest_t *e);
 
 /* Any thread. False when the shared ring is full or the writer is stopped. */
-bool hs_writer_submit_mpmc(hs_writer_t *w, hs_ingest_t *e);
+bool hs_writer_submit_mpsc(hs_writer_t *w, hs_ingest_t *e);
 
 /* Counters for /readyz and metrics (any thread, approximate). */
 typedef struct hs_writer_stats {

@@ -170,19 +170,19 @@ static void workload(hs_writer_t *w, hs_ingest_t **e)
     e[1] = append("b", 1, NULL, 0);
     e[2] = append("a", 1, NULL, 2);
     for (int i = 0; i < 3; i++)
-        cr_assert(hs_writer_submit_mpmc(w, e[i]));
+        cr_assert(hs_writer_submit_mpsc(w, e[i]));
     wait_done(3);
     e[3] = append("c", 3, "c1", HS_ANY_VERSION);
     e[4] = admin(HS_INGEST_CLOSE, "b");
     e[5] = append("a", 1, "a2", HS_ANY_VERSION);
     for (int i = 3; i < 6; i++)
-        cr_assert(hs_writer_submit_mpmc(w, e[i]));
+        cr_assert(hs_writer_submit_mpsc(w, e[i]));
     wait_done(3);
     e[6] = append("b", 1, NULL, HS_ANY_VERSION);
     e[7] = admin(HS_INGEST_DELETE, "c");
     e[8] = append("d", 2, NULL, HS_ANY_VERSION);
     for (int i = 6; i < 9; i++)
-        cr_assert(hs_writer_submit_mpmc(w, e[i]));
+        cr_assert(hs_writer_submit_mpsc(w, e[i]));
     wait_done(3);
 }
 
@@ -306,7 +306,7 @@ Test(faults, every_odbc_call_of_the_writer_fails_once)
             failed_some += e[i]->status == HS_EDB;
         /* the writer goes on by itself: a publish after the fault is appended */
         hs_ingest_t *after = append("a", 1, NULL, HS_ANY_VERSION);
-        cr_assert(hs_writer_submit_mpmc(w, after));
+        cr_assert(hs_writer_submit_mpsc(w, after));
         wait_done(1);
         cr_assert_eq(after->status, 0, "fault %ld: the writer did not recover: %d", nth,
                      after->status);
@@ -351,7 +351,7 @@ Test(faults, outage_fails_publishes_fast_then_recovers_without_restart)
     fresh_db(0);
     hs_writer_t *w = mk_writer();
     hs_ingest_t *e = append("s", 1, NULL, HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     wait_done(1);
     cr_assert_eq(e->status, 0);
     hs_ingest_free(e);
@@ -361,7 +361,7 @@ Test(faults, outage_fails_publishes_fast_then_recovers_without_restart)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         e = append("s", 1, "x", HS_ANY_VERSION);
-        cr_assert(hs_writer_submit_mpmc(w, e));
+        cr_assert(hs_writer_submit_mpsc(w, e));
         wait_done(1);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         cr_assert_eq(e->status, HS_EDB, "publish %d during the outage: %d", i, e->status);
@@ -377,7 +377,7 @@ Test(faults, outage_fails_publishes_fast_then_recovers_without_restart)
     hs_store_fault(0, 0); /* the database is back */
     cr_assert(wait_ready(w, 8000), "the writer did not reconnect");
     e = append("s", 1, "x", 1);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     wait_done(1);
     cr_assert_eq(e->status, 0, "%d", e->status);
     cr_assert_eq(e->result.first_version, 2);
@@ -418,7 +418,7 @@ static void in_doubt(bool took_effect)
     hs_ingest_t *e;
     for (int i = 0; i < 2; i++) {
         e = append("s", 2, i ? "warm1" : "warm0", HS_ANY_VERSION);
-        cr_assert(hs_writer_submit_mpmc(w, e));
+        cr_assert(hs_writer_submit_mpsc(w, e));
         wait_done(1);
         hs_ingest_free(e);
     }
@@ -426,14 +426,14 @@ static void in_doubt(bool took_effect)
      * COMMIT */
     hs_store_fault(0, HS_FAULT_COUNT);
     e = append("s", 2, "counted", HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     wait_done(1);
     long calls = hs_store_fault_calls();
     hs_ingest_free(e);
 
     hs_store_fault(calls, HS_FAULT_STICKY | (took_effect ? HS_FAULT_AFTER : 0));
     e = append("s", 2, "doubt", HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     usleep(300000);
     cr_assert_eq(sem_trywait(&done_sem), -1, "the publish in doubt completed while down: %d",
                  e->status);
@@ -441,7 +441,7 @@ static void in_doubt(bool took_effect)
     cr_assert_not(hs_writer_ready(w, why, sizeof why));
     /* others fail at once meanwhile */
     hs_ingest_t *other = append("t", 1, NULL, HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, other));
+    cr_assert(hs_writer_submit_mpsc(w, other));
     wait_done(1);
     cr_assert_eq(other->status, HS_EDB);
 
@@ -460,7 +460,7 @@ static void in_doubt(bool took_effect)
     }
     /* the next publish follows what the database really holds */
     hs_ingest_t *next = append("s", 1, NULL, HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, next));
+    cr_assert(hs_writer_submit_mpsc(w, next));
     wait_done(1);
     cr_assert_eq(next->status, 0);
     cr_assert_eq(next->result.first_version, took_effect ? 9 : 7);
@@ -485,18 +485,18 @@ Test(faults, commit_in_doubt_at_shutdown_is_reported_unknown)
     fresh_db(0);
     hs_writer_t *w = mk_writer();
     hs_ingest_t *e = append("s", 1, NULL, HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     wait_done(1);
     hs_ingest_free(e);
     hs_store_fault(0, HS_FAULT_COUNT);
     e = append("s", 1, NULL, HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     wait_done(1);
     long calls = hs_store_fault_calls();
     hs_ingest_free(e);
     hs_store_fault(calls, HS_FAULT_STICKY | HS_FAULT_AFTER);
     e = append("s", 1, NULL, HS_ANY_VERSION);
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
     usleep(200000);
     hs_writer_stop(w);
     wait_done(1);
@@ -566,7 +566,7 @@ static void fill(void)
     hs_writer_t *w = mk_writer();
     for (int i = 0; i < 140; i += 4) {
         hs_ingest_t *e = append(i < 132 ? "a" : "b", 4, NULL, HS_ANY_VERSION);
-        cr_assert(hs_writer_submit_mpmc(w, e));
+        cr_assert(hs_writer_submit_mpsc(w, e));
         wait_done(1);
         cr_assert_eq(e->status, 0);
         hs_ingest_free(e);

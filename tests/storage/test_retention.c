@@ -153,7 +153,7 @@ static int64_t publish(hs_writer_t *w, const char *stream, int n)
         cr_assert_eq(hs_codec_build_publish(stream, ev, (size_t)k, 1 << 20, &e, why, sizeof why),
                      0);
         e->done = on_done;
-        cr_assert(hs_writer_submit_mpmc(w, e));
+        cr_assert(hs_writer_submit_mpsc(w, e));
         sem_wait(&done_sem);
         cr_assert_eq(e->status, 0);
         last = e->result.last_version;

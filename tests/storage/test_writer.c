@@ -86,7 +86,7 @@ static hs_ingest_t *append(const char *stream, const char *id, int64_t expected)
 
 static void submit(hs_writer_t *w, hs_ingest_t *e)
 {
-    cr_assert(hs_writer_submit_mpmc(w, e));
+    cr_assert(hs_writer_submit_mpsc(w, e));
 }
 
 static void wait_n(int n)

@@ -476,7 +476,7 @@ static void *publisher(void *arg)
             /* publishers 0 and 1 own an SPSC ring each, as IO threads do; 2 uses the shared
              * MPMC ring, as hs_server_publish() does */
             while (!(p->index < 2 ? hs_writer_submit_spsc(writer, p->index, e)
-                                  : hs_writer_submit_mpmc(writer, e)))
+                                  : hs_writer_submit_mpsc(writer, e)))
                 stress_sleep_us(100);
             p->inflight++;
             p->appends++;
@@ -610,7 +610,7 @@ static void close_all(void)
         hs_ingest_t *e = hs_codec_build_admin(HS_INGEST_CLOSE, streams[i].name, streams[i].len);
         CHECK(e != NULL, "out of memory");
         e->done = main_done;
-        while (!hs_writer_submit_mpmc(writer, e))
+        while (!hs_writer_submit_mpsc(writer, e))
             stress_sleep_us(100);
     }
     int acked = 0;

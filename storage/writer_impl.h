@@ -1,0 +1,101 @@
+/*
+ * The writer's private state, shared by writer.c (the thread: collecting, committing, failures,
+ * doubt, retention steps) and stage.c (staging one batch: the stream heads cache, idempotent
+ * retries, rows, the encoded batch for the fan-out). Not an interface: writer.h is.
+ */
+#ifndef HS_WRITER_IMPL_H
+#define HS_WRITER_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ringbuf/ring.h"
+#include "ringbuf/waiter.h"
+#include "storage/writer.h"
+
+#define HEADS_MAX 65536
+#define MPSC_RING 4096
+
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS   5000
+#define HEALTH_MS      1000
+#define DOUBT_MAX_MS   30000
+#define REASON_MAX     256
+
+typedef struct head {
+    struct head *next;
+    hs_stream_head_t h;
+    bool dirty;     /* changed in the current batch */
+    bool is_new;    /* created in the current batch */
+    uint32_t hash;
+    uint32_t len;
+    struct head *dirty_next;
+    char name[];
+} head_t;
+
+/* A client id seen in the current batch (idempotency across entries of one batch). */
+typedef struct seen_id {
+    struct seen_id *next;
+    int64_t stream_id, version, position;
+    const char *id;
+    uint32_t len;
+} seen_id_t;
+
+typedef struct ring {
+    ck_ring_t r;
+    ck_ring_buffer_t *buf;
+} ring_t;
+
+struct hs_writer {
+    hs_writer_config_t cfg;
+    hs_store_t *st;
+    pthread_t thread;
+    bool started;
+    atomic_int stopping;
+    hs_waiter_t waiter;
+    ring_t *rings; /* cfg.nrings SPSC rings, then one MPSC ring (in-process publishes from any thread) */
+    int nrings;
+
+    /* writer-thread state */
+    head_t **heads;
+    uint32_t nbuckets, nheads;
+    int64_t next_position;
+    hs_ingest_t **batch;
+    size_t batch_cap;
+    hs_row_t *rows;
+    size_t rows_cap;
+    seen_id_t *seen;
+    size_t seen_cap, nseen;
+    head_t *dirty;
+
+    /* connection state (writer thread): st is NULL while the database is unreachable */
+    int64_t retry_at_us, down_since_us, last_ok_us, last_warn_us;
+    int backoff_ms;
+    unsigned attempts;
+    /* a batch whose COMMIT is in doubt (see the top of the file) */
+    bool doubt;
+    size_t doubt_n;
+    int64_t doubt_first_pos, doubt_next_pos, doubt_until_us;
+    hs_row_t doubt_row;
+
+    /* stats */
+    _Atomic uint64_t n_batches, n_events, n_failed, n_trimmed;
+    int64_t last_trim_warn_us;
+    _Atomic int64_t last_position;
+    atomic_int db_ok;
+    pthread_mutex_t reason_mu;
+    char reason[REASON_MAX]; /* why db_ok is 0 */
+};
+
+/* stage.c, for writer.c: the heads cache dropped (after a rollback); growing an array; staging
+ * the rows of an append / a close or delete (flushing them to the store when the batch of rows
+ * is full); completing n entries; the committed batch encoded for the fan-out. */
+void hs_wr_heads_clear(hs_writer_t *w);
+int hs_wr_grow(void **arr, size_t *cap, size_t need, size_t elem);
+int hs_wr_flush_rows(hs_writer_t *w, size_t *nrows);
+int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows);
+int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows);
+void hs_wr_finish(hs_writer_t *w, size_t n);
+hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows);
+
+#endif
