@@ -55,7 +55,7 @@ trap 'exit 130' INT TERM
 
 echo "== build (Release) in $build"
 # HS_WERROR=OFF: a new compiler warning must not stop a measurement (the dev builds gate on them)
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_BUILD_TESTS=OFF -DHS_WERROR=OFF \
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHS_BUILD_TESTS=OFF -DHS_BUILD_PERF=ON -DHS_WERROR=OFF \
     >"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log"; exit 1; }
 cmake --build "$build" -j"$(nproc)" >"$tmp/build.log" 2>&1 || { tail -50 "$tmp/build.log"; exit 1; }
 

@@ -19,7 +19,7 @@ jobs=$(nproc)
 run_suite() { # name, ctest args, cmake args...
   local name=$1 ctest_args=$2; shift 2
   echo "=== $name build ==="
-  cmake -S . -B "build/$name" -DHS_WERROR=ON -DHS_REQUIRE_INTEGRATION=ON "$@" >/dev/null
+  cmake -S . -B "build/$name" -DHS_WERROR=ON -DHS_REQUIRE_INTEGRATION=ON -DHS_BUILD_PERF=ON "$@" >/dev/null
   cmake --build "build/$name" -j"$jobs" >"build/$name.log" 2>&1 || { cat "build/$name.log"; return 1; }
   echo "=== $name tests ==="
   (cd "build/$name" && ctest --output-on-failure --timeout 900 $ctest_args)
