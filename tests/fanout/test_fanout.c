@@ -23,6 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define HS_LEAK_CHECK 1
+#endif
+
 #include "fanout/fanout.h"
 #include "hubstream/hubstream.h"
 #include "proto/codec.h"
@@ -256,14 +261,19 @@ static void publish_interleaved(int sa, int sb, int count)
     }
 }
 
-static void close_stream(int si)
+static void admin(hs_ingest_kind_t kind, int si)
 {
-    hs_ingest_t *e = hs_codec_build_admin(HS_INGEST_CLOSE, known[si].name, known[si].len);
+    hs_ingest_t *e = hs_codec_build_admin(kind, known[si].name, known[si].len);
     cr_assert_not_null(e);
     submit(e);
     wait_acks(1);
-    cr_assert_eq(e->status, 0, "close %s: %s", known[si].name, hs_strerror(e->status));
+    cr_assert_eq(e->status, 0, "close/delete %s: %s", known[si].name, hs_strerror(e->status));
     hs_ingest_free(e);
+}
+
+static void close_stream(int si)
+{
+    admin(HS_INGEST_CLOSE, si);
 }
 
 /* ---- the fake IO thread: subscribers and what they receive ---- */
@@ -580,6 +590,11 @@ static void finish(void)
     cr_assert(WAIT_FOR(hs_budget_used(budget) == 0), "%zu bytes of catch-up pages still held "
               "%d ms after every subscriber left", hs_budget_used(budget), DEADLINE_MS);
     shutdown_env();
+#ifdef HS_LEAK_CHECK
+    /* Criterion ignores what LeakSanitizer finds at the test process's exit: ask it here, with
+     * everything stopped and freed */
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks (above)");
+#endif
 }
 
 static void teardown(void)
@@ -958,6 +973,41 @@ Test(fanout, subscribing_after_the_close_while_another_holds_the_cache)
     finish();
 }
 
+/* A deleted stream ends its subscribers with the deleted marker, after the last event they got. */
+Test(fanout, delete_ends_subscribers_with_the_deleted_marker)
+{
+    start(1, 1000, NO_STALL);
+    int a = add_stream("s", 0, 1);
+    publish(a, 6, 3);
+    tsub_t *t = subscribe("from 0", a, true, 0, BIG_OUTBOX);
+    tsub_t *l = subscribe("live only", a, false, 0, BIG_OUTBOX);
+    tsub_t *all = subscribe("$all", -1, true, 0, BIG_OUTBOX);
+    cr_assert(WAIT_FOR(t->n >= 6 && all->n >= 6));
+    admin(HS_INGEST_DELETE, a);
+    cr_assert(WAIT_FOR(t->got_end && l->got_end && hs_sub_empty(t->s) && hs_sub_empty(l->s) &&
+                       !t->want_write && !l->want_write),
+              "no END after the delete: %s / %s", describe(t), describe(l));
+    for (int i = 0; i < 2; i++) {
+        tsub_t *u = i ? l : t;
+        cr_assert_eq(u->end_reason, HS_SUB_END_DELETED, "%s: reason %d", u->label,
+                     u->end_reason);
+        cr_assert_eq(u->markers, 1, "%s: received %s", u->label, describe(u));
+        cr_assert_eq(u->marker_kind, HS_BLOCK_DELETED, "%s: received %s", u->label,
+                     describe(u));
+        cr_assert_eq(u->marker_after, u->n, "%s: received %s", u->label, describe(u));
+    }
+    expect_range(t, 1, 6);
+    expect_range(l, 1, 0);
+    /* $all goes on */
+    int b = add_stream("b", 0, 1);
+    publish(b, 2, 1);
+    cr_assert(WAIT_FOR(all->n >= 8));
+    quiet(QUIET_MS);
+    expect_range(all, 1, 8);
+    expect_open(all);
+    finish();
+}
+
 /* ---- $all ---- */
 
 Test(fanout, all_positions_are_consecutive_across_two_streams)
@@ -1004,6 +1054,30 @@ Test(fanout, all_catchup_in_small_pages)
     cr_assert(WAIT_FOR(t->n >= 57), "received %s", describe(t));
     quiet(QUIET_MS);
     expect_range(t, 4, 60);
+    finish();
+}
+
+Test(fanout, all_outbox_overflow_falls_back_and_returns)
+{
+    start(2, 1000, NO_STALL);
+    int a = add_stream("a", 0, 2);
+    int b = add_stream("b", 1, 2);
+    publish_interleaved(a, b, 30); /* before anyone subscribed: only in the database */
+    tsub_t *t = subscribe("$all from 0, tiny outbox, not reading", -1, true, 0, tiny_outbox());
+    t->paused = true;
+    for (int i = 0; i < 5; i++) {
+        publish_interleaved(a, b, 30);
+        pump(0);
+    }
+    quiet(QUIET_MS);
+    cr_assert_eq(last_pos, 180);
+    unpause(t);
+    cr_assert(WAIT_FOR(t->n >= 180), "received %s, expected 1..180", describe(t));
+    publish_interleaved(b, a, 4);
+    cr_assert(WAIT_FOR(t->n >= 184), "received %s, expected 1..184", describe(t));
+    quiet(QUIET_MS);
+    expect_range(t, 1, 184);
+    cr_assert_gt(t->space_sent, 0);
     finish();
 }
 
