@@ -111,14 +111,14 @@ static void disarm(void)
 
 static int failed;
 
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "alloc_faults: %s:%d: ", __FILE__, __LINE__);                     \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-            failed = 1;                                                                        \
-        }                                                                                      \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "alloc_faults: %s:%d: ", __FILE__, __LINE__);                          \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            failed = 1;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static double now_s(void)
@@ -186,9 +186,10 @@ static int http(const char *method, const char *path, const char *body, char *re
     if (fd < 0)
         return -1;
     char req[4096];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-                     method, path, body ? strlen(body) : 0, body ? body : "");
+    int n =
+        snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                 method, path, body ? strlen(body) : 0, body ? body : "");
     int status = 0;
     if (send_all(fd, req, (size_t)n)) {
         read_until(fd, resp, cap, NULL);
@@ -215,10 +216,11 @@ static int ws_open(const char *path)
     if (fd < 0)
         return -1;
     char req[512];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path);
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 path);
     char resp[2048];
     if (!send_all(fd, req, (size_t)n) || !read_until(fd, resp, sizeof(resp), "\r\n\r\n") ||
         strncmp(resp, "HTTP/1.1 101", 12)) {
@@ -316,8 +318,9 @@ static void subscribe_sse(void)
     int fd = dial();
     if (fd < 0)
         return;
-    const char *req = "GET /api/streams/af/events?from=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                      "Accept: text/event-stream\r\n\r\n";
+    const char *req =
+        "GET /api/streams/af/events?from=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Accept: text/event-stream\r\n\r\n";
     char resp[16384];
     if (send_all(fd, req, strlen(req))) {
         size_t n = read_until(fd, resp, sizeof(resp), "\nid: 2\n");
@@ -400,8 +403,9 @@ static void sweep(const char *name, void (*scenario)(void))
                    now_s() - tb);
         if (tb - ta > 4) {
             /* the client waited out its 5 s timeout: a request left unanswered and open */
-            fprintf(stderr, "alloc_faults: %s, allocation %ld failed: no answer within 5 s; "
-                            "the allocation that failed:\n",
+            fprintf(stderr,
+                    "alloc_faults: %s, allocation %ld failed: no answer within 5 s; "
+                    "the allocation that failed:\n",
                     name, nth);
             backtrace_symbols_fd(fail_bt, fail_depth, 2);
             failed = 1;

@@ -32,7 +32,8 @@ static int hubstream_vars(char **names, int max)
 {
     int n = 0;
     for (char **e = environ; *e && n < max; e++) {
-        if (strncmp(*e, "HUBSTREAM_", 10) == 0) names[n++] = strndup(*e, strcspn(*e, "="));
+        if (strncmp(*e, "HUBSTREAM_", 10) == 0)
+            names[n++] = strndup(*e, strcspn(*e, "="));
     }
     return n;
 }
@@ -52,7 +53,8 @@ static void setup(void)
     nsaved = 0;
     ntmp = 0;
     for (char **e = environ; *e && nsaved < MAX_SAVED; e++) {
-        if (strncmp(*e, "HUBSTREAM_", 10) == 0) saved_env[nsaved++] = strdup(*e);
+        if (strncmp(*e, "HUBSTREAM_", 10) == 0)
+            saved_env[nsaved++] = strdup(*e);
     }
     clear_hubstream_vars();
 }
@@ -877,7 +879,8 @@ Test(config, usage_lists_every_flag_within_100_columns)
         size_t n = strcspn(p, "\n");
         cr_expect_leq(n, 100, "usage line %d is %zu columns", line, n);
         p += n;
-        if (*p) p++;
+        if (*p)
+            p++;
         line++;
     }
     free(text);

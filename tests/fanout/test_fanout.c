@@ -36,15 +36,15 @@
 #include "storage/reader.h"
 #include "storage/writer.h"
 
-#define DEADLINE_MS  5000
-#define QUIET_MS     150        /* how long "nothing more arrives" is watched for */
-#define BIG_OUTBOX   (1u << 20) /* never overflows in these tests */
-#define MAXREC       1024       /* blocks recorded per subscriber */
-#define MAXSUBS      64
-#define MAXSTREAMS   4
-#define MAXPOS       2048
-#define NO_STALL     600000     /* stall timeout of the tests that do not test it */
-#define EVENT_BYTES  250        /* about what an outbox counts for one event of these tests */
+#define DEADLINE_MS 5000
+#define QUIET_MS    150        /* how long "nothing more arrives" is watched for */
+#define BIG_OUTBOX  (1u << 20) /* never overflows in these tests */
+#define MAXREC      1024       /* blocks recorded per subscriber */
+#define MAXSUBS     64
+#define MAXSTREAMS  4
+#define MAXPOS      2048
+#define NO_STALL    600000 /* stall timeout of the tests that do not test it */
+#define EVENT_BYTES 250    /* about what an outbox counts for one event of these tests */
 
 static int64_t now_ms(void)
 {
@@ -58,8 +58,8 @@ static int64_t now_ms(void)
 typedef struct known {
     char name[32];
     uint32_t len;
-    int64_t last;              /* last acknowledged version */
-    int64_t pos[MAXPOS];       /* version -> position */
+    int64_t last;        /* last acknowledged version */
+    int64_t pos[MAXPOS]; /* version -> position */
 } known_t;
 
 static known_t known[MAXSTREAMS];
@@ -181,7 +181,7 @@ static void wait_acks(int n)
 static void submit(hs_ingest_t *e)
 {
     e->done = on_ack;
-    for (int i = 0; !hs_writer_submit_mpmc(writer, e); i++) {
+    for (int i = 0; !hs_writer_submit_mpsc(writer, e); i++) {
         cr_assert_lt(i, DEADLINE_MS, "the writer's ring stays full");
         usleep(1000);
     }
@@ -218,8 +218,8 @@ static hs_ingest_t *build(int si, int count, const char *type)
     }
     hs_ingest_t *e;
     char why[128];
-    int rc = hs_codec_build_publish(known[si].name, ev, (size_t)count, 1 << 20, &e, why,
-                                    sizeof(why));
+    int rc =
+        hs_codec_build_publish(known[si].name, ev, (size_t)count, 1 << 20, &e, why, sizeof(why));
     cr_assert_eq(rc, 0, "hs_codec_build_publish: %s", why);
     e->expected_version = HS_ANY_VERSION;
     return e;
@@ -296,8 +296,8 @@ typedef struct tsub {
     int64_t marker_version;
     bool want_write, got_end, got_kill;
     int end_reason;
-    bool paused;     /* its socket does not drain: nothing is popped */
-    int gap_ms;      /* pops at most every gap_ms */
+    bool paused; /* its socket does not drain: nothing is popped */
+    int gap_ms;  /* pops at most every gap_ms */
     int64_t next_pop_ms, subscribed_ms, killed_ms;
     int space_sent, signals;
     int64_t live_after;
@@ -448,13 +448,13 @@ static void unpause(tsub_t *t)
 }
 
 /* Pumps until cond holds; false when DEADLINE_MS passed first. */
-#define WAIT_FOR(cond)                                                                           \
-    ({                                                                                           \
-        int64_t deadline_ = now_ms() + DEADLINE_MS;                                              \
-        bool ok_;                                                                                \
-        while (!(ok_ = (cond)) && now_ms() < deadline_)                                          \
-            pump(10);                                                                            \
-        ok_;                                                                                     \
+#define WAIT_FOR(cond)                                                                             \
+    ({                                                                                             \
+        int64_t deadline_ = now_ms() + DEADLINE_MS;                                                \
+        bool ok_;                                                                                  \
+        while (!(ok_ = (cond)) && now_ms() < deadline_)                                            \
+            pump(10);                                                                              \
+        ok_;                                                                                       \
     })
 
 static void quiet(int ms)
@@ -502,20 +502,25 @@ static void expect_range(const tsub_t *t, int64_t lo, int64_t hi)
                  (long long)lo, (long long)hi);
     for (int i = 0; i < t->n; i++) {
         const rec_t *r = &t->got[i];
-        cr_assert_eq(r->seq, lo + i, "%s: received %s; expected %lld..%lld", t->label,
-                     describe(t), (long long)lo, (long long)hi);
+        cr_assert_eq(r->seq, lo + i, "%s: received %s; expected %lld..%lld", t->label, describe(t),
+                     (long long)lo, (long long)hi);
         if (t->all) {
-            cr_assert_eq(r->stream, all_stream[r->seq], "%s: position %lld from stream %d, the "
-                         "writer put stream %d there", t->label, (long long)r->seq, r->stream,
-                         all_stream[r->seq]);
-            cr_assert_eq(r->other, all_version[r->seq], "%s: position %lld with version %lld, "
-                         "acknowledged as %lld", t->label, (long long)r->seq,
-                         (long long)r->other, (long long)all_version[r->seq]);
+            cr_assert_eq(r->stream, all_stream[r->seq],
+                         "%s: position %lld from stream %d, the "
+                         "writer put stream %d there",
+                         t->label, (long long)r->seq, r->stream, all_stream[r->seq]);
+            cr_assert_eq(r->other, all_version[r->seq],
+                         "%s: position %lld with version %lld, "
+                         "acknowledged as %lld",
+                         t->label, (long long)r->seq, (long long)r->other,
+                         (long long)all_version[r->seq]);
         } else {
             cr_assert_eq(r->stream, t->stream, "%s: a block of another stream", t->label);
-            cr_assert_eq(r->other, known[t->stream].pos[r->seq], "%s: version %lld at position "
-                         "%lld, acknowledged at %lld", t->label, (long long)r->seq,
-                         (long long)r->other, (long long)known[t->stream].pos[r->seq]);
+            cr_assert_eq(r->other, known[t->stream].pos[r->seq],
+                         "%s: version %lld at position "
+                         "%lld, acknowledged at %lld",
+                         t->label, (long long)r->seq, (long long)r->other,
+                         (long long)known[t->stream].pos[r->seq]);
         }
     }
 }
@@ -530,11 +535,10 @@ static void expect_open(const tsub_t *t)
 /* The close marker right after the last event, carrying the last version, then END. */
 static void expect_closed(tsub_t *t, int64_t last_version)
 {
-    cr_assert(WAIT_FOR(t->got_end || t->got_kill), "%s: no END within %d ms; received %s",
-              t->label, DEADLINE_MS, describe(t));
+    cr_assert(WAIT_FOR(t->got_end || t->got_kill), "%s: no END within %d ms; received %s", t->label,
+              DEADLINE_MS, describe(t));
     cr_assert(WAIT_FOR(hs_sub_empty(t->s) && !t->want_write));
-    cr_assert_not(t->got_kill, "%s: killed (reason %d) instead of ended", t->label,
-                  t->end_reason);
+    cr_assert_not(t->got_kill, "%s: killed (reason %d) instead of ended", t->label, t->end_reason);
     cr_assert_eq(t->end_reason, HS_SUB_END_CLOSED, "%s: ended with reason %d", t->label,
                  t->end_reason);
     cr_assert_eq(t->markers, 1, "%s: received %s", t->label, describe(t));
@@ -585,10 +589,14 @@ static void finish(void)
 {
     for (int i = 0; i < nsubs; i++)
         drop(&subs[i]);
-    cr_assert(WAIT_FOR(registered() == 0), "%zu subscriptions still registered %d ms after "
-              "every subscriber left", registered(), DEADLINE_MS);
-    cr_assert(WAIT_FOR(hs_budget_used(budget) == 0), "%zu bytes of catch-up pages still held "
-              "%d ms after every subscriber left", hs_budget_used(budget), DEADLINE_MS);
+    cr_assert(WAIT_FOR(registered() == 0),
+              "%zu subscriptions still registered %d ms after "
+              "every subscriber left",
+              registered(), DEADLINE_MS);
+    cr_assert(WAIT_FOR(hs_budget_used(budget) == 0),
+              "%zu bytes of catch-up pages still held "
+              "%d ms after every subscriber left",
+              hs_budget_used(budget), DEADLINE_MS);
     shutdown_env();
 #ifdef HS_LEAK_CHECK
     /* Criterion ignores what LeakSanitizer finds at the test process's exit: ask it here, with
@@ -661,8 +669,10 @@ Test(fanout, catchup_racing_live_publishes)
         pump(0);
     }
     int64_t last = known[a].last;
-    cr_assert(WAIT_FOR(t->n >= last - 20 && z->n >= last), "received %s / %s, expected "
-              "21..%lld and 1..%lld", describe(t), describe(z), (long long)last, (long long)last);
+    cr_assert(WAIT_FOR(t->n >= last - 20 && z->n >= last),
+              "received %s / %s, expected "
+              "21..%lld and 1..%lld",
+              describe(t), describe(z), (long long)last, (long long)last);
     quiet(QUIET_MS);
     expect_range(t, 21, last);
     expect_range(z, 1, last);
@@ -705,8 +715,7 @@ Test(fanout, live_only_counts_events_committed_before_its_registration)
     tsub_t *all = subscribe("$all live only", -1, false, 0, BIG_OUTBOX);
     int64_t after = t->live_after;
     publish_interleaved(a, other, 40); /* a: 11..30 */
-    cr_assert(WAIT_FOR(t->n >= 20 && all->n >= 40), "received %s / %s", describe(t),
-              describe(all));
+    cr_assert(WAIT_FOR(t->n >= 20 && all->n >= 40), "received %s / %s", describe(t), describe(all));
     quiet(QUIET_MS);
     expect_range(t, 11, 30);
     expect_range(all, after + 1, after + 40);
@@ -763,8 +772,8 @@ Test(fanout, from_beyond_the_head_skips_up_to_it)
     for (int i = 0; i < 10; i++)
         publish(a, 1, 1);
     publish(b, 5, 1);
-    cr_assert(WAIT_FOR(t->n >= 5 && u->n >= 2 && z->n >= 5), "received %s / %s / %s",
-              describe(t), describe(u), describe(z));
+    cr_assert(WAIT_FOR(t->n >= 5 && u->n >= 2 && z->n >= 5), "received %s / %s / %s", describe(t),
+              describe(u), describe(z));
     quiet(QUIET_MS);
     expect_range(t, 56, 60);
     expect_range(u, 4, 5);
@@ -834,8 +843,8 @@ static void overflow(int before, bool co_reader)
     cr_assert_lt(t->n, 10, "the paused subscriber received %d events", t->n);
     cr_assert(atomic_load(&t->s->want_space), "a full outbox asks for SPACE");
     unpause(t);
-    cr_assert(WAIT_FOR(t->n >= last), "after draining: received %s, expected 1..%lld",
-              describe(t), (long long)last);
+    cr_assert(WAIT_FOR(t->n >= last), "after draining: received %s, expected 1..%lld", describe(t),
+              (long long)last);
     quiet(QUIET_MS);
     expect_range(t, 1, last);
     cr_assert_gt(t->space_sent, 0, "the outbox never asked for space: no overflow tested");
@@ -989,11 +998,9 @@ Test(fanout, delete_ends_subscribers_with_the_deleted_marker)
               "no END after the delete: %s / %s", describe(t), describe(l));
     for (int i = 0; i < 2; i++) {
         tsub_t *u = i ? l : t;
-        cr_assert_eq(u->end_reason, HS_SUB_END_DELETED, "%s: reason %d", u->label,
-                     u->end_reason);
+        cr_assert_eq(u->end_reason, HS_SUB_END_DELETED, "%s: reason %d", u->label, u->end_reason);
         cr_assert_eq(u->markers, 1, "%s: received %s", u->label, describe(u));
-        cr_assert_eq(u->marker_kind, HS_BLOCK_DELETED, "%s: received %s", u->label,
-                     describe(u));
+        cr_assert_eq(u->marker_kind, HS_BLOCK_DELETED, "%s: received %s", u->label, describe(u));
         cr_assert_eq(u->marker_after, u->n, "%s: received %s", u->label, describe(u));
     }
     expect_range(t, 1, 6);
@@ -1019,8 +1026,7 @@ Test(fanout, all_positions_are_consecutive_across_two_streams)
     tsub_t *t = subscribe("$all from 5", -1, true, 5, BIG_OUTBOX);
     tsub_t *l = subscribe("$all live only", -1, false, 0, BIG_OUTBOX);
     tsub_t *s7 = subscribe("$all from 0", -1, true, 0, BIG_OUTBOX);
-    cr_assert(WAIT_FOR(t->n >= 15 && s7->n >= 20), "received %s / %s", describe(t),
-              describe(s7));
+    cr_assert(WAIT_FOR(t->n >= 15 && s7->n >= 20), "received %s / %s", describe(t), describe(s7));
     publish_interleaved(a, b, 20);
     publish(a, 4, 2);
     publish(b, 3, 3);
@@ -1099,20 +1105,27 @@ Test(fanout, unsubscribe_while_a_catchup_read_is_in_flight)
         /* an observer's reference: the subscription must come back to it alone */
         hs_sub_t *s = hs_sub_ref(t->s);
         switch (round % 4) {
-        case 0: break;             /* before the worker even registered it */
-        case 1: sched_yield(); break;
-        case 2: usleep(500); break; /* its first read out, or just back */
-        case 3: cr_assert(WAIT_FOR(t->n > 0)); break; /* the read ahead out */
+        case 0:
+            break; /* before the worker even registered it */
+        case 1:
+            sched_yield();
+            break;
+        case 2:
+            usleep(500);
+            break; /* its first read out, or just back */
+        case 3:
+            cr_assert(WAIT_FOR(t->n > 0));
+            break; /* the read ahead out */
         }
         drop(t);
-        cr_assert(WAIT_FOR(refs(s) == 1), "round %d: %u references left after unsubscribe",
-                  round, refs(s));
+        cr_assert(WAIT_FOR(refs(s) == 1), "round %d: %u references left after unsubscribe", round,
+                  refs(s));
         hs_sub_unref(s);
     }
     /* the same without an observer: the read's reference may be the last one (ASan watches) */
     for (int round = 0; round < 24; round++) {
-        tsub_t *t = subscribe("leaves during catch-up, no observer", a, true,
-                              (round * 37) % 300, BIG_OUTBOX);
+        tsub_t *t = subscribe("leaves during catch-up, no observer", a, true, (round * 37) % 300,
+                              BIG_OUTBOX);
         if (round % 3 == 1)
             usleep(300);
         else if (round % 3 == 2)
@@ -1120,8 +1133,10 @@ Test(fanout, unsubscribe_while_a_catchup_read_is_in_flight)
         drop(t);
     }
     cr_assert(WAIT_FOR(registered() == 0), "%zu still registered", registered());
-    cr_assert(WAIT_FOR(hs_budget_used(budget) == 0), "%zu bytes of catch-up pages never "
-              "freed", hs_budget_used(budget));
+    cr_assert(WAIT_FOR(hs_budget_used(budget) == 0),
+              "%zu bytes of catch-up pages never "
+              "freed",
+              hs_budget_used(budget));
     /* the worker is intact: a new subscriber gets its events */
     tsub_t *t = subscribe("after all that", a, true, 290, BIG_OUTBOX);
     publish(a, 2, 1);
@@ -1150,8 +1165,10 @@ Test(fanout, a_subscriber_that_never_reads_is_ended_as_stalled_and_only_it)
         publish(a, 1, 1);
         pump(5);
     }
-    cr_assert(WAIT_FOR(stuck->got_kill), "the stuck subscriber was not ended within %d ms "
-              "(stall timeout %d ms)", DEADLINE_MS, stall_ms);
+    cr_assert(WAIT_FOR(stuck->got_kill),
+              "the stuck subscriber was not ended within %d ms "
+              "(stall timeout %d ms)",
+              DEADLINE_MS, stall_ms);
     cr_assert_eq(stuck->end_reason, HS_SUB_END_STALLED);
     cr_assert_geq(stuck->killed_ms - stuck->subscribed_ms, stall_ms,
                   "ended %lld ms after it subscribed, before the stall timeout",

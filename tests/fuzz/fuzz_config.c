@@ -59,8 +59,9 @@ FILE *__real_fopen(const char *path, const char *mode);
 FILE *__wrap_fopen(const char *path, const char *mode)
 {
     if (in_parse && mode[0] == 'r' && strcmp(path, cfg_path) != 0) {
-        fprintf(stderr, "fuzz_config: hs_cli_parse tried to open '%s', not the private config "
-                        "file (a harness bug: the --config rewrite missed a spelling)\n",
+        fprintf(stderr,
+                "fuzz_config: hs_cli_parse tried to open '%s', not the private config "
+                "file (a harness bug: the --config rewrite missed a spelling)\n",
                 path);
         foreign_open = true;
         errno = EACCES;
@@ -170,10 +171,14 @@ static void check_parsed(const hs_cli_t *cli)
     CHECK(c->hub_stateful_buffer >= 1 && c->hub_stateful_buffer <= gib);
     CHECK(c->max_subscriptions >= 1 && c->max_subscriptions <= 1000000);
     CHECK(c->writer_batch >= 1 && c->writer_batch <= 1000000);
-    const int ms[] = {c->sse_ping_ms,           c->sse_retry_ms,
-                      c->stall_timeout_ms,      c->hub_keepalive_ms,
-                      c->hub_client_timeout_ms, c->hub_handshake_timeout_ms,
-                      c->hub_disconnect_timeout_ms, c->hub_longpoll_ms};
+    const int ms[] = {c->sse_ping_ms,
+                      c->sse_retry_ms,
+                      c->stall_timeout_ms,
+                      c->hub_keepalive_ms,
+                      c->hub_client_timeout_ms,
+                      c->hub_handshake_timeout_ms,
+                      c->hub_disconnect_timeout_ms,
+                      c->hub_longpoll_ms};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         CHECK(ms[i] >= 1 && ms[i] <= 86400000);
     CHECK(c->log_level >= HS_LOG_DEBUG && c->log_level <= HS_LOG_ERROR);

@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: a SignalR hub connection (server/signalr/hub.c) fed frame sequences, with the real
- * writer, reader and fan-out threads of a server behind it (SQLite on a file in /dev/shm, or
+ * libFuzzer target: a SignalR hub connection (server/signalr/hub.c) fed frame sequences, with the
+ * real writer, reader and fan-out threads of a server behind it (SQLite on a file in /dev/shm, or
  * /tmp), and this thread acting as the connection's IO thread.
  *
  * The input is a script. Its first byte picks the connection: bit 0 a WebSocket (else long
@@ -62,8 +62,7 @@ static void check_invariants(hs_hub_t *h)
     CHECK(h->nsubs >= 0 && h->nsubs <= srv->cfg.max_subscriptions);
     CHECK(h->held_off <= h->held.len);
     CHECK(h->in.len <= h->in.cap && h->ctl.len <= h->ctl.cap);
-    CHECK(h->replay.len <= srv->cfg.hub_stateful_buffer + srv->cfg.max_message +
-                               (4u << 20) + 4096);
+    CHECK(h->replay.len <= srv->cfg.hub_stateful_buffer + srv->cfg.max_message + (4u << 20) + 4096);
     if (!h->stateful)
         CHECK(h->replay.len == 0);
 }

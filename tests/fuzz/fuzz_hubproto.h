@@ -113,8 +113,8 @@ static char *normalize_neg_zero(const char *j, size_t n, size_t *out_n)
         }
         if (c == '"')
             in_str = true;
-        if (c == '-' && i + 1 < n && j[i + 1] == '0' && (i == 0 || (j[i - 1] != 'e' &&
-                                                                    j[i - 1] != 'E'))) {
+        if (c == '-' && i + 1 < n && j[i + 1] == '0' &&
+            (i == 0 || (j[i - 1] != 'e' && j[i - 1] != 'E'))) {
             char next = i + 2 < n ? j[i + 2] : '\0';
             if (!(next >= '0' && next <= '9') && next != '.' && next != 'e' && next != 'E')
                 continue; /* drop the sign */
@@ -140,8 +140,8 @@ static void round_trip_canonical(const char *j1, size_t n1)
     size_t nn;
     char *norm = normalize_neg_zero(j1, n1, &nn);
     if (!(j2.len == nn && memcmp(j2.p, norm, nn) == 0)) {
-        fprintf(stderr, "round trip changed the JSON:\n  %.*s\n  %.*s\n", (int)n1, j1,
-                (int)j2.len, (const char *)j2.p);
+        fprintf(stderr, "round trip changed the JSON:\n  %.*s\n  %.*s\n", (int)n1, j1, (int)j2.len,
+                (const char *)j2.p);
         CHECK(!"json -> msgpack -> json gives the same JSON");
     }
     free(norm);

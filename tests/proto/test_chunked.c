@@ -18,7 +18,7 @@ typedef struct result {
     size_t off;       /* where the decoder stopped, as an offset into the whole input */
     char data[16384]; /* the decoded body */
     size_t n;
-    int spans;        /* DATA events */
+    int spans; /* DATA events */
 } result_t;
 
 static result_t res;
@@ -118,8 +118,12 @@ Test(chunked, empty_body)
 
 Test(chunked, sizes_in_either_case_with_leading_zeros)
 {
-    const char in[] = "3\r\nabc\r\n" "a\r\n0123456789\r\n" "F\r\nABCDEFGHIJKLMNO\r\n"
-                      "0001\r\nz\r\n" "1f\r\n0123456789012345678901234567890\r\n" "0\r\n\r\n";
+    const char in[] = "3\r\nabc\r\n"
+                      "a\r\n0123456789\r\n"
+                      "F\r\nABCDEFGHIJKLMNO\r\n"
+                      "0001\r\nz\r\n"
+                      "1f\r\n0123456789012345678901234567890\r\n"
+                      "0\r\n\r\n";
     const char body[] = "abc0123456789ABCDEFGHIJKLMNOz0123456789012345678901234567890";
     const result_t *r = whole(S(in));
     expect_body(r, S(body), sizeof(in) - 1);
@@ -142,7 +146,9 @@ Test(chunked, data_bytes_are_data_whatever_they_are)
 
 Test(chunked, extensions_are_skipped)
 {
-    const char in[] = "5;name=value\r\nhello\r\n" "6 ;a\r\n world\r\n" "1\t;b=\"x;y\\\"z\"\r\n!\r\n"
+    const char in[] = "5;name=value\r\nhello\r\n"
+                      "6 ;a\r\n world\r\n"
+                      "1\t;b=\"x;y\\\"z\"\r\n!\r\n"
                       "0;last\r\n\r\n";
     expect_body(whole(S(in)), S("hello world!"), sizeof(in) - 1);
     /* tabs and high bytes are allowed in an extension; 1024 bytes of it, ';' included */
@@ -266,9 +272,20 @@ Test(chunked, bad_chunk_ends)
 Test(chunked, incomplete_bodies_need_more)
 {
     static const char *const partial[] = {
-        "", "5", "5\r", "5\r\n", "5\r\nhel", "5\r\nhello", "5\r\nhello\r", "5\r\nhello\r\n",
-        "5\r\nhello\r\n0", "5\r\nhello\r\n0\r\n", "5\r\nhello\r\n0\r\nX: 1", "5\r\nhello\r\n0\r\n\r",
-        "5;ext", "FFFFFFFFFFFFFFF\r\n",
+        "",
+        "5",
+        "5\r",
+        "5\r\n",
+        "5\r\nhel",
+        "5\r\nhello",
+        "5\r\nhello\r",
+        "5\r\nhello\r\n",
+        "5\r\nhello\r\n0",
+        "5\r\nhello\r\n0\r\n",
+        "5\r\nhello\r\n0\r\nX: 1",
+        "5\r\nhello\r\n0\r\n\r",
+        "5;ext",
+        "FFFFFFFFFFFFFFF\r\n",
     };
     for (size_t i = 0; i < sizeof(partial) / sizeof(*partial); i++) {
         const result_t *r = whole(partial[i], strlen(partial[i]));
@@ -295,8 +312,13 @@ Test(chunked, the_largest_size_counts_down)
 
 Test(chunked, split_at_every_byte)
 {
-    const char in[] = "4;ext=1\r\nWiki\r\n" "5\r\npedia\r\n" "e\r\n in\r\n\r\nchunks.\r\n"
-                      "0;end\r\n" "X-A: 1\r\nX-B: 2\r\n" "\r\n" "NEXT";
+    const char in[] = "4;ext=1\r\nWiki\r\n"
+                      "5\r\npedia\r\n"
+                      "e\r\n in\r\n\r\nchunks.\r\n"
+                      "0;end\r\n"
+                      "X-A: 1\r\nX-B: 2\r\n"
+                      "\r\n"
+                      "NEXT";
     const char body[] = "Wikipedia in\r\n\r\nchunks.";
     size_t len = sizeof(in) - 1, end = len - 4;
     /* two pieces, cut at each offset */
@@ -305,8 +327,7 @@ Test(chunked, split_at_every_byte)
         cr_assert_eq(r->rc, HS_CHUNKED_DONE, "cut at %zu: rc %d (%s)", k, r->rc,
                      r->why ? r->why : "");
         cr_assert_eq(r->n, sizeof(body) - 1, "cut at %zu", k);
-        cr_assert_eq(memcmp(r->data, body, r->n), 0, "cut at %zu: '%.*s'", k, (int)r->n,
-                     r->data);
+        cr_assert_eq(memcmp(r->data, body, r->n), 0, "cut at %zu: '%.*s'", k, (int)r->n, r->data);
         cr_assert_eq(r->off, end, "cut at %zu: stopped at %zu", k, r->off);
     }
     /* one byte at a time: each data byte is a span of its own */

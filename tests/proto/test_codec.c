@@ -14,11 +14,14 @@ static int parse(const char *s, hs_json_span_t *sp)
 
 Test(json, accepts_valid_and_rejects_invalid)
 {
-    const char *ok[] = {"0", "-1.5e+3", "\"\\u00e9\\n\"", "[]", "{}", " {\"a\":[1,{\"b\":null}]} ",
+    const char *ok[] = {"0",    "-1.5e+3",      "\"\\u00e9\\n\"",
+                        "[]",   "{}",           " {\"a\":[1,{\"b\":null}]} ",
                         "true", "\"h\xc3\xa9\""};
-    const char *bad[] = {"", "01", "1.", "[1,]", "{\"a\"}", "{\"a\":1,}", "\"\x01\"",
-                         "\"\xff\"", "\"\xed\xa0\x80\"", "nul", "[1] 2", "\"abc", "{'a':1}",
-                         "\"\\x\""};
+    const char *bad[] = {"",         "01",       "1.",
+                         "[1,]",     "{\"a\"}",  "{\"a\":1,}",
+                         "\"\x01\"", "\"\xff\"", "\"\xed\xa0\x80\"",
+                         "nul",      "[1] 2",    "\"abc",
+                         "{'a':1}",  "\"\\x\""};
     hs_json_span_t sp;
     for (size_t i = 0; i < sizeof(ok) / sizeof(*ok); i++)
         cr_assert_eq(parse(ok[i], &sp), 0, "should accept %s", ok[i]);
@@ -83,8 +86,8 @@ Test(codec, parse_publish_single_and_array)
     char why[256];
     const char *body = "[{\"type\":\"t1\",\"data\":{ \"k\" : 1 }},"
                        "{\"type\":\"t2\",\"metadata\":{\"m\":true},\"id\":\"abc\"}]";
-    cr_assert_eq(hs_codec_parse_publish(body, strlen(body), "s", 1, 1 << 20, &e, why, 256), 0,
-                 "%s", why);
+    cr_assert_eq(hs_codec_parse_publish(body, strlen(body), "s", 1, 1 << 20, &e, why, 256), 0, "%s",
+                 why);
     cr_assert_eq(e->nevents, 2);
     cr_assert_eq(e->events[0].data_len, 7);
     cr_assert(memcmp(e->events[0].data, "{\"k\":1}", 7) == 0);
@@ -121,8 +124,8 @@ Test(codec, parse_publish_errors)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         size_t max = cases[i].rc == HS_ETOOLARGE ? 60 : 1 << 20;
-        int rc = hs_codec_parse_publish(cases[i].body, strlen(cases[i].body), "s", 1, max, &e,
-                                        why, sizeof(why));
+        int rc = hs_codec_parse_publish(cases[i].body, strlen(cases[i].body), "s", 1, max, &e, why,
+                                        sizeof(why));
         cr_assert_eq(rc, cases[i].rc, "case %zu (%s): rc %d", i, cases[i].body, rc);
         cr_assert(strstr(why, cases[i].why), "case %zu: why '%s'", i, why);
     }
@@ -145,9 +148,17 @@ Test(codec, stream_names)
 
 Test(codec, encode_record_and_sse)
 {
-    hs_record_t rec = {.stream = "or\"ders", .stream_len = 7, .version = 3, .position = 1042,
-                       .time_us = 1795324200123456LL, .event_id = "id-1", .event_id_len = 4,
-                       .type = "order.created", .type_len = 13, .data = "{\"a\":1}", .data_len = 7};
+    hs_record_t rec = {.stream = "or\"ders",
+                       .stream_len = 7,
+                       .version = 3,
+                       .position = 1042,
+                       .time_us = 1795324200123456LL,
+                       .event_id = "id-1",
+                       .event_id_len = 4,
+                       .type = "order.created",
+                       .type_len = 13,
+                       .data = "{\"a\":1}",
+                       .data_len = 7};
     hs_block_t *b = hs_codec_encode(&rec);
     cr_assert_str_eq(b->json, "{\"stream\":\"or\\\"ders\",\"version\":3,\"position\":1042,"
                               "\"id\":\"id-1\",\"type\":\"order.created\","

@@ -58,7 +58,7 @@ static void expect_bytes(const hs_hubbuf_t *b, const void *want, size_t n)
                      ((const uint8_t *)want)[i]);
 }
 
-#define EXPECT(b, lit) expect_bytes((b), (lit), sizeof(lit) - 1)
+#define EXPECT(b, lit)     expect_bytes((b), (lit), sizeof(lit) - 1)
 #define EXPECT_ARR(b, arr) expect_bytes((b), (arr), sizeof(arr))
 
 /* ---- buffers and varints ---- */
@@ -176,8 +176,7 @@ Test(hubproto, too_large_and_malformed_prefixes)
     cr_assert_eq(hs_hubproto_next(HS_HUB_MSGPACK, pre, 2, 5248, &rec, &rl, &used), 0);
     static const uint8_t max31[] = {0xff, 0xff, 0xff, 0xff, 0x07};
     cr_assert_eq(hs_hubproto_next(HS_HUB_MSGPACK, max31, 5, SIZE_MAX, &rec, &rl, &used), 0);
-    cr_assert_eq(hs_hubproto_next(HS_HUB_MSGPACK, max31, 5, 1000, &rec, &rl, &used),
-                 HS_ETOOLARGE);
+    cr_assert_eq(hs_hubproto_next(HS_HUB_MSGPACK, max31, 5, 1000, &rec, &rl, &used), HS_ETOOLARGE);
     static const uint8_t over31[] = {0x80, 0x80, 0x80, 0x80, 0x08}; /* 2^31 */
     cr_assert_eq(hs_hubproto_next(HS_HUB_MSGPACK, over31, 5, SIZE_MAX, &rec, &rl, &used),
                  HS_EINVAL);
@@ -198,33 +197,25 @@ Test(hubproto, handshake)
     char proto[32];
     int ver = -1;
     const char *h = "{\"protocol\":\"messagepack\",\"version\":1,\"x\":[2]}";
-    cr_assert_eq(hs_hubproto_parse_handshake((const uint8_t *)h, strlen(h), proto, sizeof(proto),
-                                             &ver),
-                 0);
+    cr_assert_eq(
+        hs_hubproto_parse_handshake((const uint8_t *)h, strlen(h), proto, sizeof(proto), &ver), 0);
     cr_assert_str_eq(proto, "messagepack");
     cr_assert_eq(ver, 1);
     h = "{ \"version\" : 2 , \"protocol\" : \"j\\u0073on\" }";
-    cr_assert_eq(hs_hubproto_parse_handshake((const uint8_t *)h, strlen(h), proto, sizeof(proto),
-                                             &ver),
-                 0);
+    cr_assert_eq(
+        hs_hubproto_parse_handshake((const uint8_t *)h, strlen(h), proto, sizeof(proto), &ver), 0);
     cr_assert_str_eq(proto, "json");
     cr_assert_eq(ver, 2);
     cr_assert_eq(hs_hubproto_parse_handshake((const uint8_t *)h, strlen(h), proto, 3, &ver), 0);
     cr_assert_str_eq(proto, "js", "truncated to cap - 1");
-    const char *bad[] = {"",
-                         "[]",
-                         "\"json\"",
-                         "{}",
-                         "{\"protocol\":1,\"version\":1}",
-                         "{\"protocol\":\"json\"}",
-                         "{\"version\":1}",
-                         "{\"protocol\":\"json\",\"version\":\"1\"}",
-                         "{\"protocol\":\"json\",\"version\":1.5}",
-                         "{\"protocol\":\"json\",\"version\":99999999999}",
-                         "{\"protocol\":\"json\",\"version\":1",
-                         "{\"protocol\":\"json\",\"version\":1}\x1e",
-                         /* a NUL inside the name must not cut it down to "json" */
-                         "{\"protocol\":\"json\\u0000x\",\"version\":1}"};
+    const char *bad[] = {
+        "", "[]", "\"json\"", "{}", "{\"protocol\":1,\"version\":1}", "{\"protocol\":\"json\"}",
+        "{\"version\":1}", "{\"protocol\":\"json\",\"version\":\"1\"}",
+        "{\"protocol\":\"json\",\"version\":1.5}",
+        "{\"protocol\":\"json\",\"version\":99999999999}", "{\"protocol\":\"json\",\"version\":1",
+        "{\"protocol\":\"json\",\"version\":1}\x1e",
+        /* a NUL inside the name must not cut it down to "json" */
+        "{\"protocol\":\"json\\u0000x\",\"version\":1}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         cr_assert_eq(hs_hubproto_parse_handshake((const uint8_t *)bad[i], strlen(bad[i]), proto,
                                                  sizeof(proto), &ver),
@@ -360,30 +351,43 @@ Test(hubproto, json_every_message_type)
 Test(hubproto, json_malformed_is_refused)
 {
     const char *bad[] = {
-        "", "not json", "[]", "\"x\"", "1", "{}", "{\"type\":\"1\"}", "{\"type\":1.5}",
-        "{\"type\":null}", "{\"type\":1,", "{\"type\":6} {}", "{\"type\":6}\x1e",
+        "",
+        "not json",
+        "[]",
+        "\"x\"",
+        "1",
+        "{}",
+        "{\"type\":\"1\"}",
+        "{\"type\":1.5}",
+        "{\"type\":null}",
+        "{\"type\":1,",
+        "{\"type\":6} {}",
+        "{\"type\":6}\x1e",
         "{\"type\":99999999999}",
         /* invocations */
-        "{\"type\":1,\"arguments\":[]}",                              /* no target */
-        "{\"type\":1,\"target\":\"\",\"arguments\":[]}",              /* empty target */
-        "{\"type\":1,\"target\":5,\"arguments\":[]}",                 /* non-string target */
-        "{\"type\":1,\"target\":\"x\"}",                              /* no arguments */
-        "{\"type\":1,\"target\":\"x\",\"arguments\":{}}",             /* arguments not an array */
+        "{\"type\":1,\"arguments\":[]}",                  /* no target */
+        "{\"type\":1,\"target\":\"\",\"arguments\":[]}",  /* empty target */
+        "{\"type\":1,\"target\":5,\"arguments\":[]}",     /* non-string target */
+        "{\"type\":1,\"target\":\"x\"}",                  /* no arguments */
+        "{\"type\":1,\"target\":\"x\",\"arguments\":{}}", /* arguments not an array */
         "{\"type\":1,\"target\":\"x\",\"arguments\":[],\"invocationId\":5}",
         "{\"type\":1,\"target\":\"x\",\"arguments\":[],\"invocationId\":[\"5\"]}",
         "{\"type\":1,\"target\":\"x\",\"arguments\":[],\"streamIds\":[1]}",
         "{\"type\":1,\"target\":\"x\",\"arguments\":[],\"streamIds\":\"1\"}",
-        "{\"type\":1,\"target\":\"a\\u0000b\",\"arguments\":[]}",     /* NUL in a C string */
-        "{\"type\":4,\"target\":\"x\",\"arguments\":[]}",             /* stream needs an id */
+        "{\"type\":1,\"target\":\"a\\u0000b\",\"arguments\":[]}", /* NUL in a C string */
+        "{\"type\":4,\"target\":\"x\",\"arguments\":[]}",         /* stream needs an id */
         /* others */
-        "{\"type\":2,\"invocationId\":\"1\"}",                        /* no item */
-        "{\"type\":2,\"invocationId\":\"1\",\"result\":1}",           /* result is not item */
-        "{\"type\":2,\"item\":1}",                                    /* no id */
+        "{\"type\":2,\"invocationId\":\"1\"}",              /* no item */
+        "{\"type\":2,\"invocationId\":\"1\",\"result\":1}", /* result is not item */
+        "{\"type\":2,\"item\":1}",                          /* no id */
         "{\"type\":3,\"result\":1}",
         "{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"e\"}",
-        "{\"type\":3,\"invocationId\":\"1\",\"error\":5}", "{\"type\":5}",
-        "{\"type\":5,\"invocationId\":\"a\\u0000\"}", "{\"type\":8}",
-        "{\"type\":8,\"sequenceId\":\"1\"}", "{\"type\":9,\"sequenceId\":1.0}",
+        "{\"type\":3,\"invocationId\":\"1\",\"error\":5}",
+        "{\"type\":5}",
+        "{\"type\":5,\"invocationId\":\"a\\u0000\"}",
+        "{\"type\":8}",
+        "{\"type\":8,\"sequenceId\":\"1\"}",
+        "{\"type\":9,\"sequenceId\":1.0}",
         "{\"type\":9,\"sequenceId\":99999999999999999999}",
     };
     hs_hubmsg_t m;
@@ -467,16 +471,16 @@ Test(hubproto, msgpack_invocations_of_5_and_6_elements)
 {
     hs_hubmsg_t m;
     /* .NET: 6 elements, nil id, a uint16 argument, one stream id */
-    static const uint8_t inv6[] = {0x0d, 0x96, 0x01, 0x80, 0xc0, 0xa1, 0x53, 0x91,
-                                   0xcd, 0x01, 0x00, 0x91, 0xa1, 0x39};
+    static const uint8_t inv6[] = {0x0d, 0x96, 0x01, 0x80, 0xc0, 0xa1, 0x53,
+                                   0x91, 0xcd, 0x01, 0x00, 0x91, 0xa1, 0x39};
     cr_assert_eq(PM(inv6, &m), 0, "%s", why);
     cr_assert_not(m.has_id);
     cr_assert(span_is(m.args, m.args_len, "[256]"));
     cr_assert_eq(m.nstream_ids, 1);
     cr_assert_str_eq(m.stream_ids[0], "9");
     /* 6 elements with an empty stream id array, and with nil; headers with an entry */
-    static const uint8_t inv6e[] = {0x0c, 0x96, 0x01, 0x81, 0xa1, 0x6b, 0xa1, 0x76, 0xa0,
-                                    0xa1, 0x53, 0x90, 0x90};
+    static const uint8_t inv6e[] = {0x0c, 0x96, 0x01, 0x81, 0xa1, 0x6b, 0xa1,
+                                    0x76, 0xa0, 0xa1, 0x53, 0x90, 0x90};
     cr_assert_eq(PM(inv6e, &m), 0, "%s", why);
     cr_assert(m.has_id, "an empty string id is an id");
     cr_assert_str_eq(m.id, "");
@@ -563,15 +567,15 @@ Test(hubproto, msgpack_every_integer_width)
     hs_hubmsg_t m;
     /* the type as uint8 .. uint64 and int8 .. int64, each with its sequenceId in the same width */
     static const uint8_t recs[][20] = {
-        {0x05, 0x92, 0xcc, 0x08, 0xcc, 0xc8},                                     /* 200 */
-        {0x07, 0x92, 0xcd, 0x00, 0x08, 0xcd, 0x01, 0x2c},                         /* 300 */
-        {0x0b, 0x92, 0xce, 0, 0, 0, 0x08, 0xce, 0x00, 0x01, 0x00, 0x00},          /* 65536 */
+        {0x05, 0x92, 0xcc, 0x08, 0xcc, 0xc8},                            /* 200 */
+        {0x07, 0x92, 0xcd, 0x00, 0x08, 0xcd, 0x01, 0x2c},                /* 300 */
+        {0x0b, 0x92, 0xce, 0, 0, 0, 0x08, 0xce, 0x00, 0x01, 0x00, 0x00}, /* 65536 */
         {0x13, 0x92, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x08, 0xcf, 0, 0, 0, 0x01, 0, 0, 0, 0},
-        {0x05, 0x92, 0xd0, 0x08, 0xd0, 0x9c},                                     /* -100 */
-        {0x07, 0x92, 0xd1, 0x00, 0x08, 0xd1, 0xfe, 0xd4},                         /* -300 */
-        {0x0b, 0x92, 0xd2, 0, 0, 0, 0x08, 0xd2, 0xff, 0xfe, 0xff, 0xff},          /* -65537 */
+        {0x05, 0x92, 0xd0, 0x08, 0xd0, 0x9c},                            /* -100 */
+        {0x07, 0x92, 0xd1, 0x00, 0x08, 0xd1, 0xfe, 0xd4},                /* -300 */
+        {0x0b, 0x92, 0xd2, 0, 0, 0, 0x08, 0xd2, 0xff, 0xfe, 0xff, 0xff}, /* -65537 */
         {0x13, 0x92, 0xd3, 0, 0, 0, 0, 0, 0, 0, 0x08, 0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0},
-        {0x03, 0x92, 0x08, 0xff},                                                 /* -1 */
+        {0x03, 0x92, 0x08, 0xff}, /* -1 */
     };
     static const int64_t want[] = {200, 300, 65536, 1LL << 32, -100, -300, -65537, INT64_MIN, -1};
     for (size_t i = 0; i < sizeof(recs) / sizeof(*recs); i++) {
@@ -583,8 +587,8 @@ Test(hubproto, msgpack_every_integer_width)
     static const uint8_t kind16[] = {0x08, 0x94, 0x03, 0x80, 0xa1, 0x31, 0xcd, 0x00, 0x02};
     cr_assert_eq(PM(kind16, &m), 0);
     cr_assert_null(m.item);
-    static const uint8_t kind64[] = {0x0f, 0x95, 0x03, 0x80, 0xa1, 0x31, 0xd3, 0, 0, 0, 0, 0, 0, 0,
-                                     0x03, 0x07};
+    static const uint8_t kind64[] = {0x0f, 0x95, 0x03, 0x80, 0xa1, 0x31, 0xd3, 0,
+                                     0,    0,    0,    0,    0,    0,    0x03, 0x07};
     cr_assert_eq(PM(kind64, &m), 0);
     cr_assert(span_is(m.item, m.item_len, "7"));
     /* a sequenceId above INT64_MAX does not fit */
@@ -597,15 +601,15 @@ Test(hubproto, msgpack_values_become_json)
     hs_hubmsg_t m;
     /* StreamItem with a map of every scalar kind */
     static const uint8_t rec[] = {
-        0x39, 0x94, 0x02, 0x80, 0xa1, 0x31, 0x88,
-        0xa1, 0x61, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0,       /* a: 1.5 */
-        0xa1, 0x62, 0xca, 0x3e, 0x80, 0, 0,                   /* b: 0.25f */
-        0xa1, 0x63, 0xc4, 0x02, 0x00, 0xff,                   /* c: bin */
-        0xa1, 0x64, 0xa2, 0xc3, 0xa9,                         /* d: "é" */
-        0xa1, 0x65, 0xa2, 0x22, 0x0a,                         /* e: "\"\n" */
+        0x39, 0x94, 0x02, 0x80, 0xa1, 0x31, 0x88, 0xa1, 0x61, 0xcb, 0x3f,
+        0xf8, 0,    0,    0,    0,    0,    0,                            /* a: 1.5 */
+        0xa1, 0x62, 0xca, 0x3e, 0x80, 0,    0,                            /* b: 0.25f */
+        0xa1, 0x63, 0xc4, 0x02, 0x00, 0xff,                               /* c: bin */
+        0xa1, 0x64, 0xa2, 0xc3, 0xa9,                                     /* d: "é" */
+        0xa1, 0x65, 0xa2, 0x22, 0x0a,                                     /* e: "\"\n" */
         0xa1, 0x66, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* f: UINT64_MAX */
-        0xa1, 0x67, 0xc0,                                     /* g: nil */
-        0xa1, 0x68, 0xc2,                                     /* h: false */
+        0xa1, 0x67, 0xc0,                                                 /* g: nil */
+        0xa1, 0x68, 0xc2,                                                 /* h: false */
     };
     cr_assert_eq(PM(rec, &m), 0, "%s", why);
     cr_assert(span_is(m.item, m.item_len,
@@ -630,43 +634,43 @@ Test(hubproto, msgpack_values_become_json)
 Test(hubproto, msgpack_malformed_is_refused)
 {
     static const uint8_t cases[][16] = {
-        {0x04, 0x94, 0x01, 0x80, 0xc0},                             /* 4-element invocation */
-        {0x06, 0x95, 0x01, 0x80, 0xc0, 0xa0, 0x90},                 /* empty target */
-        {0x06, 0x95, 0x01, 0x80, 0xc0, 0x01, 0x90},                 /* int target */
-        {0x07, 0x95, 0x01, 0x80, 0x01, 0xa1, 0x53, 0x90},           /* int id */
-        {0x07, 0x95, 0x01, 0xc0, 0xc0, 0xa1, 0x53, 0x90},           /* nil headers */
-        {0x07, 0x95, 0x01, 0x80, 0xc0, 0xa1, 0x53, 0x80},           /* args not an array */
+        {0x04, 0x94, 0x01, 0x80, 0xc0},                               /* 4-element invocation */
+        {0x06, 0x95, 0x01, 0x80, 0xc0, 0xa0, 0x90},                   /* empty target */
+        {0x06, 0x95, 0x01, 0x80, 0xc0, 0x01, 0x90},                   /* int target */
+        {0x07, 0x95, 0x01, 0x80, 0x01, 0xa1, 0x53, 0x90},             /* int id */
+        {0x07, 0x95, 0x01, 0xc0, 0xc0, 0xa1, 0x53, 0x90},             /* nil headers */
+        {0x07, 0x95, 0x01, 0x80, 0xc0, 0xa1, 0x53, 0x80},             /* args not an array */
         {0x09, 0x96, 0x01, 0x80, 0xc0, 0xa1, 0x53, 0x90, 0x91, 0x01}, /* int stream id */
-        {0x08, 0x95, 0x01, 0x80, 0xc0, 0xa2, 0x53, 0x00, 0x90},     /* NUL in target */
-        {0x07, 0x95, 0x04, 0x80, 0xc0, 0xa1, 0x53, 0x90},           /* stream without id */
-        {0x05, 0x93, 0x02, 0x80, 0xa1, 0x31},                       /* stream item, no item */
-        {0x05, 0x94, 0x02, 0x80, 0xc0, 0x01},                       /* stream item, nil id */
-        {0x05, 0x94, 0x03, 0x80, 0xa1, 0x31},                       /* truncated completion */
-        {0x06, 0x94, 0x03, 0x80, 0xa1, 0x31, 0x01},                 /* kind 1, no error */
-        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x01, 0x05},           /* kind 1, int error */
-        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x01, 0xc0},           /* kind 1, nil error */
-        {0x06, 0x94, 0x03, 0x80, 0xa1, 0x31, 0x03},                 /* kind 3, no value */
-        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x02, 0x01},           /* kind 2 with a value */
-        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x04, 0x01},           /* kind 4 */
-        {0x05, 0x93, 0x03, 0x80, 0xa1, 0x31},                       /* no kind */
-        {0x03, 0x92, 0x05, 0x80},                                   /* cancel without id */
-        {0x03, 0x92, 0x07, 0x01},                                   /* close, int error */
-        {0x02, 0x91, 0x07},                                         /* close of 1 */
-        {0x02, 0x91, 0x08},                                         /* ack without id */
-        {0x03, 0x92, 0x08, 0xc0},                                   /* ack, nil id */
-        {0x03, 0x92, 0x09, 0xa1},                                   /* truncated str */
-        {0x0b, 0x92, 0x08, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0},     /* float sequence id */
-        {0x03, 0x91, 0x06, 0x06},                                   /* trailing byte */
-        {0x04, 0x91, 0x06, 0x91, 0x06},                             /* two values */
-        {0x02, 0xa1, 0x41},                                         /* not an array */
-        {0x01, 0x90},                                               /* empty array */
-        {0x02, 0x91, 0xa0},                                         /* str type */
-        {0x02, 0x91, 0xc1},                                         /* never-used byte */
-        {0x00},                                                     /* empty record */
-        {0x0a, 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5},        /* array32 of 4 billion */
-        {0x0a, 0xdf, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5},        /* map32 of 4 billion */
-        {0x0a, 0x92, 0x06, 0xdb, 0xff, 0xff, 0xff, 0xff, 1, 2, 3},  /* str32 of 4 GiB */
-        {0x0a, 0x92, 0x06, 0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2, 3},  /* bin32 of 4 GiB */
+        {0x08, 0x95, 0x01, 0x80, 0xc0, 0xa2, 0x53, 0x00, 0x90},       /* NUL in target */
+        {0x07, 0x95, 0x04, 0x80, 0xc0, 0xa1, 0x53, 0x90},             /* stream without id */
+        {0x05, 0x93, 0x02, 0x80, 0xa1, 0x31},                         /* stream item, no item */
+        {0x05, 0x94, 0x02, 0x80, 0xc0, 0x01},                         /* stream item, nil id */
+        {0x05, 0x94, 0x03, 0x80, 0xa1, 0x31},                         /* truncated completion */
+        {0x06, 0x94, 0x03, 0x80, 0xa1, 0x31, 0x01},                   /* kind 1, no error */
+        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x01, 0x05},             /* kind 1, int error */
+        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x01, 0xc0},             /* kind 1, nil error */
+        {0x06, 0x94, 0x03, 0x80, 0xa1, 0x31, 0x03},                   /* kind 3, no value */
+        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x02, 0x01},             /* kind 2 with a value */
+        {0x07, 0x95, 0x03, 0x80, 0xa1, 0x31, 0x04, 0x01},             /* kind 4 */
+        {0x05, 0x93, 0x03, 0x80, 0xa1, 0x31},                         /* no kind */
+        {0x03, 0x92, 0x05, 0x80},                                     /* cancel without id */
+        {0x03, 0x92, 0x07, 0x01},                                     /* close, int error */
+        {0x02, 0x91, 0x07},                                           /* close of 1 */
+        {0x02, 0x91, 0x08},                                           /* ack without id */
+        {0x03, 0x92, 0x08, 0xc0},                                     /* ack, nil id */
+        {0x03, 0x92, 0x09, 0xa1},                                     /* truncated str */
+        {0x0b, 0x92, 0x08, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0},       /* float sequence id */
+        {0x03, 0x91, 0x06, 0x06},                                     /* trailing byte */
+        {0x04, 0x91, 0x06, 0x91, 0x06},                               /* two values */
+        {0x02, 0xa1, 0x41},                                           /* not an array */
+        {0x01, 0x90},                                                 /* empty array */
+        {0x02, 0x91, 0xa0},                                           /* str type */
+        {0x02, 0x91, 0xc1},                                           /* never-used byte */
+        {0x00},                                                       /* empty record */
+        {0x0a, 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5},          /* array32 of 4 billion */
+        {0x0a, 0xdf, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5},          /* map32 of 4 billion */
+        {0x0a, 0x92, 0x06, 0xdb, 0xff, 0xff, 0xff, 0xff, 1, 2, 3},    /* str32 of 4 GiB */
+        {0x0a, 0x92, 0x06, 0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2, 3},    /* bin32 of 4 GiB */
         {0x0b, 0x95, 0x01, 0x80, 0xc0, 0xa1, 0x53, 0xdd, 0x7f, 0xff, 0xff, 0xff}, /* 2^31 args */
     };
     hs_hubmsg_t m;
@@ -692,8 +696,8 @@ Test(hubproto, msgpack_values_json_cannot_hold_are_refused)
     /* ext, NaN and infinity in a stream item */
     static const uint8_t ext[] = {0x08, 0x94, 0x02, 0x80, 0xa1, 0x31, 0xd4, 0x01, 0x00};
     cr_assert_eq(PM(ext, &m), HS_EINVAL);
-    static const uint8_t nan[] = {0x0e, 0x94, 0x02, 0x80, 0xa1, 0x31, 0xcb, 0x7f, 0xf8, 0, 0, 0, 0,
-                                  0, 0};
+    static const uint8_t nan[] = {0x0e, 0x94, 0x02, 0x80, 0xa1, 0x31, 0xcb, 0x7f,
+                                  0xf8, 0,    0,    0,    0,    0,    0};
     cr_assert_eq(PM(nan, &m), HS_EINVAL);
     static const uint8_t inf[] = {0x0a, 0x94, 0x02, 0x80, 0xa1, 0x31, 0xca, 0x7f, 0x80, 0, 0};
     cr_assert_eq(PM(inf, &m), HS_EINVAL);
@@ -763,8 +767,8 @@ Test(hubproto, every_truncation_of_valid_records_is_refused)
             memcpy(body, recs[i] + 1, cut); /* exact-size copy: ASan sees any over-read */
             uint8_t *heap = malloc(cut ? cut : 1);
             memcpy(heap, body, cut);
-            cr_assert_eq(parse(HS_HUB_MSGPACK, heap, cut, &m), HS_EINVAL, "record %zu cut %zu",
-                         i, cut);
+            cr_assert_eq(parse(HS_HUB_MSGPACK, heap, cut, &m), HS_EINVAL, "record %zu cut %zu", i,
+                         cut);
             free(heap);
         }
         cr_assert_eq(parse(HS_HUB_MSGPACK, recs[i] + 1, len, &m), 0, "record %zu whole", i);
@@ -881,7 +885,7 @@ Test(hubproto, msgpack_encoders)
         0x05, 0x92, 0x08, 0xcd, 0x01, 0x2c, /* ack 300 */
         0x03, 0x92, 0x09, 0x01,             /* sequence 1 */
         0x03, 0x92, 0x09, 0xff,             /* sequence -1 */
-        0x0b, 0x92, 0x08, 0xcf, 0, 0, 0x01, 0, 0, 0, 0, 0,
+        0x0b, 0x92, 0x08, 0xcf, 0,    0,    0x01, 0, 0, 0, 0, 0,
     };
     EXPECT_ARR(&b, seqs);
     /* what we emit, we parse */
@@ -962,8 +966,10 @@ Test(hubproto, json_to_msgpack_picks_the_smallest_encoding)
     TO_MP("[]", "\x90");
     TO_MP("{}", "\x80");
     TO_MP(" { \"b\" : [1, {}] , \"a\" : null } ", "\x82\xa1\x62\x92\x01\x80\xa1\x61\xc0");
-    TO_MP("\"0123456789012345678901234567890\"", "\xbf" "0123456789012345678901234567890");
-    TO_MP("\"01234567890123456789012345678901\"", "\xd9\x20" "01234567890123456789012345678901");
+    TO_MP("\"0123456789012345678901234567890\"", "\xbf"
+                                                 "0123456789012345678901234567890");
+    TO_MP("\"01234567890123456789012345678901\"", "\xd9\x20"
+                                                  "01234567890123456789012345678901");
     /* a 400-digit number ending the buffer (not NUL-terminated: ASan catches an over-read) */
     char *num = malloc(400);
     memset(num, '9', 400);
@@ -1045,15 +1051,23 @@ static void mp_json(const void *mp, size_t n, int want_rc, const char *want)
 }
 
 #define MP_JSON(lit, want) mp_json((lit), sizeof(lit) - 1, 0, (want))
-#define MP_BAD(lit) mp_json((lit), sizeof(lit) - 1, HS_EINVAL, NULL)
+#define MP_BAD(lit)        mp_json((lit), sizeof(lit) - 1, HS_EINVAL, NULL)
 
 Test(hubproto, msgpack_to_json)
 {
     MP_JSON("\xc4\x00", "\"\"");
-    MP_JSON("\xc4\x01" "a", "\"YQ==\"");
-    MP_JSON("\xc4\x02" "ab", "\"YWI=\"");
-    MP_JSON("\xc4\x03" "abc", "\"YWJj\"");
-    MP_JSON("\xc5\x00\x04" "\xfb\xff\xbf\x00", "\"+/+/AA==\"");
+    MP_JSON("\xc4\x01"
+            "a",
+            "\"YQ==\"");
+    MP_JSON("\xc4\x02"
+            "ab",
+            "\"YWI=\"");
+    MP_JSON("\xc4\x03"
+            "abc",
+            "\"YWJj\"");
+    MP_JSON("\xc5\x00\x04"
+            "\xfb\xff\xbf\x00",
+            "\"+/+/AA==\"");
     MP_JSON("\xca\x3f\xc0\x00\x00", "1.5");
     MP_JSON("\xca\x3d\xcc\xcc\xcd", "0.10000000149011612"); /* float32 0.1, as a double */
     MP_JSON("\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a", "0.1");
@@ -1063,30 +1077,35 @@ Test(hubproto, msgpack_to_json)
     MP_JSON("\xce\xff\xff\xff\xff", "4294967295");
     MP_JSON("\xa0", "\"\"");
     MP_JSON("\xd9\x00", "\"\"");
-    MP_JSON("\xda\x00\x02" "\x7f\x1b", "\"\x7f\\u001b\"");
+    MP_JSON("\xda\x00\x02"
+            "\x7f\x1b",
+            "\"\x7f\\u001b\"");
     MP_JSON("\xdc\x00\x02\xc0\xc3", "[null,true]");
     MP_JSON("\xde\x00\x01\xa1k\x90", "{\"k\":[]}");
-    MP_JSON("\x82\xa1" "a\x01\xa1" "a\x02", "{\"a\":1,\"a\":2}");
+    MP_JSON("\x82\xa1"
+            "a\x01\xa1"
+            "a\x02",
+            "{\"a\":1,\"a\":2}");
     MP_JSON("\xa4\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\"");
     MP_BAD("");
     MP_BAD("\xc1");
-    MP_BAD("\x01\x02");                         /* trailing bytes */
-    MP_BAD("\x92\x01");                         /* truncated */
-    MP_BAD("\x81\x01\x02");                     /* int key */
-    MP_BAD("\x81\xc0\x02");                     /* nil key */
-    MP_BAD("\x81\x90\x02");                     /* array key */
-    MP_BAD("\xd4\x01\x00");                     /* fixext1 */
-    MP_BAD("\xc7\x00\x01");                     /* ext8 of 0 bytes */
+    MP_BAD("\x01\x02");                             /* trailing bytes */
+    MP_BAD("\x92\x01");                             /* truncated */
+    MP_BAD("\x81\x01\x02");                         /* int key */
+    MP_BAD("\x81\xc0\x02");                         /* nil key */
+    MP_BAD("\x81\x90\x02");                         /* array key */
+    MP_BAD("\xd4\x01\x00");                         /* fixext1 */
+    MP_BAD("\xc7\x00\x01");                         /* ext8 of 0 bytes */
     MP_BAD("\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00"); /* infinity */
     MP_BAD("\xcb\xff\xf8\x00\x00\x00\x00\x00\x00"); /* NaN */
-    MP_BAD("\xa1\xff");                         /* invalid UTF-8 */
-    MP_BAD("\xa2\xc0\x80");                     /* overlong */
-    MP_BAD("\xa3\xed\xa0\x80");                 /* a surrogate */
-    MP_BAD("\xa4\xf4\x90\x80\x80");             /* above U+10FFFF */
-    MP_BAD("\xa2\xe2\x82");                     /* truncated sequence */
-    MP_BAD("\xdd\xff\xff\xff\xff\x01");         /* array32 of 4 billion */
-    MP_BAD("\xdf\x7f\xff\xff\xff\xa0\x01");     /* map32 of 2 billion */
-    MP_BAD("\xc6\xff\xff\xff\xff\x01");         /* bin32 of 4 GiB */
+    MP_BAD("\xa1\xff");                             /* invalid UTF-8 */
+    MP_BAD("\xa2\xc0\x80");                         /* overlong */
+    MP_BAD("\xa3\xed\xa0\x80");                     /* a surrogate */
+    MP_BAD("\xa4\xf4\x90\x80\x80");                 /* above U+10FFFF */
+    MP_BAD("\xa2\xe2\x82");                         /* truncated sequence */
+    MP_BAD("\xdd\xff\xff\xff\xff\x01");             /* array32 of 4 billion */
+    MP_BAD("\xdf\x7f\xff\xff\xff\xa0\x01");         /* map32 of 2 billion */
+    MP_BAD("\xc6\xff\xff\xff\xff\x01");             /* bin32 of 4 GiB */
     /* 65 nested arrays */
     char deep[66];
     memset(deep, 0x91, 65);
@@ -1165,8 +1184,9 @@ Test(hubproto, random_mutations_never_crash, .timeout = 120)
                 n = at;
                 break;
             case 3: /* an interesting byte */
-                buf[at] = (const uint8_t[]){0x00, 0x1e, 0x7f, 0x80, 0xc0, 0xc1, 0xcf, 0xd3, 0xdc,
-                                            0xdd, 0xdf, 0xff, '"', '\\', '{', ']'}[(r >> 40) % 16];
+                buf[at] = (const uint8_t[]){
+                    0x00, 0x1e, 0x7f, 0x80, 0xc0, 0xc1, 0xcf, 0xd3,
+                    0xdc, 0xdd, 0xdf, 0xff, '"',  '\\', '{',  ']'}[(r >> 40) % 16];
                 break;
             case 4: /* insert a byte */
                 if (n < sizeof(buf)) {

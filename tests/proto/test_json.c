@@ -58,8 +58,8 @@ Test(json, each_kind_of_value_with_its_exact_span)
         {"\"\"", "\"\"", HS_JSON_STRING},
         {"\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00E9\"", "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u00E9\"",
          HS_JSON_STRING},
-        {"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"",
-         HS_JSON_STRING},
+        {"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"",
+         "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"", HS_JSON_STRING},
         {"[]", "[]", HS_JSON_ARRAY},
         {" [ 1 , [ ] , { } , \"]\" ] ", "[ 1 , [ ] , { } , \"]\" ]", HS_JSON_ARRAY},
         {"{}", "{}", HS_JSON_OBJECT},
@@ -132,8 +132,8 @@ Test(json, refuses_invalid_documents_saying_where)
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         hs_json_span_t sp;
         char why[128] = "";
-        cr_assert_eq(parse_n(cases[i].in, strlen(cases[i].in), &sp, why, sizeof(why)),
-                     HS_EINVAL, "accepted %s", cases[i].in);
+        cr_assert_eq(parse_n(cases[i].in, strlen(cases[i].in), &sp, why, sizeof(why)), HS_EINVAL,
+                     "accepted %s", cases[i].in);
         cr_assert_str_eq(why, cases[i].why, "%s", cases[i].in);
     }
     /* bytes after a NUL count: the length is the document, not the C string */
@@ -192,16 +192,15 @@ Test(json, nesting_is_bounded_at_the_documented_depth)
 Test(json, object_members_in_order_with_exact_spans)
 {
     hs_json_span_t obj, k, v;
-    const char *doc = "{ \"a\" : 1 , \"b\\\"\":[1,{\"x\":\"}\"}] ,\"c\":\"s,]}\", \"d\" :{},\"e\":null}";
+    const char *doc =
+        "{ \"a\" : 1 , \"b\\\"\":[1,{\"x\":\"}\"}] ,\"c\":\"s,]}\", \"d\" :{},\"e\":null}";
     cr_assert_eq(parse(doc, &obj), 0);
     static const struct {
         const char *key, *val;
         hs_json_type_t type;
     } want[] = {
-        {"\"a\"", "1", HS_JSON_NUMBER},
-        {"\"b\\\"\"", "[1,{\"x\":\"}\"}]", HS_JSON_ARRAY},
-        {"\"c\"", "\"s,]}\"", HS_JSON_STRING},
-        {"\"d\"", "{}", HS_JSON_OBJECT},
+        {"\"a\"", "1", HS_JSON_NUMBER},        {"\"b\\\"\"", "[1,{\"x\":\"}\"}]", HS_JSON_ARRAY},
+        {"\"c\"", "\"s,]}\"", HS_JSON_STRING}, {"\"d\"", "{}", HS_JSON_OBJECT},
         {"\"e\"", "null", HS_JSON_NULL},
     };
     size_t pos = 0, i = 0;
@@ -324,7 +323,8 @@ Test(json, unescape_surrogate_pairs_and_lone_surrogates)
         {"\"\\udc00\"", "\xef\xbf\xbd"},
         {"\"\\udfff x\"", "\xef\xbf\xbd x"},
         {"\"\\ud83dx\"", "\xef\xbf\xbdx"},
-        {"\"\\ud83d\\u0041\"", "\xef\xbf\xbd" "A"},
+        {"\"\\ud83d\\u0041\"", "\xef\xbf\xbd"
+                               "A"},
         {"\"\\ud83d\\ud83d\\ude00\"", "\xef\xbf\xbd\xf0\x9f\x98\x80"},
         {"\"\\ude00\\ud83d\"", "\xef\xbf\xbd\xef\xbf\xbd"},
         {"\"\\ud83d\\n\"", "\xef\xbf\xbd\n"},
@@ -391,8 +391,7 @@ Test(json, int64_edges)
         cr_assert_eq(parse(cases[i].in, &sp), 0, "%s", cases[i].in);
         int64_t v = 12345;
         cr_assert_eq(hs_json_int64(&sp, &v), cases[i].ok, "%s", cases[i].in);
-        cr_assert_eq(v, cases[i].ok ? cases[i].v : 12345, "%s: %lld", cases[i].in,
-                     (long long)v);
+        cr_assert_eq(v, cases[i].ok ? cases[i].v : 12345, "%s: %lld", cases[i].in, (long long)v);
     }
     hs_json_span_t sp;
     int64_t v;
@@ -465,10 +464,12 @@ Test(json, quote_replaces_each_byte_that_is_not_utf8)
     } cases[] = {
         {"\xff", 1, "\"\\ufffd\""},
         {"a\x80z", 3, "\"a\\ufffdz\""},
-        {"\xe2\x82", 2, "\"\\ufffd\\ufffd\""},                 /* cut short */
-        {"\xe2\x82" "a", 3, "\"\\ufffd\\ufffda\""},
-        {"\xc0\xaf", 2, "\"\\ufffd\\ufffd\""},                 /* overlong */
-        {"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""},     /* surrogate */
+        {"\xe2\x82", 2, "\"\\ufffd\\ufffd\""}, /* cut short */
+        {"\xe2\x82"
+         "a",
+         3, "\"\\ufffd\\ufffda\""},
+        {"\xc0\xaf", 2, "\"\\ufffd\\ufffd\""},                       /* overlong */
+        {"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""},            /* surrogate */
         {"\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* > U+10FFFF */
         {"\xc3\xc3\xa9", 3, "\"\\ufffd\xc3\xa9\""},
     };
@@ -495,9 +496,21 @@ static uint64_t rnd(uint64_t *st)
 Test(json, quote_always_produces_valid_json)
 {
     uint64_t st = 0x9E3779B97F4A7C15ULL;
-    static const char pieces[][5] = {"a", "\"", "\\", "\n", "\x01", "\x7f", "\xc3\xa9",
-                                     "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x80", "\xff",
-                                     "\xe2\x82", "\xed\xa0\x80", "/", "\x00"};
+    static const char pieces[][5] = {"a",
+                                     "\"",
+                                     "\\",
+                                     "\n",
+                                     "\x01",
+                                     "\x7f",
+                                     "\xc3\xa9",
+                                     "\xe2\x82\xac",
+                                     "\xf0\x9f\x98\x80",
+                                     "\x80",
+                                     "\xff",
+                                     "\xe2\x82",
+                                     "\xed\xa0\x80",
+                                     "/",
+                                     "\x00"};
     for (int round = 0; round < 5000; round++) {
         char in[64];
         size_t n = 0;
@@ -514,8 +527,8 @@ Test(json, quote_always_produces_valid_json)
         size_t l = quote(in, n, out);
         hs_json_span_t sp;
         char why[128] = "";
-        cr_assert_eq(parse_n(out, l, &sp, why, sizeof(why)), 0, "round %d: %s: '%.*s'", round,
-                     why, (int)l, out);
+        cr_assert_eq(parse_n(out, l, &sp, why, sizeof(why)), 0, "round %d: %s: '%.*s'", round, why,
+                     (int)l, out);
         cr_assert_eq(sp.type, HS_JSON_STRING);
         cr_assert_eq(sp.n, l);
         cr_assert(hs_utf8_valid(out, l));

@@ -102,11 +102,31 @@ Test(route, stream_routes_and_their_names)
 Test(route, everything_else_is_no_route)
 {
     static const char *const paths[] = {
-        "", "/", "/healthz/", "/healthzz", "/HEALTHZ", "healthz", "//healthz", "/readyz/x",
-        "/hub/", "/hub/negotiate/", "/hubs", "/hub/negotiat", "/api", "/api/", "/api/stream",
-        "/api/streamsx", "/api/streams/x/", "/api/streams/x/events/", "/api/streams/x/Events",
-        "/api/streams/x/close/extra", "/api/streams/x/y", "/api/streams/a/b/events",
-        "/api/streams/x//events", "/API/streams/x", " /healthz",
+        "",
+        "/",
+        "/healthz/",
+        "/healthzz",
+        "/HEALTHZ",
+        "healthz",
+        "//healthz",
+        "/readyz/x",
+        "/hub/",
+        "/hub/negotiate/",
+        "/hubs",
+        "/hub/negotiat",
+        "/api",
+        "/api/",
+        "/api/stream",
+        "/api/streamsx",
+        "/api/streams/x/",
+        "/api/streams/x/events/",
+        "/api/streams/x/Events",
+        "/api/streams/x/close/extra",
+        "/api/streams/x/y",
+        "/api/streams/a/b/events",
+        "/api/streams/x//events",
+        "/API/streams/x",
+        " /healthz",
     };
     for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
         long off;
@@ -167,9 +187,22 @@ Test(route, uint_refuses_overflow_signs_blanks_and_the_rest)
         "9999999999999999999",  /* 19 digits, too large */
         "10000000000000000000", /* 20 digits */
         "00000000000000000001", /* 20 digits, small value: the length rule */
-        "18446744073709551616", "-1", "-0", "+1", " 1", "1 ", "\t1", "1\n", "1a", "a1", "0x1",
-        "1.0", "1e3", "1,000", "١", /* an Arabic-Indic digit */
-        "\xef\xbc\x91",             /* a fullwidth 1 */
+        "18446744073709551616",
+        "-1",
+        "-0",
+        "+1",
+        " 1",
+        "1 ",
+        "\t1",
+        "1\n",
+        "1a",
+        "a1",
+        "0x1",
+        "1.0",
+        "1e3",
+        "1,000",
+        "١",            /* an Arabic-Indic digit */
+        "\xef\xbc\x91", /* a fullwidth 1 */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         int64_t v = 4242;
@@ -178,7 +211,9 @@ Test(route, uint_refuses_overflow_signs_blanks_and_the_rest)
     }
     int64_t v = 4242;
     cr_assert_not(uint_n("1\0", 2, &v), "a NUL after the digits");
-    cr_assert_not(uint_n("\0" "1", 2, &v));
+    cr_assert_not(uint_n("\0"
+                         "1",
+                         2, &v));
 }
 
 /* ---- comma lists ---- */
@@ -276,11 +311,11 @@ Test(route, hub_token_absent_or_malformed)
     static const char *const bad[] = {
         "",
         "GET",
-        "GET /hub HTTP/1.1\r\n",                /* no query */
-        "GET /hub?x=1 HTTP/1.1\r\n",            /* no id */
-        "GET /hub?xid=abc HTTP/1.1\r\n",        /* not the id argument */
-        "GET /hub?id= HTTP/1.1\r\n",            /* empty */
-        "GET /hub?id=ab%2Fc HTTP/1.1\r\n",      /* not base64url */
+        "GET /hub HTTP/1.1\r\n",           /* no query */
+        "GET /hub?x=1 HTTP/1.1\r\n",       /* no id */
+        "GET /hub?xid=abc HTTP/1.1\r\n",   /* not the id argument */
+        "GET /hub?id= HTTP/1.1\r\n",       /* empty */
+        "GET /hub?id=ab%2Fc HTTP/1.1\r\n", /* not base64url */
         "GET /hub?id=a+b HTTP/1.1\r\n",
         "GET /hub?id=a.b HTTP/1.1\r\n",
         "GET /hub?id=a=b HTTP/1.1\r\n",
@@ -289,9 +324,9 @@ Test(route, hub_token_absent_or_malformed)
         "GET /hub/negotiate?id=abc HTTP/1.1\r\n", /* another path */
         "GET /hubx?id=abc HTTP/1.1\r\n",
         "GET hub?id=abc HTTP/1.1\r\n",
-        "GET  /hub?id=abc HTTP/1.1\r\n",          /* two spaces */
-        "PROPFIND /hub?id=abc HTTP/1.1\r\n",      /* longer than any method the hub takes */
-        "GET /hub?id=abc",                        /* the request line is not complete yet */
+        "GET  /hub?id=abc HTTP/1.1\r\n",     /* two spaces */
+        "PROPFIND /hub?id=abc HTTP/1.1\r\n", /* longer than any method the hub takes */
+        "GET /hub?id=abc",                   /* the request line is not complete yet */
         "GET /hub?id=abc\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {

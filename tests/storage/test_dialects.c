@@ -93,7 +93,8 @@ static const char *skip_quoted(const char *s, bool *open)
         close = ']';
     if (close) {
         for (s++; *s; s++) {
-            if (*s != close) continue;
+            if (*s != close)
+                continue;
             if (close != ']' && s[1] == close) { /* a doubled quote: still inside */
                 s++;
                 continue;
@@ -103,10 +104,12 @@ static const char *skip_quoted(const char *s, bool *open)
         *open = true;
         return s;
     }
-    if (s[0] == '-' && s[1] == '-') return s + strcspn(s, "\n");
+    if (s[0] == '-' && s[1] == '-')
+        return s + strcspn(s, "\n");
     if (s[0] == '/' && s[1] == '*') {
         const char *e = strstr(s + 2, "*/");
-        if (e) return e + 2;
+        if (e)
+            return e + 2;
         *open = true;
         return s + strlen(s);
     }
@@ -147,7 +150,8 @@ static bool ends_with_words(const char *start, const char *end, const char *word
     while (end > start && isspace((unsigned char)end[-1]))
         end--;
     size_t n = strlen(word);
-    if ((size_t)(end - start) < n || strncasecmp(end - n, word, n) != 0) return false;
+    if ((size_t)(end - start) < n || strncasecmp(end - n, word, n) != 0)
+        return false;
     return end - n == start || !word_char(end[-(ptrdiff_t)n - 1]);
 }
 
@@ -164,8 +168,10 @@ static const char *find_top(const char *sql, const char *kw)
             s = t;
             continue;
         }
-        if (*s == '(') depth++;
-        if (*s == ')') depth--;
+        if (*s == '(')
+            depth++;
+        if (*s == ')')
+            depth--;
         if (depth == 0 && strncasecmp(s, kw, n) == 0 && (s == sql || !word_char(s[-1])) &&
             !word_char(s[n]))
             return s;
@@ -181,16 +187,21 @@ static const char *find_top(const char *sql, const char *kw)
 static void select_columns(const char *sql, char *out, size_t outlen)
 {
     out[0] = '\0';
-    if (strncasecmp(sql, "SELECT ", 7) != 0) return;
+    if (strncasecmp(sql, "SELECT ", 7) != 0)
+        return;
     const char *list = sql + 7, *from = find_top(sql, "FROM");
-    if (!from) return;
+    if (!from)
+        return;
     size_t at = 0;
     int depth = 0;
     const char *item = list;
     for (const char *s = list; s <= from; s++) {
-        if (s < from && *s == '(') depth++;
-        if (s < from && *s == ')') depth--;
-        if (s < from && (*s != ',' || depth > 0)) continue;
+        if (s < from && *s == '(')
+            depth++;
+        if (s < from && *s == ')')
+            depth--;
+        if (s < from && (*s != ',' || depth > 0))
+            continue;
         const char *end = s;
         while (end > item && isspace((unsigned char)end[-1]))
             end--;
@@ -200,7 +211,8 @@ static void select_columns(const char *sql, char *out, size_t outlen)
         bool expr = end > item && end[-1] == ')';
         int n = snprintf(out + at, outlen - at, "%s%.*s", at ? " " : "", expr ? 1 : (int)(end - b),
                          expr ? "-" : b);
-        if (n < 0 || (size_t)n >= outlen - at) return;
+        if (n < 0 || (size_t)n >= outlen - at)
+            return;
         at += (size_t)n;
         item = s + 1;
     }
@@ -227,7 +239,8 @@ Test(dialects, list_holds_every_dialect_once)
         cr_assert(all[i]->name && *all[i]->name, "dialect %zu has no name", i);
         cr_assert(all[i]->dbms_prefix && *all[i]->dbms_prefix, "%s: no dbms_prefix", all[i]->name);
         for (size_t j = 0; all[j]; j++) {
-            if (i == j) continue;
+            if (i == j)
+                continue;
             cr_assert_str_neq(all[i]->name, all[j]->name);
             /* one prefix starting another would make hs_dialect_find() depend on list order */
             const char *a = all[i]->dbms_prefix, *b = all[j]->dbms_prefix;
@@ -294,7 +307,8 @@ Test(dialects, limit_is_the_last_parameter)
 {
     for (const hs_dialect_t *const *d = hs_dialects(); *d; d++) {
         for (size_t i = 0; i < NSTMTS; i++) {
-            if (!stmts[i].limit) continue;
+            if (!stmts[i].limit)
+                continue;
             const char *sql = stmt_sql(*d, i), *last;
             placeholders(sql, &last);
             cr_assert_not_null(last);
@@ -318,7 +332,8 @@ Test(dialects, result_columns_as_documented)
 {
     for (const hs_dialect_t *const *d = hs_dialects(); *d; d++) {
         for (size_t i = 0; i < NSTMTS; i++) {
-            if (!stmts[i].cols) continue;
+            if (!stmts[i].cols)
+                continue;
             char cols[256];
             select_columns(stmt_sql(*d, i), cols, sizeof cols);
             cr_assert_str_eq(cols, stmts[i].cols, "%s: %s returns (%s)", (*d)->name, stmts[i].what,
@@ -391,7 +406,8 @@ static bool varchars_utf8_bin(const char *sql)
     static const char coll[] = " COLLATE Latin1_General_100_BIN2_UTF8 ";
     for (const char *p = strstr(sql, " VARCHAR("); p; p = strstr(p + 1, " VARCHAR(")) {
         const char *size_end = strchr(p, ')');
-        if (!size_end || strncmp(size_end + 1, coll, sizeof coll - 1) != 0) return false;
+        if (!size_end || strncmp(size_end + 1, coll, sizeof coll - 1) != 0)
+            return false;
     }
     return true;
 }

@@ -229,8 +229,8 @@ static void check_outcome(hs_ingest_t **e, int nth)
             acked[nacked++] = p;
     }
     /* fan-out: every acknowledged event once, nothing else (the deleted stream included) */
-    cr_assert(wait_sunk(nacked), "fault %d: the sink did not see the %d acknowledged events",
-              nth, nacked);
+    cr_assert(wait_sunk(nacked), "fault %d: the sink did not see the %d acknowledged events", nth,
+              nacked);
     pthread_mutex_lock(&sink_mu);
     int ns = nsunk;
     memcpy(seen_sink, sunk, sizeof(int64_t) * (size_t)ns);
@@ -534,9 +534,12 @@ static int run_req(hs_store_t *st, hs_read_req_t *base)
     rreq_t *r = (rreq_t *)base;
     r->rows = 0;
     switch (r->what) {
-    case 0: return hs_store_read_stream(st, "a", 1, 0, false, 1000, count_row, r);
-    case 1: return hs_store_read_all(st, 0, false, 1000, count_row, r);
-    default: return hs_store_list_streams(st, "", 0, "", 0, 100, count_stream, r);
+    case 0:
+        return hs_store_read_stream(st, "a", 1, 0, false, 1000, count_row, r);
+    case 1:
+        return hs_store_read_all(st, 0, false, 1000, count_row, r);
+    default:
+        return hs_store_list_streams(st, "", 0, "", 0, 100, count_stream, r);
     }
 }
 

@@ -37,7 +37,8 @@ static void parse_bad(const char *text, const char *says)
 
 Test(retention_syntax, rules_limits_and_first_match)
 {
-    hs_retention_t *r = parse_ok(" job-*:max-age=1h ; audit:max-count=100000,max-age=7d;*:max-age=90");
+    hs_retention_t *r =
+        parse_ok(" job-*:max-age=1h ; audit:max-count=100000,max-age=7d;*:max-age=90");
     const hs_retention_rule_t *m = hs_retention_match(r, "job-42", 6);
     cr_assert_not_null(m);
     cr_assert(m->prefix);
@@ -170,7 +171,8 @@ typedef struct span {
 static int span_cb(void *ctx, const hs_record_t *r)
 {
     span_t *s = ctx;
-    if (!s->n) s->first = r->version;
+    if (!s->n)
+        s->first = r->version;
     cr_assert_eq(r->version, s->first + s->n, "versions kept are not contiguous");
     s->last = r->version;
     s->n++;
@@ -195,7 +197,8 @@ static span_t wait_kept(const char *stream, int64_t n)
     span_t s = {0};
     for (int i = 0; i < 200; i++) {
         s = kept(stream);
-        if (s.n == n) return s;
+        if (s.n == n)
+            return s;
         usleep(50000);
     }
     cr_assert_fail("%s keeps %lld events, not %lld", stream, (long long)s.n, (long long)n);

@@ -36,10 +36,12 @@ static void setup(void)
 static void teardown(void)
 {
     DIR *d = opendir(dir);
-    if (!d) return;
+    if (!d)
+        return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
         char p[512];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         unlink(p);
@@ -134,7 +136,8 @@ static char *copy(const char *s, size_t n)
 {
     char *p = malloc(n + 1);
     cr_assert_not_null(p);
-    if (n) memcpy(p, s, n);
+    if (n)
+        memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }
@@ -866,7 +869,8 @@ static int count_name(void *ctx, const char *name, size_t len, const hs_stream_h
     counter_t *c = ctx;
     char cur[32];
     snprintf(cur, sizeof cur, "%.*s", (int)len, name);
-    if (c->n && strcmp(c->last, cur) >= 0) c->ordered = false;
+    if (c->n && strcmp(c->last, cur) >= 0)
+        c->ordered = false;
     strcpy(c->last, cur);
     c->n++;
     return 0;

@@ -20,8 +20,8 @@ static void (*stress_on_fail)(void);
 /* Any thread: prints "FAIL <program>: <file>:<line>: <message>" and ends the process with 1.
  * _exit, not exit: the other threads are still running, and atexit handlers must not race
  * them. */
-static inline void stress_fail(const char *file, int line, const char *cond, const char *fmt,
-                               ...) __attribute__((format(printf, 4, 5), noreturn));
+static inline void stress_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5), noreturn));
 static inline void stress_fail(const char *file, int line, const char *cond, const char *fmt, ...)
 {
     char msg[1024];
@@ -46,10 +46,10 @@ static inline void stress_fail(const char *file, int line, const char *cond, con
 #define FAILF(...) stress_fail(__FILE__, __LINE__, NULL, __VA_ARGS__)
 
 /* CHECK(cond, "format", args...): the message says what was expected and what was seen. */
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond))                                                                             \
-            stress_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                 \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            stress_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                                   \
     } while (0)
 
 static inline int64_t stress_now_us(void)

@@ -58,23 +58,23 @@
 #include "storage/writer.h"
 #include "stress.h"
 
-#define NIO 2
-#define NWORKERS 2
-#define NREADERS 2
-#define NPUB 3
-#define PUB_EVENTS 1000      /* per publisher */
-#define TOTAL_EVENTS (NPUB * PUB_EVENTS)
-#define PUB_INFLIGHT 4
+#define NIO                2
+#define NWORKERS           2
+#define NREADERS           2
+#define NPUB               3
+#define PUB_EVENTS         1000 /* per publisher */
+#define TOTAL_EVENTS       (NPUB * PUB_EVENTS)
+#define PUB_INFLIGHT       4
 #define STREAMS_PER_WORKER 3
-#define NSTREAMS (NWORKERS * STREAMS_PER_WORKER)
-#define MAX_VERSION (TOTAL_EVENTS + 1)
-#define CATCHUP_EVENTS 40    /* small pages: many reads, prefetches */
-#define STALL_MS 1500
-#define FAST_OUTBOX (64 * 1024)
-#define SLOW_OUTBOX 3000     /* a dozen events: slow readers overflow it all the time */
-#define STUCK_OUTBOX 2048
-#define DONE_DEADLINE_US (30LL * 1000000)
-#define AFTER_CLOSE (-1) /* threshold: subscribe once every stream is closed */
+#define NSTREAMS           (NWORKERS * STREAMS_PER_WORKER)
+#define MAX_VERSION        (TOTAL_EVENTS + 1)
+#define CATCHUP_EVENTS     40 /* small pages: many reads, prefetches */
+#define STALL_MS           1500
+#define FAST_OUTBOX        (64 * 1024)
+#define SLOW_OUTBOX        3000 /* a dozen events: slow readers overflow it all the time */
+#define STUCK_OUTBOX       2048
+#define DONE_DEADLINE_US   (30LL * 1000000)
+#define AFTER_CLOSE        (-1) /* threshold: subscribe once every stream is closed */
 
 /* ---- the run's shared state ---- */
 
@@ -89,12 +89,12 @@ static stream_info_t streams[NSTREAMS];
 static hs_writer_t *writer;
 static hs_reader_t *reader;
 static hs_fanout_t *fanout;
-static atomic_int published;        /* events acknowledged so far */
-static _Atomic int64_t final_all;   /* last position, set once every stream is closed; 0 before */
+static atomic_int published;      /* events acknowledged so far */
+static _Atomic int64_t final_all; /* last position, set once every stream is closed; 0 before */
 static atomic_int finished;
-static atomic_int ready;            /* subscribers known to be registered by their worker */
-static atomic_int closed;           /* every stream is closed */
-static int nbefore;                 /* subscribers that subscribe before the close */
+static atomic_int ready;  /* subscribers known to be registered by their worker */
+static atomic_int closed; /* every stream is closed */
+static int nbefore;       /* subscribers that subscribe before the close */
 static bool skip_unsub_catchup, after_close;
 
 /* ---- subscribers ---- */
@@ -105,12 +105,12 @@ enum { ST_PENDING, ST_ACTIVE, ST_DONE };
 typedef struct tsub {
     int id;
     int io;
-    int stream;        /* index into streams, or -1 for $all */
+    int stream; /* index into streams, or -1 for $all */
     bool has_from;
     int64_t from;
     int speed;
-    int unsub_after;   /* unsubscribe after this many events; -1: stay to the end */
-    int threshold;     /* subscribe once this many events are acknowledged, or AFTER_CLOSE */
+    int unsub_after; /* unsubscribe after this many events; -1: stay to the end */
+    int threshold;   /* subscribe once this many events are acknowledged, or AFTER_CLOSE */
     /* IO thread state */
     int state;
     hs_sub_t *s;
@@ -122,7 +122,7 @@ typedef struct tsub {
     bool marker;
     uint64_t received, turns;
     int64_t next_pop_us; /* slow readers: not before then */
-    int64_t *seen_pos; /* stream: version -> position received; $all: position -> version */
+    int64_t *seen_pos;   /* stream: version -> position received; $all: position -> version */
 } tsub_t;
 
 static tsub_t *subs;
@@ -200,8 +200,9 @@ static void start(io_t *io, tsub_t *t)
 {
     const char *name = t->stream < 0 ? "$all" : streams[t->stream].name;
     size_t len = t->stream < 0 ? 4 : streams[t->stream].len;
-    size_t bound = t->speed == SPEED_FAST ? FAST_OUTBOX
-                   : t->speed == SPEED_SLOW ? SLOW_OUTBOX : STUCK_OUTBOX;
+    size_t bound = t->speed == SPEED_FAST   ? FAST_OUTBOX
+                   : t->speed == SPEED_SLOW ? SLOW_OUTBOX
+                                            : STUCK_OUTBOX;
     hs_sub_t *s = hs_sub_create(name, len, NULL, 0, bound);
     CHECK(s != NULL, "hs_sub_create");
     hs_writer_stats_t ws;
@@ -253,8 +254,8 @@ static void on_block(tsub_t *t, hs_block_t *b)
         }
         if (!t->has_from && t->stream < 0 && seq != t->live_after + 1) {
             describe(t, who, sizeof(who));
-            FAILF("%s: first position %lld, expected %lld (live after %lld)", who,
-                  (long long)seq, (long long)t->live_after + 1, (long long)t->live_after);
+            FAILF("%s: first position %lld, expected %lld (live after %lld)", who, (long long)seq,
+                  (long long)t->live_after + 1, (long long)t->live_after);
         }
     } else if (seq != t->last + 1) {
         describe(t, who, sizeof(who));
@@ -302,17 +303,17 @@ static void turn(io_t *io, tsub_t *t)
     char who[256];
     if (t->got_kill) {
         describe(t, who, sizeof(who));
-        CHECK(t->end_reason == HS_SUB_END_STALLED, "%s: killed with reason %d", who,
-              t->end_reason);
-        CHECK(t->speed == SPEED_STUCK, "%s: ended as stalled, but it reads (a turn at least "
-              "every few ms, stall timeout %d ms)", who, STALL_MS);
+        CHECK(t->end_reason == HS_SUB_END_STALLED, "%s: killed with reason %d", who, t->end_reason);
+        CHECK(t->speed == SPEED_STUCK,
+              "%s: ended as stalled, but it reads (a turn at least "
+              "every few ms, stall timeout %d ms)",
+              who, STALL_MS);
         drop(t);
         return;
     }
     if (t->got_end && hs_sub_empty(s)) {
         describe(t, who, sizeof(who));
-        CHECK(t->end_reason == HS_SUB_END_CLOSED, "%s: ended with reason %d", who,
-              t->end_reason);
+        CHECK(t->end_reason == HS_SUB_END_CLOSED, "%s: ended with reason %d", who, t->end_reason);
         CHECK(t->marker, "%s: END without the close marker", who);
         drop(t);
         return;
@@ -337,7 +338,7 @@ static void *io_thread(void *arg)
             tsub_t *t = s->io_ctx;
             if (t) {
                 CHECK(t->s == s && t->io == io->index, "signal for a subscription of another "
-                      "IO thread");
+                                                       "IO thread");
                 if (fl & (HS_SUB_IO_DATA | HS_SUB_IO_END | HS_SUB_IO_KILL))
                     t->want_write = true;
                 if (fl & (HS_SUB_IO_END | HS_SUB_IO_KILL))
@@ -430,8 +431,8 @@ static void reap(pub_t *p)
         CHECK(r->last_version - r->first_version == (int64_t)e->nevents - 1 &&
                   r->last_position - r->first_position == (int64_t)e->nevents - 1,
               "publisher %d: result %lld..%lld at %lld..%lld for %u events", p->index,
-              (long long)r->first_version, (long long)r->last_version,
-              (long long)r->first_position, (long long)r->last_position, e->nevents);
+              (long long)r->first_version, (long long)r->last_version, (long long)r->first_position,
+              (long long)r->last_position, e->nevents);
         stream_info_t *si = &streams[stream_of(e)];
         CHECK(r->last_version <= MAX_VERSION, "version %lld", (long long)r->last_version);
         for (int64_t v = r->first_version; v <= r->last_version; v++)
@@ -461,8 +462,8 @@ static void *publisher(void *arg)
             hs_event_t ev[4];
             char data[4][320];
             for (int k = 0; k < n; k++) {
-                snprintf(data[k], sizeof(data[k]), "{\"p\":%d,\"n\":%d,\"pad\":\"%.*s\"}",
-                         p->index, seq++, (int)stress_below(&rng, 200), pad);
+                snprintf(data[k], sizeof(data[k]), "{\"p\":%d,\"n\":%d,\"pad\":\"%.*s\"}", p->index,
+                         seq++, (int)stress_below(&rng, 200), pad);
                 ev[k] = (hs_event_t){.type = k % 2 ? "odd" : "even", .data = data[k]};
             }
             hs_ingest_t *e;
@@ -508,8 +509,8 @@ static void pick_streams(void)
     }
 }
 
-static void add_sub(int stream, bool has_from, int64_t from, int speed,
-                    int unsub_after, int threshold)
+static void add_sub(int stream, bool has_from, int64_t from, int speed, int unsub_after,
+                    int threshold)
 {
     if (skip_unsub_catchup && has_from && from == 0 && unsub_after >= 0)
         return; /* the ones that leave while catching up */
@@ -641,9 +642,11 @@ static void report_unfinished(void)
         /* the IO threads are stopped: their state can be read */
         int64_t final = t->stream < 0 ? atomic_load(&final_all)
                                       : atomic_load(&streams[t->stream].final_version);
-        fprintf(stderr, "  unfinished: %s: state %d, received %llu, last %lld, end %d kill %d "
-                "marker %d, final %lld%s\n", who, t->state, (unsigned long long)t->received,
-                (long long)t->last, t->got_end, t->got_kill, t->marker, (long long)final,
+        fprintf(stderr,
+                "  unfinished: %s: state %d, received %llu, last %lld, end %d kill %d "
+                "marker %d, final %lld%s\n",
+                who, t->state, (unsigned long long)t->received, (long long)t->last, t->got_end,
+                t->got_kill, t->marker, (long long) final,
                 t->stream >= 0 && t->last == final && !t->marker && !t->got_end
                     ? ": every event, but neither the close marker nor END"
                     : "");
@@ -662,8 +665,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 0);
         else
-            FAILF("usage: %s [--skip-unsub-catchup] [--subscribe-after-close] [--seed N]",
-                  argv[0]);
+            FAILF("usage: %s [--skip-unsub-catchup] [--subscribe-after-close] [--seed N]", argv[0]);
     }
     pick_streams();
     plan(seed);
@@ -707,7 +709,8 @@ int main(int argc, char **argv)
     CHECK(hs_waiter_init(&main_waiter) == 0, "hs_waiter_init");
 
     CHECK(hs_reader_start(reader) == 0 && hs_fanout_start(fanout) == 0 &&
-              hs_writer_start(writer) == 0, "start");
+              hs_writer_start(writer) == 0,
+          "start");
     for (int i = 0; i < NIO; i++)
         CHECK(pthread_create(&ios[i].th, NULL, io_thread, &ios[i]) == 0, "pthread_create");
     for (int i = 0; i < NPUB; i++) {
@@ -779,8 +782,10 @@ int main(int argc, char **argv)
             reg += hs_fanout_count(fanout, streams[i].name, streams[i].len);
         if (!reg)
             break;
-        CHECK(stress_now_us() - t_done < 10 * 1000000LL, "%zu subscriptions still registered "
-              "10 s after every subscriber left", reg);
+        CHECK(stress_now_us() - t_done < 10 * 1000000LL,
+              "%zu subscriptions still registered "
+              "10 s after every subscriber left",
+              reg);
         stress_sleep_us(1000);
     }
 
@@ -823,16 +828,20 @@ int main(int argc, char **argv)
         int64_t final = t->stream < 0 ? TOTAL_EVENTS : streams[t->stream].final_version;
         for (int64_t q = t->first; t->first && q <= t->last; q++) {
             if (t->stream >= 0) {
-                CHECK(t->seen_pos[q] == streams[t->stream].pos[q], "%s: version %lld came with "
-                      "position %lld, the writer acknowledged %lld", who, (long long)q,
-                      (long long)t->seen_pos[q], (long long)streams[t->stream].pos[q]);
+                CHECK(t->seen_pos[q] == streams[t->stream].pos[q],
+                      "%s: version %lld came with "
+                      "position %lld, the writer acknowledged %lld",
+                      who, (long long)q, (long long)t->seen_pos[q],
+                      (long long)streams[t->stream].pos[q]);
             } else {
                 bool found = false;
                 for (int s = 0; s < NSTREAMS && !found; s++)
                     found = t->seen_pos[q] >= 1 && t->seen_pos[q] <= MAX_VERSION &&
                             streams[s].pos[t->seen_pos[q]] == q;
-                CHECK(found, "%s: position %lld came with version %lld, which the writer did "
-                      "not acknowledge there", who, (long long)q, (long long)t->seen_pos[q]);
+                CHECK(found,
+                      "%s: position %lld came with version %lld, which the writer did "
+                      "not acknowledge there",
+                      who, (long long)q, (long long)t->seen_pos[q]);
             }
         }
         /* a live-only subscriber starts at the first event committed after it subscribed */
@@ -841,7 +850,8 @@ int main(int argc, char **argv)
             CHECK(pos[t->first] > t->live_after &&
                       (t->first == 1 || pos[t->first - 1] <= t->live_after),
                   "%s: first version %lld (position %lld), previous at %lld, but it subscribed "
-                  "after position %lld", who, (long long)t->first, (long long)pos[t->first],
+                  "after position %lld",
+                  who, (long long)t->first, (long long)pos[t->first],
                   t->first > 1 ? (long long)pos[t->first - 1] : 0LL, (long long)t->live_after);
         }
         if (t->got_kill) {
@@ -856,15 +866,16 @@ int main(int argc, char **argv)
         /* stayed to the end: everything up to the last event */
         complete++;
         CHECK(t->last == final || (!t->first && (t->has_from ? t->from >= final : true)),
-              "%s: ended at %lld of %lld", who, (long long)t->last, (long long)final);
+              "%s: ended at %lld of %lld", who, (long long)t->last, (long long) final);
         if (!t->first && !t->has_from && t->stream >= 0)
             CHECK(final == 0 || streams[t->stream].pos[final] <= t->live_after,
                   "%s: got nothing, yet the stream has events after position %lld", who,
                   (long long)t->live_after);
         if (t->stream >= 0)
-            CHECK(t->marker && t->marker_version == final, "%s: close marker %d at %lld, the "
-                  "last version is %lld", who, t->marker, (long long)t->marker_version,
-                  (long long)final);
+            CHECK(t->marker && t->marker_version == final,
+                  "%s: close marker %d at %lld, the "
+                  "last version is %lld",
+                  who, t->marker, (long long)t->marker_version, (long long) final);
     }
     for (int i = 0; i < nsubs; i++) {
         if (subs[i].speed == SPEED_STUCK && !subs[i].got_kill) {
@@ -882,11 +893,13 @@ int main(int argc, char **argv)
              "%d events in %llu appends to %d streams (published in %.2f s), %d subscribers "
              "(%d complete, %d left early, %d ended as stalled; peak %zu registered), %llu "
              "events delivered, %llu IO signals (%llu empty), %llu SPACE sent%s",
-             TOTAL_EVENTS, (unsigned long long)appends, NSTREAMS, (double)(t_pub - t0) / 1e6,
-             nsubs, complete, left, stalled, peak_registered, (unsigned long long)delivered,
+             TOTAL_EVENTS, (unsigned long long)appends, NSTREAMS, (double)(t_pub - t0) / 1e6, nsubs,
+             complete, left, stalled, peak_registered, (unsigned long long)delivered,
              (unsigned long long)signals, (unsigned long long)empty_signals,
-             (unsigned long long)space, skip_unsub_catchup ? ", unsubscribes during catch-up "
-                                                             "skipped" : "");
+             (unsigned long long)space,
+             skip_unsub_catchup ? ", unsubscribes during catch-up "
+                                  "skipped"
+                                : "");
     stress_summary("stress_fanout", delivered + TOTAL_EVENTS, t0, detail);
     return 0;
 }

@@ -29,12 +29,12 @@
 #include "stress.h"
 
 #define PRODUCERS 3
-#define POOL 64          /* nodes per producer, reused in a ring */
-#define NODES 150000     /* per producer, at most */
+#define POOL      64              /* nodes per producer, reused in a ring */
+#define NODES     150000          /* per producer, at most */
 #define BUDGET_US (3LL * 1000000) /* producers stop early on a slow or busy machine */
-#define SLEEP_MS 2000    /* the consumer's sleep timeout: reaching it means a wake-up was lost */
-#define STALL_US (2000LL * 1000)
-#define PAYLOAD 6
+#define SLEEP_MS  2000 /* the consumer's sleep timeout: reaching it means a wake-up was lost */
+#define STALL_US  (2000LL * 1000)
+#define PAYLOAD   6
 #define NODE_KIND 7
 
 typedef struct node {
@@ -183,12 +183,15 @@ int main(void)
             CHECK(n->kind == NODE_KIND, "node kind %d", n->kind);
             uint32_t p = nd->producer;
             CHECK(p < PRODUCERS, "node from unknown producer %u", p);
-            CHECK(nd->seq == next[p], "producer %u: got node %llu, expected %llu (lost, "
-                  "duplicated or reordered)", p, (unsigned long long)nd->seq,
-                  (unsigned long long)next[p]);
+            CHECK(nd->seq == next[p],
+                  "producer %u: got node %llu, expected %llu (lost, "
+                  "duplicated or reordered)",
+                  p, (unsigned long long)nd->seq, (unsigned long long)next[p]);
             for (int i = 0; i < PAYLOAD; i++)
-                CHECK(nd->payload[i] == payload(p, nd->seq, i), "producer %u node %llu: "
-                      "payload word %d torn", p, (unsigned long long)nd->seq, i);
+                CHECK(nd->payload[i] == payload(p, nd->seq, i),
+                      "producer %u node %llu: "
+                      "payload word %d torn",
+                      p, (unsigned long long)nd->seq, i);
             memset(nd->payload, 0x5A, sizeof(nd->payload));
             nd->seq = UINT64_MAX;
             last_of[p] = next[p]++;
@@ -212,8 +215,10 @@ int main(void)
     CHECK(hs_mpsc_empty(&q) && hs_mpsc_take_all(&q) == NULL, "nodes beyond the last one");
     /* each empty → non-empty transition is one "was empty" push, each non-empty take_all one
      * non-empty → empty transition */
-    CHECK(wake_calls == batches, "%llu pushes returned \"was empty\" but take_all returned "
-          "nodes %llu times", (unsigned long long)wake_calls, (unsigned long long)batches);
+    CHECK(wake_calls == batches,
+          "%llu pushes returned \"was empty\" but take_all returned "
+          "nodes %llu times",
+          (unsigned long long)wake_calls, (unsigned long long)batches);
     hs_waiter_dispose(&waiter);
     char detail[400];
     snprintf(detail, sizeof(detail),

@@ -29,15 +29,16 @@
 #include "stress.h"
 
 #define WORDS 16
-#define POOL 128          /* objects per producer: more than the data rings hold, so they fill;
-                           * the return rings (2 * POOL) never do */
-#define SPSC_RING 64      /* small rings: producers and consumers meet full and empty often */
-#define MPSC_RING 256     /* holds fewer than the producers' pools together */
+#define POOL                                                                                       \
+    128                    /* objects per producer: more than the data rings hold, so they fill;   \
+                            * the return rings (2 * POOL) never do */
+#define SPSC_RING      64  /* small rings: producers and consumers meet full and empty often */
+#define MPSC_RING      256 /* holds fewer than the producers' pools together */
 #define MPSC_PRODUCERS 3
-#define SPSC_ITEMS 1000000
-#define MPSC_ITEMS 300000 /* per producer */
-#define BUDGET_US (3LL * 1000000) /* per phase: producers stop early on a slow machine */
-#define DEADLINE_US (60LL * 1000000)
+#define SPSC_ITEMS     1000000
+#define MPSC_ITEMS     300000          /* per producer */
+#define BUDGET_US      (3LL * 1000000) /* per phase: producers stop early on a slow machine */
+#define DEADLINE_US    (60LL * 1000000)
 
 typedef struct item {
     uint32_t producer;
@@ -90,8 +91,10 @@ static void verify_and_scribble(item_t *it, uint32_t nproducers, uint64_t *next_
 {
     CHECK(it->producer < nproducers, "item from unknown producer %u", it->producer);
     uint32_t p = it->producer;
-    CHECK(it->seq == next_seq[p], "producer %u: got seq %llu, expected %llu (lost, duplicated "
-          "or reordered item)", p, (unsigned long long)it->seq, (unsigned long long)next_seq[p]);
+    CHECK(it->seq == next_seq[p],
+          "producer %u: got seq %llu, expected %llu (lost, duplicated "
+          "or reordered item)",
+          p, (unsigned long long)it->seq, (unsigned long long)next_seq[p]);
     CHECK(it->len == 1 + (uint32_t)(it->seq % WORDS), "producer %u seq %llu: len %u", p,
           (unsigned long long)it->seq, it->len);
     uint64_t sum = 0;

@@ -39,15 +39,15 @@
 #include "ringbuf/waiter.h"
 #include "stress.h"
 
-#define ROUNDS 12        /* at most */
-#define MIN_ROUNDS 3     /* each way of dropping the last reference once */
-#define BUDGET_US (4LL * 1000000) /* no new round after this, on a slow or busy machine */
-#define ITEMS 20000      /* blocks per round */
-#define LEFTOVER 45      /* blocks still queued when the subscription goes: more than a chunk */
-#define MAX_EXTRA 300    /* payload bytes per block */
+#define ROUNDS      12              /* at most */
+#define MIN_ROUNDS  3               /* each way of dropping the last reference once */
+#define BUDGET_US   (4LL * 1000000) /* no new round after this, on a slow or busy machine */
+#define ITEMS       20000           /* blocks per round */
+#define LEFTOVER    45  /* blocks still queued when the subscription goes: more than a chunk */
+#define MAX_EXTRA   300 /* payload bytes per block */
 #define FORCE_EVERY 53
-#define SLEEP_MS 2000
-#define OVERHEAD 24      /* accounted per block on top of its payload, like hs_fanout_block_size */
+#define SLEEP_MS    2000
+#define OVERHEAD    24 /* accounted per block on top of its payload, like hs_fanout_block_size */
 
 enum { LAST_PRODUCER = 0, LAST_CONSUMER = 1, LAST_RACE = 2 };
 
@@ -159,18 +159,20 @@ static void drop_in_order(round_t *r, int me)
         }
         /* the subscription is alive (ours) and holds one reference on each queued block */
         for (int i = 0; i < LEFTOVER; i++)
-            CHECK(atomic_load(&r->leftover[i]->refs) == 2, "round %d: leftover %d has %u refs "
-                  "before the last unref, expected 2", r->index, i,
-                  atomic_load(&r->leftover[i]->refs));
+            CHECK(atomic_load(&r->leftover[i]->refs) == 2,
+                  "round %d: leftover %d has %u refs "
+                  "before the last unref, expected 2",
+                  r->index, i, atomic_load(&r->leftover[i]->refs));
     }
     hs_sub_unref(r->s);
     atomic_store_explicit(&r->unref_done[me], 1, memory_order_release);
     if (last) {
         /* that was the last reference: the subscription released every queued block */
         for (int i = 0; i < LEFTOVER; i++)
-            CHECK(atomic_load(&r->leftover[i]->refs) == 1, "round %d: leftover %d has %u refs "
-                  "after the last unref, expected 1", r->index, i,
-                  atomic_load(&r->leftover[i]->refs));
+            CHECK(atomic_load(&r->leftover[i]->refs) == 1,
+                  "round %d: leftover %d has %u refs "
+                  "after the last unref, expected 1",
+                  r->index, i, atomic_load(&r->leftover[i]->refs));
     }
 }
 
@@ -192,8 +194,10 @@ static void *producer(void *arg)
                 blk_unref(b); /* the outbox holds its own reference */
                 size_t now = atomic_load(&s->bytes);
                 if (!force)
-                    CHECK(now <= s->max_bytes, "round %d: %zu bytes queued after a push, bound "
-                          "%zu", r->index, now, s->max_bytes);
+                    CHECK(now <= s->max_bytes,
+                          "round %d: %zu bytes queued after a push, bound "
+                          "%zu",
+                          r->index, now, s->max_bytes);
                 r->forced += force;
                 v++;
                 k++;
@@ -201,8 +205,10 @@ static void *producer(void *arg)
             }
             blk_unref(b); /* made again on the retry: the count must still match */
             CHECK(!force, "round %d: a forced push failed", r->index);
-            CHECK(before + bytes > s->max_bytes, "round %d: push of %zu bytes failed with %zu "
-                  "of %zu queued", r->index, bytes, before, s->max_bytes);
+            CHECK(before + bytes > s->max_bytes,
+                  "round %d: push of %zu bytes failed with %zu "
+                  "of %zu queued",
+                  r->index, bytes, before, s->max_bytes);
             r->push_fails++;
             /* the fan-out worker's to_catchup(): ask for space, then look again, since the
              * IO thread may have drained everything before it could see want_space */
@@ -218,8 +224,8 @@ static void *producer(void *arg)
                 hs_waiter_sleep(&r->w_waiter, SLEEP_MS, inbox_has_work, &r->w_queue);
                 if (stress_now_us() - since >= (SLEEP_MS - 100) * 1000LL)
                     FAILF("round %d: no SPACE signal for %d ms with %zu of %zu bytes queued "
-                          "(want_space %d): lost signal", r->index, SLEEP_MS,
-                          (size_t)atomic_load(&s->bytes), s->max_bytes,
+                          "(want_space %d): lost signal",
+                          r->index, SLEEP_MS, (size_t)atomic_load(&s->bytes), s->max_bytes,
                           atomic_load(&s->want_space));
             }
         }
@@ -242,8 +248,10 @@ static void *producer(void *arg)
     }
     CHECK(atomic_load(&s->pushed) == ITEMS + LEFTOVER, "pushed %llu",
           (unsigned long long)atomic_load(&s->pushed));
-    CHECK(atomic_load(&s->bytes) == r->leftover_bytes, "round %d: %zu bytes queued, the "
-          "leftovers are %zu", r->index, (size_t)atomic_load(&s->bytes), r->leftover_bytes);
+    CHECK(atomic_load(&s->bytes) == r->leftover_bytes,
+          "round %d: %zu bytes queued, the "
+          "leftovers are %zu",
+          r->index, (size_t)atomic_load(&s->bytes), r->leftover_bytes);
     drop_in_order(r, 0);
     return NULL;
 }
@@ -277,7 +285,8 @@ static void *consumer(void *arg)
             r->consumer_sleeps++;
             if (stress_now_us() - t0 >= (SLEEP_MS - 100) * 1000LL && hs_mpsc_empty(&r->io_inbox))
                 FAILF("round %d: no DATA signal for %d ms, waiting for block %lld with %llu "
-                      "pushed, %llu popped: lost signal", r->index, SLEEP_MS, (long long)expect,
+                      "pushed, %llu popped: lost signal",
+                      r->index, SLEEP_MS, (long long)expect,
                       (unsigned long long)atomic_load(&s->pushed),
                       (unsigned long long)atomic_load(&s->popped));
             continue;
@@ -286,21 +295,29 @@ static void *consumer(void *arg)
         uint32_t budget = stress_below(&rng, 4) ? 1 + stress_below(&rng, 16) : 100000;
         hs_block_t *b;
         while (budget-- && (b = hs_sub_pop_spsc(s, size_of))) {
-            CHECK(b->version == expect, "round %d: got block %lld, expected %lld (lost, "
-                  "duplicated or reordered)", r->index, (long long)b->version, (long long)expect);
+            CHECK(b->version == expect,
+                  "round %d: got block %lld, expected %lld (lost, "
+                  "duplicated or reordered)",
+                  r->index, (long long)b->version, (long long)expect);
             CHECK(b->kind == HS_BLOCK_EVENT && b->position == expect * 3,
                   "round %d block %lld: header torn", r->index, (long long)expect);
-            CHECK(b->stream_hash == (expect % FORCE_EVERY == 0), "round %d block %lld: forced "
-                  "flag", r->index, (long long)expect);
-            uint32_t extra = extra_of(r, expect);
-            CHECK(b->sse_len == extra && b->sse == b->mem, "round %d block %lld: length",
+            CHECK(b->stream_hash == (expect % FORCE_EVERY == 0),
+                  "round %d block %lld: forced "
+                  "flag",
                   r->index, (long long)expect);
+            uint32_t extra = extra_of(r, expect);
+            CHECK(b->sse_len == extra && b->sse == b->mem, "round %d block %lld: length", r->index,
+                  (long long)expect);
             for (uint32_t i = 0; i < extra; i++)
-                CHECK((uint8_t)b->sse[i] == pattern(expect, i), "round %d block %lld: byte %u "
-                      "torn", r->index, (long long)expect, i);
+                CHECK((uint8_t)b->sse[i] == pattern(expect, i),
+                      "round %d block %lld: byte %u "
+                      "torn",
+                      r->index, (long long)expect, i);
             size_t used = atomic_load(&s->bytes);
-            CHECK(used <= max_allowed, "round %d: %zu bytes queued, bound %zu (+ one forced "
-                  "block)", r->index, used, s->max_bytes);
+            CHECK(used <= max_allowed,
+                  "round %d: %zu bytes queued, bound %zu (+ one forced "
+                  "block)",
+                  r->index, used, s->max_bytes);
             blk_unref(b);
             expect++;
         }
@@ -371,9 +388,10 @@ int main(void)
         CHECK(hs_mpsc_empty(&r->io_inbox) && hs_mpsc_empty(&r->w_queue),
               "round %d: a signal left queued", i);
         for (int k = 0; k < LEFTOVER; k++) {
-            CHECK(atomic_load(&r->leftover[k]->refs) == 1, "round %d: leftover %d has %u refs "
-                  "after both threads dropped the subscription", i, k,
-                  atomic_load(&r->leftover[k]->refs));
+            CHECK(atomic_load(&r->leftover[k]->refs) == 1,
+                  "round %d: leftover %d has %u refs "
+                  "after both threads dropped the subscription",
+                  i, k, atomic_load(&r->leftover[k]->refs));
             blk_unref(r->leftover[k]);
         }
         CHECK(atomic_load(&blocks_freed) == atomic_load(&blocks_alloc),
@@ -394,10 +412,10 @@ int main(void)
     snprintf(detail, sizeof(detail),
              "%d rounds, %llu blocks freed, %llu full pushes, %llu SPACE waits, %llu forced, "
              "%llu DATA wakes, %llu SPACE wakes, %llu consumer sleeps",
-             rounds, (unsigned long long)atomic_load(&blocks_freed),
-             (unsigned long long)push_fails, (unsigned long long)space_waits,
-             (unsigned long long)forced, (unsigned long long)data_wakes,
-             (unsigned long long)space_wakes, (unsigned long long)sleeps);
+             rounds, (unsigned long long)atomic_load(&blocks_freed), (unsigned long long)push_fails,
+             (unsigned long long)space_waits, (unsigned long long)forced,
+             (unsigned long long)data_wakes, (unsigned long long)space_wakes,
+             (unsigned long long)sleeps);
     stress_summary("stress_sub", (unsigned long long)rounds * ITEMS, start, detail);
     return 0;
 }

@@ -123,8 +123,8 @@ Test(utf8, rejects_every_truncation_of_a_multibyte_character)
         for (size_t cut = 1; cut < good[i].len; cut++) {
             cr_assert_eq(hs_utf8_char(U(good[i].bytes), cut, NULL), 0, "U+%04X cut at %zu",
                          good[i].cp, cut);
-            cr_assert_not(hs_utf8_valid(good[i].bytes, cut), "U+%04X cut at %zu valid",
-                          good[i].cp, cut);
+            cr_assert_not(hs_utf8_valid(good[i].bytes, cut), "U+%04X cut at %zu valid", good[i].cp,
+                          cut);
             /* at the end of otherwise valid text */
             char text[8] = "ok";
             memcpy(text + 2, good[i].bytes, cut);
@@ -169,7 +169,8 @@ Test(utf8, put_round_trips_every_code_point)
 Test(utf8, boundary_cuts_only_whole_characters)
 {
     /* a, é (2), € (3), 😀 (4), b */
-    const char s[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "b";
+    const char s[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+                     "b";
     /* n -> the expected boundary */
     const size_t expect[] = {0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10, 11};
     for (size_t n = 0; n < sizeof(expect) / sizeof(*expect); n++) {
@@ -188,8 +189,10 @@ Test(utf8, boundary_on_text_of_many_characters)
     bool between[401] = {false};
     between[0] = true;
     for (int i = 0; n + 4 < sizeof(text); i++) {
-        n += hs_utf8_put((uint32_t)(i % 4 == 0 ? 'x' : i % 4 == 1 ? 0x3B1 : i % 4 == 2 ? 0x4E2D
-                                                                                   : 0x1F680),
+        n += hs_utf8_put((uint32_t)(i % 4 == 0   ? 'x'
+                                    : i % 4 == 1 ? 0x3B1
+                                    : i % 4 == 2 ? 0x4E2D
+                                                 : 0x1F680),
                          text + n);
         between[n] = true;
     }
