@@ -34,16 +34,16 @@
 
 /* How a setting's value is read. */
 enum kind {
-    K_STR,     /* any non-empty string */
-    K_LISTEN,  /* a string that hs_listen_parse() accepts */
-    K_BOOL,    /* 1/0, true/false, yes/no, on/off */
-    K_INT,     /* a decimal int within [min, max] */
-    K_SIZE,    /* a byte count with an optional k/m/g suffix, within [min, max] */
-    K_LEVEL,   /* debug|info|warn|error */
+    K_STR,       /* any non-empty string */
+    K_LISTEN,    /* a string that hs_listen_parse() accepts */
+    K_BOOL,      /* 1/0, true/false, yes/no, on/off */
+    K_INT,       /* a decimal int within [min, max] */
+    K_SIZE,      /* a byte count with an optional k/m/g suffix, within [min, max] */
+    K_LEVEL,     /* debug|info|warn|error */
     K_RETENTION, /* rules that hs_retention_parse() accepts */
-    K_CONFIG,  /* --config: flag only */
-    K_HELP,    /* --help, -h: flag only, no value */
-    K_VERSION, /* --version: flag only, no value */
+    K_CONFIG,    /* --config: flag only */
+    K_HELP,      /* --help, -h: flag only, no value */
+    K_VERSION,   /* --version: flag only, no value */
 };
 
 /* Slots of hs_cli_t.owned. */
@@ -93,8 +93,8 @@ static const struct opt opts[] = {
     {"read-budget", K_SIZE, CFG(read_budget), 0, 64 * KIB, 1024 * GIB, "SIZE",
      "Most bytes that catch-up pages and read answers hold at once, over all connections; when "
      "it is spent, catch-up waits and reads answer 503."},
-    {"connection-read-budget", K_SIZE, CFG(connection_read_budget), 0, 64 * KIB, 1024 * GIB,
-     "SIZE", "The same for one SignalR connection: its subscriptions' catch-up and its Read "
+    {"connection-read-budget", K_SIZE, CFG(connection_read_budget), 0, 64 * KIB, 1024 * GIB, "SIZE",
+     "The same for one SignalR connection: its subscriptions' catch-up and its Read "
      "answers."},
     {"max-page-bytes", K_SIZE, CFG(max_page_bytes), 0, 1 * KIB, GIB, "SIZE",
      "Most bytes of events in one read answer (GET .../events, the hub's Read); a page that "
@@ -168,7 +168,8 @@ static int norm(char c)
 static bool name_is(const char *s, size_t len, const char *name)
 {
     for (size_t i = 0; i < len; i++) {
-        if (name[i] == '\0' || norm(s[i]) != name[i]) return false;
+        if (name[i] == '\0' || norm(s[i]) != name[i])
+            return false;
     }
     return name[len] == '\0';
 }
@@ -176,7 +177,8 @@ static bool name_is(const char *s, size_t len, const char *name)
 static const struct opt *lookup(const char *s, size_t len)
 {
     for (size_t i = 0; i < NOPTS; i++) {
-        if (name_is(s, len, opts[i].name)) return &opts[i];
+        if (name_is(s, len, opts[i].name))
+            return &opts[i];
     }
     return NULL;
 }
@@ -186,7 +188,8 @@ static size_t distance(const char *s, size_t len, const char *name)
 {
     size_t nlen = strlen(name), row[33];
 
-    if (len > 32 || nlen > 32) return SIZE_MAX;
+    if (len > 32 || nlen > 32)
+        return SIZE_MAX;
     for (size_t j = 0; j <= nlen; j++)
         row[j] = j;
     for (size_t i = 1; i <= len; i++) {
@@ -195,8 +198,10 @@ static size_t distance(const char *s, size_t len, const char *name)
         for (size_t j = 1; j <= nlen; j++) {
             size_t up = row[j];
             size_t best = diag + (norm(s[i - 1]) == name[j - 1] ? 0 : 1);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
             row[j] = best;
             diag = up;
         }
@@ -211,7 +216,8 @@ static const struct opt *nearest(const char *s, size_t len, bool settings_only)
     size_t best_d = 3;
 
     for (size_t i = 0; i < NOPTS; i++) {
-        if (settings_only && opts[i].kind >= K_CONFIG) continue;
+        if (settings_only && opts[i].kind >= K_CONFIG)
+            continue;
         size_t d = distance(s, len, opts[i].name);
         if (d < best_d && d < len) {
             best = &opts[i];
@@ -244,7 +250,8 @@ static int parse_digits(const char **s, uint64_t *out)
     uint64_t n = 0;
     bool over = false;
 
-    if (!isdigit((unsigned char)*p)) return -1;
+    if (!isdigit((unsigned char)*p))
+        return -1;
     for (; isdigit((unsigned char)*p); p++) {
         unsigned d = (unsigned)(*p - '0');
         if (n > (UINT64_MAX - d) / 10)
@@ -261,7 +268,8 @@ static int parse_digits(const char **s, uint64_t *out)
 static int parse_uint(const char *s, uint64_t *out)
 {
     int rc = parse_digits(&s, out);
-    if (rc < 0 || *s != '\0') return -1;
+    if (rc < 0 || *s != '\0')
+        return -1;
     return rc;
 }
 
@@ -279,12 +287,15 @@ static int parse_size(const char *s, uint64_t *out)
     uint64_t n;
     int rc = parse_digits(&s, &n);
 
-    if (rc < 0) return -1;
+    if (rc < 0)
+        return -1;
     while (*s == ' ' || *s == '\t')
         s++;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcasecmp(s, units[i].suffix) != 0) continue;
-        if (rc > 0 || n > UINT64_MAX / units[i].mult) return 1;
+        if (strcasecmp(s, units[i].suffix) != 0)
+            continue;
+        if (rc > 0 || n > UINT64_MAX / units[i].mult)
+            return 1;
         *out = n * units[i].mult;
         return 0;
     }
@@ -345,7 +356,8 @@ static int set_str(hs_cli_t *cli, int slot, const char **field, const char *valu
 {
     char *copy = strdup(value);
 
-    if (!copy) return fail(err, errlen, HS_ENOMEM, "out of memory");
+    if (!copy)
+        return fail(err, errlen, HS_ENOMEM, "out of memory");
     free(cli->owned[slot]);
     cli->owned[slot] = copy;
     *field = copy;
@@ -364,7 +376,8 @@ static int apply(hs_cli_t *cli, const struct opt *o, const char *value, const ch
     uint64_t n = 0;
     int rc;
 
-    if (*value == '\0') return fail(err, errlen, HS_EINVAL, "%s: empty value", where);
+    if (*value == '\0')
+        return fail(err, errlen, HS_EINVAL, "%s: empty value", where);
 
     switch (o->kind) {
     case K_LISTEN: {
@@ -384,8 +397,10 @@ static int apply(hs_cli_t *cli, const struct opt *o, const char *value, const ch
         char why[300];
         rc = hs_retention_parse(value, &r, why, sizeof why);
         hs_retention_free(r);
-        if (rc == HS_ENOMEM) return fail(err, errlen, HS_ENOMEM, "out of memory");
-        if (rc) return fail(err, errlen, HS_EINVAL, "%s: %s", where, why);
+        if (rc == HS_ENOMEM)
+            return fail(err, errlen, HS_ENOMEM, "out of memory");
+        if (rc)
+            return fail(err, errlen, HS_EINVAL, "%s: %s", where, why);
         return set_str(cli, o->own, (const char **)field, value, err, errlen);
     }
     case K_BOOL:
@@ -454,9 +469,11 @@ static int file_line(hs_cli_t *cli, const char *path, int lineno, char *line, si
     if (strlen(line) != len)
         return fail(err, errlen, HS_EINVAL, "config file %s line %d: contains a NUL byte", path,
                     lineno);
-    if (lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3; /* UTF-8 byte order mark */
+    if (lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3; /* UTF-8 byte order mark */
     s = trim(s);
-    if (*s == '\0' || *s == '#') return 0;
+    if (*s == '\0' || *s == '#')
+        return 0;
 
     eq = strchr(s, '=');
     if (!eq)
@@ -529,7 +546,8 @@ static int load_file(hs_cli_t *cli, const char *path, bool from_env, char *err, 
             break;
         }
         rc = file_line(cli, path, ++lineno, line, (size_t)n, err, errlen);
-        if (rc != 0) break;
+        if (rc != 0)
+            break;
     }
     if (rc == 0 && (ferror(f) || !feof(f))) {
         if (saved == ENOMEM)
@@ -549,13 +567,16 @@ static int load_env(hs_cli_t *cli, char *err, size_t errlen)
 
     for (size_t i = 0; i < NOPTS; i++) {
         const struct opt *o = &opts[i];
-        if (o->kind >= K_CONFIG) continue;
+        if (o->kind >= K_CONFIG)
+            continue;
         env_name(o, name, sizeof name);
         const char *value = getenv(name);
-        if (!value || *value == '\0') continue;
+        if (!value || *value == '\0')
+            continue;
         snprintf(where, sizeof where, "environment variable %s", name);
         int rc = apply(cli, o, value, where, err, errlen);
-        if (rc != 0) return rc;
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -601,7 +622,8 @@ static int next_flag(int argc, char **argv, int *i, const struct opt *prev, cons
     switch ((*o)->kind) {
     case K_HELP:
     case K_VERSION:
-        if (eq) return fail(err, errlen, HS_EINVAL, "--%s takes no value", (*o)->name);
+        if (eq)
+            return fail(err, errlen, HS_EINVAL, "--%s takes no value", (*o)->name);
         return 0;
     case K_BOOL:
         *value = eq ? eq + 1 : "true";
@@ -615,7 +637,8 @@ static int next_flag(int argc, char **argv, int *i, const struct opt *prev, cons
             return fail(err, errlen, HS_EINVAL, "missing value for --%s", (*o)->name);
         break;
     }
-    if (**value == '\0') return fail(err, errlen, HS_EINVAL, "missing value for --%s", (*o)->name);
+    if (**value == '\0')
+        return fail(err, errlen, HS_EINVAL, "missing value for --%s", (*o)->name);
     return 0;
 }
 
@@ -631,13 +654,15 @@ int hs_cli_parse(hs_cli_t *cli, int argc, char **argv, char *err, size_t errlen)
 
     memset(cli, 0, sizeof *cli);
     hs_config_init(&cli->cfg);
-    if (err && errlen > 0) err[0] = '\0';
+    if (err && errlen > 0)
+        err[0] = '\0';
 
     /* Pass 1: syntax, and the flags that decide what else to read. */
     for (int i = 1; i < argc; i++) {
         bool bare = strchr(argv[i], '=') == NULL;
         rc = next_flag(argc, argv, &i, prev, &o, &value, err, errlen);
-        if (rc != 0) return rc;
+        if (rc != 0)
+            return rc;
         if (o->kind == K_HELP)
             cli->help = true;
         else if (o->kind == K_VERSION)
@@ -646,30 +671,38 @@ int hs_cli_parse(hs_cli_t *cli, int argc, char **argv, char *err, size_t errlen)
             config = value;
         prev = o->kind == K_BOOL && bare ? o : NULL;
     }
-    if (cli->help || cli->version) return 0;
+    if (cli->help || cli->version)
+        return 0;
 
     if (!config) {
         config = getenv("HUBSTREAM_CONFIG");
         from_env = config && *config;
-        if (!from_env) config = NULL;
+        if (!from_env)
+            config = NULL;
     }
     if (config) {
         rc = set_str(cli, OWN_CONFIG, &cli->config_file, config, err, errlen);
-        if (rc == 0) rc = load_file(cli, cli->config_file, from_env, err, errlen);
-        if (rc != 0) return rc;
+        if (rc == 0)
+            rc = load_file(cli, cli->config_file, from_env, err, errlen);
+        if (rc != 0)
+            return rc;
     }
 
     rc = load_env(cli, err, errlen);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
 
     /* Pass 2: flag values, last one wins. */
     for (int i = 1; i < argc; i++) {
         rc = next_flag(argc, argv, &i, NULL, &o, &value, err, errlen);
-        if (rc != 0) return rc;
-        if (o->kind >= K_CONFIG) continue;
+        if (rc != 0)
+            return rc;
+        if (o->kind >= K_CONFIG)
+            continue;
         snprintf(where, sizeof where, "--%s", o->name);
         rc = apply(cli, o, value, where, err, errlen);
-        if (rc != 0) return rc;
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -694,7 +727,8 @@ static void wrap(FILE *out, const char *text, int indent)
     while (*text) {
         while (*text == ' ')
             text++;
-        if (!*text) break;
+        if (!*text)
+            break;
         int w = (int)strcspn(text, " ");
         if (col > 0 && col + 1 + w > USAGE_WIDTH) {
             fputc('\n', out);

@@ -57,6 +57,4 @@ void hs_cli_dispose(hs_cli_t *cli);
 /* Writes the --help text (every flag with its variable, default and meaning) to out. */
 void hs_cli_usage(FILE *out);
 
-
-
 #endif

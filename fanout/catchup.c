@@ -20,12 +20,14 @@ static int on_record(void *ctx, const hs_record_t *rec)
     if (r->n == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 64;
         hs_block_t **p = realloc(r->blocks, nc * sizeof(*p));
-        if (!p) return HS_ENOMEM;
+        if (!p)
+            return HS_ENOMEM;
         r->blocks = p;
         r->cap = nc;
     }
     hs_block_t *b = r->encode(rec);
-    if (!b) return HS_ENOMEM;
+    if (!b)
+        return HS_ENOMEM;
     if (r->sub->budget && !hs_block_charge(b, r->sub->budget)) {
         /* the connection's or the server's read budget is spent: stop here, go on later */
         hs_block_unref(b);
@@ -66,10 +68,12 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
     hs_sub_t *s = r->sub;
     int rc;
     if (s->all) {
-        if (r->from_head) r->after = s->live_after; /* positions: known without the database */
+        if (r->from_head)
+            r->after = s->live_after; /* positions: known without the database */
     } else {
         rc = hs_store_get_stream(st, s->stream, s->stream_len, &r->head);
-        if (rc && rc != HS_ENOENT) return rc;
+        if (rc && rc != HS_ENOENT)
+            return rc;
         r->found = rc == 0;
         if (r->from_head) {
             /* live only means events committed after the subscribe, whose position is above
@@ -82,8 +86,10 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
                     from = ls.version + 1;
                     rc = hs_store_read_stream(st, s->stream, s->stream_len, from, true, 1000,
                                               on_live_scan, &ls);
-                    if (rc < 0) return rc;
-                    if (ls.version + 1 == from) break; /* nothing older was returned */
+                    if (rc < 0)
+                        return rc;
+                    if (ls.version + 1 == from)
+                        break; /* nothing older was returned */
                 }
                 r->after = ls.version;
             }
@@ -91,12 +97,15 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
     }
     /* live only: replay just what was committed after the subscribe and is already stored
      * (the worker may have passed those events before it registered the subscription) */
-    if (r->from_head && !s->all && (!r->found || r->after >= r->head.version)) return 0;
+    if (r->from_head && !s->all && (!r->found || r->after >= r->head.version))
+        return 0;
     rc = s->all ? hs_store_read_all(st, r->after, false, r->limit, on_record, r)
                 : hs_store_read_stream(st, s->stream, s->stream_len, r->after, false, r->limit,
                                        on_record, r);
-    if (rc == 1) rc = 0;
-    if (r->n >= r->limit) r->more = true;
+    if (rc == 1)
+        rc = 0;
+    if (r->n >= r->limit)
+        r->more = true;
     return rc;
 }
 
@@ -105,7 +114,8 @@ static void read_done(hs_read_req_t *base)
     creq_t *r = (creq_t *)base;
     worker_t *w = r->w; /* once pushed, the worker may free r */
     r->base.node.kind = HS_NODE_FANOUT_READ;
-    if (hs_mpsc_push(&w->q, &r->base.node)) hs_waiter_wake(&w->waiter);
+    if (hs_mpsc_push(&w->q, &r->base.node))
+        hs_waiter_wake(&w->waiter);
 }
 
 void hs_fw_free_req(creq_t *r)
@@ -141,7 +151,8 @@ static bool serve_cache(worker_t *w, hs_sub_t *s)
         hs_block_t *b = st->cache[seq & (st->cache_cap - 1)];
         if (hs_sub_wants_type(s, b->type, b->type_len)) {
             if (!hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), false)) {
-                if (pushed) hs_fw_mark_touched(w, s);
+                if (pushed)
+                    hs_fw_mark_touched(w, s);
                 atomic_store(&s->want_space, 1);
                 hs_fw_stalled_add(w, s);
                 if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
@@ -156,7 +167,8 @@ static bool serve_cache(worker_t *w, hs_sub_t *s)
         }
         s->cursor = seq;
     }
-    if (pushed) hs_fw_mark_touched(w, s);
+    if (pushed)
+        hs_fw_mark_touched(w, s);
     if (s->end_pending || st->closed)
         end_closed(w, s);
     else
@@ -202,15 +214,18 @@ static bool submit_read(worker_t *w, hs_sub_t *s, int64_t after, size_t max_byte
  */
 void hs_fw_request_read(worker_t *w, hs_sub_t *s)
 {
-    if (s->ended || s->reads >= 2) return;
-    if (s->reads == 0 && serve_cache(w, s)) return;
+    if (s->ended || s->reads >= 2)
+        return;
+    if (s->reads == 0 && serve_cache(w, s))
+        return;
     size_t room = hs_sub_free_bytes(s);
     if (s->reads == 0) {
         if (room < s->max_bytes / 4) {
             hs_fw_to_catchup(w, s, true);
             return;
         }
-        if (!submit_read(w, s, s->cursor, s->all ? room : room / 2)) return;
+        if (!submit_read(w, s, s->cursor, s->all ? room : room / 2))
+            return;
     }
     if (!s->all && s->cursor >= 0 && s->prefetch && room >= s->max_bytes / 2)
         submit_read(w, s, s->read_next, room / 2);
@@ -236,18 +251,21 @@ static void apply_read(worker_t *w, creq_t *r)
         hs_fw_request_read(w, s);
         return;
     }
-    if (r->from_head) s->cursor = r->after;
+    if (r->from_head)
+        s->cursor = r->after;
     if (r->starved && !r->n) {
         /* nothing could be charged: wait for budget (a later read starts from the cursor) */
         hs_fw_free_req(r);
-        if (!s->reads) hs_fw_starved_add(w, s);
+        if (!s->reads)
+            hs_fw_starved_add(w, s);
         return;
     }
     bool pushed = false;
     for (size_t i = 0; i < r->n; i++) {
         hs_block_t *b = r->blocks[i];
         int64_t seq = s->all ? b->position : b->version;
-        if (seq <= s->cursor) continue;
+        if (seq <= s->cursor)
+            continue;
         if (hs_sub_wants_type(s, b->type, b->type_len)) {
             hs_sub_push_spsc(s, b, hs_fanout_block_size(s, b), true);
             pushed = true;
@@ -258,7 +276,8 @@ static void apply_read(worker_t *w, creq_t *r)
      * up to the head that did not come back were dropped by retention. */
     if (!s->all && r->found && !r->more && s->cursor < r->head.version)
         s->cursor = r->head.version;
-    if (pushed) hs_fw_mark_touched(w, s);
+    if (pushed)
+        hs_fw_mark_touched(w, s);
     wstream_t *st = s->w_stream;
     bool more = r->more;
     /* a full page of exactly `limit` versions: the next one is worth reading ahead */
@@ -268,13 +287,15 @@ static void apply_read(worker_t *w, creq_t *r)
     hs_fw_free_req(r);
     if (more) {
         if (starved) {
-            if (!s->reads) hs_fw_starved_add(w, s);
+            if (!s->reads)
+                hs_fw_starved_add(w, s);
             return;
         }
         hs_fw_request_read(w, s);
         return;
     }
-    if (s->reads) return; /* a read ahead is still out: it decides */
+    if (s->reads)
+        return; /* a read ahead is still out: it decides */
     if (closed_at_end || ((s->end_pending || st->closed) && s->cursor >= st->head)) {
         end_closed(w, s);
         return;
@@ -301,9 +322,9 @@ void hs_fw_on_read(worker_t *w, creq_t *r)
         s->read_turn++;
         apply_read(w, r);
         r = s->read_stash;
-        if (!r || r->seq != s->read_turn) break;
+        if (!r || r->seq != s->read_turn)
+            break;
         s->read_stash = NULL;
     }
     hs_sub_unref(s);
 }
-

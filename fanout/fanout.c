@@ -43,16 +43,19 @@ static worker_t *owner(hs_fanout_t *f, const hs_sub_t *s)
 static wstream_t *st_find(worker_t *w, const char *name, size_t len, uint32_t hash)
 {
     for (wstream_t *s = w->buckets[hash % NBUCKETS]; s; s = s->next)
-        if (s->hash == hash && s->len == len && memcmp(s->name, name, len) == 0) return s;
+        if (s->hash == hash && s->len == len && memcmp(s->name, name, len) == 0)
+            return s;
     return NULL;
 }
 
 static wstream_t *st_get(worker_t *w, const char *name, size_t len, uint32_t hash)
 {
     wstream_t *s = st_find(w, name, len, hash);
-    if (s) return s;
+    if (s)
+        return s;
     s = calloc(1, sizeof(*s) + len + 1);
-    if (!s) return NULL;
+    if (!s)
+        return NULL;
     memcpy(s->name, name, len);
     s->len = (uint32_t)len;
     s->hash = hash;
@@ -65,7 +68,8 @@ static wstream_t *st_get(worker_t *w, const char *name, size_t len, uint32_t has
 
 static void cache_reset(worker_t *w, wstream_t *st)
 {
-    if (!st->cache || !st->cache_lo) return;
+    if (!st->cache || !st->cache_lo)
+        return;
     for (int64_t q = st->cache_lo; q <= st->head; q++) {
         hs_block_t **slot = &st->cache[q & (st->cache_cap - 1)];
         hs_block_unref(*slot);
@@ -87,7 +91,8 @@ static void cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq)
     if (st->cache_lo && seq != st->head + 1)
         cache_reset(w, st); /* not contiguous (a new incarnation of the stream) */
     if (!st->cache) {
-        if (!(st->cache = calloc(CACHE_SLOTS_MIN, sizeof(hs_block_t *)))) return;
+        if (!(st->cache = calloc(CACHE_SLOTS_MIN, sizeof(hs_block_t *))))
+            return;
         st->cache_cap = CACHE_SLOTS_MIN;
     }
     if (st->cache_lo && seq - st->cache_lo + 1 > st->cache_cap && st->cache_cap < CACHE_SLOTS_MAX) {
@@ -107,7 +112,8 @@ static void cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq)
         cache_reset(w, st); /* over the worker's budget: this stream goes uncached for now */
         return;
     }
-    if (!st->cache_lo) st->cache_lo = seq;
+    if (!st->cache_lo)
+        st->cache_lo = seq;
     /* evict the oldest while the new one would not fit (slot or bytes); seq itself stays */
     while (st->cache_lo < seq &&
            (seq - st->cache_lo + 1 > st->cache_cap || st->cache_bytes + sz > CACHE_STREAM_BYTES)) {
@@ -126,7 +132,8 @@ static void cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq)
 
 static void st_drop_if_empty(worker_t *w, wstream_t *s)
 {
-    if (s->nsubs) return;
+    if (s->nsubs)
+        return;
     cache_reset(w, s);
     free(s->cache);
     pthread_mutex_lock(&w->mu);
@@ -142,12 +149,14 @@ static void st_drop_if_empty(worker_t *w, wstream_t *s)
 
 void hs_fw_stalled_remove(worker_t *w, hs_sub_t *s)
 {
-    if (!s->stalled_since_ms) return;
+    if (!s->stalled_since_ms)
+        return;
     if (s->st_prev)
         s->st_prev->st_next = s->st_next;
     else
         w->stalled = s->st_next;
-    if (s->st_next) s->st_next->st_prev = s->st_prev;
+    if (s->st_next)
+        s->st_next->st_prev = s->st_prev;
     s->st_prev = s->st_next = NULL;
     s->stalled_since_ms = 0;
 }
@@ -156,12 +165,14 @@ static void starved_remove(worker_t *w, hs_sub_t *s);
 
 void hs_fw_stalled_add(worker_t *w, hs_sub_t *s)
 {
-    if (s->stalled_since_ms) return;
+    if (s->stalled_since_ms)
+        return;
     starved_remove(w, s);
     s->stalled_since_ms = hs_fw_now_ms();
     s->st_prev = NULL;
     s->st_next = w->stalled;
-    if (w->stalled) w->stalled->st_prev = s;
+    if (w->stalled)
+        w->stalled->st_prev = s;
     w->stalled = s;
 }
 
@@ -172,30 +183,35 @@ void hs_fw_stalled_add(worker_t *w, hs_sub_t *s)
 
 static void starved_remove(worker_t *w, hs_sub_t *s)
 {
-    if (!s->starved) return;
+    if (!s->starved)
+        return;
     if (s->st_prev)
         s->st_prev->st_next = s->st_next;
     else
         w->starved = s->st_next;
-    if (s->st_next) s->st_next->st_prev = s->st_prev;
+    if (s->st_next)
+        s->st_next->st_prev = s->st_prev;
     s->st_prev = s->st_next = NULL;
     s->starved = false;
 }
 
 void hs_fw_starved_add(worker_t *w, hs_sub_t *s)
 {
-    if (s->starved || s->stalled_since_ms || s->ended) return;
+    if (s->starved || s->stalled_since_ms || s->ended)
+        return;
     s->starved = true;
     s->st_prev = NULL;
     s->st_next = w->starved;
-    if (w->starved) w->starved->st_prev = s;
+    if (w->starved)
+        w->starved->st_prev = s;
     w->starved = s;
 }
 
 static void touch(worker_t *w, hs_sub_t *s, unsigned flags)
 {
     hs_fanout_t *f = w->f;
-    if (hs_sub_signal_io(s, flags, f->cfg.io_inboxes[s->io_index])) w->wake[s->io_index] = true;
+    if (hs_sub_signal_io(s, flags, f->cfg.io_inboxes[s->io_index]))
+        w->wake[s->io_index] = true;
 }
 
 static void flush_wakes(worker_t *w)
@@ -216,7 +232,8 @@ static void flush_wakes(worker_t *w)
 
 void hs_fw_mark_touched(worker_t *w, hs_sub_t *s)
 {
-    if (s->io_pending_data) return;
+    if (s->io_pending_data)
+        return;
     if (w->ntouched == w->touched_cap) {
         size_t nc = w->touched_cap ? w->touched_cap * 2 : 256;
         hs_sub_t **p = realloc(w->touched, nc * sizeof(*p));
@@ -234,13 +251,15 @@ void hs_fw_mark_touched(worker_t *w, hs_sub_t *s)
 /* Removes a subscription from the worker and drops the worker's reference. */
 static void detach(worker_t *w, hs_sub_t *s)
 {
-    if (!s->w_stream) return;
+    if (!s->w_stream)
+        return;
     wstream_t *st = s->w_stream;
     if (s->w_prev)
         s->w_prev->w_next = s->w_next;
     else
         st->subs = s->w_next;
-    if (s->w_next) s->w_next->w_prev = s->w_prev;
+    if (s->w_next)
+        s->w_next->w_prev = s->w_prev;
     pthread_mutex_lock(&w->mu);
     st->nsubs--;
     pthread_mutex_unlock(&w->mu);
@@ -262,17 +281,19 @@ static void detach(worker_t *w, hs_sub_t *s)
 /* Ends a subscription: queues the end marker (if any), tells the IO thread, detaches. */
 void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
 {
-    if (s->ended) return;
+    if (s->ended)
+        return;
     s->ended = true;
-    if (marker) hs_sub_push_spsc(s, marker, hs_fanout_block_size(s, marker), true);
+    if (marker)
+        hs_sub_push_spsc(s, marker, hs_fanout_block_size(s, marker), true);
     atomic_store(&s->end_reason, reason);
     /* stalled, or it failed (a read, memory): the front end drops the connection and the client
      * resumes from what it got; closed or deleted: the marker ends it cleanly */
-    touch(w, s, reason == HS_SUB_END_STALLED || reason == HS_SUB_END_ERROR ? HS_SUB_IO_KILL
-                                                                          : HS_SUB_IO_END);
+    touch(w, s,
+          reason == HS_SUB_END_STALLED || reason == HS_SUB_END_ERROR ? HS_SUB_IO_KILL
+                                                                     : HS_SUB_IO_END);
     detach(w, s);
 }
-
 
 void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full)
 {
@@ -294,7 +315,8 @@ void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full)
 /* Live delivery of one block with sequence number seq (version, or position for $all). */
 static void deliver(worker_t *w, hs_sub_t *s, hs_block_t *b, int64_t seq)
 {
-    if (s->mode != HS_SUB_LIVE || seq <= s->cursor) return;
+    if (s->mode != HS_SUB_LIVE || seq <= s->cursor)
+        return;
     if (seq != s->cursor + 1) {
         hs_fw_to_catchup(w, s, false);
         return;
@@ -326,7 +348,8 @@ static void on_register(worker_t *w, hs_sub_t *s)
     s->w_stream = st;
     s->w_prev = NULL;
     s->w_next = st->subs;
-    if (st->subs) st->subs->w_prev = s;
+    if (st->subs)
+        st->subs->w_prev = s;
     st->subs = s;
     pthread_mutex_lock(&w->mu);
     st->nsubs++;
@@ -347,7 +370,8 @@ static void on_sub(worker_t *w, hs_sub_t *s)
     }
     if ((fl & HS_SUB_W_SPACE) && s->w_stream && !s->ended) {
         hs_fw_stalled_remove(w, s);
-        if (s->mode == HS_SUB_CATCHUP) hs_fw_request_read(w, s);
+        if (s->mode == HS_SUB_CATCHUP)
+            hs_fw_request_read(w, s);
     }
     hs_sub_unref(s); /* the queue's reference */
 }
@@ -406,7 +430,8 @@ static void on_batch(worker_t *w, hs_batch_t *b)
 static void retry_starved(worker_t *w)
 {
     int64_t now = hs_fw_now_ms();
-    if (!w->starved || now - w->last_starved_retry < STARVED_RETRY_MS) return;
+    if (!w->starved || now - w->last_starved_retry < STARVED_RETRY_MS)
+        return;
     w->last_starved_retry = now;
     hs_sub_t *list = w->starved;
     w->starved = NULL;
@@ -414,14 +439,16 @@ static void retry_starved(worker_t *w)
         next = s->st_next;
         s->st_prev = s->st_next = NULL;
         s->starved = false;
-        if (!s->ended && s->w_stream && s->mode == HS_SUB_CATCHUP) hs_fw_request_read(w, s);
+        if (!s->ended && s->w_stream && s->mode == HS_SUB_CATCHUP)
+            hs_fw_request_read(w, s);
     }
 }
 
 static void check_stalls(worker_t *w)
 {
     int64_t now = hs_fw_now_ms();
-    if (now - w->last_stall_check < 100) return;
+    if (now - w->last_stall_check < 100)
+        return;
     w->last_stall_check = now;
     for (hs_sub_t *s = w->stalled, *next; s; s = next) {
         next = s->st_next;
@@ -458,9 +485,14 @@ static void *run(void *arg)
         check_stalls(w);
         retry_starved(w);
         flush_wakes(w);
-        if (busy) continue;
-        if (atomic_load(&w->f->stopping)) break;
-        hs_waiter_sleep(&w->waiter, w->starved ? STARVED_RETRY_MS : w->stalled ? 100 : 1000,
+        if (busy)
+            continue;
+        if (atomic_load(&w->f->stopping))
+            break;
+        hs_waiter_sleep(&w->waiter,
+                        w->starved   ? STARVED_RETRY_MS
+                        : w->stalled ? 100
+                                     : 1000,
                         has_work, w);
     }
     return NULL;
@@ -471,14 +503,18 @@ static void *run(void *arg)
 hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg)
 {
     hs_fanout_t *f = calloc(1, sizeof(*f));
-    if (!f) return NULL;
+    if (!f)
+        return NULL;
     f->cfg = *cfg;
-    if (f->cfg.nworkers <= 0) f->cfg.nworkers = 1;
-    if (f->cfg.catchup_events <= 0) f->cfg.catchup_events = 1000;
+    if (f->cfg.nworkers <= 0)
+        f->cfg.nworkers = 1;
+    if (f->cfg.catchup_events <= 0)
+        f->cfg.catchup_events = 1000;
     for (f->nio = 0; cfg->io_inboxes[f->nio]; f->nio++)
         ;
     f->w = calloc((size_t)f->cfg.nworkers, sizeof(worker_t));
-    if (!f->w) goto fail;
+    if (!f->w)
+        goto fail;
     for (int i = 0; i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
         w->f = f;
@@ -486,7 +522,8 @@ hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg)
         w->ring_buf = calloc(BATCH_RING, sizeof(ck_ring_buffer_t));
         w->buckets = calloc(NBUCKETS, sizeof(wstream_t *));
         w->wake = calloc((size_t)f->nio + 1, sizeof(bool));
-        if (!w->ring_buf || !w->buckets || !w->wake) goto fail;
+        if (!w->ring_buf || !w->buckets || !w->wake)
+            goto fail;
         ck_ring_init(&w->ring, BATCH_RING);
         hs_mpsc_init(&w->q);
         hs_waiter_init(&w->waiter);
@@ -501,7 +538,8 @@ fail:
 int hs_fanout_start(hs_fanout_t *f)
 {
     for (int i = 0; i < f->cfg.nworkers; i++) {
-        if (pthread_create(&f->w[i].thread, NULL, run, &f->w[i])) return HS_ESYS;
+        if (pthread_create(&f->w[i].thread, NULL, run, &f->w[i]))
+            return HS_ESYS;
         f->w[i].started = true;
     }
     return 0;
@@ -512,7 +550,8 @@ void hs_fanout_stop(hs_fanout_t *f)
     atomic_store(&f->stopping, 1);
     for (int i = 0; i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
-        if (!w->started) continue;
+        if (!w->started)
+            continue;
         hs_waiter_wake(&w->waiter);
         pthread_join(w->thread, NULL);
         w->started = false;
@@ -521,7 +560,8 @@ void hs_fanout_stop(hs_fanout_t *f)
 
 void hs_fanout_destroy(hs_fanout_t *f)
 {
-    if (!f) return;
+    if (!f)
+        return;
     hs_fanout_stop(f);
     for (int i = 0; f->w && i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
@@ -537,7 +577,8 @@ void hs_fanout_destroy(hs_fanout_t *f)
                 creq_t *r = hs_container_of(n, creq_t, base.node), *ahead = r->sub->read_stash;
                 r->sub->read_stash = NULL;
                 hs_fw_free_req(r);
-                if (ahead) hs_fw_free_req(ahead);
+                if (ahead)
+                    hs_fw_free_req(ahead);
             } else {
                 hs_sub_t *s = hs_container_of(n, hs_sub_t, w_node);
                 unsigned fl = hs_sub_take_worker_flags(s);
@@ -593,19 +634,22 @@ void hs_fanout_subscribe(hs_fanout_t *f, hs_sub_t *s)
     worker_t *w = owner(f, s);
     s->worker_index = w->index;
     hs_sub_ref(s); /* the worker's */
-    if (hs_sub_signal_worker(s, HS_SUB_W_REGISTER, &w->q)) hs_waiter_wake(&w->waiter);
+    if (hs_sub_signal_worker(s, HS_SUB_W_REGISTER, &w->q))
+        hs_waiter_wake(&w->waiter);
 }
 
 void hs_fanout_unsubscribe(hs_fanout_t *f, hs_sub_t *s)
 {
     worker_t *w = &f->w[s->worker_index];
-    if (hs_sub_signal_worker(s, HS_SUB_W_UNREGISTER, &w->q)) hs_waiter_wake(&w->waiter);
+    if (hs_sub_signal_worker(s, HS_SUB_W_UNREGISTER, &w->q))
+        hs_waiter_wake(&w->waiter);
 }
 
 void hs_fanout_space(hs_fanout_t *f, hs_sub_t *s)
 {
     worker_t *w = &f->w[s->worker_index];
-    if (hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q)) hs_waiter_wake(&w->waiter);
+    if (hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q))
+        hs_waiter_wake(&w->waiter);
 }
 
 size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)
@@ -616,7 +660,8 @@ size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)
     size_t n = 0;
     pthread_mutex_lock(&w->mu);
     wstream_t *st = st_find(w, stream, len, hash);
-    if (st) n = st->nsubs;
+    if (st)
+        n = st->nsubs;
     pthread_mutex_unlock(&w->mu);
     return n;
 }

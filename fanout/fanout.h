@@ -31,8 +31,8 @@ typedef struct hs_fanout_config {
     hs_reader_t *reader;
     hs_encode_fn encode;
     hs_encode_marker_fn encode_marker;
-    hs_mpsc_t **io_inboxes;                      /* one per IO thread */
-    void (*wake_io)(void *ctx, int io_index);    /* any thread */
+    hs_mpsc_t **io_inboxes;                   /* one per IO thread */
+    void (*wake_io)(void *ctx, int io_index); /* any thread */
     void *wake_ctx;
     int stall_timeout_ms;
     int catchup_events; /* most events per catch-up read */

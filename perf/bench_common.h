@@ -238,8 +238,8 @@ static inline long bench_parse_long(const char *s, const char *flag, long min)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *end || v < min) {
-        fprintf(stderr, "%s: %s wants an integer >= %ld, got '%s'\n",
-                program_invocation_short_name, flag, min, s);
+        fprintf(stderr, "%s: %s wants an integer >= %ld, got '%s'\n", program_invocation_short_name,
+                flag, min, s);
         exit(2);
     }
     return v;
@@ -262,13 +262,13 @@ static inline void bench_json_str(FILE *f, const char *s)
 }
 
 typedef struct bench_env {
-    char date[32];     /* UTC, ISO 8601 */
-    char cpu[128];     /* /proc/cpuinfo model name */
-    int nproc;         /* online CPUs */
-    long mem_mb;       /* MemTotal */
-    char kernel[128];  /* uname -r */
-    char commit[48];   /* git HEAD of the source tree, "+dirty" when it has changes */
-    double load1;      /* load average when the benchmark started */
+    char date[32];    /* UTC, ISO 8601 */
+    char cpu[128];    /* /proc/cpuinfo model name */
+    int nproc;        /* online CPUs */
+    long mem_mb;      /* MemTotal */
+    char kernel[128]; /* uname -r */
+    char commit[48];  /* git HEAD of the source tree, "+dirty" when it has changes */
+    double load1;     /* load average when the benchmark started */
 } bench_env_t;
 
 static inline void bench_trim(char *s)
@@ -330,7 +330,8 @@ static inline void bench_env_read(bench_env_t *e)
         pclose(f);
     }
     f = popen("git -C '" HS_PERF_SOURCE_DIR "' status --porcelain --untracked-files=no "
-              "2>/dev/null | head -1", "r");
+              "2>/dev/null | head -1",
+              "r");
     if (f) {
         if (fgets(line, sizeof(line), f) && strcmp(e->commit, "unknown") != 0) {
             size_t n = strlen(e->commit);

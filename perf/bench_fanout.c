@@ -70,12 +70,12 @@
 #define HS_PERF_RESULTS_DIR "perf/results"
 #endif
 
-#define DATA_BYTES 128
-#define EVENT_TYPE "bench.sse"
-#define CARRY_MAX 8192          /* one subscriber's unfinished block (blocks are ~350 bytes) */
-#define READ_MAX (256 * 1024)   /* one read() */
-#define RESP_MAX 16384          /* POST responses buffered per connection */
-#define CONNECTING_MAX 64       /* subscriptions connecting at once */
+#define DATA_BYTES     128
+#define EVENT_TYPE     "bench.sse"
+#define CARRY_MAX      8192         /* one subscriber's unfinished block (blocks are ~350 bytes) */
+#define READ_MAX       (256 * 1024) /* one read() */
+#define RESP_MAX       16384        /* POST responses buffered per connection */
+#define CONNECTING_MAX 64           /* subscriptions connecting at once */
 
 enum conn_kind { K_SUB, K_POST };
 enum proto { P_SSE, P_SR_JSON, P_SR_MSGPACK };
@@ -87,7 +87,7 @@ typedef struct conn {
     enum conn_state state;
     int fd;
     int index;
-    uint32_t events;          /* the epoll mask set now */
+    uint32_t events; /* the epoll mask set now */
     /* request being written */
     const char *out;
     size_t out_len, out_off;
@@ -95,15 +95,15 @@ typedef struct conn {
     char *in;
     size_t in_len, in_cap;
     /* subscriber */
-    bool got_retry;           /* SSE: the retry: line; SignalR: the handshake reply */
-    bool handshaken;          /* SignalR: the handshake reply was split off (bench_sr_split) */
-    bench_ws_t ws;            /* SignalR: the WebSocket frame being read */
-    bool ended;               /* the server ended the response */
-    bool close_block;         /* an `event: close` block arrived */
+    bool got_retry;   /* SSE: the retry: line; SignalR: the handshake reply */
+    bool handshaken;  /* SignalR: the handshake reply was split off (bench_sr_split) */
+    bench_ws_t ws;    /* SignalR: the WebSocket frame being read */
+    bool ended;       /* the server ended the response */
+    bool close_block; /* an `event: close` block arrived */
     int64_t count, first_id, last_id, gaps, dups;
     /* publisher */
-    int inflight;             /* POSTs written and not answered */
-    int inflight_events[64];  /* per pipelined POST, oldest first (ring) */
+    int inflight;            /* POSTs written and not answered */
+    int inflight_events[64]; /* per pipelined POST, oldest first (ring) */
     int if_head;
 } conn_t;
 
@@ -243,8 +243,7 @@ static void sub_count(conn_t *c, int64_t id)
             c->first_id = id;
             if (!t_first)
                 t_first = bench_now();
-        }
-        else if (id != c->last_id + 1) {
+        } else if (id != c->last_id + 1) {
             if (id <= c->last_id)
                 c->dups++;
             else
@@ -334,7 +333,9 @@ static const uint8_t *mp_skip(const uint8_t *p, const uint8_t *end, int depth)
         return NULL;
     uint8_t c = *p++;
     size_t len = 0, count = 0;
-#define NEED(k) if ((size_t)(end - p) < (k)) return NULL
+#define NEED(k)                                                                                    \
+    if ((size_t)(end - p) < (k))                                                                   \
+    return NULL
     if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
         return p;
     if ((c & 0xe0) == 0xa0) {
@@ -345,18 +346,57 @@ static const uint8_t *mp_skip(const uint8_t *p, const uint8_t *end, int depth)
         count = (size_t)(c & 0x0f) * 2;
     } else {
         switch (c) {
-        case 0xcc: case 0xd0: len = 1; break;
-        case 0xcd: case 0xd1: len = 2; break;
-        case 0xca: case 0xce: case 0xd2: len = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
-        case 0xd9: case 0xc4: NEED(1); len = be_len(&p, 1); break;
-        case 0xda: case 0xc5: NEED(2); len = be_len(&p, 2); break;
-        case 0xdb: case 0xc6: NEED(4); len = be_len(&p, 4); break;
-        case 0xdc: NEED(2); count = be_len(&p, 2); break;
-        case 0xdd: NEED(4); count = be_len(&p, 4); break;
-        case 0xde: NEED(2); count = be_len(&p, 2) * 2; break;
-        case 0xdf: NEED(4); count = be_len(&p, 4) * 2; break;
-        default: return NULL; /* ext: never sent here */
+        case 0xcc:
+        case 0xd0:
+            len = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            len = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            len = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            len = 8;
+            break;
+        case 0xd9:
+        case 0xc4:
+            NEED(1);
+            len = be_len(&p, 1);
+            break;
+        case 0xda:
+        case 0xc5:
+            NEED(2);
+            len = be_len(&p, 2);
+            break;
+        case 0xdb:
+        case 0xc6:
+            NEED(4);
+            len = be_len(&p, 4);
+            break;
+        case 0xdc:
+            NEED(2);
+            count = be_len(&p, 2);
+            break;
+        case 0xdd:
+            NEED(4);
+            count = be_len(&p, 4);
+            break;
+        case 0xde:
+            NEED(2);
+            count = be_len(&p, 2) * 2;
+            break;
+        case 0xdf:
+            NEED(4);
+            count = be_len(&p, 4) * 2;
+            break;
+        default:
+            return NULL; /* ext: never sent here */
         }
     }
     if (count) {
@@ -403,7 +443,7 @@ static void sr_record(conn_t *c, const uint8_t *r, size_t n)
         sr_record_fail(c, "an unexpected record", r, n);
         return;
     }
-    p = mp_skip(p + 2, end, 0); /* headers */
+    p = mp_skip(p + 2, end, 0);        /* headers */
     p = p ? mp_skip(p, end, 0) : NULL; /* invocation id */
     size_t count = 0;
     if (p && p < end && (*p & 0xf0) == 0x80) {
@@ -864,25 +904,24 @@ static char *build_post(int nevents, size_t *len)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: bench_fanout --url HOST:PORT [--pid PID] [options]\n"
-            "  --protocol P     sse (default), signalr-json or signalr-messagepack\n"
-            "  --subs S         subscriptions, default 1000\n"
-            "  --events E       events to publish, default 100000\n"
-            "  --post-batch B   events per POST, default 100\n"
-            "  --post-conns P   keep-alive publishing connections, default 4\n"
-            "  --window W       most unacknowledged POSTs, default 4 (above P: pipelining)\n"
-            "  --pid PID        the server's pid, for its CPU time\n"
-            "  --timeout-s T    give up after T seconds, default 120\n"
-            "  --settle-ms M    wait after the last retry: line, default 200\n"
-            "  --stream NAME    stream to use, default a new bench-sse-<time>-<pid>\n"
-            "  --results FILE   JSON line destination, default perf/results/sse.jsonl\n"
-            "  --no-record      print only\n"
-            "  --linger-s N     keep every connection open N more seconds after the run,\n"
-            "                   reading what arrives (soak check; the server must stay up)\n"
-            "  --catchup        replay: --stream holds --events events already; S subscribers\n"
-            "                   (default 1) read it from version 0; nothing is published;\n"
-            "                   results go to perf/results/catchup.jsonl\n");
+    fprintf(f, "Usage: bench_fanout --url HOST:PORT [--pid PID] [options]\n"
+               "  --protocol P     sse (default), signalr-json or signalr-messagepack\n"
+               "  --subs S         subscriptions, default 1000\n"
+               "  --events E       events to publish, default 100000\n"
+               "  --post-batch B   events per POST, default 100\n"
+               "  --post-conns P   keep-alive publishing connections, default 4\n"
+               "  --window W       most unacknowledged POSTs, default 4 (above P: pipelining)\n"
+               "  --pid PID        the server's pid, for its CPU time\n"
+               "  --timeout-s T    give up after T seconds, default 120\n"
+               "  --settle-ms M    wait after the last retry: line, default 200\n"
+               "  --stream NAME    stream to use, default a new bench-sse-<time>-<pid>\n"
+               "  --results FILE   JSON line destination, default perf/results/sse.jsonl\n"
+               "  --no-record      print only\n"
+               "  --linger-s N     keep every connection open N more seconds after the run,\n"
+               "                   reading what arrives (soak check; the server must stay up)\n"
+               "  --catchup        replay: --stream holds --events events already; S subscribers\n"
+               "                   (default 1) read it from version 0; nothing is published;\n"
+               "                   results go to perf/results/catchup.jsonl\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -898,13 +937,20 @@ static void parse_args(int argc, char **argv)
     op.record = true;
     bool subs_given = false;
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},        {"subs", required_argument, NULL, 's'},
-        {"events", required_argument, NULL, 'e'},     {"post-batch", required_argument, NULL, 'b'},
-        {"post-conns", required_argument, NULL, 'c'}, {"window", required_argument, NULL, 'w'},
-        {"pid", required_argument, NULL, 'p'},        {"timeout-s", required_argument, NULL, 't'},
-        {"settle-ms", required_argument, NULL, 'm'},  {"stream", required_argument, NULL, 'n'},
-        {"results", required_argument, NULL, 'r'},    {"no-record", no_argument, NULL, 'N'},
-        {"linger-s", required_argument, NULL, 'L'},   {"help", no_argument, NULL, 'h'},
+        {"url", required_argument, NULL, 'u'},
+        {"subs", required_argument, NULL, 's'},
+        {"events", required_argument, NULL, 'e'},
+        {"post-batch", required_argument, NULL, 'b'},
+        {"post-conns", required_argument, NULL, 'c'},
+        {"window", required_argument, NULL, 'w'},
+        {"pid", required_argument, NULL, 'p'},
+        {"timeout-s", required_argument, NULL, 't'},
+        {"settle-ms", required_argument, NULL, 'm'},
+        {"stream", required_argument, NULL, 'n'},
+        {"results", required_argument, NULL, 'r'},
+        {"no-record", no_argument, NULL, 'N'},
+        {"linger-s", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
         {"protocol", required_argument, NULL, 'P'},
         {"catchup", no_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
@@ -1024,8 +1070,9 @@ static void progress(double now)
     if (min == INT64_MAX)
         min = 0;
     if (op.catchup) {
-        fprintf(stderr, "bench_fanout: %6.1fs received %lld events (min %lld per sub), %d/%d subs"
-                        " complete\n",
+        fprintf(stderr,
+                "bench_fanout: %6.1fs received %lld events (min %lld per sub), %d/%d subs"
+                " complete\n",
                 now - t_begin, (long long)sum, (long long)min, n_complete, op.subs);
         return;
     }
@@ -1075,20 +1122,22 @@ static int report_catchup(const bench_env_t *env, bool ok, const char *outcome, 
     FILE *f = open_memstream(&line, &len);
     fprintf(f, "{\"bench\":\"catchup-%s\",", proto_names[op.proto]);
     bench_env_json(f, env);
-    fprintf(f, ",\"params\":{\"subs\":%d,\"events\":%ld,\"timeout_s\":%.0f},", op.subs,
-            op.events, op.timeout_s);
-    fprintf(f, "\"elapsed_s\":%.3f,\"first_event_s\":%.3f,\"events_received\":%lld,"
-               "\"events_s\":%.0f,",
+    fprintf(f, ",\"params\":{\"subs\":%d,\"events\":%ld,\"timeout_s\":%.0f},", op.subs, op.events,
+            op.timeout_s);
+    fprintf(f,
+            "\"elapsed_s\":%.3f,\"first_event_s\":%.3f,\"events_received\":%lld,"
+            "\"events_s\":%.0f,",
             elapsed, first, (long long)deliveries, eps);
     if (srv_cpu >= 0)
-        fprintf(f, "\"server_cpu_s\":%.2f,\"events_per_server_cpu_s\":%.0f,"
-                   "\"server_rss_start_kb\":%ld,\"server_rss_end_kb\":%ld,"
-                   "\"server_peak_rss_kb\":%ld,",
+        fprintf(f,
+                "\"server_cpu_s\":%.2f,\"events_per_server_cpu_s\":%.0f,"
+                "\"server_rss_start_kb\":%ld,\"server_rss_end_kb\":%ld,"
+                "\"server_peak_rss_kb\":%ld,",
                 srv_cpu, srv_cpu > 0 ? (double)deliveries / srv_cpu : 0, rss0, rss1, hwm);
     else
         fprintf(f, "\"server_cpu_s\":null,");
-    fprintf(f, "\"client_cpu_s\":%.2f,\"other_cpu_s\":%.2f,\"bad_subs\":%ld,\"ok\":%s",
-            cli_cpu, other_cpu, bad, ok ? "true" : "false");
+    fprintf(f, "\"client_cpu_s\":%.2f,\"other_cpu_s\":%.2f,\"bad_subs\":%ld,\"ok\":%s", cli_cpu,
+            other_cpu, bad, ok ? "true" : "false");
     if (!ok) {
         fprintf(f, ",\"error\":");
         bench_json_str(f, outcome ? outcome : "deliveries wrong");
@@ -1113,8 +1162,7 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-        (rlim_t)(op.subs + op.post_conns + 32) > rl.rlim_cur)
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)(op.subs + op.post_conns + 32) > rl.rlim_cur)
         die("%d subscriptions need more than the %llu open files allowed", op.subs,
             (unsigned long long)rl.rlim_cur);
 
@@ -1132,18 +1180,25 @@ int main(int argc, char **argv)
     if (ep < 0 || !rbuf || !subs || !posts || !carry || !resp)
         die("setup failed");
     for (int i = 0; i < op.subs; i++) {
-        subs[i] = (conn_t){.kind = K_SUB, .fd = -1, .index = i, .in = carry + (size_t)i * CARRY_MAX,
+        subs[i] = (conn_t){.kind = K_SUB,
+                           .fd = -1,
+                           .index = i,
+                           .in = carry + (size_t)i * CARRY_MAX,
                            .in_cap = CARRY_MAX};
     }
     for (int i = 0; i < op.post_conns; i++)
-        posts[i] = (conn_t){.kind = K_POST, .fd = -1, .index = i,
-                            .in = resp + (size_t)i * RESP_MAX, .in_cap = RESP_MAX};
+        posts[i] = (conn_t){.kind = K_POST,
+                            .fd = -1,
+                            .index = i,
+                            .in = resp + (size_t)i * RESP_MAX,
+                            .in_cap = RESP_MAX};
     if (op.proto == P_SSE)
-        sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
-                                           "GET /api/streams/%s/events%s HTTP/1.1\r\nHost: %s:%s\r\n"
-                                           "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
-                                           "\r\n",
-                                           op.stream, op.catchup ? "?from=0" : "", op.host, op.port);
+        sub_request_len =
+            (size_t)snprintf(sub_request, sizeof(sub_request),
+                             "GET /api/streams/%s/events%s HTTP/1.1\r\nHost: %s:%s\r\n"
+                             "Accept: text/event-stream\r\nCache-Control: no-cache\r\n"
+                             "\r\n",
+                             op.stream, op.catchup ? "?from=0" : "", op.host, op.port);
     else
         sub_request_len = (size_t)snprintf(sub_request, sizeof(sub_request),
                                            "GET /hub HTTP/1.1\r\nHost: %s:%s\r\n"
@@ -1169,12 +1224,13 @@ int main(int argc, char **argv)
                op.url, proto_names[op.proto], op.stream, op.subs, op.subs == 1 ? "" : "s",
                op.events);
     else
-        printf("bench_fanout: %s, %s, stream %s, %d subscriptions, %ld events of %d-byte data, POSTs of %d"
+        printf("bench_fanout: %s, %s, stream %s, %d subscriptions, %ld events of %d-byte data, "
+               "POSTs of %d"
                " over %d connections, window %d\n",
-               op.url, proto_names[op.proto], op.stream, op.subs, op.events, DATA_BYTES, op.post_batch, op.post_conns,
-               op.window);
-    printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc,
-           env.cpu, env.mem_mb, env.kernel, env.commit, env.date, env.load1);
+               op.url, proto_names[op.proto], op.stream, op.subs, op.events, DATA_BYTES,
+               op.post_batch, op.post_conns, op.window);
+    printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc, env.cpu,
+           env.mem_mb, env.kernel, env.commit, env.date, env.load1);
     if (env.load1 > 0.5)
         printf("WARNING: the machine is busy (load %.2f): figures will be low and noisy\n",
                env.load1);
@@ -1182,8 +1238,7 @@ int main(int argc, char **argv)
 
     t_begin = bench_now();
     double deadline = t_begin + op.timeout_s, next_progress = t_begin + 5;
-    double settle_until = 0, srv_cpu0 = -1, srv_cpu1 = -1, cpu0 = 0, cpu1 = 0, busy0 = 0,
-           busy1 = 0;
+    double settle_until = 0, srv_cpu0 = -1, srv_cpu1 = -1, cpu0 = 0, cpu1 = 0, busy0 = 0, busy1 = 0;
     long rss0 = -1, rss1 = -1;
     if (op.catchup) {
         /* nothing to publish and nothing to wait for: the clock starts with the first connect */
@@ -1298,8 +1353,8 @@ int main(int argc, char **argv)
             min_count = c->count;
         gaps += c->gaps;
         dups += c->dups;
-        bool ok = c->count == op.events && c->gaps == 0 && c->dups == 0 &&
-                  c->first_id == first && c->last_id == first + op.events - 1;
+        bool ok = c->count == op.events && c->gaps == 0 && c->dups == 0 && c->first_id == first &&
+                  c->last_id == first + op.events - 1;
         if (c->count != op.events)
             incomplete++;
         if (!ok) {
@@ -1308,9 +1363,9 @@ int main(int argc, char **argv)
                         "bench_fanout: subscriber %d: %lld events (want %ld), ids %lld..%lld (want"
                         " %lld..%lld), %lld gaps, %lld duplicates%s\n",
                         i, (long long)c->count, op.events, (long long)c->first_id,
-                        (long long)c->last_id, (long long)first,
-                        (long long)(first + op.events - 1), (long long)c->gaps,
-                        (long long)c->dups, c->ended ? ", ended by the server" : "");
+                        (long long)c->last_id, (long long)first, (long long)(first + op.events - 1),
+                        (long long)c->gaps, (long long)c->dups,
+                        c->ended ? ", ended by the server" : "");
             bad++;
         }
         conn_close(c);
@@ -1344,8 +1399,9 @@ int main(int argc, char **argv)
            (long long)op.subs * op.events);
     printf("%-36s %.0f\n", "deliveries/s", dps);
     if (srv_cpu >= 0 && elapsed > 1 && srv_cpu < 0.01 * elapsed) {
-        fprintf(stderr, "bench_fanout: pid %ld used almost no CPU (%.2f s in %.1f s): is it the server"
-                        " itself and not a wrapper? Its CPU is not reported.\n",
+        fprintf(stderr,
+                "bench_fanout: pid %ld used almost no CPU (%.2f s in %.1f s): is it the server"
+                " itself and not a wrapper? Its CPU is not reported.\n",
                 op.pid, srv_cpu, elapsed);
         srv_cpu = -1;
     }
@@ -1373,22 +1429,26 @@ int main(int argc, char **argv)
         FILE *f = open_memstream(&line, &len);
         fprintf(f, "{\"bench\":\"%s\",", proto_names[op.proto]);
         bench_env_json(f, &env);
-        fprintf(f, ",\"params\":{\"subs\":%d,\"events\":%ld,\"data_bytes\":%d,\"post_batch\":%d,"
-                   "\"post_conns\":%d,\"window\":%d,\"settle_ms\":%d,\"timeout_s\":%.0f},",
+        fprintf(f,
+                ",\"params\":{\"subs\":%d,\"events\":%ld,\"data_bytes\":%d,\"post_batch\":%d,"
+                "\"post_conns\":%d,\"window\":%d,\"settle_ms\":%d,\"timeout_s\":%.0f},",
                 op.subs, op.events, DATA_BYTES, op.post_batch, op.post_conns, op.window,
                 op.settle_ms, op.timeout_s);
-        fprintf(f, "\"elapsed_s\":%.3f,\"publish_s\":%.3f,\"publish_events_s\":%.0f,"
-                   "\"deliveries\":%lld,\"deliveries_s\":%.0f,",
+        fprintf(f,
+                "\"elapsed_s\":%.3f,\"publish_s\":%.3f,\"publish_events_s\":%.0f,"
+                "\"deliveries\":%lld,\"deliveries_s\":%.0f,",
                 elapsed, pub_elapsed, pub_elapsed > 0 ? (double)op.events / pub_elapsed : 0,
                 (long long)deliveries, dps);
         if (srv_cpu >= 0)
-            fprintf(f, "\"server_cpu_s\":%.2f,\"deliveries_per_server_cpu_s\":%.0f,"
-                       "\"server_rss_kb\":%ld,",
+            fprintf(f,
+                    "\"server_cpu_s\":%.2f,\"deliveries_per_server_cpu_s\":%.0f,"
+                    "\"server_rss_kb\":%ld,",
                     srv_cpu, srv_cpu > 0 ? (double)deliveries / srv_cpu : 0, rss1);
         else
             fprintf(f, "\"server_cpu_s\":null,");
-        fprintf(f, "\"client_cpu_s\":%.2f,\"other_cpu_s\":%.2f,\"posts_retried\":%ld,"
-                   "\"bad_subs\":%ld,\"ok\":%s",
+        fprintf(f,
+                "\"client_cpu_s\":%.2f,\"other_cpu_s\":%.2f,\"posts_retried\":%ld,"
+                "\"bad_subs\":%ld,\"ok\":%s",
                 cli_cpu, other_cpu, posts_retried, bad, ok ? "true" : "false");
         if (!ok) {
             fprintf(f, ",\"error\":");

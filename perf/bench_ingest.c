@@ -68,8 +68,8 @@
 #endif
 
 #define DATA_BYTES 128
-#define UUID_LEN 36
-#define RAW_CHUNK 1000
+#define UUID_LEN   36
+#define RAW_CHUNK  1000
 #define EVENT_TYPE "bench.ingest"
 
 /* The dialect of the runs: SQLite, or what --db's driver reports. */
@@ -89,8 +89,8 @@ static const char *events_ddl(void)
 }
 
 typedef struct opts {
-    const char *db;    /* --db: an ODBC connection string instead of SQLite files in dir */
-    long db_pid;       /* --db-pid: the database server's main process, for its CPU time */
+    const char *db; /* --db: an ODBC connection string instead of SQLite files in dir */
+    long db_pid;    /* --db-pid: the database server's main process, for its CPU time */
     long events;
     int threads;
     int batch;
@@ -99,9 +99,9 @@ typedef struct opts {
     bool client_ids;
     bool keep;
     bool skip_raw;
-    bool random_ids;   /* raw runs: random version-4 uuids instead of time-ordered v7 ones */
-    long cache_kb;     /* raw runs: PRAGMA cache_size in KiB, 0 = SQLite's default */
-    int repeat;        /* rounds of the four runs; medians are reported */
+    bool random_ids; /* raw runs: random version-4 uuids instead of time-ordered v7 ones */
+    long cache_kb;   /* raw runs: PRAGMA cache_size in KiB, 0 = SQLite's default */
+    int repeat;      /* rounds of the four runs; medians are reported */
 } opts_t;
 
 static opts_t op;
@@ -212,9 +212,8 @@ static void odbc_diag(SQLSMALLINT type, SQLHANDLE h, const char *what)
     SQLINTEGER native;
     SQLSMALLINT len;
     fprintf(stderr, "bench_ingest: %s failed", what);
-    for (SQLSMALLINT i = 1; SQLGetDiagRec(type, h, i, state, &native, msg, sizeof(msg), &len) ==
-                            SQL_SUCCESS;
-         i++)
+    for (SQLSMALLINT i = 1;
+         SQLGetDiagRec(type, h, i, state, &native, msg, sizeof(msg), &len) == SQL_SUCCESS; i++)
         fprintf(stderr, "%s[%s] %s", i == 1 ? ": " : "; ", state, msg);
     fputc('\n', stderr);
 }
@@ -240,8 +239,7 @@ static int odbc_open(odbc_t *o, const char *path)
         snprintf(conn, sizeof(conn), "%s", op.db);
     else
         snprintf(conn, sizeof(conn),
-                 "Driver=SQLite3;Database=%s;Timeout=5000;SyncPragma=NORMAL;JournalMode=WAL",
-                 path);
+                 "Driver=SQLite3;Database=%s;Timeout=5000;SyncPragma=NORMAL;JournalMode=WAL", path);
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &o->env)) ||
         !SQL_SUCCEEDED(SQLSetEnvAttr(o->env, SQL_ATTR_ODBC_VERSION, (SQLPOINTER)SQL_OV_ODBC3, 0)) ||
         !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, o->env, &o->dbc))) {
@@ -537,11 +535,15 @@ static int verify(const char *path, long n, const long *per, int nper, int64_t *
     k.nexpect = nper;
     for (int i = 0; i < nper; i++)
         k.expect_per_stream[i] = per[i];
-    int rc = odbc_query(&o, "SELECT COUNT(*), MIN(position), MAX(position),"
-                            " COUNT(DISTINCT time_us) FROM hs_events", 4, on_totals, &k);
+    int rc = odbc_query(&o,
+                        "SELECT COUNT(*), MIN(position), MAX(position),"
+                        " COUNT(DISTINCT time_us) FROM hs_events",
+                        4, on_totals, &k);
     if (rc == 0)
-        rc = odbc_query(&o, "SELECT stream_id, COUNT(*), MIN(version), MAX(version)"
-                            " FROM hs_events GROUP BY stream_id", 4, on_stream, &k);
+        rc = odbc_query(&o,
+                        "SELECT stream_id, COUNT(*), MIN(version), MAX(version)"
+                        " FROM hs_events GROUP BY stream_id",
+                        4, on_stream, &k);
     odbc_close(&o);
     if (rc)
         return -1;
@@ -602,8 +604,8 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
             goto out;
     }
     int64_t wal0 = db_wal_bytes(&o); /* in autocommit mode: no transaction left open */
-    if (!SQL_SUCCEEDED(SQLSetConnectAttr(o.dbc, SQL_ATTR_AUTOCOMMIT,
-                                         (SQLPOINTER)SQL_AUTOCOMMIT_OFF, 0))) {
+    if (!SQL_SUCCEEDED(
+            SQLSetConnectAttr(o.dbc, SQL_ATTR_AUTOCOMMIT, (SQLPOINTER)SQL_AUTOCOMMIT_OFF, 0))) {
         odbc_diag(SQL_HANDLE_DBC, o.dbc, "autocommit off");
         goto out;
     }
@@ -638,14 +640,13 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
         r = SQLBindParameter(h, 5, SQL_PARAM_INPUT, SQL_C_CHAR, SQL_VARCHAR, UUID_LEN, 0, eid,
                              UUID_LEN, eid_len);
     if (SQL_SUCCEEDED(r))
-        r = SQLBindParameter(h, 6, SQL_PARAM_INPUT, SQL_C_CHAR, SQL_VARCHAR,
-                             sizeof(EVENT_TYPE) - 1, 0, typ, sizeof(EVENT_TYPE) - 1, typ_len);
+        r = SQLBindParameter(h, 6, SQL_PARAM_INPUT, SQL_C_CHAR, SQL_VARCHAR, sizeof(EVENT_TYPE) - 1,
+                             0, typ, sizeof(EVENT_TYPE) - 1, typ_len);
     if (SQL_SUCCEEDED(r))
         r = SQLBindParameter(h, 7, SQL_PARAM_INPUT, SQL_C_CHAR, SQL_VARCHAR, DATA_BYTES, 0, dat,
                              DATA_BYTES + 1, dat_len);
     if (SQL_SUCCEEDED(r))
-        r = SQLBindParameter(h, 8, SQL_PARAM_INPUT, SQL_C_CHAR, SQL_VARCHAR, 1, 0, met, 1,
-                             met_len);
+        r = SQLBindParameter(h, 8, SQL_PARAM_INPUT, SQL_C_CHAR, SQL_VARCHAR, 1, 0, met, 1, met_len);
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_BIND_TYPE, (SQLPOINTER)SQL_PARAM_BIND_BY_COLUMN, 0);
     if (SQL_SUCCEEDED(r))
@@ -681,8 +682,8 @@ static int raw_run(const char *path, long n, const char *sql, raw_result_t *res)
             r = SQLExecute(h);
         if (!SQL_SUCCEEDED(r) || processed != (SQLULEN)m) {
             odbc_diag(SQL_HANDLE_STMT, h, "SQLExecute (array insert)");
-            fprintf(stderr, "bench_ingest: %lu of %ld rows processed\n",
-                    (unsigned long)processed, m);
+            fprintf(stderr, "bench_ingest: %lu of %ld rows processed\n", (unsigned long)processed,
+                    m);
             SQLEndTran(SQL_HANDLE_DBC, o.dbc, SQL_ROLLBACK);
             goto out;
         }
@@ -727,15 +728,15 @@ typedef struct pub_thread {
     hs_server_t *srv;
     pthread_barrier_t *start;
     int index;
-    long count;          /* events this thread publishes */
+    long count; /* events this thread publishes */
     int batch;
-    bool own_stream;     /* per-thread stream with expected-version checks */
+    bool own_stream; /* per-thread stream with expected-version checks */
     bool client_ids;
     char stream[64];
     /* results */
     int rc;
     long published;
-    double *lat;         /* seconds per publish call */
+    double *lat; /* seconds per publish call */
     long nlat;
 } pub_thread_t;
 
@@ -783,9 +784,10 @@ static void *pub_main(void *arg)
         }
         if (res.last_version - res.first_version + 1 != m ||
             (t->own_stream && res.first_version != version + 1)) {
-            fprintf(stderr, "bench_ingest: thread %d: publish of %ld got versions %lld..%lld"
-                            " (stream was at %lld)\n", t->index, m,
-                    (long long)res.first_version, (long long)res.last_version,
+            fprintf(stderr,
+                    "bench_ingest: thread %d: publish of %ld got versions %lld..%lld"
+                    " (stream was at %lld)\n",
+                    t->index, m, (long long)res.first_version, (long long)res.last_version,
                     (long long)version);
             t->rc = HS_EINVAL;
             break;
@@ -810,7 +812,7 @@ static int cmp_double(const void *a, const void *b)
 typedef struct srv_result {
     double secs, cpu, events_s;
     double write_mb, other_cpu, db_cpu; /* as in raw_result_t */
-    double lat_p50, lat_p99, lat_max; /* milliseconds per hs_server_publish call */
+    double lat_p50, lat_p99, lat_max;   /* milliseconds per hs_server_publish call */
     int64_t commits;
     bool ok;
 } srv_result_t;
@@ -896,8 +898,7 @@ static int server_run(const char *path, bool per_thread, srv_result_t *res)
         res->other_cpu = 0; /* clock tick granularity */
     if (wal) {
         int64_t wal1 = wal0 >= 0 ? db_wal_bytes(&wo) : -1;
-        res->write_mb = wal1 >= wal0 && wal0 >= 0 ? (double)(wal1 - wal0) / (1024.0 * 1024.0)
-                                                  : -1;
+        res->write_mb = wal1 >= wal0 && wal0 >= 0 ? (double)(wal1 - wal0) / (1024.0 * 1024.0) : -1;
         odbc_close(&wo);
     }
     pthread_barrier_destroy(&start);
@@ -932,8 +933,8 @@ static int server_run(const char *path, bool per_thread, srv_result_t *res)
     free(th);
 
     if (failed || published != op.events) {
-        fprintf(stderr, "bench_ingest: %d threads failed; %ld of %ld events acknowledged\n",
-                failed, published, op.events);
+        fprintf(stderr, "bench_ingest: %d threads failed; %ld of %ld events acknowledged\n", failed,
+                published, op.events);
         free(per);
         return -1;
     }
@@ -1001,38 +1002,38 @@ static void print_row(const char *name, double rate, double secs, double cpu, do
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: bench_ingest [--events N] [--threads K] [--batch B] [--dir D]\n"
-            "                    [--db CONN [--db-pid PID]]\n"
-            "                    [--results FILE] [--no-record] [--client-ids] [--keep]"
-            " [--skip-raw]\n"
-            "                    [--repeat R] [--raw-random-ids] [--raw-cache-kb N]\n"
-            "  --events N     events (rows) per run, default 200000\n"
-            "  --threads K    publishing threads, default 4\n"
-            "  --batch B      events per hs_server_publish call, default 100\n"
-            "  --repeat R     run everything R times, interleaved; report medians (default 1)\n"
-            "  --dir D        where the SQLite files go, default a new temp directory\n"
-            "  --db CONN      an ODBC connection string (PostgreSQL: \"Driver={PostgreSQL\n"
-            "                 Unicode};Server=127.0.0.1;Port=P;Database=D;Uid=U;Pwd=;\")\n"
-            "                 instead of SQLite files. EVERY hs_* TABLE OF THAT DATABASE IS\n"
-            "                 DROPPED before each run: use a throwaway database\n"
-            "  --db-pid PID   the database server's main process (the postmaster), whose CPU\n"
-            "                 and its children's is reported\n"
-            "  --results FILE JSON line destination, default perf/results/ingest.jsonl\n"
-            "  --no-record    print only, append nothing\n"
-            "  --client-ids   give every event a client id (adds the idempotency lookups)\n"
-            "  --keep         keep the database files\n"
-            "  --skip-raw     measure only the server (no ratio)\n"
-            "  --raw-random-ids    experiment: raw runs bind random v4 uuids instead of v7\n"
-            "  --raw-cache-kb N    experiment: raw runs set PRAGMA cache_size to N KiB\n"
-            "                      (either makes the raw baseline differ from the server)\n");
+    fprintf(f, "Usage: bench_ingest [--events N] [--threads K] [--batch B] [--dir D]\n"
+               "                    [--db CONN [--db-pid PID]]\n"
+               "                    [--results FILE] [--no-record] [--client-ids] [--keep]"
+               " [--skip-raw]\n"
+               "                    [--repeat R] [--raw-random-ids] [--raw-cache-kb N]\n"
+               "  --events N     events (rows) per run, default 200000\n"
+               "  --threads K    publishing threads, default 4\n"
+               "  --batch B      events per hs_server_publish call, default 100\n"
+               "  --repeat R     run everything R times, interleaved; report medians (default 1)\n"
+               "  --dir D        where the SQLite files go, default a new temp directory\n"
+               "  --db CONN      an ODBC connection string (PostgreSQL: \"Driver={PostgreSQL\n"
+               "                 Unicode};Server=127.0.0.1;Port=P;Database=D;Uid=U;Pwd=;\")\n"
+               "                 instead of SQLite files. EVERY hs_* TABLE OF THAT DATABASE IS\n"
+               "                 DROPPED before each run: use a throwaway database\n"
+               "  --db-pid PID   the database server's main process (the postmaster), whose CPU\n"
+               "                 and its children's is reported\n"
+               "  --results FILE JSON line destination, default perf/results/ingest.jsonl\n"
+               "  --no-record    print only, append nothing\n"
+               "  --client-ids   give every event a client id (adds the idempotency lookups)\n"
+               "  --keep         keep the database files\n"
+               "  --skip-raw     measure only the server (no ratio)\n"
+               "  --raw-random-ids    experiment: raw runs bind random v4 uuids instead of v7\n"
+               "  --raw-cache-kb N    experiment: raw runs set PRAGMA cache_size to N KiB\n"
+               "                      (either makes the raw baseline differ from the server)\n");
 }
 
 /* One raw run's JSON object (the members after its key). */
 static void raw_json(FILE *f, const raw_result_t *r)
 {
-    fprintf(f, "{\"rows_s\":%.0f,\"seconds\":%.3f,\"cpu_s\":%.2f,\"write_mb\":%.0f,"
-               "\"other_cpu_s\":%.2f,",
+    fprintf(f,
+            "{\"rows_s\":%.0f,\"seconds\":%.3f,\"cpu_s\":%.2f,\"write_mb\":%.0f,"
+            "\"other_cpu_s\":%.2f,",
             r->rows_s, r->secs, r->cpu, r->write_mb, r->other_cpu);
     if (r->db_cpu >= 0)
         fprintf(f, "\"db_cpu_s\":%.2f,", r->db_cpu);
@@ -1041,21 +1042,21 @@ static void raw_json(FILE *f, const raw_result_t *r)
 
 int main(int argc, char **argv)
 {
-    op = (opts_t){.events = 200000, .threads = 4, .batch = 100, .repeat = 1,
+    op = (opts_t){.events = 200000,
+                  .threads = 4,
+                  .batch = 100,
+                  .repeat = 1,
                   .results = HS_PERF_RESULTS_DIR "/ingest.jsonl"};
     bool record = true;
     static const struct option longopts[] = {
-        {"events", required_argument, NULL, 'n'},  {"threads", required_argument, NULL, 'k'},
-        {"batch", required_argument, NULL, 'b'},   {"dir", required_argument, NULL, 'd'},
-        {"results", required_argument, NULL, 'r'}, {"no-record", no_argument, NULL, 'N'},
-        {"client-ids", no_argument, NULL, 'c'},    {"keep", no_argument, NULL, 'K'},
-        {"skip-raw", no_argument, NULL, 'S'},      {"help", no_argument, NULL, 'h'},
-        {"raw-random-ids", no_argument, NULL, 'O'},
-        {"raw-cache-kb", required_argument, NULL, 'C'},
-        {"repeat", required_argument, NULL, 'R'},
-        {"db", required_argument, NULL, 'D'},
-        {"db-pid", required_argument, NULL, 'P'},
-        {NULL, 0, NULL, 0},
+        {"events", required_argument, NULL, 'n'},   {"threads", required_argument, NULL, 'k'},
+        {"batch", required_argument, NULL, 'b'},    {"dir", required_argument, NULL, 'd'},
+        {"results", required_argument, NULL, 'r'},  {"no-record", no_argument, NULL, 'N'},
+        {"client-ids", no_argument, NULL, 'c'},     {"keep", no_argument, NULL, 'K'},
+        {"skip-raw", no_argument, NULL, 'S'},       {"help", no_argument, NULL, 'h'},
+        {"raw-random-ids", no_argument, NULL, 'O'}, {"raw-cache-kb", required_argument, NULL, 'C'},
+        {"repeat", required_argument, NULL, 'R'},   {"db", required_argument, NULL, 'D'},
+        {"db-pid", required_argument, NULL, 'P'},   {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -1179,8 +1180,8 @@ int main(int argc, char **argv)
         printf("database: %s %s (dialect %s), driver %s %s%s%s%s%s\n", dbi.dbms, dbi.dbms_ver,
                dl->name, dbi.driver, dbi.driver_ver, is_pg() ? ", fsync " : "", dbi.fsync,
                is_pg() ? ", synchronous_commit " : "", dbi.sync_commit);
-    printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc,
-           env.cpu, env.mem_mb, env.kernel, env.commit, env.date, env.load1);
+    printf("machine: %d x %s, %ld MiB, kernel %s; commit %s; %s; load %.2f\n", env.nproc, env.cpu,
+           env.mem_mb, env.kernel, env.commit, env.date, env.load1);
     if (env.load1 > 0.5)
         printf("WARNING: the machine is busy (load %.2f): figures will be low and noisy\n",
                env.load1);
@@ -1220,13 +1221,13 @@ int main(int argc, char **argv)
     }
 
     double raw_best = rp.rows_s > rc.rows_s ? rp.rows_s : rc.rows_s;
-    printf("\n%-34s %9s %8s %7s %7s %7s %7s %7s %8s %8s %7s\n", "run", "rows/s", "seconds",
-           "cpu_s", "db_s", "other_s", "p50_ms", "p99_ms", "commits", "write_MB", "vs_raw");
+    printf("\n%-34s %9s %8s %7s %7s %7s %7s %7s %8s %8s %7s\n", "run", "rows/s", "seconds", "cpu_s",
+           "db_s", "other_s", "p50_ms", "p99_ms", "commits", "write_MB", "vs_raw");
     long raw_commits = (op.events + RAW_CHUNK - 1) / RAW_CHUNK;
     if (!op.skip_raw) {
         if (two_raw)
-            print_row("raw ODBC, plain INSERT", rp.rows_s, rp.secs, rp.cpu, rp.other_cpu,
-                      rp.db_cpu, -1, -1, raw_commits, rp.write_mb, raw_best, rp.ok);
+            print_row("raw ODBC, plain INSERT", rp.rows_s, rp.secs, rp.cpu, rp.other_cpu, rp.db_cpu,
+                      -1, -1, raw_commits, rp.write_mb, raw_best, rp.ok);
         print_row(two_raw ? "raw ODBC, WITH..INSERT (server's)" : "raw ODBC, the dialect's INSERT",
                   rc.rows_s, rc.secs, rc.cpu, rc.other_cpu, rc.db_cpu, -1, -1, raw_commits,
                   rc.write_mb, raw_best, rc.ok);
@@ -1235,8 +1236,8 @@ int main(int argc, char **argv)
               s1.db_cpu, s1.lat_p50, s1.lat_p99, s1.commits, s1.write_mb, raw_best, s1.ok);
     char label[80];
     snprintf(label, sizeof(label), "server, %d streams, expected ver", op.threads);
-    print_row(label, sk.events_s, sk.secs, sk.cpu, sk.other_cpu, sk.db_cpu, sk.lat_p50,
-              sk.lat_p99, sk.commits, sk.write_mb, raw_best, sk.ok);
+    print_row(label, sk.events_s, sk.secs, sk.cpu, sk.other_cpu, sk.db_cpu, sk.lat_p50, sk.lat_p99,
+              sk.commits, sk.write_mb, raw_best, sk.ok);
     if (op.repeat > 1)
         printf("(each row: the median of %d interleaved runs, by rate)\n", op.repeat);
     printf("cpu_s: this process, all threads. db_s: the database server (--db-pid). other_s: CPU\n"
@@ -1272,9 +1273,10 @@ int main(int argc, char **argv)
             }
             fprintf(f, "}");
         }
-        fprintf(f, ",\"params\":{\"events\":%ld,\"threads\":%d,\"batch\":%d,\"data_bytes\":%d,"
-                   "\"raw_chunk\":%d,\"repeat\":%d,\"client_ids\":%s,\"raw_random_ids\":%s,"
-                   "\"raw_cache_kb\":%ld,\"dir\":",
+        fprintf(f,
+                ",\"params\":{\"events\":%ld,\"threads\":%d,\"batch\":%d,\"data_bytes\":%d,"
+                "\"raw_chunk\":%d,\"repeat\":%d,\"client_ids\":%s,\"raw_random_ids\":%s,"
+                "\"raw_cache_kb\":%ld,\"dir\":",
                 op.events, op.threads, op.batch, DATA_BYTES, RAW_CHUNK, op.repeat,
                 op.client_ids ? "true" : "false", op.random_ids ? "true" : "false", op.cache_kb);
         if (op.dir)
@@ -1283,13 +1285,13 @@ int main(int argc, char **argv)
             fprintf(f, "null");
         fprintf(f, "}");
         if (!op.skip_raw && two_raw)
-            fprintf(f, ",\"raw\":{\"plain_rows_s\":%.0f,\"plain_s\":%.3f,\"cte_rows_s\":%.0f,"
-                       "\"cte_s\":%.3f,\"best_rows_s\":%.0f,\"plain_write_mb\":%.0f,"
-                       "\"cte_write_mb\":%.0f,\"plain_other_cpu_s\":%.2f,"
-                       "\"cte_other_cpu_s\":%.2f,\"ok\":%s}",
+            fprintf(f,
+                    ",\"raw\":{\"plain_rows_s\":%.0f,\"plain_s\":%.3f,\"cte_rows_s\":%.0f,"
+                    "\"cte_s\":%.3f,\"best_rows_s\":%.0f,\"plain_write_mb\":%.0f,"
+                    "\"cte_write_mb\":%.0f,\"plain_other_cpu_s\":%.2f,"
+                    "\"cte_other_cpu_s\":%.2f,\"ok\":%s}",
                     rp.rows_s, rp.secs, rc.rows_s, rc.secs, raw_best, rp.write_mb, rc.write_mb,
-                    rp.other_cpu, rc.other_cpu,
-                    rp.ok && rc.ok ? "true" : "false");
+                    rp.other_cpu, rc.other_cpu, rp.ok && rc.ok ? "true" : "false");
         else if (!op.skip_raw) {
             fprintf(f, ",\"raw\":");
             raw_json(f, &rc);
@@ -1307,9 +1309,10 @@ int main(int argc, char **argv)
         const srv_result_t *rounds[2] = {s1s, sks};
         const char *names[2] = {"one_stream", "per_thread_streams"};
         for (int i = 0; i < 2; i++) {
-            fprintf(f, ",\"%s\":{\"events_s\":%.0f,\"seconds\":%.3f,\"cpu_s\":%.2f,"
-                       "\"publish_ms_p50\":%.3f,\"publish_ms_p99\":%.3f,\"publish_ms_max\":%.3f,"
-                       "\"commits\":%lld,\"write_mb\":%.0f,\"other_cpu_s\":%.2f,",
+            fprintf(f,
+                    ",\"%s\":{\"events_s\":%.0f,\"seconds\":%.3f,\"cpu_s\":%.2f,"
+                    "\"publish_ms_p50\":%.3f,\"publish_ms_p99\":%.3f,\"publish_ms_max\":%.3f,"
+                    "\"commits\":%lld,\"write_mb\":%.0f,\"other_cpu_s\":%.2f,",
                     names[i], sr[i]->events_s, sr[i]->secs, sr[i]->cpu, sr[i]->lat_p50,
                     sr[i]->lat_p99, sr[i]->lat_max, (long long)sr[i]->commits, sr[i]->write_mb,
                     sr[i]->other_cpu);

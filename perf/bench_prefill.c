@@ -42,8 +42,8 @@ static struct {
     int batch;
 } op = {NULL, "catchup", 1000000, 2, 1000};
 
-static atomic_long next_seq;   /* events handed out to the threads so far */
-static atomic_long acked;      /* events acknowledged */
+static atomic_long next_seq; /* events handed out to the threads so far */
+static atomic_long acked;    /* events acknowledged */
 static atomic_llong max_version;
 static atomic_int failed;
 
@@ -124,9 +124,12 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, NULL, 'd'},      {"events", required_argument, NULL, 'n'},
-        {"stream", required_argument, NULL, 's'},  {"threads", required_argument, NULL, 'k'},
-        {"batch", required_argument, NULL, 'b'},   {"help", no_argument, NULL, 'h'},
+        {"db", required_argument, NULL, 'd'},
+        {"events", required_argument, NULL, 'n'},
+        {"stream", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 'k'},
+        {"batch", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -208,8 +211,9 @@ int main(int argc, char **argv)
     long n = atomic_load(&acked);
     long long last = atomic_load(&max_version);
     if (atomic_load(&failed) || n != op.events || last != op.events) {
-        fprintf(stderr, "bench_prefill: FAILED: %ld of %ld events acknowledged, last version %lld\n",
-                n, op.events, last);
+        fprintf(stderr,
+                "bench_prefill: FAILED: %ld of %ld events acknowledged, last version %lld\n", n,
+                op.events, last);
         return 1;
     }
     printf("bench_prefill: %ld events on stream %s (versions 1..%lld) in %.2f s (%.0f events/s),"

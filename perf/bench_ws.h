@@ -96,9 +96,9 @@ static inline size_t bench_ws_frame(uint8_t *o, int opcode, const uint8_t *p, si
 typedef struct bench_ws {
     uint8_t hdr[14];
     size_t hdr_len;
-    uint64_t left;   /* payload bytes of the current frame still to come */
-    int op;          /* its opcode */
-    bool fin;        /* its FIN bit */
+    uint64_t left; /* payload bytes of the current frame still to come */
+    int op;        /* its opcode */
+    bool fin;      /* its FIN bit */
     uint8_t ctl[125];
     size_t ctl_len;
 } bench_ws_t;
@@ -278,8 +278,8 @@ static inline size_t bench_sr_split(const uint8_t *p, size_t n, bool msgpack, bo
  * in place, an unfinished one is kept in carry (cap bytes, *carry_len used). Returns NULL, or
  * an error when a record does not fit in carry. */
 static inline const char *bench_sr_feed(uint8_t *carry, size_t *carry_len, size_t cap,
-                                        const uint8_t *p, size_t n, bool msgpack,
-                                        bool *handshaken, bench_sr_rec_fn rec, void *ctx)
+                                        const uint8_t *p, size_t n, bool msgpack, bool *handshaken,
+                                        bench_sr_rec_fn rec, void *ctx)
 {
     if (!*carry_len) {
         size_t used = bench_sr_split(p, n, msgpack, handshaken, rec, ctx);

@@ -91,14 +91,14 @@
 #define DATA_BYTES     128
 #define SEQ_DIGITS     10
 #define NS_DIGITS      19
-#define CARRY_MAX      8192        /* one subscriber's unfinished block, frame or record */
+#define CARRY_MAX      8192 /* one subscriber's unfinished block, frame or record */
 #define READ_MAX       (256 * 1024)
-#define RESP_MAX       8192        /* a publisher's unfinished response */
-#define CONNECTING_MAX 256         /* connects in flight per process */
-#define RING           (1 << 16)   /* per-event delivery counts (fan-out flow control) */
+#define RESP_MAX       8192      /* a publisher's unfinished response */
+#define CONNECTING_MAX 256       /* connects in flight per process */
+#define RING           (1 << 16) /* per-event delivery counts (fan-out flow control) */
 #define HIST_N         20000
-#define WARM_EVENTS    10          /* reconnect: live events before the drop */
-#define PING_EVERY_S   10.0        /* SignalR keep-alive: the server drops a silent client at 30 s */
+#define WARM_EVENTS    10   /* reconnect: live events before the drop */
+#define PING_EVERY_S   10.0 /* SignalR keep-alive: the server drops a silent client at 30 s */
 #define MAX_PROCS      64
 
 enum target { T_HUBSTREAM, T_NCHAN };
@@ -115,18 +115,18 @@ enum phase { PH_CONNECT, PH_DROP, PH_RESUME, PH_STOP };
 /* Shared by the parent and the subscriber processes (MAP_SHARED | MAP_ANONYMOUS). */
 typedef struct shared {
     _Atomic int phase;
-    _Atomic long expect;        /* events each subscriber must hold to be complete */
-    _Atomic long ready;         /* subscribers connected and subscribed */
-    _Atomic long complete;      /* subscribers holding `expect` events */
+    _Atomic long expect;   /* events each subscriber must hold to be complete */
+    _Atomic long ready;    /* subscribers connected and subscribed */
+    _Atomic long complete; /* subscribers holding `expect` events */
     _Atomic long failed;
-    _Atomic long dropped;       /* reconnect: subscribers that closed their connection */
-    _Atomic long deliveries;    /* flushed by each process as it goes */
+    _Atomic long dropped;    /* reconnect: subscribers that closed their connection */
+    _Atomic long deliveries; /* flushed by each process as it goes */
     _Atomic long gaps, dups;
     _Atomic uint64_t t_ready_ns, t_last_ns; /* the last subscriber ready; the last completion */
     _Atomic int procs_done;
     _Atomic int err_set;
     char err[512];
-    _Atomic uint32_t ring[RING]; /* deliveries per event (seq % RING), flushed per loop */
+    _Atomic uint32_t ring[RING];   /* deliveries per event (seq % RING), flushed per loop */
     _Atomic uint64_t hist[HIST_N]; /* latency in microseconds, merged at exit */
     _Atomic uint64_t lat_max_us, lat_n;
 } shared_t;
@@ -136,7 +136,7 @@ typedef struct opts {
     char host[256], port[16];
     char stream[128];
     long subs, events, rate, missed;
-    bool rate_set;              /* ingest: paced at --rate instead of as fast as acknowledged */
+    bool rate_set; /* ingest: paced at --rate instead of as fast as acknowledged */
     double duration_s, timeout_s;
     int procs, src_addrs, publishers, post_batch, window, settle_ms;
     long pid;
@@ -151,35 +151,35 @@ typedef struct conn {
     int fd;
     long index;
     uint32_t events;
-    const char *out;            /* the request being written */
+    const char *out; /* the request being written */
     size_t out_len, out_off;
-    char *in;                   /* CARRY_MAX bytes: unfinished block / frame / record / response */
+    char *in; /* CARRY_MAX bytes: unfinished block / frame / record / response */
     size_t in_len;
     /* subscriber */
     bool ready, chunked;
-    int ck_state;               /* chunked transfer decoding (nchan's SSE) */
+    int ck_state; /* chunked transfer decoding (nchan's SSE) */
     uint64_t ck_left;
-    bench_ws_t ws;              /* the frame being read */
-    bool handshaken;            /* SignalR: the handshake reply came */
-    long count;                 /* events received (all phases) */
+    bench_ws_t ws;   /* the frame being read */
+    bool handshaken; /* SignalR: the handshake reply came */
+    long count;      /* events received (all phases) */
     long last_seq;
-    uint8_t *seen;              /* bitmap of seqs received */
-    char last_id[64];           /* reconnect: the last event id (SSE id, SignalR version) */
-    char *req;                  /* this subscriber's own request or hub hello (resume) */
+    uint8_t *seen;    /* bitmap of seqs received */
+    char last_id[64]; /* reconnect: the last event id (SSE id, SignalR version) */
+    char *req;        /* this subscriber's own request or hub hello (resume) */
     size_t req_len;
     /* publisher */
     char *preq;
     size_t preq_len;
-    size_t *marks;              /* offsets of each event's "~S" in preq */
-    int req_events;             /* events preq holds */
-    int batch;                  /* events in the request in flight, 0 if none */
+    size_t *marks;  /* offsets of each event's "~S" in preq */
+    int req_events; /* events preq holds */
+    int batch;      /* events in the request in flight, 0 if none */
 } conn_t;
 
 static opts_t op;
 static shared_t *sh;
 static struct addrinfo *addr;
 static int ep = -1;
-static char *rbuf;              /* CARRY_MAX + READ_MAX */
+static char *rbuf; /* CARRY_MAX + READ_MAX */
 static int nfails_printed;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -260,16 +260,16 @@ static int flush_out(conn_t *c)
 
 /* ---- latency histogram (microseconds) ---- */
 
-static uint64_t *hist;          /* this process's, merged into sh->hist at exit */
+static uint64_t *hist; /* this process's, merged into sh->hist at exit */
 static uint64_t hist_max, hist_n;
 
 static int hist_bucket(uint64_t us)
 {
     if (us < 10000)
-        return (int)us;                            /* 1 us steps to 10 ms */
+        return (int)us; /* 1 us steps to 10 ms */
     if (us < 1000000)
-        return 10000 + (int)((us - 10000) / 100);  /* 100 us steps to 1 s */
-    uint64_t b = 19900 + (us - 1000000) / 100000;  /* 100 ms steps */
+        return 10000 + (int)((us - 10000) / 100); /* 100 us steps to 1 s */
+    uint64_t b = 19900 + (us - 1000000) / 100000; /* 100 ms steps */
     return b < HIST_N ? (int)b : HIST_N - 1;
 }
 
@@ -303,16 +303,16 @@ static double hist_quantile(double q)
 
 static conn_t *subs;
 static long nsubs, next_sub, n_connecting;
-static long seq_max;            /* the highest seq a subscriber may receive */
-static size_t seen_bytes;       /* per subscriber */
+static long seq_max;      /* the highest seq a subscriber may receive */
+static size_t seen_bytes; /* per subscriber */
 static struct sockaddr_in src_addr;
 static bool use_src;
-static bool strict_order;       /* reconnect: one publisher, so one order */
-static char sub_req[1024];      /* the request every subscriber sends first */
+static bool strict_order;  /* reconnect: one publisher, so one order */
+static char sub_req[1024]; /* the request every subscriber sends first */
 static size_t sub_req_len;
 static uint8_t sr_hello_live[1024]; /* SignalR: handshake + Subscribe(stream, from 0 or nothing) */
 static size_t sr_hello_live_len;
-static uint32_t *lring;         /* this process's deliveries per seq, not yet flushed */
+static uint32_t *lring; /* this process's deliveries per seq, not yet flushed */
 static long lring_lo = -1, lring_hi = -1, local_deliveries, local_gaps, local_dups;
 
 static bool is_sr(void)
@@ -915,9 +915,9 @@ static void sub_resume_request(conn_t *c)
     const char *path = op.target == T_NCHAN ? "/sub?id=" : "/api/streams/";
     const char *tail = op.target == T_NCHAN ? "" : "/events";
     int n = snprintf(c->req, 1024,
-             "GET %s%s%s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n"
-             "Last-Event-ID: %s\r\n\r\n",
-             path, op.stream, tail, op.host, op.port, c->last_id);
+                     "GET %s%s%s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n"
+                     "Last-Event-ID: %s\r\n\r\n",
+                     path, op.stream, tail, op.host, op.port, c->last_id);
     c->req_len = n > 0 && n < 1024 ? (size_t)n : 0;
 }
 
@@ -1030,10 +1030,10 @@ enum pmode { PM_FREE, PM_FLOW, PM_PACED };
 
 static conn_t *pubs;
 static int npubs;
-static long next_seq = 1;       /* the next event to publish */
-static long acked_events;       /* events acknowledged by the server */
-static long full_seq;           /* fan-out: every live subscriber has every event up to here */
-static long late_sends;         /* paced: events sent more than 5 ms after their time */
+static long next_seq = 1; /* the next event to publish */
+static long acked_events; /* events acknowledged by the server */
+static long full_seq;     /* fan-out: every live subscriber has every event up to here */
+static long late_sends;   /* paced: events sent more than 5 ms after their time */
 static bool pub_fatal;
 
 /* The 128 bytes of an event's data; "~S" sits at offset 6. */
@@ -1169,8 +1169,8 @@ static void pub_responses(conn_t *c)
             size_t l = 0;
             while (l < head && l < 200 && c->in[l] != '\r')
                 l++;
-            pub_fail(c, "publish refused: %.*s %.*s", (int)l, c->in,
-                     (int)(body < 200 ? body : 200), c->in + head);
+            pub_fail(c, "publish refused: %.*s %.*s", (int)l, c->in, (int)(body < 200 ? body : 200),
+                     c->in + head);
             return;
         }
         acked_events += c->batch;
@@ -1305,8 +1305,8 @@ static int publish(long upto, enum pmode mode)
                 continue;
             long left = upto - next_seq + 1;
             int n = op.target == T_HUBSTREAM && left > op.post_batch ? op.post_batch
-                    : op.target == T_HUBSTREAM                      ? (int)left
-                                                                    : 1;
+                    : op.target == T_HUBSTREAM                       ? (int)left
+                                                                     : 1;
             if (mode == PM_FLOW && next_seq + n - 1 - full_seq > op.window)
                 break;
             if (mode == PM_PACED) {
@@ -1617,8 +1617,8 @@ static void report(bool ok)
             json_num("publish_per_s", (double)op.events / res.publish_s, 0);
         printf(",\"publishers\":%d,\"window\":%d", npubs, op.window);
         if (op.scenario == S_LATENCY)
-            printf(",\"rate\":%ld,\"duration_s\":%.1f,\"late_sends\":%ld", op.rate,
-                   op.duration_s, late_sends);
+            printf(",\"rate\":%ld,\"duration_s\":%.1f,\"late_sends\":%ld", op.rate, op.duration_s,
+                   late_sends);
         break;
     case S_IDLE:
         printf(",\"conns\":%ld", op.subs);
@@ -1655,8 +1655,7 @@ static void report(bool ok)
             json_num("lat_p50_us", hist_quantile(0.50), 0);
             json_num("lat_p99_us", hist_quantile(0.99), 0);
             json_num("lat_p999_us", hist_quantile(0.999), 0);
-            printf(",\"lat_max_us\":%llu",
-                   (unsigned long long)atomic_load(&sh->lat_max_us));
+            printf(",\"lat_max_us\":%llu", (unsigned long long)atomic_load(&sh->lat_max_us));
         }
     }
     struct rusage me, kids_ru;
@@ -1676,16 +1675,15 @@ static void report(bool ok)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: loadgen --target hubstream|nchan --url http://127.0.0.1:PORT\n"
-            "               --scenario fanout|latency|idle|ingest|catchup|reconnect\n"
-            "               [--transport ws|signalr-json|sse] [--stream NAME] [--subs N]\n"
-            "               [--events N] [--rate R] [--duration-s D] [--missed M]\n"
-            "               [--publishers N] [--post-batch B] [--window W] [--settle-ms MS]\n"
-            "               [--procs P] [--src-addrs K] [--pid SERVER_PID] [--timeout-s T]\n"
-            "               [--label TEXT]\n"
-            "One JSON object on stdout; exit 0 if the run was ok, 1 if not, 2 on bad usage.\n"
-            "The top of perf/loadgen.c describes each scenario.\n");
+    fprintf(f, "usage: loadgen --target hubstream|nchan --url http://127.0.0.1:PORT\n"
+               "               --scenario fanout|latency|idle|ingest|catchup|reconnect\n"
+               "               [--transport ws|signalr-json|sse] [--stream NAME] [--subs N]\n"
+               "               [--events N] [--rate R] [--duration-s D] [--missed M]\n"
+               "               [--publishers N] [--post-batch B] [--window W] [--settle-ms MS]\n"
+               "               [--procs P] [--src-addrs K] [--pid SERVER_PID] [--timeout-s T]\n"
+               "               [--label TEXT]\n"
+               "One JSON object on stdout; exit 0 if the run was ok, 1 if not, 2 on bad usage.\n"
+               "The top of perf/loadgen.c describes each scenario.\n");
 }
 
 static int pick(const char *s, const char *const *names, int n, const char *flag)
@@ -1699,13 +1697,13 @@ static int pick(const char *s, const char *const *names, int n, const char *flag
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"target", 1, 0, 't'},     {"url", 1, 0, 'u'},        {"scenario", 1, 0, 's'},
-        {"transport", 1, 0, 'x'},  {"stream", 1, 0, 'S'},     {"subs", 1, 0, 'n'},
-        {"events", 1, 0, 'e'},     {"rate", 1, 0, 'r'},       {"duration-s", 1, 0, 'd'},
-        {"missed", 1, 0, 'm'},     {"publishers", 1, 0, 'p'}, {"post-batch", 1, 0, 'b'},
-        {"window", 1, 0, 'w'},     {"settle-ms", 1, 0, 'W'},  {"procs", 1, 0, 'P'},
-        {"src-addrs", 1, 0, 'A'},  {"pid", 1, 0, 'i'},        {"timeout-s", 1, 0, 'T'},
-        {"label", 1, 0, 'l'},      {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+        {"target", 1, 0, 't'},    {"url", 1, 0, 'u'},        {"scenario", 1, 0, 's'},
+        {"transport", 1, 0, 'x'}, {"stream", 1, 0, 'S'},     {"subs", 1, 0, 'n'},
+        {"events", 1, 0, 'e'},    {"rate", 1, 0, 'r'},       {"duration-s", 1, 0, 'd'},
+        {"missed", 1, 0, 'm'},    {"publishers", 1, 0, 'p'}, {"post-batch", 1, 0, 'b'},
+        {"window", 1, 0, 'w'},    {"settle-ms", 1, 0, 'W'},  {"procs", 1, 0, 'P'},
+        {"src-addrs", 1, 0, 'A'}, {"pid", 1, 0, 'i'},        {"timeout-s", 1, 0, 'T'},
+        {"label", 1, 0, 'l'},     {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
     op.target = -1;
     op.scenario = -1;
     op.transport = X_WS;
@@ -1724,37 +1722,75 @@ static void parse_args(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 't': op.target = pick(optarg, target_names, 2, "--target"); break;
-        case 'u': url = optarg; break;
-        case 's': op.scenario = pick(optarg, scenario_names, 6, "--scenario"); break;
-        case 'x': op.transport = pick(optarg, transport_names, 3, "--transport"); break;
+        case 't':
+            op.target = pick(optarg, target_names, 2, "--target");
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 's':
+            op.scenario = pick(optarg, scenario_names, 6, "--scenario");
+            break;
+        case 'x':
+            op.transport = pick(optarg, transport_names, 3, "--transport");
+            break;
         case 'S':
-            if (!*optarg || strlen(optarg) > 100 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
-                                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                   "0123456789-_.") !=
-                                                        strlen(optarg))
+            if (!*optarg || strlen(optarg) > 100 ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789-_.") != strlen(optarg))
                 die("--stream wants 1-100 characters of [A-Za-z0-9._-]");
             snprintf(op.stream, sizeof(op.stream), "%s", optarg);
             break;
-        case 'n': op.subs = bench_parse_long(optarg, "--subs", 0); break;
-        case 'e': op.events = bench_parse_long(optarg, "--events", 1); break;
+        case 'n':
+            op.subs = bench_parse_long(optarg, "--subs", 0);
+            break;
+        case 'e':
+            op.events = bench_parse_long(optarg, "--events", 1);
+            break;
         case 'r':
             op.rate = bench_parse_long(optarg, "--rate", 1);
             op.rate_set = true;
             break;
-        case 'd': op.duration_s = (double)bench_parse_long(optarg, "--duration-s", 0); break;
-        case 'm': op.missed = bench_parse_long(optarg, "--missed", 1); break;
-        case 'p': op.publishers = (int)bench_parse_long(optarg, "--publishers", 1); break;
-        case 'b': op.post_batch = (int)bench_parse_long(optarg, "--post-batch", 1); break;
-        case 'w': op.window = (int)bench_parse_long(optarg, "--window", 1); break;
-        case 'W': op.settle_ms = (int)bench_parse_long(optarg, "--settle-ms", 0); break;
-        case 'P': op.procs = (int)bench_parse_long(optarg, "--procs", 1); break;
-        case 'A': op.src_addrs = (int)bench_parse_long(optarg, "--src-addrs", 0); break;
-        case 'i': op.pid = bench_parse_long(optarg, "--pid", 1); break;
-        case 'T': op.timeout_s = (double)bench_parse_long(optarg, "--timeout-s", 1); break;
-        case 'l': op.label = optarg; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'd':
+            op.duration_s = (double)bench_parse_long(optarg, "--duration-s", 0);
+            break;
+        case 'm':
+            op.missed = bench_parse_long(optarg, "--missed", 1);
+            break;
+        case 'p':
+            op.publishers = (int)bench_parse_long(optarg, "--publishers", 1);
+            break;
+        case 'b':
+            op.post_batch = (int)bench_parse_long(optarg, "--post-batch", 1);
+            break;
+        case 'w':
+            op.window = (int)bench_parse_long(optarg, "--window", 1);
+            break;
+        case 'W':
+            op.settle_ms = (int)bench_parse_long(optarg, "--settle-ms", 0);
+            break;
+        case 'P':
+            op.procs = (int)bench_parse_long(optarg, "--procs", 1);
+            break;
+        case 'A':
+            op.src_addrs = (int)bench_parse_long(optarg, "--src-addrs", 0);
+            break;
+        case 'i':
+            op.pid = bench_parse_long(optarg, "--pid", 1);
+            break;
+        case 'T':
+            op.timeout_s = (double)bench_parse_long(optarg, "--timeout-s", 1);
+            break;
+        case 'l':
+            op.label = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind < argc || op.target < 0 || op.scenario < 0 || !url) {
@@ -1829,10 +1865,10 @@ int main(int argc, char **argv)
     deadline = bench_now() + op.timeout_s;
     /* the parent's own loop (publishers), made after the fork so the workers do not share it */
     int (*run)(void) = op.scenario == S_FANOUT || op.scenario == S_LATENCY ? run_fanout
-                       : op.scenario == S_IDLE                              ? run_idle
-                       : op.scenario == S_INGEST                            ? run_ingest
-                       : op.scenario == S_CATCHUP                           ? run_catchup
-                                                                            : run_reconnect;
+                       : op.scenario == S_IDLE                             ? run_idle
+                       : op.scenario == S_INGEST                           ? run_ingest
+                       : op.scenario == S_CATCHUP                          ? run_catchup
+                                                                           : run_reconnect;
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         die("epoll_create1: %s", strerror(errno));
@@ -1841,8 +1877,7 @@ int main(int argc, char **argv)
     bool ok = r == 0 && !atomic_load(&sh->failed) && !atomic_load(&sh->gaps) &&
               !atomic_load(&sh->dups) && !pub_fatal && atomic_load(&sh->err_set) == 0;
     if (r == 0 && !ok && atomic_load(&sh->err_set) == 0)
-        run_error("%ld gaps and %ld duplicates", atomic_load(&sh->gaps),
-                  atomic_load(&sh->dups));
+        run_error("%ld gaps and %ld duplicates", atomic_load(&sh->gaps), atomic_load(&sh->dups));
     report(ok);
     return ok ? 0 : 1;
 }

@@ -2,11 +2,11 @@
 #include "proto/chunked.h"
 
 enum {
-    S_SIZE,       /* hex digits of a chunk size */
-    S_EXT,        /* after the size: `;` extensions (skipped) up to CR */
-    S_SIZE_LF,    /* the LF after the size line's CR */
-    S_DATA,       /* chunk data */
-    S_DATA_CR,    /* the CRLF after chunk data */
+    S_SIZE,    /* hex digits of a chunk size */
+    S_EXT,     /* after the size: `;` extensions (skipped) up to CR */
+    S_SIZE_LF, /* the LF after the size line's CR */
+    S_DATA,    /* chunk data */
+    S_DATA_CR, /* the CRLF after chunk data */
     S_DATA_LF,
     S_TRAILER,    /* at the start of a trailer line, or of the final CRLF */
     S_TRAILER_IN, /* inside a trailer field line, up to CR */
@@ -15,7 +15,6 @@ enum {
     S_DONE,
     S_ERROR,
 };
-
 
 void hs_chunked_init(hs_chunked_t *d)
 {

@@ -16,7 +16,8 @@
 static bool has_ctl(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return true;
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return true;
     return false;
 }
 
@@ -31,7 +32,8 @@ int hs_stream_name_check(const char *name, size_t len)
 int hs_stream_name_check_publish(const char *name, size_t len)
 {
     int rc = hs_stream_name_check(name, len);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     return name[0] == '$' ? HS_ERESERVED : 0;
 }
 
@@ -56,13 +58,15 @@ static int event_fields(const hs_json_span_t *obj, fields_t *f, size_t idx, char
     }
     f->has_data = hs_json_object_get(obj, "data", true, &f->data);
     f->has_metadata = hs_json_object_get(obj, "metadata", true, &f->metadata);
-    if (f->has_metadata && f->metadata.type == HS_JSON_NULL) f->has_metadata = false;
+    if (f->has_metadata && f->metadata.type == HS_JSON_NULL)
+        f->has_metadata = false;
     if (f->has_metadata && f->metadata.type != HS_JSON_OBJECT) {
         snprintf(why, whylen, "event %zu: \"metadata\" must be an object", idx);
         return HS_EINVAL;
     }
     f->has_id = hs_json_object_get(obj, "id", true, &f->id);
-    if (f->has_id && f->id.type == HS_JSON_NULL) f->has_id = false;
+    if (f->has_id && f->id.type == HS_JSON_NULL)
+        f->has_id = false;
     if (f->has_id && f->id.type != HS_JSON_STRING) {
         snprintf(why, whylen, "event %zu: \"id\" must be a string", idx);
         return HS_EINVAL;
@@ -117,7 +121,8 @@ int hs_codec_parse_publish(const char *body, size_t len, const char *stream, siz
     size_t arena_sz = len + stream_len + 1 + n * (37 + 8);
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc((uint32_t)n, arena_sz, &arena);
-    if (!e) return HS_ENOMEM;
+    if (!e)
+        return HS_ENOMEM;
     memcpy(arena, stream, stream_len);
     arena[stream_len] = '\0';
     e->stream = arena;
@@ -128,7 +133,8 @@ int hs_codec_parse_publish(const char *body, size_t len, const char *stream, siz
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
         hs_json_span_t obj = root;
-        if (root.type == HS_JSON_ARRAY) hs_json_array_next(&root, &pos, &obj);
+        if (root.type == HS_JSON_ARRAY)
+            hs_json_array_next(&root, &pos, &obj);
         fields_t f;
         int rc = event_fields(&obj, &f, i, why, whylen);
         hs_ingest_event_t *ev = &e->events[i];
@@ -193,7 +199,8 @@ int hs_codec_build_publish(const char *stream, const hs_event_t *events, size_t 
     }
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc((uint32_t)n, arena_sz, &arena);
-    if (!e) return HS_ENOMEM;
+    if (!e)
+        return HS_ENOMEM;
     memcpy(arena, stream, stream_len + 1);
     e->stream = arena;
     e->stream_len = (uint32_t)stream_len;
@@ -271,7 +278,8 @@ hs_ingest_t *hs_codec_build_admin(hs_ingest_kind_t kind, const char *stream, siz
 {
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc(0, len + 1, &arena);
-    if (!e) return NULL;
+    if (!e)
+        return NULL;
     memcpy(arena, stream, len);
     arena[len] = '\0';
     e->stream = arena;
@@ -303,7 +311,8 @@ static size_t put_i64(char *out, int64_t v)
         u /= 10;
     } while (u);
     size_t o = 0;
-    if (v < 0) out[o++] = '-';
+    if (v < 0)
+        out[o++] = '-';
     while (k)
         out[o++] = tmp[--k];
     return o;
@@ -352,7 +361,8 @@ hs_block_t *hs_codec_encode(const hs_record_t *rec)
     size_t extra =
         rec->stream_len + 1 + rec->type_len + 1 + jl + 1 + 7 + rec->type_len + 7 + jl + 3;
     hs_block_t *b = hs_block_alloc(extra);
-    if (!b) return NULL;
+    if (!b)
+        return NULL;
     char *m = b->mem;
     b->kind = HS_BLOCK_EVENT;
     b->version = rec->version;
@@ -389,7 +399,8 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
     size_t jl = 32 + ql;
     size_t extra = len + 1 + 6 + jl + 1 + 20 + jl + 3;
     hs_block_t *b = hs_block_alloc(extra);
-    if (!b) return NULL;
+    if (!b)
+        return NULL;
     char *m = b->mem;
     b->kind = (uint8_t)kind;
     b->version = version;

@@ -17,7 +17,6 @@
 #include "proto/json.h"
 #include "util/utf8.h"
 
-
 /* ---- buffers ---- */
 
 void hs_hubbuf_init(hs_hubbuf_t *b)
@@ -168,7 +167,7 @@ int hs_hp_set_id(hs_hubmsg_t *m, const char *s, size_t n, char *why, size_t whyl
 }
 
 int hs_hp_check(hs_hubmsg_t *m, bool has_target, bool has_args, bool has_item, bool has_seq,
-                 char *why, size_t whylen)
+                char *why, size_t whylen)
 {
     switch (m->type) {
     case HS_HUBMSG_INVOCATION:
@@ -435,8 +434,8 @@ static int seq_msg(hs_hubbuf_t *out, hs_hubfmt_t fmt, int type, int64_t seq)
     msgpack_packer pk;
     if (mp_begin(out, &pk, &start))
         return HS_ENOMEM;
-    int rc = msgpack_pack_array(&pk, 2) || msgpack_pack_int(&pk, type) ||
-             msgpack_pack_int64(&pk, seq);
+    int rc =
+        msgpack_pack_array(&pk, 2) || msgpack_pack_int(&pk, type) || msgpack_pack_int64(&pk, seq);
     return mp_end(out, start, rc);
 }
 

@@ -12,8 +12,8 @@
  * hs_hubproto_json_to_msgpack() is also how an EventRecord is encoded once into MessagePack for
  * every MessagePack subscriber.
  *
- * Not here: the handshake state machine, dispatch, transports (server/signalr/hub.c, server/net/io.c).
- * Pure functions; any thread; no I/O. MessagePack goes through msgpack-c.
+ * Not here: the handshake state machine, dispatch, transports (server/signalr/hub.c,
+ * server/net/io.c). Pure functions; any thread; no I/O. MessagePack goes through msgpack-c.
  */
 #ifndef HS_HUBPROTO_H
 #define HS_HUBPROTO_H
@@ -40,10 +40,10 @@ enum {
     HS_HUBMSG_SEQUENCE = 9,
 };
 
-#define HS_HUB_RS 0x1e          /* JSON record separator */
-#define HS_HUB_ID_MAX 64        /* longest invocation / stream id accepted */
-#define HS_HUB_TARGET_MAX 128   /* longest method name accepted */
-#define HS_HUB_STREAMIDS_MAX 16 /* most upload stream ids on one invocation */
+#define HS_HUB_RS            0x1e /* JSON record separator */
+#define HS_HUB_ID_MAX        64   /* longest invocation / stream id accepted */
+#define HS_HUB_TARGET_MAX    128  /* longest method name accepted */
+#define HS_HUB_STREAMIDS_MAX 16   /* most upload stream ids on one invocation */
 
 /* A growable byte buffer. Zero-initialise, or hs_hubbuf_init(); free with hs_hubbuf_free(). */
 typedef struct hs_hubbuf {
@@ -86,11 +86,11 @@ int hs_hubproto_parse_handshake(const uint8_t *rec, size_t len, char *protocol, 
 typedef struct hs_hubmsg {
     int type; /* HS_HUBMSG_*; an unknown type is returned as is (callers ignore it) */
     /* Invocation, StreamInvocation, StreamItem, Completion, CancelInvocation */
-    bool has_id;                          /* invocationId present (and not nil/null) */
-    char id[HS_HUB_ID_MAX + 1];           /* NUL-terminated */
+    bool has_id;                /* invocationId present (and not nil/null) */
+    char id[HS_HUB_ID_MAX + 1]; /* NUL-terminated */
     /* Invocation, StreamInvocation */
-    char target[HS_HUB_TARGET_MAX + 1];   /* NUL-terminated */
-    const char *args;                     /* JSON array text of the arguments */
+    char target[HS_HUB_TARGET_MAX + 1]; /* NUL-terminated */
+    const char *args;                   /* JSON array text of the arguments */
     size_t args_len;
     uint32_t nstream_ids;
     char stream_ids[HS_HUB_STREAMIDS_MAX][HS_HUB_ID_MAX + 1];

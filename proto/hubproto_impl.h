@@ -22,7 +22,7 @@ int hs_hp_check(hs_hubmsg_t *m, bool has_target, bool has_args, bool has_item, b
 /* One record of each format into m (see hs_hubproto_parse). */
 int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch,
                      char *why, size_t whylen);
-int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch,
-                   char *why, size_t whylen);
+int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch, char *why,
+                   size_t whylen);
 
 #endif

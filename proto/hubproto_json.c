@@ -26,7 +26,7 @@ static int json_str(const hs_json_span_t *v, char *out, size_t cap)
 }
 
 int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch,
-                      char *why, size_t whylen)
+                     char *why, size_t whylen)
 {
     hs_json_span_t obj, k, v;
     char reason[128];
@@ -123,7 +123,7 @@ int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t
         snprintf(why, whylen, "a message needs a numeric type");
         return HS_EINVAL;
     }
-    const hs_json_span_t *val = m->type == HS_HUBMSG_STREAM_ITEM ? &item
+    const hs_json_span_t *val = m->type == HS_HUBMSG_STREAM_ITEM  ? &item
                                 : m->type == HS_HUBMSG_COMPLETION ? &result
                                                                   : NULL;
     bool has_item = val && val->p; /* "result":null is a null result, not a void one */
@@ -143,4 +143,3 @@ int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t
     }
     return hs_hp_check(m, has_target, has_args, has_item, has_seq, why, whylen);
 }
-

@@ -68,10 +68,10 @@ static size_t scan_value(const uint8_t *p, size_t n, int depth)
     bool box = (c & 0xe0) == 0x80 || (c >= 0xdc && c <= 0xdf); /* array or map */
     if (box && depth >= MP_MAX_NEST)
         return 0;
-#define NEED(k)                                                                                \
-    do {                                                                                       \
-        if (n < (k))                                                                           \
-            return 0;                                                                          \
+#define NEED(k)                                                                                    \
+    do {                                                                                           \
+        if (n < (k))                                                                               \
+            return 0;                                                                              \
     } while (0)
 #define BE16(q) ((size_t)(q)[0] << 8 | (q)[1])
 #define BE32(q) ((size_t)(q)[0] << 24 | (size_t)(q)[1] << 16 | (size_t)(q)[2] << 8 | (q)[3])
@@ -85,26 +85,94 @@ static size_t scan_value(const uint8_t *p, size_t n, int depth)
         body = c & 0x1f;
     } else {
         switch (c) {
-        case 0xc4: case 0xd9: NEED(2); hdr = 2; body = p[1]; break;
-        case 0xc5: case 0xda: NEED(3); hdr = 3; body = BE16(p + 1); break;
-        case 0xc6: case 0xdb: NEED(5); hdr = 5; body = BE32(p + 1); break;
-        case 0xc7: NEED(3); hdr = 3; body = (size_t)p[1] + 0; break; /* ext8: type byte in hdr */
-        case 0xc8: NEED(4); hdr = 4; body = BE16(p + 1); break;
-        case 0xc9: NEED(6); hdr = 6; body = BE32(p + 1); break;
-        case 0xca: case 0xce: case 0xd2: body = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: body = 8; break;
-        case 0xcc: case 0xd0: body = 1; break;
-        case 0xcd: case 0xd1: body = 2; break;
-        case 0xd4: body = 2; break;
-        case 0xd5: body = 3; break;
-        case 0xd6: body = 5; break;
-        case 0xd7: body = 9; break;
-        case 0xd8: body = 17; break;
-        case 0xdc: NEED(3); hdr = 3; count = BE16(p + 1); break;
-        case 0xdd: NEED(5); hdr = 5; count = BE32(p + 1); break;
-        case 0xde: NEED(3); hdr = 3; count = BE16(p + 1) * 2; break;
-        case 0xdf: NEED(5); hdr = 5; count = BE32(p + 1) * 2; break;
-        default: return 0; /* 0xc1: never used */
+        case 0xc4:
+        case 0xd9:
+            NEED(2);
+            hdr = 2;
+            body = p[1];
+            break;
+        case 0xc5:
+        case 0xda:
+            NEED(3);
+            hdr = 3;
+            body = BE16(p + 1);
+            break;
+        case 0xc6:
+        case 0xdb:
+            NEED(5);
+            hdr = 5;
+            body = BE32(p + 1);
+            break;
+        case 0xc7:
+            NEED(3);
+            hdr = 3;
+            body = (size_t)p[1] + 0;
+            break; /* ext8: type byte in hdr */
+        case 0xc8:
+            NEED(4);
+            hdr = 4;
+            body = BE16(p + 1);
+            break;
+        case 0xc9:
+            NEED(6);
+            hdr = 6;
+            body = BE32(p + 1);
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            body = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            body = 8;
+            break;
+        case 0xcc:
+        case 0xd0:
+            body = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            body = 2;
+            break;
+        case 0xd4:
+            body = 2;
+            break;
+        case 0xd5:
+            body = 3;
+            break;
+        case 0xd6:
+            body = 5;
+            break;
+        case 0xd7:
+            body = 9;
+            break;
+        case 0xd8:
+            body = 17;
+            break;
+        case 0xdc:
+            NEED(3);
+            hdr = 3;
+            count = BE16(p + 1);
+            break;
+        case 0xdd:
+            NEED(5);
+            hdr = 5;
+            count = BE32(p + 1);
+            break;
+        case 0xde:
+            NEED(3);
+            hdr = 3;
+            count = BE16(p + 1) * 2;
+            break;
+        case 0xdf:
+            NEED(5);
+            hdr = 5;
+            count = BE32(p + 1) * 2;
+            break;
+        default:
+            return 0; /* 0xc1: never used */
         }
     }
     NEED(hdr);
@@ -179,8 +247,9 @@ static int obj_to_json(const msgpack_object *o, hs_hubbuf_t *out, int depth)
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             if (kv->key.type != MSGPACK_OBJECT_STR)
                 return HS_EINVAL;
-            if ((i && (rc = hs_hp_put_str(out, ","))) || (rc = obj_to_json(&kv->key, out, depth + 1)) ||
-                (rc = hs_hp_put_str(out, ":")) || (rc = obj_to_json(&kv->val, out, depth + 1)))
+            if ((i && (rc = hs_hp_put_str(out, ","))) ||
+                (rc = obj_to_json(&kv->key, out, depth + 1)) || (rc = hs_hp_put_str(out, ":")) ||
+                (rc = obj_to_json(&kv->val, out, depth + 1)))
                 return rc;
         }
         return hs_hp_put_str(out, "}");
@@ -235,10 +304,9 @@ static int pack_str_span(msgpack_packer *pk, const hs_json_span_t *s)
         return HS_ENOMEM;
     long n = hs_json_unescape(s, tmp, cap < sizeof(small) ? sizeof(small) : cap);
     int rc = n < 0 ? HS_EINVAL
-                   : (msgpack_pack_str(pk, (size_t)n) ||
-                      msgpack_pack_str_body(pk, tmp, (size_t)n))
-                         ? HS_ENOMEM
-                         : 0;
+             : (msgpack_pack_str(pk, (size_t)n) || msgpack_pack_str_body(pk, tmp, (size_t)n))
+                 ? HS_ENOMEM
+                 : 0;
     if (tmp != small)
         free(tmp);
     return rc;
@@ -342,8 +410,7 @@ static bool mp_int(const msgpack_object *o, int64_t *out)
  * or logs) and, unless nul_ok, without NUL (it becomes a C string). */
 static bool mp_text(const msgpack_object *o, bool nul_ok)
 {
-    return o->type == MSGPACK_OBJECT_STR &&
-           hs_utf8_valid(o->via.str.ptr, o->via.str.size) &&
+    return o->type == MSGPACK_OBJECT_STR && hs_utf8_valid(o->via.str.ptr, o->via.str.size) &&
            (nul_ok || !o->via.str.size || !memchr(o->via.str.ptr, '\0', o->via.str.size));
 }
 
@@ -374,8 +441,8 @@ static int mp_put_text(hs_hubbuf_t *scratch, const msgpack_object *o)
     return 0;
 }
 
-int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch,
-                    char *why, size_t whylen)
+int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch, char *why,
+                   size_t whylen)
 {
     msgpack_zone z;
     if (!msgpack_zone_init(&z, 2048))
@@ -384,8 +451,7 @@ int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *
     int rc = unpack_one(rec, len, &z, &o);
     if (rc) {
         if (rc == HS_EINVAL)
-            snprintf(why, whylen, "malformed MessagePack (or nested deeper than %d)",
-                     MP_MAX_NEST);
+            snprintf(why, whylen, "malformed MessagePack (or nested deeper than %d)", MP_MAX_NEST);
         goto out;
     }
     rc = HS_EINVAL;
@@ -410,12 +476,12 @@ int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *
     /* offsets into scratch, turned into pointers at the end (scratch may move) */
     size_t args_off = 0, args_len = 0, item_off = 0, item_len = 0, err_off = 0;
     bool has_args = false, has_item = false, has_err = false, has_target = false, has_seq = false;
-#define WANT(cond)                                                                             \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            snprintf(why, whylen, "malformed message of type %d", m->type);                    \
-            goto out;                                                                          \
-        }                                                                                      \
+#define WANT(cond)                                                                                 \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(why, whylen, "malformed message of type %d", m->type);                        \
+            goto out;                                                                              \
+        }                                                                                          \
     } while (0)
     switch (m->type) {
     case HS_HUBMSG_INVOCATION:
@@ -438,8 +504,7 @@ int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *
         has_args = true;
         rc = HS_EINVAL;
         if (n == 6 && a[5].type != MSGPACK_OBJECT_NIL) {
-            WANT(a[5].type == MSGPACK_OBJECT_ARRAY &&
-                 a[5].via.array.size <= HS_HUB_STREAMIDS_MAX);
+            WANT(a[5].type == MSGPACK_OBJECT_ARRAY && a[5].via.array.size <= HS_HUB_STREAMIDS_MAX);
             for (uint32_t i = 0; i < a[5].via.array.size; i++) {
                 const msgpack_object *s = &a[5].via.array.ptr[i];
                 WANT(mp_text(s, false) && s->via.str.size <= HS_HUB_ID_MAX);
@@ -520,9 +585,7 @@ int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *
     rc = hs_hp_check(m, has_target, has_args, has_item, has_seq, why, whylen);
 out:
     if (rc == HS_EINVAL && why && whylen && !why[0])
-        snprintf(why, whylen, "a value of message type %d cannot be represented as JSON",
-                 m->type);
+        snprintf(why, whylen, "a value of message type %d cannot be represented as JSON", m->type);
     msgpack_zone_destroy(&z);
     return rc;
 }
-

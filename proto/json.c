@@ -339,11 +339,26 @@ long hs_json_unescape(const hs_json_span_t *str, char *out, size_t cap)
             p += 2;
             src = tmp;
             switch (e) {
-            case 'b': tmp[0] = '\b'; l = 1; break;
-            case 'f': tmp[0] = '\f'; l = 1; break;
-            case 'n': tmp[0] = '\n'; l = 1; break;
-            case 'r': tmp[0] = '\r'; l = 1; break;
-            case 't': tmp[0] = '\t'; l = 1; break;
+            case 'b':
+                tmp[0] = '\b';
+                l = 1;
+                break;
+            case 'f':
+                tmp[0] = '\f';
+                l = 1;
+                break;
+            case 'n':
+                tmp[0] = '\n';
+                l = 1;
+                break;
+            case 'r':
+                tmp[0] = '\r';
+                l = 1;
+                break;
+            case 't':
+                tmp[0] = '\t';
+                l = 1;
+                break;
             case 'u': {
                 uint32_t cp = hex4(p);
                 p += 4;
@@ -359,7 +374,10 @@ long hs_json_unescape(const hs_json_span_t *str, char *out, size_t cap)
                 l = hs_utf8_put(cp, tmp);
                 break;
             }
-            default: tmp[0] = e; l = 1; break;
+            default:
+                tmp[0] = e;
+                l = 1;
+                break;
             }
         }
         if (o + l > cap)
@@ -473,9 +491,15 @@ size_t hs_json_quote(const char *s, size_t n, char *out)
         } else if (ch < 0x20) {
             out[o++] = '\\';
             switch (ch) {
-            case '\n': out[o++] = 'n'; break;
-            case '\r': out[o++] = 'r'; break;
-            case '\t': out[o++] = 't'; break;
+            case '\n':
+                out[o++] = 'n';
+                break;
+            case '\r':
+                out[o++] = 'r';
+                break;
+            case '\t':
+                out[o++] = 't';
+                break;
             default:
                 out[o++] = 'u';
                 out[o++] = '0';

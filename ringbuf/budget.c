@@ -44,8 +44,8 @@ static bool take_one(hs_budget_t *b, size_t n)
     do {
         if (n > b->cap || cur > b->cap - n)
             return false;
-    } while (!atomic_compare_exchange_weak_explicit(&b->used, &cur, cur + n,
-                                                    memory_order_relaxed, memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(&b->used, &cur, cur + n, memory_order_relaxed,
+                                                    memory_order_relaxed));
     return true;
 }
 

@@ -115,8 +115,8 @@ hs_block_t *hs_sub_pop_spsc(hs_sub_t *s, size_t (*size_of)(const hs_sub_t *, con
         s->head_idx = 0;
         hs_sub_chunk_t *expect = NULL;
         /* release: pairs with the acquire exchange of `spare` in hs_sub_push_spsc */
-        if (!atomic_compare_exchange_strong_explicit(&s->spare, &expect, done,
-                                                     memory_order_release, memory_order_relaxed))
+        if (!atomic_compare_exchange_strong_explicit(&s->spare, &expect, done, memory_order_release,
+                                                     memory_order_relaxed))
             free(done);
     }
     hs_block_t *b = s->head->slot[s->head_idx++];

@@ -33,8 +33,13 @@ enum { HS_SUB_IO_DATA = 1u, HS_SUB_IO_END = 2u, HS_SUB_IO_KILL = 4u };
 enum { HS_SUB_W_REGISTER = 1u, HS_SUB_W_UNREGISTER = 2u, HS_SUB_W_SPACE = 4u };
 
 /* How a subscription ended (io side reads it after HS_SUB_IO_END / KILL). */
-enum { HS_SUB_END_NONE = 0, HS_SUB_END_CLOSED, HS_SUB_END_DELETED, HS_SUB_END_STALLED,
-       HS_SUB_END_ERROR };
+enum {
+    HS_SUB_END_NONE = 0,
+    HS_SUB_END_CLOSED,
+    HS_SUB_END_DELETED,
+    HS_SUB_END_STALLED,
+    HS_SUB_END_ERROR
+};
 
 /* What a queued block becomes on the wire, for the outbox's byte accounting (const): an SSE
  * block with its id line, or an EventRecord inside a SignalR record. */
@@ -62,9 +67,9 @@ struct hs_sub {
     /* free-running counts; pushed is written by the producer, popped by the consumer */
     _Atomic uint64_t pushed;
     _Atomic uint64_t popped;
-    _Atomic size_t bytes;                /* queued bytes: producer adds, consumer subtracts */
-    _Atomic(hs_sub_chunk_t *) spare;     /* one recycled chunk, consumer → producer */
-    size_t max_bytes;                    /* const */
+    _Atomic size_t bytes;            /* queued bytes: producer adds, consumer subtracts */
+    _Atomic(hs_sub_chunk_t *) spare; /* one recycled chunk, consumer → producer */
+    size_t max_bytes;                /* const */
 
     /* signals */
     atomic_uint io_flags;
@@ -80,35 +85,35 @@ struct hs_sub {
     char *stream;
     uint32_t stream_len;
     uint32_t hash;
-    bool all;          /* $all: ids and cursor are positions */
-    bool has_from;     /* false: live only, events committed after the subscribe */
+    bool all;           /* $all: ids and cursor are positions */
+    bool has_from;      /* false: live only, events committed after the subscribe */
     int64_t live_after; /* live only: the last committed position when the client subscribed */
-    int64_t from;      /* replay events after this version / position */
-    char **types;      /* NULL = every type */
+    int64_t from;       /* replay events after this version / position */
+    char **types;       /* NULL = every type */
     uint32_t ntypes;
-    int io_index;      /* which IO thread owns the connection */
-    uint8_t fmt;       /* HS_SUB_FMT_*: what its blocks become on the wire */
-    uint8_t transport; /* which transport of the IO thread consumes it (server/net/net.h) */
-    int worker_index;  /* which fan-out worker owns the stream */
-    void *io_ctx;      /* io: the connection (IO thread only) */
+    int io_index;             /* which IO thread owns the connection */
+    uint8_t fmt;              /* HS_SUB_FMT_*: what its blocks become on the wire */
+    uint8_t transport;        /* which transport of the IO thread consumes it (server/net/net.h) */
+    int worker_index;         /* which fan-out worker owns the stream */
+    void *io_ctx;             /* io: the connection (IO thread only) */
     struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
 
     /* worker state */
-    int64_t cursor;    /* last version (position for $all) queued or skipped */
-    int mode;          /* HS_SUB_CATCHUP / HS_SUB_LIVE */
-    uint8_t reads;     /* catch-up reads in flight: 0, 1, or 2 with a prefetch */
+    int64_t cursor;               /* last version (position for $all) queued or skipped */
+    int mode;                     /* HS_SUB_CATCHUP / HS_SUB_LIVE */
+    uint8_t reads;                /* catch-up reads in flight: 0, 1, or 2 with a prefetch */
     uint32_t read_seq, read_turn; /* reads issued / the next to apply, in issue order */
-    int64_t read_next; /* where the read after the newest one in flight starts */
-    void *read_stash;  /* a read that completed before the one issued ahead of it */
-    bool prefetch;     /* the last page was full: read the next one ahead */
-    bool end_pending;  /* closed: end once caught up */
+    int64_t read_next;            /* where the read after the newest one in flight starts */
+    void *read_stash;             /* a read that completed before the one issued ahead of it */
+    bool prefetch;                /* the last page was full: read the next one ahead */
+    bool end_pending;             /* closed: end once caught up */
     bool ended;
-    bool io_pending_data;  /* worker: a DATA signal is collected for the end of the batch */
+    bool io_pending_data; /* worker: a DATA signal is collected for the end of the batch */
     int64_t stalled_since_ms;
-    bool starved;          /* worker: waiting for read budget (fanout.c) */
-    hs_sub_t *w_prev, *w_next;     /* worker: the stream's subscriber list */
-    hs_sub_t *st_prev, *st_next;   /* worker: the stalled list */
-    void *w_stream;                /* worker: its stream entry */
+    bool starved;                /* worker: waiting for read budget (fanout.c) */
+    hs_sub_t *w_prev, *w_next;   /* worker: the stream's subscriber list */
+    hs_sub_t *st_prev, *st_next; /* worker: the stalled list */
+    void *w_stream;              /* worker: its stream entry */
 };
 
 /*
@@ -165,6 +170,5 @@ bool hs_sub_signal_worker(hs_sub_t *s, unsigned flags, hs_mpsc_t *queue);
  * raised concurrently re-schedules the subscription instead of being lost. */
 unsigned hs_sub_take_io_flags(hs_sub_t *s);
 unsigned hs_sub_take_worker_flags(hs_sub_t *s);
-
 
 #endif

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Quick start, command 2: install what the tests need and run the whole suite three times: a
-# normal build with warnings as errors, the same suite under AddressSanitizer and
+# Quick start, command 2: install what the tests need, check the formatting (.clang-format), and
+# run the whole suite three times: a normal build with warnings as errors, the same suite under AddressSanitizer and
 # UndefinedBehaviorSanitizer, and under ThreadSanitizer; then a smoke run of every fuzz target
 # (tests/fuzz/run.sh). Exits non-zero if anything fails; ctest prints each summary.
 set -euo pipefail
@@ -26,6 +26,8 @@ run_suite() { # name, ctest args, cmake args...
 }
 
 status=0
+echo "=== format ==="
+"$root/scripts/format-check.sh" || status=1
 run_suite normal "" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite asan "" -DCMAKE_BUILD_TYPE=Debug -DHS_SANITIZE=address,undefined || status=1

@@ -25,21 +25,36 @@
 const char *hs_strerror(int err)
 {
     switch (err) {
-    case HS_OK: return "ok";
-    case HS_EINVAL: return "invalid argument";
-    case HS_ENOMEM: return "out of memory";
-    case HS_ENOENT: return "no such stream";
-    case HS_ECONFLICT: return "wrong expected version";
-    case HS_ECLOSED: return "stream closed";
-    case HS_EDB: return "database error";
-    case HS_EUNAVAIL: return "server unavailable";
-    case HS_ETOOLARGE: return "too large";
-    case HS_EBUSY: return "busy";
-    case HS_ESYS: return "system error";
-    case HS_EREJECTED: return "rejected";
-    case HS_ERESERVED: return "reserved stream name";
-    case HS_EUNKNOWN: return "outcome unknown: the database connection broke during the commit";
-    default: return "unknown error";
+    case HS_OK:
+        return "ok";
+    case HS_EINVAL:
+        return "invalid argument";
+    case HS_ENOMEM:
+        return "out of memory";
+    case HS_ENOENT:
+        return "no such stream";
+    case HS_ECONFLICT:
+        return "wrong expected version";
+    case HS_ECLOSED:
+        return "stream closed";
+    case HS_EDB:
+        return "database error";
+    case HS_EUNAVAIL:
+        return "server unavailable";
+    case HS_ETOOLARGE:
+        return "too large";
+    case HS_EBUSY:
+        return "busy";
+    case HS_ESYS:
+        return "system error";
+    case HS_EREJECTED:
+        return "rejected";
+    case HS_ERESERVED:
+        return "reserved stream name";
+    case HS_EUNKNOWN:
+        return "outcome unknown: the database connection broke during the commit";
+    default:
+        return "unknown error";
     }
 }
 
@@ -97,8 +112,8 @@ static void on_fd(void *ctx, int fd, const char *peek, size_t n)
     /* a request for a SignalR connection goes to the connection's home thread (a stateful
      * WebSocket resume must; the rest saves a hop); anything else round-robin */
     int home = hs_hubreg_route(srv, peek, n);
-    unsigned i = home >= 0 ? (unsigned)home
-                           : atomic_fetch_add(&srv->next_io, 1) % (unsigned)srv->nio;
+    unsigned i =
+        home >= 0 ? (unsigned)home : atomic_fetch_add(&srv->next_io, 1) % (unsigned)srv->nio;
     hs_io_hand_fd(srv->io[i], fd);
 }
 
@@ -159,9 +174,9 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
      * epoll sockets, wake-up pipes, database files) */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        long reserve = 64 + 4L * (srv->cfg.io_threads + srv->cfg.reader_threads +
-                                  srv->cfg.fanout_workers) +
-                       (long)HS_LINGER_MAX * srv->cfg.io_threads;
+        long reserve =
+            64 + 4L * (srv->cfg.io_threads + srv->cfg.reader_threads + srv->cfg.fanout_workers) +
+            (long)HS_LINGER_MAX * srv->cfg.io_threads;
         long room = (long)rl.rlim_cur - reserve;
         if (room < 1)
             room = 1;

@@ -40,7 +40,7 @@ struct hs_server {
     hs_logger_t log;
     hs_event_fn event_hook;
     void *event_ctx;
-    struct hs_hubreg *hubreg; /* negotiated SignalR connections (server/signalr) */
+    struct hs_hubreg *hubreg;      /* negotiated SignalR connections (server/signalr) */
     struct hs_budget *read_budget; /* catch-up pages and read answers, all connections */
 
     hs_writer_t *writer;
@@ -62,15 +62,15 @@ struct hs_server {
         const char *path; /* exact, e.g. "/hub/negotiate"; NULL: every path no other takes */
         void (*fn)(struct hs_conn *c, const char *path, void *arg);
         void *arg;
-    } routes[8];          /* HTTP routes, matched in order (an OPTIONS preflight is net's) */
+    } routes[8]; /* HTTP routes, matched in order (an OPTIONS preflight is net's) */
     int nroutes;
     struct {
-        const char *path;                   /* exact, e.g. "/hub" */
+        const char *path; /* exact, e.g. "/hub" */
         const struct hs_transport *t;
         /* 0 with *ctx set to go on with the upgrade, 1 when it answered over HTTP, -1 */
         int (*confirm)(struct lws *wsi, void *arg, void **ctx);
         void *arg;
-    } ws[4];                                /* WebSocket endpoints */
+    } ws[4]; /* WebSocket endpoints */
     int nws;
 
     atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */

@@ -172,13 +172,13 @@ const hs_dialect_t hs_dialect_mssql = {
                         " WHERE e.position < ?"
                         " ORDER BY e.position DESC OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
     .list_streams_sql = "SELECT id, version, position, closed, created_us, updated_us, name"
-                        " FROM hs_streams WHERE name_key >= " NAME_ARG
-                        " AND (name_key > " NAME_ARG " OR ? = 1) AND name_key < " NAME_ARG
+                        " FROM hs_streams WHERE name_key >= " NAME_ARG " AND (name_key > " NAME_ARG
+                        " OR ? = 1) AND name_key < " NAME_ARG
                         " ORDER BY name_key OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
-    .list_streams_open_sql = "SELECT id, version, position, closed, created_us, updated_us, name"
-                             " FROM hs_streams WHERE name_key >= " NAME_ARG
-                             " AND (name_key > " NAME_ARG " OR ? = 1)"
-                             " ORDER BY name_key OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
+    .list_streams_open_sql =
+        "SELECT id, version, position, closed, created_us, updated_us, name"
+        " FROM hs_streams WHERE name_key >= " NAME_ARG " AND (name_key > " NAME_ARG " OR ? = 1)"
+        " ORDER BY name_key OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
     .oldest_event_sql = "SELECT version, time_us FROM hs_events WHERE stream_id = ?"
                         " ORDER BY version OFFSET 0 ROWS FETCH NEXT 1 ROWS ONLY",
     .trim_sql = "DELETE FROM hs_events WHERE stream_id = ? AND version <= ? AND time_us < ?",

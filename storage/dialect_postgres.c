@@ -19,7 +19,7 @@
 #include <stddef.h>
 
 /* Advisory lock keys: arbitrary, fixed, 'hs' + a number. */
-#define BATCH_LOCK "SELECT pg_advisory_xact_lock(6873001)"
+#define BATCH_LOCK   "SELECT pg_advisory_xact_lock(6873001)"
 #define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(6873002)"
 
 static const char *const session_sql[] = {

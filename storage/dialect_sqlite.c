@@ -68,9 +68,11 @@ static int conn_from_path(const char *path, char *out, size_t outlen, const char
 static void process_init(void)
 {
     void *lib = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return;
+    if (!lib)
+        return;
     int (*config)(int, ...) = (int (*)(int, ...))dlsym(lib, "sqlite3_config");
-    if (config) config(9 /* SQLITE_CONFIG_MEMSTATUS */, 0);
+    if (config)
+        config(9 /* SQLITE_CONFIG_MEMSTATUS */, 0);
     /* the library stays loaded: the setting lives in it */
 }
 

@@ -54,7 +54,8 @@ long hs_odbc_fault_calls(void)
 /* Counts one fallible ODBC call and says whether to fail it. */
 static bool fault(void)
 {
-    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed)) return false;
+    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed))
+        return false;
     long n = atomic_fetch_add(&fault_calls, 1) + 1;
     long at = atomic_load(&fault_at);
     int flags = atomic_load(&fault_flags);
@@ -107,11 +108,13 @@ int hs_odbc_vdbfail(hs_odbc_t *c, SQLSMALLINT type, SQLHANDLE h, const char *fmt
         SQLINTEGER native = 0;
         SQLSMALLINT mlen = 0;
         SQLRETURN r = SQLGetDiagRec(type, h, i, state, &native, msg, sizeof msg, &mlen);
-        if (!SQL_SUCCEEDED(r)) break;
+        if (!SQL_SUCCEEDED(r))
+            break;
         n = snprintf(c->err + at, sizeof c->err - at, "%s [%s] %s", found ? ";" : ":",
                      (char *)state, (char *)msg);
         found++;
-        if (n < 0 || (size_t)n >= sizeof c->err - at) break;
+        if (n < 0 || (size_t)n >= sizeof c->err - at)
+            break;
         at += (size_t)n;
     }
     if (!found && at < sizeof c->err)
@@ -137,13 +140,16 @@ int hs_odbc_nomem(hs_odbc_t *c)
 
 void *hs_odbc_grow(void *p, size_t *cap, size_t need, size_t size)
 {
-    if (*cap >= need) return p;
+    if (*cap >= need)
+        return p;
     size_t n = *cap ? *cap : 16;
     while (n < need)
         n = n > SIZE_MAX / 2 ? need : n * 2;
-    if (n > SIZE_MAX / size) return NULL;
+    if (n > SIZE_MAX / size)
+        return NULL;
     void *q = realloc(p, n * size);
-    if (q) *cap = n;
+    if (q)
+        *cap = n;
     return q;
 }
 
@@ -151,14 +157,16 @@ void *hs_odbc_grow(void *p, size_t *cap, size_t need, size_t size)
 int hs_odbc_text_reserve(hs_odbc_text_t *t, size_t need)
 {
     char *p = hs_odbc_grow(t->p, &t->cap, need, 1);
-    if (!p) return HS_ENOMEM;
+    if (!p)
+        return HS_ENOMEM;
     t->p = p;
     return 0;
 }
 
 int hs_odbc_text_init(hs_odbc_text_t *t)
 {
-    if (hs_odbc_text_reserve(t, HINT_MIN)) return HS_ENOMEM;
+    if (hs_odbc_text_reserve(t, HINT_MIN))
+        return HS_ENOMEM;
     t->hint = HINT_MIN;
     return 0;
 }
@@ -206,7 +214,8 @@ int hs_odbc_connect(hs_odbc_t *c, const char *cs, const char *file)
 int hs_odbc_dbms_name(hs_odbc_t *c, char *out, size_t outlen)
 {
     SQLSMALLINT dlen = 0;
-    if (outlen) out[0] = '\0';
+    if (outlen)
+        out[0] = '\0';
     SQLSMALLINT len = outlen > SHRT_MAX ? SHRT_MAX : (SQLSMALLINT)outlen;
     SQLRETURN r = SQLGetInfo(c->dbc, SQL_DBMS_NAME, out, len, &dlen);
     if (!SQL_SUCCEEDED(r))
@@ -224,14 +233,17 @@ int hs_odbc_manual_commit(hs_odbc_t *c)
 
 void hs_odbc_close(hs_odbc_t *c)
 {
-    if (c->scratch) SQLFreeHandle(SQL_HANDLE_STMT, c->scratch);
+    if (c->scratch)
+        SQLFreeHandle(SQL_HANDLE_STMT, c->scratch);
     if (c->connected) {
         /* Whatever was not committed is abandoned, as if the process had stopped. */
         SQLEndTran(SQL_HANDLE_DBC, c->dbc, SQL_ROLLBACK);
         SQLDisconnect(c->dbc);
     }
-    if (c->dbc) SQLFreeHandle(SQL_HANDLE_DBC, c->dbc);
-    if (c->env) SQLFreeHandle(SQL_HANDLE_ENV, c->env);
+    if (c->dbc)
+        SQLFreeHandle(SQL_HANDLE_DBC, c->dbc);
+    if (c->env)
+        SQLFreeHandle(SQL_HANDLE_ENV, c->env);
     c->scratch = SQL_NULL_HSTMT;
     c->connected = false;
     c->dbc = SQL_NULL_HDBC;
@@ -252,7 +264,8 @@ int hs_odbc_commit(hs_odbc_t *c)
 
 int hs_odbc_rollback(hs_odbc_t *c)
 {
-    if (!SQL_SUCCEEDED(ODBC(SQLEndTran(SQL_HANDLE_DBC, c->dbc, SQL_ROLLBACK)))) return HS_EDB;
+    if (!SQL_SUCCEEDED(ODBC(SQLEndTran(SQL_HANDLE_DBC, c->dbc, SQL_ROLLBACK))))
+        return HS_EDB;
     return 0;
 }
 
@@ -304,7 +317,8 @@ int hs_odbc_bind(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, const char *what)
 int hs_odbc_run(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, const char *what, SQLLEN *changed)
 {
     int rc = hs_odbc_bind(c, h, p, n, what);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     SQLRETURN r = ODBC(SQLExecute(h));
     /* SQL_NO_DATA: an UPDATE or DELETE that matched no row (ODBC 3). */
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r)) {
@@ -345,8 +359,10 @@ int hs_odbc_direct(hs_odbc_t *c, const char *sql, const char *what)
 int hs_odbc_fetch(hs_odbc_t *c, SQLHSTMT h, const char *what)
 {
     SQLRETURN r = ODBC(SQLFetch(h));
-    if (r == SQL_NO_DATA) return 0;
-    if (SQL_SUCCEEDED(r)) return 1;
+    if (r == SQL_NO_DATA)
+        return 0;
+    if (SQL_SUCCEEDED(r))
+        return 1;
     return hs_odbc_dbfail(c, SQL_HANDLE_STMT, h, "%s: fetch failed", what);
 }
 
@@ -378,7 +394,8 @@ int hs_odbc_text_col(hs_odbc_t *c, SQLHSTMT h, SQLUSMALLINT col, hs_odbc_text_t 
         /* Truncated: ask - 1 bytes plus a NUL were written; ind was what remained before. */
         have += ask - 1;
         size_t need = ind == SQL_NO_TOTAL ? t->cap * 2 : have + ((size_t)ind - (ask - 1)) + 1;
-        if (hs_odbc_text_reserve(t, need)) return hs_odbc_nomem(c);
+        if (hs_odbc_text_reserve(t, need))
+            return hs_odbc_nomem(c);
         ask = t->cap - have;
     }
     t->hint = hs_odbc_pow2_above(have);
@@ -403,8 +420,10 @@ int hs_odbc_bind_array(hs_odbc_t *c, SQLHSTMT h, const hs_odbc_array_t *a, const
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_BIND_TYPE, (SQLPOINTER)SQL_PARAM_BIND_BY_COLUMN, 0);
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)a->rows, 0);
-    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_STATUS_PTR, a->status, 0);
-    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, a->processed, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAM_STATUS_PTR, a->status, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, a->processed, 0);
     if (!SQL_SUCCEEDED(r))
         return hs_odbc_dbfail(c, SQL_HANDLE_STMT, h, "%s: cannot bind parameter arrays", what);
     return 0;
@@ -428,6 +447,7 @@ SQLRETURN hs_odbc_execute_array(SQLHSTMT h, const hs_odbc_array_t *a, size_t *ba
             break;
         }
     }
-    if (*bad == m && *a->processed < m) *bad = *a->processed;
+    if (*bad == m && *a->processed < m)
+        *bad = *a->processed;
     return r;
 }

@@ -36,7 +36,8 @@ struct hs_retention {
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, size_t alen)
 {
-    if (err && errlen) snprintf(err, errlen, fmt, (int)alen, a);
+    if (err && errlen)
+        snprintf(err, errlen, fmt, (int)alen, a);
     return HS_EINVAL;
 }
 
@@ -46,18 +47,29 @@ static int64_t parse_duration(const char *s, size_t n)
     int64_t v = 0;
     size_t i = 0;
     for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (v > INT64_MAX / 10 / 86400 / 1000000) return -1;
+        if (v > INT64_MAX / 10 / 86400 / 1000000)
+            return -1;
         v = v * 10 + (s[i] - '0');
     }
-    if (i == 0 || v == 0) return -1;
+    if (i == 0 || v == 0)
+        return -1;
     int64_t unit = 1;
     if (i + 1 == n) {
         switch (s[i]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        default: return -1;
+        case 's':
+            unit = 1;
+            break;
+        case 'm':
+            unit = 60;
+            break;
+        case 'h':
+            unit = 3600;
+            break;
+        case 'd':
+            unit = 86400;
+            break;
+        default:
+            return -1;
         }
     } else if (i != n) {
         return -1;
@@ -68,9 +80,11 @@ static int64_t parse_duration(const char *s, size_t n)
 static int64_t parse_count(const char *s, size_t n)
 {
     int64_t v = 0;
-    if (n == 0) return -1;
+    if (n == 0)
+        return -1;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - 9) / 10) return -1;
+        if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
         v = v * 10 + (s[i] - '0');
     }
     return v > 0 ? v : -1;
@@ -91,15 +105,19 @@ static int parse_rule(const char *s, size_t n, hs_retention_rule_t *r, char *err
             break;
         }
     if (!colon)
-        return fail(err, errlen, "retention rule '%.*s': expected PATTERN:max-count=N or "
-                                 "PATTERN:max-age=DURATION", s, n);
+        return fail(err, errlen,
+                    "retention rule '%.*s': expected PATTERN:max-count=N or "
+                    "PATTERN:max-age=DURATION",
+                    s, n);
     size_t plen = (size_t)(colon - s);
-    if (plen == 0) return fail(err, errlen, "retention rule '%.*s': no stream pattern", s, n);
+    if (plen == 0)
+        return fail(err, errlen, "retention rule '%.*s': no stream pattern", s, n);
     r->prefix = s[plen - 1] == '*';
     r->len = r->prefix ? plen - 1 : plen;
     if (memchr(s, '*', r->len))
         return fail(err, errlen, "retention rule '%.*s': '*' may only end the pattern", s, n);
-    if (!(r->pattern = malloc(r->len + 1))) return HS_ENOMEM;
+    if (!(r->pattern = malloc(r->len + 1)))
+        return HS_ENOMEM;
     memcpy(r->pattern, s, r->len);
     r->pattern[r->len] = '\0';
 
@@ -109,23 +127,32 @@ static int parse_rule(const char *s, size_t n, hs_retention_rule_t *r, char *err
         const char *q = comma ? comma : end;
         const char *eq = memchr(p, '=', (size_t)(q - p));
         if (!eq)
-            return fail(err, errlen, "retention rule '%.*s': expected max-count=N or "
-                                     "max-age=DURATION after the pattern", s, n);
+            return fail(err, errlen,
+                        "retention rule '%.*s': expected max-count=N or "
+                        "max-age=DURATION after the pattern",
+                        s, n);
         size_t klen = (size_t)(eq - p), vlen = (size_t)(q - eq - 1);
         if (klen == 9 && !memcmp(p, "max-count", 9)) {
             if (r->max_count || (r->max_count = parse_count(eq + 1, vlen)) < 0)
-                return fail(err, errlen, "retention rule '%.*s': max-count must be given once,"
-                                         " as a whole number of at least 1", s, n);
+                return fail(err, errlen,
+                            "retention rule '%.*s': max-count must be given once,"
+                            " as a whole number of at least 1",
+                            s, n);
         } else if (klen == 7 && !memcmp(p, "max-age", 7)) {
             if (r->max_age_us || (r->max_age_us = parse_duration(eq + 1, vlen)) < 0)
-                return fail(err, errlen, "retention rule '%.*s': max-age must be given once, as "
-                                         "seconds of at least 1, optionally with s, m, h or d"
-                                         " (90, 30m, 1h, 7d)", s, n);
+                return fail(err, errlen,
+                            "retention rule '%.*s': max-age must be given once, as "
+                            "seconds of at least 1, optionally with s, m, h or d"
+                            " (90, 30m, 1h, 7d)",
+                            s, n);
         } else {
-            return fail(err, errlen, "retention rule '%.*s': unknown limit (expected max-count"
-                                     " or max-age)", s, n);
+            return fail(err, errlen,
+                        "retention rule '%.*s': unknown limit (expected max-count"
+                        " or max-age)",
+                        s, n);
         }
-        if (!comma) break;
+        if (!comma)
+            break;
         p = comma + 1;
     }
     return 0;
@@ -134,9 +161,11 @@ static int parse_rule(const char *s, size_t n, hs_retention_rule_t *r, char *err
 int hs_retention_parse(const char *text, hs_retention_t **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!text) return 0;
+    if (!text)
+        return 0;
     hs_retention_t *r = calloc(1, sizeof *r);
-    if (!r) return HS_ENOMEM;
+    if (!r)
+        return HS_ENOMEM;
     int rc = 0;
     const char *p = text;
     for (;;) {
@@ -157,9 +186,11 @@ int hs_retention_parse(const char *text, hs_retention_t **out, char *err, size_t
             memset(&r->rules[r->n], 0, sizeof r->rules[0]);
             rc = parse_rule(a, (size_t)(b - a), &r->rules[r->n], err, errlen);
             r->n++;
-            if (rc) break;
+            if (rc)
+                break;
         }
-        if (!semi) break;
+        if (!semi)
+            break;
         p = semi + 1;
     }
     if (rc || r->n == 0) {
@@ -180,7 +211,8 @@ static void clear_page(hs_retention_t *r)
 
 void hs_retention_free(hs_retention_t *r)
 {
-    if (!r) return;
+    if (!r)
+        return;
     for (int i = 0; i < r->n; i++)
         free(r->rules[i].pattern);
     free(r->rules);
@@ -191,15 +223,16 @@ void hs_retention_free(hs_retention_t *r)
 
 static bool matches(const hs_retention_rule_t *rule, const char *name, size_t len)
 {
-    if (rule->prefix) return len >= rule->len && memcmp(name, rule->pattern, rule->len) == 0;
+    if (rule->prefix)
+        return len >= rule->len && memcmp(name, rule->pattern, rule->len) == 0;
     return len == rule->len && memcmp(name, rule->pattern, len) == 0;
 }
 
-const hs_retention_rule_t *hs_retention_match(const hs_retention_t *r, const char *name,
-                                              size_t len)
+const hs_retention_rule_t *hs_retention_match(const hs_retention_t *r, const char *name, size_t len)
 {
     for (int i = 0; r && i < r->n; i++)
-        if (matches(&r->rules[i], name, len)) return &r->rules[i];
+        if (matches(&r->rules[i], name, len))
+            return &r->rules[i];
     return NULL;
 }
 
@@ -207,14 +240,16 @@ const hs_retention_rule_t *hs_retention_match(const hs_retention_t *r, const cha
  * Drops what one stream is over its rule, at most STREAM_CHUNKS statements of CHUNK versions.
  * Returns 1 when the stream may have more to drop, 0 when it is within its limits, or an error.
  */
-static int trim_stream(hs_store_t *st, const hs_retention_rule_t *rule, int64_t id,
-                       int64_t version, int64_t now_us, uint64_t *deleted)
+static int trim_stream(hs_store_t *st, const hs_retention_rule_t *rule, int64_t id, int64_t version,
+                       int64_t now_us, uint64_t *deleted)
 {
     for (int k = 0; k < STREAM_CHUNKS; k++) {
         int64_t oldest = 0, oldest_us = 0, n = 0;
         int rc = hs_store_oldest_event(st, id, &oldest, &oldest_us);
-        if (rc == HS_ENOENT) return 0;
-        if (rc) return rc;
+        if (rc == HS_ENOENT)
+            return 0;
+        if (rc)
+            return rc;
         int64_t upto = 0, before = INT64_MAX;
         if (rule->max_count && version - rule->max_count >= oldest) {
             upto = version - rule->max_count;
@@ -224,10 +259,13 @@ static int trim_stream(hs_store_t *st, const hs_retention_rule_t *rule, int64_t 
         } else {
             return 0;
         }
-        if (upto > oldest + CHUNK - 1) upto = oldest + CHUNK - 1;
-        if ((rc = hs_store_trim(st, id, upto, before, &n))) return rc;
+        if (upto > oldest + CHUNK - 1)
+            upto = oldest + CHUNK - 1;
+        if ((rc = hs_store_trim(st, id, upto, before, &n)))
+            return rc;
         *deleted += (uint64_t)n;
-        if (n == 0) return 0; /* an age limit met a newer event first */
+        if (n == 0)
+            return 0; /* an age limit met a newer event first */
     }
     return 1;
 }
@@ -236,7 +274,8 @@ static int collect(void *ctx, const char *name, size_t len, const hs_stream_head
 {
     hs_retention_t *r = ctx;
     seen_t *s = &r->page[r->npage];
-    if (!(s->name = malloc(len + 1))) return HS_ENOMEM;
+    if (!(s->name = malloc(len + 1)))
+        return HS_ENOMEM;
     memcpy(s->name, name, len);
     s->name[len] = '\0';
     s->len = len;
@@ -249,7 +288,8 @@ static int collect(void *ctx, const char *name, size_t len, const hs_stream_head
 static int set_after(hs_retention_t *r, const char *name, size_t len)
 {
     char *p = realloc(r->after, len + 1);
-    if (!p) return HS_ENOMEM;
+    if (!p)
+        return HS_ENOMEM;
     memcpy(p, name, len);
     p[len] = '\0';
     r->after = p;
@@ -267,7 +307,8 @@ int hs_retention_step(hs_retention_t *r, hs_store_t *st, int64_t now_us, int64_t
                       uint64_t *deleted)
 {
     if (!r->active) {
-        if (mono_us < r->next_us) return 0;
+        if (mono_us < r->next_us)
+            return 0;
         r->active = true;
         r->rule = 0;
         r->after_len = 0;
@@ -278,11 +319,13 @@ int hs_retention_step(hs_retention_t *r, hs_store_t *st, int64_t now_us, int64_t
         if (!rule->prefix) {
             hs_stream_head_t h;
             rc = hs_store_get_stream(st, rule->pattern, rule->len, &h);
-            if (rc == HS_ENOENT || (rc == 0 && hs_retention_match(r, rule->pattern, rule->len) != rule))
+            if (rc == HS_ENOENT ||
+                (rc == 0 && hs_retention_match(r, rule->pattern, rule->len) != rule))
                 rc = 0;
             else if (rc == 0)
                 rc = trim_stream(st, rule, h.id, h.version, now_us, deleted);
-            if (rc == 0) next_rule(r);
+            if (rc == 0)
+                next_rule(r);
         } else {
             clear_page(r);
             rc = hs_store_list_streams(st, rule->pattern, rule->len, r->after ? r->after : "",
@@ -293,8 +336,10 @@ int hs_retention_step(hs_retention_t *r, hs_store_t *st, int64_t now_us, int64_t
                 /* an earlier rule that matches the stream is the one it follows */
                 if (hs_retention_match(r, s->name, s->len) == rule)
                     rc = trim_stream(st, rule, s->id, s->version, now_us, deleted);
-                if (rc == 1) break; /* more to drop: this stream again next step */
-                if (rc == 0) rc = set_after(r, s->name, s->len);
+                if (rc == 1)
+                    break; /* more to drop: this stream again next step */
+                if (rc == 0)
+                    rc = set_after(r, s->name, s->len);
             }
             if (rc == 1)
                 rc = 0;

@@ -241,7 +241,8 @@ int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows
     }
     if ((rc = hs_wr_grow((void **)&w->rows, &w->rows_cap, *nrows + e->nevents, sizeof(hs_row_t))))
         return rc;
-    if ((rc = hs_wr_grow((void **)&w->seen, &w->seen_cap, w->nseen + e->nevents, sizeof(seen_id_t))))
+    if ((rc =
+             hs_wr_grow((void **)&w->seen, &w->seen_cap, w->nseen + e->nevents, sizeof(seen_id_t))))
         return rc;
     e->result.first_version = h->h.version + 1;
     e->result.first_position = w->next_position;
@@ -261,8 +262,8 @@ int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows
         r->metadata = ev->metadata;
         r->metadata_len = ev->metadata_len;
         if (ev->client_id)
-            w->seen[w->nseen++] = (seen_id_t){NULL, h->h.id, r->version, r->position, ev->id,
-                                              ev->id_len};
+            w->seen[w->nseen++] =
+                (seen_id_t){NULL, h->h.id, r->version, r->position, ev->id, ev->id_len};
     }
     h->h.position = w->next_position - 1;
     h->h.updated_us = ts;
@@ -326,9 +327,9 @@ hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows)
         if (e->status)
             continue;
         if (e->kind != HS_INGEST_APPEND) {
-            hs_block_t *m = w->cfg.encode_marker(
-                e->kind == HS_INGEST_CLOSE ? HS_BLOCK_CLOSED : HS_BLOCK_DELETED, e->stream,
-                e->stream_len, e->result.last_version);
+            hs_block_t *m = w->cfg.encode_marker(e->kind == HS_INGEST_CLOSE ? HS_BLOCK_CLOSED
+                                                                            : HS_BLOCK_DELETED,
+                                                 e->stream, e->stream_len, e->result.last_version);
             if (m)
                 b->blocks[b->n++] = m;
             continue;

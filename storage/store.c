@@ -97,15 +97,17 @@ int hs_st_prep(hs_store_t *st, int q, SQLHSTMT *out)
     const char *sql = *(const char *const *)((const char *)st->d + qinfo[q].off);
     if (!sql)
         return hs_st_fail(st, HS_EINVAL, "the %s dialect has no '%s' statement", st->d->name,
-                    qinfo[q].what);
+                          qinfo[q].what);
     char *multi = NULL;
     if (q == Q_INSERT_VALUES) {
         static const char tuple[] = "(?, ?, ?, ?, ?, ?, ?, ?)";
         size_t head = strlen(sql), at = head;
-        if (!(multi = malloc(head + VALUES_ROWS * (sizeof tuple + 1) + 1))) return hs_st_nomem(st);
+        if (!(multi = malloc(head + VALUES_ROWS * (sizeof tuple + 1) + 1)))
+            return hs_st_nomem(st);
         memcpy(multi, sql, head);
         for (int k = 0; k < VALUES_ROWS; k++) {
-            if (k) multi[at++] = ',';
+            if (k)
+                multi[at++] = ',';
             memcpy(multi + at, tuple, sizeof tuple - 1);
             at += sizeof tuple - 1;
         }
@@ -116,7 +118,8 @@ int hs_st_prep(hs_store_t *st, int q, SQLHSTMT *out)
     int rc =
         hs_odbc_prepare(&st->db, sql, qinfo[q].what, st->col, st->col_ind, qinfo[q].int_cols, &h);
     free(multi);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     st->q[q] = h;
     *out = h;
     return 0;
@@ -130,9 +133,11 @@ int hs_st_run(hs_store_t *st, int q, hs_par_t *p, int n, SQLHSTMT *hp, SQLLEN *c
 {
     SQLHSTMT h = SQL_NULL_HSTMT;
     int rc = hs_st_prep(st, q, &h);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = hs_odbc_run(&st->db, h, p, n, qinfo[q].what, changed);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     if (hp)
         *hp = h;
     else
@@ -148,7 +153,7 @@ int hs_st_fetch(hs_store_t *st, SQLHSTMT h, int q)
 
 /* Text column `col` of the current row into t; *s is NULL for SQL NULL (hs_odbc_text_col). */
 int hs_st_text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, hs_odbc_text_t *t, const char **s,
-                    size_t *len)
+                   size_t *len)
 {
     return hs_odbc_text_col(&st->db, h, col, t, s, len);
 }
@@ -173,8 +178,10 @@ void hs_st_head_from_cols(const hs_store_t *st, hs_stream_head_t *out)
  * roll back on failure (or when a read callback stopped early: nothing was written). */
 int hs_st_finish(hs_store_t *st, int rc)
 {
-    if (st->in_txn) return rc;
-    if (rc == 0) return hs_odbc_commit(&st->db);
+    if (st->in_txn)
+        return rc;
+    if (rc == 0)
+        return hs_odbc_commit(&st->db);
     hs_odbc_rollback(&st->db);
     return rc;
 }
@@ -191,7 +198,8 @@ bool hs_st_bad_text(const char *s, size_t len)
 static void dialects_init(void)
 {
     for (const hs_dialect_t *const *d = hs_dialects(); *d; d++) {
-        if ((*d)->process_init) (*d)->process_init();
+        if ((*d)->process_init)
+            (*d)->process_init();
     }
 }
 
@@ -204,9 +212,11 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
 
     static pthread_once_t inited = PTHREAD_ONCE_INIT;
     pthread_once(&inited, dialects_init);
-    if (err && errlen) err[0] = '\0';
+    if (err && errlen)
+        err[0] = '\0';
     if (!st) {
-        if (err && errlen) snprintf(err, errlen, "out of memory");
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
         return NULL;
     }
     if (!conn || !*conn) {
@@ -230,9 +240,11 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
         }
     }
 
-    if (hs_odbc_connect(&st->db, cs, bare ? conn : NULL)) goto out;
+    if (hs_odbc_connect(&st->db, cs, bare ? conn : NULL))
+        goto out;
     char dbms[128];
-    if (hs_odbc_dbms_name(&st->db, dbms, sizeof dbms)) goto out;
+    if (hs_odbc_dbms_name(&st->db, dbms, sizeof dbms))
+        goto out;
     st->d = hs_dialect_find(dbms);
     if (!st->d) {
         hs_st_fail(st, HS_EINVAL, "unsupported database '%s' (no SQL dialect for it)", dbms);
@@ -241,22 +253,27 @@ hs_store_t *hs_store_open(const char *conn, char *err, size_t errlen)
     /* Session settings run in autocommit mode: some (SQLite's journal_mode) cannot run inside
      * a transaction, and in manual-commit mode every statement opens one. */
     for (const char *const *s = st->d->session_sql; s && *s; s++) {
-        if (hs_odbc_direct(&st->db, *s, "session setting")) goto out;
+        if (hs_odbc_direct(&st->db, *s, "session setting"))
+            goto out;
     }
-    if (hs_odbc_manual_commit(&st->db)) goto out;
+    if (hs_odbc_manual_commit(&st->db))
+        goto out;
     return st;
 
 out:
-    if (err && errlen) snprintf(err, errlen, "%s", st->db.err);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", st->db.err);
     hs_store_close(st);
     return NULL;
 }
 
 void hs_store_close(hs_store_t *st)
 {
-    if (!st) return;
+    if (!st)
+        return;
     for (int i = 0; i < Q_COUNT; i++) {
-        if (st->q[i]) SQLFreeHandle(SQL_HANDLE_STMT, st->q[i]);
+        if (st->q[i])
+            SQLFreeHandle(SQL_HANDLE_STMT, st->q[i]);
     }
     hs_odbc_close(&st->db);
     for (int i = 0; i < T_COUNT; i++)
@@ -302,7 +319,8 @@ static int schema_version(hs_store_t *st, int64_t *v)
 {
     SQLHSTMT h;
     int rc = hs_st_run(st, Q_SCHEMA_VERSION, NULL, 0, &h, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     *v = 0;
     rc = hs_st_fetch(st, h, Q_SCHEMA_VERSION);
     if (rc == 1) {
@@ -314,7 +332,7 @@ static int schema_version(hs_store_t *st, int64_t *v)
             long long n = s && len ? strtoll(s, &end, 10) : -1;
             if (n < 0 || !end || *end != '\0')
                 rc = hs_st_fail(st, HS_EDB, "hs_meta holds a malformed schema_version '%.*s'",
-                          (int)(len > 40 ? 40 : len), s ? s : "");
+                                (int)(len > 40 ? 40 : len), s ? s : "");
             else
                 *v = n;
         }
@@ -328,22 +346,28 @@ static int migrate(hs_store_t *st)
     const hs_dialect_t *d = st->d;
     int64_t v = 0;
     int rc = hs_odbc_direct(&st->db, d->meta_create_sql, "creating hs_meta");
-    if (rc) return rc;
-    if (d->migrate_lock_sql && (rc = hs_st_run(st, Q_MIGRATE_LOCK, NULL, 0, NULL, NULL))) return rc;
-    if ((rc = schema_version(st, &v))) return rc;
+    if (rc)
+        return rc;
+    if (d->migrate_lock_sql && (rc = hs_st_run(st, Q_MIGRATE_LOCK, NULL, 0, NULL, NULL)))
+        return rc;
+    if ((rc = schema_version(st, &v)))
+        return rc;
     if (v > d->schema_version)
-        return hs_st_fail(st, HS_EDB,
-                    "the database schema is version %lld, newer than this hubstream knows (%d):"
-                    " upgrade hubstream",
-                    (long long)v, d->schema_version);
+        return hs_st_fail(
+            st, HS_EDB,
+            "the database schema is version %lld, newer than this hubstream knows (%d):"
+            " upgrade hubstream",
+            (long long)v, d->schema_version);
     while (v < d->schema_version) {
         char what[64];
         snprintf(what, sizeof what, "migration to schema version %lld", (long long)v + 1);
         for (const char *const *s = d->migrations[v]; *s; s++) {
-            if ((rc = hs_odbc_direct(&st->db, *s, what))) return rc;
+            if ((rc = hs_odbc_direct(&st->db, *s, what)))
+                return rc;
         }
         int64_t now = 0;
-        if ((rc = schema_version(st, &now))) return rc;
+        if ((rc = schema_version(st, &now)))
+            return rc;
         if (now != v + 1)
             return hs_st_fail(st, HS_EDB, "%s left schema_version at %lld", what, (long long)now);
         v = now;
@@ -353,13 +377,15 @@ static int migrate(hs_store_t *st)
 
 int hs_store_migrate(hs_store_t *st)
 {
-    if (st->in_txn) return hs_st_fail(st, HS_EINVAL, "hs_store_migrate() inside a transaction");
+    if (st->in_txn)
+        return hs_st_fail(st, HS_EINVAL, "hs_store_migrate() inside a transaction");
     return hs_st_finish(st, migrate(st));
 }
 
 int hs_store_ping(hs_store_t *st)
 {
-    if (st->in_txn) return hs_st_fail(st, HS_EINVAL, "hs_store_ping() inside a transaction");
+    if (st->in_txn)
+        return hs_st_fail(st, HS_EINVAL, "hs_store_ping() inside a transaction");
     int64_t v = 0;
     return hs_st_finish(st, schema_version(st, &v));
 }
@@ -368,7 +394,8 @@ int hs_store_ping(hs_store_t *st)
 
 int hs_store_begin(hs_store_t *st)
 {
-    if (st->in_txn) return hs_st_fail(st, HS_EINVAL, "a transaction is already open");
+    if (st->in_txn)
+        return hs_st_fail(st, HS_EINVAL, "a transaction is already open");
     /* Manual-commit mode: the driver opens the transaction with the first statement. */
     st->in_txn = true;
     if (st->d->batch_lock_sql) {
@@ -383,7 +410,8 @@ int hs_store_begin(hs_store_t *st)
 
 int hs_store_commit(hs_store_t *st)
 {
-    if (!st->in_txn) return hs_st_fail(st, HS_EINVAL, "commit without a transaction");
+    if (!st->in_txn)
+        return hs_st_fail(st, HS_EINVAL, "commit without a transaction");
     st->in_txn = false;
     return hs_odbc_commit(&st->db);
 }
@@ -391,7 +419,8 @@ int hs_store_commit(hs_store_t *st)
 int hs_store_rollback(hs_store_t *st)
 {
     st->in_txn = false;
-    if (hs_odbc_rollback(&st->db)) return hs_st_dbfail(st, SQL_HANDLE_DBC, st->db.dbc, "rollback failed");
+    if (hs_odbc_rollback(&st->db))
+        return hs_st_dbfail(st, SQL_HANDLE_DBC, st->db.dbc, "rollback failed");
     return 0;
 }
 
@@ -402,7 +431,8 @@ static int get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_he
     hs_par_t p[] = {HS_PTXT(name, len)};
     SQLHSTMT h;
     int rc = hs_st_run(st, Q_GET_STREAM, p, 1, &h, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = hs_st_fetch(st, h, Q_GET_STREAM);
     if (rc == 1) {
         hs_st_head_from_cols(st, out);
@@ -416,7 +446,8 @@ static int get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_he
 
 int hs_store_get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_head_t *out)
 {
-    if (hs_st_bad_text(name, len) || !out) return hs_st_fail(st, HS_EINVAL, "get stream: bad argument");
+    if (hs_st_bad_text(name, len) || !out)
+        return hs_st_fail(st, HS_EINVAL, "get stream: bad argument");
     return hs_st_finish(st, get_stream(st, name, len, out));
 }
 
@@ -424,20 +455,24 @@ static int create_stream(hs_store_t *st, const char *name, size_t len, int64_t n
 {
     hs_par_t p[] = {HS_PTXT(name, len), HS_PINT(now_us), HS_PINT(now_us)};
     int rc = hs_st_run(st, Q_CREATE_STREAM, p, 3, NULL, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     /* Read the id back by name: the same statement for every dialect, where "the last id"
      * would need one per database. */
     hs_stream_head_t head;
     rc = get_stream(st, name, len, &head);
-    if (rc == HS_ENOENT) return hs_st_fail(st, HS_EDB, "create stream: the new row cannot be read back");
-    if (rc == 0) *id = head.id;
+    if (rc == HS_ENOENT)
+        return hs_st_fail(st, HS_EDB, "create stream: the new row cannot be read back");
+    if (rc == 0)
+        *id = head.id;
     return rc;
 }
 
 int hs_store_create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us,
                            int64_t *id)
 {
-    if (hs_st_bad_text(name, len) || !id) return hs_st_fail(st, HS_EINVAL, "create stream: bad argument");
+    if (hs_st_bad_text(name, len) || !id)
+        return hs_st_fail(st, HS_EINVAL, "create stream: bad argument");
     return hs_st_finish(st, create_stream(st, name, len, now_us, id));
 }
 
@@ -447,13 +482,15 @@ static int update_stream(hs_store_t *st, const hs_stream_head_t *head)
                     HS_PINT(head->updated_us), HS_PINT(head->id)};
     SQLLEN n = 0;
     int rc = hs_st_run(st, Q_UPDATE_STREAM, p, 5, NULL, &n);
-    if (rc == 0 && n == 0) rc = HS_ENOENT;
+    if (rc == 0 && n == 0)
+        rc = HS_ENOENT;
     return rc;
 }
 
 int hs_store_update_stream(hs_store_t *st, const hs_stream_head_t *head)
 {
-    if (!head) return hs_st_fail(st, HS_EINVAL, "update stream: no stream");
+    if (!head)
+        return hs_st_fail(st, HS_EINVAL, "update stream: no stream");
     return hs_st_finish(st, update_stream(st, head));
 }
 
@@ -463,9 +500,12 @@ static int delete_stream(hs_store_t *st, int64_t id)
     hs_par_t one[] = {HS_PINT(id)};
     SQLLEN n = 0;
     int rc = hs_st_run(st, Q_KEEP_POSITION, keep, 2, NULL, NULL);
-    if (rc == 0) rc = hs_st_run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
-    if (rc == 0) rc = hs_st_run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
-    if (rc == 0 && n == 0) rc = HS_ENOENT;
+    if (rc == 0)
+        rc = hs_st_run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
+    if (rc == 0)
+        rc = hs_st_run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
+    if (rc == 0 && n == 0)
+        rc = HS_ENOENT;
     return rc;
 }
 
@@ -478,17 +518,20 @@ static int max_position(hs_store_t *st, int64_t *pos)
 {
     SQLHSTMT h;
     int rc = hs_st_run(st, Q_MAX_POSITION, NULL, 0, &h, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     *pos = 0;
     rc = hs_st_fetch(st, h, Q_MAX_POSITION);
-    if (rc == 1) *pos = hs_st_ival(st, 0);
+    if (rc == 1)
+        *pos = hs_st_ival(st, 0);
     SQLFreeStmt(h, SQL_CLOSE);
     return rc < 0 ? rc : 0;
 }
 
 int hs_store_max_position(hs_store_t *st, int64_t *pos)
 {
-    if (!pos) return hs_st_fail(st, HS_EINVAL, "max position: bad argument");
+    if (!pos)
+        return hs_st_fail(st, HS_EINVAL, "max position: bad argument");
     return hs_st_finish(st, max_position(st, pos));
 }
 
@@ -498,11 +541,14 @@ static int find_event(hs_store_t *st, int64_t stream_id, const char *event_id, s
     hs_par_t p[] = {HS_PINT(stream_id), HS_PTXT(event_id, len)};
     SQLHSTMT h;
     int rc = hs_st_run(st, Q_FIND_EVENT, p, 2, &h, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = hs_st_fetch(st, h, Q_FIND_EVENT);
     if (rc == 1) {
-        if (version) *version = hs_st_ival(st, 0);
-        if (position) *position = hs_st_ival(st, 1);
+        if (version)
+            *version = hs_st_ival(st, 0);
+        if (position)
+            *position = hs_st_ival(st, 1);
         rc = 0;
     } else if (rc == 0) {
         rc = HS_ENOENT;
@@ -514,7 +560,8 @@ static int find_event(hs_store_t *st, int64_t stream_id, const char *event_id, s
 int hs_store_find_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
                         int64_t *version, int64_t *position)
 {
-    if (hs_st_bad_text(event_id, len)) return hs_st_fail(st, HS_EINVAL, "find event: bad argument");
+    if (hs_st_bad_text(event_id, len))
+        return hs_st_fail(st, HS_EINVAL, "find event: bad argument");
     return hs_st_finish(st, find_event(st, stream_id, event_id, len, version, position));
 }
 
@@ -523,7 +570,8 @@ static int oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int
     hs_par_t p[] = {HS_PINT(stream_id)};
     SQLHSTMT h;
     int rc = hs_st_run(st, Q_OLDEST_EVENT, p, 1, &h, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = hs_st_fetch(st, h, Q_OLDEST_EVENT);
     if (rc == 1) {
         *version = hs_st_ival(st, 0);
@@ -538,7 +586,8 @@ static int oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int
 
 int hs_store_oldest_event(hs_store_t *st, int64_t stream_id, int64_t *version, int64_t *time_us)
 {
-    if (!version || !time_us) return hs_st_fail(st, HS_EINVAL, "oldest event: bad argument");
+    if (!version || !time_us)
+        return hs_st_fail(st, HS_EINVAL, "oldest event: bad argument");
     return hs_st_finish(st, oldest_event(st, stream_id, version, time_us));
 }
 
@@ -548,7 +597,8 @@ int hs_store_trim(hs_store_t *st, int64_t stream_id, int64_t upto_version, int64
     hs_par_t p[] = {HS_PINT(stream_id), HS_PINT(upto_version), HS_PINT(before_us)};
     SQLLEN n = 0;
     int rc = hs_st_run(st, Q_TRIM, p, 3, NULL, &n);
-    if (rc == 0 && deleted) *deleted = n > 0 ? (int64_t)n : 0;
+    if (rc == 0 && deleted)
+        *deleted = n > 0 ? (int64_t)n : 0;
     return hs_st_finish(st, rc);
 }
 
@@ -587,25 +637,29 @@ static const char *row_text(const hs_row_t *r, int c)
 static int batch_reserve(hs_store_t *st, size_t m)
 {
     batch_t *b = &st->b;
-    if (m <= b->rows) return 0;
+    if (m <= b->rows)
+        return 0;
     size_t cap = b->rows ? b->rows : 64;
     while (cap < m)
         cap *= 2;
     for (int c = 0; c < N_COUNT; c++) {
         size_t have = b->rows;
         SQLBIGINT *x = hs_odbc_grow(b->num[c], &have, cap, sizeof *x);
-        if (!x) return hs_st_nomem(st);
+        if (!x)
+            return hs_st_nomem(st);
         b->num[c] = x;
     }
     for (int c = 0; c < S_COUNT; c++) {
         size_t have = b->rows;
         SQLLEN *x = hs_odbc_grow(b->len[c], &have, cap, sizeof *x);
-        if (!x) return hs_st_nomem(st);
+        if (!x)
+            return hs_st_nomem(st);
         b->len[c] = x;
     }
     size_t have = b->rows;
     SQLUSMALLINT *x = hs_odbc_grow(b->status, &have, cap, sizeof *x);
-    if (!x) return hs_st_nomem(st);
+    if (!x)
+        return hs_st_nomem(st);
     b->status = x;
     b->rows = cap;
     return 0;
@@ -619,12 +673,15 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
     batch_t *b = &st->b;
     SQLHSTMT h;
     int rc = hs_st_prep(st, Q_INSERT_EVENT, &h);
-    if (rc) return rc;
+    if (rc)
+        return rc;
 
-    if ((rc = batch_reserve(st, m))) return rc;
+    if ((rc = batch_reserve(st, m)))
+        return rc;
     for (int c = 0; c < S_COUNT; c++) {
         char *x = hs_odbc_grow(b->text[c], &b->text_cap[c], w[c] * m, 1);
-        if (!x) return hs_st_nomem(st);
+        if (!x)
+            return hs_st_nomem(st);
         b->text[c] = x;
     }
 
@@ -641,7 +698,8 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
                 b->len[c][k] = SQL_NULL_DATA;
                 continue;
             }
-            if (len) memcpy(b->text[c] + k * w[c], s, len);
+            if (len)
+                memcpy(b->text[c] + k * w[c], s, len);
             b->len[c][k] = (SQLLEN)len;
         }
     }
@@ -655,7 +713,8 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
                          .len = b->len,
                          .status = b->status,
                          .processed = &b->processed};
-    if ((rc = hs_odbc_bind_array(&st->db, h, &a, "insert events"))) return rc;
+    if ((rc = hs_odbc_bind_array(&st->db, h, &a, "insert events")))
+        return rc;
     size_t bad = m;
     SQLRETURN r = hs_odbc_execute_array(h, &a, &bad);
     if (SQL_SUCCEEDED(r) && bad == m && b->processed == m) {
@@ -664,16 +723,18 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
     }
     if (bad < m) {
         const hs_row_t *x = &rows[bad];
-        rc = hs_st_dbfail(st, SQL_HANDLE_STMT, h,
-                    "inserting event %zu of %zu (stream_id %lld, version %lld, position %lld)",
-                    first + bad + 1, total, (long long)x->stream_id, (long long)x->version,
-                    (long long)x->position);
+        rc =
+            hs_st_dbfail(st, SQL_HANDLE_STMT, h,
+                         "inserting event %zu of %zu (stream_id %lld, version %lld, position %lld)",
+                         first + bad + 1, total, (long long)x->stream_id, (long long)x->version,
+                         (long long)x->position);
     } else if (!SQL_SUCCEEDED(r)) {
         rc = hs_st_dbfail(st, SQL_HANDLE_STMT, h, "inserting events %zu..%zu of %zu", first + 1,
-                    first + m, total);
+                          first + m, total);
     } else {
-        rc = hs_st_fail(st, HS_EDB, "inserting events %zu..%zu of %zu: the driver processed %lu rows",
-                  first + 1, first + m, total, (unsigned long)b->processed);
+        rc = hs_st_fail(st, HS_EDB,
+                        "inserting events %zu..%zu of %zu: the driver processed %lu rows",
+                        first + 1, first + m, total, (unsigned long)b->processed);
     }
     SQLFreeStmt(h, SQL_CLOSE);
     return rc;
@@ -688,8 +749,10 @@ static int insert_values(hs_store_t *st, const hs_row_t *rows, size_t first, siz
     batch_t *b = &st->b;
     SQLHSTMT h;
     int rc = hs_st_prep(st, Q_INSERT_VALUES, &h);
-    if (rc) return rc;
-    if ((rc = batch_reserve(st, VALUES_ROWS))) return rc;
+    if (rc)
+        return rc;
+    if ((rc = batch_reserve(st, VALUES_ROWS)))
+        return rc;
     SQLRETURN r = SQL_SUCCESS;
     SQLUSMALLINT par = 1;
     for (size_t k = 0; k < VALUES_ROWS && SQL_SUCCEEDED(r); k++) {
@@ -714,11 +777,12 @@ static int insert_values(hs_store_t *st, const hs_row_t *rows, size_t first, siz
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAMSET_SIZE, (SQLPOINTER)(uintptr_t)1, 0);
     if (!SQL_SUCCEEDED(r))
-        return hs_st_dbfail(st, SQL_HANDLE_STMT, h, "insert events: cannot bind a multi-row insert");
+        return hs_st_dbfail(st, SQL_HANDLE_STMT, h,
+                            "insert events: cannot bind a multi-row insert");
     r = hs_odbc_execute(h);
     if (!SQL_SUCCEEDED(r)) {
         rc = hs_st_dbfail(st, SQL_HANDLE_STMT, h, "inserting events %zu..%zu of %zu", first + 1,
-                    first + VALUES_ROWS, total);
+                          first + VALUES_ROWS, total);
         SQLFreeStmt(h, SQL_CLOSE);
         return rc;
     }
@@ -733,7 +797,8 @@ static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
     if (st->d->insert_values_sql) {
         for (; n - i >= VALUES_ROWS; i += VALUES_ROWS) {
             int rc = insert_values(st, rows + i, i, n);
-            if (rc) return rc;
+            if (rc)
+                return rc;
         }
     }
     while (i < n) {
@@ -748,12 +813,14 @@ static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
                 nw[c] = len > w[c] ? len : w[c];
                 sum += nw[c];
             }
-            if (j > i && sum * (j - i + 1) > INS_BUDGET) break;
+            if (j > i && sum * (j - i + 1) > INS_BUDGET)
+                break;
             memcpy(w, nw, sizeof w);
             j++;
         }
         int rc = insert_some(st, rows + i, j - i, w, i, n);
-        if (rc) return rc;
+        if (rc)
+            return rc;
         i = j;
     }
     return 0;
@@ -761,17 +828,19 @@ static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
 
 int hs_store_insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
 {
-    if (n == 0) return 0;
-    if (!rows) return hs_st_fail(st, HS_EINVAL, "insert events: no rows");
+    if (n == 0)
+        return 0;
+    if (!rows)
+        return hs_st_fail(st, HS_EINVAL, "insert events: no rows");
     for (size_t i = 0; i < n; i++) {
         const hs_row_t *r = &rows[i];
         if (!r->event_id || !r->type || !r->data || r->event_id_len > HS_ODBC_TEXT_MAX ||
             r->type_len > HS_ODBC_TEXT_MAX || r->data_len > HS_ODBC_TEXT_MAX ||
             (r->metadata && r->metadata_len > HS_ODBC_TEXT_MAX))
             return hs_st_fail(st, HS_EINVAL,
-                        "insert events: row %zu lacks event_id, type or data, or"
-                        " a value is too long",
-                        i + 1);
+                              "insert events: row %zu lacks event_id, type or data, or"
+                              " a value is too long",
+                              i + 1);
     }
     return hs_st_finish(st, insert_events(st, rows, n));
 }

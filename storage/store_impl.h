@@ -154,7 +154,7 @@ int hs_st_prep(hs_store_t *st, int q, SQLHSTMT *out);
 int hs_st_run(hs_store_t *st, int q, hs_par_t *p, int n, SQLHSTMT *hp, SQLLEN *changed);
 int hs_st_fetch(hs_store_t *st, SQLHSTMT h, int q);
 int hs_st_text_col(hs_store_t *st, SQLHSTMT h, SQLUSMALLINT col, hs_odbc_text_t *t, const char **s,
-                    size_t *len);
+                   size_t *len);
 int64_t hs_st_ival(const hs_store_t *st, int i);
 void hs_st_head_from_cols(const hs_store_t *st, hs_stream_head_t *out);
 int hs_st_finish(hs_store_t *st, int rc);

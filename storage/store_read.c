@@ -19,7 +19,8 @@
 static size_t next_page(size_t page, size_t biggest)
 {
     size_t n = page * 4 < PAGE_MAX ? page * 4 : PAGE_MAX;
-    if (biggest > 0 && n > PAGE_BYTES / biggest) n = PAGE_BYTES / biggest;
+    if (biggest > 0 && n > PAGE_BYTES / biggest)
+        n = PAGE_BYTES / biggest;
     return n < PAGE_MIN ? PAGE_MIN : n;
 }
 
@@ -38,12 +39,14 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
         size_t want = left < page ? left : page;
         hs_par_t p[3];
         int np = 0;
-        if (!all) p[np++] = HS_PTXT(name, name_len);
+        if (!all)
+            p[np++] = HS_PTXT(name, name_len);
         p[np++] = HS_PINT(after);
         p[np++] = HS_PINT(want);
         SQLHSTMT h;
         int rc = hs_st_run(st, q, p, np, &h, NULL);
-        if (rc) return rc;
+        if (rc)
+            return rc;
 
         size_t got = 0, biggest = 0;
         while ((rc = hs_st_fetch(st, h, q)) == 1) {
@@ -60,27 +63,35 @@ static int read_events(hs_store_t *st, int q, const char *name, size_t name_len,
                 rec.stream_len = name_len;
             }
             if (rc == 0)
-                rc = hs_st_text_col(st, h, col++, &st->t[T_EVENT_ID], &rec.event_id, &rec.event_id_len);
-            if (rc == 0) rc = hs_st_text_col(st, h, col++, &st->t[T_TYPE], &rec.type, &rec.type_len);
-            if (rc == 0) rc = hs_st_text_col(st, h, col++, &st->t[T_DATA], &rec.data, &rec.data_len);
+                rc = hs_st_text_col(st, h, col++, &st->t[T_EVENT_ID], &rec.event_id,
+                                    &rec.event_id_len);
+            if (rc == 0)
+                rc = hs_st_text_col(st, h, col++, &st->t[T_TYPE], &rec.type, &rec.type_len);
+            if (rc == 0)
+                rc = hs_st_text_col(st, h, col++, &st->t[T_DATA], &rec.data, &rec.data_len);
             if (rc == 0)
                 rc = hs_st_text_col(st, h, col++, &st->t[T_META], &rec.metadata, &rec.metadata_len);
             if (rc == 0 && (!rec.event_id || !rec.type || !rec.data || !rec.stream))
                 rc = hs_st_fail(st, HS_EDB, "%s: NULL in a NOT NULL column at position %lld",
-                          qinfo[q].what, (long long)rec.position);
-            if (rc) break;
+                                qinfo[q].what, (long long)rec.position);
+            if (rc)
+                break;
             size_t size =
                 rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len + rec.metadata_len;
-            if (size > biggest) biggest = size;
+            if (size > biggest)
+                biggest = size;
             got++;
             left--;
             after = all ? rec.position : rec.version;
             rc = cb(ctx, &rec);
-            if (rc) break;
+            if (rc)
+                break;
         }
         SQLFreeStmt(h, SQL_CLOSE);
-        if (rc) return rc;
-        if (got < want) break;
+        if (rc)
+            return rc;
+        if (got < want)
+            break;
         page = next_page(page, biggest);
     }
     return 0;
@@ -94,35 +105,42 @@ static size_t block_reserve(hs_store_t *st, size_t want)
     for (int c = 0; c < B_COUNT; c++)
         per_row += b->width[c];
     size_t rows = want < BLOCK_ROWS ? want : BLOCK_ROWS;
-    if (rows > BLOCK_BYTES / per_row) rows = BLOCK_BYTES / per_row;
-    if (rows < 1) rows = 1;
+    if (rows > BLOCK_BYTES / per_row)
+        rows = BLOCK_BYTES / per_row;
+    if (rows < 1)
+        rows = 1;
     if (rows > b->cap) {
         size_t have;
         for (int i = 0; i < 3; i++) {
             have = b->cap;
             SQLBIGINT *x = hs_odbc_grow(b->num[i], &have, rows, sizeof *x);
-            if (!x) return 0;
+            if (!x)
+                return 0;
             b->num[i] = x;
             have = b->cap;
             SQLLEN *y = hs_odbc_grow(b->num_ind[i], &have, rows, sizeof *y);
-            if (!y) return 0;
+            if (!y)
+                return 0;
             b->num_ind[i] = y;
         }
         for (int c = 0; c < B_COUNT; c++) {
             have = b->cap;
             SQLLEN *y = hs_odbc_grow(b->ind[c], &have, rows, sizeof *y);
-            if (!y) return 0;
+            if (!y)
+                return 0;
             b->ind[c] = y;
         }
         have = b->cap;
         SQLUSMALLINT *z = hs_odbc_grow(b->status, &have, rows, sizeof *z);
-        if (!z) return 0;
+        if (!z)
+            return 0;
         b->status = z;
         b->cap = rows;
     }
     for (int c = 0; c < B_COUNT; c++) {
         char *x = hs_odbc_grow(b->text[c], &b->text_cap[c], rows * b->width[c], 1);
-        if (!x) return 0;
+        if (!x)
+            return 0;
         b->text[c] = x;
     }
     return rows;
@@ -135,14 +153,17 @@ static int block_bind(hs_store_t *st, SQLHSTMT h, bool all, size_t rows)
     SQLRETURN r = SQLSetStmtAttr(h, SQL_ATTR_ROW_BIND_TYPE, (SQLPOINTER)SQL_BIND_BY_COLUMN, 0);
     if (SQL_SUCCEEDED(r))
         r = SQLSetStmtAttr(h, SQL_ATTR_ROW_ARRAY_SIZE, (SQLPOINTER)(uintptr_t)rows, 0);
-    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_ROWS_FETCHED_PTR, &b->fetched, 0);
-    if (SQL_SUCCEEDED(r)) r = SQLSetStmtAttr(h, SQL_ATTR_ROW_STATUS_PTR, b->status, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_ROWS_FETCHED_PTR, &b->fetched, 0);
+    if (SQL_SUCCEEDED(r))
+        r = SQLSetStmtAttr(h, SQL_ATTR_ROW_STATUS_PTR, b->status, 0);
     SQLUSMALLINT col = 1;
     for (int i = 0; i < 3 && SQL_SUCCEEDED(r); i++)
         r = SQLBindCol(h, col++, SQL_C_SBIGINT, b->num[i], 0, b->num_ind[i]);
     for (int c = all ? B_STREAM : B_EVENT_ID; c < B_COUNT && SQL_SUCCEEDED(r); c++)
         r = SQLBindCol(h, col++, SQL_C_CHAR, b->text[c], (SQLLEN)b->width[c], b->ind[c]);
-    if (!SQL_SUCCEEDED(r)) return hs_st_dbfail(st, SQL_HANDLE_STMT, h, "cannot bind a read block");
+    if (!SQL_SUCCEEDED(r))
+        return hs_st_dbfail(st, SQL_HANDLE_STMT, h, "cannot bind a read block");
     return 0;
 }
 
@@ -157,37 +178,46 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
     bool all = name == NULL;
     size_t left = limit, page = PAGE_FIRST;
     static const size_t first_width[B_COUNT] = {256, 128, 128, 512, 256};
-    if (!b->width[0]) memcpy(b->width, first_width, sizeof first_width);
+    if (!b->width[0])
+        memcpy(b->width, first_width, sizeof first_width);
 
     while (left > 0) {
         size_t want = left < page ? left : page;
         size_t rows = block_reserve(st, want);
-        if (!rows) return hs_st_nomem(st);
+        if (!rows)
+            return hs_st_nomem(st);
         SQLHSTMT h;
         int rc = hs_st_prep(st, q, &h);
-        if (rc) return rc;
-        if ((rc = block_bind(st, h, all, rows))) return rc;
+        if (rc)
+            return rc;
+        if ((rc = block_bind(st, h, all, rows)))
+            return rc;
         hs_par_t p[3];
         int np = 0;
-        if (!all) p[np++] = HS_PTXT(name, name_len);
+        if (!all)
+            p[np++] = HS_PTXT(name, name_len);
         p[np++] = HS_PINT(after);
         p[np++] = HS_PINT(want);
-        if ((rc = hs_st_run(st, q, p, np, &h, NULL))) return rc;
+        if ((rc = hs_st_run(st, q, p, np, &h, NULL)))
+            return rc;
 
         size_t got = 0, biggest = 0, longest[B_COUNT] = {0};
         bool widened = false, end = false;
         while (rc == 0 && !widened && !end) {
             b->fetched = 0;
             int fr = hs_st_fetch(st, h, q); /* a block of rows */
-            if (fr == 0) break;
+            if (fr == 0)
+                break;
             if (fr < 0) {
                 rc = fr;
                 break;
             }
-            if (b->fetched < rows) end = true; /* the last block of this query */
+            if (b->fetched < rows)
+                end = true; /* the last block of this query */
             for (size_t i = 0; i < b->fetched && rc == 0; i++) {
                 if (b->status[i] != SQL_ROW_SUCCESS && b->status[i] != SQL_ROW_SUCCESS_WITH_INFO) {
-                    rc = hs_st_fail(st, HS_EDB, "%s: row %zu of a block failed", qinfo[q].what, i + 1);
+                    rc = hs_st_fail(st, HS_EDB, "%s: row %zu of a block failed", qinfo[q].what,
+                                    i + 1);
                     break;
                 }
                 /* a value that did not fit: widen its column, read again from here */
@@ -195,12 +225,14 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
                     SQLLEN ind = b->ind[c][i];
                     if (ind == SQL_NO_TOTAL || (ind >= 0 && (size_t)ind >= b->width[c])) {
                         size_t need = ind == SQL_NO_TOTAL ? b->width[c] * 4 : (size_t)ind + 1;
-                        if (need > HS_ODBC_TEXT_MAX) need = HS_ODBC_TEXT_MAX;
+                        if (need > HS_ODBC_TEXT_MAX)
+                            need = HS_ODBC_TEXT_MAX;
                         b->width[c] = hs_odbc_pow2_above(need - 1);
                         widened = true;
                     }
                 }
-                if (widened) break;
+                if (widened)
+                    break;
                 hs_record_t rec;
                 const char *txt[B_COUNT];
                 size_t len[B_COUNT];
@@ -209,7 +241,8 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
                     bool null = (c == B_STREAM && !all) || ind == SQL_NULL_DATA;
                     txt[c] = null ? NULL : b->text[c] + i * b->width[c];
                     len[c] = null ? 0 : (size_t)ind;
-                    if (len[c] > longest[c]) longest[c] = len[c];
+                    if (len[c] > longest[c])
+                        longest[c] = len[c];
                 }
                 rec.version = b->num_ind[0][i] == SQL_NULL_DATA ? 0 : (int64_t)b->num[0][i];
                 rec.position = b->num_ind[1][i] == SQL_NULL_DATA ? 0 : (int64_t)b->num[1][i];
@@ -226,12 +259,13 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
                 rec.metadata_len = len[B_META];
                 if (!rec.event_id || !rec.type || !rec.data || !rec.stream) {
                     rc = hs_st_fail(st, HS_EDB, "%s: NULL in a NOT NULL column at position %lld",
-                              qinfo[q].what, (long long)rec.position);
+                                    qinfo[q].what, (long long)rec.position);
                     break;
                 }
-                size_t size =
-                    rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len + rec.metadata_len;
-                if (size > biggest) biggest = size;
+                size_t size = rec.stream_len + rec.event_id_len + rec.type_len + rec.data_len +
+                              rec.metadata_len;
+                if (size > biggest)
+                    biggest = size;
                 got++;
                 left--;
                 after = all ? rec.position : rec.version;
@@ -239,15 +273,20 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
             }
         }
         SQLFreeStmt(h, SQL_CLOSE);
-        if (rc) return rc;
-        if (widened) continue; /* the same page again, from the row that did not fit */
+        if (rc)
+            return rc;
+        if (widened)
+            continue; /* the same page again, from the row that did not fit */
         /* one big event must not leave a column wide (and blocks short) for good */
         for (int c = 0; c < B_COUNT && got > 0; c++) {
             size_t fit = hs_odbc_pow2_above(longest[c]) * 2;
-            if (fit < first_width[c]) fit = first_width[c];
-            if (fit * 4 <= b->width[c]) b->width[c] = fit;
+            if (fit < first_width[c])
+                fit = first_width[c];
+            if (fit * 4 <= b->width[c])
+                b->width[c] = fit;
         }
-        if (got < want) break;
+        if (got < want)
+            break;
         page = next_page(page, biggest);
     }
     return 0;
@@ -256,21 +295,26 @@ static int read_block(hs_store_t *st, int q, const char *name, size_t name_len, 
 int hs_store_read_stream(hs_store_t *st, const char *name, size_t len, int64_t after, bool backward,
                          size_t limit, hs_record_cb cb, void *ctx)
 {
-    if (hs_st_bad_text(name, len) || !cb) return hs_st_fail(st, HS_EINVAL, "read stream: bad argument");
-    if (backward && after <= 0) after = INT64_MAX;
+    if (hs_st_bad_text(name, len) || !cb)
+        return hs_st_fail(st, HS_EINVAL, "read stream: bad argument");
+    if (backward && after <= 0)
+        after = INT64_MAX;
     if (!backward)
-        return hs_st_finish(st, read_block(st, Q_READ_STREAM_BLOCK, name ? name : "", len, after, limit,
-                                     cb, ctx));
-    return hs_st_finish(st, read_events(st, Q_READ_STREAM_BWD, name ? name : "", len, after, limit, cb,
-                                  ctx));
+        return hs_st_finish(
+            st, read_block(st, Q_READ_STREAM_BLOCK, name ? name : "", len, after, limit, cb, ctx));
+    return hs_st_finish(
+        st, read_events(st, Q_READ_STREAM_BWD, name ? name : "", len, after, limit, cb, ctx));
 }
 
 int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit, hs_record_cb cb,
                       void *ctx)
 {
-    if (!cb) return hs_st_fail(st, HS_EINVAL, "read all: no callback");
-    if (backward && after <= 0) after = INT64_MAX;
-    if (!backward) return hs_st_finish(st, read_block(st, Q_READ_ALL_BLOCK, NULL, 0, after, limit, cb, ctx));
+    if (!cb)
+        return hs_st_fail(st, HS_EINVAL, "read all: no callback");
+    if (backward && after <= 0)
+        after = INT64_MAX;
+    if (!backward)
+        return hs_st_finish(st, read_block(st, Q_READ_ALL_BLOCK, NULL, 0, after, limit, cb, ctx));
     return hs_st_finish(st, read_events(st, Q_READ_ALL_BWD, NULL, 0, after, limit, cb, ctx));
 }
 
@@ -279,14 +323,17 @@ static int bytecmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0;
-    if (c) return c;
+    if (c)
+        return c;
     return alen < blen ? -1 : alen > blen;
 }
 
 static int set_text(hs_odbc_text_t *t, const char *s, size_t len)
 {
-    if (hs_odbc_text_reserve(t, len + 1)) return HS_ENOMEM;
-    if (len) memcpy(t->p, s, len);
+    if (hs_odbc_text_reserve(t, len + 1))
+        return HS_ENOMEM;
+    if (len)
+        memcpy(t->p, s, len);
     t->p[len] = '\0';
     return 0;
 }
@@ -306,7 +353,8 @@ static size_t prefix_bound(const char *prefix, size_t plen, char *hi)
     uint32_t c;
     while (at < plen) {
         size_t len = hs_utf8_char(p + at, plen - at, &c);
-        if (!len) break;
+        if (!len)
+            break;
         at += len;
     }
     memcpy(hi, prefix, plen);
@@ -329,7 +377,8 @@ static size_t prefix_bound(const char *prefix, size_t plen, char *hi)
     size_t n = plen;
     while (n > 0 && p[n - 1] == 0xFF)
         n--;
-    if (n > 0) hi[n - 1] = (char)(p[n - 1] + 1);
+    if (n > 0)
+        hi[n - 1] = (char)(p[n - 1] + 1);
     return n;
 }
 
@@ -345,15 +394,18 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
     int incl = 1;
 
     if (alen > 0 && bytecmp(after, alen, prefix, plen) >= 0) {
-        if (set_text(key, after, alen)) return hs_st_nomem(st);
+        if (set_text(key, after, alen))
+            return hs_st_nomem(st);
         keylen = alen;
         incl = 0;
     } else {
-        if (set_text(key, prefix, plen)) return hs_st_nomem(st);
+        if (set_text(key, prefix, plen))
+            return hs_st_nomem(st);
         keylen = plen;
     }
     /* a raised character may take one more byte (U+007F -> U+0080) */
-    if (hs_odbc_text_reserve(hi, plen + 2)) return hs_st_nomem(st);
+    if (hs_odbc_text_reserve(hi, plen + 2))
+        return hs_st_nomem(st);
     hilen = prefix_bound(prefix, plen, hi->p);
     int q = hilen > 0 ? Q_LIST : Q_LIST_OPEN;
 
@@ -365,11 +417,13 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
         p[np++] = HS_PTXT(key->p, keylen);
         p[np++] = HS_PTXT(key->p, keylen);
         p[np++] = HS_PINT(incl);
-        if (hilen > 0) p[np++] = HS_PTXT(hi->p, hilen);
+        if (hilen > 0)
+            p[np++] = HS_PTXT(hi->p, hilen);
         p[np++] = HS_PINT(want);
         SQLHSTMT h;
         int rc = hs_st_run(st, q, p, np, &h, NULL);
-        if (rc) return rc;
+        if (rc)
+            return rc;
 
         size_t got = 0;
         const char *name = NULL;
@@ -378,18 +432,24 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
             hs_stream_head_t head;
             hs_st_head_from_cols(st, &head);
             rc = hs_st_text_col(st, h, INT_COLS + 1, &st->t[T_STREAM], &name, &nlen);
-            if (rc == 0 && !name) rc = hs_st_fail(st, HS_EDB, "list streams: a stream without a name");
-            if (rc) break;
+            if (rc == 0 && !name)
+                rc = hs_st_fail(st, HS_EDB, "list streams: a stream without a name");
+            if (rc)
+                break;
             got++;
             left--;
             rc = cb(ctx, name, nlen, &head);
-            if (rc) break;
+            if (rc)
+                break;
         }
         SQLFreeStmt(h, SQL_CLOSE);
-        if (rc) return rc;
-        if (got < want) break;
+        if (rc)
+            return rc;
+        if (got < want)
+            break;
         /* The next page starts after the last name: copy it, the buffer is reused. */
-        if (set_text(key, name, nlen)) return hs_st_nomem(st);
+        if (set_text(key, name, nlen))
+            return hs_st_nomem(st);
         keylen = nlen;
         incl = 0;
     }
@@ -402,5 +462,5 @@ int hs_store_list_streams(hs_store_t *st, const char *prefix, size_t prefix_len,
     if (hs_st_bad_text(prefix, prefix_len) || hs_st_bad_text(after, after_len) || !cb)
         return hs_st_fail(st, HS_EINVAL, "list streams: bad argument");
     return hs_st_finish(st, list_streams(st, prefix ? prefix : "", prefix_len, after ? after : "",
-                                   after_len, limit, cb, ctx));
+                                         after_len, limit, cb, ctx));
 }

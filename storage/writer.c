@@ -49,7 +49,8 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-__attribute__((format(printf, 3, 4))) static void wlog(hs_writer_t *w, hs_log_level_t lvl, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void wlog(hs_writer_t *w, hs_log_level_t lvl,
+                                                       const char *fmt, ...)
 {
     if (!w->cfg.log)
         return;
@@ -158,8 +159,7 @@ static bool reconnect(hs_writer_t *w)
     /* the first failure and then one line every 10 s, not one per attempt */
     if (w->attempts == 1 || now - w->last_warn_us >= 10 * 1000000) {
         w->last_warn_us = now;
-        wlog(w, HS_LOG_WARN, "database still unavailable after %u attempts: %s", w->attempts,
-             err);
+        wlog(w, HS_LOG_WARN, "database still unavailable after %u attempts: %s", w->attempts, err);
     }
     return false;
 }
@@ -191,8 +191,7 @@ static void resolve_doubt(hs_writer_t *w)
     }
     w->doubt = false;
     if (rc == 0 && v == r->version && p == r->position) {
-        wlog(w, HS_LOG_WARN, "a commit in doubt took effect: %zu entries acknowledged",
-             w->doubt_n);
+        wlog(w, HS_LOG_WARN, "a commit in doubt took effect: %zu entries acknowledged", w->doubt_n);
         committed(w, w->doubt_n, w->doubt_first_pos, w->doubt_next_pos);
     } else {
         wlog(w, HS_LOG_WARN, "a commit in doubt did not take effect: %zu entries failed",
@@ -330,9 +329,8 @@ static size_t collect(hs_writer_t *w)
         more = false;
         for (int r = 0; r <= w->nrings && events < (size_t)w->cfg.batch_max; r++) {
             void *p;
-            bool ok = r < w->nrings
-                          ? hs_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
-                          : hs_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p);
+            bool ok = r < w->nrings ? hs_ring_dequeue_spsc(&w->rings[r].r, w->rings[r].buf, &p)
+                                    : hs_ring_dequeue_mpsc(&w->rings[r].r, w->rings[r].buf, &p);
             if (!ok)
                 continue;
             more = true;
@@ -403,8 +401,7 @@ static bool run_down(hs_writer_t *w)
     if (stopping)
         return false;
     int64_t wait_ms = (w->retry_at_us - mono_us()) / 1000;
-    hs_waiter_sleep(&w->waiter, wait_ms < 1 ? 1 : wait_ms > 200 ? 200 : (int)wait_ms, has_work,
-                    w);
+    hs_waiter_sleep(&w->waiter, wait_ms < 1 ? 1 : wait_ms > 200 ? 200 : (int)wait_ms, has_work, w);
     return true;
 }
 

@@ -85,9 +85,9 @@ typedef void (*hs_writer_log_fn)(void *ctx, hs_log_level_t level, const char *ms
 
 typedef struct hs_writer_config {
     const char *db;
-    int nrings;        /* one SPSC ring per IO thread */
-    int ring_size;     /* power of two */
-    int batch_max;     /* most events per transaction */
+    int nrings;    /* one SPSC ring per IO thread */
+    int ring_size; /* power of two */
+    int batch_max; /* most events per transaction */
     hs_encode_fn encode;
     hs_encode_marker_fn encode_marker;
     hs_batch_sink_fn sink;

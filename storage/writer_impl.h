@@ -25,8 +25,8 @@
 typedef struct head {
     struct head *next;
     hs_stream_head_t h;
-    bool dirty;     /* changed in the current batch */
-    bool is_new;    /* created in the current batch */
+    bool dirty;  /* changed in the current batch */
+    bool is_new; /* created in the current batch */
     uint32_t hash;
     uint32_t len;
     struct head *dirty_next;
@@ -53,7 +53,8 @@ struct hs_writer {
     bool started;
     atomic_int stopping;
     hs_waiter_t waiter;
-    ring_t *rings; /* cfg.nrings SPSC rings, then one MPSC ring (in-process publishes from any thread) */
+    ring_t *rings; /* cfg.nrings SPSC rings, then one MPSC ring (in-process publishes from any
+                      thread) */
     int nrings;
 
     /* writer-thread state */

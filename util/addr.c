@@ -13,8 +13,10 @@ static bool host_chars_ok(const char *h, size_t len, bool ipv6)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)h[i];
-        if (isalnum(c) || c == '.' || c == '-' || c == '_') continue;
-        if (ipv6 && (c == ':' || c == '%')) continue;
+        if (isalnum(c) || c == '.' || c == '-' || c == '_')
+            continue;
+        if (ipv6 && (c == ':' || c == '%'))
+            continue;
         return false;
     }
     return true;
@@ -26,10 +28,12 @@ int hs_listen_parse(const char *listen, char *host, size_t hostlen, int *port)
     size_t hlen;
     uint64_t n;
 
-    if (!listen || !host || !port) return HS_EINVAL;
+    if (!listen || !host || !port)
+        return HS_EINVAL;
     if (listen[0] == '[') {
         const char *close = strchr(listen, ']');
-        if (!close || close[1] != ':') return HS_EINVAL;
+        if (!close || close[1] != ':')
+            return HS_EINVAL;
         h = listen + 1;
         hlen = (size_t)(close - h);
         colon = close + 1;
@@ -37,7 +41,8 @@ int hs_listen_parse(const char *listen, char *host, size_t hostlen, int *port)
             return HS_EINVAL; /* brackets are for IPv6 addresses only */
     } else {
         colon = strrchr(listen, ':');
-        if (!colon) return HS_EINVAL;
+        if (!colon)
+            return HS_EINVAL;
         h = listen;
         hlen = (size_t)(colon - listen);
         if (!host_chars_ok(h, hlen, false))
@@ -50,13 +55,17 @@ int hs_listen_parse(const char *listen, char *host, size_t hostlen, int *port)
 
     p = colon + 1;
     n = 0;
-    if (!*p || strlen(p) > 5) return HS_EINVAL;
+    if (!*p || strlen(p) > 5)
+        return HS_EINVAL;
     for (const char *d = p; *d; d++) {
-        if (*d < '0' || *d > '9') return HS_EINVAL;
+        if (*d < '0' || *d > '9')
+            return HS_EINVAL;
         n = n * 10 + (uint64_t)(*d - '0');
     }
-    if (n > 65535) return HS_EINVAL;
-    if (hlen + 1 > hostlen) return HS_EINVAL;
+    if (n > 65535)
+        return HS_EINVAL;
+    if (hlen + 1 > hostlen)
+        return HS_EINVAL;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     *port = (int)n;
@@ -70,16 +79,20 @@ bool hs_listen_is_loopback(const char *host)
     struct in6_addr a6;
     size_t len;
 
-    if (!host) return false;
+    if (!host)
+        return false;
     len = strlen(host);
     if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-        if (len - 2 >= sizeof buf) return false;
+        if (len - 2 >= sizeof buf)
+            return false;
         memcpy(buf, host + 1, len - 2);
         buf[len - 2] = '\0';
         host = buf;
     }
-    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0) return true;
-    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
     if (inet_pton(AF_INET6, host, &a6) == 1)
         return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
     return false;

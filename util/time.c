@@ -55,4 +55,3 @@ void hs_format_time(int64_t time_us, char out[32])
     out[26] = 'Z';
     out[27] = '\0';
 }
-

@@ -32,7 +32,8 @@ static void uuid_format(const uint8_t b[16], char out[37])
     static const char hex[] = "0123456789abcdef";
     int o = 0;
     for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
         out[o++] = hex[b[i] >> 4];
         out[o++] = hex[b[i] & 15];
     }
@@ -79,4 +80,3 @@ void hs_uuid7(char out[37])
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     uuid_format(b, out);
 }
-

@@ -36,21 +36,21 @@ extern "C" {
 /* Error codes: always negative. */
 enum {
     HS_OK = 0,
-    HS_EINVAL = -1,        /* bad argument or malformed input */
-    HS_ENOMEM = -2,        /* allocation failed */
-    HS_ENOENT = -3,        /* no such stream or event */
-    HS_ECONFLICT = -4,     /* expectedVersion did not match */
-    HS_ECLOSED = -5,       /* the stream is closed */
-    HS_EDB = -6,           /* the database failed or is unreachable */
-    HS_EUNAVAIL = -7,      /* the server is stopping or not started */
-    HS_ETOOLARGE = -8,     /* a size limit was exceeded */
-    HS_EBUSY = -9,         /* a queue is full; try again later */
-    HS_ESYS = -10,         /* a system call failed (errno is logged) */
-    HS_EREJECTED = -11,    /* a hook refused the operation */
-    HS_ERESERVED = -12,    /* the stream name is reserved ($...) */
-    HS_EUNKNOWN = -13,     /* the database connection broke during the commit and did not come
-                              back in time: the events may or may not be appended; retry with
-                              the same event ids */
+    HS_EINVAL = -1,     /* bad argument or malformed input */
+    HS_ENOMEM = -2,     /* allocation failed */
+    HS_ENOENT = -3,     /* no such stream or event */
+    HS_ECONFLICT = -4,  /* expectedVersion did not match */
+    HS_ECLOSED = -5,    /* the stream is closed */
+    HS_EDB = -6,        /* the database failed or is unreachable */
+    HS_EUNAVAIL = -7,   /* the server is stopping or not started */
+    HS_ETOOLARGE = -8,  /* a size limit was exceeded */
+    HS_EBUSY = -9,      /* a queue is full; try again later */
+    HS_ESYS = -10,      /* a system call failed (errno is logged) */
+    HS_EREJECTED = -11, /* a hook refused the operation */
+    HS_ERESERVED = -12, /* the stream name is reserved ($...) */
+    HS_EUNKNOWN = -13,  /* the database connection broke during the commit and did not come
+                           back in time: the events may or may not be appended; retry with
+                           the same event ids */
 };
 
 /* Text of an error code; never NULL. */
@@ -70,48 +70,48 @@ typedef enum hs_log_level {
  * valid until hs_server_create() returns (the server copies them).
  */
 typedef struct hs_config {
-    const char *listen;          /* "host:port"; default "127.0.0.1:5000"; port 0 picks one */
-    const char *db;              /* ODBC connection string, "DSN=name", or a SQLite file path;
-                                    default "hubstream.db" (SQLite, WAL) */
-    bool allow_anonymous;        /* allow a non-loopback listen address without auth */
-    int io_threads;              /* 0 = one per core */
-    int fanout_workers;          /* 0 = one per two cores, at least 1 */
-    int reader_threads;          /* catch-up and HTTP read connections; default 2 */
-    int max_connections;         /* default 100000 */
-    size_t max_body;             /* HTTP request body bytes; default 1 MiB */
-    int request_timeout_ms;      /* a request body must have arrived whole this long after
-                                    its headers; default 30000 */
-    size_t max_event;            /* one event's encoded size; default 1 MiB */
-    size_t max_message;          /* inbound SignalR message; default 1 MiB */
-    int max_subscriptions;       /* per connection; default 1000 */
-    size_t outbox_bytes;         /* per-subscription outbox bound; default 4 MiB */
-    size_t read_budget;          /* bytes that catch-up pages and read answers may hold at once,
-                                    over all connections; default 256 MiB */
+    const char *listen;            /* "host:port"; default "127.0.0.1:5000"; port 0 picks one */
+    const char *db;                /* ODBC connection string, "DSN=name", or a SQLite file path;
+                                      default "hubstream.db" (SQLite, WAL) */
+    bool allow_anonymous;          /* allow a non-loopback listen address without auth */
+    int io_threads;                /* 0 = one per core */
+    int fanout_workers;            /* 0 = one per two cores, at least 1 */
+    int reader_threads;            /* catch-up and HTTP read connections; default 2 */
+    int max_connections;           /* default 100000 */
+    size_t max_body;               /* HTTP request body bytes; default 1 MiB */
+    int request_timeout_ms;        /* a request body must have arrived whole this long after
+                                      its headers; default 30000 */
+    size_t max_event;              /* one event's encoded size; default 1 MiB */
+    size_t max_message;            /* inbound SignalR message; default 1 MiB */
+    int max_subscriptions;         /* per connection; default 1000 */
+    size_t outbox_bytes;           /* per-subscription outbox bound; default 4 MiB */
+    size_t read_budget;            /* bytes that catch-up pages and read answers may hold at once,
+                                      over all connections; default 256 MiB */
     size_t connection_read_budget; /* the same for one SignalR connection (its subscriptions'
                                       catch-up and its Read answers); default 16 MiB */
-    size_t max_page_bytes;       /* most bytes of events in one read answer (HTTP and Read):
-                                    a page ends early past it; default 4 MiB */
-    int sse_ping_ms;             /* SSE comment ping after this much silence; default 15000 */
-    int sse_retry_ms;            /* the `retry:` advertised to SSE clients; default 3000 */
-    int stall_timeout_ms;        /* a subscriber that reads nothing this long is closed;
-                                    default 30000 */
-    int writer_batch;            /* most events in one commit; default 4096 */
-    const char *retention;       /* retention rules, "PATTERN:max-count=N,max-age=DUR;...";
-                                    NULL (the default) keeps every event */
+    size_t max_page_bytes;         /* most bytes of events in one read answer (HTTP and Read):
+                                      a page ends early past it; default 4 MiB */
+    int sse_ping_ms;               /* SSE comment ping after this much silence; default 15000 */
+    int sse_retry_ms;              /* the `retry:` advertised to SSE clients; default 3000 */
+    int stall_timeout_ms;          /* a subscriber that reads nothing this long is closed;
+                                      default 30000 */
+    int writer_batch;              /* most events in one commit; default 4096 */
+    const char *retention;         /* retention rules, "PATTERN:max-count=N,max-age=DUR;...";
+                                      NULL (the default) keeps every event */
     /* SignalR (/hub) */
-    int hub_keepalive_ms;        /* Ping after this much silence towards a client; 15000 */
-    int hub_client_timeout_ms;   /* close a client silent this long (armed by its first
-                                    Ping); 30000 */
-    int hub_handshake_timeout_ms; /* the handshake must arrive within; 15000 */
+    int hub_keepalive_ms;          /* Ping after this much silence towards a client; 15000 */
+    int hub_client_timeout_ms;     /* close a client silent this long (armed by its first
+                                      Ping); 30000 */
+    int hub_handshake_timeout_ms;  /* the handshake must arrive within; 15000 */
     int hub_disconnect_timeout_ms; /* an unused negotiated id, an absent long-polling client,
                                       a dropped stateful connection expire after; 15000 */
-    int hub_longpoll_ms;         /* a long poll with nothing to send is answered after; 90000 */
-    int hub_max_unclaimed;       /* negotiated connections not yet used by a transport (and
-                                    ended long-polling ones not yet expired); beyond it
-                                    negotiate answers 429; 10000 */
-    bool hub_stateful_reconnect; /* grant stateful reconnect to clients that ask; true */
-    size_t hub_stateful_buffer;  /* unacknowledged bytes kept for a stateful resume; 100000 */
-    hs_log_level_t log_level;    /* default HS_LOG_INFO */
+    int hub_longpoll_ms;           /* a long poll with nothing to send is answered after; 90000 */
+    int hub_max_unclaimed;         /* negotiated connections not yet used by a transport (and
+                                      ended long-polling ones not yet expired); beyond it
+                                      negotiate answers 429; 10000 */
+    bool hub_stateful_reconnect;   /* grant stateful reconnect to clients that ask; true */
+    size_t hub_stateful_buffer;    /* unacknowledged bytes kept for a stateful resume; 100000 */
+    hs_log_level_t log_level;      /* default HS_LOG_INFO */
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */
@@ -180,8 +180,7 @@ HS_API int hs_server_publish(hs_server_t *srv, const char *stream, const hs_even
  * `fields` is a JSON object text with the record's structured fields ("{}" when none). May be
  * called from any server thread, concurrently; must not block for long.
  */
-typedef void (*hs_log_fn)(void *ctx, hs_log_level_t level, const char *message,
-                          const char *fields);
+typedef void (*hs_log_fn)(void *ctx, hs_log_level_t level, const char *message, const char *fields);
 HS_API void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx);
 
 /*

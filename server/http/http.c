@@ -57,9 +57,9 @@ struct hs_http_read {
     size_t count;
     int64_t last_seq;
     bool oom;
-    bool spent;        /* the read budget could not take the body's next growth */
+    bool spent;          /* the read budget could not take the body's next growth */
     hs_budget_t *budget; /* the server's read budget: the body is charged to it */
-    size_t page_cap;   /* most event bytes in the answer (--max-page-bytes) */
+    size_t page_cap;     /* most event bytes in the answer (--max-page-bytes) */
 };
 
 /* The end of a read whose page is full (not an error). */
@@ -107,7 +107,8 @@ static void buf_put(struct hs_http_read *r, const char *s, size_t n)
     }
 }
 
-__attribute__((format(printf, 2, 3))) static void buf_printf(struct hs_http_read *r, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void buf_printf(struct hs_http_read *r,
+                                                             const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
@@ -143,10 +144,11 @@ static void stream_info_json(struct hs_http_read *r, const char *name, size_t le
     hs_format_time(h->updated_us, updated);
     buf_put(r, "{\"name\":", 8);
     buf_quote(r, name, len);
-    buf_printf(r, ",\"version\":%lld,\"position\":%lld,\"closed\":%s,\"created\":\"%s\","
-                  "\"updated\":\"%s\"",
-               (long long)h->version, (long long)h->position, h->closed ? "true" : "false",
-               created, updated);
+    buf_printf(r,
+               ",\"version\":%lld,\"position\":%lld,\"closed\":%s,\"created\":\"%s\","
+               "\"updated\":\"%s\"",
+               (long long)h->version, (long long)h->position, h->closed ? "true" : "false", created,
+               updated);
     if (with_subs)
         buf_printf(r, ",\"subscribers\":%zu", hs_fanout_count(r->srv->fanout, name, len));
     buf_put(r, "}", 1);
@@ -173,8 +175,8 @@ static int on_event(void *ctx, const hs_record_t *rec)
         r->body[r->len++] = ',';
     r->len += hs_record_json(rec, r->body + r->len);
     r->count++;
-    r->last_seq = r->stream_len == 4 && memcmp(r->stream, "$all", 4) == 0 ? rec->position
-                                                                           : rec->version;
+    r->last_seq =
+        r->stream_len == 4 && memcmp(r->stream, "$all", 4) == 0 ? rec->position : rec->version;
     return 0;
 }
 
@@ -210,8 +212,8 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         buf_put(r, "{\"events\":[", 11);
         int64_t after = r->has_from ? r->from : 0; /* backward from 0: the newest */
         rc = all ? hs_store_read_all(st, after, r->backward, r->limit, on_event, r)
-                 : hs_store_read_stream(st, r->stream, r->stream_len, after, r->backward,
-                                        r->limit, on_event, r);
+                 : hs_store_read_stream(st, r->stream, r->stream_len, after, r->backward, r->limit,
+                                        on_event, r);
         if (rc == PAGE_FULL)
             rc = 0;
         if (rc)
@@ -232,8 +234,8 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         return r->oom ? HS_ENOMEM : 0;
     case READ_LIST:
         buf_put(r, "{\"streams\":[", 12);
-        rc = hs_store_list_streams(st, r->stream, r->stream_len, r->after, r->after_len,
-                                   r->limit, on_stream, r);
+        rc = hs_store_list_streams(st, r->stream, r->stream_len, r->after, r->after_len, r->limit,
+                                   on_stream, r);
         if (rc)
             return rc;
         buf_put(r, "],\"next\":", 9);
@@ -270,8 +272,8 @@ static void on_read_done(struct hs_http_read *r)
         } else if (r->status == 404) {
             hs_conn_error(c, 404, "NotFound", "no stream named '%.*s'", (int)r->stream_len,
                           r->stream);
-        } else if (hs_conn_respond(c, r->status, "application/json", r->body, r->len, NULL,
-                                   NULL) == 0) {
+        } else if (hs_conn_respond(c, r->status, "application/json", r->body, r->len, NULL, NULL) ==
+                   0) {
             /* the copy in the response takes over the charge, until it is written */
             hs_conn_charge(c, r->budget, r->cap);
             r->cap = 0;
@@ -320,9 +322,9 @@ static void publish(hs_conn_t *c, const char *stream, size_t len)
     hs_server_t *srv = c->io->srv;
     int rc = hs_stream_name_check_publish(stream, len);
     if (rc) {
-        hs_conn_error(c, 400, "BadRequest", rc == HS_ERESERVED
-                                                ? "stream names starting with '$' are reserved"
-                                                : "invalid stream name");
+        hs_conn_error(c, 400, "BadRequest",
+                      rc == HS_ERESERVED ? "stream names starting with '$' are reserved"
+                                         : "invalid stream name");
         return;
     }
     int64_t expected = HS_ANY_VERSION;
@@ -410,20 +412,19 @@ static void on_ingest_done(hs_ingest_t *e)
         break;
     case HS_ECONFLICT: {
         long long exp = (long long)e->expected_version, act = (long long)e->result.actual_version;
-        o = (size_t)snprintf(body, sizeof(body),
-                             "{\"error\":\"WrongExpectedVersion\",\"message\":\"WrongExpectedVersion:"
-                             " expected %lld, actual %lld\",\"actual\":%lld}",
-                             exp, act, act);
+        o = (size_t)snprintf(
+            body, sizeof(body),
+            "{\"error\":\"WrongExpectedVersion\",\"message\":\"WrongExpectedVersion:"
+            " expected %lld, actual %lld\",\"actual\":%lld}",
+            exp, act, act);
         hs_conn_respond(c, 409, "application/json", body, o, NULL, NULL);
         break;
     }
     case HS_ECLOSED:
-        hs_conn_error(c, 410, "StreamClosed", "StreamClosed: %.*s", (int)e->stream_len,
-                      e->stream);
+        hs_conn_error(c, 410, "StreamClosed", "StreamClosed: %.*s", (int)e->stream_len, e->stream);
         break;
     case HS_ENOENT:
-        hs_conn_error(c, 404, "NotFound", "no stream named '%.*s'", (int)e->stream_len,
-                      e->stream);
+        hs_conn_error(c, 404, "NotFound", "no stream named '%.*s'", (int)e->stream_len, e->stream);
         break;
     case HS_EINVAL:
         hs_conn_error(c, 400, "BadRequest",
@@ -555,8 +556,10 @@ static void list_streams(hs_conn_t *c)
     if (rc < 0) {
         free(r);
         if (rc == -2)
-            hs_conn_error(c, 400, "BadRequest", "prefix and after are at most %d bytes (a "
-                                                "stream name)", HS_NAME_MAX);
+            hs_conn_error(c, 400, "BadRequest",
+                          "prefix and after are at most %d bytes (a "
+                          "stream name)",
+                          HS_NAME_MAX);
         return;
     }
     if (!parse_limit(c, 100, &r->limit)) {

@@ -300,8 +300,7 @@ static void sse_tick(hs_io_t *io, int64_t now)
         /* a client that reads nothing while data waits for it is closed after the stall
          * timeout, whether or not more events come (the worker also ends a subscription whose
          * outbox stays full) */
-        bool waiting =
-            (t->sub && !hs_sub_empty(t->sub)) || t->big || lws_send_pipe_choked(c->wsi);
+        bool waiting = (t->sub && !hs_sub_empty(t->sub)) || t->big || lws_send_pipe_choked(c->wsi);
         if (!waiting) {
             t->stuck_since_ms = 0;
         } else if (!t->stuck_since_ms) {

@@ -23,7 +23,7 @@
 struct hs_acceptor {
     struct event_base *base;
     struct evconnlistener *lis;
-    struct event *stop_ev; /* activated from any thread; breaks the loop from inside it */
+    struct event *stop_ev;   /* activated from any thread; breaks the loop from inside it */
     struct event *resume_ev; /* re-enables accepting after a pause (see on_accept_error) */
     const hs_logger_t *log;
     int64_t last_log_ms;
@@ -47,13 +47,13 @@ typedef struct peek {
 } peek_t;
 
 #define PEEK_WAIT_MS 200
-#define PEEK_BYTES 512
+#define PEEK_BYTES   512
 
 /* After a failed accept() (out of file descriptors, or of memory): the connection stays queued
  * in the kernel and the listening socket readable, so retrying at once is a busy loop (100 % of
  * a core at the file limit, and a log line per try). Accepting pauses this long instead, and
  * the failures are logged at most once per interval, with their count. */
-#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_PAUSE_MS     100
 #define ACCEPT_LOG_EVERY_MS 10000
 
 static void peek_free(peek_t *pk)
@@ -136,8 +136,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(a->base);
 }
 
-hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
-                                  void *ctx, const hs_logger_t *log, char *err, size_t errlen)
+hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd, void *ctx,
+                                  const hs_logger_t *log, char *err, size_t errlen)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, (void (*)(void))evthread_use_pthreads);

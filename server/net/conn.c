@@ -135,11 +135,10 @@ int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
         return 0;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
                                     (const unsigned char *)origin, n, p, end) ||
-        lws_add_http_header_by_name(wsi,
-                                    (const unsigned char *)"access-control-allow-credentials:",
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-credentials:",
                                     (const unsigned char *)"true", 4, p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
-                                    (const unsigned char *)"Origin", 6, p, end))
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, p, end))
         return -1;
     return 0;
 }
@@ -151,8 +150,8 @@ int hs_wsi_respond(struct lws *wsi, int status, const char *body)
     if (len > 1024)
         len = 1024;
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - len - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len,
-                                    &p, end) ||
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len, &p,
+                                    end) ||
         hs_cors_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
         return -1;
     memcpy(p, body, len);
@@ -476,10 +475,9 @@ void hs_conn_expire_bodies(hs_io_t *io, int64_t now)
 
 static int method_of(struct lws *wsi)
 {
-    static const enum lws_token_indexes toks[] = {WSI_TOKEN_GET_URI, WSI_TOKEN_POST_URI,
-                                                  WSI_TOKEN_PUT_URI, WSI_TOKEN_DELETE_URI,
-                                                  WSI_TOKEN_PATCH_URI, WSI_TOKEN_OPTIONS_URI,
-                                                  WSI_TOKEN_HEAD_URI};
+    static const enum lws_token_indexes toks[] = {
+        WSI_TOKEN_GET_URI,   WSI_TOKEN_POST_URI,    WSI_TOKEN_PUT_URI, WSI_TOKEN_DELETE_URI,
+        WSI_TOKEN_PATCH_URI, WSI_TOKEN_OPTIONS_URI, WSI_TOKEN_HEAD_URI};
     for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++)
         if (lws_hdr_total_length(wsi, toks[i]))
             return (int)toks[i];
@@ -536,7 +534,6 @@ void hs_conn_closed(hs_conn_t *c)
     c->body_cap = c->body_len = 0;
 }
 
-
 /* ---- lws callbacks of a request (io.c) ---- */
 
 /* LWS_CALLBACK_HTTP: a request line and its headers are in (in: the path). */
@@ -591,14 +588,12 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
             char te[64] = "";
             if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 ||
                 strcasecmp(te, "chunked")) {
-                refuse_body(c, 400, "BadRequest",
-                            "the only transfer coding taken is 'chunked'");
+                refuse_body(c, 400, "BadRequest", "the only transfer coding taken is 'chunked'");
                 return 0;
             }
             if (has_cl) {
                 /* RFC 9112 6.3: a message with both is a smuggling attempt or broken */
-                refuse_body(c, 400, "BadRequest",
-                            "Content-Length and Transfer-Encoding together");
+                refuse_body(c, 400, "BadRequest", "Content-Length and Transfer-Encoding together");
                 return 0;
             }
             c->chunked = true;
@@ -616,9 +611,8 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
             if (n > (long long)srv->cfg.max_body) {
                 /* answer now, read and drop the body (within the deadline), then close */
                 c->close_after = true;
-                hs_conn_error(c, 413, "TooLarge",
-                              "the body is %lld bytes, over the %zu-byte limit", n,
-                              srv->cfg.max_body);
+                hs_conn_error(c, 413, "TooLarge", "the body is %lld bytes, over the %zu-byte limit",
+                              n, srv->cfg.max_body);
                 c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
                 body_list_add(io, c);
                 return 0;

@@ -251,7 +251,6 @@ static void reap_hangups(hs_io_t *io)
     }
 }
 
-
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     hs_io_t *io = lws_container_of(sul, hs_io_t, tick);
@@ -412,7 +411,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
  * send(), and a large answer (a page of a read) in few.
  */
 #define HS_WS_RX_BUFFER 512
-#define HS_TX_PACKET (1024 * 1024)
+#define HS_TX_PACKET    (1024 * 1024)
 
 static const struct lws_protocols protocols[] = {
     {"hubstream", callback, sizeof(hs_conn_t), HS_WS_RX_BUFFER, 0, NULL, HS_TX_PACKET},

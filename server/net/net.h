@@ -28,16 +28,15 @@
  * socket lives here, as the wsi's opaque user data.
  */
 typedef struct hs_wsi_data {
-    char *path; /* the request path, kept while its body arrives */
-    bool busy;  /* a request is being served: its answer is not written yet */
+    char *path;                      /* the request path, kept while its body arrives */
+    bool busy;                       /* a request is being served: its answer is not written yet */
     const struct hs_transport *ws_t; /* a WebSocket's transport, and its connection */
     void *ws_ctx;
 } hs_wsi_data_t;
 
 #define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
-#define HS_BACKLOG_MAX 16384        /* ingest entries an IO thread holds when its ring is full */
-#define HS_LINGER_MAX 64            /* closed sockets an IO thread drains at once (io.c) */
-
+#define HS_BACKLOG_MAX  16384       /* ingest entries an IO thread holds when its ring is full */
+#define HS_LINGER_MAX   64          /* closed sockets an IO thread drains at once (io.c) */
 
 /* One request or subscription (lws per-session data, zeroed by lws). lws frees it at the end of
  * every keep-alive transaction (after LWS_CALLBACK_HTTP_DROP_PROTOCOL): nothing that must last
@@ -51,29 +50,29 @@ struct hs_conn {
     size_t body_len, body_cap;
     size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
     bool body_too_large;
-    bool chunked;      /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
+    bool chunked; /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
     hs_chunked_t chunk;
     int64_t body_deadline_ms;         /* the whole body must have arrived by then */
     hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
     bool in_body_list;
     unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
-    bool close_after; /* close once the queued response is written and the body read */
-    bool body_done;   /* the request body (if any) has been read */
-    const char *allow; /* the Allow header of a 405 answer */
-    bool stream;       /* the owner writes a stream after the queued head (SSE) */
+    bool close_after;     /* close once the queued response is written and the body read */
+    bool body_done;       /* the request body (if any) has been read */
+    const char *allow;    /* the Allow header of a 405 answer */
+    bool stream;          /* the owner writes a stream after the queued head (SSE) */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
      * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
     size_t resp_len, resp_off;
-    bool resp_final; /* end of a transaction (keep-alive), else SSE headers */
-    bool retry_after; /* the next error answer says Retry-After: 1 */
+    bool resp_final;               /* end of a transaction (keep-alive), else SSE headers */
+    bool retry_after;              /* the next error answer says Retry-After: 1 */
     struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
     size_t resp_charge;
     /* the transport that owns what the request started (a commit or read in flight, a stream
      * it answers with), and the transport's own state for it */
     const struct hs_transport *owner;
     _Alignas(16) unsigned char tdata[HS_CONN_TDATA];
-    bool hup_watched;                /* in io->hup_ep (see hs_conn_watch_hangup) */
+    bool hup_watched; /* in io->hup_ep (see hs_conn_watch_hangup) */
 };
 
 struct hs_io {
@@ -87,13 +86,13 @@ struct hs_io {
     hs_mpsc_t inbox;
     hs_mpsc_node_t *adopt_head, *adopt_tail; /* handed sockets waiting to be adopted (FIFO) */
     lws_sorted_usec_list_t tick;
-    unsigned char *wbuf; /* LWS_PRE + HS_WRITE_BUDGET + slack */
+    unsigned char *wbuf;   /* LWS_PRE + HS_WRITE_BUDGET + slack */
     hs_ingest_t **backlog; /* entries waiting for room in the ingest ring */
     size_t nbacklog;
-    hs_conn_t *body_head;  /* requests whose body is still arriving, for their deadline */
+    hs_conn_t *body_head;            /* requests whose body is still arriving, for their deadline */
     void *tstate[HS_TRANSPORTS_MAX]; /* each transport's state on this thread (io_init) */
-    hs_hubbuf_t scratch;   /* a transport's scratch for packing one connection's output */
-    int hup_ep;            /* epoll set of connections whose client may hang up unseen */
+    hs_hubbuf_t scratch;             /* a transport's scratch for packing one connection's output */
+    int hup_ep;                      /* epoll set of connections whose client may hang up unseen */
     struct {
         int fd;
         int64_t until_ms;
@@ -168,8 +167,8 @@ void hs_conn_expire_bodies(hs_io_t *io, int64_t now);
  * be none). */
 typedef void (*hs_acceptor_fd_fn)(void *ctx, int fd, const char *peek, size_t n);
 /* log (borrowed, may be NULL) receives rate-limited warnings about failing accept() calls. */
-hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd,
-                                  void *ctx, const hs_logger_t *log, char *err, size_t errlen);
+hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn on_fd, void *ctx,
+                                  const hs_logger_t *log, char *err, size_t errlen);
 int hs_acceptor_port(const hs_acceptor_t *a);
 int hs_acceptor_start(hs_acceptor_t *a);
 void hs_acceptor_stop(hs_acceptor_t *a);
@@ -178,14 +177,14 @@ void hs_acceptor_destroy(hs_acceptor_t *a);
 /* ---- the transport interface ---- */
 
 /* Node kind of transport `id`'s message `what` (0..15) on an IO thread's inbox. */
-#define HS_NODE_T(id, what) (HS_NODE_TRANSPORT + (id) * 16 + (what))
+#define HS_NODE_T(id, what) (HS_NODE_TRANSPORT + (id)*16 + (what))
 
 /*
  * A transport: how a front end serves what its requests start. Registered per server under its
  * id (hs_server_add_transport); any handler may be NULL. All run on the IO thread.
  */
 typedef struct hs_transport {
-    int id;           /* HS_T_*: names it in messages, subscriptions and connections */
+    int id; /* HS_T_*: names it in messages, subscriptions and connections */
     const char *name;
     /* its state on an IO thread: created with the thread, freed last */
     int (*io_init)(hs_io_t *io, void **state);

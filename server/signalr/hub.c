@@ -25,7 +25,6 @@ static int64_t now_ms(void)
     return hs_now_ms();
 }
 
-
 /* ---- lifetime ---- */
 
 hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect)
@@ -145,7 +144,6 @@ static void on_ack(hs_hub_t *h, int64_t seq)
 
 /* ---- queuing records ---- */
 
-
 /* Drops what ctl holds, and the read budget its answers were charged. */
 static void ctl_clear(hs_hub_t *h)
 {
@@ -169,8 +167,7 @@ static void queued(hs_hub_t *h, int rc, size_t before, bool trackable)
     hs_hub_want_write(h);
 }
 
-void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json,
-                     size_t len)
+void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json, size_t len)
 {
     if (h->ended || h->closing)
         return;
@@ -210,8 +207,8 @@ void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect)
     h->closing = true;
     h->closing_ms = now_ms();
     if (error)
-        hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection closing",
-               "connectionId", h->conn_id, "reason", error, NULL);
+        hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection closing", "connectionId", h->conn_id,
+               "reason", error, NULL);
     if (!h->wsi && !h->poll && h->transport != HS_HUB_T_LP) {
         hs_hub_end(h); /* nothing to write it to */
         return;
@@ -343,11 +340,11 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
 static void invoke(hs_hub_t *h, const hs_hubmsg_t *m, bool streaming)
 {
     const char *id = m->has_id ? m->id : NULL;
-#define FAIL(...)                                                                              \
-    do {                                                                                       \
-        if (id)                                                                                \
-            hs_hub_complete_err(h, id, __VA_ARGS__);                                           \
-        return;                                                                                \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        if (id)                                                                                    \
+            hs_hub_complete_err(h, id, __VA_ARGS__);                                               \
+        return;                                                                                    \
     } while (0)
     const hs_hub_method_t *meth = NULL;
     for (size_t i = 0; i < h->dialect->nmethods && !meth; i++)
@@ -370,8 +367,8 @@ static void invoke(hs_hub_t *h, const hs_hubmsg_t *m, bool streaming)
         FAIL(HS_HUB_BIND_ERROR, m->target);
     while (na < HS_HUB_ARGS_MAX && hs_json_array_next(&arr, &pos, &a[na]))
         na++;
-    if ((na == HS_HUB_ARGS_MAX && hs_json_array_next(&arr, &pos, &extra)) ||
-        na < meth->min_args || na > meth->max_args)
+    if ((na == HS_HUB_ARGS_MAX && hs_json_array_next(&arr, &pos, &extra)) || na < meth->min_args ||
+        na > meth->max_args)
         FAIL(HS_HUB_BIND_ERROR, m->target);
 #undef FAIL
     meth->fn(h, m, a, na, streaming);
@@ -479,8 +476,9 @@ static void handle(hs_hub_t *h, const hs_hubmsg_t *m)
         if (!h->stateful)
             break;
         if (m->sequence_id > h->in_handled + 1 || m->sequence_id < 1) {
-            hs_hub_close(h, "Connection closed with an error. Sequence ID greater than amount of "
-                            "messages we've received.",
+            hs_hub_close(h,
+                         "Connection closed with an error. Sequence ID greater than amount of "
+                         "messages we've received.",
                          false);
             break;
         }
@@ -627,8 +625,9 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
     /* what is left unparsed: a partial record, or records behind a stop; a WebSocket's is at
      * most what lws had read when it was paused, a POST's its body (bounded by --max-body) */
     if (h->in.len > HELD_MAX + max) {
-        hs_hub_close(h, "Connection closed with an error. Too much input while its answers "
-                        "wait.",
+        hs_hub_close(h,
+                     "Connection closed with an error. Too much input while its answers "
+                     "wait.",
                      false);
         return;
     }
@@ -688,8 +687,7 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
             }
             continue;
         }
-        if (!h->handshaken && !h->closing &&
-            now - h->start_ms >= cfg->hub_handshake_timeout_ms) {
+        if (!h->handshaken && !h->closing && now - h->start_ms >= cfg->hub_handshake_timeout_ms) {
             refuse_handshake(h, "Handshake was canceled.");
             continue;
         }

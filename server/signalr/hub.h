@@ -35,7 +35,7 @@ typedef struct hs_hubreq hs_hubreq_t;
  * answers (or starts what answers) with a Completion when the invocation has an id. /hub's
  * dialect is methods.c's; another hub over the same transports is another dialect.
  */
-#define HS_HUB_ARGS_MAX 4
+#define HS_HUB_ARGS_MAX   4
 #define HS_HUB_BIND_ERROR "Failed to invoke '%s' due to an error on the server."
 
 typedef struct hs_hub_method {
@@ -86,17 +86,17 @@ enum { HS_HUBREQ_POST = 1, HS_HUBREQ_POLL, HS_HUBREQ_DELETE };
 struct hs_hubreq {
     hs_mpsc_node_t node; /* HS_NODE_HUB_REQ to the home thread, HS_NODE_HUB_REP back */
     int op;
-    hs_hub_t *hub;    /* a reference */
-    hs_io_t *origin;  /* the IO thread that holds the HTTP request */
-    hs_conn_t *conn;  /* origin thread only; NULL once the request's connection closed */
-    uint8_t *body;    /* POST: the records (taken) */
+    hs_hub_t *hub;   /* a reference */
+    hs_io_t *origin; /* the IO thread that holds the HTTP request */
+    hs_conn_t *conn; /* origin thread only; NULL once the request's connection closed */
+    uint8_t *body;   /* POST: the records (taken) */
     size_t len;
     /* the answer, filled on the home thread */
     int status;
     const char *ctype;
     hs_hubbuf_t resp;
-    int64_t parked_ms; /* POLL: when it started waiting */
-    size_t charge;     /* read budget the answer's Read results were charged (r->hub's) */
+    int64_t parked_ms;           /* POLL: when it started waiting */
+    size_t charge;               /* read budget the answer's Read results were charged (r->hub's) */
     struct hs_hubreq *post_next; /* POST: the next parked one (see hs_hub_release_posts) */
 };
 
@@ -121,55 +121,55 @@ struct hs_hub {
     hs_hub_t *reg_next;          /* hash chain */
     hs_hub_t *un_prev, *un_next; /* unclaimed list, oldest first */
     int64_t created_ms;
-    int home;           /* IO thread index, -1 until claimed */
-    int transport;      /* HS_HUB_T_* */
-    bool registered;    /* in the registry (negotiated connections only) */
+    int home;        /* IO thread index, -1 until claimed */
+    int transport;   /* HS_HUB_T_* */
+    bool registered; /* in the registry (negotiated connections only) */
     bool unclaimed;
-    bool attached;      /* a WebSocket / SSE response is attached */
-    bool resumable;     /* stateful, its socket dropped: the same token may reconnect */
-    bool stateful_ok;   /* negotiate granted stateful reconnect */
-    bool resume_ok;     /* ... and the handshake turned it on: a WebSocket may take over */
+    bool attached;    /* a WebSocket / SSE response is attached */
+    bool resumable;   /* stateful, its socket dropped: the same token may reconnect */
+    bool stateful_ok; /* negotiate granted stateful reconnect */
+    bool resume_ok;   /* ... and the handshake turned it on: a WebSocket may take over */
 
     /* home thread */
     hs_io_t *io;
     hs_hub_t *io_prev, *io_next; /* the home thread's connections */
     struct lws *wsi;             /* the WebSocket or SSE request; NULL when none */
     hs_conn_t *sse_conn;
-    hs_hubreq_t *poll;           /* parked long poll */
-    int64_t poll_end_ms;         /* long polling: when the last poll was answered */
+    hs_hubreq_t *poll;   /* parked long poll */
+    int64_t poll_end_ms; /* long polling: when the last poll was answered */
     bool polled_once;
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
-    bool stateful;               /* granted and handshake version >= 2 */
-    bool rx_paused;              /* WebSocket reads stopped (see "Input flow" in hub.c) */
-    bool awaiting_sequence;      /* resumed: ignore records until the client's Sequence */
-    hs_hubbuf_t in;              /* input not yet cut into records */
-    hs_hubbuf_t held;            /* invocation records waiting their turn ([u32 len][record]) */
-    size_t held_off;             /* where the oldest held record starts */
-    hs_hubreq_t *posts;          /* SSE / long-polling POSTs answered once their input is taken */
-    hs_hubbuf_t ctl;             /* whole records queued to go out before subscription data */
-    size_t ctl_charge;           /* read budget charged by Read answers in ctl */
-    hs_hubbuf_t out;             /* a packed batch being written (LWS_PRE headroom first) */
-    size_t out_off;              /* how far it is written */
-    size_t out_charge;           /* read budget charged by Read answers in out */
-    struct hs_budget *budget;    /* this connection's read budget (child of the server's) */
+    bool stateful;            /* granted and handshake version >= 2 */
+    bool rx_paused;           /* WebSocket reads stopped (see "Input flow" in hub.c) */
+    bool awaiting_sequence;   /* resumed: ignore records until the client's Sequence */
+    hs_hubbuf_t in;           /* input not yet cut into records */
+    hs_hubbuf_t held;         /* invocation records waiting their turn ([u32 len][record]) */
+    size_t held_off;          /* where the oldest held record starts */
+    hs_hubreq_t *posts;       /* SSE / long-polling POSTs answered once their input is taken */
+    hs_hubbuf_t ctl;          /* whole records queued to go out before subscription data */
+    size_t ctl_charge;        /* read budget charged by Read answers in ctl */
+    hs_hubbuf_t out;          /* a packed batch being written (LWS_PRE headroom first) */
+    size_t out_off;           /* how far it is written */
+    size_t out_charge;        /* read budget charged by Read answers in out */
+    struct hs_budget *budget; /* this connection's read budget (child of the server's) */
     hs_hubbuf_t scratch;
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
-    int64_t closing_ms;          /* when closing started: a client that does not read its
-                                    Close within HS_HUB_CLOSE_WAIT_MS is cut off */
-    bool client_pinged;          /* its first Ping arms the client timeout */
-    hs_hubsub_t *subs, *rr;      /* subscriptions; rr: where the next pack starts */
+    int64_t closing_ms;     /* when closing started: a client that does not read its
+                               Close within HS_HUB_CLOSE_WAIT_MS is cut off */
+    bool client_pinged;     /* its first Ping arms the client timeout */
+    hs_hubsub_t *subs, *rr; /* subscriptions; rr: where the next pack starts */
     int nsubs;
-    int pending;                 /* invocations in flight */
+    int pending; /* invocations in flight */
     /* stateful reconnect */
-    int64_t out_seq;             /* trackable records sent (numbered 1, 2, ...) */
-    hs_hubbuf_t replay;          /* unacknowledged trackable records, oldest first */
-    uint32_t *replay_len;        /* their lengths; the first has number replay_first */
+    int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
+    hs_hubbuf_t replay;   /* unacknowledged trackable records, oldest first */
+    uint32_t *replay_len; /* their lengths; the first has number replay_first */
     size_t nreplay, replay_cap, replay_head;
     int64_t replay_first;
     int64_t in_count, in_handled; /* trackable records received / handled */
-    int64_t acked;               /* the last Ack sent */
-    int64_t replay_full_ms;      /* since when the replay buffer is full with no Ack (0: not) */
+    int64_t acked;                /* the last Ack sent */
+    int64_t replay_full_ms;       /* since when the replay buffer is full with no Ack (0: not) */
     int64_t ack_ms;
 };
 
@@ -214,8 +214,7 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n);
 void hs_hub_discard_node(hs_mpsc_node_t *n);
 /* For the methods (methods.c): a Completion with a result (json) or an error; the connection's
  * subscriptions; input held while an invocation ran goes on. */
-void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json,
-                     size_t len);
+void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json, size_t len);
 void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len);
@@ -240,8 +239,8 @@ enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
 /* Looks up a token of `dialect` for a request on IO thread `io` and applies the transport rules
  * (op: HS_HUBREQ_*, transport: HS_HUB_T_*). Returns a CLAIM_* with *out referenced, or an HTTP
  * status (404, 405, 409, 400) with *msg. */
-int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const char *token,
-                    int op, int transport, int io, hs_hub_t **out, const char **msg);
+int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const char *token, int op,
+                    int transport, int io, hs_hub_t **out, const char **msg);
 /* A new random connection id or token (22 base64url characters and a NUL). */
 void hs_hubreg_new_id(char out[23]);
 /* The route of POST {hub}/negotiate (arg: the hub's dialect). */

@@ -65,8 +65,7 @@ static long stream_arg(const hs_json_span_t *v, char *buf)
     return n;
 }
 
-static op_t *new_op(hs_hub_t *h, const hs_hubmsg_t *m, int method, const char *stream,
-                    size_t len)
+static op_t *new_op(hs_hub_t *h, const hs_hubmsg_t *m, int method, const char *stream, size_t len)
 {
     op_t *op = calloc(1, sizeof(*op));
     if (!op)
@@ -196,8 +195,8 @@ static void free_read(hub_read_t *r)
     free(r);
 }
 
-static void submit_read(hs_hub_t *h, const hs_hubmsg_t *m, int method, int kind,
-                        const char *stream, size_t len, int64_t from, size_t count)
+static void submit_read(hs_hub_t *h, const hs_hubmsg_t *m, int method, int kind, const char *stream,
+                        size_t len, int64_t from, size_t count)
 {
     hub_read_t *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -236,7 +235,7 @@ static void push_subscribed(hs_hub_t *h, const op_t *op, int64_t from)
     if (rc == HS_EBUSY) {
         if (op->has_id)
             hs_hub_complete_err(h, op->id, "TooManySubscriptions: at most %d per connection",
-                         h->srv->cfg.max_subscriptions);
+                                h->srv->cfg.max_subscriptions);
         return;
     }
     if (rc) {
@@ -266,7 +265,8 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
     const char *id = r->op.has_id ? r->op.id : NULL;
     if (r->spent) {
         if (id)
-            hs_hub_complete_err(h, id, "Unavailable: the read budget is spent (this connection's or "
+            hs_hub_complete_err(h, id,
+                                "Unavailable: the read budget is spent (this connection's or "
                                 "the server's); retry shortly");
         goto out;
     }
@@ -301,11 +301,12 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
         size_t o = 8;
         memcpy(body, "{\"name\":", 8);
         o += hs_json_quote(r->op.stream, r->op.stream_len, body + o);
-        o += (size_t)snprintf(body + o, sizeof(body) - o,
-                              ",\"version\":%lld,\"position\":%lld,\"closed\":%s,\"created\":\"%s\","
-                              "\"updated\":\"%s\"}",
-                              (long long)r->head.version, (long long)r->head.position,
-                              r->head.closed ? "true" : "false", created, updated);
+        o +=
+            (size_t)snprintf(body + o, sizeof(body) - o,
+                             ",\"version\":%lld,\"position\":%lld,\"closed\":%s,\"created\":\"%s\","
+                             "\"updated\":\"%s\"}",
+                             (long long)r->head.version, (long long)r->head.position,
+                             r->head.closed ? "true" : "false", created, updated);
         hs_hub_complete(h, id, NULL, body, o);
         break;
     }
@@ -341,7 +342,7 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
         break;
     case HS_ECONFLICT:
         hs_hub_complete_err(h, op->id, "WrongExpectedVersion: expected %lld, actual %lld",
-                     (long long)e->expected_version, (long long)e->result.actual_version);
+                            (long long)e->expected_version, (long long)e->result.actual_version);
         break;
     case HS_ECLOSED:
         hs_hub_complete_err(h, op->id, "StreamClosed: %.*s", (int)e->stream_len, e->stream);
@@ -350,18 +351,21 @@ void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
         hs_hub_complete_err(h, op->id, "NotFound: %.*s", (int)e->stream_len, e->stream);
         break;
     case HS_EINVAL:
-        hs_hub_complete_err(h, op->id,
-                     "InvalidEvent: event ids repeat within the publish, or only some of them "
-                     "were already appended: retry with exactly the original events");
+        hs_hub_complete_err(
+            h, op->id,
+            "InvalidEvent: event ids repeat within the publish, or only some of them "
+            "were already appended: retry with exactly the original events");
         break;
     case HS_EUNKNOWN:
-        hs_hub_complete_err(h, op->id,
-                     "Unavailable: %s; the events may have been appended: retry with the same "
-                     "event ids",
-                     hs_strerror(e->status));
+        hs_hub_complete_err(
+            h, op->id,
+            "Unavailable: %s; the events may have been appended: retry with the same "
+            "event ids",
+            hs_strerror(e->status));
         break;
     default:
-        hs_hub_complete_err(h, op->id, "Unavailable: nothing was appended: %s", hs_strerror(e->status));
+        hs_hub_complete_err(h, op->id, "Unavailable: nothing was appended: %s",
+                            hs_strerror(e->status));
         break;
     }
 out:
@@ -375,7 +379,7 @@ out:
 
 /* Fails the invocation (when the client waits for a Completion). */
 __attribute__((format(printf, 3, 4))) static void fail(hs_hub_t *h, const hs_hubmsg_t *m,
-                                                      const char *fmt, ...)
+                                                       const char *fmt, ...)
 {
     if (!m->has_id)
         return;
@@ -588,12 +592,9 @@ static void m_closestream(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_
 }
 
 static const hs_hub_method_t hub_methods[] = {
-    {"Publish", 2, 3, false, m_publish},
-    {"Subscribe", 1, 2, true, m_subscribe},
-    {"Unsubscribe", 1, 1, false, m_unsubscribe},
-    {"Read", 1, 3, false, m_read},
-    {"GetStream", 1, 1, false, m_getstream},
-    {"CloseStream", 1, 1, false, m_closestream},
+    {"Publish", 2, 3, false, m_publish},         {"Subscribe", 1, 2, true, m_subscribe},
+    {"Unsubscribe", 1, 1, false, m_unsubscribe}, {"Read", 1, 3, false, m_read},
+    {"GetStream", 1, 1, false, m_getstream},     {"CloseStream", 1, 1, false, m_closestream},
 };
 
 const hs_hub_dialect_t hs_hub_dialect = {

@@ -197,13 +197,12 @@ int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n)
     return home;
 }
 
-
 /*
  * Looks up a token for a request on IO thread `io` and applies the transport rules. Returns a
  * CLAIM_* with *out referenced, or an HTTP status (404, 405, 409, 400) with *msg.
  */
-int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const char *token,
-                     int op, int transport, int io, hs_hub_t **out, const char **msg)
+int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const char *token, int op,
+                    int transport, int io, hs_hub_t **out, const char **msg)
 {
     struct hs_hubreg *reg = srv->hubreg;
     int rc;
@@ -272,8 +271,7 @@ out:
 
 void hs_hubreg_new_id(char out[23])
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t r[16];
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
         /* getrandom on Linux does not fail for 16 bytes once the pool is initialised; fall
@@ -353,8 +351,7 @@ static void negotiate(hs_conn_t *c, const hs_hub_dialect_t *dialect)
     int n = snprintf(body, sizeof(body), "{\"negotiateVersion\":%d,\"connectionId\":\"%s\"",
                      version, h->conn_id);
     if (version >= 1)
-        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"connectionToken\":\"%s\"",
-                      h->token);
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"connectionToken\":\"%s\"", h->token);
     if (stateful)
         n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"useStatefulReconnect\":true");
     n += snprintf(body + n, sizeof(body) - (size_t)n,

@@ -98,10 +98,11 @@ void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s)
         if (fl & HS_SUB_IO_KILL) {
             /* stalled past the timeout, or its catch-up read failed: the client reconnects
              * and resumes with `from` */
-            hs_hub_close(h, atomic_load(&s->end_reason) == HS_SUB_END_STALLED
-                                ? "Connection closed with an error. The client did not read "
-                                  "its events in time."
-                                : "Connection closed with an error. Reading the stream failed.",
+            hs_hub_close(h,
+                         atomic_load(&s->end_reason) == HS_SUB_END_STALLED
+                             ? "Connection closed with an error. The client did not read "
+                               "its events in time."
+                             : "Connection closed with an error. Reading the stream failed.",
                          true);
         } else {
             hs_hub_want_write(h);
@@ -274,4 +275,3 @@ bool hs_hub_has_output(hs_hub_t *h)
             return true;
     return false;
 }
-

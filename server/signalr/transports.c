@@ -22,8 +22,8 @@
 /* An HTTP request of a connection (the hs_conn_t's transport data): the SSE response it
  * carries, or a request forwarded to the connection's home thread. */
 typedef struct hub_conn {
-    hs_hub_t *hub;          /* the SSE transport of a hub connection (a reference) */
-    hs_hubreq_t *pending;   /* a request forwarded to a connection's home thread */
+    hs_hub_t *hub;        /* the SSE transport of a hub connection (a reference) */
+    hs_hubreq_t *pending; /* a request forwarded to a connection's home thread */
 } hub_conn_t;
 
 _Static_assert(sizeof(hub_conn_t) <= HS_CONN_TDATA, "hub_conn_t must fit hs_conn_t.tdata");
@@ -106,14 +106,13 @@ static void on_rep(hs_io_t *io, hs_hubreq_t *r)
     if (c) {
         hcn(c)->pending = NULL;
         if (r->status == 200) {
-            if (hs_conn_respond(c, 200, r->ctype ? r->ctype : "text/plain",
-                                (const char *)r->resp.p, r->resp.len, NULL, NULL) == 0 &&
+            if (hs_conn_respond(c, 200, r->ctype ? r->ctype : "text/plain", (const char *)r->resp.p,
+                                r->resp.len, NULL, NULL) == 0 &&
                 r->charge) {
                 hs_conn_charge(c, r->hub->budget, r->charge);
                 r->charge = 0;
             }
-        }
-        else if (r->status == 404)
+        } else if (r->status == 404)
             text(c, 404, "No Connection with that ID");
         else
             hs_conn_respond(c, r->status, "text/plain", "", 0, NULL, NULL);
@@ -275,7 +274,8 @@ static void route_hub(hs_conn_t *c, const char *path, void *arg)
     }
     hs_hub_t *h;
     const char *msg;
-    int rc = hs_hubreg_claim(srv, dialect, token, op, sse ? HS_HUB_T_SSE : HS_HUB_T_LP, io->index, &h, &msg);
+    int rc = hs_hubreg_claim(srv, dialect, token, op, sse ? HS_HUB_T_SSE : HS_HUB_T_LP, io->index,
+                             &h, &msg);
     if (rc >= 100) {
         text(c, rc, msg);
         return;
@@ -562,8 +562,7 @@ static void ws_closed(struct lws *wsi, void *ctx)
     if (!h->io) {
         hs_hubreg_remove(h); /* claimed, never started */
     } else if (!h->ended) {
-        if (h->stateful && !h->peer_closed && !h->closing &&
-            atomic_load(&h->srv->state) == 1)
+        if (h->stateful && !h->peer_closed && !h->closing && atomic_load(&h->srv->state) == 1)
             hs_hub_detach(h);
         else
             hs_hub_end(h);
