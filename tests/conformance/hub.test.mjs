@@ -177,6 +177,9 @@ test('hub method errors have the documented texts', async () => {
     assert.equal(await msg(c.invoke('Publish', s)), "Failed to invoke 'Publish' due to an error on the server.");
     assert.equal(await msg(c.invoke('Publish', 7, { type: 't' })), "Failed to invoke 'Publish' due to an error on the server.");
     assert.equal(await msg(c.invoke('Read', s, 'x')), "Failed to invoke 'Read' due to an error on the server.");
+    // the argument count is bound before the method looks at its arguments (as ASP.NET does)
+    assert.equal(await msg(c.invoke('Publish', '$x')), "Failed to invoke 'Publish' due to an error on the server.");
+    assert.equal(await msg(c.invoke('GetStream', 'a/b', 1)), "Failed to invoke 'GetStream' due to an error on the server.");
     const none = uniqueStream('none');
     assert.equal(await msg(c.invoke('GetStream', none)), `NotFound: ${none}`);
     assert.equal(await msg(c.invoke('CloseStream', none)), `NotFound: ${none}`);
