@@ -328,3 +328,22 @@ void hs_fw_on_read(worker_t *w, creq_t *r)
     }
     hs_sub_unref(s);
 }
+
+/* ---- entering catch-up ---- */
+
+void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full)
+{
+    s->mode = HS_SUB_CATCHUP;
+    if (full) {
+        atomic_store(&s->want_space, 1);
+        hs_fw_stalled_add(w, s);
+        /* the IO thread may have drained everything before it could see want_space */
+        if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
+            atomic_store(&s->want_space, 0);
+            hs_fw_stalled_remove(w, s);
+            hs_fw_request_read(w, s);
+        }
+        return;
+    }
+    hs_fw_request_read(w, s);
+}

@@ -19,298 +19,12 @@
 #include "hubstream/hubstream.h"
 #include "ringbuf/budget.h"
 
-int64_t hs_fw_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-size_t hs_fanout_block_size(const hs_sub_t *s, const hs_block_t *b)
-{
-    /* what the subscriber's front end writes for it: the SSE block and its id line, or a
-     * SignalR record (EventRecord plus framing; MessagePack is about as long as JSON) */
-    return s->fmt == HS_SUB_FMT_RECORD ? b->json_len + 96 : b->sse_len + 24;
-}
-
 static worker_t *owner(hs_fanout_t *f, const hs_sub_t *s)
 {
     return &f->w[s->all ? 0 : s->hash % (uint32_t)f->cfg.nworkers];
 }
 
 /* ---- stream table ---- */
-
-static wstream_t *st_find(worker_t *w, const char *name, size_t len, uint32_t hash)
-{
-    for (wstream_t *s = w->buckets[hash % NBUCKETS]; s; s = s->next)
-        if (s->hash == hash && s->len == len && memcmp(s->name, name, len) == 0)
-            return s;
-    return NULL;
-}
-
-static wstream_t *st_get(worker_t *w, const char *name, size_t len, uint32_t hash)
-{
-    wstream_t *s = st_find(w, name, len, hash);
-    if (s)
-        return s;
-    s = calloc(1, sizeof(*s) + len + 1);
-    if (!s)
-        return NULL;
-    memcpy(s->name, name, len);
-    s->len = (uint32_t)len;
-    s->hash = hash;
-    pthread_mutex_lock(&w->mu);
-    s->next = w->buckets[hash % NBUCKETS];
-    w->buckets[hash % NBUCKETS] = s;
-    pthread_mutex_unlock(&w->mu);
-    return s;
-}
-
-static void cache_reset(worker_t *w, wstream_t *st)
-{
-    if (!st->cache || !st->cache_lo)
-        return;
-    for (int64_t q = st->cache_lo; q <= st->head; q++) {
-        hs_block_t **slot = &st->cache[q & (st->cache_cap - 1)];
-        hs_block_unref(*slot);
-        *slot = NULL;
-    }
-    w->cache_bytes -= st->cache_bytes;
-    st->cache_bytes = 0;
-    st->cache_lo = 0;
-}
-
-static size_t cache_size(const hs_block_t *b)
-{
-    return sizeof(hs_block_t) + b->json_len + b->sse_len + b->type_len + b->stream_len;
-}
-
-/* Records block b with sequence seq; st->head is still the previous sequence. */
-static void cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq)
-{
-    if (st->cache_lo && seq != st->head + 1)
-        cache_reset(w, st); /* not contiguous (a new incarnation of the stream) */
-    if (!st->cache) {
-        if (!(st->cache = calloc(CACHE_SLOTS_MIN, sizeof(hs_block_t *))))
-            return;
-        st->cache_cap = CACHE_SLOTS_MIN;
-    }
-    if (st->cache_lo && seq - st->cache_lo + 1 > st->cache_cap && st->cache_cap < CACHE_SLOTS_MAX) {
-        /* grow: a stream with subscribers that lag keeps more of its recent past */
-        uint32_t nc = st->cache_cap * 2;
-        hs_block_t **n = calloc(nc, sizeof(hs_block_t *));
-        if (n) {
-            for (int64_t q = st->cache_lo; q <= st->head; q++)
-                n[q & (nc - 1)] = st->cache[q & (st->cache_cap - 1)];
-            free(st->cache);
-            st->cache = n;
-            st->cache_cap = nc;
-        }
-    }
-    size_t sz = cache_size(b);
-    if (w->cache_bytes + sz > CACHE_WORKER_BYTES) {
-        cache_reset(w, st); /* over the worker's budget: this stream goes uncached for now */
-        return;
-    }
-    if (!st->cache_lo)
-        st->cache_lo = seq;
-    /* evict the oldest while the new one would not fit (slot or bytes); seq itself stays */
-    while (st->cache_lo < seq &&
-           (seq - st->cache_lo + 1 > st->cache_cap || st->cache_bytes + sz > CACHE_STREAM_BYTES)) {
-        hs_block_t **slot = &st->cache[st->cache_lo & (st->cache_cap - 1)];
-        size_t osz = cache_size(*slot);
-        st->cache_bytes -= osz;
-        w->cache_bytes -= osz;
-        hs_block_unref(*slot);
-        *slot = NULL;
-        st->cache_lo++;
-    }
-    st->cache[seq & (st->cache_cap - 1)] = hs_block_ref(b);
-    st->cache_bytes += sz;
-    w->cache_bytes += sz;
-}
-
-static void st_drop_if_empty(worker_t *w, wstream_t *s)
-{
-    if (s->nsubs)
-        return;
-    cache_reset(w, s);
-    free(s->cache);
-    pthread_mutex_lock(&w->mu);
-    wstream_t **pp = &w->buckets[s->hash % NBUCKETS];
-    while (*pp != s)
-        pp = &(*pp)->next;
-    *pp = s->next;
-    pthread_mutex_unlock(&w->mu);
-    free(s);
-}
-
-/* ---- subscription bookkeeping (worker thread) ---- */
-
-void hs_fw_stalled_remove(worker_t *w, hs_sub_t *s)
-{
-    if (!s->stalled_since_ms)
-        return;
-    if (s->st_prev)
-        s->st_prev->st_next = s->st_next;
-    else
-        w->stalled = s->st_next;
-    if (s->st_next)
-        s->st_next->st_prev = s->st_prev;
-    s->st_prev = s->st_next = NULL;
-    s->stalled_since_ms = 0;
-}
-
-static void starved_remove(worker_t *w, hs_sub_t *s);
-
-void hs_fw_stalled_add(worker_t *w, hs_sub_t *s)
-{
-    if (s->stalled_since_ms)
-        return;
-    starved_remove(w, s);
-    s->stalled_since_ms = hs_fw_now_ms();
-    s->st_prev = NULL;
-    s->st_next = w->stalled;
-    if (w->stalled)
-        w->stalled->st_prev = s;
-    w->stalled = s;
-}
-
-/* Subscriptions whose catch-up waits for read budget: a separate list from the stalled one
- * (a subscription is on at most one of them: stalled means its outbox is full, so it reads
- * nothing). Retried every STARVED_RETRY_MS. */
-#define STARVED_RETRY_MS 10
-
-static void starved_remove(worker_t *w, hs_sub_t *s)
-{
-    if (!s->starved)
-        return;
-    if (s->st_prev)
-        s->st_prev->st_next = s->st_next;
-    else
-        w->starved = s->st_next;
-    if (s->st_next)
-        s->st_next->st_prev = s->st_prev;
-    s->st_prev = s->st_next = NULL;
-    s->starved = false;
-}
-
-void hs_fw_starved_add(worker_t *w, hs_sub_t *s)
-{
-    if (s->starved || s->stalled_since_ms || s->ended)
-        return;
-    s->starved = true;
-    s->st_prev = NULL;
-    s->st_next = w->starved;
-    if (w->starved)
-        w->starved->st_prev = s;
-    w->starved = s;
-}
-
-static void touch(worker_t *w, hs_sub_t *s, unsigned flags)
-{
-    hs_fanout_t *f = w->f;
-    if (hs_sub_signal_io(s, flags, f->cfg.io_inboxes[s->io_index]))
-        w->wake[s->io_index] = true;
-}
-
-static void flush_wakes(worker_t *w)
-{
-    hs_fanout_t *f = w->f;
-    for (size_t i = 0; i < w->ntouched; i++) {
-        hs_sub_t *s = w->touched[i];
-        s->io_pending_data = false;
-        touch(w, s, HS_SUB_IO_DATA);
-    }
-    w->ntouched = 0;
-    for (int i = 0; i < f->nio; i++)
-        if (w->wake[i]) {
-            w->wake[i] = false;
-            f->cfg.wake_io(f->cfg.wake_ctx, i);
-        }
-}
-
-void hs_fw_mark_touched(worker_t *w, hs_sub_t *s)
-{
-    if (s->io_pending_data)
-        return;
-    if (w->ntouched == w->touched_cap) {
-        size_t nc = w->touched_cap ? w->touched_cap * 2 : 256;
-        hs_sub_t **p = realloc(w->touched, nc * sizeof(*p));
-        if (!p) {
-            touch(w, s, HS_SUB_IO_DATA); /* signal now rather than lose it */
-            return;
-        }
-        w->touched = p;
-        w->touched_cap = nc;
-    }
-    s->io_pending_data = true;
-    w->touched[w->ntouched++] = s;
-}
-
-/* Removes a subscription from the worker and drops the worker's reference. */
-static void detach(worker_t *w, hs_sub_t *s)
-{
-    if (!s->w_stream)
-        return;
-    wstream_t *st = s->w_stream;
-    if (s->w_prev)
-        s->w_prev->w_next = s->w_next;
-    else
-        st->subs = s->w_next;
-    if (s->w_next)
-        s->w_next->w_prev = s->w_prev;
-    pthread_mutex_lock(&w->mu);
-    st->nsubs--;
-    pthread_mutex_unlock(&w->mu);
-    s->w_stream = NULL;
-    hs_fw_stalled_remove(w, s);
-    starved_remove(w, s);
-    /* a pending DATA signal holds no reference; flush_wakes must not see a freed sub */
-    for (size_t i = 0; i < w->ntouched; i++)
-        if (w->touched[i] == s) {
-            w->touched[i] = w->touched[--w->ntouched];
-            touch(w, s, HS_SUB_IO_DATA);
-            break;
-        }
-    s->io_pending_data = false;
-    st_drop_if_empty(w, st);
-    hs_sub_unref(s);
-}
-
-/* Ends a subscription: queues the end marker (if any), tells the IO thread, detaches. */
-void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker)
-{
-    if (s->ended)
-        return;
-    s->ended = true;
-    if (marker)
-        hs_sub_push_spsc(s, marker, hs_fanout_block_size(s, marker), true);
-    atomic_store(&s->end_reason, reason);
-    /* stalled, or it failed (a read, memory): the front end drops the connection and the client
-     * resumes from what it got; closed or deleted: the marker ends it cleanly */
-    touch(w, s,
-          reason == HS_SUB_END_STALLED || reason == HS_SUB_END_ERROR ? HS_SUB_IO_KILL
-                                                                     : HS_SUB_IO_END);
-    detach(w, s);
-}
-
-void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full)
-{
-    s->mode = HS_SUB_CATCHUP;
-    if (full) {
-        atomic_store(&s->want_space, 1);
-        hs_fw_stalled_add(w, s);
-        /* the IO thread may have drained everything before it could see want_space */
-        if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-            atomic_store(&s->want_space, 0);
-            hs_fw_stalled_remove(w, s);
-            hs_fw_request_read(w, s);
-        }
-        return;
-    }
-    hs_fw_request_read(w, s);
-}
 
 /* Live delivery of one block with sequence number seq (version, or position for $all). */
 static void deliver(worker_t *w, hs_sub_t *s, hs_block_t *b, int64_t seq)
@@ -337,11 +51,11 @@ static void deliver(worker_t *w, hs_sub_t *s, hs_block_t *b, int64_t seq)
 
 static void on_register(worker_t *w, hs_sub_t *s)
 {
-    wstream_t *st =
-        s->all ? st_get(w, "$all", 4, s->hash) : st_get(w, s->stream, s->stream_len, s->hash);
+    wstream_t *st = s->all ? hs_fw_st_get(w, "$all", 4, s->hash)
+                           : hs_fw_st_get(w, s->stream, s->stream_len, s->hash);
     if (!st) {
         atomic_store(&s->end_reason, HS_SUB_END_ERROR);
-        touch(w, s, HS_SUB_IO_KILL);
+        hs_fw_touch(w, s, HS_SUB_IO_KILL);
         hs_sub_unref(s);
         return;
     }
@@ -366,7 +80,7 @@ static void on_sub(worker_t *w, hs_sub_t *s)
         on_register(w, s); /* adopts the reference hs_fanout_subscribe took */
     if ((fl & HS_SUB_W_UNREGISTER) && s->w_stream) {
         s->ended = true;
-        detach(w, s);
+        hs_fw_detach(w, s);
     }
     if ((fl & HS_SUB_W_SPACE) && s->w_stream && !s->ended) {
         hs_fw_stalled_remove(w, s);
@@ -381,14 +95,14 @@ static void on_sub(worker_t *w, hs_sub_t *s)
 static void on_batch(worker_t *w, hs_batch_t *b)
 {
     hs_fanout_t *f = w->f;
-    wstream_t *all = w->index == 0 ? st_find(w, "$all", 4, hs_stream_hash("$all", 4)) : NULL;
+    wstream_t *all = w->index == 0 ? hs_fw_st_find(w, "$all", 4, hs_stream_hash("$all", 4)) : NULL;
     for (uint32_t i = 0; i < b->n; i++) {
         hs_block_t *blk = b->blocks[i];
         if (blk->stream_hash % (uint32_t)f->cfg.nworkers == (uint32_t)w->index) {
-            wstream_t *st = st_find(w, blk->stream, blk->stream_len, blk->stream_hash);
+            wstream_t *st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash);
             if (st) {
                 if (blk->kind == HS_BLOCK_EVENT) {
-                    cache_add(w, st, blk, blk->version);
+                    hs_fw_cache_add(w, st, blk, blk->version);
                     st->head = blk->version;
                     for (hs_sub_t *s = st->subs, *next; s; s = next) {
                         next = s->w_next;
@@ -407,22 +121,22 @@ static void on_batch(worker_t *w, hs_batch_t *b)
                             s->end_pending = true; /* after catch-up reaches the end */
                     }
                     if (reason == HS_SUB_END_DELETED &&
-                        (st = st_find(w, blk->stream, blk->stream_len, blk->stream_hash))) {
-                        cache_reset(w, st);
+                        (st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash))) {
+                        hs_fw_cache_reset(w, st);
                         st->head = 0; /* a new incarnation starts at version 1 */
                     }
                 }
             }
         }
         if (all && blk->kind == HS_BLOCK_EVENT) {
-            cache_add(w, all, blk, blk->position);
+            hs_fw_cache_add(w, all, blk, blk->position);
             all->head = blk->position;
             for (hs_sub_t *s = all->subs, *next; s; s = next) {
                 next = s->w_next;
                 deliver(w, s, blk, blk->position);
             }
             /* the last subscriber may have left with the table entry */
-            all = st_find(w, "$all", 4, hs_stream_hash("$all", 4));
+            all = hs_fw_st_find(w, "$all", 4, hs_stream_hash("$all", 4));
         }
     }
 }
@@ -430,7 +144,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
 static void retry_starved(worker_t *w)
 {
     int64_t now = hs_fw_now_ms();
-    if (!w->starved || now - w->last_starved_retry < STARVED_RETRY_MS)
+    if (!w->starved || now - w->last_starved_retry < HS_FW_STARVED_RETRY_MS)
         return;
     w->last_starved_retry = now;
     hs_sub_t *list = w->starved;
@@ -484,13 +198,13 @@ static void *run(void *arg)
         }
         check_stalls(w);
         retry_starved(w);
-        flush_wakes(w);
+        hs_fw_flush_wakes(w);
         if (busy)
             continue;
         if (atomic_load(&w->f->stopping))
             break;
         hs_waiter_sleep(&w->waiter,
-                        w->starved   ? STARVED_RETRY_MS
+                        w->starved   ? HS_FW_STARVED_RETRY_MS
                         : w->stalled ? 100
                                      : 1000,
                         has_work, w);
@@ -594,7 +308,7 @@ void hs_fanout_destroy(hs_fanout_t *f)
                     sn = s->w_next;
                     hs_sub_unref(s);
                 }
-                cache_reset(w, st);
+                hs_fw_cache_reset(w, st);
                 free(st->cache);
                 free(st);
             }
@@ -659,7 +373,7 @@ size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)
     worker_t *w = &f->w[all ? 0 : hash % (uint32_t)f->cfg.nworkers];
     size_t n = 0;
     pthread_mutex_lock(&w->mu);
-    wstream_t *st = st_find(w, stream, len, hash);
+    wstream_t *st = hs_fw_st_find(w, stream, len, hash);
     if (st)
         n = st->nsubs;
     pthread_mutex_unlock(&w->mu);

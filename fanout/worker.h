@@ -1,6 +1,8 @@
 /*
- * The fan-out workers' private state (fanout.c: live delivery, commands, the worker thread;
- * catchup.c: catch-up reads and the block cache's replay). Not an interface: fanout.h is.
+ * The fan-out workers' private state. Three files, each calling only those before it:
+ * streams.c (the stream table, block caches, subscription lists, wake-ups, ending a
+ * subscription), catchup.c (catch-up reads and the block cache's replay), fanout.c (commands,
+ * live delivery, the worker thread, the interface of fanout.h). Not an interface: fanout.h is.
  */
 #ifndef HS_FANOUT_WORKER_H
 #define HS_FANOUT_WORKER_H
@@ -83,24 +85,42 @@ struct hs_fanout {
     atomic_int stopping;
 };
 
-/* fanout.c, for catchup.c */
+/* How often subscriptions that wait for read budget try again. */
+#define HS_FW_STARVED_RETRY_MS 10
+
+/* ---- streams.c: the worker's streams and its subscriptions' bookkeeping (fanout.c and
+ * catchup.c call it; it calls neither) ---- */
+
+/* The monotonic clock in ms. */
+int64_t hs_fw_now_ms(void);
+/* A stream of the worker's table, or NULL / created (NULL on ENOMEM). */
+wstream_t *hs_fw_st_find(worker_t *w, const char *name, size_t len, uint32_t hash);
+wstream_t *hs_fw_st_get(worker_t *w, const char *name, size_t len, uint32_t hash);
+/* A stream's block cache: drops every block / records block b with sequence seq. */
+void hs_fw_cache_reset(worker_t *w, wstream_t *st);
+void hs_fw_cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq);
 void hs_fw_stalled_remove(worker_t *w, hs_sub_t *s);
 void hs_fw_stalled_add(worker_t *w, hs_sub_t *s);
 void hs_fw_starved_add(worker_t *w, hs_sub_t *s);
+/* Signals s's IO thread now (HS_SUB_IO_* flags); the thread is woken by hs_fw_flush_wakes. */
+void hs_fw_touch(worker_t *w, hs_sub_t *s, unsigned flags);
 /* Marks s as having new work for its IO thread (signalled once per batch or turn). */
 void hs_fw_mark_touched(worker_t *w, hs_sub_t *s);
+/* Signals every marked subscription and wakes the IO threads that have news. */
+void hs_fw_flush_wakes(worker_t *w);
+/* Removes a subscription from the worker and drops the worker's reference. */
+void hs_fw_detach(worker_t *w, hs_sub_t *s);
 /* Ends s (HS_SUB_END_*), queuing marker (taken) when there is one. */
 void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker);
+
+/* ---- catchup.c, for fanout.c ---- */
+
 /* Sends a live subscription back to catch-up (full: its outbox overflowed). */
 void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full);
-
-/* catchup.c, for fanout.c */
 /* Starts or continues s's catch-up: from the stream's block cache, else a database read. */
 void hs_fw_request_read(worker_t *w, hs_sub_t *s);
 /* A catch-up read that came back (worker queue) / dropping one at shutdown. */
 void hs_fw_on_read(worker_t *w, creq_t *r);
 void hs_fw_free_req(creq_t *r);
-/* The monotonic clock in ms. */
-int64_t hs_fw_now_ms(void);
 
 #endif
