@@ -1,7 +1,7 @@
-/* The SignalR hub protocol codec (see hubproto.h): growable buffers, cutting records out of
- * a byte stream, the handshake, the checks every parsed record passes, and the encoders of
- * both formats. Parsing is per format: hubproto_json.c (through proto/json.c) and
- * hubproto_msgpack.c (msgpack-c behind a pre-scan). */
+/* The SignalR hub protocol codec (see hubproto.h): cutting records out of a byte stream, the
+ * handshake, dispatching a record to its format's parser, and the encoders of both formats.
+ * Parsing is per format: hubproto_json.c (through proto/json.c) and hubproto_msgpack.c
+ * (msgpack-c behind a pre-scan); what they share is hubproto_common.c. */
 #include "proto/hubproto.h"
 #include "proto/hubproto_impl.h"
 
@@ -16,64 +16,6 @@
 #include "hubstream/hubstream.h"
 #include "proto/json.h"
 #include "util/utf8.h"
-
-/* ---- buffers ---- */
-
-void hs_hubbuf_init(hs_hubbuf_t *b)
-{
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-void hs_hubbuf_free(hs_hubbuf_t *b)
-{
-    free(b->p);
-    hs_hubbuf_init(b);
-}
-
-int hs_hubbuf_reserve(hs_hubbuf_t *b, size_t more)
-{
-    if (more <= b->cap - b->len)
-        return 0;
-    if (b->len > SIZE_MAX / 4 || more > SIZE_MAX / 4 - b->len)
-        return HS_ENOMEM;
-    size_t nc = b->cap ? b->cap : 256;
-    while (nc < b->len + more)
-        nc *= 2;
-    uint8_t *p = realloc(b->p, nc);
-    if (!p)
-        return HS_ENOMEM;
-    b->p = p;
-    b->cap = nc;
-    return 0;
-}
-
-int hs_hubbuf_put(hs_hubbuf_t *b, const void *p, size_t n)
-{
-    if (!n)
-        return 0;
-    if (hs_hubbuf_reserve(b, n))
-        return HS_ENOMEM;
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-int hs_hp_put_str(hs_hubbuf_t *b, const char *s)
-{
-    return hs_hubbuf_put(b, s, strlen(s));
-}
-
-/* Appends s as a JSON string literal. */
-int hs_hp_put_quoted(hs_hubbuf_t *b, const char *s, size_t n)
-{
-    if (!n) /* s may be NULL (msgpack-c's empty string) */
-        return hs_hubbuf_put(b, "\"\"", 2);
-    if (hs_hubbuf_reserve(b, hs_json_quoted_len(s, n)))
-        return HS_ENOMEM;
-    b->len += hs_json_quote(s, n, (char *)b->p + b->len);
-    return 0;
-}
 
 size_t hs_hubproto_varint(uint8_t out[5], size_t n)
 {
@@ -153,68 +95,8 @@ int hs_hubproto_parse_handshake(const uint8_t *rec, size_t len, char *protocol, 
 
 /* ---- parsing records ---- */
 
-int hs_hp_set_id(hs_hubmsg_t *m, const char *s, size_t n, char *why, size_t whylen)
-{
-    if (n > HS_HUB_ID_MAX) {
-        snprintf(why, whylen, "invocation id longer than %d bytes", HS_HUB_ID_MAX);
-        return HS_EINVAL;
-    }
-    if (n) /* msgpack-c gives an empty string a NULL pointer */
-        memcpy(m->id, s, n);
-    m->id[n] = '\0';
-    m->has_id = true;
-    return 0;
-}
-
-int hs_hp_check(hs_hubmsg_t *m, bool has_target, bool has_args, bool has_item, bool has_seq,
-                char *why, size_t whylen)
-{
-    switch (m->type) {
-    case HS_HUBMSG_INVOCATION:
-    case HS_HUBMSG_STREAM_INVOCATION:
-        if (!has_target || !m->target[0]) {
-            snprintf(why, whylen, "an invocation needs a non-empty target");
-            return HS_EINVAL;
-        }
-        if (!has_args) {
-            snprintf(why, whylen, "an invocation needs an arguments array");
-            return HS_EINVAL;
-        }
-        if (m->type == HS_HUBMSG_STREAM_INVOCATION && !m->has_id) {
-            snprintf(why, whylen, "a stream invocation needs an invocationId");
-            return HS_EINVAL;
-        }
-        return 0;
-    case HS_HUBMSG_STREAM_ITEM:
-        if (!m->has_id || !has_item) {
-            snprintf(why, whylen, "a stream item needs an invocationId and an item");
-            return HS_EINVAL;
-        }
-        return 0;
-    case HS_HUBMSG_COMPLETION:
-    case HS_HUBMSG_CANCEL_INVOCATION:
-        if (!m->has_id) {
-            snprintf(why, whylen, "message type %d needs an invocationId", m->type);
-            return HS_EINVAL;
-        }
-        if (m->type == HS_HUBMSG_COMPLETION && m->item && m->error) {
-            snprintf(why, whylen, "a completion has both a result and an error");
-            return HS_EINVAL;
-        }
-        return 0;
-    case HS_HUBMSG_ACK:
-    case HS_HUBMSG_SEQUENCE:
-        if (!has_seq) {
-            snprintf(why, whylen, "message type %d needs an integer sequenceId", m->type);
-            return HS_EINVAL;
-        }
-        return 0;
-    }
-    return 0;
-}
-
 int hs_hubproto_parse(hs_hubfmt_t fmt, const uint8_t *rec, size_t len, hs_hubmsg_t *msg,
-                      hs_hubbuf_t *scratch, char *why, size_t whylen)
+                      hs_buf_t *scratch, char *why, size_t whylen)
 {
     memset(msg, 0, offsetof(hs_hubmsg_t, stream_ids));
     msg->nstream_ids = 0;
@@ -233,9 +115,9 @@ int hs_hubproto_parse(hs_hubfmt_t fmt, const uint8_t *rec, size_t len, hs_hubmsg
 
 /* MessagePack records: the body is packed 5 bytes after `start`, then moved down behind its
  * actual length prefix. */
-static int mp_begin(hs_hubbuf_t *out, msgpack_packer *pk, size_t *start)
+static int mp_begin(hs_buf_t *out, msgpack_packer *pk, size_t *start)
 {
-    if (hs_hubbuf_reserve(out, 64))
+    if (hs_buf_reserve(out, 64))
         return HS_ENOMEM;
     *start = out->len;
     out->len += 5;
@@ -243,7 +125,7 @@ static int mp_begin(hs_hubbuf_t *out, msgpack_packer *pk, size_t *start)
     return 0;
 }
 
-static int mp_end(hs_hubbuf_t *out, size_t start, int rc)
+static int mp_end(hs_buf_t *out, size_t start, int rc)
 {
     if (rc) {
         out->len = start;
@@ -269,27 +151,27 @@ static int pk_raw(msgpack_packer *pk, const uint8_t *p, size_t n)
     return hs_hp_pk_write(pk->data, (const char *)p, n);
 }
 
-static int json_end(hs_hubbuf_t *out, size_t start, int rc)
+static int json_end(hs_buf_t *out, size_t start, int rc)
 {
     if (!rc)
-        rc = hs_hubbuf_put(out, "}\x1e", 2);
+        rc = hs_buf_put(out, "}\x1e", 2);
     if (rc)
         out->len = start;
     return rc ? HS_ENOMEM : 0;
 }
 
-int hs_hubproto_handshake_reply(hs_hubbuf_t *out, const char *error)
+int hs_hubproto_handshake_reply(hs_buf_t *out, const char *error)
 {
     size_t start = out->len;
     if (!error)
-        return hs_hubbuf_put(out, "{}\x1e", 3);
+        return hs_buf_put(out, "{}\x1e", 3);
     int rc = hs_hp_put_str(out, "{\"error\":");
     if (!rc)
         rc = hs_hp_put_quoted(out, error, strlen(error));
     return json_end(out, start, rc);
 }
 
-int hs_hubproto_completion(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id, const char *error,
+int hs_hubproto_completion(hs_buf_t *out, hs_hubfmt_t fmt, const char *id, const char *error,
                            const char *result_json, size_t result_len)
 {
     size_t start = out->len;
@@ -309,7 +191,7 @@ int hs_hubproto_completion(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id, co
         } else if (!rc && result_json) {
             rc = hs_hp_put_str(out, ",\"result\":");
             if (!rc)
-                rc = hs_hubbuf_put(out, result_json, result_len);
+                rc = hs_buf_put(out, result_json, result_len);
         }
         return json_end(out, start, rc);
     }
@@ -331,13 +213,13 @@ int hs_hubproto_completion(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id, co
     return mp_end(out, start, rc);
 }
 
-int hs_hubproto_stream_item_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id,
-                                const uint8_t *item, size_t item_len)
+int hs_hubproto_stream_item_raw(hs_buf_t *out, hs_hubfmt_t fmt, const char *id, const uint8_t *item,
+                                size_t item_len)
 {
     size_t start = out->len;
     if (fmt == HS_HUB_JSON) {
         size_t idl = strlen(id);
-        if (hs_hubbuf_reserve(out, 40 + hs_json_quoted_len(id, idl) + item_len))
+        if (hs_buf_reserve(out, 40 + hs_json_quoted_len(id, idl) + item_len))
             return HS_ENOMEM;
         char *o = (char *)out->p + out->len;
         memcpy(o, "{\"type\":2,\"invocationId\":", 25);
@@ -360,7 +242,7 @@ int hs_hubproto_stream_item_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *i
     return mp_end(out, start, rc);
 }
 
-int hs_hubproto_invocation_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *target,
+int hs_hubproto_invocation_raw(hs_buf_t *out, hs_hubfmt_t fmt, const char *target,
                                const uint8_t *const *args, const size_t *arg_lens, size_t nargs)
 {
     size_t start = out->len;
@@ -374,7 +256,7 @@ int hs_hubproto_invocation_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *ta
             if (i)
                 rc = hs_hp_put_str(out, ",");
             if (!rc)
-                rc = hs_hubbuf_put(out, args[i], arg_lens[i]);
+                rc = hs_buf_put(out, args[i], arg_lens[i]);
         }
         if (!rc)
             rc = hs_hp_put_str(out, "]");
@@ -392,14 +274,14 @@ int hs_hubproto_invocation_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *ta
     return mp_end(out, start, rc);
 }
 
-int hs_hubproto_ping(hs_hubbuf_t *out, hs_hubfmt_t fmt)
+int hs_hubproto_ping(hs_buf_t *out, hs_hubfmt_t fmt)
 {
     if (fmt == HS_HUB_JSON)
-        return hs_hubbuf_put(out, "{\"type\":6}\x1e", 11);
-    return hs_hubbuf_put(out, "\x02\x91\x06", 3);
+        return hs_buf_put(out, "{\"type\":6}\x1e", 11);
+    return hs_buf_put(out, "\x02\x91\x06", 3);
 }
 
-int hs_hubproto_close(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *error, bool allow_reconnect)
+int hs_hubproto_close(hs_buf_t *out, hs_hubfmt_t fmt, const char *error, bool allow_reconnect)
 {
     size_t start = out->len;
     if (fmt == HS_HUB_JSON) {
@@ -422,14 +304,14 @@ int hs_hubproto_close(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *error, bool
     return mp_end(out, start, rc);
 }
 
-static int seq_msg(hs_hubbuf_t *out, hs_hubfmt_t fmt, int type, int64_t seq)
+static int seq_msg(hs_buf_t *out, hs_hubfmt_t fmt, int type, int64_t seq)
 {
     size_t start = out->len;
     if (fmt == HS_HUB_JSON) {
         char tmp[64];
         int n = snprintf(tmp, sizeof(tmp), "{\"type\":%d,\"sequenceId\":%lld}\x1e", type,
                          (long long)seq);
-        return hs_hubbuf_put(out, tmp, (size_t)n);
+        return hs_buf_put(out, tmp, (size_t)n);
     }
     msgpack_packer pk;
     if (mp_begin(out, &pk, &start))
@@ -439,12 +321,12 @@ static int seq_msg(hs_hubbuf_t *out, hs_hubfmt_t fmt, int type, int64_t seq)
     return mp_end(out, start, rc);
 }
 
-int hs_hubproto_ack(hs_hubbuf_t *out, hs_hubfmt_t fmt, int64_t seq)
+int hs_hubproto_ack(hs_buf_t *out, hs_hubfmt_t fmt, int64_t seq)
 {
     return seq_msg(out, fmt, HS_HUBMSG_ACK, seq);
 }
 
-int hs_hubproto_sequence(hs_hubbuf_t *out, hs_hubfmt_t fmt, int64_t seq)
+int hs_hubproto_sequence(hs_buf_t *out, hs_hubfmt_t fmt, int64_t seq)
 {
     return seq_msg(out, fmt, HS_HUBMSG_SEQUENCE, seq);
 }

@@ -7,7 +7,7 @@
  * protocols: every value the hub dispatcher looks at (arguments, stream items) is JSON text, so
  * MessagePack input is transcoded to JSON here and the dispatcher only knows JSON.
  *
- * Out: encoders append whole records (terminator or length prefix included) to an hs_hubbuf_t.
+ * Out: encoders append whole records (terminator or length prefix included) to an hs_buf_t.
  * Values handed to the encoders are JSON text; for MessagePack they are transcoded.
  * hs_hubproto_json_to_msgpack() is also how an EventRecord is encoded once into MessagePack for
  * every MessagePack subscriber.
@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "util/buf.h"
 
 typedef enum hs_hubfmt {
     HS_HUB_JSON = 0,
@@ -44,19 +46,6 @@ enum {
 #define HS_HUB_ID_MAX        64   /* longest invocation / stream id accepted */
 #define HS_HUB_TARGET_MAX    128  /* longest method name accepted */
 #define HS_HUB_STREAMIDS_MAX 16   /* most upload stream ids on one invocation */
-
-/* A growable byte buffer. Zero-initialise, or hs_hubbuf_init(); free with hs_hubbuf_free(). */
-typedef struct hs_hubbuf {
-    uint8_t *p;
-    size_t len, cap;
-} hs_hubbuf_t;
-
-void hs_hubbuf_init(hs_hubbuf_t *b);
-void hs_hubbuf_free(hs_hubbuf_t *b);
-/* Ensures room for `more` bytes after len. 0 or HS_ENOMEM. */
-int hs_hubbuf_reserve(hs_hubbuf_t *b, size_t more);
-/* Appends bytes. 0 or HS_ENOMEM. */
-int hs_hubbuf_put(hs_hubbuf_t *b, const void *p, size_t n);
 
 /*
  * Finds the next whole record at buf[0..len).
@@ -119,13 +108,13 @@ typedef struct hs_hubmsg {
  * HS_ENOMEM.
  */
 int hs_hubproto_parse(hs_hubfmt_t fmt, const uint8_t *rec, size_t len, hs_hubmsg_t *msg,
-                      hs_hubbuf_t *scratch, char *why, size_t whylen);
+                      hs_buf_t *scratch, char *why, size_t whylen);
 
 /* ---- encoders: each appends one whole record to out; 0 or HS_ENOMEM (HS_EINVAL for a value
  * that is not valid JSON) ---- */
 
 /* Handshake reply, always JSON: `{}` + 0x1E, or {"error":"<text>"} + 0x1E when error != NULL. */
-int hs_hubproto_handshake_reply(hs_hubbuf_t *out, const char *error);
+int hs_hubproto_handshake_reply(hs_buf_t *out, const char *error);
 
 /*
  * Completion for invocation `id`. Exactly one of: error != NULL (an error Completion),
@@ -133,7 +122,7 @@ int hs_hubproto_handshake_reply(hs_hubbuf_t *out, const char *error);
  * JSON: {"type":3,"invocationId":"<id>","result":<v>} / ..."error":"<text>"} / no third member.
  * MessagePack: [3, {}, id, 1, "err"] / [3, {}, id, 3, value] / [3, {}, id, 2].
  */
-int hs_hubproto_completion(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id, const char *error,
+int hs_hubproto_completion(hs_buf_t *out, hs_hubfmt_t fmt, const char *id, const char *error,
                            const char *result_json, size_t result_len);
 
 /*
@@ -142,27 +131,27 @@ int hs_hubproto_completion(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id, co
  * transcoding. JSON: {"type":2,"invocationId":"<id>","item":<item>}; MessagePack:
  * [2, {}, id, item].
  */
-int hs_hubproto_stream_item_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *id,
-                                const uint8_t *item, size_t item_len);
+int hs_hubproto_stream_item_raw(hs_buf_t *out, hs_hubfmt_t fmt, const char *id, const uint8_t *item,
+                                size_t item_len);
 
 /*
  * Invocation without an invocationId (fire-and-forget, what `connection.on(target)` receives)
  * whose arguments are `nargs` values already encoded in the target format.
  * JSON: {"type":1,"target":"<t>","arguments":[a,b]}; MessagePack: [1, {}, nil, t, [a, b], []].
  */
-int hs_hubproto_invocation_raw(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *target,
+int hs_hubproto_invocation_raw(hs_buf_t *out, hs_hubfmt_t fmt, const char *target,
                                const uint8_t *const *args, const size_t *arg_lens, size_t nargs);
 
 /* Ping: {"type":6} / [6]. */
-int hs_hubproto_ping(hs_hubbuf_t *out, hs_hubfmt_t fmt);
+int hs_hubproto_ping(hs_buf_t *out, hs_hubfmt_t fmt);
 
 /* Close: {"type":7} plus "error" when error != NULL and "allowReconnect":true when asked;
  * MessagePack always 3 elements: [7, error|nil, allowReconnect]. */
-int hs_hubproto_close(hs_hubbuf_t *out, hs_hubfmt_t fmt, const char *error, bool allow_reconnect);
+int hs_hubproto_close(hs_buf_t *out, hs_hubfmt_t fmt, const char *error, bool allow_reconnect);
 
 /* Ack {"type":8,"sequenceId":n} / [8, n]; Sequence {"type":9,"sequenceId":n} / [9, n]. */
-int hs_hubproto_ack(hs_hubbuf_t *out, hs_hubfmt_t fmt, int64_t seq);
-int hs_hubproto_sequence(hs_hubbuf_t *out, hs_hubfmt_t fmt, int64_t seq);
+int hs_hubproto_ack(hs_buf_t *out, hs_hubfmt_t fmt, int64_t seq);
+int hs_hubproto_sequence(hs_buf_t *out, hs_hubfmt_t fmt, int64_t seq);
 
 /*
  * Encodes one JSON value (validated) as one MessagePack value, appended to out: objects → maps
@@ -170,7 +159,7 @@ int hs_hubproto_sequence(hs_hubbuf_t *out, hs_hubfmt_t fmt, int64_t seq);
  * the smallest int / uint encoding, other numbers → float64, true / false / null → bool / nil.
  * Returns 0, HS_EINVAL (not valid JSON), HS_ENOMEM.
  */
-int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_hubbuf_t *out);
+int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_buf_t *out);
 
 /*
  * Encodes one MessagePack value as JSON text appended to out: maps need string keys (others:
@@ -178,7 +167,7 @@ int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_hubbuf_t *out);
  * trip, NaN / infinity → HS_EINVAL. Nesting deeper than 64 → HS_EINVAL. Returns 0, HS_EINVAL,
  * HS_ENOMEM.
  */
-int hs_hubproto_msgpack_to_json(const uint8_t *mp, size_t len, hs_hubbuf_t *out);
+int hs_hubproto_msgpack_to_json(const uint8_t *mp, size_t len, hs_buf_t *out);
 
 /* The varint length prefix of a MessagePack record: writes 1-5 bytes to out, returns the count. */
 size_t hs_hubproto_varint(uint8_t out[5], size_t n);

@@ -25,8 +25,8 @@ static int json_str(const hs_json_span_t *v, char *out, size_t cap)
     return (int)n;
 }
 
-int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch,
-                     char *why, size_t whylen)
+int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_buf_t *scratch, char *why,
+                     size_t whylen)
 {
     hs_json_span_t obj, k, v;
     char reason[128];
@@ -132,7 +132,7 @@ int hs_hp_parse_json(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t
         m->item_len = val->n;
     }
     if (has_err) {
-        if (hs_hubbuf_reserve(scratch, err.n + 1))
+        if (hs_buf_reserve(scratch, err.n + 1))
             return HS_ENOMEM;
         long n = hs_json_unescape(&err, (char *)scratch->p, err.n + 1);
         if (n < 0)

@@ -23,10 +23,10 @@
 
 /* ---- UTF-8 and base64 ---- */
 
-static int put_base64(hs_hubbuf_t *b, const uint8_t *s, size_t n)
+static int put_base64(hs_buf_t *b, const uint8_t *s, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (hs_hubbuf_reserve(b, (n + 2) / 3 * 4 + 2))
+    if (hs_buf_reserve(b, (n + 2) / 3 * 4 + 2))
         return HS_ENOMEM;
     char *o = (char *)b->p + b->len;
     *o++ = '"';
@@ -193,7 +193,7 @@ static size_t scan_value(const uint8_t *p, size_t n, int depth)
 #undef BE32
 }
 
-static int obj_to_json(const msgpack_object *o, hs_hubbuf_t *out, int depth)
+static int obj_to_json(const msgpack_object *o, hs_buf_t *out, int depth)
 {
     char num[40];
     int rc;
@@ -272,7 +272,7 @@ static int unpack_one(const uint8_t *mp, size_t len, msgpack_zone *z, msgpack_ob
     return 0;
 }
 
-int hs_hubproto_msgpack_to_json(const uint8_t *mp, size_t len, hs_hubbuf_t *out)
+int hs_hubproto_msgpack_to_json(const uint8_t *mp, size_t len, hs_buf_t *out)
 {
     msgpack_zone z;
     if (!msgpack_zone_init(&z, 2048))
@@ -289,11 +289,6 @@ int hs_hubproto_msgpack_to_json(const uint8_t *mp, size_t len, hs_hubbuf_t *out)
 }
 
 /* ---- JSON → MessagePack ---- */
-
-int hs_hp_pk_write(void *data, const char *buf, size_t len)
-{
-    return hs_hubbuf_put(data, buf, len) ? -1 : 0;
-}
 
 static int pack_str_span(msgpack_packer *pk, const hs_json_span_t *s)
 {
@@ -377,7 +372,7 @@ static int span_to_mp(const hs_json_span_t *v, msgpack_packer *pk)
     }
 }
 
-int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_hubbuf_t *out)
+int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_buf_t *out)
 {
     hs_json_span_t v;
     if (hs_json_parse(json, len, &v, NULL, 0))
@@ -434,14 +429,14 @@ static int mp_id(const msgpack_object *o, hs_hubmsg_t *m, bool nil_ok, char *why
 }
 
 /* Appends a str checked by mp_text to scratch, NUL-terminated. */
-static int mp_put_text(hs_hubbuf_t *scratch, const msgpack_object *o)
+static int mp_put_text(hs_buf_t *scratch, const msgpack_object *o)
 {
-    if (hs_hubbuf_put(scratch, o->via.str.ptr, o->via.str.size) || hs_hubbuf_put(scratch, "", 1))
+    if (hs_buf_put(scratch, o->via.str.ptr, o->via.str.size) || hs_buf_put(scratch, "", 1))
         return HS_ENOMEM;
     return 0;
 }
 
-int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_hubbuf_t *scratch, char *why,
+int hs_hp_parse_mp(const uint8_t *rec, size_t len, hs_hubmsg_t *m, hs_buf_t *scratch, char *why,
                    size_t whylen)
 {
     msgpack_zone z;

@@ -22,42 +22,6 @@
 #include "server/signalr/hub.h"
 #include "util/addr.h"
 
-const char *hs_strerror(int err)
-{
-    switch (err) {
-    case HS_OK:
-        return "ok";
-    case HS_EINVAL:
-        return "invalid argument";
-    case HS_ENOMEM:
-        return "out of memory";
-    case HS_ENOENT:
-        return "no such stream";
-    case HS_ECONFLICT:
-        return "wrong expected version";
-    case HS_ECLOSED:
-        return "stream closed";
-    case HS_EDB:
-        return "database error";
-    case HS_EUNAVAIL:
-        return "server unavailable";
-    case HS_ETOOLARGE:
-        return "too large";
-    case HS_EBUSY:
-        return "busy";
-    case HS_ESYS:
-        return "system error";
-    case HS_EREJECTED:
-        return "rejected";
-    case HS_ERESERVED:
-        return "reserved stream name";
-    case HS_EUNKNOWN:
-        return "outcome unknown: the database connection broke during the commit";
-    default:
-        return "unknown error";
-    }
-}
-
 #define HS_MIB ((size_t)1 << 20)
 
 void hs_config_init(hs_config_t *cfg)
@@ -394,73 +358,6 @@ void hs_server_destroy(hs_server_t *srv)
 int hs_server_port(const hs_server_t *srv)
 {
     return srv->port;
-}
-
-void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx)
-{
-    srv->log.fn = fn;
-    srv->log.ctx = ctx;
-}
-
-void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx)
-{
-    srv->event_hook = fn;
-    srv->event_ctx = ctx;
-}
-
-/* ---- what the IO threads serve ---- */
-
-void hs_server_add_transport(hs_server_t *srv, const hs_transport_t *t)
-{
-    if (t->id >= 0 && t->id < HS_TRANSPORTS_MAX && !srv->transports[t->id])
-        srv->transports[t->id] = t;
-    else
-        abort(); /* a wiring error of ours, found by the first test that starts a server */
-}
-
-void hs_server_add_route(hs_server_t *srv, const char *path,
-                         void (*fn)(hs_conn_t *c, const char *path, void *arg), void *arg)
-{
-    int n = (int)(sizeof(srv->routes) / sizeof(srv->routes[0]));
-    if (srv->nroutes == n)
-        abort();
-    srv->routes[srv->nroutes].path = path;
-    srv->routes[srv->nroutes].fn = fn;
-    srv->routes[srv->nroutes].arg = arg;
-    srv->nroutes++;
-}
-
-void hs_server_add_ws(hs_server_t *srv, const char *path, const hs_transport_t *t,
-                      int (*confirm)(struct lws *wsi, void *arg, void **ctx), void *arg)
-{
-    int n = (int)(sizeof(srv->ws) / sizeof(srv->ws[0]));
-    if (srv->nws == n)
-        abort();
-    srv->ws[srv->nws].path = path;
-    srv->ws[srv->nws].t = t;
-    srv->ws[srv->nws].confirm = confirm;
-    srv->ws[srv->nws].arg = arg;
-    srv->nws++;
-}
-
-int hs_server_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen)
-{
-    if (!srv->event_hook)
-        return 0;
-    for (uint32_t i = 0; i < e->nevents; i++) {
-        hs_ingest_event_t *ie = &e->events[i];
-        /* data/metadata are not NUL-terminated in the arena: give the hook copies */
-        char *data = strndup(ie->data, ie->data_len);
-        char *meta = ie->metadata ? strndup(ie->metadata, ie->metadata_len) : NULL;
-        hs_event_t he = {ie->type, data, meta, ie->id};
-        snprintf(why, whylen, "rejected");
-        int hr = data ? srv->event_hook(srv->event_ctx, e->stream, &he, why, whylen) : -1;
-        free(data);
-        free(meta);
-        if (hr)
-            return -1;
-    }
-    return 0;
 }
 
 /* ---- in-process publish ---- */

@@ -72,6 +72,9 @@ struct hs_server {
         void *arg;
     } ws[4]; /* WebSocket endpoints */
     int nws;
+    /* the request headers a CORS preflight allows: net's own (authorization, content-type) and
+     * those each front end reads, comma-separated */
+    char cors_headers[256];
 
     atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */
     pthread_mutex_t stop_mu;
@@ -88,6 +91,8 @@ void hs_server_add_route(hs_server_t *srv, const char *path,
 int hs_server_events_hook(hs_server_t *srv, hs_ingest_t *e, char *why, size_t whylen);
 void hs_server_add_ws(hs_server_t *srv, const char *path, const struct hs_transport *t,
                       int (*confirm)(struct lws *wsi, void *arg, void **ctx), void *arg);
+/* Adds request headers (lower case, comma-separated) that a CORS preflight allows. */
+void hs_server_add_cors_headers(hs_server_t *srv, const char *headers);
 
 /* Starts the reader, fan-out and writer threads but no IO thread and no listener: the caller
  * runs IO thread 0 itself (lws_service on srv->io[0]->ctx). For the fuzz target that drives a

@@ -694,4 +694,5 @@ void hs_http_register(hs_server_t *srv)
     hs_server_add_transport(srv, &http_transport);
     hs_server_add_transport(srv, hs_sse_transport());
     hs_server_add_route(srv, NULL, route, NULL);
+    hs_server_add_cors_headers(srv, "expected-version, last-event-id");
 }

@@ -191,11 +191,11 @@ int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
  * headers (the SignalR clients' negotiate) and before DELETE. */
 static void preflight(hs_conn_t *c)
 {
-    static const char *const h[][2] = {
+    const char *allow =
+        c->io->srv->cors_headers[0] ? c->io->srv->cors_headers : "authorization, content-type";
+    const char *const h[][2] = {
         {"access-control-allow-methods:", "GET, POST, DELETE, OPTIONS"},
-        {"access-control-allow-headers:", "authorization, x-requested-with, "
-                                          "x-signalr-user-agent, content-type, expected-version, "
-                                          "last-event-id"},
+        {"access-control-allow-headers:", allow},
         {"access-control-max-age:", "600"},
     };
     unsigned char buf[LWS_PRE + 1024];

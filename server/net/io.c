@@ -9,7 +9,8 @@
  * reads its body and routes it); a WebSocket upgrade to the endpoint registered for its path;
  * everything else (messages on the inbox, subscription signals, a WebSocket's frames, closes,
  * ticks) to the transport that owns it. Also here: adopting handed sockets in small batches,
- * lingering closes, hang-ups of connections whose answer is outstanding.
+ * lingering closes, hang-ups of connections whose answer is outstanding, and the tables the
+ * front ends fill at create time (hs_server_add_transport, _route, _ws, _cors_headers).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -574,8 +575,55 @@ void hs_io_destroy(hs_io_t *io)
     }
     free(io->backlog);
     free(io->wbuf);
-    hs_hubbuf_free(&io->scratch);
+    hs_buf_free(&io->scratch);
     if (io->hup_ep >= 0)
         close(io->hup_ep);
     free(io);
+}
+
+/* ---- what the IO threads serve ---- */
+
+void hs_server_add_transport(hs_server_t *srv, const hs_transport_t *t)
+{
+    if (t->id >= 0 && t->id < HS_TRANSPORTS_MAX && !srv->transports[t->id])
+        srv->transports[t->id] = t;
+    else
+        abort(); /* a wiring error of ours, found by the first test that starts a server */
+}
+
+void hs_server_add_route(hs_server_t *srv, const char *path,
+                         void (*fn)(hs_conn_t *c, const char *path, void *arg), void *arg)
+{
+    int n = (int)(sizeof(srv->routes) / sizeof(srv->routes[0]));
+    if (srv->nroutes == n)
+        abort();
+    srv->routes[srv->nroutes].path = path;
+    srv->routes[srv->nroutes].fn = fn;
+    srv->routes[srv->nroutes].arg = arg;
+    srv->nroutes++;
+}
+
+void hs_server_add_cors_headers(hs_server_t *srv, const char *headers)
+{
+    char *list = srv->cors_headers;
+    size_t cap = sizeof(srv->cors_headers);
+    if (!list[0])
+        snprintf(list, cap, "authorization, content-type");
+    size_t n = strlen(list);
+    if (n + 2 + strlen(headers) >= cap)
+        abort(); /* a wiring error of ours, like the tables' */
+    snprintf(list + n, cap - n, ", %s", headers);
+}
+
+void hs_server_add_ws(hs_server_t *srv, const char *path, const hs_transport_t *t,
+                      int (*confirm)(struct lws *wsi, void *arg, void **ctx), void *arg)
+{
+    int n = (int)(sizeof(srv->ws) / sizeof(srv->ws[0]));
+    if (srv->nws == n)
+        abort();
+    srv->ws[srv->nws].path = path;
+    srv->ws[srv->nws].t = t;
+    srv->ws[srv->nws].confirm = confirm;
+    srv->ws[srv->nws].arg = arg;
+    srv->nws++;
 }

@@ -91,7 +91,7 @@ struct hs_io {
     size_t nbacklog;
     hs_conn_t *body_head;            /* requests whose body is still arriving, for their deadline */
     void *tstate[HS_TRANSPORTS_MAX]; /* each transport's state on this thread (io_init) */
-    hs_hubbuf_t scratch;             /* a transport's scratch for packing one connection's output */
+    hs_buf_t scratch;                /* a transport's scratch for packing one connection's output */
     int hup_ep;                      /* epoll set of connections whose client may hang up unseen */
     struct {
         int fd;

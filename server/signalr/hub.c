@@ -25,48 +25,6 @@ static int64_t now_ms(void)
     return hs_now_ms();
 }
 
-/* ---- lifetime ---- */
-
-hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect)
-{
-    hs_hub_t *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
-    atomic_init(&h->refs, 1);
-    h->srv = srv;
-    h->dialect = dialect;
-    h->budget = hs_budget_create(srv->cfg.connection_read_budget, srv->read_budget);
-    if (!h->budget) {
-        free(h);
-        return NULL;
-    }
-    h->home = -1;
-    h->created_ms = h->start_ms = now_ms();
-    return h;
-}
-
-hs_hub_t *hs_hub_ref(hs_hub_t *h)
-{
-    atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
-    return h;
-}
-
-void hs_hub_unref(hs_hub_t *h)
-{
-    if (!h || atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    hs_hubbuf_free(&h->in);
-    hs_hubbuf_free(&h->held);
-    hs_hubbuf_free(&h->ctl);
-    hs_hubbuf_free(&h->scratch);
-    hs_hubbuf_free(&h->replay);
-    hs_hubbuf_free(&h->out);
-    free(h->replay_len);
-    hs_budget_give(h->budget, h->ctl_charge + h->out_charge);
-    hs_budget_unref(h->budget);
-    free(h);
-}
-
 void hs_hub_start(hs_hub_t *h, hs_io_t *io)
 {
     h->io = io;
@@ -95,6 +53,42 @@ static void unlink_io(hs_hub_t *h)
     l->nhubs--;
 }
 
+/* ---- subscriptions (added by subs.c) ---- */
+
+void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs)
+{
+    if (hs->prev)
+        hs->prev->next = hs->next;
+    else
+        h->subs = hs->next;
+    if (hs->next)
+        hs->next->prev = hs->prev;
+    if (h->rr == hs)
+        h->rr = hs->next;
+    h->nsubs--;
+    hs->sub->io_ctx = NULL;
+    hs_fanout_unsubscribe(h->srv->fanout, hs->sub);
+    hs_sub_unref(hs->sub);
+    free(hs);
+}
+
+hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len)
+{
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        if (s->push && !s->done && s->sub->stream_len == len &&
+            memcmp(s->sub->stream, stream, len) == 0)
+            return s;
+    return NULL;
+}
+
+hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id)
+{
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        if (!s->push && strcmp(s->id, id) == 0)
+            return s;
+    return NULL;
+}
+
 /* ---- stateful reconnect: numbering and the replay buffer ---- */
 
 /* Records a trackable record just queued or packed: numbers it and keeps a copy until acked. */
@@ -116,7 +110,7 @@ int hs_hub_track(hs_hub_t *h, const uint8_t *p, size_t n)
             h->replay_cap = nc;
         }
     }
-    if (hs_hubbuf_put(&h->replay, p, n))
+    if (hs_buf_put(&h->replay, p, n))
         return HS_ENOMEM;
     h->out_seq++;
     if (!h->nreplay)
@@ -165,6 +159,11 @@ static void queued(hs_hub_t *h, int rc, size_t before, bool trackable)
         return;
     }
     hs_hub_want_write(h);
+}
+
+void hs_hub_want_write(hs_hub_t *h)
+{
+    h->tops->want_write(h);
 }
 
 void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json, size_t len)
@@ -225,12 +224,7 @@ void hs_hub_end(hs_hub_t *h)
     h->ended = true;
     while (h->subs)
         hs_hub_sub_free(h, h->subs);
-    if (h->poll) {
-        hs_hubreq_t *r = h->poll;
-        h->poll = NULL;
-        hs_hub_reply(h->io, r, 204);
-    }
-    hs_hub_release_posts(h);
+    h->tops->ended(h); /* what waits is answered, a socket is closed on its next turn */
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection ended", "connectionId", h->conn_id, NULL);
     /* long polling keeps its registry entry until it expires, so that the next poll gets 204
      * (a clean end) rather than 404 */
@@ -238,8 +232,6 @@ void hs_hub_end(hs_hub_t *h)
         hs_hubreg_remove(h);
     else
         hs_hubreg_linger(h);
-    if (h->wsi)
-        lws_callback_on_writable(h->wsi); /* the transport closes on its next turn */
     if (h->io && (h->io_prev || hs_hub_io(h->io)->hubs == h)) {
         unlink_io(h);
         hs_hub_unref(h); /* the home list's reference */
@@ -257,7 +249,10 @@ void hs_hub_detach(hs_hub_t *h)
     h->held.len = 0;
     h->held_off = 0;
     h->rx_paused = false;
-    hs_hubreg_set_attached(h, false, true);
+    if (!hs_hubreg_set_attached(h, false, true)) {
+        hs_hub_end(h); /* no token (skipNegotiation): nothing can resume it */
+        return;
+    }
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection dropped, waiting for a resume",
            "connectionId", h->conn_id, NULL);
 }
@@ -269,7 +264,7 @@ void hs_hub_resume(hs_hub_t *h)
     size_t before = h->ctl.len;
     int rc = hs_hubproto_sequence(&h->ctl, h->fmt, h->nreplay ? h->replay_first : h->out_seq + 1);
     if (!rc)
-        rc = hs_hubbuf_put(&h->ctl, h->replay.p, h->replay.len);
+        rc = hs_buf_put(&h->ctl, h->replay.p, h->replay.len);
     if (rc) {
         h->ctl.len = before;
         hs_hub_fail_oom(h);
@@ -513,7 +508,7 @@ static void hold(hs_hub_t *h, const uint8_t *rec, size_t len)
 {
     /* bounded by input_stopped(): at most HELD_MAX plus what one read or POST delivered */
     uint32_t l = (uint32_t)len;
-    if (hs_hubbuf_put(&h->held, &l, sizeof(l)) || hs_hubbuf_put(&h->held, rec, len))
+    if (hs_buf_put(&h->held, &l, sizeof(l)) || hs_buf_put(&h->held, rec, len))
         hs_hub_fail_oom(h);
 }
 
@@ -559,7 +554,7 @@ static void update_rx(hs_hub_t *h)
     if (h->transport != HS_HUB_T_WS || !h->wsi || stop == h->rx_paused)
         return;
     h->rx_paused = stop;
-    lws_rx_flow_control(h->wsi, stop ? 0 : 1);
+    h->tops->pause_input(h, stop);
 }
 
 void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
@@ -571,7 +566,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
     const uint8_t *buf = p;
     size_t len = n, off = 0;
     if (h->in.len) {
-        if (n && hs_hubbuf_put(&h->in, p, n)) {
+        if (n && hs_buf_put(&h->in, p, n)) {
             hs_hub_fail_oom(h);
             return;
         }
@@ -615,7 +610,7 @@ void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n)
             h->in.len -= off;
         }
     } else if (off < len && !h->ended && !h->closing) {
-        if (hs_hubbuf_put(&h->in, buf + off, len - off))
+        if (hs_buf_put(&h->in, buf + off, len - off))
             hs_hub_fail_oom(h);
     }
     if (h->ended || h->closing) {
@@ -643,7 +638,7 @@ void hs_hub_resume_input(hs_hub_t *h)
     run_held(h);
     hs_hub_input(h, NULL, 0);
     update_rx(h);
-    hs_hub_release_posts(h);
+    h->tops->input_taken(h);
 }
 
 void hs_hub_output_drained(hs_hub_t *h)
@@ -672,17 +667,16 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
          * allocation per message for a busy connection): an idle one keeps none. The scratch
          * holds nothing between records (what a pending invocation needs, it copied). */
         if (!h->in.len)
-            hs_hubbuf_free(&h->in);
+            hs_buf_free(&h->in);
         if (!held_len(h))
-            hs_hubbuf_free(&h->held);
+            hs_buf_free(&h->held);
         if (!h->ctl.len)
-            hs_hubbuf_free(&h->ctl);
-        hs_hubbuf_free(&h->scratch);
+            hs_buf_free(&h->ctl);
+        hs_buf_free(&h->scratch);
         if (h->closing) {
             if (now - h->closing_ms >= HS_HUB_CLOSE_WAIT_MS) {
                 /* the client does not read (a stalled subscriber): cut it off */
-                if (h->wsi)
-                    lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                h->tops->cut_off(h);
                 hs_hub_end(h);
             }
             continue;
@@ -691,17 +685,8 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
             refuse_handshake(h, "Handshake was canceled.");
             continue;
         }
-        if (h->transport == HS_HUB_T_LP) {
-            if (h->poll && now - h->poll->parked_ms >= cfg->hub_longpoll_ms) {
-                hs_hubreq_t *r = h->poll;
-                h->poll = NULL;
-                h->poll_end_ms = now;
-                hs_hub_reply(io, r, 200);
-            } else if (!h->poll && now - h->poll_end_ms >= cfg->hub_disconnect_timeout_ms) {
-                hs_hub_end(h); /* the client stopped polling */
-                continue;
-            }
-        } else if (!h->wsi) {
+        /* long polling: polls and their timeouts are the transport's (transports.c) */
+        if (h->transport != HS_HUB_T_LP && !h->wsi) {
             if (h->dropped_ms && now - h->dropped_ms >= cfg->hub_disconnect_timeout_ms)
                 hs_hub_end(h); /* not resumed in time */
             continue;
@@ -739,25 +724,5 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
             queued(h, hs_hubproto_ping(&h->ctl, h->fmt), before, false);
             h->last_send_ms = now; /* once per interval even if the socket is choked */
         }
-    }
-}
-
-/* ---- shutdown ---- */
-
-void hs_hub_discard_node(hs_mpsc_node_t *n)
-{
-    if (hs_hub_methods_discard(n))
-        return;
-    switch (n->kind) {
-    case HS_NODE_HUB_REQ:
-    case HS_NODE_HUB_REP: {
-        hs_hubreq_t *r = (hs_hubreq_t *)n;
-        hs_budget_give(r->hub->budget, r->charge);
-        hs_hub_unref(r->hub);
-        free(r->body);
-        hs_hubbuf_free(&r->resp);
-        free(r);
-        break;
-    }
     }
 }

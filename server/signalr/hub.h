@@ -8,10 +8,17 @@
  * reach another IO thread (the POSTs of SSE and long polling, later polls, DELETE) travel to the
  * home thread as messages on its inbox and their answers travel back the same way.
  *
- * hub.c: the connection itself (handshake, records in, dispatch, records out, subscriptions,
- * keep-alive, stateful reconnect). methods.c: the hub methods of /hub (a dialect). registry.c:
- * the registry of negotiated connections, and negotiate. transports.c: the transports' HTTP /
- * WebSocket glue with libwebsockets, and the HS_T_SIGNALR transport. Private to the server.
+ * The files, each calling only those before it (what a lower file needs from a higher one it
+ * gets through a table of functions that the higher one hands down: hs_hub_tops_t, the
+ * dialect's hooks):
+ *   registry.c    connections' lifetime (references) and the registry of negotiated tokens
+ *   hub.c         the connection itself: handshake, records in, dispatch to the dialect,
+ *                 records out, keep-alive, stateful reconnect, the subscription list
+ *   subs.c        subscribing, fan-out signals, packing the outboxes into records
+ *   methods.c     the hub methods of /hub (a dialect)
+ *   transports.c  the transports' HTTP / WebSocket glue with libwebsockets, negotiate, the
+ *                 HS_T_SIGNALR transport and the registration of each dialect's endpoints
+ * Private to the server.
  */
 #ifndef HS_HUB_H
 #define HS_HUB_H
@@ -50,7 +57,30 @@ typedef struct hs_hub_dialect {
     const char *name;
     const hs_hub_method_t *methods;
     size_t nmethods;
+    /* A message of the dialect's own kinds on an IO thread's inbox (an append or a read its
+     * methods started): handles it and returns true, or false when it is not one of its own.
+     * A dialect takes node kinds of its own from HS_T_SIGNALR's range (below). */
+    bool (*on_message)(hs_io_t *io, hs_mpsc_node_t *n);
+    /* The same at shutdown: frees it without answering. */
+    bool (*discard)(hs_mpsc_node_t *n);
 } hs_hub_dialect_t;
+
+/*
+ * What a connection asks of its transport; transports.c hands its table to hs_hub_create.
+ * Home thread.
+ */
+typedef struct hs_hub_tops {
+    /* Records wait: write them when the socket can (WebSocket, SSE), or answer a parked poll. */
+    void (*want_write)(hs_hub_t *h);
+    /* The connection took every byte the client sent: answer the POSTs that carried them. */
+    void (*input_taken)(hs_hub_t *h);
+    /* The connection ended: answer what is parked (404 / 204) and close the socket. */
+    void (*ended)(hs_hub_t *h);
+    /* Stop (true) or resume reading the client's input (a WebSocket's receive flow). */
+    void (*pause_input)(hs_hub_t *h, bool stop);
+    /* The client does not read its Close: drop the socket now. */
+    void (*cut_off)(hs_hub_t *h);
+} hs_hub_tops_t;
 
 /* methods.c: the methods of /hub */
 extern const hs_hub_dialect_t hs_hub_dialect;
@@ -61,8 +91,9 @@ enum { HS_HUB_T_NONE = 0, HS_HUB_T_WS, HS_HUB_T_SSE, HS_HUB_T_LP };
 
 /* The SignalR transport's messages on an IO thread's inbox. */
 enum {
-    HS_NODE_HUB_INGEST = HS_NODE_T(HS_T_SIGNALR, 0), /* an invocation's publish / close, acked */
-    HS_NODE_HUB_READ = HS_NODE_T(HS_T_SIGNALR, 1),   /* an invocation's read, done by a reader */
+    HS_NODE_HUB_INGEST = HS_NODE_T(HS_T_SIGNALR, 0), /* /hub: an invocation's publish / close,
+                                                        acked */
+    HS_NODE_HUB_READ = HS_NODE_T(HS_T_SIGNALR, 1),   /* /hub: an invocation's read, done */
     HS_NODE_HUB_REQ = HS_NODE_T(HS_T_SIGNALR, 2),    /* an SSE / long-polling request for a
                                                         connection homed here */
     HS_NODE_HUB_REP = HS_NODE_T(HS_T_SIGNALR, 3),    /* its answer, back to the origin thread */
@@ -94,7 +125,7 @@ struct hs_hubreq {
     /* the answer, filled on the home thread */
     int status;
     const char *ctype;
-    hs_hubbuf_t resp;
+    hs_buf_t resp;
     int64_t parked_ms;           /* POLL: when it started waiting */
     size_t charge;               /* read budget the answer's Read results were charged (r->hub's) */
     struct hs_hubreq *post_next; /* POST: the next parked one (see hs_hub_release_posts) */
@@ -115,6 +146,7 @@ struct hs_hub {
     atomic_uint refs;
     hs_server_t *srv;
     const hs_hub_dialect_t *dialect;
+    const hs_hub_tops_t *tops;
 
     /* guarded by the registry mutex */
     char token[24], conn_id[24];
@@ -143,17 +175,17 @@ struct hs_hub {
     bool stateful;            /* granted and handshake version >= 2 */
     bool rx_paused;           /* WebSocket reads stopped (see "Input flow" in hub.c) */
     bool awaiting_sequence;   /* resumed: ignore records until the client's Sequence */
-    hs_hubbuf_t in;           /* input not yet cut into records */
-    hs_hubbuf_t held;         /* invocation records waiting their turn ([u32 len][record]) */
+    hs_buf_t in;              /* input not yet cut into records */
+    hs_buf_t held;            /* invocation records waiting their turn ([u32 len][record]) */
     size_t held_off;          /* where the oldest held record starts */
     hs_hubreq_t *posts;       /* SSE / long-polling POSTs answered once their input is taken */
-    hs_hubbuf_t ctl;          /* whole records queued to go out before subscription data */
+    hs_buf_t ctl;             /* whole records queued to go out before subscription data */
     size_t ctl_charge;        /* read budget charged by Read answers in ctl */
-    hs_hubbuf_t out;          /* a packed batch being written (LWS_PRE headroom first) */
+    hs_buf_t out;             /* a packed batch being written (LWS_PRE headroom first) */
     size_t out_off;           /* how far it is written */
     size_t out_charge;        /* read budget charged by Read answers in out */
     struct hs_budget *budget; /* this connection's read budget (child of the server's) */
-    hs_hubbuf_t scratch;
+    hs_buf_t scratch;
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
     int64_t closing_ms;     /* when closing started: a client that does not read its
                                Close within HS_HUB_CLOSE_WAIT_MS is cut off */
@@ -163,7 +195,7 @@ struct hs_hub {
     int pending; /* invocations in flight */
     /* stateful reconnect */
     int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
-    hs_hubbuf_t replay;   /* unacknowledged trackable records, oldest first */
+    hs_buf_t replay;      /* unacknowledged trackable records, oldest first */
     uint32_t *replay_len; /* their lengths; the first has number replay_first */
     size_t nreplay, replay_cap, replay_head;
     int64_t replay_first;
@@ -173,67 +205,19 @@ struct hs_hub {
     int64_t ack_ms;
 };
 
-/* ---- hub.c (home thread unless said otherwise) ---- */
-
-/* Creates a connection with one reference (the caller's). Any thread. NULL on ENOMEM. */
-hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect);
-hs_hub_t *hs_hub_ref(hs_hub_t *h);
-void hs_hub_unref(hs_hub_t *h); /* any thread */
-/* The connection starts on its home thread with its transport attached or (LP) ready. */
-void hs_hub_start(hs_hub_t *h, hs_io_t *io);
-/* Bytes from the client (a WebSocket frame, a POST body); cuts, parses and dispatches them. */
-void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n);
-/* Packs whole records for the transport into out (appended), up to about budget bytes.
- * Returns the bytes added. */
-size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget);
-/* Whether anything waits to be packed. */
-bool hs_hub_has_output(hs_hub_t *h);
-/* The transport handed what was packed to the kernel (or a poll answer): input held back while
- * answers waited goes on. */
-void hs_hub_output_drained(hs_hub_t *h);
-/* Whether every byte the client sent was taken (nothing unparsed, no invocation held). */
-bool hs_hub_input_idle(const hs_hub_t *h);
-/* Asks the transport for a chance to write (WebSocket / SSE writable, or answers a parked
- * poll). */
-void hs_hub_want_write(hs_hub_t *h);
-/* Queues a Close record and ends the connection once it is out. */
-void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect);
-/* Ends the connection now: subscriptions dropped, registry entry removed, transport closed. */
-void hs_hub_end(hs_hub_t *h);
-/* A stateful connection's socket dropped without a close: keep it for a resume. */
-void hs_hub_detach(hs_hub_t *h);
-/* A WebSocket resumed a stateful connection: Sequence + replay go out first. */
-void hs_hub_resume(hs_hub_t *h);
-/* Timers of every connection of this IO thread (pings, timeouts, Acks, expiry). */
-void hs_hub_tick(hs_io_t *io, int64_t now);
-/* Inbox handlers. */
-void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s);
-void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e);
-void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n);
-/* Drops what an inbox still holds at shutdown. */
-void hs_hub_discard_node(hs_mpsc_node_t *n);
-/* For the methods (methods.c): a Completion with a result (json) or an error; the connection's
- * subscriptions; input held while an invocation ran goes on. */
-void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json, size_t len);
-void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len);
-hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id);
-/* Adds a subscription (push, or streaming under id): 0, HS_EBUSY (too many), HS_ENOMEM. */
-int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
-                   bool has_from, int64_t from);
-void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs);
-void hs_hub_resume_input(hs_hub_t *h);
-/* For subs.c: numbers a trackable record just packed and keeps a copy until acked (stateful
- * reconnect; 0 or HS_ENOMEM), and closes a connection that could not get memory. */
-int hs_hub_track(hs_hub_t *h, const uint8_t *p, size_t n);
-void hs_hub_fail_oom(hs_hub_t *h);
-/* methods.c: drops an append or read of a method still on an inbox at shutdown (true), or
- * leaves a node that is not one (false). */
-bool hs_hub_methods_discard(hs_mpsc_node_t *n);
-
 /* ---- registry.c ---- */
 
+/* Creates a connection with one reference (the caller's). Any thread. NULL on ENOMEM. */
+hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect,
+                        const hs_hub_tops_t *tops);
+hs_hub_t *hs_hub_ref(hs_hub_t *h);
+void hs_hub_unref(hs_hub_t *h); /* any thread; the last one frees the connection */
+
+int hs_hubreg_create(hs_server_t *srv);
+void hs_hubreg_destroy(hs_server_t *srv);
+/* Registers a negotiated connection (conn_id, token and stateful_ok set), taking the caller's
+ * reference: 0, or HS_EBUSY when --hub-max-unclaimed tokens wait for their transport. */
+int hs_hubreg_add(hs_hub_t *h);
 /* What hs_hubreg_claim found (else an HTTP status). */
 enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
 /* Looks up a token of `dialect` for a request on IO thread `io` and applies the transport rules
@@ -243,31 +227,79 @@ int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const cha
                     int transport, int io, hs_hub_t **out, const char **msg);
 /* A new random connection id or token (22 base64url characters and a NUL). */
 void hs_hubreg_new_id(char out[23]);
-/* The route of POST {hub}/negotiate (arg: the hub's dialect). */
-void hs_hub_negotiate_route(hs_conn_t *c, const char *path, void *arg);
-
-int hs_hubreg_create(hs_server_t *srv);
-void hs_hubreg_destroy(hs_server_t *srv);
-/* Removes a connection from the registry (any thread). */
+/* Removes a connection from the registry, dropping its reference (any thread). */
 void hs_hubreg_remove(hs_hub_t *h);
 /* An ended long-polling connection stays known until it expires, answering polls with 204. */
 void hs_hubreg_linger(hs_hub_t *h);
 /* The handshake turned stateful reconnect on (home thread). */
 void hs_hubreg_set_resumable(hs_hub_t *h);
-/* Updates the registry flags of a connection (home thread). */
-void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
-/* Registers the SignalR transport, the routes /hub and /hub/negotiate and the WebSocket
- * endpoint /hub. */
-void hs_signalr_register(hs_server_t *srv);
-/* Answers a request (home thread): locally or through the origin's inbox. */
-void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status);
-/* Answers the parked POSTs of a connection whose input was taken (all of them, with 404, once
- * it ended). Home thread. */
-void hs_hub_release_posts(hs_hub_t *h);
+/* Updates the registry flags of a connection (home thread). False when it asked to be
+ * resumable and cannot be (no token: skipNegotiation). */
+bool hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
 /* The home IO thread of the connection a request names (`GET /hub?id=...` as its first
  * bytes), or -1. Acceptor thread. */
 int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n);
 /* Expires unclaimed tokens (any one IO thread calls it from its tick). */
 void hs_hubreg_sweep(hs_server_t *srv, int64_t now);
+
+/* ---- hub.c (home thread unless said otherwise) ---- */
+
+/* The connection starts on its home thread with its transport attached or (LP) ready. */
+void hs_hub_start(hs_hub_t *h, hs_io_t *io);
+/* Bytes from the client (a WebSocket frame, a POST body); cuts, parses and dispatches them. */
+void hs_hub_input(hs_hub_t *h, const uint8_t *p, size_t n);
+/* The transport handed what was packed to the kernel (or a poll answer): input held back while
+ * answers waited goes on. */
+void hs_hub_output_drained(hs_hub_t *h);
+/* Whether every byte the client sent was taken (nothing unparsed, no invocation held). */
+bool hs_hub_input_idle(const hs_hub_t *h);
+/* Asks the transport for a chance to write (tops->want_write). */
+void hs_hub_want_write(hs_hub_t *h);
+/* Queues a Close record and ends the connection once it is out. */
+void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect);
+/* Ends the connection now: subscriptions dropped, registry entry removed, transport closed. */
+void hs_hub_end(hs_hub_t *h);
+/* A stateful connection's socket dropped without a close: keep it for a resume. */
+void hs_hub_detach(hs_hub_t *h);
+/* A WebSocket resumed a stateful connection: Sequence + replay go out first. */
+void hs_hub_resume(hs_hub_t *h);
+/* Timers of every connection of this IO thread (pings, timeouts, Acks, expiry); long polls'
+ * are the transport's. */
+void hs_hub_tick(hs_io_t *io, int64_t now);
+/* For the methods: a Completion with a result (json) or an error; input held while an
+ * invocation ran goes on. */
+void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json, size_t len);
+void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void hs_hub_resume_input(hs_hub_t *h);
+/* The connection's subscriptions: a push one by stream, a streaming one by invocation id. */
+hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len);
+hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id);
+void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs);
+/* For subs.c: numbers a trackable record just packed and keeps a copy until acked (stateful
+ * reconnect; 0 or HS_ENOMEM), and closes a connection that could not get memory. */
+int hs_hub_track(hs_hub_t *h, const uint8_t *p, size_t n);
+void hs_hub_fail_oom(hs_hub_t *h);
+
+/* ---- subs.c (home thread) ---- */
+
+/* Adds a subscription (push, or streaming under id): 0, HS_EBUSY (too many), HS_ENOMEM. */
+int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
+                   bool has_from, int64_t from);
+/* A subscription's fan-out signal (the transport's on_sub_signal). */
+void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s);
+/* Packs whole records for the transport into out (appended), up to about budget bytes.
+ * Returns the bytes added. */
+size_t hs_hub_pack(hs_hub_t *h, hs_buf_t *out, size_t budget);
+/* Whether anything waits to be packed. */
+bool hs_hub_has_output(hs_hub_t *h);
+
+/* ---- transports.c ---- */
+
+/* Registers the SignalR transport and, for each dialect, its routes ({hub}, {hub}/negotiate)
+ * and its WebSocket endpoint. */
+void hs_signalr_register(hs_server_t *srv);
+/* The transport's table (for the fuzz target, which drives a connection without a socket). */
+extern const hs_hub_tops_t hs_hub_transport_ops;
 
 #endif

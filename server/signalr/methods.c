@@ -43,7 +43,7 @@ typedef struct hub_read {
     int status;
     bool found;
     hs_stream_head_t head;
-    hs_hubbuf_t out; /* JSON; its capacity is charged to the connection's read budget */
+    hs_buf_t out; /* JSON; its capacity is charged to the connection's read budget */
     size_t n;
     bool oom;
     bool spent; /* the budget could not take the answer's next growth */
@@ -107,10 +107,10 @@ static void submit_ingest(hs_hub_t *h, const hs_hubmsg_t *m, int method, hs_inge
  * server's) first: false when the budget is spent (r->spent) or memory is (r->oom). */
 static bool read_reserve(hub_read_t *r, size_t more)
 {
-    hs_hubbuf_t *b = &r->out;
+    hs_buf_t *b = &r->out;
     if (more <= b->cap - b->len)
         return true;
-    size_t nc = b->cap ? b->cap : 256; /* hs_hubbuf_reserve's growth, to charge it exactly */
+    size_t nc = b->cap ? b->cap : 256; /* hs_buf_reserve's growth, to charge it exactly */
     while (nc < b->len + more)
         nc *= 2;
     hs_budget_t *budget = r->op.hub->budget;
@@ -119,7 +119,7 @@ static bool read_reserve(hub_read_t *r, size_t more)
         return false;
     }
     size_t before = b->cap;
-    if (hs_hubbuf_reserve(b, more)) { /* grows to nc: the same rule */
+    if (hs_buf_reserve(b, more)) { /* grows to nc: the same rule */
         hs_budget_give(budget, nc - before);
         r->oom = true;
         return false;
@@ -191,7 +191,7 @@ static void free_read(hub_read_t *r)
     if (r->out.cap)
         hs_budget_give(r->op.hub->budget, r->out.cap);
     hs_hub_unref(r->op.hub);
-    hs_hubbuf_free(&r->out);
+    hs_buf_free(&r->out);
     free(r);
 }
 
@@ -254,7 +254,7 @@ static void push_subscribed(hs_hub_t *h, const op_t *op, int64_t from)
     hs_hub_complete(h, op->id, NULL, body, o);
 }
 
-void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
+static void on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
 {
     (void)io;
     hub_read_t *r = hs_container_of(n, hub_read_t, base.node);
@@ -284,7 +284,7 @@ void hs_hub_on_read_done(hs_io_t *io, hs_mpsc_node_t *n)
                 /* the answer's charge follows its copy in ctl until it is written */
                 h->ctl_charge += r->out.cap;
                 r->out.cap = 0;
-                hs_hubbuf_free(&r->out);
+                hs_buf_free(&r->out);
             }
         }
         break;
@@ -321,7 +321,7 @@ out:
     hs_hub_unref(h);
 }
 
-void hs_hub_on_ingest_done(hs_io_t *io, hs_ingest_t *e)
+static void on_ingest_done(hs_io_t *io, hs_ingest_t *e)
 {
     (void)io;
     op_t *op = e->conn;
@@ -597,15 +597,23 @@ static const hs_hub_method_t hub_methods[] = {
     {"GetStream", 1, 1, false, m_getstream},     {"CloseStream", 1, 1, false, m_closestream},
 };
 
-const hs_hub_dialect_t hs_hub_dialect = {
-    .name = "hub",
-    .methods = hub_methods,
-    .nmethods = sizeof(hub_methods) / sizeof(hub_methods[0]),
-};
+/* ---- the dialect's messages on an IO thread's inbox ---- */
 
-/* ---- shutdown ---- */
+static bool on_message(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    switch (n->kind) {
+    case HS_NODE_HUB_INGEST:
+        on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
+        return true;
+    case HS_NODE_HUB_READ:
+        on_read_done(io, n);
+        return true;
+    }
+    return false;
+}
 
-bool hs_hub_methods_discard(hs_mpsc_node_t *n)
+/* At shutdown: drops an append or read still on an inbox. */
+static bool discard(hs_mpsc_node_t *n)
 {
     switch (n->kind) {
     case HS_NODE_HUB_INGEST: {
@@ -622,3 +630,11 @@ bool hs_hub_methods_discard(hs_mpsc_node_t *n)
     }
     return false;
 }
+
+const hs_hub_dialect_t hs_hub_dialect = {
+    .name = "hub",
+    .methods = hub_methods,
+    .nmethods = sizeof(hub_methods) / sizeof(hub_methods[0]),
+    .on_message = on_message,
+    .discard = discard,
+};

@@ -28,6 +28,50 @@ struct hs_hubreg {
     size_t nunclaimed; /* on the unclaimed list: bounded by cfg.hub_max_unclaimed */
 };
 
+/* ---- lifetime ---- */
+
+hs_hub_t *hs_hub_create(hs_server_t *srv, const hs_hub_dialect_t *dialect,
+                        const hs_hub_tops_t *tops)
+{
+    hs_hub_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    atomic_init(&h->refs, 1);
+    h->srv = srv;
+    h->dialect = dialect;
+    h->tops = tops;
+    h->budget = hs_budget_create(srv->cfg.connection_read_budget, srv->read_budget);
+    if (!h->budget) {
+        free(h);
+        return NULL;
+    }
+    h->home = -1;
+    h->created_ms = h->start_ms = hs_now_ms();
+    return h;
+}
+
+hs_hub_t *hs_hub_ref(hs_hub_t *h)
+{
+    atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+    return h;
+}
+
+void hs_hub_unref(hs_hub_t *h)
+{
+    if (!h || atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    hs_buf_free(&h->in);
+    hs_buf_free(&h->held);
+    hs_buf_free(&h->ctl);
+    hs_buf_free(&h->scratch);
+    hs_buf_free(&h->replay);
+    hs_buf_free(&h->out);
+    free(h->replay_len);
+    hs_budget_give(h->budget, h->ctl_charge + h->out_charge);
+    hs_budget_unref(h->budget);
+    free(h);
+}
+
 /* ---- registry ---- */
 
 int hs_hubreg_create(hs_server_t *srv)
@@ -122,7 +166,7 @@ void hs_hubreg_set_resumable(hs_hub_t *h)
     pthread_mutex_unlock(&reg->mu);
 }
 
-void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable)
+bool hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable)
 {
     struct hs_hubreg *reg = h->srv->hubreg;
     pthread_mutex_lock(&reg->mu);
@@ -130,8 +174,7 @@ void hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable)
     bool ok = resumable && h->registered;
     h->resumable = ok;
     pthread_mutex_unlock(&reg->mu);
-    if (resumable && !ok)
-        hs_hub_end(h); /* no token (skipNegotiation): nothing can resume it */
+    return ok || !resumable;
 }
 
 void hs_hubreg_destroy(hs_server_t *srv)
@@ -269,6 +312,25 @@ out:
     return rc;
 }
 
+int hs_hubreg_add(hs_hub_t *h)
+{
+    struct hs_hubreg *reg = h->srv->hubreg;
+    pthread_mutex_lock(&reg->mu);
+    if (reg->nunclaimed >= (size_t)h->srv->cfg.hub_max_unclaimed) {
+        /* negotiated and never used: each holds a connection object until it expires */
+        pthread_mutex_unlock(&reg->mu);
+        return HS_EBUSY;
+    }
+    h->registered = true;
+    uint32_t b = token_hash(h->token);
+    h->reg_next = reg->bucket[b];
+    reg->bucket[b] = h;
+    un_append(reg, h);
+    reg->count++;
+    pthread_mutex_unlock(&reg->mu);
+    return 0;
+}
+
 void hs_hubreg_new_id(char out[23])
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -292,84 +354,4 @@ void hs_hubreg_new_id(char out[23])
     out[o++] = b64[r[15] >> 2];
     out[o++] = b64[(r[15] & 3) << 4];
     out[o] = '\0';
-}
-
-/* ---- negotiate ---- */
-
-static void negotiate(hs_conn_t *c, const hs_hub_dialect_t *dialect)
-{
-    hs_server_t *srv = c->io->srv;
-    char buf[64];
-    int version = 0;
-    const char *v;
-    int rc = hs_conn_arg(c, "negotiateVersion=", buf, sizeof(buf), &v);
-    int64_t asked = 0;
-    if (rc < 0 || (rc > 0 && !hs_route_uint(v, strlen(v), &asked))) {
-        /* what ASP.NET answers: 200 with an error the client reports */
-        static const char err[] = "{\"error\":\"The client requested an invalid protocol "
-                                  "version; negotiateVersion must be 0 or 1\"}";
-        hs_conn_respond(c, 200, "application/json", err, sizeof(err) - 1, NULL, NULL);
-        return;
-    }
-    version = asked > 1 ? 1 : (int)asked;
-    bool stateful = false;
-    if (hs_conn_arg(c, "useStatefulReconnect=", buf, sizeof(buf), &v) > 0 &&
-        !strcasecmp(v, "true") && srv->cfg.hub_stateful_reconnect)
-        stateful = true;
-    hs_hub_t *h = hs_hub_create(srv, dialect);
-    if (!h) {
-        hs_conn_error(c, 503, "Unavailable", "out of memory");
-        return;
-    }
-    hs_hubreg_new_id(h->conn_id);
-    if (version >= 1)
-        hs_hubreg_new_id(h->token);
-    else
-        memcpy(h->token, h->conn_id, sizeof(h->token));
-    h->stateful_ok = stateful;
-    h->registered = true;
-    struct hs_hubreg *reg = srv->hubreg;
-    pthread_mutex_lock(&reg->mu);
-    if (reg->nunclaimed >= (size_t)srv->cfg.hub_max_unclaimed) {
-        /* negotiated and never used: each holds a connection object until it expires */
-        pthread_mutex_unlock(&reg->mu);
-        hs_hub_unref(h);
-        hs_conn_error(c, 429, "TooManyRequests",
-                      "%d negotiated connections are waiting for their transport; retry later",
-                      srv->cfg.hub_max_unclaimed);
-        return;
-    }
-    uint32_t b = token_hash(h->token);
-    h->reg_next = reg->bucket[b];
-    reg->bucket[b] = h;
-    un_append(reg, h);
-    reg->count++;
-    pthread_mutex_unlock(&reg->mu);
-    /* the registry holds the one reference now */
-
-    char body[512];
-    int n = snprintf(body, sizeof(body), "{\"negotiateVersion\":%d,\"connectionId\":\"%s\"",
-                     version, h->conn_id);
-    if (version >= 1)
-        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"connectionToken\":\"%s\"", h->token);
-    if (stateful)
-        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"useStatefulReconnect\":true");
-    n += snprintf(body + n, sizeof(body) - (size_t)n,
-                  ",\"availableTransports\":["
-                  "{\"transport\":\"WebSockets\",\"transferFormats\":[\"Text\",\"Binary\"]},"
-                  "{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]},"
-                  "{\"transport\":\"LongPolling\",\"transferFormats\":[\"Text\",\"Binary\"]}]}");
-    hs_conn_respond(c, 200, "application/json", body, (size_t)n, NULL, NULL);
-}
-
-void hs_hub_negotiate_route(hs_conn_t *c, const char *path, void *arg)
-{
-    (void)path;
-    if (c->method == WSI_TOKEN_POST_URI) {
-        negotiate(c, arg);
-        return;
-    }
-    c->allow = "POST";
-    hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
-    c->allow = NULL;
 }

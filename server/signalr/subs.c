@@ -17,40 +17,6 @@
 
 /* ---- subscriptions ---- */
 
-void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs)
-{
-    if (hs->prev)
-        hs->prev->next = hs->next;
-    else
-        h->subs = hs->next;
-    if (hs->next)
-        hs->next->prev = hs->prev;
-    if (h->rr == hs)
-        h->rr = hs->next;
-    h->nsubs--;
-    hs->sub->io_ctx = NULL;
-    hs_fanout_unsubscribe(h->srv->fanout, hs->sub);
-    hs_sub_unref(hs->sub);
-    free(hs);
-}
-
-hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len)
-{
-    for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (s->push && !s->done && s->sub->stream_len == len &&
-            memcmp(s->sub->stream, stream, len) == 0)
-            return s;
-    return NULL;
-}
-
-hs_hubsub_t *hs_hub_find_stream(hs_hub_t *h, const char *id)
-{
-    for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (!s->push && strcmp(s->id, id) == 0)
-            return s;
-    return NULL;
-}
-
 int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
                    bool has_from, int64_t from)
 {
@@ -117,19 +83,19 @@ static const hs_block_mp_t *block_mp(hs_block_t *b)
     hs_block_mp_t *mp = atomic_load_explicit(&b->mp, memory_order_acquire);
     if (mp)
         return mp;
-    hs_hubbuf_t buf = {0};
+    hs_buf_t buf = {0};
     if (hs_hubproto_json_to_msgpack(b->json, b->json_len, &buf)) {
-        hs_hubbuf_free(&buf);
+        hs_buf_free(&buf);
         return NULL;
     }
     mp = malloc(sizeof(*mp) + buf.len);
     if (!mp) {
-        hs_hubbuf_free(&buf);
+        hs_buf_free(&buf);
         return NULL;
     }
     mp->len = (uint32_t)buf.len;
     memcpy(mp->bytes, buf.p, buf.len);
-    hs_hubbuf_free(&buf);
+    hs_buf_free(&buf);
     hs_block_mp_t *expected = NULL;
     /* release pairs with the acquire load above in the threads that lose or come later */
     if (!atomic_compare_exchange_strong_explicit(&b->mp, &expected, mp, memory_order_acq_rel,
@@ -141,7 +107,7 @@ static const hs_block_mp_t *block_mp(hs_block_t *b)
 }
 
 /* Appends the record a block becomes for this subscription. */
-static int encode_block(hs_hub_t *h, hs_hubsub_t *hs, hs_block_t *b, hs_hubbuf_t *out)
+static int encode_block(hs_hub_t *h, hs_hubsub_t *hs, hs_block_t *b, hs_buf_t *out)
 {
     if (b->kind == HS_BLOCK_EVENT) {
         const uint8_t *v;
@@ -165,15 +131,15 @@ static int encode_block(hs_hub_t *h, hs_hubsub_t *hs, hs_block_t *b, hs_hubbuf_t
         return hs_hubproto_completion(out, h->fmt, hs->id, NULL, NULL, 0);
     /* target `closed`, arguments [stream, "closed" | "deleted"] */
     const char *reason = b->kind == HS_BLOCK_DELETED ? "deleted" : "closed";
-    hs_hubbuf_t args = {0};
-    int rc = hs_hubbuf_reserve(&args, hs_json_quoted_len(b->stream, b->stream_len) + 32);
+    hs_buf_t args = {0};
+    int rc = hs_buf_reserve(&args, hs_json_quoted_len(b->stream, b->stream_len) + 32);
     if (rc)
         return rc;
     size_t n1 = hs_json_quote(b->stream, b->stream_len, (char *)args.p);
     size_t n2 = hs_json_quote(reason, strlen(reason), (char *)args.p + n1);
     args.len = n1 + n2;
     if (h->fmt == HS_HUB_MSGPACK) {
-        hs_hubbuf_t mp = {0};
+        hs_buf_t mp = {0};
         rc = hs_hubproto_json_to_msgpack((const char *)args.p, n1, &mp);
         size_t m1 = mp.len;
         if (!rc)
@@ -183,18 +149,18 @@ static int encode_block(hs_hub_t *h, hs_hubsub_t *hs, hs_block_t *b, hs_hubbuf_t
             size_t al[2] = {m1, mp.len - m1};
             rc = hs_hubproto_invocation_raw(out, h->fmt, "closed", av, al, 2);
         }
-        hs_hubbuf_free(&mp);
+        hs_buf_free(&mp);
     } else {
         const uint8_t *av[2] = {args.p, args.p + n1};
         size_t al[2] = {n1, n2};
         rc = hs_hubproto_invocation_raw(out, h->fmt, "closed", av, al, 2);
     }
-    hs_hubbuf_free(&args);
+    hs_buf_free(&args);
     return rc;
 }
 
 /* Packs one subscription's queued blocks; true when the budget is used up. */
-static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_hubbuf_t *out, size_t start, size_t budget)
+static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, size_t budget)
 {
     hs_sub_t *s = hs->sub;
     bool full = false;
@@ -223,11 +189,11 @@ static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_hubbuf_t *out, size_t star
     return full;
 }
 
-size_t hs_hub_pack(hs_hub_t *h, hs_hubbuf_t *out, size_t budget)
+size_t hs_hub_pack(hs_hub_t *h, hs_buf_t *out, size_t budget)
 {
     size_t start = out->len;
     if (h->ctl.len) {
-        if (hs_hubbuf_put(out, h->ctl.p, h->ctl.len)) {
+        if (hs_buf_put(out, h->ctl.p, h->ctl.len)) {
             hs_hub_fail_oom(h);
             return 0;
         }

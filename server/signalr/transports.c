@@ -38,6 +38,9 @@ static hub_conn_t *hcn(hs_conn_t *c)
 static void on_req(hs_io_t *io, hs_hubreq_t *r);
 static void on_rep(hs_io_t *io, hs_hubreq_t *r);
 
+/* The hub dialects served over these transports. */
+static const hs_hub_dialect_t *const dialects[] = {&hs_hub_dialect};
+
 /* ---- small HTTP helpers ---- */
 
 static void text(hs_conn_t *c, int status, const char *msg)
@@ -83,11 +86,11 @@ static void free_req(hs_hubreq_t *r)
     hs_budget_give(r->hub->budget, r->charge);
     hs_hub_unref(r->hub);
     free(r->body);
-    hs_hubbuf_free(&r->resp);
+    hs_buf_free(&r->resp);
     free(r);
 }
 
-void hs_hub_reply(hs_io_t *home, hs_hubreq_t *r, int status)
+static void reply(hs_io_t *home, hs_hubreq_t *r, int status)
 {
     r->status = status;
     hs_io_t *origin = r->origin;
@@ -120,14 +123,14 @@ static void on_rep(hs_io_t *io, hs_hubreq_t *r)
     free_req(r);
 }
 
-void hs_hub_release_posts(hs_hub_t *h)
+static void release_posts(hs_hub_t *h)
 {
     if (!h->ended && !hs_hub_input_idle(h))
         return;
     while (h->posts) {
         hs_hubreq_t *r = h->posts;
         h->posts = r->post_next;
-        hs_hub_reply(h->io, r, h->ended ? 404 : 200);
+        reply(h->io, r, h->ended ? 404 : 200);
     }
 }
 
@@ -140,7 +143,7 @@ static void answer_poll(hs_hub_t *h, hs_hubreq_t *r)
     r->ctype = h->fmt == HS_HUB_MSGPACK ? "application/octet-stream" : "text/plain;charset=UTF-8";
     h->poll_end_ms = hs_now_ms();
     h->last_send_ms = h->poll_end_ms;
-    hs_hub_reply(h->io, r, 200);
+    reply(h->io, r, 200);
     if (h->closing && !hs_hub_has_output(h))
         hs_hub_end(h);
     else
@@ -153,7 +156,7 @@ static void on_req(hs_io_t *io, hs_hubreq_t *r)
     switch (r->op) {
     case HS_HUBREQ_POST:
         if (h->ended) {
-            hs_hub_reply(io, r, 404);
+            reply(io, r, 404);
             return;
         }
         hs_hub_input(h, r->body, r->len);
@@ -169,7 +172,7 @@ static void on_req(hs_io_t *io, hs_hubreq_t *r)
             *pp = r;
             return;
         }
-        hs_hub_reply(io, r, h->ended ? 404 : 200);
+        reply(io, r, h->ended ? 404 : 200);
         return;
     case HS_HUBREQ_DELETE:
         if (!h->ended) {
@@ -177,17 +180,17 @@ static void on_req(hs_io_t *io, hs_hubreq_t *r)
             hs_hub_end(h);
         }
         hs_hubreg_remove(h); /* the next request for it is unknown (404) */
-        hs_hub_reply(io, r, 202);
+        reply(io, r, 202);
         return;
     case HS_HUBREQ_POLL:
         if (h->ended) {
-            hs_hub_reply(io, r, 204);
+            reply(io, r, 204);
             return;
         }
         if (h->poll) {
             hs_hubreq_t *old = h->poll;
             h->poll = NULL;
-            hs_hub_reply(io, old, 204);
+            reply(io, old, 204);
         }
         if (hs_hub_has_output(h)) {
             answer_poll(h, r);
@@ -199,7 +202,9 @@ static void on_req(hs_io_t *io, hs_hubreq_t *r)
     }
 }
 
-void hs_hub_want_write(hs_hub_t *h)
+/* ---- what a connection asks of its transport (hs_hub_tops_t) ---- */
+
+static void want_write(hs_hub_t *h)
 {
     if (h->transport == HS_HUB_T_LP) {
         if (h->poll && hs_hub_has_output(h)) {
@@ -211,6 +216,107 @@ void hs_hub_want_write(hs_hub_t *h)
     }
     if (h->wsi)
         lws_callback_on_writable(h->wsi);
+}
+
+static void ended(hs_hub_t *h)
+{
+    if (h->poll) {
+        hs_hubreq_t *r = h->poll;
+        h->poll = NULL;
+        reply(h->io, r, 204);
+    }
+    release_posts(h);
+    if (h->wsi)
+        lws_callback_on_writable(h->wsi); /* the socket closes on its next turn */
+}
+
+static void pause_input(hs_hub_t *h, bool stop)
+{
+    if (h->wsi)
+        lws_rx_flow_control(h->wsi, stop ? 0 : 1);
+}
+
+static void cut_off(hs_hub_t *h)
+{
+    if (h->wsi)
+        lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+const hs_hub_tops_t hs_hub_transport_ops = {
+    .want_write = want_write,
+    .input_taken = release_posts,
+    .ended = ended,
+    .pause_input = pause_input,
+    .cut_off = cut_off,
+};
+
+/* ---- negotiate ---- */
+
+static void negotiate(hs_conn_t *c, const hs_hub_dialect_t *dialect)
+{
+    hs_server_t *srv = c->io->srv;
+    char buf[64];
+    int version = 0;
+    const char *v;
+    int rc = hs_conn_arg(c, "negotiateVersion=", buf, sizeof(buf), &v);
+    int64_t asked = 0;
+    if (rc < 0 || (rc > 0 && !hs_route_uint(v, strlen(v), &asked))) {
+        /* what ASP.NET answers: 200 with an error the client reports */
+        static const char err[] = "{\"error\":\"The client requested an invalid protocol "
+                                  "version; negotiateVersion must be 0 or 1\"}";
+        hs_conn_respond(c, 200, "application/json", err, sizeof(err) - 1, NULL, NULL);
+        return;
+    }
+    version = asked > 1 ? 1 : (int)asked;
+    bool stateful = false;
+    if (hs_conn_arg(c, "useStatefulReconnect=", buf, sizeof(buf), &v) > 0 &&
+        !strcasecmp(v, "true") && srv->cfg.hub_stateful_reconnect)
+        stateful = true;
+    hs_hub_t *h = hs_hub_create(srv, dialect, &hs_hub_transport_ops);
+    if (!h) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    hs_hubreg_new_id(h->conn_id);
+    if (version >= 1)
+        hs_hubreg_new_id(h->token);
+    else
+        memcpy(h->token, h->conn_id, sizeof(h->token));
+    h->stateful_ok = stateful;
+    if (hs_hubreg_add(h)) {
+        hs_hub_unref(h);
+        hs_conn_error(c, 429, "TooManyRequests",
+                      "%d negotiated connections are waiting for their transport; retry later",
+                      srv->cfg.hub_max_unclaimed);
+        return;
+    }
+    /* the registry holds the one reference now */
+
+    char body[512];
+    int n = snprintf(body, sizeof(body), "{\"negotiateVersion\":%d,\"connectionId\":\"%s\"",
+                     version, h->conn_id);
+    if (version >= 1)
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"connectionToken\":\"%s\"", h->token);
+    if (stateful)
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"useStatefulReconnect\":true");
+    n += snprintf(body + n, sizeof(body) - (size_t)n,
+                  ",\"availableTransports\":["
+                  "{\"transport\":\"WebSockets\",\"transferFormats\":[\"Text\",\"Binary\"]},"
+                  "{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]},"
+                  "{\"transport\":\"LongPolling\",\"transferFormats\":[\"Text\",\"Binary\"]}]}");
+    hs_conn_respond(c, 200, "application/json", body, (size_t)n, NULL, NULL);
+}
+
+static void negotiate_route(hs_conn_t *c, const char *path, void *arg)
+{
+    (void)path;
+    if (c->method == WSI_TOKEN_POST_URI) {
+        negotiate(c, arg);
+        return;
+    }
+    c->allow = "POST";
+    hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
+    c->allow = NULL;
 }
 
 /* ---- HTTP routes of /hub ---- */
@@ -301,7 +407,7 @@ static void route_hub(hs_conn_t *c, const char *path, void *arg)
 /* The batch in h->out is written: give back what its Read answers were charged. */
 static void out_done(hs_hub_t *h)
 {
-    hs_hubbuf_free(&h->out); /* only batches too large for one write use it: rare */
+    hs_buf_free(&h->out); /* only batches too large for one write use it: rare */
     h->out_off = 0;
     hs_budget_give(h->budget, h->out_charge);
     h->out_charge = 0;
@@ -321,21 +427,21 @@ static void out_done(hs_hub_t *h)
  */
 static long pack_batch(hs_hub_t *h, const char *prefix, const char *suffix)
 {
-    hs_hubbuf_t *b = &h->io->scratch;
+    hs_buf_t *b = &h->io->scratch;
     size_t pl = strlen(prefix), sl = strlen(suffix);
     b->len = 0;
-    if (hs_hubbuf_reserve(b, LWS_PRE + pl + sl + 16))
+    if (hs_buf_reserve(b, LWS_PRE + pl + sl + 16))
         return -1;
     b->len = LWS_PRE;
     memcpy(b->p + b->len, prefix, pl);
     b->len += pl;
     if (!hs_hub_pack(h, b, HS_WRITE_BUDGET))
         return 0;
-    if (hs_hubbuf_put(b, suffix, sl))
+    if (hs_buf_put(b, suffix, sl))
         return -1;
     size_t n = b->len - LWS_PRE;
     if (n > ONE_WRITE_MAX) {
-        hs_hubbuf_t t = h->out;
+        hs_buf_t t = h->out;
         h->out = *b;
         *b = t;
         h->out_off = LWS_PRE;
@@ -460,7 +566,7 @@ static int ws_confirm(struct lws *wsi, void *arg, void **out)
         return hs_wsi_respond(wsi, 404, "No Connection with that ID") ? -1 : 1;
     if (!trc) {
         /* skipNegotiation: a connection made on the spot, with no token to resume by */
-        h = hs_hub_create(srv, dialect);
+        h = hs_hub_create(srv, dialect, &hs_hub_transport_ops);
         if (!h)
             return hs_wsi_respond(wsi, 503, "out of memory") ? -1 : 1;
         hs_hubreg_new_id(h->conn_id);
@@ -575,29 +681,55 @@ static void ws_closed(struct lws *wsi, void *ctx)
 static void on_message(hs_io_t *io, hs_mpsc_node_t *n)
 {
     switch (n->kind) {
-    case HS_NODE_HUB_INGEST:
-        hs_hub_on_ingest_done(io, hs_container_of(n, hs_ingest_t, node));
-        break;
-    case HS_NODE_HUB_READ:
-        hs_hub_on_read_done(io, n);
-        break;
     case HS_NODE_HUB_REQ:
         on_req(io, (hs_hubreq_t *)n);
-        break;
+        return;
     case HS_NODE_HUB_REP:
         on_rep(io, (hs_hubreq_t *)n);
-        break;
+        return;
     }
+    for (size_t i = 0; i < sizeof(dialects) / sizeof(dialects[0]); i++)
+        if (dialects[i]->on_message(io, n))
+            return;
 }
 
 static void drop_message(hs_io_t *io, hs_mpsc_node_t *n)
 {
     (void)io;
-    hs_hub_discard_node(n);
+    switch (n->kind) {
+    case HS_NODE_HUB_REQ:
+    case HS_NODE_HUB_REP:
+        free_req((hs_hubreq_t *)n);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(dialects) / sizeof(dialects[0]); i++)
+        if (dialects[i]->discard(n))
+            return;
+}
+
+/* Long polling's timers: a poll parked for --hub-longpoll-ms is answered empty; a connection
+ * whose client stopped polling ends. */
+static void tick_polls(hs_io_t *io, int64_t now)
+{
+    const hs_config_t *cfg = &io->srv->cfg;
+    for (hs_hub_t *h = hs_hub_io(io)->hubs, *next; h; h = next) {
+        next = h->io_next;
+        if (h->transport != HS_HUB_T_LP || h->ended || h->closing)
+            continue;
+        if (h->poll && now - h->poll->parked_ms >= cfg->hub_longpoll_ms) {
+            hs_hubreq_t *r = h->poll;
+            h->poll = NULL;
+            h->poll_end_ms = now;
+            reply(io, r, 200);
+        } else if (!h->poll && now - h->poll_end_ms >= cfg->hub_disconnect_timeout_ms) {
+            hs_hub_end(h); /* the client stopped polling */
+        }
+    }
 }
 
 static void tick(hs_io_t *io, int64_t now)
 {
+    tick_polls(io, now);
     hs_hub_tick(io, now);
     hs_hub_io_t *l = hs_hub_io(io);
     if (io->index == 0 && now - l->last_sweep_ms >= 1000) {
@@ -649,8 +781,9 @@ void hs_signalr_register(hs_server_t *srv)
     hs_server_add_transport(srv, &signalr_transport);
     /* each dialect: its negotiate route, its HTTP transports' route and its WebSocket endpoint,
      * all served by this transport */
-    void *d = (void *)&hs_hub_dialect;
+    void *d = (void *)dialects[0];
     hs_server_add_route(srv, "/hub", route_hub, d);
-    hs_server_add_route(srv, "/hub/negotiate", hs_hub_negotiate_route, d);
+    hs_server_add_route(srv, "/hub/negotiate", negotiate_route, d);
     hs_server_add_ws(srv, "/hub", &signalr_transport, ws_confirm, d);
+    hs_server_add_cors_headers(srv, "x-requested-with, x-signalr-user-agent");
 }

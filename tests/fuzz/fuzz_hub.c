@@ -34,7 +34,7 @@
 
 static hs_server_t *srv;
 static hs_io_t *io;
-static hs_hubbuf_t out;
+static hs_buf_t out;
 
 static void pump_once(void)
 {
@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
     if (!n)
         return 0;
-    hs_hub_t *h = hs_hub_create(srv, &hs_hub_dialect);
+    hs_hub_t *h = hs_hub_create(srv, &hs_hub_dialect, &hs_hub_transport_ops);
     CHECK(h != NULL);
     h->transport = (data[0] & 1) ? HS_HUB_T_WS : HS_HUB_T_LP;
     h->stateful_ok = (data[0] & 2) != 0;

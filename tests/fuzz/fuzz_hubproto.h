@@ -133,7 +133,7 @@ static char *normalize_neg_zero(const char *j, size_t n, size_t *out_n)
  */
 static void round_trip_canonical(const char *j1, size_t n1)
 {
-    hs_hubbuf_t m2 = {0}, j2 = {0}, m3 = {0};
+    hs_buf_t m2 = {0}, j2 = {0}, m3 = {0};
     check_json_value(j1, n1, HS_JSON_INVALID);
     CHECK(hs_hubproto_json_to_msgpack(j1, n1, &m2) == 0);
     CHECK(hs_hubproto_msgpack_to_json(m2.p, m2.len, &j2) == 0);
@@ -147,9 +147,9 @@ static void round_trip_canonical(const char *j1, size_t n1)
     free(norm);
     CHECK(hs_hubproto_json_to_msgpack((const char *)j2.p, j2.len, &m3) == 0);
     CHECK(m3.len == m2.len && memcmp(m3.p, m2.p, m2.len) == 0);
-    hs_hubbuf_free(&m2);
-    hs_hubbuf_free(&j2);
-    hs_hubbuf_free(&m3);
+    hs_buf_free(&m2);
+    hs_buf_free(&j2);
+    hs_buf_free(&m3);
 }
 
 /*
@@ -158,9 +158,9 @@ static void round_trip_canonical(const char *j1, size_t n1)
  */
 static void round_trip_from_msgpack(const uint8_t *mp, size_t n)
 {
-    hs_hubbuf_t j1 = {0};
+    hs_buf_t j1 = {0};
     /* a non-empty buffer first: a failure must leave what was there */
-    CHECK(hs_hubbuf_put(&j1, "x", 1) == 0);
+    CHECK(hs_buf_put(&j1, "x", 1) == 0);
     int rc = hs_hubproto_msgpack_to_json(mp, n, &j1);
     CHECK(rc == 0 || rc == HS_EINVAL);
     if (rc == 0) {
@@ -169,7 +169,7 @@ static void round_trip_from_msgpack(const uint8_t *mp, size_t n)
     } else {
         CHECK(j1.len == 1 && j1.p[0] == 'x');
     }
-    hs_hubbuf_free(&j1);
+    hs_buf_free(&j1);
 }
 
 /*
@@ -181,7 +181,7 @@ static void round_trip_from_json(const char *j, size_t n)
 {
     hs_json_span_t v;
     bool valid = hs_json_parse(j, n, &v, NULL, 0) == 0;
-    hs_hubbuf_t m = {0};
+    hs_buf_t m = {0};
     int rc = hs_hubproto_json_to_msgpack(j, n, &m);
     CHECK(valid ? rc == 0 : rc == HS_EINVAL);
     if (rc == 0) {
@@ -190,7 +190,7 @@ static void round_trip_from_json(const char *j, size_t n)
     } else {
         CHECK(m.len == 0);
     }
-    hs_hubbuf_free(&m);
+    hs_buf_free(&m);
 }
 
 static void handshake(const uint8_t *rec, size_t len)
@@ -210,7 +210,7 @@ static void handshake(const uint8_t *rec, size_t len)
     free(proto);
 }
 
-static void record(hs_hubfmt_t fmt, const uint8_t *rec, size_t len, hs_hubbuf_t *scratch)
+static void record(hs_hubfmt_t fmt, const uint8_t *rec, size_t len, hs_buf_t *scratch)
 {
     /* an exact-size copy, so ASan sees a read past the record (hs_hubproto_next hands out
      * records inside the input, with more input after them) */
@@ -235,8 +235,8 @@ static void record(hs_hubfmt_t fmt, const uint8_t *rec, size_t len, hs_hubbuf_t 
 
 static void fz_hubproto(hs_hubfmt_t fmt, const uint8_t *data, size_t size)
 {
-    hs_hubbuf_t scratch;
-    hs_hubbuf_init(&scratch);
+    hs_buf_t scratch;
+    hs_buf_init(&scratch);
     size_t off = 0;
     bool handshaken = false;
     if (fmt == HS_HUB_MSGPACK) {
@@ -269,7 +269,7 @@ static void fz_hubproto(hs_hubfmt_t fmt, const uint8_t *data, size_t size)
             record(fmt, rec, rl, &scratch);
         }
     }
-    hs_hubbuf_free(&scratch);
+    hs_buf_free(&scratch);
     CHECK(scratch.p == NULL && scratch.len == 0 && scratch.cap == 0);
 }
 

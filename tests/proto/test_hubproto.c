@@ -9,12 +9,12 @@
 #include "proto/hubproto.h"
 #include "proto/json.h"
 
-static hs_hubbuf_t scratch;
+static hs_buf_t scratch;
 static char why[200];
 
 static void fini(void)
 {
-    hs_hubbuf_free(&scratch);
+    hs_buf_free(&scratch);
 }
 
 TestSuite(hubproto, .fini = fini);
@@ -50,7 +50,7 @@ static bool span_is(const char *p, size_t n, const char *want)
     return p && n == strlen(want) && memcmp(p, want, n) == 0;
 }
 
-static void expect_bytes(const hs_hubbuf_t *b, const void *want, size_t n)
+static void expect_bytes(const hs_buf_t *b, const void *want, size_t n)
 {
     cr_assert_eq(b->len, n, "length %zu, want %zu", b->len, n);
     for (size_t i = 0; i < n; i++)
@@ -61,29 +61,7 @@ static void expect_bytes(const hs_hubbuf_t *b, const void *want, size_t n)
 #define EXPECT(b, lit)     expect_bytes((b), (lit), sizeof(lit) - 1)
 #define EXPECT_ARR(b, arr) expect_bytes((b), (arr), sizeof(arr))
 
-/* ---- buffers and varints ---- */
-
-Test(hubproto, hubbuf_grows_by_doubling_and_frees_to_zero)
-{
-    hs_hubbuf_t b;
-    hs_hubbuf_init(&b);
-    cr_assert(b.p == NULL && b.len == 0 && b.cap == 0);
-    cr_assert_eq(hs_hubbuf_put(&b, "", 0), 0);
-    cr_assert_eq(hs_hubbuf_reserve(&b, 1), 0);
-    cr_assert_eq(b.cap, 256);
-    char x[300];
-    memset(x, 'x', sizeof(x));
-    cr_assert_eq(hs_hubbuf_put(&b, x, 200), 0);
-    cr_assert_eq(hs_hubbuf_put(&b, x, 100), 0);
-    cr_assert_eq(b.cap, 512);
-    cr_assert_eq(b.len, 300);
-    cr_assert_eq(hs_hubbuf_reserve(&b, 1000), 0);
-    cr_assert_eq(b.cap, 2048);
-    cr_assert_eq(hs_hubbuf_reserve(&b, SIZE_MAX - 10), HS_ENOMEM);
-    cr_assert_eq(b.len, 300);
-    hs_hubbuf_free(&b);
-    cr_assert(b.p == NULL && b.len == 0 && b.cap == 0);
-}
+/* ---- varints ---- */
 
 Test(hubproto, varint)
 {
@@ -224,7 +202,7 @@ Test(hubproto, handshake)
 
 Test(hubproto, handshake_reply)
 {
-    hs_hubbuf_t b = {0};
+    hs_buf_t b = {0};
     cr_assert_eq(hs_hubproto_handshake_reply(&b, NULL), 0);
     EXPECT(&b, "{}\x1e");
     b.len = 0;
@@ -233,7 +211,7 @@ Test(hubproto, handshake_reply)
     b.len = 0;
     cr_assert_eq(hs_hubproto_handshake_reply(&b, "a\"b\\c\n"), 0);
     EXPECT(&b, "{\"error\":\"a\\\"b\\\\c\\n\"}\x1e");
-    hs_hubbuf_free(&b);
+    hs_buf_free(&b);
 }
 
 /* ---- JSON messages ---- */
@@ -625,7 +603,7 @@ Test(hubproto, msgpack_values_become_json)
     n += 10;
     memset(big + n, 'z', 1000);
     n += 1000;
-    hs_hubbuf_free(&scratch);
+    hs_buf_free(&scratch);
     cr_assert_eq(pm_(big, n, &m), 0, "%s", why);
     cr_assert_eq(m.args_len, 1004);
     cr_assert(m.args[0] == '[' && m.args[1] == '"' && m.args[2] == 'z' && m.args[1003] == ']');
@@ -786,7 +764,7 @@ Test(hubproto, every_truncation_of_valid_records_is_refused)
 
 Test(hubproto, json_encoders)
 {
-    hs_hubbuf_t b = {0};
+    hs_buf_t b = {0};
     cr_assert_eq(hs_hubproto_completion(&b, HS_HUB_JSON, "0", NULL, "{\"a\":1}", 7), 0);
     EXPECT(&b, "{\"type\":3,\"invocationId\":\"0\",\"result\":{\"a\":1}}\x1e");
     b.len = 0;
@@ -836,12 +814,12 @@ Test(hubproto, json_encoders)
     size_t before = b.len;
     cr_assert_eq(hs_hubproto_completion(&b, HS_HUB_JSON, "0", NULL, "{\"a\":", 5), HS_EINVAL);
     cr_assert_eq(b.len, before);
-    hs_hubbuf_free(&b);
+    hs_buf_free(&b);
 }
 
 Test(hubproto, msgpack_encoders)
 {
-    hs_hubbuf_t b = {0};
+    hs_buf_t b = {0};
     cr_assert_eq(hs_hubproto_completion(&b, HS_HUB_MSGPACK, "0", NULL, "{\"a\":1}", 7), 0);
     static const uint8_t cval[] = {0x0a, 0x95, 0x03, 0x80, 0xa1, 0x30,
                                    0x03, 0x81, 0xa1, 0x61, 0x01};
@@ -925,17 +903,17 @@ Test(hubproto, msgpack_encoders)
     b.len = 0;
     cr_assert_eq(hs_hubproto_completion(&b, HS_HUB_MSGPACK, "0", NULL, "[1,", 3), HS_EINVAL);
     cr_assert_eq(b.len, 0);
-    hs_hubbuf_free(&b);
+    hs_buf_free(&b);
 }
 
 /* ---- transcoding ---- */
 
 static void to_mp(const char *json, const void *want, size_t n)
 {
-    hs_hubbuf_t b = {0};
+    hs_buf_t b = {0};
     cr_assert_eq(hs_hubproto_json_to_msgpack(json, strlen(json), &b), 0, "%s", json);
     expect_bytes(&b, want, n);
-    hs_hubbuf_free(&b);
+    hs_buf_free(&b);
 }
 
 #define TO_MP(json, lit) to_mp((json), (lit), sizeof(lit) - 1)
@@ -973,7 +951,7 @@ Test(hubproto, json_to_msgpack_picks_the_smallest_encoding)
     /* a 400-digit number ending the buffer (not NUL-terminated: ASan catches an over-read) */
     char *num = malloc(400);
     memset(num, '9', 400);
-    hs_hubbuf_t b = {0};
+    hs_buf_t b = {0};
     cr_assert_eq(hs_hubproto_json_to_msgpack(num, 400, &b), 0);
     cr_assert_eq(b.len, 9);
     cr_assert_eq(b.p[0], 0xcb);
@@ -985,18 +963,18 @@ Test(hubproto, json_to_msgpack_picks_the_smallest_encoding)
         cr_assert_eq(hs_hubproto_json_to_msgpack(bad[i], strlen(bad[i]), &b), HS_EINVAL, "%s",
                      bad[i]);
     cr_assert_eq(b.len, 0);
-    hs_hubbuf_free(&b);
+    hs_buf_free(&b);
 }
 
 static void roundtrip(const char *json, const char *want)
 {
-    hs_hubbuf_t mp = {0}, back = {0};
+    hs_buf_t mp = {0}, back = {0};
     cr_assert_eq(hs_hubproto_json_to_msgpack(json, strlen(json), &mp), 0, "%s", json);
     cr_assert_eq(hs_hubproto_msgpack_to_json(mp.p, mp.len, &back), 0, "%s", json);
     cr_assert(span_is((const char *)back.p, back.len, want), "%s -> %.*s, want %s", json,
               (int)back.len, (const char *)back.p, want);
-    hs_hubbuf_free(&mp);
-    hs_hubbuf_free(&back);
+    hs_buf_free(&mp);
+    hs_buf_free(&back);
 }
 
 Test(hubproto, json_msgpack_round_trips)
@@ -1030,24 +1008,24 @@ Test(hubproto, json_msgpack_round_trips)
     roundtrip(deep, deep);
     memset(deep, '[', 33);
     memset(deep + 33, ']', 33);
-    hs_hubbuf_t mp = {0}, back = {0};
+    hs_buf_t mp = {0}, back = {0};
     cr_assert_eq(hs_hubproto_json_to_msgpack(deep, 66, &mp), 0);
     cr_assert_eq(hs_hubproto_msgpack_to_json(mp.p, mp.len, &back), HS_EINVAL);
-    hs_hubbuf_free(&mp);
-    hs_hubbuf_free(&back);
+    hs_buf_free(&mp);
+    hs_buf_free(&back);
 }
 
 static void mp_json(const void *mp, size_t n, int want_rc, const char *want)
 {
-    hs_hubbuf_t b = {0};
-    hs_hubbuf_put(&b, "pre", 3);
+    hs_buf_t b = {0};
+    hs_buf_put(&b, "pre", 3);
     cr_assert_eq(hs_hubproto_msgpack_to_json(mp, n, &b), want_rc);
     if (want_rc == 0)
         cr_assert(b.len == 3 + strlen(want) && memcmp(b.p + 3, want, b.len - 3) == 0,
                   "got %.*s, want %s", (int)b.len - 3, (const char *)b.p + 3, want);
     else
         cr_assert_eq(b.len, 3, "nothing appended on error");
-    hs_hubbuf_free(&b);
+    hs_buf_free(&b);
 }
 
 #define MP_JSON(lit, want) mp_json((lit), sizeof(lit) - 1, 0, (want))
@@ -1221,7 +1199,7 @@ Test(hubproto, random_mutations_never_crash, .timeout = 120)
                 parsed++;
             }
             /* the transcoders on the same bytes */
-            hs_hubbuf_t t = {0};
+            hs_buf_t t = {0};
             if (seeds[k].fmt == HS_HUB_MSGPACK) {
                 if (hs_hubproto_msgpack_to_json(rec, rl, &t) == 0) {
                     hs_json_span_t sp;
@@ -1229,12 +1207,12 @@ Test(hubproto, random_mutations_never_crash, .timeout = 120)
                                  "msgpack_to_json wrote invalid JSON: %.*s", (int)t.len, t.p);
                 }
             } else if (hs_hubproto_json_to_msgpack((const char *)rec, rl, &t) == 0) {
-                hs_hubbuf_t j = {0};
+                hs_buf_t j = {0};
                 rc = hs_hubproto_msgpack_to_json(t.p, t.len, &j); /* 1e999 is infinity */
                 cr_assert(rc == 0 || rc == HS_EINVAL);
-                hs_hubbuf_free(&j);
+                hs_buf_free(&j);
             }
-            hs_hubbuf_free(&t);
+            hs_buf_free(&t);
             off += used;
         }
         free(in);
