@@ -5,8 +5,7 @@
  * leeway), `aud` and `iss` when asked, and hands out `sub` and the `hubstream` claim's JSON.
  *
  * Refused, whatever the keys: `alg` none or unknown, a `crit` header, an HS token when no
- * secret is configured and an RS/ES token when no public key of its type is, a `kid` that names
- * no key, a token over HS_JWT_MAX bytes, malformed base64url or JSON. No I/O (keys come in as
+ * secret is configured and an RS/ES token when no public key of its type is, a token over HS_JWT_MAX bytes, malformed base64url or JSON. No I/O (keys come in as
  * bytes), no allocation while verifying beyond the claims handed out; a key set is read-only
  * after setup, so any number of threads may verify against one at once. Signatures through
  * OpenSSL's EVP interface, JSON through proto/json.h.
@@ -58,8 +57,10 @@ typedef struct hs_jwt_claims {
 } hs_jwt_claims_t;
 
 /*
- * Verifies token[0..len) (without "Bearer "). A token with a `kid` is checked against the keys
- * added with that kid only; one without, against every key of its algorithm's type. Returns 0
+ * Verifies token[0..len) (without "Bearer "). Which keys: those of the algorithm's type; of
+ * them, for a token with a `kid`, the keys added with that kid, or when none has it the keys
+ * added without a kid (none of those either: refused, "unknown kid"); for a token without a
+ * kid, all of them. The signature must verify under one. Returns 0
  * with *out filled, HS_EINVAL with a short reason in why (e.g. "token expired", "bad
  * signature", "alg none is not accepted") that may be shown to the client, or HS_ENOMEM.
  */
