@@ -47,7 +47,16 @@ enum kind {
 };
 
 /* Slots of hs_cli_t.owned. */
-enum { OWN_LISTEN, OWN_DB, OWN_CONFIG, OWN_RETENTION };
+enum {
+    OWN_LISTEN,
+    OWN_DB,
+    OWN_CONFIG,
+    OWN_RETENTION,
+    OWN_JWT_SECRET,
+    OWN_JWT_KEYS,
+    OWN_JWT_AUD,
+    OWN_JWT_ISS
+};
 
 struct opt {
     const char *name; /* the flag without its dashes; also the config file key */
@@ -130,6 +139,18 @@ static const struct opt opts[] = {
      "SignalR: grant stateful reconnect to clients that ask for it (default true)."},
     {"hub-stateful-buffer", K_SIZE, CFG(hub_stateful_buffer), 0, 1, GIB, "SIZE",
      "SignalR: most unacknowledged bytes kept per connection for a stateful resume."},
+    {"jwt-secret", K_STR, CFG(jwt_secret), OWN_JWT_SECRET, 0, 0, "SECRET",
+     "Auth: accept HS256 tokens signed with SECRET (at least 32 bytes). A flag shows in ps: "
+     "prefer the variable or the config file."},
+    {"jwt-public-key", K_STR, CFG(jwt_public_keys), OWN_JWT_KEYS, 0, 0, "FILES",
+     "Auth: accept RS256 / ES256 tokens signed for these PEM public keys: FILE or KID=FILE (the "
+     "kid a token names), comma-separated for several (key rotation)."},
+    {"jwt-audience", K_STR, CFG(jwt_audience), OWN_JWT_AUD, 0, 0, "AUD",
+     "Auth: a token's aud must hold AUD."},
+    {"jwt-issuer", K_STR, CFG(jwt_issuer), OWN_JWT_ISS, 0, 0, "ISS",
+     "Auth: a token's iss must be ISS."},
+    {"jwt-leeway-s", K_INT, CFG(jwt_leeway_s), 0, 0, 3600, "S",
+     "Auth: clock skew allowed when checking a token's exp and nbf."},
     {"log-level", K_LEVEL, CFG(log_level), 0, 0, 0, "LEVEL",
      "Least severe log record written: debug, info, warn or error."},
     {"config", K_CONFIG, 0, OWN_CONFIG, 0, 0, "FILE",
@@ -750,9 +771,11 @@ static void fmt_default(const struct opt *o, const hs_config_t *def, char *buf, 
 
     switch (o->kind) {
     case K_STR:
-    case K_LISTEN:
-        snprintf(buf, len, "%s", *(const char *const *)field);
+    case K_LISTEN: {
+        const char *v = *(const char *const *)field;
+        snprintf(buf, len, "%s", v ? v : "none");
         break;
+    }
     case K_BOOL:
         snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false");
         break;

@@ -5,10 +5,11 @@
  * leeway), `aud` and `iss` when asked, and hands out `sub` and the `hubstream` claim's JSON.
  *
  * Refused, whatever the keys: `alg` none or unknown, a `crit` header, an HS token when no
- * secret is configured and an RS/ES token when no public key of its type is, a token over HS_JWT_MAX bytes, malformed base64url or JSON. No I/O (keys come in as
- * bytes), no allocation while verifying beyond the claims handed out; a key set is read-only
- * after setup, so any number of threads may verify against one at once. Signatures through
- * OpenSSL's EVP interface, JSON through proto/json.h.
+ * secret is configured and an RS/ES token when no public key of its type is, a token over
+ * HS_JWT_MAX bytes, malformed base64url or JSON. No I/O (keys come in as bytes), no allocation
+ * while verifying beyond the claims handed out; a key set is read-only after setup, so any number
+ * of threads may verify against one at once. Signatures through OpenSSL's EVP interface, JSON
+ * through proto/json.h.
  */
 #ifndef HS_PROTO_JWT_H
 #define HS_PROTO_JWT_H

@@ -18,6 +18,7 @@
 #include "daemon/config.h"
 #include "proto/codec.h"
 #include "ringbuf/budget.h"
+#include "server/auth.h"
 #include "server/http/http.h"
 #include "server/signalr/hub.h"
 #include "util/addr.h"
@@ -56,6 +57,7 @@ void hs_config_init(hs_config_t *cfg)
         .hub_stateful_reconnect = true,
         .hub_stateful_buffer = 100000,
         .log_level = HS_LOG_INFO,
+        .jwt_leeway_s = 30,
     };
 }
 
@@ -118,14 +120,10 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "bad listen address '%s' (want host:port)", srv->listen_str);
         goto fail;
     }
-    if (!hs_listen_is_loopback(srv->host) && !srv->cfg.allow_anonymous) {
-        snprintf(err, errlen,
-                 "refusing to listen on %s without authentication: no auth is configured, so "
-                 "anyone who can reach it could publish and read; listen on 127.0.0.1 or pass "
-                 "--allow-anonymous",
-                 srv->listen_str);
+    /* a non-loopback address without auth is refused by hs_server_start, once an embedder's
+     * auth hook had its chance to be set */
+    if (hs_auth_create(srv, err, errlen))
         goto fail;
-    }
     srv->port = -1;
     if (srv->cfg.io_threads <= 0)
         srv->cfg.io_threads = ncores();
@@ -238,6 +236,16 @@ int hs_server_start_core(hs_server_t *srv)
 
 int hs_server_start(hs_server_t *srv)
 {
+    if (!hs_listen_is_loopback(srv->host) && !srv->cfg.allow_anonymous && !hs_auth_on(srv)) {
+        char msg[400];
+        snprintf(msg, sizeof(msg),
+                 "refusing to listen on %s without authentication: no auth is configured, so "
+                 "anyone who can reach it could publish and read; listen on 127.0.0.1, configure "
+                 "--jwt-secret or --jwt-public-key, or pass --allow-anonymous",
+                 srv->listen_str);
+        hs_log(&srv->log, HS_LOG_ERROR, msg, NULL);
+        return HS_EFORBIDDEN;
+    }
     int expect = 0;
     if (!atomic_compare_exchange_strong(&srv->state, &expect, 1))
         return HS_EINVAL;
@@ -337,6 +345,7 @@ void hs_server_destroy(hs_server_t *srv)
     for (int i = 0; srv->io && i < srv->nio; i++)
         hs_io_destroy(srv->io[i]);
     hs_hubreg_destroy(srv);
+    hs_auth_destroy(srv);
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);

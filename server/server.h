@@ -40,6 +40,13 @@ struct hs_server {
     hs_logger_t log;
     hs_event_fn event_hook;
     void *event_ctx;
+    /* auth (server/auth.c) */
+    hs_auth_fn auth_hook;
+    void *auth_ctx;
+    hs_authorize_fn authorize_hook;
+    void *authorize_ctx;
+    struct hs_jwt_keys *jwt; /* NULL when no JWT key is configured */
+    char *jwt_audience, *jwt_issuer;
     struct hs_hubreg *hubreg;      /* negotiated SignalR connections (server/signalr) */
     struct hs_budget *read_budget; /* catch-up pages and read answers, all connections */
 

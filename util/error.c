@@ -34,6 +34,10 @@ const char *hs_strerror(int err)
         return "reserved stream name";
     case HS_EUNKNOWN:
         return "outcome unknown: the database connection broke during the commit";
+    case HS_EUNAUTHORIZED:
+        return "unauthorized";
+    case HS_EFORBIDDEN:
+        return "forbidden";
     default:
         return "unknown error";
     }

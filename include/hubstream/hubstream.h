@@ -36,21 +36,23 @@ extern "C" {
 /* Error codes: always negative. */
 enum {
     HS_OK = 0,
-    HS_EINVAL = -1,     /* bad argument or malformed input */
-    HS_ENOMEM = -2,     /* allocation failed */
-    HS_ENOENT = -3,     /* no such stream or event */
-    HS_ECONFLICT = -4,  /* expectedVersion did not match */
-    HS_ECLOSED = -5,    /* the stream is closed */
-    HS_EDB = -6,        /* the database failed or is unreachable */
-    HS_EUNAVAIL = -7,   /* the server is stopping or not started */
-    HS_ETOOLARGE = -8,  /* a size limit was exceeded */
-    HS_EBUSY = -9,      /* a queue is full; try again later */
-    HS_ESYS = -10,      /* a system call failed (errno is logged) */
-    HS_EREJECTED = -11, /* a hook refused the operation */
-    HS_ERESERVED = -12, /* the stream name is reserved ($...) */
-    HS_EUNKNOWN = -13,  /* the database connection broke during the commit and did not come
-                           back in time: the events may or may not be appended; retry with
-                           the same event ids */
+    HS_EINVAL = -1,         /* bad argument or malformed input */
+    HS_ENOMEM = -2,         /* allocation failed */
+    HS_ENOENT = -3,         /* no such stream or event */
+    HS_ECONFLICT = -4,      /* expectedVersion did not match */
+    HS_ECLOSED = -5,        /* the stream is closed */
+    HS_EDB = -6,            /* the database failed or is unreachable */
+    HS_EUNAVAIL = -7,       /* the server is stopping or not started */
+    HS_ETOOLARGE = -8,      /* a size limit was exceeded */
+    HS_EBUSY = -9,          /* a queue is full; try again later */
+    HS_ESYS = -10,          /* a system call failed (errno is logged) */
+    HS_EREJECTED = -11,     /* a hook refused the operation */
+    HS_ERESERVED = -12,     /* the stream name is reserved ($...) */
+    HS_EUNKNOWN = -13,      /* the database connection broke during the commit and did not come
+                               back in time: the events may or may not be appended; retry with
+                               the same event ids */
+    HS_EUNAUTHORIZED = -14, /* no credentials, or bad ones (HTTP 401) */
+    HS_EFORBIDDEN = -15,    /* the credentials do not permit it (HTTP 403) */
 };
 
 /* Text of an error code; never NULL. */
@@ -112,6 +114,14 @@ typedef struct hs_config {
     bool hub_stateful_reconnect;   /* grant stateful reconnect to clients that ask; true */
     size_t hub_stateful_buffer;    /* unacknowledged bytes kept for a stateful resume; 100000 */
     hs_log_level_t log_level;      /* default HS_LOG_INFO */
+    /* Auth (on when a JWT key is configured or an auth hook is set; then a non-loopback
+       listen address needs no allow_anonymous) */
+    const char *jwt_secret;      /* HS256 shared secret; NULL: none */
+    const char *jwt_public_keys; /* RS256 / ES256 public keys: PEM files, comma-separated, each
+                                    "FILE" or "KID=FILE" (the id a token's kid names); NULL */
+    const char *jwt_audience;    /* when set, a token's aud must hold it */
+    const char *jwt_issuer;      /* when set, a token's iss must be it */
+    int jwt_leeway_s;            /* clock skew allowed on exp and nbf; default 30 */
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */
@@ -128,7 +138,8 @@ HS_API hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t e
 
 /*
  * Binds the listen address and starts every thread; returns 0 once connections are accepted.
- * Call once.
+ * Call once. HS_EFORBIDDEN (and an error log record) for a non-loopback listen address while
+ * no auth is configured (no JWT key, no auth hook) and allow_anonymous is off.
  */
 HS_API int hs_server_start(hs_server_t *srv);
 
@@ -192,6 +203,85 @@ HS_API void hs_server_set_log_hook(hs_server_t *srv, hs_log_fn fn, void *ctx);
 typedef int (*hs_event_fn)(void *ctx, const char *stream, const hs_event_t *event, char *reason,
                            size_t reason_len);
 HS_API void hs_server_set_event_hook(hs_server_t *srv, hs_event_fn fn, void *ctx);
+
+/*
+ * ---- Auth ----
+ *
+ * Who is asking is decided once per HTTP request and once per SignalR connection (at its
+ * negotiate, or at its WebSocket upgrade when it skipped negotiation): the auth hook, else the
+ * built-in JWT check when a key is configured, gives a principal. What it may do is decided per
+ * action on a stream: the principal's permissions, then the authorize hook when one is set.
+ * With neither a key nor an auth hook, everyone may do everything (and the server listens on
+ * loopback only, unless allow_anonymous). /healthz and /readyz are always open.
+ */
+
+/* What a request asks to do. */
+typedef enum hs_action {
+    HS_ACTION_PUBLISH = 0,   /* append events: the publish permission */
+    HS_ACTION_CLOSE = 1,     /* close a stream: the publish permission */
+    HS_ACTION_READ = 2,      /* read events, a stream's state, the list of streams: subscribe */
+    HS_ACTION_SUBSCRIBE = 3, /* SSE and hub subscriptions: subscribe */
+    HS_ACTION_DELETE = 4,    /* delete a stream: admin */
+    HS_ACTION_ADMIN = 5,     /* /metrics, the dashboard, the admin routes (no stream): admin */
+} hs_action_t;
+
+/*
+ * A principal: a user id and permissions. Stream patterns are a name, or a prefix ending in
+ * `*`; `{sub}` in a pattern stands for the user id (matched literally); `$all` is matched only
+ * by `*`. The server takes ownership of a principal an auth hook returns.
+ */
+typedef struct hs_principal hs_principal_t;
+
+/* A principal with no permission. NULL on ENOMEM. */
+HS_API hs_principal_t *hs_principal_new(const char *user);
+/* Permits a stream pattern for HS_ACTION_PUBLISH or HS_ACTION_SUBSCRIBE (the other actions
+ * follow from these two and admin). 0, HS_EINVAL or HS_ENOMEM. */
+HS_API int hs_principal_allow(hs_principal_t *p, hs_action_t action, const char *pattern);
+HS_API void hs_principal_set_admin(hs_principal_t *p, bool admin);
+/* When the credentials expire (Unix seconds; 0: never): a connection is closed then. */
+HS_API void hs_principal_set_expiry(hs_principal_t *p, int64_t unix_s);
+HS_API const char *hs_principal_user(const hs_principal_t *p);
+/* Whether the principal's permissions allow action on stream (NULL for HS_ACTION_ADMIN). */
+HS_API bool hs_principal_allows(const hs_principal_t *p, hs_action_t action, const char *stream);
+HS_API void hs_principal_free(hs_principal_t *p);
+
+/* The request an auth hook looks at; valid during the hook's call only. */
+typedef struct hs_auth_request hs_auth_request_t;
+HS_API const char *hs_auth_request_method(const hs_auth_request_t *r); /* "GET", "POST", ... */
+HS_API const char *hs_auth_request_path(const hs_auth_request_t *r);   /* without the query */
+/* The bearer token: `Authorization: Bearer ...`, else the `access_token` query argument;
+ * NULL when there is none. */
+HS_API const char *hs_auth_request_token(const hs_auth_request_t *r);
+/* The client's address (numeric). */
+HS_API const char *hs_auth_request_peer(const hs_auth_request_t *r);
+/* Copies the value of request header `name` (case-insensitive, e.g. "x-api-key") into buf:
+ * its length, or -1 when absent or longer than len - 1. */
+HS_API int hs_auth_request_header(const hs_auth_request_t *r, const char *name, char *buf,
+                                  size_t len);
+
+/*
+ * Auth hook: who is asking. Runs on an IO thread, concurrently with other calls; must not block
+ * for long. Return 0 with *principal set, or HS_EUNAUTHORIZED (answered 401 with
+ * WWW-Authenticate: Bearer) or HS_EFORBIDDEN (403), with a reason of at most reason_len bytes
+ * that the client receives.
+ */
+typedef int (*hs_auth_fn)(void *ctx, const hs_auth_request_t *req, hs_principal_t **principal,
+                          char *reason, size_t reason_len);
+HS_API void hs_server_set_auth_hook(hs_server_t *srv, hs_auth_fn fn, void *ctx);
+/* The built-in JWT check (the default auth hook), for a hook that extends it: the same
+ * contract. HS_EUNAUTHORIZED when no JWT key is configured. */
+HS_API int hs_server_auth_jwt(hs_server_t *srv, const hs_auth_request_t *req,
+                              hs_principal_t **principal, char *reason, size_t reason_len);
+
+/*
+ * Authorize hook: may `principal` (NULL when auth is off) do `action` on `stream` (NULL for
+ * HS_ACTION_ADMIN)? `allowed` is what the principal's permissions say. Return true to allow.
+ * Runs on server threads (IO threads; reader threads when filtering the stream list),
+ * concurrently, for every request, invocation and subscription (not per event).
+ */
+typedef bool (*hs_authorize_fn)(void *ctx, const hs_principal_t *principal, hs_action_t action,
+                                const char *stream, bool allowed);
+HS_API void hs_server_set_authorize_hook(hs_server_t *srv, hs_authorize_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #include "proto/json.h"
 #include "proto/route.h"
 #include "ringbuf/budget.h"
+#include "server/auth.h"
 #include "server/http/http.h"
 #include "util/time.h"
 
@@ -55,6 +56,8 @@ struct hs_http_read {
     char *body;
     size_t len, cap;
     size_t count;
+    size_t seen;         /* READ_LIST: rows looked at (count: those the principal may read) */
+    hs_principal_t *who; /* READ_LIST: whose list (a reference), NULL when auth is off */
     int64_t last_seq;
     bool oom;
     bool spent;          /* the read budget could not take the body's next growth */
@@ -66,6 +69,33 @@ struct hs_http_read {
 #define PAGE_FULL 1
 
 /* ---- small helpers ---- */
+
+/* Who is asking (c->who): false when refused (answered 401 / 403). */
+static bool identify(hs_conn_t *c, const char *path)
+{
+    char why[256];
+    int rc = hs_auth_identify(c->io->srv, c->wsi, path, &c->who, why, sizeof(why));
+    if (rc == HS_EFORBIDDEN)
+        hs_conn_error(c, 403, "Forbidden", "%s", why);
+    else if (rc == HS_ENOMEM)
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+    else if (rc)
+        hs_conn_error(c, 401, "Unauthorized", "%s", why);
+    return rc == 0;
+}
+
+static const char *const action_names[] = {"publish",   "close",  "read",
+                                           "subscribe", "delete", "admin"};
+
+/* Whether c's principal may do action on the stream: false when refused (answered 403). */
+static bool permit(hs_conn_t *c, hs_action_t action, const char *stream, size_t len)
+{
+    if (hs_auth_allows(c->io->srv, c->who, action, stream, len))
+        return true;
+    hs_conn_error(c, 403, "Forbidden", "no %s permission on stream '%.*s'", action_names[action],
+                  (int)(len > 300 ? 300 : len), stream);
+    return false;
+}
 
 static bool buf_reserve(struct hs_http_read *r, size_t more)
 {
@@ -93,6 +123,7 @@ static bool buf_reserve(struct hs_http_read *r, size_t more)
 /* Frees a read's answer and gives its charge back. */
 static void read_free(struct hs_http_read *r)
 {
+    hs_principal_free(r->who);
     if (r->cap)
         hs_budget_give(r->budget, r->cap);
     free(r->body);
@@ -183,12 +214,16 @@ static int on_event(void *ctx, const hs_record_t *rec)
 static int on_stream(void *ctx, const char *name, size_t len, const hs_stream_head_t *h)
 {
     struct hs_http_read *r = ctx;
+    r->seen++;
+    memcpy(r->after, name, len < HS_NAME_MAX ? len : HS_NAME_MAX);
+    r->after_len = len < HS_NAME_MAX ? len : HS_NAME_MAX;
+    /* only the streams the principal may read are listed (next still pages past the others) */
+    if (!hs_auth_allows(r->srv, r->who, HS_ACTION_READ, name, len))
+        return 0;
     if (r->count)
         buf_put(r, ",", 1);
     stream_info_json(r, name, len, h, true);
     r->count++;
-    memcpy(r->after, name, len < HS_NAME_MAX ? len : HS_NAME_MAX);
-    r->after_len = len < HS_NAME_MAX ? len : HS_NAME_MAX;
     return r->oom ? HS_ENOMEM : 0;
 }
 
@@ -239,7 +274,7 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         if (rc)
             return rc;
         buf_put(r, "],\"next\":", 9);
-        if (r->count == r->limit)
+        if (r->seen == r->limit)
             buf_quote(r, r->after, r->after_len);
         else
             buf_put(r, "null", 4);
@@ -295,7 +330,7 @@ static void submit_read(hs_conn_t *c, struct hs_http_read *r)
     hc(c)->pending_read = r;
     if (!hs_reader_submit(c->io->srv->reader, &r->base)) {
         hc(c)->pending_read = NULL;
-        free(r);
+        read_free(r);
         hs_conn_error(c, 503, "Unavailable", "the server is stopping");
     }
 }
@@ -474,7 +509,10 @@ static void get_events(hs_conn_t *c, const char *stream, size_t len)
     }
     char accept[256] = "";
     lws_hdr_copy(c->wsi, accept, sizeof(accept), WSI_TOKEN_HTTP_ACCEPT);
-    if (strstr(accept, "text/event-stream")) {
+    bool sse = strstr(accept, "text/event-stream") != NULL;
+    if (!permit(c, sse ? HS_ACTION_SUBSCRIBE : HS_ACTION_READ, stream, len))
+        return;
+    if (sse) {
         hs_sse_start(c, stream, len);
         return;
     }
@@ -536,6 +574,7 @@ static void list_streams(hs_conn_t *c)
         return;
     }
     r->kind = READ_LIST;
+    r->who = hs_principal_ref(c->who);
     char buf[HS_NAME_MAX + 16];
     const char *v;
     int rc = arg(c, "prefix=", buf, sizeof(buf), &v);
@@ -554,7 +593,7 @@ static void list_streams(hs_conn_t *c)
         memcpy(r->after, v, r->after_len);
     }
     if (rc < 0) {
-        free(r);
+        read_free(r);
         if (rc == -2)
             hs_conn_error(c, 400, "BadRequest",
                           "prefix and after are at most %d bytes (a "
@@ -563,7 +602,7 @@ static void list_streams(hs_conn_t *c)
         return;
     }
     if (!parse_limit(c, 100, &r->limit)) {
-        free(r);
+        read_free(r);
         return;
     }
     submit_read(c, r);
@@ -612,6 +651,16 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         else
             not_allowed(c, "GET");
         return;
+    default:
+        break;
+    }
+    /* everything but the health checks: who is asking, then whether they may */
+    if (!identify(c, path))
+        return;
+    switch (rt.kind) {
+    case HS_ROUTE_HEALTHZ:
+    case HS_ROUTE_READYZ:
+        return;
     case HS_ROUTE_STREAMS:
         if (get)
             list_streams(c);
@@ -619,26 +668,33 @@ static void route(hs_conn_t *c, const char *path, void *arg)
             not_allowed(c, "GET");
         return;
     case HS_ROUTE_STREAM:
-        if (get)
-            get_info(c, name, nlen);
-        else if (del)
-            admin(c, HS_INGEST_DELETE, name, nlen);
-        else
+        if (get) {
+            if (permit(c, HS_ACTION_READ, name, nlen))
+                get_info(c, name, nlen);
+        } else if (del) {
+            if (permit(c, HS_ACTION_DELETE, name, nlen))
+                admin(c, HS_INGEST_DELETE, name, nlen);
+        } else {
             not_allowed(c, "GET, DELETE");
+        }
         return;
     case HS_ROUTE_EVENTS:
-        if (get)
-            get_events(c, name, nlen);
-        else if (post)
-            publish(c, name, nlen);
-        else
+        if (get) {
+            get_events(c, name, nlen); /* read or subscribe: checked there */
+        } else if (post) {
+            if (permit(c, HS_ACTION_PUBLISH, name, nlen))
+                publish(c, name, nlen);
+        } else {
             not_allowed(c, "GET, POST");
+        }
         return;
     case HS_ROUTE_CLOSE:
-        if (post)
-            admin(c, HS_INGEST_CLOSE, name, nlen);
-        else
+        if (post) {
+            if (permit(c, HS_ACTION_CLOSE, name, nlen))
+                admin(c, HS_INGEST_CLOSE, name, nlen);
+        } else {
             not_allowed(c, "POST");
+        }
         return;
     case HS_ROUTE_HUB: /* the SignalR front end's, when it is registered */
     case HS_ROUTE_NEGOTIATE:

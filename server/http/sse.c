@@ -18,6 +18,7 @@
 #include "proto/codec.h"
 #include "proto/route.h"
 #include "ringbuf/budget.h"
+#include "server/auth.h"
 #include "server/http/http.h"
 #include "util/time.h"
 
@@ -308,6 +309,13 @@ static void sse_tick(hs_io_t *io, int64_t now)
         } else if (now - t->stuck_since_ms >= stall && !t->killed) {
             t->killed = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (hs_auth_expired(c->who) && !t->closing && !t->killed) {
+            /* the credentials expired: the response ends (never served past them); the client
+             * reconnects with fresh ones and resumes with Last-Event-ID */
+            t->closing = true;
+            lws_callback_on_writable(c->wsi);
             continue;
         }
         if (now - t->last_write_ms >= ping && !t->ping_due) {

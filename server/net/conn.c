@@ -152,6 +152,9 @@ int hs_wsi_respond(struct lws *wsi, int status, const char *body)
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - len - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)status, "text/plain", (lws_filepos_t)len, &p,
                                     end) ||
+        (status == 401 &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
+                                     (const unsigned char *)"Bearer", 6, &p, end)) ||
         hs_cors_headers(wsi, &p, end) || lws_finalize_http_header(wsi, &p, end))
         return -1;
     memcpy(p, body, len);
@@ -248,31 +251,6 @@ static void route(hs_conn_t *c, const char *path)
 int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val)
 {
     return hs_wsi_arg(c->wsi, name_eq, buf, cap, val);
-}
-
-int hs_wsi_arg(struct lws *wsi, const char *name_eq, char *buf, size_t cap, const char **val)
-{
-    /* lws_get_urlarg_by_name() stops at the first argument longer than its buffer: the ones
-     * after it then look absent, and an over-long one is dropped without a word. Each argument
-     * is looked at here instead, through the IO thread's scratch buffer (a request's arguments
-     * fit: lws keeps at most max_http_header_data bytes of headers). */
-    char *tmp = (char *)io_of(wsi)->wbuf;
-    int tcap = LWS_PRE + HS_WRITE_BUDGET;
-    size_t nl = strlen(name_eq);
-    *val = NULL;
-    for (int i = 0; i < 1024; i++) {
-        int n = lws_hdr_copy_fragment(wsi, tmp, tcap, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (n < 0)
-            return 0; /* no more arguments */
-        if ((size_t)n < nl || memcmp(tmp, name_eq, nl))
-            continue;
-        if ((size_t)n - nl >= cap)
-            return -1;
-        memcpy(buf, tmp + nl, (size_t)n - nl + 1);
-        *val = buf;
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- hang-ups during an outstanding answer (server.h) ---- */
@@ -473,17 +451,6 @@ void hs_conn_expire_bodies(hs_io_t *io, int64_t now)
     }
 }
 
-static int method_of(struct lws *wsi)
-{
-    static const enum lws_token_indexes toks[] = {
-        WSI_TOKEN_GET_URI,   WSI_TOKEN_POST_URI,    WSI_TOKEN_PUT_URI, WSI_TOKEN_DELETE_URI,
-        WSI_TOKEN_PATCH_URI, WSI_TOKEN_OPTIONS_URI, WSI_TOKEN_HEAD_URI};
-    for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++)
-        if (lws_hdr_total_length(wsi, toks[i]))
-            return (int)toks[i];
-    return -1;
-}
-
 /* Writes the next piece of the queued response: -1 to close, 1 while pieces remain (a writable
  * callback is requested), 0 once it is all out (c may then be gone: a completed transaction
  * frees it). */
@@ -528,6 +495,8 @@ void hs_conn_closed(hs_conn_t *c)
         c->owner->http_closed(c);
     c->owner = NULL;
     c->stream = false;
+    hs_principal_free(c->who);
+    c->who = NULL;
     resp_drop(c);
     free(c->body);
     c->body = NULL;
@@ -556,7 +525,7 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
     c->body_too_large = false;
     c->close_after = false;
     c->body_done = false;
-    c->method = method_of(wsi);
+    c->method = hs_wsi_method(wsi);
     char path[1024];
     if (c->method >= 0 && lws_hdr_total_length(wsi, c->method) >= (int)sizeof(path)) {
         c->body_done = true;

@@ -72,7 +72,9 @@ struct hs_conn {
      * it answers with), and the transport's own state for it */
     const struct hs_transport *owner;
     _Alignas(16) unsigned char tdata[HS_CONN_TDATA];
-    bool hup_watched; /* in io->hup_ep (see hs_conn_watch_hangup) */
+    bool hup_watched;         /* in io->hup_ep (see hs_conn_watch_hangup) */
+    struct hs_principal *who; /* who asked (server/auth.h), for this transaction; NULL when
+                                 auth is off or nobody looked yet */
 };
 
 struct hs_io {
@@ -142,8 +144,14 @@ void hs_conn_unwatch_hangup(hs_conn_t *c);
  * (cap bytes, NUL-terminated) with *val pointing at it: 1. 0 when absent, -1 when longer than
  * buf. The first occurrence counts. IO thread, during the request's callback. */
 int hs_conn_arg(hs_conn_t *c, const char *name_eq, char *buf, size_t cap, const char **val);
-/* The same for a request that has no hs_conn_t (a WebSocket upgrade). */
+/* wsi.c: the same for a request that has no hs_conn_t (a WebSocket upgrade). */
 int hs_wsi_arg(struct lws *wsi, const char *name_eq, char *buf, size_t cap, const char **val);
+/* wsi.c: the value of request header `name` (any case) copied into buf, NUL-terminated: its
+ * length, or -1 when absent or not shorter than cap. */
+int hs_wsi_header(struct lws *wsi, const char *name, char *buf, size_t cap);
+/* wsi.c: the request's method as lws's token (WSI_TOKEN_GET_URI, ...) or -1, and its name. */
+int hs_wsi_method(struct lws *wsi);
+const char *hs_wsi_method_name(int method);
 /* Takes a request off the list of those whose body is arriving (idempotent). */
 void hs_conn_body_unlist(hs_conn_t *c);
 /* Submits an entry whose node kind, conn and origin fields the caller set (done and io_index

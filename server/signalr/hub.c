@@ -16,6 +16,7 @@
 #include "util/time.h"
 #include "ringbuf/budget.h"
 #include "proto/codec.h"
+#include "server/auth.h"
 #include "server/signalr/hub.h"
 #include "proto/json.h"
 #include "util/utf8.h"
@@ -679,6 +680,13 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
                 h->tops->cut_off(h);
                 hs_hub_end(h);
             }
+            continue;
+        }
+        if (hs_auth_expired(h->who)) {
+            /* never served past its credentials; the client's reconnect asks its
+             * accessTokenFactory for a fresh token */
+            hs_hub_close(h, "Unauthorized: the access token expired; reconnect with a new one",
+                         true);
             continue;
         }
         if (!h->handshaken && !h->closing && now - h->start_ms >= cfg->hub_handshake_timeout_ms) {

@@ -147,6 +147,7 @@ struct hs_hub {
     hs_server_t *srv;
     const hs_hub_dialect_t *dialect;
     const hs_hub_tops_t *tops;
+    hs_principal_t *who; /* who connected (fixed at negotiate / connect); NULL: auth off */
 
     /* guarded by the registry mutex */
     char token[24], conn_id[24];

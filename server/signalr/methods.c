@@ -14,6 +14,7 @@
 #include "proto/codec.h"
 #include "proto/json.h"
 #include "ringbuf/budget.h"
+#include "server/auth.h"
 #include "server/signalr/hub.h"
 #include "util/time.h"
 
@@ -403,6 +404,17 @@ static long stream_first(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t
     return sl < 0 ? -1 : sl;
 }
 
+/* Whether the connection's principal (fixed at its negotiate or connect) may do action on the
+ * stream: false after answering `Unauthorized`. */
+static bool permitted(hs_hub_t *h, const hs_hubmsg_t *m, hs_action_t action, const char *stream,
+                      size_t len)
+{
+    if (hs_auth_allows(h->srv, h->who, action, stream, len))
+        return true;
+    fail(h, m, "Unauthorized");
+    return false;
+}
+
 static bool is_all(const char *stream, size_t len)
 {
     return len == 4 && memcmp(stream, "$all", 4) == 0;
@@ -446,6 +458,8 @@ static void m_publish(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a
         fail(h, m, "InvalidStreamName");
         return;
     }
+    if (!permitted(h, m, HS_ACTION_PUBLISH, stream, slen))
+        return;
     hs_ingest_t *e;
     char why[256];
     int rc = hs_codec_parse_publish(a[1].p, a[1].n, stream, slen, srv->cfg.max_event, &e, why,
@@ -486,6 +500,8 @@ static void m_subscribe(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t 
         fail(h, m, "InvalidStreamName");
         return;
     }
+    if (!permitted(h, m, HS_ACTION_SUBSCRIBE, stream, slen))
+        return;
     if (streaming) {
         int rc = hs_hub_add_sub(h, stream, slen, false, m->id, has_from, from);
         if (rc == HS_EBUSY)
@@ -531,6 +547,8 @@ static void m_read(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a, i
         fail(h, m, "InvalidStreamName");
         return;
     }
+    if (!permitted(h, m, HS_ACTION_READ, stream, slen))
+        return;
     size_t count = has_n ? (n > 1000 ? 1000 : (size_t)n) : 100;
     if (!count) {
         if (m->has_id)
@@ -565,7 +583,7 @@ static void m_getstream(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t 
     (void)streaming;
     char stream[HS_NAME_MAX + 1];
     long sl = stream_first(h, m, a, stream);
-    if (sl >= 0)
+    if (sl >= 0 && permitted(h, m, HS_ACTION_READ, stream, (size_t)sl))
         submit_read(h, m, M_GETSTREAM, R_INFO, stream, (size_t)sl, 0, 0);
 }
 
@@ -583,6 +601,8 @@ static void m_closestream(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_
         fail(h, m, "InvalidStreamName");
         return;
     }
+    if (!permitted(h, m, HS_ACTION_CLOSE, stream, (size_t)sl))
+        return;
     hs_ingest_t *e = hs_codec_build_admin(HS_INGEST_CLOSE, stream, (size_t)sl);
     if (!e) {
         fail(h, m, "Unavailable: out of memory");

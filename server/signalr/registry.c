@@ -69,6 +69,7 @@ void hs_hub_unref(hs_hub_t *h)
     free(h->replay_len);
     hs_budget_give(h->budget, h->ctl_charge + h->out_charge);
     hs_budget_unref(h->budget);
+    hs_principal_free(h->who);
     free(h);
 }
 

@@ -15,6 +15,7 @@
 #include "proto/json.h"
 #include "proto/route.h"
 #include "ringbuf/budget.h"
+#include "server/auth.h"
 #include "server/signalr/hub.h"
 #include "util/time.h"
 #include "util/uuid.h"
@@ -252,9 +253,20 @@ const hs_hub_tops_t hs_hub_transport_ops = {
 
 /* ---- negotiate ---- */
 
-static void negotiate(hs_conn_t *c, const hs_hub_dialect_t *dialect)
+static void negotiate(hs_conn_t *c, const char *path, const hs_hub_dialect_t *dialect)
 {
     hs_server_t *srv = c->io->srv;
+    /* who is asking: the connection keeps this principal for its life */
+    char why[256];
+    int arc = hs_auth_identify(srv, c->wsi, path, &c->who, why, sizeof(why));
+    if (arc) {
+        if (arc == HS_ENOMEM)
+            hs_conn_error(c, 503, "Unavailable", "out of memory");
+        else
+            hs_conn_error(c, arc == HS_EFORBIDDEN ? 403 : 401,
+                          arc == HS_EFORBIDDEN ? "Forbidden" : "Unauthorized", "%s", why);
+        return;
+    }
     char buf[64];
     int version = 0;
     const char *v;
@@ -283,6 +295,7 @@ static void negotiate(hs_conn_t *c, const hs_hub_dialect_t *dialect)
     else
         memcpy(h->token, h->conn_id, sizeof(h->token));
     h->stateful_ok = stateful;
+    h->who = hs_principal_ref(c->who);
     if (hs_hubreg_add(h)) {
         hs_hub_unref(h);
         hs_conn_error(c, 429, "TooManyRequests",
@@ -309,9 +322,8 @@ static void negotiate(hs_conn_t *c, const hs_hub_dialect_t *dialect)
 
 static void negotiate_route(hs_conn_t *c, const char *path, void *arg)
 {
-    (void)path;
     if (c->method == WSI_TOKEN_POST_URI) {
-        negotiate(c, arg);
+        negotiate(c, path, arg);
         return;
     }
     c->allow = "POST";
@@ -565,10 +577,25 @@ static int ws_confirm(struct lws *wsi, void *arg, void **out)
     if (trc < 0)
         return hs_wsi_respond(wsi, 404, "No Connection with that ID") ? -1 : 1;
     if (!trc) {
-        /* skipNegotiation: a connection made on the spot, with no token to resume by */
+        /* skipNegotiation: a connection made on the spot, with no token to resume by; who is
+         * asking is decided here, as negotiate would have */
+        hs_principal_t *who;
+        char why[256], path[256];
+        if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0)
+            path[0] = '\0';
+        int arc = hs_auth_identify(srv, wsi, path, &who, why, sizeof(why));
+        if (arc) {
+            int status = arc == HS_EFORBIDDEN ? 403 : 401;
+            if (arc == HS_ENOMEM)
+                status = 503;
+            return hs_wsi_respond(wsi, status, why) ? -1 : 1;
+        }
         h = hs_hub_create(srv, dialect, &hs_hub_transport_ops);
-        if (!h)
+        if (!h) {
+            hs_principal_free(who);
             return hs_wsi_respond(wsi, 503, "out of memory") ? -1 : 1;
+        }
+        h->who = who;
         hs_hubreg_new_id(h->conn_id);
         h->transport = HS_HUB_T_WS;
         h->home = io->index;

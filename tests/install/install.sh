@@ -75,6 +75,7 @@ echo "ok: libhubstream.so exports exactly the $(wc -l <"$tmp/api.txt") functions
 # source tree is on the include path
 mkdir "$tmp/pc" "$tmp/cm"
 cp "$src/examples/embed.c" "$tmp/embed.c"
+cp "$src/examples/apikey.c" "$tmp/apikey.c"
 run_embed() { # name binary
   local name=$1 bin=$2 resolved
   resolved=$(LD_LIBRARY_PATH=$libdir ldd "$bin" | awk '/libhubstream/ {print $3}')
@@ -100,12 +101,16 @@ incdir=$(pkg-config --variable=includedir hubstream) pclibdir=$(pkg-config --var
 # shellcheck disable=SC2086 # word splitting of the flags is meant
 "$cc" $flags -Wall -Werror -o "$tmp/pc/embed" "$tmp/embed.c" $pcflags || fail "pkg-config build"
 run_embed pkgconfig "$tmp/pc/embed"
+# the auth hooks' example (API keys, an authorize rule) the same way
+# shellcheck disable=SC2086
+"$cc" $flags -Wall -Werror -o "$tmp/pc/apikey" "$tmp/apikey.c" $pcflags || fail "pkg-config build of apikey.c"
+run_embed apikey "$tmp/pc/apikey"
 
 # the static library, linked as README.md says: the archive, then its dependencies (shared)
 step "static: $cc embed.c libhubstream.a \$(pkg-config --libs <its dependencies>)"
 # shellcheck disable=SC2046,SC2086
 "$cc" $flags -Wall -Werror -o "$tmp/pc/embed_static" "$tmp/embed.c" $(pkg-config --cflags hubstream) \
-  "$libdir/libhubstream.a" $(pkg-config --libs libwebsockets libevent libevent_pthreads odbc ck msgpack) \
+  "$libdir/libhubstream.a" $(pkg-config --libs libwebsockets libevent libevent_pthreads odbc ck msgpack libcrypto) \
   -lpthread -lm || fail "static build"
 if ldd "$tmp/pc/embed_static" | grep -q libhubstream; then fail "the static build loads libhubstream.so"; fi
 LD_LIBRARY_PATH='' timeout 120 "$tmp/pc/embed_static" --self-check 127.0.0.1:0 "$tmp/static.db" \

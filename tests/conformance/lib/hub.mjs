@@ -6,7 +6,7 @@ import * as signalR from '@microsoft/signalr';
 import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { withTimeout } from '../../integration/lib/server.mjs';
+import { withTimeout, TEST_AUTH_SECRET, testToken } from '../../integration/lib/server.mjs';
 
 export { signalR, MessagePackHubProtocol };
 
@@ -34,6 +34,7 @@ export function hub(base, opts = {}) {
   const options = { transport: signalR.HttpTransportType[opts.transport ?? 'WebSockets'] };
   if (opts.skipNegotiation) options.skipNegotiation = true;
   if (opts.accessTokenFactory) options.accessTokenFactory = opts.accessTokenFactory;
+  else if (TEST_AUTH_SECRET) options.accessTokenFactory = () => testToken();
   let b = new signalR.HubConnectionBuilder().withUrl(opts.url ?? `${base}/hub`, options).configureLogging(log);
   if (opts.msgpack) b = b.withHubProtocol(new MessagePackHubProtocol());
   if (opts.stateful) b = b.withStatefulReconnect();
@@ -126,6 +127,8 @@ export function msgpackRecords(buf) {
 
 /** Opens a raw WebSocket to /hub (with `query`), resolving once open; frames go to `.frames`. */
 export function rawWs(port, query = '') {
+  // an auth run's token goes as a browser's would, in ?access_token=
+  if (TEST_AUTH_SECRET) query += `${query ? '&' : '?'}access_token=${testToken()}`;
   const ws = new WebSocket(`ws://127.0.0.1:${port}/hub${query}`);
   ws.frames = [];
   ws.closedP = new Promise((resolve) => ws.on('close', (code) => resolve(code)));

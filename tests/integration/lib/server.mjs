@@ -14,7 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(HERE, '../../..');
@@ -131,6 +131,33 @@ function pgDatabase(dir) {
   return `Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=${port};Database=${name};Uid=postgres;Pwd=;`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// auth runs: with HS_TEST_AUTH_SECRET set, every server these helpers start checks JWTs signed
+// with that secret, and every request, SSE subscription and hub connection made through them
+// carries a token that may do everything (the conformance suite's run with auth on)
+
+export const TEST_AUTH_SECRET = process.env.HS_TEST_AUTH_SECRET || '';
+let testTok = null;
+
+/** The all-permitting token of an auth run (valid for an hour; renewed when half used). */
+export function testToken() {
+  const now = Math.floor(Date.now() / 1000);
+  if (!testTok || testTok.exp - now < 1800) {
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const claims = { sub: 'conformance', exp: now + 3600, hubstream: { publish: ['*'], subscribe: ['*'], admin: true } };
+    const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+    const sig = createHmac('sha256', TEST_AUTH_SECRET).update(input).digest('base64url');
+    testTok = { exp: claims.exp, token: `${input}.${sig}` };
+  }
+  return testTok.token;
+}
+
+/** headers plus the auth run's Authorization, unless they carry one. */
+export function withTestAuth(headers = {}) {
+  if (!TEST_AUTH_SECRET || Object.keys(headers).some((k) => k.toLowerCase() === 'authorization')) return headers;
+  return { ...headers, authorization: `Bearer ${testToken()}` };
+}
+
 function cleanEnv(extra) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) {
@@ -164,6 +191,7 @@ export async function startServer({
     db = TEST_PG ? pgDatabase(dir) : path.join(dir, 'hubstream.db');
     if (TEST_PG) env = { ODBCSYSINI: TEST_PG.split(',')[1], ...env };
   }
+  if (TEST_AUTH_SECRET && !flags.some((f) => String(f).startsWith('--jwt-'))) flags = [...flags, '--jwt-secret', TEST_AUTH_SECRET];
   const args = ['--listen', `127.0.0.1:${port}`, '--db', db, ...flags.map(String)];
   // `prefix`: a command that runs the server, e.g. ['prlimit', '--nofile=200'] (the pid is then
   // the wrapper's until it execs the server; prlimit does exec)
@@ -397,7 +425,7 @@ export function crashReport(log, n = 40) {
 export function request(base, method, p, { json, body, headers = {}, timeoutMs = 15000, agent } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(base);
-    const hdrs = { ...headers };
+    const hdrs = withTestAuth({ ...headers });
     let payload = body;
     if (json !== undefined) {
       payload = JSON.stringify(json);
@@ -832,7 +860,7 @@ export class SseClient extends SseState {
     let qs = q.toString();
     if (opts.query) qs = qs ? `${qs}&${opts.query}` : opts.query;
     const p = (opts.path ?? streamPath(stream, '/events')) + (qs ? `?${qs}` : '');
-    const headers = { accept: 'text/event-stream', ...(opts.headers || {}) };
+    const headers = withTestAuth({ accept: 'text/event-stream', ...(opts.headers || {}) });
     if (opts.lastEventId !== undefined) headers['last-event-id'] = String(opts.lastEventId);
     this.status = undefined;
     this.errorText = '';
