@@ -37,8 +37,7 @@ int hs_jwt_keys_add_secret(hs_jwt_keys_t *k, const void *secret, size_t len);
  * tried for tokens without a kid, and for tokens whose kid no key of their algorithm has (see
  * hs_jwt_verify). All or nothing: a block that is not a readable public key (a certificate, a
  * private key, bad base64; OpenSSL also reads PKCS#1 `RSA PUBLIC KEY` blocks) refuses the whole
- * text. Returns the number of keys added
- * (>= 1), or HS_EINVAL with why, or HS_ENOMEM.
+ * text. Returns the number of keys added (>= 1), or HS_EINVAL with why, or HS_ENOMEM.
  */
 int hs_jwt_keys_add_pem(hs_jwt_keys_t *k, const char *pem, size_t len, const char *kid, char *why,
                         size_t whylen);
