@@ -197,15 +197,12 @@ int hs_jwt_keys_add_pem(hs_jwt_keys_t *k, const char *pem, size_t len, const cha
         }
         got[n++] = (jwt_key_t){.alg = (alg_t)alg, .pkey = pk};
     }
-    if (rc == 0) {
-        /* the loop ends at the first block it cannot read, or at the end; which one OpenSSL's
-         * error queue does not say reliably (3.0 leaves a DECODER error at a clean end), so
-         * every BEGIN line counted must have given a key */
-        if (n == 0)
-            rc = fail(why, whylen, "no public key in pem");
-        else if (n != blocks)
-            rc = fail(why, whylen, "malformed pem block, or a block that is not a public key");
-    }
+    /* the loop ends at the end of the text or at the first block it cannot read, and
+     * PEM_read_bio_PUBKEY skips blocks of other kinds: every block must have given a key */
+    if (rc == 0 && n == 0)
+        rc = fail(why, whylen, "no public key in pem");
+    else if (rc == 0 && n != blocks)
+        rc = fail(why, whylen, "pem holds a block that is not a readable public key");
     ERR_pop_to_mark();
     BIO_free(bio);
     if (rc == 0 && reserve(k, n))

@@ -6,10 +6,11 @@
  *
  * Refused, whatever the keys: `alg` none or unknown, a `crit` header, an HS token when no
  * secret is configured and an RS/ES token when no public key of its type is, a token over
- * HS_JWT_MAX bytes, malformed base64url or JSON. No I/O (keys come in as bytes), no allocation
- * while verifying beyond the claims handed out; a key set is read-only after setup, so any number
- * of threads may verify against one at once. Signatures through OpenSSL's EVP interface, JSON
- * through proto/json.h.
+ * HS_JWT_MAX bytes, malformed base64url (padding included) or JSON, a header or claim set
+ * naming a member it reads twice. No I/O (keys come in as bytes), no allocation while verifying
+ * beyond the claims handed out (and OpenSSL's own, inside EVP); a key set is read-only
+ * after setup, so any number of threads may verify against one at once. Signatures through
+ * OpenSSL's EVP interface, JSON through proto/json.h.
  */
 #ifndef HS_PROTO_JWT_H
 #define HS_PROTO_JWT_H
@@ -32,9 +33,11 @@ int hs_jwt_keys_add_secret(hs_jwt_keys_t *k, const void *secret, size_t len);
 /*
  * Adds every public key of a PEM text (`-----BEGIN PUBLIC KEY-----` blocks; RSA of at least
  * 2048 bits for RS256, EC P-256 for ES256; anything else refused with why). kid: the id a
- * token's `kid` header must name to use these keys, or NULL (such keys are tried for tokens
- * without a kid, and for tokens whose kid names no key only when... never: see hs_jwt_verify).
- * Returns the number of keys added (>= 1), or HS_EINVAL with why, or HS_ENOMEM.
+ * token's `kid` header must name to use these keys (1..256 bytes), or NULL: such keys are
+ * tried for tokens without a kid, and for tokens whose kid no key of their algorithm has (see
+ * hs_jwt_verify). All or nothing: a block that is not a readable public key (a certificate, a
+ * private key, bad base64; OpenSSL also reads PKCS#1 `RSA PUBLIC KEY` blocks) refuses the whole
+ * text. Returns the number of keys added (>= 1), or HS_EINVAL with why, or HS_ENOMEM.
  */
 int hs_jwt_keys_add_pem(hs_jwt_keys_t *k, const char *pem, size_t len, const char *kid, char *why,
                         size_t whylen);
@@ -42,7 +45,7 @@ int hs_jwt_keys_add_pem(hs_jwt_keys_t *k, const char *pem, size_t len, const cha
 /* What to check besides the signature. */
 typedef struct hs_jwt_check {
     int64_t now_s;        /* the current Unix time */
-    int leeway_s;         /* clock skew allowed on exp and nbf */
+    int leeway_s;         /* clock skew allowed on exp and nbf (negative: 0) */
     const char *audience; /* when set, `aud` (a string or an array) must hold it */
     const char *issuer;   /* when set, `iss` must equal it */
     bool require_exp;     /* a token without `exp` is refused */

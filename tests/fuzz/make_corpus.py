@@ -383,6 +383,42 @@ def hub_seeds():
     return s
 
 
+def jwt_seeds():
+    """fuzz_jwt: a mode byte, then a raw token (even modes) or header JSON, NUL, payload JSON
+    (odd modes: the target signs them). The RS256 / ES256 tokens were signed once with the
+    private halves of the target's fixed keys, which were not kept."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+    def hs(header, payload, secret=b"hubstream fuzz secret"):
+        si = b64(header) + b"." + b64(payload)
+        return si + b"." + b64(hmac.new(secret, si, hashlib.sha256).digest())
+
+    perms = b'"hubstream":{"subscribe":["user-{sub}-*","a*b","$all"],"publish":["*"],"admin":false}'
+    s = {}
+    s["raw-hs256"] = b"\x00" + hs(b'{"alg":"HS256","typ":"JWT"}',
+                                  b'{"sub":"alice","exp":1800000000,' + perms + b"}")
+    s["raw-rs256-kid"] = b"\x00" + b"eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MTgwMDAwMDAwMCwiaHVic3RyZWFtIjp7InN1YnNjcmliZSI6WyJ1c2VyLXtzdWJ9LSoiXSwicHVibGlzaCI6WyJhdWRpdCJdfX0.BHyOc2ga9hjn5r2Bc7drNdpOejDr8dnoRIBamp2dj75zM_HtdW74pHAWYyGdVhur4-G7Td0bbOheYlG5RwdWrf-q0QlewkcoLXnVcz-6bJd1ITpfQrRHtc_ceXx6M2lDq6dYTc2zic8UHLWOpmZWEYjVGsrwK-TSZst_mGysRqihNO9CDoXouvdfsLTBj-WSAqFtnXebqSRWy7D9fH0NJBSzJPhqcaBS5zj1JIr0l0VyHkyZwnHTHk6q4KM3ihw0WQi3bRpUKs2wxKW06doviadOH5y7Hn4AhnQLOV0wDalzke9_wKSa1RmQ8yHtHa-Ab-UAhacj2c9_bahVkicRxA"
+    s["raw-es256-aud-iss"] = b"\x06" + b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IiLCJhdWQiOlsiaHViIl0sImlzcyI6ImZ6IiwibmJmIjoxNjAwMDAwMDAwLCJodWJzdHJlYW0iOnsic3Vic2NyaWJlIjpbIioiXSwiYWRtaW4iOnRydWV9fQ.7u5PRRUh0COhRjshDApQjefFHokxQkV0nuNiKNGlIJ08BU1LW6NazP-I1jzRsNgN-EIf1NlLPVqWQY9Y2oFBHA"
+    s["raw-rs256-no-kid"] = b"\x00" + b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYXJvbCJ9.JpB9hJlsyzStz6aYgs9Ep6NMFieWrur1Pr2VYz5UEkOaytseLARYz8VidZT-pv1C1C6lwQyrX4BtCchHodqxTGbc79paIvY5u2th3ep8lQl108F8wFWubknkV_uoppTMZ_3Xhnef9QsNZFu3dAdIqtQqnC9u4dbmOJzqxlkOjESOm1jCsU5Z3cOKZiuIScaev7zRW5GZ7b1gNixh6tPvqkYWtYEdIjz_CbgYwJuxz9iBuwUXqBLqxnSO5xZVgrx5J-93BeJ5mdSVSw2RosbAhukuWZBhLCi7J5R2L23ZaYjnyVhIoOugiSZAzdmzkLqnsOyv5v0e2Y6sbnM3_PSW9g"
+    s["raw-none"] = b"\x00" + b64(b'{"alg":"none"}') + b"." + b64(b'{"sub":"x"}') + b"."
+    s["raw-wrong-secret"] = b"\x00" + hs(b'{"alg":"HS256"}', b"{}", b"guess")
+    s["raw-garbage"] = b"\x00" + b"a.b.c.d"
+    s["signed-claims"] = (b"\x1b" + b'{"alg":"HS256","kid":"k"}\x00' +
+                          b'{"sub":"bob","exp":1.8e9,"nbf":1600000000.5,"aud":["x","hub"],'
+                          b'"iss":"fz",' + perms + b"}")
+    s["signed-perms"] = (b"\x01" + b'{"alg":"HS256"}\x00' +
+                         b'{"sub":"*","hubstream":{"subscribe":["{sub}","team-{sub}-*","*x"]}}')
+    s["signed-bad-claims"] = (b"\x01" + b'{"alg":"HS256","crit":["b64"]}\x00' +
+                              b'{"exp":-1,"sub":"a\\u0000","hubstream":[1]}')
+    s["signed-payload-only"] = b"\x01" + b'{"sub":"carol","hubstream":{"publish":["c-*"]}}'
+    return s
+
+
 def main():
     targets = {
         "json": json_seeds(),
@@ -393,6 +429,7 @@ def main():
         "route": route_seeds(),
         "chunked": chunked_seeds(),
         "hub": hub_seeds(),
+        "jwt": jwt_seeds(),
     }
     for t, seeds in targets.items():
         d = os.path.join(HERE, "corpus", t)
