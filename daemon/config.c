@@ -55,7 +55,8 @@ enum {
     OWN_JWT_SECRET,
     OWN_JWT_KEYS,
     OWN_JWT_AUD,
-    OWN_JWT_ISS
+    OWN_JWT_ISS,
+    OWN_CORS
 };
 
 struct opt {
@@ -149,6 +150,9 @@ static const struct opt opts[] = {
      "Auth: a token's aud must hold AUD."},
     {"jwt-issuer", K_STR, CFG(jwt_issuer), OWN_JWT_ISS, 0, 0, "ISS",
      "Auth: a token's iss must be ISS."},
+    {"cors-origins", K_STR, CFG(cors_origins), OWN_CORS, 0, 0, "ORIGINS",
+     "Browser origins that may read answers (scheme://host[:port], comma-separated; * for any, "
+     "without credentials). Default: loopback origins while no auth is configured, else none."},
     {"jwt-leeway-s", K_INT, CFG(jwt_leeway_s), 0, 0, 3600, "S",
      "Auth: clock skew allowed when checking a token's exp and nbf."},
     {"log-level", K_LEVEL, CFG(log_level), 0, 0, 0, "LEVEL",

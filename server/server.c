@@ -122,8 +122,9 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     }
     /* a non-loopback address without auth is refused by hs_server_start, once an embedder's
      * auth hook had its chance to be set */
-    if (hs_auth_create(srv, err, errlen))
+    if (hs_auth_create(srv, err, errlen) || hs_cors_configure(srv, cfg->cors_origins, err, errlen))
         goto fail;
+    srv->cfg.cors_origins = NULL; /* parsed; the caller's string is not kept */
     srv->port = -1;
     if (srv->cfg.io_threads <= 0)
         srv->cfg.io_threads = ncores();
@@ -246,6 +247,7 @@ int hs_server_start(hs_server_t *srv)
         hs_log(&srv->log, HS_LOG_ERROR, msg, NULL);
         return HS_EFORBIDDEN;
     }
+    srv->cors_loopback = !hs_auth_on(srv);
     int expect = 0;
     if (!atomic_compare_exchange_strong(&srv->state, &expect, 1))
         return HS_EINVAL;
@@ -346,6 +348,7 @@ void hs_server_destroy(hs_server_t *srv)
         hs_io_destroy(srv->io[i]);
     hs_hubreg_destroy(srv);
     hs_auth_destroy(srv);
+    hs_cors_free(srv);
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);

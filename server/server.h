@@ -82,6 +82,12 @@ struct hs_server {
     /* the request headers a CORS preflight allows: net's own (authorization, content-type) and
      * those each front end reads, comma-separated */
     char cors_headers[256];
+    /* which origins get CORS headers (server/net/cors.c) */
+    char *cors[16];
+    int ncors;
+    bool cors_listed;   /* --cors-origins was given */
+    bool cors_any;      /* it holds "*" */
+    bool cors_loopback; /* nothing listed and no auth: loopback origins (set at start) */
 
     atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */
     pthread_mutex_t stop_mu;

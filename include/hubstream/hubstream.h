@@ -122,6 +122,9 @@ typedef struct hs_config {
     const char *jwt_audience;    /* when set, a token's aud must hold it */
     const char *jwt_issuer;      /* when set, a token's iss must be it */
     int jwt_leeway_s;            /* clock skew allowed on exp and nbf; default 30 */
+    const char *cors_origins;    /* browser origins that may read answers, comma-separated
+                                    ("https://app.example.com"), "*" for any (without
+                                    credentials); NULL: loopback origins while auth is off */
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */

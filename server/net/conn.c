@@ -127,22 +127,6 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
     return hs_conn_respond(c, status, "application/json", body, o, xn, xv);
 }
 
-int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
-{
-    char origin[512];
-    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
-    if (n <= 0)
-        return 0;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
-                                    (const unsigned char *)origin, n, p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-credentials:",
-                                    (const unsigned char *)"true", 4, p, end) ||
-        lws_add_http_header_by_name(
-            wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, p, end))
-        return -1;
-    return 0;
-}
-
 int hs_wsi_respond(struct lws *wsi, int status, const char *body)
 {
     size_t len = strlen(body);

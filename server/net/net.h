@@ -119,8 +119,11 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
                     const char *extra_name, const char *extra_value);
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Writes CORS headers for the request's Origin, if any: 0 or -1. */
+/* cors.c: writes CORS headers for the request's Origin when the policy allows it: 0 or -1. */
 int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
+/* cors.c: the policy from --cors-origins (server creation): 0, or an error with err. */
+int hs_cors_configure(hs_server_t *srv, const char *list, char *err, size_t errlen);
+void hs_cors_free(hs_server_t *srv);
 /* Writes a whole text/plain answer at once, where no writable callback will follow (a refused
  * WebSocket upgrade): 0 or -1. */
 int hs_wsi_respond(struct lws *wsi, int status, const char *body);

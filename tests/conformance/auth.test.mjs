@@ -277,10 +277,36 @@ for (const t of [{ transport: 'WebSockets' }, { transport: 'LongPolling' }]) {
   });
 }
 
-test('the CORS preflight still answers without a token (browsers send none on OPTIONS)', async () => {
-  const r = await request(srv.url, 'OPTIONS', '/hub/negotiate', {
-    headers: { origin: 'http://127.0.0.1:9', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
-  });
+test('CORS with auth on: the preflight answers without a token; only listed origins get CORS headers (loopback ones too)', async () => {
+  const pre = (s, origin) =>
+    request(s.url, 'OPTIONS', '/hub/negotiate', {
+      headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+    });
+  // nothing listed: with auth on, no origin is trusted, not even a loopback one
+  const r = await pre(srv, 'http://127.0.0.1:9');
   assert.equal(r.status, 204);
   assert.match(r.headers['access-control-allow-headers'], /authorization/);
+  assert.equal(r.headers['access-control-allow-origin'], undefined);
+  const listed = await startServer({ name: 'auth-cors', flags: ['--jwt-secret', SECRET, '--cors-origins', 'https://app.example'] });
+  try {
+    const ok = await pre(listed, 'https://app.example');
+    assert.equal(ok.headers['access-control-allow-origin'], 'https://app.example');
+    assert.equal(ok.headers['access-control-allow-credentials'], 'true');
+    assert.equal((await pre(listed, 'https://evil.example')).headers['access-control-allow-origin'], undefined);
+    // a refused request from a listed origin still carries them, so the page can read the 401
+    const no = await request(listed.url, 'GET', '/api/streams', { headers: { origin: 'https://app.example' } });
+    assert.equal(no.status, 401);
+    assert.equal(no.headers['access-control-allow-origin'], 'https://app.example');
+  } finally {
+    await listed.stop();
+  }
+  // "*": any origin, without credentials
+  const any = await startServer({ name: 'auth-cors-any', flags: ['--jwt-secret', SECRET, '--cors-origins', '*'] });
+  try {
+    const x = await pre(any, 'https://whoever.example');
+    assert.equal(x.headers['access-control-allow-origin'], '*');
+    assert.equal(x.headers['access-control-allow-credentials'], undefined);
+  } finally {
+    await any.stop();
+  }
 });

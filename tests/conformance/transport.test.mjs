@@ -11,7 +11,7 @@ import { RS, rawWs, frame, jsonRecords, msgpackRecords, waitFor, hub, explain } 
 
 let srv;
 before(async () => {
-  srv = await startServer({ flags: ['--max-message', '4096', '--hub-handshake-timeout-ms', '700', '--hub-disconnect-timeout-ms', '1500', '--hub-longpoll-ms', '800'] });
+  srv = await startServer({ flags: ['--cors-origins', 'http://app.example:8080, https://other.example', '--max-message', '4096', '--hub-handshake-timeout-ms', '700', '--hub-disconnect-timeout-ms', '1500', '--hub-longpoll-ms', '800'] });
 });
 after(async () => {
   await srv?.stop();
@@ -370,11 +370,17 @@ test('after all of the above the server still serves other clients', async () =>
   }
 });
 
-test('CORS: the Origin is echoed with credentials; OPTIONS preflight answers 204', async () => {
+test('CORS: a listed Origin is echoed with credentials, another gets no CORS header; OPTIONS preflight answers 204', async () => {
   const origin = 'http://app.example:8080';
   const r = await negotiate('?negotiateVersion=1', { origin });
   assert.equal(r.headers['access-control-allow-origin'], origin);
   assert.equal(r.headers['access-control-allow-credentials'], 'true');
+  for (const other of ['http://evil.example', 'http://app.example:8081', 'http://127.0.0.1:3000']) {
+    const x = await negotiate('?negotiateVersion=1', { origin: other });
+    assert.equal(x.status, 200);
+    assert.equal(x.headers['access-control-allow-origin'], undefined, `${other} is not listed`);
+    assert.equal(x.headers['access-control-allow-credentials'], undefined);
+  }
   const pre = await request(srv.url, 'OPTIONS', '/hub/negotiate?negotiateVersion=1', {
     headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-requested-with,x-signalr-user-agent' },
   });

@@ -1,0 +1,150 @@
+/*
+ * Cross-origin requests (CORS): which browser origins may read the answers, and the headers
+ * that say so on every answer (and on preflights, conn.c). The policy, from --cors-origins:
+ *   a list of origins ("https://app.example.com,http://localhost:3000"): exactly those, each
+ *     echoed with credentials allowed (the SignalR clients send cookies and tokens with
+ *     credentials: include);
+ *   "*" in the list: any origin, answered "*" without credentials (browsers then refuse
+ *     credentialed requests, which is the point of listing origins);
+ *   nothing configured: loopback origins (localhost, 127.0.0.0/8, [::1], any port) while no
+ *     auth is on, none once it is.
+ * An origin no rule allows gets no CORS header: the browser keeps the answer from the page. Not
+ * an access control for other clients (they send what Origin they like): auth is.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server/net/net.h"
+
+static bool loopback_origin(const char *o)
+{
+    const char *h;
+    if (!strncasecmp(o, "http://", 7))
+        h = o + 7;
+    else if (!strncasecmp(o, "https://", 8))
+        h = o + 8;
+    else
+        return false;
+    size_t hl;
+    if (*h == '[') {
+        const char *e = strchr(h, ']');
+        if (!e)
+            return false;
+        hl = (size_t)(e - h) + 1;
+        if (hl != 5 || strncmp(h, "[::1]", 5))
+            return false;
+    } else {
+        hl = strcspn(h, ":/");
+        if (!(hl == 9 && !strncasecmp(h, "localhost", 9))) {
+            /* 127.a.b.c */
+            if (hl < 9 || strncmp(h, "127.", 4))
+                return false;
+            int dots = 0;
+            for (size_t i = 0; i < hl; i++) {
+                if (h[i] == '.')
+                    dots++;
+                else if (!isdigit((unsigned char)h[i]))
+                    return false;
+            }
+            if (dots != 3)
+                return false;
+        }
+    }
+    const char *r = h + hl;
+    if (*r == ':') {
+        r++;
+        if (!isdigit((unsigned char)*r))
+            return false;
+        while (isdigit((unsigned char)*r))
+            r++;
+    }
+    return *r == '\0' || (r[0] == '/' && r[1] == '\0');
+}
+
+int hs_cors_configure(hs_server_t *srv, const char *list, char *err, size_t errlen)
+{
+    if (!list || !*list)
+        return 0;
+    char *copy = strdup(list), *save = NULL;
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return HS_ENOMEM;
+    }
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t n = strlen(t);
+        while (n && t[n - 1] == ' ')
+            t[--n] = '\0';
+        if (!n)
+            continue;
+        if (!strcmp(t, "*")) {
+            srv->cors_any = true;
+            continue;
+        }
+        /* an origin is scheme://host[:port], nothing after it */
+        const char *sep = strstr(t, "://");
+        if (!sep || sep == t || !sep[3] || strchr(sep + 3, '/') || n > 255) {
+            snprintf(err, errlen, "bad CORS origin '%.200s' (want scheme://host[:port], or *)", t);
+            rc = HS_EINVAL;
+            break;
+        }
+        if (srv->ncors == sizeof(srv->cors) / sizeof(srv->cors[0])) {
+            snprintf(err, errlen, "at most %zu CORS origins",
+                     sizeof(srv->cors) / sizeof(srv->cors[0]));
+            rc = HS_EINVAL;
+            break;
+        }
+        if (!(srv->cors[srv->ncors] = strdup(t))) {
+            snprintf(err, errlen, "out of memory");
+            rc = HS_ENOMEM;
+            break;
+        }
+        srv->ncors++;
+    }
+    free(copy);
+    srv->cors_listed = true;
+    return rc;
+}
+
+void hs_cors_free(hs_server_t *srv)
+{
+    for (int i = 0; i < srv->ncors; i++)
+        free(srv->cors[i]);
+    srv->ncors = 0;
+}
+
+int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
+{
+    char origin[512];
+    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return 0;
+    hs_server_t *srv = ((hs_io_t *)lws_context_user(lws_get_context(wsi)))->srv;
+    bool echo = false;
+    if (srv->cors_listed) {
+        for (int i = 0; i < srv->ncors && !echo; i++)
+            echo = !strcasecmp(srv->cors[i], origin);
+    } else {
+        echo = srv->cors_loopback && loopback_origin(origin);
+    }
+    if (!echo && srv->cors_any)
+        return lws_add_http_header_by_name(wsi,
+                                           (const unsigned char *)"access-control-allow-origin:",
+                                           (const unsigned char *)"*", 1, p, end)
+                   ? -1
+                   : 0;
+    if (!echo)
+        return 0;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                    (const unsigned char *)origin, n, p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-credentials:",
+                                    (const unsigned char *)"true", 4, p, end) ||
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, p, end))
+        return -1;
+    return 0;
+}
