@@ -61,10 +61,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "bench_common.h"
-#include "bench_ws.h"
+#include "lib/clock.h"
+#include "lib/client.h"
 
 #ifndef HS_PERF_RESULTS_DIR
 #define HS_PERF_RESULTS_DIR "perf/results"

@@ -59,7 +59,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bench_common.h"
+#include "lib/clock.h"
 #include "hubstream/hubstream.h"
 #include "storage/dialect.h"
 

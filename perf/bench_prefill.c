@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bench_common.h"
+#include "lib/clock.h"
 #include "hubstream/hubstream.h"
 
 #define DATA_BYTES 128

@@ -85,8 +85,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_common.h"
-#include "bench_ws.h"
+#include "lib/clock.h"
+#include "lib/client.h"
 
 #define DATA_BYTES     128
 #define SEQ_DIGITS     10
