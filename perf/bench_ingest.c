@@ -30,7 +30,7 @@
  * pg_current_wal_lsn) instead of this process's write volume, and the settings that decide
  * durability (fsync, synchronous_commit).
  *
- * Does not measure: HTTP parsing or the network (bench_sse does, over loopback), fan-out to
+ * Does not measure: HTTP parsing or the network (loadgen does, over loopback), fan-out to
  * subscribers (none are connected), client-supplied event ids (the idempotency lookups; only
  * with --client-ids), durability beyond synchronous=NORMAL for SQLite (with --db, whatever the
  * database is set to), nor the network between a server and a remote database (--db is meant

@@ -1600,7 +1600,8 @@ static void measure_end(void)
     if (m_busy0 < 0 || busy1 < 0 || res.other_cpu_s < 0)
         res.other_cpu_s = 0;
     res.rss_end_kb = server_rss();
-    res.rss_peak_kb = op.pid > 0 ? bench_pid_hwm_kb(op.pid) : -1;
+    /* hubstream is one process; nginx's master is not where its memory is */
+    res.rss_peak_kb = op.pid > 0 && op.target == T_HUBSTREAM ? bench_pid_hwm_kb(op.pid) : -1;
 }
 
 static void sub_requests_build(void)
