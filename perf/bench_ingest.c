@@ -30,7 +30,7 @@
  * pg_current_wal_lsn) instead of this process's write volume, and the settings that decide
  * durability (fsync, synchronous_commit).
  *
- * Does not measure: HTTP parsing or the network (bench_sse does, over loopback), fan-out to
+ * Does not measure: HTTP parsing or the network (loadgen does, over loopback), fan-out to
  * subscribers (none are connected), client-supplied event ids (the idempotency lookups; only
  * with --client-ids), durability beyond synchronous=NORMAL for SQLite (with --db, whatever the
  * database is set to), nor the network between a server and a remote database (--db is meant
@@ -42,6 +42,19 @@
  * Event data: 128-byte JSON objects; type "bench.ingest"; metadata NULL.
  *
  * Output: a table on stdout and one JSON line appended to perf/results/ingest.jsonl.
+ *
+ * --prefill (was bench_prefill): measures nothing that is recorded. Writes --events N events
+ * (default 1,000,000) onto the stream --stream (default "catchup") of --db, a new SQLite file
+ * (it must not exist: the server creates it) or a connection string whose database does not
+ * hold the stream yet, for the catch-up benchmark: perf/run.sh then starts build/perf/hubstream
+ * on that database and replays the stream with `loadgen --scenario catchup`. Through the
+ * library's own write path: an in-process server (127.0.0.1:0, no client connects) and
+ * hs_server_publish() from --threads K (default 2) in batches of --batch B (default 1000) with
+ * HS_ANY_VERSION, so the rows, the stream row and the positions are what a running server
+ * stores. Every publish must get B consecutive versions and the last version must be N, else
+ * exit 1. Event data: loadgen's 128 bytes, {"m":"~S<seq>~T<0...>","pad":"x..."} with seq = the
+ * event's number from 1 (what loadgen's checks read), type "bench.catchup", no metadata,
+ * server-generated ids. Prints its rate as a sanity check only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,7 +72,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bench_common.h"
+#include "lib/clock.h"
 #include "hubstream/hubstream.h"
 #include "storage/dialect.h"
 
@@ -803,6 +816,130 @@ out:
     return NULL;
 }
 
+/* ---- --prefill ---- */
+
+static struct {
+    const char *stream;
+    atomic_long next;  /* events handed out to the threads so far */
+    atomic_long acked; /* events acknowledged */
+    atomic_llong max_version;
+    atomic_int failed;
+    hs_server_t *srv;
+} pf = {.stream = "catchup"};
+
+/* loadgen's event data for event seq: exactly DATA_BYTES bytes, out has DATA_BYTES + 1. */
+static void prefill_data(char *out, long seq)
+{
+    int n = snprintf(out, DATA_BYTES + 1, "{\"m\":\"~S%010ld~T%019d\",\"pad\":\"", seq, 0);
+    memset(out + n, 'x', (size_t)(DATA_BYTES - 2 - n));
+    out[DATA_BYTES - 2] = '"';
+    out[DATA_BYTES - 1] = '}';
+    out[DATA_BYTES] = '\0';
+}
+
+static void *prefill_thread(void *arg)
+{
+    (void)arg;
+    hs_event_t *ev = calloc((size_t)op.batch, sizeof(*ev));
+    char *data = malloc((size_t)op.batch * (DATA_BYTES + 1));
+    if (!ev || !data) {
+        atomic_store(&pf.failed, 1);
+        goto out;
+    }
+    while (!atomic_load(&pf.failed)) {
+        long first = atomic_fetch_add(&pf.next, op.batch);
+        if (first >= op.events)
+            break;
+        long m = op.events - first < op.batch ? op.events - first : op.batch;
+        for (long i = 0; i < m; i++) {
+            char *d = data + i * (DATA_BYTES + 1);
+            prefill_data(d, first + i + 1);
+            ev[i] = (hs_event_t){.type = "bench.catchup", .data = d};
+        }
+        hs_publish_result_t res;
+        int rc = hs_server_publish(pf.srv, pf.stream, ev, (size_t)m, HS_ANY_VERSION, &res);
+        if (rc) {
+            fprintf(stderr, "bench_ingest: publish failed: %s\n", hs_strerror(rc));
+            atomic_store(&pf.failed, 1);
+            break;
+        }
+        if (res.last_version - res.first_version + 1 != m) {
+            fprintf(stderr, "bench_ingest: a publish of %ld events got versions %lld..%lld\n", m,
+                    (long long)res.first_version, (long long)res.last_version);
+            atomic_store(&pf.failed, 1);
+            break;
+        }
+        atomic_fetch_add(&pf.acked, m);
+        long long v = atomic_load(&pf.max_version);
+        while (res.last_version > v &&
+               !atomic_compare_exchange_weak(&pf.max_version, &v, (long long)res.last_version))
+            ;
+    }
+out:
+    free(ev);
+    free(data);
+    return NULL;
+}
+
+static void log_quiet(void *ctx, hs_log_level_t level, const char *message, const char *fields);
+
+/* --prefill: 0, 1 on a failure. */
+static int prefill(const char *db)
+{
+    struct stat st;
+    if (!strchr(db, '=') && stat(db, &st) == 0) {
+        fprintf(stderr, "bench_ingest: --prefill: %s exists; give a new file\n", db);
+        return 2;
+    }
+    hs_config_t cfg;
+    hs_config_init(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.db = db;
+    cfg.log_level = HS_LOG_WARN;
+    char err[512];
+    pf.srv = hs_server_create(&cfg, err, sizeof(err));
+    if (!pf.srv) {
+        fprintf(stderr, "bench_ingest: hs_server_create: %s\n", err);
+        return 1;
+    }
+    hs_server_set_log_hook(pf.srv, log_quiet, NULL);
+    int rc = hs_server_start(pf.srv);
+    if (rc) {
+        fprintf(stderr, "bench_ingest: hs_server_start: %s\n", hs_strerror(rc));
+        hs_server_destroy(pf.srv);
+        return 1;
+    }
+    pthread_t th[256];
+    int started = 0;
+    double t0 = bench_now();
+    for (int i = 0; i < op.threads; i++) {
+        if (pthread_create(&th[i], NULL, prefill_thread, NULL)) {
+            fprintf(stderr, "bench_ingest: pthread_create failed\n");
+            atomic_store(&pf.failed, 1);
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    double secs = bench_now() - t0;
+    hs_server_stop(pf.srv);
+    hs_server_destroy(pf.srv);
+    long n = atomic_load(&pf.acked);
+    long long last = atomic_load(&pf.max_version);
+    if (atomic_load(&pf.failed) || n != op.events || last != op.events) {
+        fprintf(stderr,
+                "bench_ingest: --prefill FAILED: %ld of %ld events acknowledged, last version "
+                "%lld\n",
+                n, op.events, last);
+        return 1;
+    }
+    printf("bench_ingest --prefill: %ld events on stream %s (versions 1..%lld) in %.2f s (%.0f "
+           "events/s), %d threads, batches of %d\n",
+           n, pf.stream, last, secs, (double)n / secs, op.threads, op.batch);
+    return 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -1007,6 +1144,8 @@ static void usage(FILE *f)
                "                    [--results FILE] [--no-record] [--client-ids] [--keep]"
                " [--skip-raw]\n"
                "                    [--repeat R] [--raw-random-ids] [--raw-cache-kb N]\n"
+               "       bench_ingest --prefill --db PATH|CONN [--events N] [--stream NAME]\n"
+               "                    [--threads K] [--batch B]\n"
                "  --events N     events (rows) per run, default 200000\n"
                "  --threads K    publishing threads, default 4\n"
                "  --batch B      events per hs_server_publish call, default 100\n"
@@ -1025,7 +1164,11 @@ static void usage(FILE *f)
                "  --skip-raw     measure only the server (no ratio)\n"
                "  --raw-random-ids    experiment: raw runs bind random v4 uuids instead of v7\n"
                "  --raw-cache-kb N    experiment: raw runs set PRAGMA cache_size to N KiB\n"
-               "                      (either makes the raw baseline differ from the server)\n");
+               "                      (either makes the raw baseline differ from the server)\n"
+               "  --prefill      write the stored stream loadgen's catch-up replays, measure\n"
+               "                 nothing: --db a new SQLite file or a connection string,\n"
+               "                 --stream (default catchup), --events (default 1000000),\n"
+               "                 --threads (default 2), --batch (default 1000)\n");
 }
 
 /* One raw run's JSON object (the members after its key). */
@@ -1056,16 +1199,26 @@ int main(int argc, char **argv)
         {"skip-raw", no_argument, NULL, 'S'},       {"help", no_argument, NULL, 'h'},
         {"raw-random-ids", no_argument, NULL, 'O'}, {"raw-cache-kb", required_argument, NULL, 'C'},
         {"repeat", required_argument, NULL, 'R'},   {"db", required_argument, NULL, 'D'},
-        {"db-pid", required_argument, NULL, 'P'},   {NULL, 0, NULL, 0},
+        {"db-pid", required_argument, NULL, 'P'},   {"prefill", no_argument, NULL, 'F'},
+        {"stream", required_argument, NULL, 's'},   {NULL, 0, NULL, 0},
     };
+    bool prefill_mode = false, events_set = false, threads_set = false, batch_set = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'n':
             op.events = bench_parse_long(optarg, "--events", 1);
+            events_set = true;
+            break;
+        case 'F':
+            prefill_mode = true;
+            break;
+        case 's':
+            pf.stream = optarg;
             break;
         case 'k':
             op.threads = (int)bench_parse_long(optarg, "--threads", 1);
+            threads_set = true;
             if (op.threads > 256) {
                 fprintf(stderr, "bench_ingest: --threads is at most 256\n");
                 return 2;
@@ -1073,16 +1226,12 @@ int main(int argc, char **argv)
             break;
         case 'b':
             op.batch = (int)bench_parse_long(optarg, "--batch", 1);
+            batch_set = true;
             break;
         case 'd':
             op.dir = optarg;
             break;
         case 'D':
-            if (!strchr(optarg, '=')) {
-                fprintf(stderr, "bench_ingest: --db wants an ODBC connection string"
-                                " (KEY=value;...); for a SQLite file use --dir\n");
-                return 2;
-            }
             op.db = optarg;
             break;
         case 'P':
@@ -1126,6 +1275,22 @@ int main(int argc, char **argv)
     }
     if (optind < argc) {
         usage(stderr);
+        return 2;
+    }
+    if (prefill_mode) {
+        if (!op.db) {
+            fprintf(stderr, "bench_ingest: --prefill needs --db (a new SQLite file or a "
+                            "connection string)\n");
+            return 2;
+        }
+        op.events = events_set ? op.events : 1000000;
+        op.threads = threads_set ? op.threads : 2;
+        op.batch = batch_set ? op.batch : 1000;
+        return prefill(op.db);
+    }
+    if (op.db && !strchr(op.db, '=')) {
+        fprintf(stderr, "bench_ingest: --db wants an ODBC connection string (KEY=value;...); for a"
+                        " SQLite file use --dir\n");
         return 2;
     }
     if (op.events < op.threads) {

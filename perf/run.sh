@@ -7,23 +7,30 @@
 #      default here) on a random high port, started for this step and stopped after it
 #   4. for each fan-out protocol (FANOUT_PROTOCOLS, default "sse signalr-json
 #      signalr-messagepack"): build/perf/hubstream on a random high port with a fresh temp
-#      database, bench_fanout against it (--pid for the server's CPU), then SIGTERM to that pid
-#   5. catch-up: bench_prefill writes CATCHUP_EVENTS events onto one stream of a new SQLite file;
-#      then CATCHUP_REPEAT times per protocol of CATCHUP_PROTOCOLS a fresh hubstream on that
-#      file and one `bench_fanout --catchup` subscriber replaying the stream from version 0
-# Results are appended to perf/results/ingest.jsonl (both databases: "db" says which), sse.jsonl,
-# signalr.jsonl and catchup.jsonl.
+#      database, `loadgen --scenario fanout` against it (--pid for the server's CPU): FANOUT_SUBS
+#      subscribers, FANOUT_EVENTS events in POSTs of 100 over 4 connections as fast as
+#      acknowledged, every subscriber checked (versions in order, each once, from the first);
+#      then SIGTERM to that pid
+#   5. catch-up: `bench_ingest --prefill` writes CATCHUP_EVENTS events onto one stream of a new
+#      SQLite file; then CATCHUP_REPEAT times per protocol of CATCHUP_PROTOCOLS a fresh hubstream
+#      on that file and `loadgen --scenario catchup`: one subscriber replaying it from version 0
+# Results are appended to RESULTS_DIR (default perf/results): ingest.jsonl (both databases: "db"
+# says which), sse.jsonl, signalr.jsonl and catchup.jsonl (loadgen --results writes the keys
+# bench_fanout wrote before, so the history stays comparable).
 #
-# Environment (all optional): INGEST_ARGS (default "--repeat 3": medians of three interleaved
-# rounds), SSE_ARGS (extra flags for each bench_fanout run),
+# Environment (all optional): RESULTS_DIR (e.g. a temp directory for a smoke run that must not
+# touch the history), INGEST_ARGS (default "--repeat 3": medians of three interleaved rounds),
+# FANOUT_SUBS (default 1000), FANOUT_EVENTS (default 100000), SSE_ARGS (extra loadgen flags for
+# each fan-out run, after run.sh's own, so they win: "--subs 100 --events 20000" as before;
+# bench_fanout's --post-conns and --protocol are accepted, --no-record appends nothing),
 # SERVER_ARGS (extra flags for hubstream), SKIP_INGEST=1, SKIP_SSE=1, SSE_TIMEOUT_S (default 120).
 # PostgreSQL ingest: SKIP_PG=1, PG_ARGS (bench_ingest flags, default "--repeat 3"), PG_CONN_OPTS
 # (psqlODBC options appended to the connection string, e.g. "BatchSize=1000;", default none),
 # PG_FSYNC (on or off, default on: the cluster runs with fsync on; synchronous_commit stays at
 # its default, on).
 # Catch-up: SKIP_CATCHUP=1, CATCHUP_EVENTS (default 1000000), CATCHUP_PROTOCOLS (default "sse
-# signalr-json"), CATCHUP_REPEAT (runs per protocol, default 3), CATCHUP_ARGS (extra
-# bench_fanout flags), CATCHUP_TIMEOUT_S (default 120 per run).
+# signalr-json"; signalr-messagepack too), CATCHUP_REPEAT (runs per protocol, default 3),
+# CATCHUP_ARGS (extra loadgen flags, e.g. "--subs 4"), CATCHUP_TIMEOUT_S (default 120 per run).
 # Exit status: non-zero if a build, a benchmark or the server failed.
 set -euo pipefail
 
@@ -31,6 +38,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build/perf"
 bin="$build/bench"
 sse_timeout=${SSE_TIMEOUT_S:-120}
+results=${RESULTS_DIR:-$root/perf/results}
+mkdir -p "$results"
 
 tmp=$(mktemp -d /tmp/hubstream-perf.XXXXXX)
 server_pid=""
@@ -71,7 +80,8 @@ if [[ "${SKIP_INGEST:-0}" != 1 ]]; then
     echo "== bench_ingest"
     mkdir -p "$tmp/ingest"
     # shellcheck disable=SC2086
-    timeout 900 "$bin/bench_ingest" --dir "$tmp/ingest" ${INGEST_ARGS---repeat 3} || status=1
+    timeout 900 "$bin/bench_ingest" --dir "$tmp/ingest" --results "$results/ingest.jsonl" \
+        ${INGEST_ARGS---repeat 3} || status=1
 fi
 
 if [[ "${SKIP_PG:-0}" != 1 ]]; then
@@ -99,7 +109,7 @@ if [[ "${SKIP_PG:-0}" != 1 ]]; then
         conn+="Uid=postgres;Pwd=;${PG_CONN_OPTS:-}"
         # shellcheck disable=SC2086
         ODBCSYSINI="$pgdir/odbc" timeout 1800 "$bin/bench_ingest" --db "$conn" \
-            --db-pid "$pgpid" ${PG_ARGS---repeat 3} || status=1
+            --db-pid "$pgpid" --results "$results/ingest.jsonl" ${PG_ARGS---repeat 3} || status=1
         "$root/tests/pg/pg.sh" stop "$pgdir" || status=1
     fi
     pgdir=""
@@ -172,15 +182,25 @@ stop_server() {
     fi
 }
 
-# One fan-out run: a fresh server and database per protocol.
+# One fan-out run: a fresh server and database per protocol. bench_fanout's load and checks:
+# --window 0 publishes as fast as acknowledged, one POST of 100 in flight per connection;
+# --procs 0 keeps subscribers and publishers in one loop (a publisher answered while the
+# subscribers are being read, as in bench_fanout's one thread: publishing from a process of its
+# own ran ~1.5x faster and changed what the server does per delivery); SSE subscribes live (no
+# ?from=) and SignalR with Subscribe(stream, 0), as bench_fanout did.
 run_fanout() {
-    local proto=$1
+    local proto=$1 file=signalr.jsonl live=""
+    [[ $proto == sse ]] && file=sse.jsonl live=--live
     echo
-    echo "== bench_fanout --protocol $proto"
+    echo "== loadgen --scenario fanout --transport $proto"
     start_server "$tmp/$proto.db" 1
     # shellcheck disable=SC2086
-    timeout $((sse_timeout + 60)) "$bin/bench_fanout" --protocol "$proto" --url "127.0.0.1:$port" \
-        --pid "$server_pid" --timeout-s "$sse_timeout" ${SSE_ARGS:-} || status=1
+    timeout $((sse_timeout + 60)) "$bin/loadgen" --target hubstream --url "http://127.0.0.1:$port" \
+        --pid "$server_pid" --scenario fanout --transport "$proto" $live --check-versions \
+        --subs "${FANOUT_SUBS:-1000}" --events "${FANOUT_EVENTS:-100000}" --post-batch 100 \
+        --publishers 4 --window 0 --procs 0 --settle-ms 200 --timeout-s "$sse_timeout" \
+        --progress-s 5 \
+        --results "$results/$file" ${SSE_ARGS:-} || status=1
     stop_server
 }
 
@@ -188,12 +208,14 @@ run_fanout() {
 run_catchup() {
     local proto=$1 round=$2
     echo
-    echo "== bench_fanout --catchup --protocol $proto (run $round of $catchup_repeat)"
+    echo "== loadgen --scenario catchup --transport $proto (run $round of $catchup_repeat)"
     start_server "$tmp/catchup.db" 0
     # shellcheck disable=SC2086
-    timeout $((catchup_timeout + 60)) "$bin/bench_fanout" --catchup --protocol "$proto" \
-        --url "127.0.0.1:$port" --pid "$server_pid" --stream catchup \
-        --events "$catchup_events" --timeout-s "$catchup_timeout" ${CATCHUP_ARGS:-} || status=1
+    timeout $((catchup_timeout + 60)) "$bin/loadgen" --target hubstream \
+        --url "http://127.0.0.1:$port" --pid "$server_pid" --scenario catchup --transport "$proto" \
+        --stream catchup --events "$catchup_events" --check-versions --procs 0 \
+        --timeout-s "$catchup_timeout" --results "$results/catchup.jsonl" ${CATCHUP_ARGS:-} ||
+        status=1
     stop_server
 }
 
@@ -208,9 +230,9 @@ catchup_repeat=${CATCHUP_REPEAT:-3}
 catchup_timeout=${CATCHUP_TIMEOUT_S:-120}
 if [[ "${SKIP_CATCHUP:-0}" != 1 ]]; then
     echo
-    echo "== bench_prefill: $catchup_events events onto stream catchup of $tmp/catchup.db"
-    if timeout 900 "$bin/bench_prefill" --db "$tmp/catchup.db" --events "$catchup_events" \
-        --stream catchup; then
+    echo "== bench_ingest --prefill: $catchup_events events onto stream catchup of $tmp/catchup.db"
+    if timeout 900 "$bin/bench_ingest" --prefill --db "$tmp/catchup.db" \
+        --events "$catchup_events" --stream catchup; then
         for round in $(seq 1 "$catchup_repeat"); do
             for proto in ${CATCHUP_PROTOCOLS:-sse signalr-json}; do
                 run_catchup "$proto" "$round"
@@ -227,8 +249,8 @@ echo "== last recorded results"
 n_ingest=0
 [[ "${SKIP_INGEST:-0}" != 1 ]] && n_ingest=$((n_ingest + 1))
 [[ "${SKIP_PG:-0}" != 1 ]] && n_ingest=$((n_ingest + 1))
-[[ $n_ingest -gt 0 ]] && tail -n "$n_ingest" "$root/perf/results/ingest.jsonl" 2>/dev/null
-[[ "${SKIP_SSE:-0}" != 1 ]] && tail -n 1 "$root/perf/results/sse.jsonl" 2>/dev/null
-[[ "${SKIP_SSE:-0}" != 1 ]] && tail -n 2 "$root/perf/results/signalr.jsonl" 2>/dev/null
-[[ "${SKIP_CATCHUP:-0}" != 1 ]] && tail -n 2 "$root/perf/results/catchup.jsonl" 2>/dev/null
+[[ $n_ingest -gt 0 ]] && tail -n "$n_ingest" "$results/ingest.jsonl" 2>/dev/null
+[[ "${SKIP_SSE:-0}" != 1 ]] && tail -n 1 "$results/sse.jsonl" 2>/dev/null
+[[ "${SKIP_SSE:-0}" != 1 ]] && tail -n 2 "$results/signalr.jsonl" 2>/dev/null
+[[ "${SKIP_CATCHUP:-0}" != 1 ]] && tail -n 2 "$results/catchup.jsonl" 2>/dev/null
 exit $status

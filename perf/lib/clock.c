@@ -1,18 +1,14 @@
 /*
- * Helpers shared by the benchmarks in perf/: clocks, CPU time, a description of the machine and
- * of the source tree for the JSON result lines, and appending one line to a results file.
- *
- * Header-only (static functions) so that each benchmark stays one translation unit. Measures
- * nothing by itself.
+ * perf/lib/clock.c: clocks, CPU and memory figures from /proc, the machine and source
+ * description, and JSON result-line helpers for the benchmarks of perf/ (clock.h says what each
+ * function gives). Reads /proc and runs git; keeps no state; not thread-aware beyond what libc
+ * gives (every function may be called from any thread).
  */
-#ifndef HS_PERF_BENCH_COMMON_H
-#define HS_PERF_BENCH_COMMON_H
+#define _GNU_SOURCE
+#include "clock.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -24,7 +20,7 @@
 #endif
 
 /* Monotonic seconds. */
-static inline double bench_now(void)
+double bench_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -32,7 +28,7 @@ static inline double bench_now(void)
 }
 
 /* CPU seconds (user + system) of this whole process, all threads. */
-static inline double bench_self_cpu(void)
+double bench_self_cpu(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -40,7 +36,7 @@ static inline double bench_self_cpu(void)
 }
 
 /* CPU seconds (utime + stime) of another process from /proc/<pid>/stat, or -1. */
-static inline double bench_pid_cpu(long pid)
+double bench_pid_cpu(long pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -65,7 +61,7 @@ static inline double bench_pid_cpu(long pid)
 }
 
 /* Reads utime, stime, cutime, cstime (clock ticks) and ppid from /proc/<pid>/stat; 0 or -1. */
-static inline int bench_pid_stat(long pid, long *ppid, unsigned long long t[4])
+int bench_pid_stat(long pid, long *ppid, unsigned long long t[4])
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -90,7 +86,7 @@ static inline int bench_pid_stat(long pid, long *ppid, unsigned long long t[4])
 }
 
 /* Calls fn(child, ctx) for each living child of pid. Scans /proc. */
-static inline void bench_each_child(long pid, void (*fn)(long child, void *ctx), void *ctx)
+static void bench_each_child(long pid, void (*fn)(long child, void *ctx), void *ctx)
 {
     DIR *d = opendir("/proc");
     if (!d)
@@ -108,7 +104,7 @@ static inline void bench_each_child(long pid, void (*fn)(long child, void *ctx),
     closedir(d);
 }
 
-static inline void bench_add_ticks(long pid, void *ctx)
+static void bench_add_ticks(long pid, void *ctx)
 {
     long ppid;
     unsigned long long t[4];
@@ -122,7 +118,7 @@ static inline void bench_add_ticks(long pid, void *ctx)
  * the time of the children it has reaped (cutime, cstime), and the time of its living children.
  * The difference over a run counts backends that came and went meanwhile too. Scans /proc.
  */
-static inline double bench_tree_cpu(long pid)
+double bench_tree_cpu(long pid)
 {
     long ppid;
     unsigned long long t[4];
@@ -135,7 +131,7 @@ static inline double bench_tree_cpu(long pid)
 }
 
 /* Peak RSS (VmHWM) of a process in KiB, or -1. */
-static inline long bench_pid_hwm_kb(long pid)
+long bench_pid_hwm_kb(long pid)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
@@ -151,7 +147,7 @@ static inline long bench_pid_hwm_kb(long pid)
 }
 
 /* Bytes this process passed to write()/pwrite() so far (/proc/self/io wchar), or 0. */
-static inline unsigned long long bench_self_wchar(void)
+unsigned long long bench_self_wchar(void)
 {
     FILE *f = fopen("/proc/self/io", "r");
     if (!f)
@@ -168,7 +164,7 @@ static inline unsigned long long bench_self_wchar(void)
 /* Busy CPU seconds of the whole machine so far (every CPU: user, nice, system, irq, softirq,
  * steal from /proc/stat), or -1. The difference over a run, minus the benchmark's own CPU and
  * the server's, is what other processes took: a noisy neighbour shows up there. */
-static inline double bench_sys_busy(void)
+double bench_sys_busy(void)
 {
     FILE *f = fopen("/proc/stat", "r");
     if (!f)
@@ -186,7 +182,7 @@ static inline double bench_sys_busy(void)
 }
 
 /* The 1-minute load average, or -1. */
-static inline double bench_loadavg(void)
+double bench_loadavg(void)
 {
     FILE *f = fopen("/proc/loadavg", "r");
     if (!f)
@@ -199,7 +195,7 @@ static inline double bench_loadavg(void)
 }
 
 /* VmRSS of a process in KiB, or -1. */
-static inline long bench_pid_rss_kb(long pid)
+long bench_pid_rss_kb(long pid)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
@@ -214,7 +210,7 @@ static inline long bench_pid_rss_kb(long pid)
     return kb;
 }
 
-static inline void bench_add_rss(long pid, void *ctx)
+static void bench_add_rss(long pid, void *ctx)
 {
     long kb = bench_pid_rss_kb(pid);
     if (kb > 0)
@@ -222,7 +218,7 @@ static inline void bench_add_rss(long pid, void *ctx)
 }
 
 /* VmRSS of a process and its living children in KiB (nginx: master and workers), or -1. */
-static inline long bench_tree_rss_kb(long pid)
+long bench_tree_rss_kb(long pid)
 {
     long kb = bench_pid_rss_kb(pid);
     if (kb >= 0)
@@ -232,7 +228,7 @@ static inline long bench_tree_rss_kb(long pid)
 
 /* A command-line integer of at least min for flag; otherwise exits 2 with a message naming
  * the program. */
-static inline long bench_parse_long(const char *s, const char *flag, long min)
+long bench_parse_long(const char *s, const char *flag, long min)
 {
     char *end;
     errno = 0;
@@ -246,7 +242,7 @@ static inline long bench_parse_long(const char *s, const char *flag, long min)
 }
 
 /* Writes s as a JSON string (quotes included) into f. */
-static inline void bench_json_str(FILE *f, const char *s)
+void bench_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -261,24 +257,14 @@ static inline void bench_json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-typedef struct bench_env {
-    char date[32];    /* UTC, ISO 8601 */
-    char cpu[128];    /* /proc/cpuinfo model name */
-    int nproc;        /* online CPUs */
-    long mem_mb;      /* MemTotal */
-    char kernel[128]; /* uname -r */
-    char commit[48];  /* git HEAD of the source tree, "+dirty" when it has changes */
-    double load1;     /* load average when the benchmark started */
-} bench_env_t;
-
-static inline void bench_trim(char *s)
+static void bench_trim(char *s)
 {
     size_t n = strlen(s);
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
         s[--n] = '\0';
 }
 
-static inline void bench_env_read(bench_env_t *e)
+void bench_env_read(bench_env_t *e)
 {
     memset(e, 0, sizeof(*e));
     time_t t = time(NULL);
@@ -342,7 +328,7 @@ static inline void bench_env_read(bench_env_t *e)
 }
 
 /* Writes the "date" and "machine" members (no braces) of a result line. */
-static inline void bench_env_json(FILE *f, const bench_env_t *e)
+void bench_env_json(FILE *f, const bench_env_t *e)
 {
     fprintf(f, "\"date\":");
     bench_json_str(f, e->date);
@@ -356,7 +342,7 @@ static inline void bench_env_json(FILE *f, const bench_env_t *e)
 }
 
 /* Appends the line `text` (no newline) to path in one write; returns 0 or -1. */
-static inline int bench_append_line(const char *path, const char *text)
+int bench_append_line(const char *path, const char *text)
 {
     FILE *f = fopen(path, "a");
     if (!f) {
@@ -368,5 +354,3 @@ static inline int bench_append_line(const char *path, const char *text)
         rc = -1;
     return rc;
 }
-
-#endif

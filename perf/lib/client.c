@@ -1,23 +1,13 @@
 /*
- * bench_ws.h: the client side of the benchmarks' connections, shared by bench_fanout and
- * loadgen: non-blocking connect and send, WebSocket framing (RFC 6455) and SignalR hub records
- * (JSON and MessagePack). Header-only, like bench_common.h, so each benchmark stays one
- * translation unit.
- *
- * Everything parses in place and calls back per frame piece or record: no allocation. The
- * caller owns the socket and its buffers; a callback returns false when it has given up on the
- * connection, and parsing stops there. Not a general client: no extensions, no client-side
- * fragmentation, frames up to 64 KiB - 1 out.
+ * perf/lib/client.c: non-blocking connect and send, WebSocket frames and SignalR hub records for
+ * the benchmarks' client (client.h says what each function does and what this client is not).
+ * No allocation, no global state: every function works on what the caller passes.
  */
-#ifndef HS_PERF_BENCH_WS_H
-#define HS_PERF_BENCH_WS_H
+#define _GNU_SOURCE
+#include "client.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,7 +16,7 @@
 /* A non-blocking TCP socket (TCP_NODELAY) connecting to a, from the address src unless it is
  * NULL (its port chosen at connect time, so one source address serves many destinations).
  * Returns the socket, in progress (wait for EPOLLOUT, then bench_connected), or -1 and errno. */
-static inline int bench_connect(const struct addrinfo *a, const struct sockaddr_in *src)
+int bench_connect(const struct addrinfo *a, const struct sockaddr_in *src)
 {
     int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -49,7 +39,7 @@ fail:;
 }
 
 /* After EPOLLOUT on a connecting socket: 0 when connected, else -1 with errno the reason. */
-static inline int bench_connected(int fd)
+int bench_connected(int fd)
 {
     int err = 0;
     socklen_t len = sizeof(err);
@@ -60,7 +50,7 @@ static inline int bench_connected(int fd)
 
 /* Writes what is left of p[*off..n): 1 when all is written, 0 when the socket is full, -1 on
  * an error (errno). */
-static inline int bench_send_rest(int fd, const char *p, size_t n, size_t *off)
+int bench_send_rest(int fd, const char *p, size_t n, size_t *off)
 {
     while (*off < n) {
         ssize_t w = send(fd, p + *off, n - *off, MSG_NOSIGNAL);
@@ -73,7 +63,7 @@ static inline int bench_send_rest(int fd, const char *p, size_t n, size_t *off)
 
 /* Appends one masked client frame (opcode, FIN set) holding p[0..n), n < 65536, to o, which
  * must have room for n + 8 bytes; returns the frame's length. */
-static inline size_t bench_ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
+size_t bench_ws_frame(uint8_t *o, int opcode, const uint8_t *p, size_t n)
 {
     static const uint8_t key[4] = {0x3a, 0x91, 0x5c, 0x07};
     size_t h = 0;
@@ -92,27 +82,10 @@ static inline size_t bench_ws_frame(uint8_t *o, int opcode, const uint8_t *p, si
     return h + n;
 }
 
-/* The frame being read from a server connection. Zero it for a new connection. */
-typedef struct bench_ws {
-    uint8_t hdr[14];
-    size_t hdr_len;
-    uint64_t left; /* payload bytes of the current frame still to come */
-    int op;        /* its opcode */
-    bool fin;      /* its FIN bit */
-    uint8_t ctl[125];
-    size_t ctl_len;
-} bench_ws_t;
-
-/* Payload bytes of data frames (text, binary, continuation), in order; frame_end: the last
- * bytes of a frame (then fin says whether it ended a message). */
-typedef bool (*bench_ws_data_fn)(void *ctx, const uint8_t *p, size_t n, bool frame_end, bool fin);
-/* One whole control frame: opcode 8 (close), 9 (ping) or 10 (pong) and its payload. */
-typedef bool (*bench_ws_ctl_fn)(void *ctx, int op, const uint8_t *p, size_t n);
-
 /* Feeds bytes from the server. Returns NULL when all were taken (or a callback gave up), else
  * what is wrong with the stream: the caller fails the connection with that text. */
-static inline const char *bench_ws_feed(bench_ws_t *w, const uint8_t *p, size_t n,
-                                        bench_ws_data_fn data, bench_ws_ctl_fn ctl, void *ctx)
+const char *bench_ws_feed(bench_ws_t *w, const uint8_t *p, size_t n, bench_ws_data_fn data,
+                          bench_ws_ctl_fn ctl, void *ctx)
 {
     while (n) {
         if (!w->left) {
@@ -179,7 +152,7 @@ static inline const char *bench_ws_feed(bench_ws_t *w, const uint8_t *p, size_t 
 /* The hub handshake request and a StreamInvocation of Subscribe(stream[, from]) (invocation id
  * "0"; from < 0 leaves the argument out: live only), as masked frames in out, which must hold
  * 512 bytes plus twice the stream name. Returns their length. */
-static inline size_t bench_sr_hello(uint8_t *out, bool msgpack, const char *stream, long from)
+size_t bench_sr_hello(uint8_t *out, bool msgpack, const char *stream, long from)
 {
     uint8_t rec[512];
     size_t o = 0, sl = strlen(stream);
@@ -231,15 +204,12 @@ static inline size_t bench_sr_hello(uint8_t *out, bool msgpack, const char *stre
     return o + bench_ws_frame(out + o, 2, rec, r + b);
 }
 
-/* One hub record without its framing; handshake: it is the reply to the handshake request. */
-typedef bool (*bench_sr_rec_fn)(void *ctx, const uint8_t *r, size_t n, bool handshake);
-
 /* Splits whole hub records out of [p, p + n) and calls rec for each: first the handshake reply
  * (JSON text up to 0x1e, whatever the protocol; *handshaken becomes true after it), then JSON
  * records up to 0x1e or MessagePack records behind their varint length. Returns the bytes
  * consumed: the rest is an unfinished record. Stops early if rec returns false. */
-static inline size_t bench_sr_split(const uint8_t *p, size_t n, bool msgpack, bool *handshaken,
-                                    bench_sr_rec_fn rec, void *ctx)
+size_t bench_sr_split(const uint8_t *p, size_t n, bool msgpack, bool *handshaken,
+                      bench_sr_rec_fn rec, void *ctx)
 {
     size_t off = 0;
     while (off < n) {
@@ -277,9 +247,8 @@ static inline size_t bench_sr_split(const uint8_t *p, size_t n, bool msgpack, bo
 /* Record bytes in order (data-frame payloads of a hub connection): whole records are parsed
  * in place, an unfinished one is kept in carry (cap bytes, *carry_len used). Returns NULL, or
  * an error when a record does not fit in carry. */
-static inline const char *bench_sr_feed(uint8_t *carry, size_t *carry_len, size_t cap,
-                                        const uint8_t *p, size_t n, bool msgpack, bool *handshaken,
-                                        bench_sr_rec_fn rec, void *ctx)
+const char *bench_sr_feed(uint8_t *carry, size_t *carry_len, size_t cap, const uint8_t *p, size_t n,
+                          bool msgpack, bool *handshaken, bench_sr_rec_fn rec, void *ctx)
 {
     if (!*carry_len) {
         size_t used = bench_sr_split(p, n, msgpack, handshaken, rec, ctx);
@@ -301,4 +270,159 @@ static inline const char *bench_sr_feed(uint8_t *carry, size_t *carry_len, size_
     return NULL;
 }
 
-#endif
+int bench_sr_type(const uint8_t *r, size_t n, bool msgpack)
+{
+    if (!msgpack)
+        return n >= 9 && memcmp(r, "{\"type\":", 8) == 0 && r[8] >= '0' && r[8] <= '9' ? r[8] - '0'
+                                                                                       : -1;
+    return n >= 2 && (r[0] & 0xf0) == 0x90 && r[1] <= 0x7f ? r[1] : -1;
+}
+
+/* A k-byte big-endian length at *pp, which it advances past. */
+static size_t be_len(const uint8_t **pp, int k)
+{
+    size_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = v << 8 | (*pp)[i];
+    *pp += k;
+    return v;
+}
+
+/* Skips one MessagePack value; NULL if it does not fit before end. */
+static const uint8_t *mp_skip(const uint8_t *p, const uint8_t *end, int depth)
+{
+    if (p >= end || depth > 32)
+        return NULL;
+    uint8_t c = *p++;
+    size_t len = 0, count = 0;
+    size_t ext = 0; /* bytes of a length field before the value */
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+        return p;
+    if ((c & 0xe0) == 0xa0) {
+        len = c & 0x1f;
+    } else if ((c & 0xf0) == 0x90) {
+        count = c & 0x0f;
+    } else if ((c & 0xf0) == 0x80) {
+        count = (size_t)(c & 0x0f) * 2;
+    } else {
+        switch (c) {
+        case 0xcc:
+        case 0xd0:
+            len = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            len = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            len = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            len = 8;
+            break;
+        case 0xd9:
+        case 0xc4:
+            ext = 1;
+            break;
+        case 0xda:
+        case 0xc5:
+        case 0xdc:
+        case 0xde:
+            ext = 2;
+            break;
+        case 0xdb:
+        case 0xc6:
+        case 0xdd:
+        case 0xdf:
+            ext = 4;
+            break;
+        default:
+            return NULL; /* ext types: never sent here */
+        }
+        if (ext) {
+            if ((size_t)(end - p) < ext)
+                return NULL;
+            size_t v = be_len(&p, (int)ext);
+            if (c == 0xdc || c == 0xdd)
+                count = v;
+            else if (c == 0xde || c == 0xdf)
+                count = v * 2;
+            else
+                len = v;
+        }
+    }
+    if (count) {
+        for (size_t i = 0; i < count && p; i++)
+            p = mp_skip(p, end, depth + 1);
+        return p;
+    }
+    if ((size_t)(end - p) < len)
+        return NULL;
+    return p + len;
+}
+
+/* A MessagePack integer at p (positive fixint, uint 8-64, int 8-64 when not negative). */
+static int mp_int(const uint8_t *p, const uint8_t *end, int64_t *v)
+{
+    if (p >= end)
+        return -1;
+    if (*p <= 0x7f) {
+        *v = *p;
+        return 0;
+    }
+    int k;
+    if (*p >= 0xcc && *p <= 0xcf)
+        k = 1 << (*p - 0xcc);
+    else if (*p >= 0xd0 && *p <= 0xd3)
+        k = 1 << (*p - 0xd0);
+    else
+        return -1;
+    if (end - p <= k)
+        return -1;
+    uint64_t u = 0;
+    for (int j = 1; j <= k; j++)
+        u = u << 8 | p[j];
+    if (u > INT64_MAX)
+        return -1;
+    *v = (int64_t)u;
+    return 0;
+}
+
+int bench_sr_version(const uint8_t *r, size_t n, bool msgpack, int64_t *version)
+{
+    if (!msgpack) {
+        const uint8_t *v = memmem(r, n, "\"version\":", 10);
+        if (!v || v + 10 >= r + n || v[10] < '0' || v[10] > '9')
+            return -1;
+        int64_t id = 0;
+        for (v += 10; v < r + n && *v >= '0' && *v <= '9'; v++)
+            id = id * 10 + (*v - '0');
+        *version = id;
+        return 0;
+    }
+    const uint8_t *p = r, *end = r + n;
+    if (n < 2 || p[0] != 0x94 || p[1] != 0x02)
+        return -1;
+    p = mp_skip(p + 2, end, 0);        /* headers */
+    p = p ? mp_skip(p, end, 0) : NULL; /* invocation id */
+    size_t count = 0;
+    if (p && p < end && (*p & 0xf0) == 0x80) {
+        count = *p++ & 0x0f;
+    } else if (p && end - p >= 3 && *p == 0xde) {
+        count = (size_t)p[1] << 8 | p[2];
+        p += 3;
+    } else {
+        return -1;
+    }
+    for (size_t i = 0; i < count && p; i++) {
+        if (end - p >= 8 && p[0] == 0xa7 && memcmp(p + 1, "version", 7) == 0)
+            return mp_int(p + 8, end, version);
+        p = mp_skip(p, end, 0);
+        p = p ? mp_skip(p, end, 0) : NULL;
+    }
+    return -1;
+}
