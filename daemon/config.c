@@ -56,7 +56,9 @@ enum {
     OWN_JWT_KEYS,
     OWN_JWT_AUD,
     OWN_JWT_ISS,
-    OWN_CORS
+    OWN_CORS,
+    OWN_TLS_CERT,
+    OWN_TLS_KEY
 };
 
 struct opt {
@@ -150,6 +152,13 @@ static const struct opt opts[] = {
      "Auth: a token's aud must hold AUD."},
     {"jwt-issuer", K_STR, CFG(jwt_issuer), OWN_JWT_ISS, 0, 0, "ISS",
      "Auth: a token's iss must be ISS."},
+    {"tls-cert", K_STR, CFG(tls_cert), OWN_TLS_CERT, 0, 0, "FILE",
+     "TLS: serve HTTPS and WSS with this PEM certificate (the leaf, then its chain). SIGHUP "
+     "loads it again (open connections keep theirs)."},
+    {"tls-key", K_STR, CFG(tls_key), OWN_TLS_KEY, 0, 0, "FILE",
+     "TLS: the certificate's PEM private key."},
+    {"allow-plaintext", K_BOOL, CFG(allow_plaintext), 0, 0, 0, "[=BOOL]",
+     "No warning for a non-loopback address without TLS (TLS ends in a proxy in front)."},
     {"cors-origins", K_STR, CFG(cors_origins), OWN_CORS, 0, 0, "ORIGINS",
      "Browser origins that may read answers (scheme://host[:port], comma-separated; * for any, "
      "without credentials). Default: loopback origins while no auth is configured, else none."},

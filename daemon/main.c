@@ -13,6 +13,13 @@
 
 static hs_server_t *g_srv;
 
+static void on_hup(int sig)
+{
+    (void)sig;
+    if (g_srv)
+        hs_server_request_reload(g_srv);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -59,6 +66,12 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* SIGHUP: load the TLS certificate again (a renewal), without dropping connections */
+    struct sigaction hup;
+    memset(&hup, 0, sizeof(hup));
+    hup.sa_handler = on_hup;
+    hup.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &hup, NULL);
     int rc = hs_server_start(srv);
     if (rc) {
         fprintf(stderr, "hubstream: start failed: %s\n", hs_strerror(rc));

@@ -13,7 +13,7 @@ pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-d
 perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
 case "${1:-}" in
   --test)
-    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc "${perf_pkgs[@]}")
+    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl "${perf_pkgs[@]}")
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;

@@ -122,7 +122,9 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     }
     /* a non-loopback address without auth is refused by hs_server_start, once an embedder's
      * auth hook had its chance to be set */
-    if (hs_auth_create(srv, err, errlen) || hs_cors_configure(srv, cfg->cors_origins, err, errlen))
+    if (hs_auth_create(srv, err, errlen) ||
+        hs_cors_configure(srv, cfg->cors_origins, err, errlen) ||
+        hs_tls_configure(srv, err, errlen))
         goto fail;
     srv->cfg.cors_origins = NULL; /* parsed; the caller's string is not kept */
     srv->port = -1;
@@ -248,6 +250,12 @@ int hs_server_start(hs_server_t *srv)
         return HS_EFORBIDDEN;
     }
     srv->cors_loopback = !hs_auth_on(srv);
+    if (!hs_listen_is_loopback(srv->host) && !srv->tls_cert && !srv->cfg.allow_plaintext)
+        hs_log(&srv->log, HS_LOG_WARN,
+               "listening on a non-loopback address without TLS: tokens and events cross the "
+               "network in clear text (configure --tls-cert and --tls-key, or terminate TLS in a "
+               "proxy and pass --allow-plaintext)",
+               "addr", srv->listen_str, NULL);
     int expect = 0;
     if (!atomic_compare_exchange_strong(&srv->state, &expect, 1))
         return HS_EINVAL;
@@ -320,9 +328,18 @@ void hs_server_wait(hs_server_t *srv)
     struct pollfd p = {srv->stop_pipe[0], POLLIN, 0};
     /* the pipe, not only the state: a signal that came before hs_server_start() finished wrote
      * the pipe while the state still said "created" */
-    while (atomic_load(&srv->state) == 1)
-        if (poll(&p, 1, 1000) > 0)
-            break;
+    bool stop = false;
+    while (atomic_load(&srv->state) == 1 && !stop) {
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        /* bytes: 1 from hs_server_stop, 2 from hs_server_request_reload */
+        char b[16];
+        ssize_t n;
+        while ((n = read(srv->stop_pipe[0], b, sizeof(b))) > 0)
+            stop |= memchr(b, 1, (size_t)n) != NULL;
+        if (atomic_exchange(&srv->reload_requested, 0) && !stop)
+            hs_server_reload_tls(srv);
+    }
     finish_stop(srv);
 }
 
@@ -349,6 +366,7 @@ void hs_server_destroy(hs_server_t *srv)
     hs_hubreg_destroy(srv);
     hs_auth_destroy(srv);
     hs_cors_free(srv);
+    hs_tls_free(srv);
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);

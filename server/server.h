@@ -89,6 +89,9 @@ struct hs_server {
     bool cors_any;      /* it holds "*" */
     bool cors_loopback; /* nothing listed and no auth: loopback origins (set at start) */
 
+    char *tls_cert, *tls_key; /* NULL: plain HTTP (server/tls.c) */
+    atomic_int reload_requested;
+
     atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
@@ -111,5 +114,10 @@ void hs_server_add_cors_headers(hs_server_t *srv, const char *headers);
  * runs IO thread 0 itself (lws_service on srv->io[0]->ctx). For the fuzz target that drives a
  * hub connection directly; stop and destroy as usual. */
 int hs_server_start_core(hs_server_t *srv);
+
+/* tls.c: checks and keeps the certificate and key of the configuration (creation): 0, or an
+ * error with err. */
+int hs_tls_configure(hs_server_t *srv, char *err, size_t errlen);
+void hs_tls_free(hs_server_t *srv);
 
 #endif

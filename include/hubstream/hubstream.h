@@ -125,6 +125,10 @@ typedef struct hs_config {
     const char *cors_origins;    /* browser origins that may read answers, comma-separated
                                     ("https://app.example.com"), "*" for any (without
                                     credentials); NULL: loopback origins while auth is off */
+    const char *tls_cert;        /* PEM certificate (the leaf, then its chain) to serve HTTPS and
+                                    WSS with; NULL: plain HTTP */
+    const char *tls_key;         /* its PEM private key */
+    bool allow_plaintext;        /* no warning for a non-loopback address without TLS */
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */
@@ -153,8 +157,19 @@ HS_API int hs_server_start(hs_server_t *srv);
  */
 HS_API void hs_server_stop(hs_server_t *srv);
 
-/* Blocks until hs_server_stop() was called, then finishes the stop. */
+/* Blocks until hs_server_stop() was called, then finishes the stop. Also runs the reloads asked
+ * for with hs_server_request_reload(). */
 HS_API void hs_server_wait(hs_server_t *srv);
+
+/*
+ * Loads the TLS certificate and key files again (after a renewal): checked first (a bad pair is
+ * refused, logged, and the old certificate stays), then used for every new handshake; open
+ * connections keep theirs. 0, or HS_EINVAL (no TLS configured, or the files are bad). Any
+ * thread, not from a signal handler: there, hs_server_request_reload().
+ */
+HS_API int hs_server_reload_tls(hs_server_t *srv);
+/* Async-signal-safe: asks hs_server_wait() to run hs_server_reload_tls() (the daemon's SIGHUP). */
+HS_API void hs_server_request_reload(hs_server_t *srv);
 
 /* Frees a stopped (or never started) server. */
 HS_API void hs_server_destroy(hs_server_t *srv);

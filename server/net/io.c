@@ -158,6 +158,13 @@ static void drain_inbox(hs_io_t *io)
                 io->adopt_head = n;
             io->adopt_tail = n;
             break;
+        case HS_NODE_TLS_RELOAD:
+            /* the files were checked (hs_server_reload_tls); lws reads them again for this
+             * context: new handshakes get the new certificate, open connections keep theirs */
+            free(n);
+            lws_tls_cert_updated(io->ctx, io->srv->tls_cert, io->srv->tls_key, NULL, 0, NULL, 0);
+            hs_log(&io->srv->log, HS_LOG_DEBUG, "TLS certificate reloaded", NULL);
+            break;
         case HS_NODE_SUB_IO: {
             hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
             const hs_transport_t *t = transport_of(io, s->transport);
@@ -448,6 +455,14 @@ int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t e
     info.user = io;
     info.vhost_name = "default";
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (srv->tls_cert) {
+        /* adopted sockets start with a TLS handshake (lws_adopt_socket_vhost allows TLS on a
+         * vhost that has it); the certificate file may hold the chain after the leaf */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = srv->tls_cert;
+        info.ssl_private_key_filepath = srv->tls_key;
+        info.alpn = "http/1.1";
+    }
     info.max_http_header_data = 8192;
     info.keepalive_timeout = 75;
     info.timeout_secs = 30;
@@ -485,6 +500,15 @@ static void *run(void *arg)
     /* the context outlives the thread: other threads may still lws_cancel_service() it until
      * they stop; hs_io_destroy() closes its connections */
     return NULL;
+}
+
+void hs_io_reload_tls(hs_io_t *io)
+{
+    hs_mpsc_node_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        return; /* this thread keeps the old certificate; the log says the reload ran */
+    n->kind = HS_NODE_TLS_RELOAD;
+    hs_io_post(io, n);
 }
 
 int hs_io_start(hs_io_t *io)
@@ -544,6 +568,8 @@ void hs_io_destroy(hs_io_t *io)
         next = n->next;
         if (n->kind == HS_NODE_FD) {
             close(((fd_node_t *)n)->fd);
+            free(n);
+        } else if (n->kind == HS_NODE_TLS_RELOAD) {
             free(n);
         } else if (n->kind == HS_NODE_SUB_IO) {
             hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);

@@ -114,6 +114,8 @@ void hs_io_end(hs_io_t *io);
 void hs_io_destroy(hs_io_t *io);
 void hs_io_hand_fd(hs_io_t *io, int fd); /* acceptor thread */
 void hs_io_wake(void *srv, int index);   /* any thread */
+/* Asks the IO thread to load the TLS certificate files again (any thread). */
+void hs_io_reload_tls(hs_io_t *io);
 /* Queues a complete response and asks for a writable callback. Takes nothing. */
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value);
