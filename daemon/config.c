@@ -159,6 +159,14 @@ static const struct opt opts[] = {
      "TLS: the certificate's PEM private key."},
     {"allow-plaintext", K_BOOL, CFG(allow_plaintext), 0, 0, 0, "[=BOOL]",
      "No warning for a non-loopback address without TLS (TLS ends in a proxy in front)."},
+    {"max-connections-per-ip", K_INT, CFG(max_connections_per_ip), 0, 0, 10000000, "N",
+     "Connections one source address may hold; beyond it a new one gets 429 and is closed. 0: no "
+     "limit."},
+    {"max-publishes-per-s", K_INT, CFG(max_publishes_per_s), 0, 0, 10000000, "N",
+     "Publishes per connection per second (bursts of N); beyond it 429 / a hub error. 0: no "
+     "limit."},
+    {"max-negotiates-per-ip-s", K_INT, CFG(max_negotiates_per_ip_s), 0, 0, 10000000, "N",
+     "SignalR negotiates per source address per second; beyond it 429. 0: no limit."},
     {"cors-origins", K_STR, CFG(cors_origins), OWN_CORS, 0, 0, "ORIGINS",
      "Browser origins that may read answers (scheme://host[:port], comma-separated; * for any, "
      "without credentials). Default: loopback origins while no auth is configured, else none."},

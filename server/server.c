@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon/config.h"
@@ -75,12 +76,32 @@ static void on_fd(void *ctx, int fd, const char *peek, size_t n)
         close(fd);
         return;
     }
+    hs_peer_key_t peer = {0};
+    if (srv->peers)
+        hs_peer_key_of(fd, &peer);
+    if (!hs_peers_open(srv, &peer)) {
+        /* the address holds --max-connections-per-ip already: a short answer, then close
+         * (best effort: a full socket buffer just gets the close) */
+        static const char body[] =
+            "{\"error\":\"TooManyRequests\",\"message\":\"too many connections from this "
+            "address\"}";
+        char busy[256];
+        int bl = snprintf(busy, sizeof(busy),
+                          "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+                          "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                          sizeof(body) - 1, body);
+        ssize_t w = send(fd, busy, (size_t)bl, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)w;
+        close(fd);
+        atomic_fetch_sub(&srv->live_conns, 1);
+        return;
+    }
     /* a request for a SignalR connection goes to the connection's home thread (a stateful
      * WebSocket resume must; the rest saves a hop); anything else round-robin */
     int home = hs_hubreg_route(srv, peek, n);
     unsigned i =
         home >= 0 ? (unsigned)home : atomic_fetch_add(&srv->next_io, 1) % (unsigned)srv->nio;
-    hs_io_hand_fd(srv->io[i], fd);
+    hs_io_hand_fd(srv->io[i], fd, &peer);
 }
 
 static int ncores(void)
@@ -126,6 +147,10 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         hs_cors_configure(srv, cfg->cors_origins, err, errlen) ||
         hs_tls_configure(srv, err, errlen))
         goto fail;
+    if (hs_peers_create(srv)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     srv->cfg.cors_origins = NULL; /* parsed; the caller's string is not kept */
     srv->port = -1;
     if (srv->cfg.io_threads <= 0)
@@ -367,6 +392,7 @@ void hs_server_destroy(hs_server_t *srv)
     hs_auth_destroy(srv);
     hs_cors_free(srv);
     hs_tls_free(srv);
+    hs_peers_destroy(srv);
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
     hs_writer_destroy(srv->writer);

@@ -90,6 +90,7 @@ struct hs_server {
     bool cors_loopback; /* nothing listed and no auth: loopback origins (set at start) */
 
     char *tls_cert, *tls_key; /* NULL: plain HTTP (server/tls.c) */
+    struct hs_peers *peers;   /* per source address (server/net/peers.c); NULL: no limit */
     atomic_int reload_requested;
 
     atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */

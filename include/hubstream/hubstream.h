@@ -129,6 +129,10 @@ typedef struct hs_config {
                                     WSS with; NULL: plain HTTP */
     const char *tls_key;         /* its PEM private key */
     bool allow_plaintext;        /* no warning for a non-loopback address without TLS */
+    /* per-client limits (0: none, the default) */
+    int max_connections_per_ip;  /* connections from one source address (429 and close) */
+    int max_publishes_per_s;     /* publishes per connection per second (429 / hub error) */
+    int max_negotiates_per_ip_s; /* SignalR negotiates per source address per second (429) */
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */

@@ -355,6 +355,14 @@ static void submit(hs_conn_t *c, hs_ingest_t *e)
 static void publish(hs_conn_t *c, const char *stream, size_t len)
 {
     hs_server_t *srv = c->io->srv;
+    hs_wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
+    if (wd && !hs_rate_take(&wd->publishes, srv->cfg.max_publishes_per_s, hs_now_ms())) {
+        c->retry_after = true;
+        hs_conn_error(c, 429, "TooManyRequests",
+                      "more than %d publishes per second on this connection",
+                      srv->cfg.max_publishes_per_s);
+        return;
+    }
     int rc = hs_stream_name_check_publish(stream, len);
     if (rc) {
         hs_conn_error(c, 400, "BadRequest",

@@ -30,6 +30,7 @@ typedef hs_wsi_data_t wsi_data_t;
 typedef struct fd_node {
     hs_mpsc_node_t node;
     int fd;
+    hs_peer_key_t peer;
 } fd_node_t;
 
 static hs_io_t *io_of(struct lws *wsi)
@@ -43,15 +44,17 @@ void hs_io_wake(void *ctx, int index)
     lws_cancel_service(srv->io[index]->ctx);
 }
 
-void hs_io_hand_fd(hs_io_t *io, int fd)
+void hs_io_hand_fd(hs_io_t *io, int fd, const hs_peer_key_t *peer)
 {
     fd_node_t *n = malloc(sizeof(*n));
     if (!n) {
+        hs_peers_close(io->srv, peer);
         close(fd);
         return;
     }
     n->node.kind = HS_NODE_FD;
     n->fd = fd;
+    n->peer = *peer;
     if (hs_mpsc_push(&io->inbox, &n->node))
         lws_cancel_service(io->ctx);
 }
@@ -134,9 +137,12 @@ static void adopt_some(hs_io_t *io)
             if (!d)
                 close(f->fd);
             free(d);
+            hs_peers_close(io->srv, &f->peer);
             atomic_fetch_sub(&io->srv->live_conns, 1);
         } else {
-            /* live_conns is given back in LWS_CALLBACK_WSI_DESTROY, which frees d */
+            /* live_conns and the peer count are given back in LWS_CALLBACK_WSI_DESTROY,
+             * which frees d */
+            d->peer = f->peer;
             lws_set_opaque_user_data(wsi, d);
         }
         free(f);
@@ -394,6 +400,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_set_opaque_user_data(wsi, NULL);
             ws_closed(wsi, d); /* upgraded but never established */
             free(d->path);
+            hs_peers_close(io_of(wsi)->srv, &d->peer);
             free(d);
             atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);
         }

@@ -18,6 +18,7 @@
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
 #include "server/server.h"
+#include "util/rate.h"
 
 /* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata). */
 #define HS_CONN_TDATA 160
@@ -27,7 +28,15 @@
  * per-session struct (hs_conn_t) at every keep-alive transaction, so whatever belongs to the
  * socket lives here, as the wsi's opaque user data.
  */
+/* A client's source address, as peers.c counts it (family 0: unknown). */
+typedef struct hs_peer_key {
+    uint8_t a[16];
+    int family;
+} hs_peer_key_t;
+
 typedef struct hs_wsi_data {
+    hs_peer_key_t peer;              /* counted in peers.c until the connection closes */
+    hs_rate_t publishes;             /* this TCP connection's publishes (--max-publishes-per-s) */
     char *path;                      /* the request path, kept while its body arrives */
     bool busy;                       /* a request is being served: its answer is not written yet */
     const struct hs_transport *ws_t; /* a WebSocket's transport, and its connection */
@@ -112,8 +121,19 @@ void hs_io_stop(hs_io_t *io);
 void hs_io_close(hs_io_t *io);
 void hs_io_end(hs_io_t *io);
 void hs_io_destroy(hs_io_t *io);
-void hs_io_hand_fd(hs_io_t *io, int fd); /* acceptor thread */
-void hs_io_wake(void *srv, int index);   /* any thread */
+void hs_io_hand_fd(hs_io_t *io, int fd, const hs_peer_key_t *peer); /* acceptor thread */
+
+/* peers.c: per source address, connections (--max-connections-per-ip) and negotiates
+ * (--max-negotiates-per-ip-s); nothing while both limits are off. Any thread. */
+int hs_peers_create(hs_server_t *srv);
+void hs_peers_destroy(hs_server_t *srv);
+void hs_peer_key_of(int fd, hs_peer_key_t *k);
+/* A connection from k opens (false: k holds the most it may) / closes. */
+bool hs_peers_open(hs_server_t *srv, const hs_peer_key_t *k);
+void hs_peers_close(hs_server_t *srv, const hs_peer_key_t *k);
+/* A negotiate from k: false when k negotiated the most it may this second. */
+bool hs_peers_negotiate(hs_server_t *srv, const hs_peer_key_t *k);
+void hs_io_wake(void *srv, int index); /* any thread */
 /* Asks the IO thread to load the TLS certificate files again (any thread). */
 void hs_io_reload_tls(hs_io_t *io);
 /* Queues a complete response and asks for a writable callback. Takes nothing. */

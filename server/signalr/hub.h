@@ -148,6 +148,7 @@ struct hs_hub {
     const hs_hub_dialect_t *dialect;
     const hs_hub_tops_t *tops;
     hs_principal_t *who; /* who connected (fixed at negotiate / connect); NULL: auth off */
+    hs_rate_t publishes; /* --max-publishes-per-s (home thread) */
 
     /* guarded by the registry mutex */
     char token[24], conn_id[24];

@@ -460,6 +460,11 @@ static void m_publish(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a
     }
     if (!permitted(h, m, HS_ACTION_PUBLISH, stream, slen))
         return;
+    if (!hs_rate_take(&h->publishes, srv->cfg.max_publishes_per_s, hs_now_ms())) {
+        fail(h, m, "TooManyRequests: more than %d publishes per second on this connection",
+             srv->cfg.max_publishes_per_s);
+        return;
+    }
     hs_ingest_t *e;
     char why[256];
     int rc = hs_codec_parse_publish(a[1].p, a[1].n, stream, slen, srv->cfg.max_event, &e, why,

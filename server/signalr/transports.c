@@ -256,6 +256,14 @@ const hs_hub_tops_t hs_hub_transport_ops = {
 static void negotiate(hs_conn_t *c, const char *path, const hs_hub_dialect_t *dialect)
 {
     hs_server_t *srv = c->io->srv;
+    hs_wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
+    if (wd && !hs_peers_negotiate(srv, &wd->peer)) {
+        c->retry_after = true;
+        hs_conn_error(c, 429, "TooManyRequests",
+                      "more than %d negotiates per second from this address",
+                      srv->cfg.max_negotiates_per_ip_s);
+        return;
+    }
     /* who is asking: the connection keeps this principal for its life */
     char why[256];
     int arc = hs_auth_identify(srv, c->wsi, path, &c->who, why, sizeof(why));
