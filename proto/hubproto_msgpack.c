@@ -14,6 +14,7 @@
 #include "proto/hubproto.h"
 #include "proto/hubproto_impl.h"
 #include "proto/json.h"
+#include "util/base64.h"
 #include "util/utf8.h"
 
 #define MAX_DEPTH 64
@@ -23,28 +24,14 @@
 
 /* ---- UTF-8 and base64 ---- */
 
+/* A MessagePack bin value as JSON: a string of its standard, padded base64 (util/base64.c). */
 static int put_base64(hs_buf_t *b, const uint8_t *s, size_t n)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (hs_buf_reserve(b, (n + 2) / 3 * 4 + 2))
+    if (n > SIZE_MAX / 2 || hs_buf_reserve(b, HS_BASE64_LEN(n) + 3))
         return HS_ENOMEM;
     char *o = (char *)b->p + b->len;
     *o++ = '"';
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        *o++ = tbl[v >> 18 & 63];
-        *o++ = tbl[v >> 12 & 63];
-        *o++ = tbl[v >> 6 & 63];
-        *o++ = tbl[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-        *o++ = tbl[v >> 18 & 63];
-        *o++ = tbl[v >> 12 & 63];
-        *o++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
+    o += hs_base64_encode(s, n, o);
     *o++ = '"';
     b->len = (size_t)((uint8_t *)o - b->p);
     return 0;

@@ -15,6 +15,7 @@
 #include "proto/route.h"
 #include "ringbuf/budget.h"
 #include "server/signalr/hub.h"
+#include "util/base64.h"
 #include "util/time.h"
 #include "util/uuid.h"
 
@@ -334,7 +335,6 @@ int hs_hubreg_add(hs_hub_t *h)
 
 void hs_hubreg_new_id(char out[23])
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t r[16];
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
         /* getrandom on Linux does not fail for 16 bytes once the pool is initialised; fall
@@ -344,15 +344,6 @@ void hs_hubreg_new_id(char out[23])
         for (int i = 0; i < 16; i++)
             r[i] = (uint8_t)(u[i * 2] * 31 + u[i * 2 + 1]);
     }
-    int o = 0;
-    for (int i = 0; i < 15; i += 3) {
-        uint32_t v = (uint32_t)r[i] << 16 | (uint32_t)r[i + 1] << 8 | r[i + 2];
-        out[o++] = b64[v >> 18 & 63];
-        out[o++] = b64[v >> 12 & 63];
-        out[o++] = b64[v >> 6 & 63];
-        out[o++] = b64[v & 63];
-    }
-    out[o++] = b64[r[15] >> 2];
-    out[o++] = b64[(r[15] & 3) << 4];
-    out[o] = '\0';
+    _Static_assert(HS_BASE64URL_LEN(16) == 22, "an id is 22 characters");
+    hs_base64url_encode(r, sizeof(r), out);
 }
