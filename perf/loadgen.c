@@ -170,6 +170,7 @@ typedef struct opts {
     bool mp_name;        /* --transport was given as signalr-messagepack */
     const char *results; /* append a run.sh history line here (fanout, catchup) */
     int linger_s, progress_s;
+    char auth[8300]; /* "Authorization: Bearer <--token>\r\n", or "" */
 } opts_t;
 
 enum cstate { C_IDLE, C_CONNECTING, C_REQUEST, C_HEADERS, C_BODY, C_CLOSED, C_FAILED };
@@ -339,8 +340,8 @@ static long seq_max;      /* the highest seq a subscriber may receive */
 static size_t seen_bytes; /* per subscriber */
 static struct sockaddr_in src_addr;
 static bool use_src;
-static bool strict_order;  /* reconnect: one publisher, so one order */
-static char sub_req[1024]; /* the request every subscriber sends first */
+static bool strict_order;   /* reconnect: one publisher, so one order */
+static char sub_req[10240]; /* the request every subscriber sends first */
 static size_t sub_req_len;
 static uint8_t sr_hello_live[1024]; /* SignalR: handshake + Subscribe(stream, from 0 or nothing) */
 static size_t sr_hello_live_len;
@@ -961,7 +962,8 @@ static void sub_open_more(void)
 static void sub_resume_request(conn_t *c)
 {
     free(c->req);
-    c->req = malloc(1024);
+    size_t cap = 1024 + sizeof(op.auth);
+    c->req = malloc(cap);
     if (!c->req)
         die("out of memory");
     if (is_sr()) {
@@ -970,11 +972,11 @@ static void sub_resume_request(conn_t *c)
     }
     const char *path = op.target == T_NCHAN ? "/sub?id=" : "/api/streams/";
     const char *tail = op.target == T_NCHAN ? "" : "/events";
-    int n = snprintf(c->req, 1024,
+    int n = snprintf(c->req, cap,
                      "GET %s%s%s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n"
-                     "Last-Event-ID: %s\r\n\r\n",
-                     path, op.stream, tail, op.host, op.port, c->last_id);
-    c->req_len = n > 0 && n < 1024 ? (size_t)n : 0;
+                     "%sLast-Event-ID: %s\r\n\r\n",
+                     path, op.stream, tail, op.host, op.port, op.auth, c->last_id);
+    c->req_len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
 /* Sends the SignalR keep-alive ping to every subscribed hub connection. */
@@ -1149,7 +1151,7 @@ static void pub_build(conn_t *c, int n)
     size_t body = hub ? 2 + (size_t)n * (pl + DATA_BYTES + 1) + (size_t)(n - 1) : DATA_BYTES;
     free(c->preq);
     free(c->marks);
-    c->preq = malloc(body + 512);
+    c->preq = malloc(body + 512 + strlen(op.auth));
     c->marks = malloc((size_t)n * sizeof(*c->marks));
     if (!c->preq || !c->marks)
         die("out of memory");
@@ -1159,10 +1161,10 @@ static void pub_build(conn_t *c, int n)
     else
         snprintf(path, sizeof(path), "/%s?id=%s", is_catchup_stream() ? "pub_big" : "pub",
                  op.stream);
-    int h = snprintf(c->preq, 512,
+    int h = snprintf(c->preq, 512 + strlen(op.auth),
                      "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     path, op.host, op.port, body);
+                     "%sContent-Length: %zu\r\n\r\n",
+                     path, op.host, op.port, op.auth, body);
     char *o = c->preq + h;
     if (hub)
         *o++ = '[';
@@ -1669,13 +1671,13 @@ static void sub_requests_build(void)
                                        "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                                        "Connection: Upgrade\r\n"
                                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                       "Sec-WebSocket-Version: 13\r\n\r\n",
-                                       path, op.host, op.port);
+                                       "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                                       path, op.host, op.port, op.auth);
     else
         sub_req_len = (size_t)snprintf(sub_req, sizeof(sub_req),
                                        "GET %s HTTP/1.1\r\nHost: %s:%s\r\n"
-                                       "Accept: text/event-stream\r\n\r\n",
-                                       path, op.host, op.port);
+                                       "Accept: text/event-stream\r\n%s\r\n",
+                                       path, op.host, op.port, op.auth);
     if (is_sr())
         sr_hello_live_len = sr_hello(sr_hello_live, op.live ? -1 : 0);
 }
@@ -2003,7 +2005,7 @@ static void usage(FILE *f)
                "               [--publishers N] [--post-batch B] [--window W] [--settle-ms MS]\n"
                "               [--procs P] [--src-addrs K] [--pid SERVER_PID] [--timeout-s T]\n"
                "               [--label TEXT] [--live] [--check-versions] [--results FILE]\n"
-               "               [--no-record] [--linger-s N] [--progress-s N]\n"
+               "               [--no-record] [--linger-s N] [--progress-s N] [--token JWT]\n"
                "--transport signalr-messagepack is ws; --post-conns is --publishers; --protocol\n"
                "is --transport (bench_fanout's names). --window 0: no flow control (fanout).\n"
                "--procs 0: the subscribers share the publishers' loop (one process).\n"
@@ -2023,6 +2025,7 @@ static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"target", 1, 0, 't'},
+        {"token", 1, 0, 1001},
         {"url", 1, 0, 'u'},
         {"scenario", 1, 0, 's'},
         {"transport", 1, 0, 'x'},
@@ -2083,6 +2086,11 @@ static void parse_args(int argc, char **argv)
         case 'x':
             op.mp_name = strcmp(optarg, "signalr-messagepack") == 0;
             op.transport = op.mp_name ? X_WS : pick(optarg, transport_names, 3, "--transport");
+            break;
+        case 1001:
+            if (strlen(optarg) > 8192 || strpbrk(optarg, "\r\n"))
+                die("--token: at most 8 KiB, one line");
+            snprintf(op.auth, sizeof(op.auth), "Authorization: Bearer %s\r\n", optarg);
             break;
         case 'S':
             if (!*optarg || strlen(optarg) > 100 ||
