@@ -54,7 +54,7 @@ now=$(date +%s)
 head=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
 body=$(printf '{"sub":"bench","exp":%d,"hubstream":{"publish":["*"],"subscribe":["*"]}}' \
     $((now + 86400)) | b64url)
-sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$secret" -binary | b64url)
+sig=$(printf '%s.%s' "$head" "$body" | openssl dgst -sha256 -mac HMAC -macopt "key:$secret" -binary | b64url)
 token="$head.$body.$sig"
 
 run_id=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -118,8 +118,8 @@ jq -rs --arg run "$run_id" '
   [.[] | select(.run == $run and .ok == true)] as $r
   | def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
     def fig(s; a; k): [$r[] | select(.step == s and .auth == a) | .[k]] | med;
-  ["fanout", "deliveries_per_server_cpu_s"], ["fanout", "deliveries_s"],
-  ["ingest", "events_s"], ["ingest", "events_per_server_cpu_s"]
+  ["fanout", "deliveries_per_cpu_s"], ["fanout", "deliveries_per_s"], ["fanout", "lat_p50_us"],
+  ["ingest", "events_per_s"], ["ingest", "server_cpu_s"]
   | . as [$s, $k] | fig($s; "off"; $k) as $off | fig($s; "on"; $k) as $on
   | "\($s) \($k): off \($off) | on \($on) | on/off \(if $off and $on then ($on / $off * 1000 | round / 1000) else "?" end)"
 ' "$results/auth.jsonl"
