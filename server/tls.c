@@ -84,8 +84,11 @@ void hs_tls_free(hs_server_t *srv)
 
 int hs_server_reload_tls(hs_server_t *srv)
 {
-    if (!srv->tls_cert)
+    if (!srv->tls_cert) {
+        hs_log(&srv->log, HS_LOG_INFO,
+               "reload asked: no TLS certificate is configured, nothing to reload", NULL);
         return HS_EINVAL;
+    }
     char why[600];
     int rc = check_pair(srv->tls_cert, srv->tls_key, why, sizeof(why));
     if (rc) {
