@@ -90,9 +90,16 @@ test('publishes per connection per second: the sixth in a burst gets 429 with Re
   const b = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: '127.0.0.3' });
   try {
     const ev = JSON.stringify({ type: 't', data: 1 });
+    // five a second, bursts of five: of a burst of ten, five pass, plus one per 200 ms the burst
+    // took (a sanitizer build is slow), and the rest are refused
     const statuses = [];
-    for (let i = 0; i < 6; i++) statuses.push((await req(a, 'POST', `/api/streams/${stream}/events`, ev)).status);
-    assert.deepEqual(statuses, [201, 201, 201, 201, 201, 429]);
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) statuses.push((await req(a, 'POST', `/api/streams/${stream}/events`, ev)).status);
+    const refill = Math.floor(((Date.now() - t0) * 5) / 1000);
+    const passed = statuses.filter((s) => s === 201).length;
+    assert.ok(passed >= 5 && passed <= 5 + refill, `${passed} of 10 passed in ${Date.now() - t0} ms: ${statuses}`);
+    assert.deepEqual(statuses.slice(0, 5), [201, 201, 201, 201, 201]);
+    assert.ok(statuses.includes(429) || refill >= 5, `${statuses}`);
     const r = await req(a, 'POST', `/api/streams/${stream}/events`, ev);
     assert.equal(r.status, 429);
     assert.equal(r.headers['retry-after'], '1');
@@ -112,14 +119,18 @@ test('publishes per hub connection per second: a burst gets TooManyRequests Comp
   await explain(c, async () => {
     await c.start();
     const stream = uniqueStream('limits-hub');
-    const results = await Promise.allSettled(Array.from({ length: 8 }, () => c.invoke('Publish', stream, { type: 't', data: 1 })));
+    const t0 = Date.now();
+    const results = await Promise.allSettled(Array.from({ length: 12 }, () => c.invoke('Publish', stream, { type: 't', data: 1 })));
+    const refill = Math.floor(((Date.now() - t0) * 5) / 1000);
     const ok = results.filter((r) => r.status === 'fulfilled').length;
     const refused = results.filter((r) => r.status === 'rejected');
-    assert.equal(ok, 5, JSON.stringify(results.map((r) => r.reason?.message ?? 'ok')));
+    const what = `${ok} of 12 in ${Date.now() - t0} ms: ${JSON.stringify(results.map((r) => r.reason?.message ?? 'ok'))}`;
+    assert.ok(ok >= 5 && ok <= 5 + refill, what);
+    assert.ok(refused.length > 0 || refill >= 7, what);
     for (const r of refused) assert.match(r.reason.message, /TooManyRequests: more than 5 publishes per second/);
-    assert.equal((await c.invoke('Read', stream)).length, 5, 'the refused publishes appended nothing');
+    assert.equal((await c.invoke('Read', stream)).length, ok, 'the refused publishes appended nothing');
     await sleep(300);
-    assert.equal((await c.invoke('Publish', stream, { type: 't', data: 2 })).lastVersion, 6);
+    assert.equal((await c.invoke('Publish', stream, { type: 't', data: 2 })).lastVersion, ok + 1);
     await c.stop();
   });
 });
