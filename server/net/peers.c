@@ -3,8 +3,9 @@
  * negotiates SignalR connections (--max-negotiates-per-ip-s). One table under one mutex, touched
  * once per accepted connection, once per close and once per negotiate, and not at all while
  * both limits are off. An entry lives while its address holds a connection, and a second after
- * its last negotiate (so that reconnecting does not reset the count); stale entries go when
- * their bucket is next walked. Bounded by the connections the server holds plus the addresses
+ * its last negotiate (so that reconnecting does not reset the count): the last close of an
+ * address frees its entry unless it negotiated within the second, and such entries go when their
+ * bucket is next walked. Bounded by the connections the server holds plus the addresses
  * seen in the last second.
  */
 #include <arpa/inet.h>
@@ -88,13 +89,15 @@ void hs_peers_destroy(hs_server_t *srv)
     srv->peers = NULL;
 }
 
-/* The entry of k (mutex held), created when `create`; frees stale entries on the way. */
-static pent_t *find(struct hs_peers *t, const hs_peer_key_t *k, int64_t now, bool create)
+/* The entry of k (mutex held), created when `create`; frees stale entries on the way (k's own
+ * too when `drop`: a close that left it with nothing to count). */
+static pent_t *find(struct hs_peers *t, const hs_peer_key_t *k, int64_t now, bool create, bool drop)
 {
     pent_t **pp = &t->b[key_hash(k)], *hit = NULL;
     while (*pp) {
         pent_t *e = *pp;
-        if (!memcmp(&e->k, k, sizeof(*k))) {
+        bool mine = !memcmp(&e->k, k, sizeof(*k));
+        if (mine && !drop) {
             hit = e;
         } else if (!e->conns && now - e->window_ms >= 1000) {
             *pp = e->next;
@@ -118,7 +121,7 @@ bool hs_peers_open(hs_server_t *srv, const hs_peer_key_t *k)
     struct hs_peers *t = srv->peers;
     int max = srv->cfg.max_connections_per_ip;
     pthread_mutex_lock(&t->mu);
-    pent_t *e = find(t, k, hs_now_ms(), true);
+    pent_t *e = find(t, k, hs_now_ms(), true, false);
     bool ok = e && (max <= 0 || e->conns < max);
     if (ok)
         e->conns++;
@@ -131,10 +134,11 @@ void hs_peers_close(hs_server_t *srv, const hs_peer_key_t *k)
     if (!on(srv))
         return;
     struct hs_peers *t = srv->peers;
+    int64_t now = hs_now_ms();
     pthread_mutex_lock(&t->mu);
-    pent_t *e = find(t, k, hs_now_ms(), false);
-    if (e && e->conns > 0)
-        e->conns--;
+    pent_t *e = find(t, k, now, false, false);
+    if (e && e->conns > 0 && --e->conns == 0 && now - e->window_ms >= 1000)
+        find(t, k, now, false, true); /* nothing left to count: the entry goes now */
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -146,7 +150,7 @@ bool hs_peers_negotiate(hs_server_t *srv, const hs_peer_key_t *k)
     struct hs_peers *t = srv->peers;
     int64_t now = hs_now_ms();
     pthread_mutex_lock(&t->mu);
-    pent_t *e = find(t, k, now, true);
+    pent_t *e = find(t, k, now, true, false);
     bool ok = false;
     if (e) {
         if (now - e->window_ms >= 1000) {
