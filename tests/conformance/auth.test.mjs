@@ -7,10 +7,12 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, request, subscribe, uniqueStream, withTimeout } from '../integration/lib/server.mjs';
+import { startServer, request, subscribe, uniqueStream, withTimeout, BIN } from '../integration/lib/server.mjs';
 import { hub, explain, streamItems, waitFor } from './lib/hub.mjs';
 import { hs256, keyPair, writePem, signed, unsigned, claims, now } from './lib/jwt.mjs';
 
@@ -308,5 +310,21 @@ test('CORS with auth on: the preflight answers without a token; only listed orig
     assert.equal(x.headers['access-control-allow-credentials'], undefined);
   } finally {
     await any.stop();
+  }
+});
+
+test('a JWT configuration that cannot work is refused at start, saying why', () => {
+  writeFileSync(path.join(tmp, 'junk.pem'), '-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n');
+  const cases = [
+    [['--jwt-secret', 'too-short'], /at least 32 bytes/],
+    [['--jwt-public-key', path.join(tmp, 'missing.pem')], /cannot open JWT key file/],
+    [['--jwt-public-key', path.join(tmp, 'junk.pem')], /JWT key file/],
+    [['--jwt-public-key', `=${path.join(tmp, 'rsa.pem')}`], /KID=FILE/],
+    [['--jwt-secret', SECRET, '--jwt-leeway-s', '7200'], /jwt-leeway-s|3600/],
+  ];
+  for (const [flags, why] of cases) {
+    const r = spawnSync(BIN, ['--listen', '127.0.0.1:0', '--db', path.join(tmp, 'x.db'), ...flags], { encoding: 'utf8', timeout: 10000 });
+    assert.notEqual(r.status, 0, flags.join(' '));
+    assert.match(r.stderr, why, flags.join(' '));
   }
 });
