@@ -130,8 +130,8 @@ double bench_tree_cpu(long pid)
     return (double)ticks / (double)(hz > 0 ? hz : 100);
 }
 
-/* Peak RSS (VmHWM) of a process in KiB, or -1. */
-long bench_pid_hwm_kb(long pid)
+/* A "Key: N kB" line of /proc/<pid>/status (fmt: its sscanf format), or -1. */
+static long status_kb(long pid, const char *fmt)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
@@ -140,10 +140,16 @@ long bench_pid_hwm_kb(long pid)
         return -1;
     long kb = -1;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+        if (sscanf(line, fmt, &kb) == 1)
             break;
     fclose(f);
     return kb;
+}
+
+/* Peak RSS (VmHWM) of a process in KiB, or -1. */
+long bench_pid_hwm_kb(long pid)
+{
+    return status_kb(pid, "VmHWM: %ld kB");
 }
 
 /* Bytes this process passed to write()/pwrite() so far (/proc/self/io wchar), or 0. */
@@ -197,17 +203,7 @@ double bench_loadavg(void)
 /* VmRSS of a process in KiB, or -1. */
 long bench_pid_rss_kb(long pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return status_kb(pid, "VmRSS: %ld kB");
 }
 
 static void bench_add_rss(long pid, void *ctx)
