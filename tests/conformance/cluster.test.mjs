@@ -187,6 +187,13 @@ for (const bp of ['postgres', 'redis', 'poll']) {
       assert.equal(r.status, 200, r.text);
       for (const { s1: a } of sse) await a.waitFor((s) => s.closeBlock, 5000, 'event: close');
       for (const sub of subs.filter((x) => !x.label.endsWith('$all'))) await waitFor(() => sub.closed === 'closed', 5000, `${sub.label}: closed`);
+      // and a delete on another node reaches a subscriber of the deleted stream elsewhere
+      const d = subscribe(nodes[0].url, s2, { label: `node1 sse ${s2}`, server: nodes[0] });
+      await d.established();
+      assert.equal((await request(nodes[2].url, 'DELETE', `/api/streams/${s2}`)).status, 204);
+      await d.waitFor((x) => x.closeBlock, 5000, 'event: close');
+      assert.equal(d.closeBlock.json.reason, 'deleted');
+      d.close();
     } finally {
       for (const s of subs) await s.c.stop().catch(() => {});
       await stopNodes(nodes);
