@@ -29,20 +29,23 @@ status=0
 echo "=== format ==="
 "$root/scripts/format-check.sh" || status=1
 run_suite normal "" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
-# AddressSanitizer and UBSan: everything but two repeats of what the normal suite covered,
+# AddressSanitizer and UBSan: everything but three repeats of what the normal suite covered,
 # which the 20-minute budget cannot afford at sanitizer speed: the nchan comparison (a load run;
-# it checks the harness) and the second, auth-on run of the hub, transport and reconnect
-# conformance files (the auth code itself runs here: conformance_auth, _tls, _limits).
+# it checks the harness), the second, auth-on run of the hub, transport and reconnect
+# conformance files (the auth code itself runs here: conformance_auth, _tls, _limits), and the
+# PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the same server code
+# over another driver; what only PostgreSQL reaches, several writers, the feed, the backplanes
+# and an outage, runs here: pg_integration_cluster, cluster, pg_outage).
+sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect)_auth"
+sanitizer_skip+="|pg_integration_(api|sse|durability|retention)|pg_conformance_"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_suite asan "-E perf_compare|conformance_(hub|transport|reconnect)_auth" \
+  run_suite asan "-E $sanitizer_skip" \
   -DCMAKE_BUILD_TYPE=Debug -DHS_SANITIZE=address,undefined || status=1
 # ThreadSanitizer: the server under the integration suite, which drives every thread. Not the
 # 100,000-event slow-subscriber load (most of the time budget at TSan's speed; it runs in the two
 # suites above), and not the Criterion binaries: Criterion's process arena cannot be mapped
-# under TSan ("Could not initialize inheritable arena"), and not the nchan comparison (a load
-# run; it checks the harness, which the normal suite does), and not the auth-on repeats (as
-# above).
-run_suite tsan "-E integration_slow|^test_|perf_compare|conformance_(hub|transport|reconnect)_auth" \
+# under TSan ("Could not initialize inheritable arena"), and not the repeats skipped above.
+run_suite tsan "-E integration_slow|^test_|$sanitizer_skip" \
   -DCMAKE_BUILD_TYPE=Debug -DHS_SANITIZE=thread || status=1
 # every libFuzzer target for a bounded time, after its committed regression inputs and seeds
 echo "=== fuzz smoke ==="
