@@ -58,7 +58,8 @@ enum {
     OWN_JWT_ISS,
     OWN_CORS,
     OWN_TLS_CERT,
-    OWN_TLS_KEY
+    OWN_TLS_KEY,
+    OWN_BACKPLANE
 };
 
 struct opt {
@@ -167,6 +168,11 @@ static const struct opt opts[] = {
      "limit."},
     {"max-negotiates-per-ip-s", K_INT, CFG(max_negotiates_per_ip_s), 0, 0, 10000000, "N",
      "SignalR negotiates per source address per second; beyond it 429. 0: no limit."},
+    {"backplane", K_STR, CFG(backplane), OWN_BACKPLANE, 0, 0, "KIND",
+     "Several nodes on one PostgreSQL or SQL Server database: how each hears of the others' "
+     "events. postgres (LISTEN/NOTIFY, connecting with --db's Server, Port, Database, Uid, Pwd), "
+     "a postgres:// URI, redis://HOST[:PORT][/CHANNEL], poll, or none. Default: poll on a "
+     "shared database; SQLite serves one node."},
     {"cors-origins", K_STR, CFG(cors_origins), OWN_CORS, 0, 0, "ORIGINS",
      "Browser origins that may read answers (scheme://host[:port], comma-separated; * for any, "
      "without credentials). Default: loopback origins while no auth is configured, else none."},

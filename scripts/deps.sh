@@ -9,11 +9,11 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-dev odbcinst
-      unixodbc libsqliteodbc libck-dev libmsgpack-dev libssl-dev sqlite3)
+      unixodbc libsqliteodbc libck-dev libmsgpack-dev libssl-dev sqlite3 libpq-dev libhiredis-dev)
 perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
 case "${1:-}" in
   --test)
-    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl "${perf_pkgs[@]}")
+    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server "${perf_pkgs[@]}")
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;

@@ -130,6 +130,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     srv->log.level = cfg->log_level;
     srv->port = -1;
     srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+    srv->db_claim = -1;
     pthread_mutex_init(&srv->stop_mu, NULL);
     pthread_cond_init(&srv->stop_cv, NULL);
     if (!srv->listen_str || !srv->db_str) {
@@ -196,9 +197,11 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         .log_ctx = srv,
         .retention = srv->retention,
     };
+    if (hs_cluster_configure(srv, &wc, err, errlen))
+        goto fail;
     /* the sink context is the fan-out, created below; the writer does not run before start */
     srv->writer = hs_writer_create(&wc, err, errlen);
-    if (!srv->writer)
+    if (!srv->writer || hs_cluster_check(srv, err, errlen))
         goto fail;
     srv->reader = hs_reader_create(srv->db_str, srv->cfg.reader_threads, err, errlen);
     if (!srv->reader)
@@ -286,7 +289,7 @@ int hs_server_start(hs_server_t *srv)
         return HS_EINVAL;
     int rc;
     if ((rc = hs_reader_start(srv->reader)) || (rc = hs_fanout_start(srv->fanout)) ||
-        (rc = hs_writer_start(srv->writer)))
+        (rc = hs_writer_start(srv->writer)) || (rc = hs_cluster_start(srv)))
         return rc;
     for (int i = 0; i < srv->nio; i++)
         if ((rc = hs_io_start(srv->io[i])))
@@ -333,6 +336,7 @@ static void finish_stop(hs_server_t *srv)
     }
     /* no new connections; what the writer took is committed and acked; then connections close */
     hs_acceptor_stop(srv->acceptor);
+    hs_cluster_stop(srv);
     hs_writer_stop(srv->writer);
     /* let the IO threads write the last acks out */
     usleep(100 * 1000);
@@ -376,6 +380,7 @@ void hs_server_destroy(hs_server_t *srv)
         finish_stop(srv);
     hs_acceptor_destroy(srv->acceptor);
     /* every thread that could wake an IO context stops before the contexts go */
+    hs_cluster_stop(srv);
     if (srv->writer)
         hs_writer_stop(srv->writer);
     if (srv->fanout)
@@ -395,6 +400,7 @@ void hs_server_destroy(hs_server_t *srv)
     hs_peers_destroy(srv);
     hs_fanout_destroy(srv->fanout);
     hs_reader_destroy(srv->reader);
+    hs_cluster_free(srv);
     hs_writer_destroy(srv->writer);
     hs_retention_free(srv->retention);
     hs_budget_unref(srv->read_budget); /* blocks still charged hold their own references */

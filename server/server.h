@@ -51,7 +51,10 @@ struct hs_server {
     struct hs_budget *read_budget; /* catch-up pages and read answers, all connections */
 
     hs_writer_t *writer;
-    hs_retention_t *retention; /* parsed cfg.retention, NULL when none */
+    struct hs_backplane *backplane; /* NULL unless postgres or redis (server/cluster.c) */
+    int bp_kind;                    /* hs_bp_kind_t */
+    int db_claim;                   /* flock on a SQLite file, or -1 */
+    hs_retention_t *retention;      /* parsed cfg.retention, NULL when none */
     hs_reader_t *reader;
     hs_fanout_t *fanout;
     hs_acceptor_t *acceptor;
@@ -115,6 +118,14 @@ void hs_server_add_cors_headers(hs_server_t *srv, const char *headers);
  * runs IO thread 0 itself (lws_service on srv->io[0]->ctx). For the fuzz target that drives a
  * hub connection directly; stop and destroy as usual. */
 int hs_server_start_core(hs_server_t *srv);
+
+/* cluster.c: the backplane and the writer's feed settings (before the writer exists); the
+ * checks and the SQLite claim (after); the listener's thread; freeing. 0 or an error with err. */
+int hs_cluster_configure(hs_server_t *srv, hs_writer_config_t *wc, char *err, size_t errlen);
+int hs_cluster_check(hs_server_t *srv, char *err, size_t errlen);
+int hs_cluster_start(hs_server_t *srv);
+void hs_cluster_stop(hs_server_t *srv);
+void hs_cluster_free(hs_server_t *srv);
 
 /* tls.c: checks and keeps the certificate and key of the configuration (creation): 0, or an
  * error with err. */

@@ -121,6 +121,30 @@ typedef struct hs_dialect {
     /* (stream_id, upto_version, before_time_us): deletes the stream's events with version <=
      * upto and time_us < before; the row count is read. */
     const char *trim_sql;
+
+    /*
+     * Several nodes on one database (storage/feed.c, cluster/). Closes and deletes are logged in
+     * hs_stream_ops(seq, position, kind, version, time_us, name): seq is assigned by the writer
+     * under the batch lock like positions; position is the last event position committed
+     * before the operation, so a node replays an operation right after that event.
+     *
+     * heads_sql: () -> the highest position (as max_position_sql) and MAX(hs_stream_ops.seq)
+     * (NULL when there is none), in one row.
+     */
+    const char *heads_sql;
+    /* (seq, position, kind, version, time_us, name) */
+    const char *op_insert_sql;
+    /* (after_seq, upto_seq) -> seq, position, kind, version, time_us, name; ascending seq */
+    const char *op_read_sql;
+    /* (before_time_us): deletes the operations logged before that time */
+    const char *op_prune_sql;
+    /* () -> 1 when this connection holds the retention leader's lock (taking it when it is
+     * free, for as long as the connection lives), else 0. NULL: a database with one writer
+     * (SQLite), whose writer always leads. */
+    const char *leader_sql;
+    /* (payload): a notification to every node listening, sent when the transaction commits
+     * (PostgreSQL: pg_notify on channel "hubstream"); NULL when the database has none. */
+    const char *notify_sql;
 } hs_dialect_t;
 
 extern const hs_dialect_t hs_dialect_sqlite;

@@ -108,7 +108,32 @@ static const char *const schema_v1[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {schema_v1};
+/* Version 2: the operations log of a cluster (dialect.h: heads_sql). */
+static const char *const schema_v2[] = {
+    "CREATE TABLE hs_stream_ops ("
+    " seq BIGINT NOT NULL PRIMARY KEY,"
+    " position BIGINT NOT NULL,"
+    " kind INT NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " time_us BIGINT NOT NULL,"
+    " name VARCHAR(800) " UTF8_BIN " NOT NULL)",
+    "UPDATE hs_meta SET value = '2' WHERE [key] = 'schema_version'",
+    NULL,
+};
+
+static const char *const *const migrations[] = {schema_v1, schema_v2};
+
+/* The retention leader's lock: session-owned (released when the connection closes), not
+ * waited for (@LockTimeout = 0). A session that already holds it is granted it again (1):
+ * the writer asks only until it has it. NOCOUNT as in APPLOCK, so the one row is the first
+ * result the driver sees. */
+#define LEADER_LOCK                                                                                \
+    "SET NOCOUNT ON;"                                                                              \
+    " DECLARE @r INT;"                                                                             \
+    " EXEC @r = sp_getapplock @Resource = N'hubstream-retention', @LockMode = N'Exclusive',"       \
+    " @LockOwner = N'Session', @LockTimeout = 0;"                                                  \
+    " SET NOCOUNT OFF;"                                                                            \
+    " SELECT CASE WHEN @r >= 0 THEN 1 ELSE 0 END"
 
 /* KEY is a reserved word in T-SQL: hs_meta's column is always written [key]. */
 const hs_dialect_t hs_dialect_mssql = {
@@ -182,4 +207,17 @@ const hs_dialect_t hs_dialect_mssql = {
     .oldest_event_sql = "SELECT version, time_us FROM hs_events WHERE stream_id = ?"
                         " ORDER BY version OFFSET 0 ROWS FETCH NEXT 1 ROWS ONLY",
     .trim_sql = "DELETE FROM hs_events WHERE stream_id = ? AND version <= ? AND time_us < ?",
+    .heads_sql = "SELECT (SELECT MAX(p) FROM ("
+                 "SELECT MAX(position) AS p FROM hs_events"
+                 " UNION ALL SELECT MAX(position) FROM hs_streams"
+                 " UNION ALL SELECT CAST(value AS BIGINT) FROM hs_meta"
+                 " WHERE [key] = 'position_floor') AS heads),"
+                 " (SELECT MAX(seq) FROM hs_stream_ops)",
+    .op_insert_sql = "INSERT INTO hs_stream_ops (seq, position, kind, version, time_us, name)"
+                     " VALUES (?, ?, ?, ?, ?, ?)",
+    .op_read_sql = "SELECT seq, position, kind, version, time_us, name FROM hs_stream_ops"
+                   " WHERE seq > ? AND seq <= ? ORDER BY seq",
+    .op_prune_sql = "DELETE FROM hs_stream_ops WHERE time_us < ?",
+    .leader_sql = LEADER_LOCK,
+    .notify_sql = NULL, /* SQL Server has no LISTEN/NOTIFY: poll or Redis */
 };

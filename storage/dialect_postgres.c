@@ -21,6 +21,9 @@
 /* Advisory lock keys: arbitrary, fixed, 'hs' + a number. */
 #define BATCH_LOCK   "SELECT pg_advisory_xact_lock(6873001)"
 #define MIGRATE_LOCK "SELECT pg_advisory_xact_lock(6873002)"
+/* Session-level: held by the retention leader's connection until it closes. Taking it again
+ * while held would stack a second hold, so the writer asks only until it has it. */
+#define LEADER_LOCK "SELECT CASE WHEN pg_try_advisory_lock(6873003) THEN 1 ELSE 0 END"
 
 static const char *const session_sql[] = {
     "SET client_encoding TO 'UTF8'",
@@ -53,7 +56,20 @@ static const char *const schema_v1[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {schema_v1};
+/* Version 2: the operations log of a cluster (dialect.h: heads_sql). */
+static const char *const schema_v2[] = {
+    "CREATE TABLE hs_stream_ops ("
+    " seq BIGINT PRIMARY KEY,"
+    " position BIGINT NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " time_us BIGINT NOT NULL,"
+    " name TEXT COLLATE \"C\" NOT NULL)",
+    "UPDATE hs_meta SET value = '2' WHERE key = 'schema_version'",
+    NULL,
+};
+
+static const char *const *const migrations[] = {schema_v1, schema_v2};
 
 const hs_dialect_t hs_dialect_postgres = {
     .name = "postgresql",
@@ -122,4 +138,17 @@ const hs_dialect_t hs_dialect_postgres = {
     .oldest_event_sql = "SELECT version, time_us FROM hs_events WHERE stream_id = ?"
                         " ORDER BY version LIMIT 1",
     .trim_sql = "DELETE FROM hs_events WHERE stream_id = ? AND version <= ? AND time_us < ?",
+    .heads_sql = "SELECT (SELECT MAX(p) FROM ("
+                 "SELECT MAX(position) AS p FROM hs_events"
+                 " UNION ALL SELECT MAX(position) FROM hs_streams"
+                 " UNION ALL SELECT CAST(value AS BIGINT) FROM hs_meta"
+                 " WHERE key = 'position_floor') AS heads), (SELECT MAX(seq) FROM hs_stream_ops)",
+    .op_insert_sql = "INSERT INTO hs_stream_ops (seq, position, kind, version, time_us, name)"
+                     " VALUES (?, ?, ?, ?, ?, ?)",
+    .op_read_sql = "SELECT seq, position, kind, version, time_us, name FROM hs_stream_ops"
+                   " WHERE seq > ? AND seq <= ? ORDER BY seq",
+    .op_prune_sql = "DELETE FROM hs_stream_ops WHERE time_us < ?",
+    .leader_sql = LEADER_LOCK,
+    /* delivered by PostgreSQL at COMMIT, and only if the transaction commits */
+    .notify_sql = "SELECT pg_notify('hubstream', ?)",
 };

@@ -117,7 +117,21 @@ static const char *const schema_v1[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {schema_v1};
+/* Version 2: the operations log of a cluster (dialect.h: heads_sql). SQLite serves one node,
+ * but every dialect keeps one schema. */
+static const char *const schema_v2[] = {
+    "CREATE TABLE hs_stream_ops ("
+    " seq INTEGER PRIMARY KEY,"
+    " position INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " time_us INTEGER NOT NULL,"
+    " name TEXT NOT NULL)",
+    "UPDATE hs_meta SET value = '2' WHERE key = 'schema_version'",
+    NULL,
+};
+
+static const char *const *const migrations[] = {schema_v1, schema_v2};
 
 /* The joins name hs_streams by its unique name index (read_stream) or walk hs_events by
  * position and look each stream up by id (read_all); CROSS JOIN pins that loop order in
@@ -190,4 +204,16 @@ const hs_dialect_t hs_dialect_sqlite = {
     .oldest_event_sql = "SELECT version, time_us FROM hs_events WHERE stream_id = ?"
                         " ORDER BY version LIMIT 1",
     .trim_sql = "DELETE FROM hs_events WHERE stream_id = ? AND version <= ? AND time_us < ?",
+    .heads_sql = "SELECT (SELECT MAX(p) FROM ("
+                 "SELECT MAX(position) AS p FROM hs_events"
+                 " UNION ALL SELECT MAX(position) FROM hs_streams"
+                 " UNION ALL SELECT CAST(value AS INTEGER) FROM hs_meta"
+                 " WHERE key = 'position_floor')), (SELECT MAX(seq) FROM hs_stream_ops)",
+    .op_insert_sql = "INSERT INTO hs_stream_ops (seq, position, kind, version, time_us, name)"
+                     " VALUES (?, ?, ?, ?, ?, ?)",
+    .op_read_sql = "SELECT seq, position, kind, version, time_us, name FROM hs_stream_ops"
+                   " WHERE seq > ? AND seq <= ? ORDER BY seq",
+    .op_prune_sql = "DELETE FROM hs_stream_ops WHERE time_us < ?",
+    .leader_sql = NULL,
+    .notify_sql = NULL,
 };

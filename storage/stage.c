@@ -291,13 +291,15 @@ int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t 
             h->h.updated_us = ts;
             mark_dirty(w, h);
         }
-        return 0;
+        return hs_wr_log_op(w, HS_OP_CLOSE, e->stream, e->stream_len, h->h.version, ts);
     }
     /* delete: rows staged for this stream must reach the table before the rows are deleted */
     if ((rc = hs_wr_flush_rows(w, nrows)))
         return rc;
     *nrows = 0;
     if ((rc = hs_store_delete_stream(w->st, h->h.id)))
+        return rc;
+    if ((rc = hs_wr_log_op(w, HS_OP_DELETE, e->stream, e->stream_len, h->h.version, ts)))
         return rc;
     /* its ids may be reused by a new incarnation of the name */
     for (size_t i = 0; i < w->nseen; i++)

@@ -151,6 +151,34 @@ int hs_store_read_all(hs_store_t *st, int64_t after, bool backward, size_t limit
 int hs_store_list_streams(hs_store_t *st, const char *prefix, size_t prefix_len, const char *after,
                           size_t after_len, size_t limit, hs_stream_cb cb, void *ctx);
 
+/* ---- several nodes on one database (dialect.h: heads_sql) ---- */
+
+/* A close or delete as logged for the other nodes. name is valid during the callback only. */
+typedef struct hs_stream_op {
+    int64_t seq, position, version, time_us;
+    int kind; /* HS_OP_CLOSE or HS_OP_DELETE */
+    const char *name;
+    size_t name_len;
+} hs_stream_op_t;
+enum { HS_OP_CLOSE = 1, HS_OP_DELETE = 2 };
+typedef int (*hs_op_cb)(void *ctx, const hs_stream_op_t *op);
+
+/* The highest position (as hs_store_max_position) and the highest operation seq (0: none). */
+int hs_store_heads(hs_store_t *st, int64_t *pos, int64_t *seq);
+/* Logs an operation; inside the writer's transaction. */
+int hs_store_log_op(hs_store_t *st, const hs_stream_op_t *op);
+/* Operations with after < seq <= upto, ascending; the callback convention of the reads. */
+int hs_store_read_ops(hs_store_t *st, int64_t after, int64_t upto, hs_op_cb cb, void *ctx);
+/* Forgets operations logged before before_us. */
+int hs_store_prune_ops(hs_store_t *st, int64_t before_us);
+/* Whether this connection leads the retention sweeps: 1 yes, 0 another connection does, <0 an
+ * error. Always 1 on a database with one writer. */
+int hs_store_lead(hs_store_t *st);
+/* Whether the database carries notifications (hs_store_notify). */
+bool hs_store_can_notify(const hs_store_t *st);
+/* Queues a notification to the listening nodes, sent when the current transaction commits. */
+int hs_store_notify(hs_store_t *st, const char *payload, size_t len);
+
 /* Runs a trivial query (the schema version) in its own transaction: 0 when the connection
  * still works. A writer or reader whose statement failed asks this to tell a lost connection
  * (reconnect) from a failed statement (keep the connection). */

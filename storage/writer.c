@@ -98,7 +98,7 @@ static void fail_all(hs_writer_t *w, size_t n, int status)
 }
 
 /* The connection is gone: close it and schedule the first reconnect at once. */
-static void connection_lost(hs_writer_t *w, const char *why)
+void hs_wr_connection_lost(hs_writer_t *w, const char *why)
 {
     wlog(w, HS_LOG_ERROR, "database connection lost (%s); reconnecting", why);
     set_reason(w, why);
@@ -106,6 +106,9 @@ static void connection_lost(hs_writer_t *w, const char *why)
     hs_store_close(w->st);
     w->st = NULL;
     hs_wr_heads_clear(w);
+    /* a session lock goes with its connection */
+    w->leader = !w->shared;
+    atomic_store(&w->is_leader, w->leader);
     int64_t now = mono_us();
     w->down_since_us = now;
     w->last_warn_us = now;
@@ -122,12 +125,13 @@ static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
         snprintf(err, errlen, "schema migration failed: %s", hs_store_error(st));
         return HS_EDB;
     }
-    int64_t pos = 0;
-    if (hs_store_max_position(st, &pos)) {
+    int64_t pos = 0, seq = 0;
+    if (hs_store_heads(st, &pos, &seq)) {
         snprintf(err, errlen, "reading the last position failed: %s", hs_store_error(st));
         return HS_EDB;
     }
     w->next_position = pos + 1;
+    w->next_seq = seq + 1;
     atomic_store(&w->last_position, pos);
     return 0;
 }
@@ -164,8 +168,10 @@ static bool reconnect(hs_writer_t *w)
     return false;
 }
 
-/* After a commit: acknowledge the batch and hand it to fan-out. */
-static void committed(hs_writer_t *w, size_t n, int64_t first_pos, int64_t next_pos)
+/* After a commit: acknowledge the batch and hand it to fan-out (after what other nodes
+ * committed before it, feed.c). */
+static void committed(hs_writer_t *w, size_t n, int64_t first_pos, int64_t next_pos,
+                      int64_t first_seq, int64_t next_seq)
 {
     hs_batch_t *b = hs_wr_encode_batch(w, n, (size_t)(next_pos - first_pos));
     atomic_fetch_add(&w->n_batches, 1);
@@ -173,10 +179,17 @@ static void committed(hs_writer_t *w, size_t n, int64_t first_pos, int64_t next_
     if (next_pos - 1 > atomic_load(&w->last_position))
         atomic_store(&w->last_position, next_pos - 1);
     hs_wr_finish(w, n);
+    hs_wr_feed_hole(w, first_pos, first_seq);
     if (b && b->n)
         w->cfg.sink(w->cfg.sink_ctx, b);
     else
         hs_batch_unref(b);
+    if (next_pos - 1 > w->fed_pos)
+        w->fed_pos = next_pos - 1;
+    if (next_seq - 1 > w->fed_seq)
+        w->fed_seq = next_seq - 1;
+    if (w->cfg.announce && (next_pos > first_pos || next_seq > first_seq))
+        w->cfg.announce(w->cfg.announce_ctx, next_pos - 1, next_seq - 1);
 }
 
 /* Connected again with a batch in doubt: did its COMMIT take effect? */
@@ -186,13 +199,14 @@ static void resolve_doubt(hs_writer_t *w)
     int64_t v = 0, p = 0;
     int rc = hs_store_find_event(w->st, r->stream_id, r->event_id, r->event_id_len, &v, &p);
     if (rc != 0 && rc != HS_ENOENT) {
-        connection_lost(w, hs_store_error(w->st));
+        hs_wr_connection_lost(w, hs_store_error(w->st));
         return;
     }
     w->doubt = false;
     if (rc == 0 && v == r->version && p == r->position) {
         wlog(w, HS_LOG_WARN, "a commit in doubt took effect: %zu entries acknowledged", w->doubt_n);
-        committed(w, w->doubt_n, w->doubt_first_pos, w->doubt_next_pos);
+        committed(w, w->doubt_n, w->doubt_first_pos, w->doubt_next_pos, w->doubt_first_seq,
+                  w->doubt_next_seq);
     } else {
         wlog(w, HS_LOG_WARN, "a commit in doubt did not take effect: %zu entries failed",
              w->doubt_n);
@@ -235,16 +249,18 @@ static void process(hs_writer_t *w, size_t n)
     bool at_commit = false;
     w->nseen = 0;
     w->dirty = NULL;
-    if (rc == 0 && hs_store_shared(w->st)) {
+    if (rc == 0 && w->shared) {
         /* other servers may have appended since our last batch: under the batch lock, start
          * from the database's heads, not from the cache */
-        int64_t pos = 0;
+        int64_t pos = 0, seq = 0;
         hs_wr_heads_clear(w);
-        rc = hs_store_max_position(w->st, &pos);
-        if (rc == 0)
+        rc = hs_store_heads(w->st, &pos, &seq);
+        if (rc == 0) {
             w->next_position = pos + 1;
+            w->next_seq = seq + 1;
+        }
     }
-    int64_t first_pos = w->next_position;
+    int64_t first_pos = w->next_position, first_seq = w->next_seq;
 
     for (size_t i = 0; i < n && rc == 0; i++) {
         hs_ingest_t *e = w->batch[i];
@@ -274,6 +290,14 @@ static void process(hs_writer_t *w, size_t n)
         rc = hs_wr_flush_rows(w, &nrows);
     for (head_t *h = w->dirty; h && rc == 0; h = h->dirty_next)
         rc = hs_store_update_stream(w->st, &h->h);
+    if (rc == 0 && w->cfg.notify && w->shared &&
+        (w->next_position > first_pos || w->next_seq > first_seq)) {
+        /* the other nodes hear of it when, and only if, this commits */
+        char heads[48];
+        int len = snprintf(heads, sizeof heads, "%lld %lld", (long long)(w->next_position - 1),
+                           (long long)(w->next_seq - 1));
+        rc = hs_store_notify(w->st, heads, (size_t)len);
+    }
     if (rc == 0) {
         at_commit = true;
         rc = hs_store_commit(w->st);
@@ -295,7 +319,7 @@ static void process(hs_writer_t *w, size_t n)
             fail_all(w, n, HS_EDB);
             return;
         }
-        connection_lost(w, why);
+        hs_wr_connection_lost(w, why);
         if (at_commit && have_row) {
             /* entries stay pending until the writer can look */
             w->doubt = true;
@@ -303,6 +327,8 @@ static void process(hs_writer_t *w, size_t n)
             w->doubt_row = last_row;
             w->doubt_first_pos = first_pos;
             w->doubt_next_pos = next_pos;
+            w->doubt_first_seq = first_seq;
+            w->doubt_next_seq = w->next_seq;
             w->doubt_until_us = mono_us() + (int64_t)DOUBT_MAX_MS * 1000;
             return;
         }
@@ -315,7 +341,7 @@ static void process(hs_writer_t *w, size_t n)
         h->is_new = false;
     }
     w->dirty = NULL;
-    committed(w, n, first_pos, w->next_position);
+    committed(w, n, first_pos, w->next_position, first_seq, w->next_seq);
     if (w->nheads > HEADS_MAX)
         hs_wr_heads_clear(w);
 }
@@ -355,13 +381,13 @@ static bool has_work(void *ctx)
     for (int r = 0; r <= w->nrings; r++)
         if (ck_ring_size(&w->rings[r].r))
             return true;
-    return atomic_load(&w->stopping) != 0;
+    return atomic_load(&w->stopping) != 0 || hs_wr_cluster_pending(w);
 }
 
 /* One step of the retention sweep; true when more is due at once. */
 static bool retention_step(hs_writer_t *w)
 {
-    if (!w->cfg.retention || !w->st)
+    if (!w->cfg.retention || !w->st || !w->leader)
         return false;
     uint64_t deleted = 0;
     int rc = hs_retention_step(w->cfg.retention, w->st, now_us(), mono_us(), &deleted);
@@ -374,7 +400,7 @@ static bool retention_step(hs_writer_t *w)
     char why[REASON_MAX];
     snprintf(why, sizeof why, "%s", hs_store_error(w->st));
     if (hs_store_ping(w->st) != 0) {
-        connection_lost(w, why);
+        hs_wr_connection_lost(w, why);
         return false;
     }
     int64_t now = mono_us();
@@ -430,14 +456,17 @@ static void *run(void *arg)
         }
         if (retention_step(w))
             continue;
+        int wait_ms = 200;
+        if (hs_wr_cluster_step(w, &wait_ms) || !w->st)
+            continue;
         if (mono_us() - w->last_ok_us >= (int64_t)HEALTH_MS * 1000) {
             if (hs_store_ping(w->st) == 0)
                 w->last_ok_us = mono_us();
             else
-                connection_lost(w, hs_store_error(w->st));
+                hs_wr_connection_lost(w, hs_store_error(w->st));
             continue;
         }
-        hs_waiter_sleep(&w->waiter, 200, has_work, w);
+        hs_waiter_sleep(&w->waiter, wait_ms < 200 ? wait_ms : 200, has_work, w);
     }
     return NULL;
 }
@@ -475,6 +504,14 @@ hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t e
         goto fail;
     if (load_state(w, w->st, err, errlen))
         goto fail;
+    w->shared = hs_store_shared(w->st);
+    w->dialect = hs_store_dialect(w->st);
+    w->leader = !w->shared;
+    atomic_store(&w->is_leader, w->leader);
+    /* the fan-out starts at the database's heads: subscribers read what is older */
+    w->fed_pos = w->next_position - 1;
+    w->fed_seq = w->next_seq - 1;
+    w->poll_ms = w->cfg.poll_min_ms;
     w->last_ok_us = mono_us();
     atomic_store(&w->db_ok, 1);
     return w;
@@ -582,6 +619,19 @@ void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out)
     out->trimmed = atomic_load(&w->n_trimmed);
     out->last_position = atomic_load(&w->last_position);
     out->db_ok = atomic_load(&w->db_ok) != 0;
+    out->remote_events = atomic_load(&w->n_remote);
+    out->holes_skipped = atomic_load(&w->n_skipped);
+    out->leader = atomic_load(&w->is_leader) != 0;
+}
+
+bool hs_writer_shared(const hs_writer_t *w)
+{
+    return w->shared;
+}
+
+const char *hs_writer_dialect(const hs_writer_t *w)
+{
+    return w->dialect;
 }
 
 bool hs_writer_ready(hs_writer_t *w, char *why, size_t len)

@@ -95,6 +95,24 @@ typedef struct hs_writer_config {
     hs_writer_log_fn log;
     void *log_ctx;
     hs_retention_t *retention; /* NULL: keep everything; borrowed, used by the writer thread */
+    /*
+     * Several nodes on one database (feed.c). With `feed` set and a database that other
+     * processes write to (hs_store_shared), the writer hands the fan-out every committed event
+     * in position order, its own and the other nodes': before a batch of its own it reads what
+     * the others committed since (the hole), and when told of other nodes' commits
+     * (hs_writer_remote, or its own polling) it reads them by position range. Closes and
+     * deletes travel through the hs_stream_ops log. poll_min_ms / poll_max_ms: how often the
+     * writer reads the database's heads itself (from min after a change, doubling to max when
+     * nothing changes); 0 for both: only every HEALTH_MS, as a safety net behind a push
+     * backplane. notify: send the heads with each commit through the database
+     * (hs_store_notify: PostgreSQL NOTIFY). announce: called on the writer thread after each
+     * commit with the new heads (Redis PUBLISH); may be NULL.
+     */
+    bool feed;
+    int poll_min_ms, poll_max_ms;
+    bool notify;
+    void (*announce)(void *ctx, int64_t position, int64_t seq);
+    void *announce_ctx;
 } hs_writer_config_t;
 
 typedef struct hs_writer hs_writer_t;
@@ -114,12 +132,28 @@ bool hs_writer_submit_spsc(hs_writer_t *w, int ring, hs_ingest_t *e);
 /* Any thread. False when the shared ring is full or the writer is stopped. */
 bool hs_writer_submit_mpsc(hs_writer_t *w, hs_ingest_t *e);
 
+/* Any thread (a backplane listener): another node committed up to `position` (events) and
+ * `seq` (closes and deletes); the writer reads what it has not fed yet. */
+void hs_writer_remote(hs_writer_t *w, int64_t position, int64_t seq);
+/* Any thread: read the database's heads soon (a listener that reconnected may have missed
+ * notifications). */
+void hs_writer_recheck(hs_writer_t *w);
+
+/* Whether other processes may write to the database (hs_store_shared), and its dialect's name
+ * ("sqlite", "postgresql", "sqlserver"); any thread, fixed at creation. */
+bool hs_writer_shared(const hs_writer_t *w);
+const char *hs_writer_dialect(const hs_writer_t *w);
+
 /* Counters for /readyz and metrics (any thread, approximate). */
 typedef struct hs_writer_stats {
     uint64_t batches, events, failed_batches;
     uint64_t trimmed; /* events dropped by retention */
     int64_t last_position;
     bool db_ok;
+    /* several nodes (feed.c) */
+    uint64_t remote_events; /* other nodes' events read and fanned out */
+    uint64_t holes_skipped; /* holes too big to read, left to the subscribers' catch-up */
+    bool leader;            /* this node runs the retention sweeps */
 } hs_writer_stats_t;
 void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out);
 

@@ -22,6 +22,18 @@
 #define DOUBT_MAX_MS   30000
 #define REASON_MAX     256
 
+/* feed.c: blocks per batch handed to the fan-out when reading other nodes' events; a hole
+ * before a batch of this node's own bigger than HOLE_MAX events is not read (the fan-out's
+ * subscribers see the gap and catch up from the database themselves); operations read per
+ * call; how often a node that does not lead asks for the retention lock; how long the
+ * operations log keeps an entry, and how often the leader prunes it. */
+#define FEED_BATCH    1024
+#define HOLE_MAX      65536
+#define FEED_OPS_MAX  4096
+#define LEADER_TRY_MS 5000
+#define OPS_KEEP_S    3600
+#define OPS_PRUNE_MS  60000
+
 typedef struct head {
     struct head *next;
     hs_stream_head_t h;
@@ -68,6 +80,21 @@ struct hs_writer {
     seen_id_t *seen;
     size_t seen_cap, nseen;
     head_t *dirty;
+    int64_t next_seq; /* the next hs_stream_ops seq (shared databases) */
+    int64_t batch_first_seq;
+
+    /* several nodes (feed.c), writer thread */
+    bool shared; /* other processes write to the database */
+    const char *dialect;
+    bool leader;              /* holds the retention lock (always, when not shared) */
+    int64_t fed_pos, fed_seq; /* handed to the fan-out so far */
+    int64_t poll_at_us, leader_at_us, prune_at_us, last_skip_warn_us;
+    int poll_ms;
+    /* any thread */
+    _Atomic int64_t remote_pos, remote_seq;
+    atomic_int recheck;
+    _Atomic uint64_t n_remote, n_skipped;
+    atomic_int is_leader;
 
     /* connection state (writer thread): st is NULL while the database is unreachable */
     int64_t retry_at_us, down_since_us, last_ok_us, last_warn_us;
@@ -77,6 +104,7 @@ struct hs_writer {
     bool doubt;
     size_t doubt_n;
     int64_t doubt_first_pos, doubt_next_pos, doubt_until_us;
+    int64_t doubt_first_seq, doubt_next_seq;
     hs_row_t doubt_row;
 
     /* stats */
@@ -98,5 +126,18 @@ int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows
 int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows);
 void hs_wr_finish(hs_writer_t *w, size_t n);
 hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows);
+
+/* feed.c, for writer.c: before a committed batch of this node's own that starts at first_pos
+ * and first_seq, what other nodes committed before it; between batches, what they announced
+ * or polling finds, the retention lock and pruning the operations log. hs_wr_cluster_step
+ * returns true when more is due at once, and sets *wait_ms to when it is next due. */
+void hs_wr_feed_hole(hs_writer_t *w, int64_t first_pos, int64_t first_seq);
+bool hs_wr_cluster_step(hs_writer_t *w, int *wait_ms);
+bool hs_wr_cluster_pending(hs_writer_t *w);
+/* writer.c, for feed.c: the connection is gone (closed; the loop reconnects). */
+void hs_wr_connection_lost(hs_writer_t *w, const char *why);
+/* Logs a close or delete for the other nodes (shared databases), inside the batch. */
+int hs_wr_log_op(hs_writer_t *w, int kind, const char *name, size_t len, int64_t version,
+                 int64_t ts);
 
 #endif

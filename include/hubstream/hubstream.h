@@ -133,6 +133,12 @@ typedef struct hs_config {
     int max_connections_per_ip;  /* connections from one source address (429 and close) */
     int max_publishes_per_s;     /* publishes per connection per second (429 / hub error) */
     int max_negotiates_per_ip_s; /* SignalR negotiates per source address per second (429) */
+    /* Several nodes on one database (PostgreSQL, SQL Server): how each hears of the others'
+       commits, so that every subscriber sees every event live. "none", "poll", "postgres"
+       (LISTEN/NOTIFY over a libpq connection made from db), a postgres:// URI, or
+       "redis://HOST[:PORT][/CHANNEL]". NULL: poll when the database is shared, nothing on
+       SQLite. */
+    const char *backplane;
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */

@@ -71,6 +71,14 @@ static const struct {
      "id version position closed created_us updated_us name"},
     {offsetof(hs_dialect_t, oldest_event_sql), "oldest_event", false, 1, false, "version time_us"},
     {offsetof(hs_dialect_t, trim_sql), "trim", false, 3, false, NULL},
+    /* several nodes: heads is two scalar subqueries (no FROM of its own to read columns from) */
+    {offsetof(hs_dialect_t, heads_sql), "heads", false, 0, false, NULL},
+    {offsetof(hs_dialect_t, op_insert_sql), "op_insert", false, 6, false, NULL},
+    {offsetof(hs_dialect_t, op_read_sql), "op_read", false, 2, false,
+     "seq position kind version time_us name"},
+    {offsetof(hs_dialect_t, op_prune_sql), "op_prune", false, 1, false, NULL},
+    {offsetof(hs_dialect_t, leader_sql), "leader", true, 0, false, NULL},
+    {offsetof(hs_dialect_t, notify_sql), "notify", true, 1, false, NULL},
 };
 
 #define NSTMTS (sizeof stmts / sizeof stmts[0])

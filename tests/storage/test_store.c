@@ -278,7 +278,7 @@ Test(store, migrate_is_idempotent_and_records_the_version)
 
     char v[32] = "";
     cr_assert_eq(raw_sql("SELECT value FROM hs_meta WHERE key = 'schema_version'", v, sizeof v), 0);
-    cr_assert_str_eq(v, "1");
+    cr_assert_str_eq(v, "2");
     char n[32] = "";
     cr_assert_eq(raw_sql("SELECT COUNT(*) FROM hs_meta WHERE key = 'schema_version'", n, sizeof n),
                  0);
@@ -289,6 +289,102 @@ Test(store, migrate_is_idempotent_and_records_the_version)
     cr_assert_eq(hs_store_get_stream(other, "kept", 4, &h), 0);
     cr_assert_eq(h.id, id);
     hs_store_close(other);
+    hs_store_close(st);
+}
+
+/* A database written by a build of schema version 1 (no operations log) is migrated on open,
+ * and keeps its streams and events. */
+Test(store, version_1_database_is_migrated_to_2)
+{
+    hs_store_t *st = open_store();
+    int64_t id = make_stream(st, "old");
+    hs_store_close(st);
+    cr_assert_eq(raw_sql("DROP TABLE hs_stream_ops", NULL, 0), 0);
+    cr_assert_eq(raw_sql("UPDATE hs_meta SET value = '1' WHERE key = 'schema_version'", NULL, 0),
+                 0);
+    st = open_store();
+    cr_assert_eq(hs_store_migrate(st), 0, "%s", hs_store_error(st));
+    char v[32] = "";
+    cr_assert_eq(raw_sql("SELECT value FROM hs_meta WHERE key = 'schema_version'", v, sizeof v), 0);
+    cr_assert_str_eq(v, "2");
+    hs_stream_head_t h;
+    cr_assert_eq(hs_store_get_stream(st, "old", 3, &h), 0);
+    cr_assert_eq(h.id, id);
+    int64_t pos = -1, seq = -1;
+    cr_assert_eq(hs_store_heads(st, &pos, &seq), 0, "%s", hs_store_error(st));
+    cr_assert_eq(seq, 0, "an empty operations log reads as 0");
+    hs_store_close(st);
+}
+
+typedef struct {
+    int n;
+    int64_t seq[8], pos[8], version[8];
+    int kind[8];
+    char name[8][16];
+} ops_seen_t;
+
+static int collect_op(void *ctx, const hs_stream_op_t *op)
+{
+    ops_seen_t *o = ctx;
+    cr_assert_lt(o->n, 8);
+    o->seq[o->n] = op->seq;
+    o->pos[o->n] = op->position;
+    o->version[o->n] = op->version;
+    o->kind[o->n] = op->kind;
+    snprintf(o->name[o->n], sizeof o->name[0], "%.*s", (int)op->name_len, op->name);
+    o->n++;
+    return 0;
+}
+
+/* The operations log: written in a transaction, read back by seq range in order, counted by
+ * the heads, pruned by time. */
+Test(store, operations_log_round_trip)
+{
+    hs_store_t *st = open_store();
+    cr_assert_eq(hs_store_begin(st), 0);
+    hs_stream_op_t a = {.seq = 1,
+                        .position = 10,
+                        .version = 4,
+                        .time_us = 1000,
+                        .kind = HS_OP_CLOSE,
+                        .name = "orders",
+                        .name_len = 6};
+    hs_stream_op_t b = {.seq = 2,
+                        .position = 12,
+                        .version = 9,
+                        .time_us = 5000,
+                        .kind = HS_OP_DELETE,
+                        .name = "job-7",
+                        .name_len = 5};
+    cr_assert_eq(hs_store_log_op(st, &a), 0, "%s", hs_store_error(st));
+    cr_assert_eq(hs_store_log_op(st, &b), 0, "%s", hs_store_error(st));
+    cr_assert_eq(hs_store_commit(st), 0);
+
+    int64_t pos = -1, seq = -1;
+    cr_assert_eq(hs_store_heads(st, &pos, &seq), 0, "%s", hs_store_error(st));
+    cr_assert_eq(seq, 2);
+    ops_seen_t o = {0};
+    cr_assert_eq(hs_store_read_ops(st, 0, 2, collect_op, &o), 0, "%s", hs_store_error(st));
+    cr_assert_eq(o.n, 2);
+    cr_assert_eq(o.seq[0], 1);
+    cr_assert_eq(o.pos[0], 10);
+    cr_assert_eq(o.kind[0], HS_OP_CLOSE);
+    cr_assert_eq(o.version[0], 4);
+    cr_assert_str_eq(o.name[0], "orders");
+    cr_assert_eq(o.kind[1], HS_OP_DELETE);
+    cr_assert_str_eq(o.name[1], "job-7");
+    o.n = 0;
+    cr_assert_eq(hs_store_read_ops(st, 1, 1, collect_op, &o), 0);
+    cr_assert_eq(o.n, 0, "(1, 1] is empty");
+
+    cr_assert_eq(hs_store_prune_ops(st, 2000), 0, "%s", hs_store_error(st));
+    o.n = 0;
+    cr_assert_eq(hs_store_read_ops(st, 0, 10, collect_op, &o), 0);
+    cr_assert_eq(o.n, 1, "the entry older than 2000 us is gone");
+    cr_assert_eq(o.seq[0], 2);
+    /* SQLite has one writer: its writer always leads, and it has no notifications */
+    cr_assert_eq(hs_store_lead(st), 1);
+    cr_assert(!hs_store_can_notify(st));
     hs_store_close(st);
 }
 
