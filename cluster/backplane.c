@@ -84,7 +84,9 @@ static int parse_redis(hs_backplane_t *b, const char *spec, char *err, size_t er
     snprintf(b->channel, sizeof b->channel, "hubstream");
     if (*end == '/' && end[1]) {
         size_t cl = strlen(end + 1);
-        if (cl >= sizeof b->channel || strcspn(end + 1, " \t\r\n") != cl)
+        if (cl >= sizeof b->channel ||
+            strspn(end + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
+                cl)
             goto bad;
         memcpy(b->channel, end + 1, cl + 1);
     } else if (*end && strcmp(end, "/")) {
@@ -93,8 +95,8 @@ static int parse_redis(hs_backplane_t *b, const char *spec, char *err, size_t er
     return 0;
 bad:
     snprintf(err, errlen,
-             "--backplane '%.64s': expected redis://HOST[:PORT][/CHANNEL] (a channel without "
-             "spaces, up to %zu bytes)",
+             "--backplane '%.64s': expected redis://HOST[:PORT][/CHANNEL] (a channel of letters, "
+             "digits and -_.: up to %zu bytes)",
              spec, sizeof b->channel - 1);
     return HS_EINVAL;
 }
@@ -206,9 +208,10 @@ int hs_backplane_payload(const char *s, size_t n, int64_t *position, int64_t *se
         }
         size_t start = i;
         while (i < n && s[i] >= '0' && s[i] <= '9') {
-            if (v[k] > (INT64_MAX - 9) / 10)
+            int d = s[i++] - '0';
+            if (v[k] > (INT64_MAX - d) / 10)
                 return -1;
-            v[k] = v[k] * 10 + (s[i++] - '0');
+            v[k] = v[k] * 10 + d;
         }
         if (i == start)
             return -1;

@@ -17,7 +17,8 @@
  *   redis://HOST[:PORT][/CHANNEL]
  *             Redis pub/sub: after each commit the writer leaves the heads for this module's
  *             thread, which PUBLISHes them on one connection and SUBSCRIBEs on another
- *             (the writer never waits for Redis); channel "hubstream" by default
+ *             (the writer never waits for Redis); channel "hubstream" by default (letters,
+ *             digits and -_.: only)
  *
  * Not set (NULL): poll on a database that other processes write to (PostgreSQL, SQL Server),
  * nothing on SQLite (one node by construction).
