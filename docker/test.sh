@@ -243,6 +243,15 @@ else
   fail "replay across nodes (publish on node1, read on node2)"
 fi
 
+# psqlODBC writes a log file per connection into /tmp when odbcinst.ini says CommLog=1
+# (Debian's default); the image sets CommLog=0, so the nodes' /tmp must stay empty.
+tmp_files=$(timeout 10 podman exec "${project}_node1_1" ls -A /tmp 2>&1) || tmp_files="podman exec failed: $tmp_files"
+if [[ -z $tmp_files ]]; then
+  pass "no psqlODBC log files in node1's /tmp (CommLog=0)"
+else
+  fail "no psqlODBC log files in node1's /tmp (CommLog=0)" "$(head -c 200 <<<"$tmp_files")"
+fi
+
 subscribers() { # URL: the stream's "subscribers" count there
   curl -fsS -m 5 "$1" | sed -n 's/.*"subscribers":\([0-9]*\).*/\1/p'
 }
@@ -328,6 +337,17 @@ if signalr_sticky; then
   pass "SignalR long polling sticky through haproxy (negotiate + 10 requests, cookie)"
 else
   fail "SignalR long polling sticky through haproxy (negotiate + 10 requests, cookie)"
+fi
+
+# 7. A WebSocket upgrade without negotiate (skipNegotiation) passes haproxy: 101 from a node.
+# curl cannot speak WebSocket frames; the 101 and its headers are what haproxy has to pass on.
+ws_code=$(timeout 10 curl -sS -m 3 -o /dev/null -w '%{http_code}' "$proxy/hub" \
+  -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
+  -H 'Sec-WebSocket-Key: aHVic3RyZWFtLWRvY2tlcg==' 2>/dev/null) || true
+if [[ $ws_code == 101 ]]; then
+  pass "WebSocket upgrade through haproxy (skipNegotiation): 101"
+else
+  fail "WebSocket upgrade through haproxy (skipNegotiation): 101" "got '$ws_code'"
 fi
 
 exit 0
