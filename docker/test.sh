@@ -27,6 +27,10 @@
 # keep it apart from a compose started by hand.
 set -euo pipefail
 exec </dev/null
+# The script's own stdout and stderr, for the exit trap: a signal that arrives while a command
+# runs with its output sent to /dev/null (wait_for's probes) runs the trap with those
+# redirections still in place, and the summary would be lost.
+exec 8>&1 9>&2
 
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ -z ${HS_TEST_INNER:-} ]]; then
@@ -84,6 +88,7 @@ cleanup() {
 on_exit() {
   local rc=$? result=PASS
   trap - EXIT INT TERM
+  exec 1>&8 2>&9
   ((rc == 0 && failed == 0)) || result=FAIL
   cleanup
   local line="docker/test.sh: $result, $passed passed, $failed failed in $((SECONDS - start)) s"
