@@ -72,6 +72,13 @@
  *   --progress-s N a progress line on stderr every N seconds
  *   A publish answered 429 or 503 (nothing appended) is sent again and counted (posts_retried).
  *
+ * Two nodes of a cluster (perf/cluster.sh): --url2 http://HOST:PORT is a second server on the
+ * same database. Subscribers alternate between the two (even indexes on --url, odd on --url2);
+ * publishers too, or only on --url with --pub-nodes 1. --pid2 adds the second server's CPU to
+ * the server CPU. The latency histogram is split: "lat_*" over every delivery as usual, and
+ * "lat2_*" over deliveries to the subscribers of --url2 alone (with --pub-nodes 1: events that
+ * crossed from one node to the other), "lat1_*" over those of --url.
+ *
  * Processes: subscribers live in --procs P worker processes (fork), each with its own epoll
  * loop, non-blocking sockets, no allocation per message, and, with --src-addrs K, bound to the
  * source address 127.0.0.(2 + i % K): one process holds fewer than 20,000 descriptors here and
@@ -153,6 +160,8 @@ typedef struct shared {
     _Atomic uint32_t ring[RING];   /* deliveries per event (seq % RING), flushed per loop */
     _Atomic uint64_t hist[HIST_N]; /* latency in microseconds, merged at exit */
     _Atomic uint64_t lat_max_us, lat_n;
+    _Atomic uint64_t hist_node[2][HIST_N]; /* the same per node (--url2) */
+    _Atomic uint64_t lat_node_n[2];
 } shared_t;
 
 typedef struct opts {
@@ -163,7 +172,9 @@ typedef struct opts {
     bool rate_set; /* ingest: paced at --rate instead of as fast as acknowledged */
     double duration_s, timeout_s;
     int procs, src_addrs, publishers, post_batch, window, settle_ms;
-    long pid;
+    long pid, pid2;
+    char host2[256], port2[16]; /* --url2: "" when not given */
+    int pub_nodes;              /* publishers on 1 or 2 nodes */
     const char *label;
     bool live;           /* subscribe without a start point (SSE without ?from=) */
     bool check_versions; /* hubstream: versions in order, from the first published one */
@@ -180,6 +191,7 @@ typedef struct conn {
     enum cstate state;
     int fd;
     long index;
+    int node; /* 0: --url, 1: --url2 */
     uint32_t events;
     const char *out; /* the request being written */
     size_t out_len, out_off;
@@ -210,7 +222,7 @@ typedef struct conn {
 
 static opts_t op;
 static shared_t *sh;
-static struct addrinfo *addr;
+static struct addrinfo *addr, *addr2;
 static int ep = -1;
 static char *rbuf; /* CARRY_MAX + READ_MAX */
 static int nfails_printed;
@@ -273,7 +285,8 @@ static void conn_close(conn_t *c)
 /* Starts a non-blocking connect, from source address `src` unless it is NULL. */
 static int conn_start(conn_t *c, const struct sockaddr_in *src)
 {
-    int fd = bench_connect(addr, src);
+    c->node = addr2 && (c->index % 2 == 1) && (!c->pub || op.pub_nodes == 2);
+    int fd = bench_connect(c->node ? addr2 : addr, src);
     if (fd < 0)
         return -1;
     c->fd = fd;
@@ -295,6 +308,7 @@ static int flush_out(conn_t *c)
 
 static uint64_t *hist; /* this process's, merged into sh->hist at exit */
 static uint64_t hist_max, hist_n;
+static uint64_t *hist_node[2], hist_node_n[2];
 
 static int hist_bucket(uint64_t us)
 {
@@ -313,6 +327,18 @@ static uint64_t hist_value(int b)
     if (b < 19900)
         return 10000 + (uint64_t)(b - 10000) * 100;
     return 1000000 + (uint64_t)(b - 19900) * 100000;
+}
+
+/* The same over one node's subscribers (--url2). */
+static double hist_node_quantile(int k, double q)
+{
+    uint64_t n = atomic_load(&sh->lat_node_n[k]), acc = 0;
+    for (int b = 0; b < HIST_N && n; b++) {
+        acc += atomic_load(&sh->hist_node[k][b]);
+        if ((double)acc >= q * (double)n)
+            return (double)hist_value(b);
+    }
+    return 0;
 }
 
 /* The smallest bucket value at or above the q quantile of the merged histogram. */
@@ -524,6 +550,8 @@ static void deliver(conn_t *c, const uint8_t *p, size_t n, const char *id, size_
         uint64_t us = (t_recv - (uint64_t)sent) / 1000;
         hist[hist_bucket(us)]++;
         hist_n++;
+        hist_node[c->node][hist_bucket(us)]++;
+        hist_node_n[c->node]++;
         if (us > hist_max)
             hist_max = us;
     }
@@ -1030,9 +1058,11 @@ static void worker_setup(int w, long first, long count)
     seen_bytes = (size_t)(seq_max / 8 + 1);
     uint8_t *seen = calloc((size_t)(count ? count : 1), seen_bytes);
     hist = calloc(HIST_N, sizeof(*hist));
+    hist_node[0] = calloc(HIST_N, sizeof(*hist));
+    hist_node[1] = calloc(HIST_N, sizeof(*hist));
     lring = calloc(RING, sizeof(*lring));
     rbuf = malloc(CARRY_MAX + READ_MAX);
-    if (!subs || !inbufs || !seen || !hist || !lring || !rbuf)
+    if (!subs || !inbufs || !seen || !hist || !hist_node[0] || !hist_node[1] || !lring || !rbuf)
         die("out of memory for %ld subscribers", count);
     for (long i = 0; i < count; i++) {
         subs[i].fd = -1;
@@ -1094,6 +1124,12 @@ static void worker_finish(void)
         if (hist[b])
             atomic_fetch_add(&sh->hist[b], hist[b]);
     atomic_fetch_add(&sh->lat_n, hist_n);
+    for (int k = 0; k < 2; k++) {
+        for (int b = 0; b < HIST_N; b++)
+            if (hist_node[k][b])
+                atomic_fetch_add(&sh->hist_node[k][b], hist_node[k][b]);
+        atomic_fetch_add(&sh->lat_node_n[k], hist_node_n[k]);
+    }
     uint64_t prev = atomic_load(&sh->lat_max_us);
     while (prev < hist_max && !atomic_compare_exchange_weak(&sh->lat_max_us, &prev, hist_max))
         ;
@@ -1581,7 +1617,14 @@ static int hold(double s)
 
 static double server_cpu(void)
 {
-    return op.pid > 0 ? bench_tree_cpu(op.pid) : -1;
+    if (op.pid <= 0)
+        return -1;
+    double c = bench_tree_cpu(op.pid);
+    if (op.pid2 > 0 && c >= 0) {
+        double c2 = bench_tree_cpu(op.pid2);
+        c = c2 >= 0 ? c + c2 : -1;
+    }
+    return c;
 }
 
 static long server_rss(void)
@@ -1971,6 +2014,15 @@ static void report(bool ok)
             json_num("lat_p99_us", hist_quantile(0.99), 0);
             json_num("lat_p999_us", hist_quantile(0.999), 0);
             printf(",\"lat_max_us\":%llu", (unsigned long long)atomic_load(&sh->lat_max_us));
+            for (int k = 0; addr2 && k < 2; k++) {
+                if (!atomic_load(&sh->lat_node_n[k]))
+                    continue;
+                char key[32];
+                snprintf(key, sizeof key, "lat%d_p50_us", k + 1);
+                json_num(key, hist_node_quantile(k, 0.50), 0);
+                snprintf(key, sizeof key, "lat%d_p99_us", k + 1);
+                json_num(key, hist_node_quantile(k, 0.99), 0);
+            }
         }
     }
     struct rusage me, kids_ru;
@@ -2004,6 +2056,7 @@ static void usage(FILE *f)
                "               [--events N] [--rate R] [--duration-s D] [--missed M]\n"
                "               [--publishers N] [--post-batch B] [--window W] [--settle-ms MS]\n"
                "               [--procs P] [--src-addrs K] [--pid SERVER_PID] [--timeout-s T]\n"
+               "               [--url2 http://HOST:PORT [--pid2 PID] [--pub-nodes 1|2]]\n"
                "               [--label TEXT] [--live] [--check-versions] [--results FILE]\n"
                "               [--no-record] [--linger-s N] [--progress-s N] [--token JWT]\n"
                "--transport signalr-messagepack is ws; --post-conns is --publishers; --protocol\n"
@@ -2042,6 +2095,9 @@ static void parse_args(int argc, char **argv)
         {"procs", 1, 0, 'P'},
         {"src-addrs", 1, 0, 'A'},
         {"pid", 1, 0, 'i'},
+        {"url2", 1, 0, '2'},
+        {"pid2", 1, 0, '3'},
+        {"pub-nodes", 1, 0, '4'},
         {"timeout-s", 1, 0, 'T'},
         {"label", 1, 0, 'l'},
         {"help", 0, 0, 'h'},
@@ -2070,7 +2126,7 @@ static void parse_args(int argc, char **argv)
     op.settle_ms = 500;
     op.procs = 1;
     op.timeout_s = 300;
-    const char *url = NULL;
+    const char *url = NULL, *url2 = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -2137,6 +2193,17 @@ static void parse_args(int argc, char **argv)
         case 'i':
             op.pid = bench_parse_long(optarg, "--pid", 1);
             break;
+        case '2':
+            url2 = optarg;
+            break;
+        case '3':
+            op.pid2 = bench_parse_long(optarg, "--pid2", 1);
+            break;
+        case '4':
+            op.pub_nodes = (int)bench_parse_long(optarg, "--pub-nodes", 1);
+            if (op.pub_nodes > 2)
+                die("--pub-nodes: 1 or 2");
+            break;
         case 'T':
             op.timeout_s = (double)bench_parse_long(optarg, "--timeout-s", 1);
             break;
@@ -2179,6 +2246,18 @@ static void parse_args(int argc, char **argv)
         die("--url wants http://HOST:PORT");
     memcpy(op.host, hp, (size_t)(colon - hp));
     snprintf(op.port, sizeof(op.port), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+    if (url2) {
+        hp = strncmp(url2, "http://", 7) == 0 ? url2 + 7 : url2;
+        colon = strrchr(hp, ':');
+        if (!colon || colon == hp || (size_t)(colon - hp) >= sizeof(op.host2))
+            die("--url2 wants http://HOST:PORT");
+        memcpy(op.host2, hp, (size_t)(colon - hp));
+        snprintf(op.port2, sizeof(op.port2), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+        if (op.target != T_HUBSTREAM || op.scenario == S_RECONNECT || op.scenario == S_CATCHUP)
+            die("--url2: hubstream's fanout, latency, idle and ingest scenarios");
+    }
+    if (!op.pub_nodes)
+        op.pub_nodes = url2 ? 2 : 1;
     if (op.procs > MAX_PROCS)
         die("--procs: at most %d", MAX_PROCS);
     if (op.window >= RING)
@@ -2244,6 +2323,8 @@ int main(int argc, char **argv)
         die("%s:%s: %s", op.host, op.port, gai_strerror(gr));
     if (op.src_addrs > 0 && addr->ai_family != AF_INET)
         die("--src-addrs needs an IPv4 (loopback) server address");
+    if (op.host2[0] && (gr = getaddrinfo(op.host2, op.port2, &hints, &addr2)))
+        die("%s:%s: %s", op.host2, op.port2, gai_strerror(gr));
     seq_max = op.scenario == S_RECONNECT ? WARM_EVENTS + op.missed : op.events;
     if ((double)op.subs * (double)(seq_max / 8 + 1) > 8.0 * 1024 * 1024 * 1024)
         die("--subs x --events needs more than 8 GiB of bitmaps");

@@ -119,7 +119,7 @@ static int keep_op(void *ctx, const hs_stream_op_t *op)
     memcpy(c->name, op->name, op->name_len);
     c->name[op->name_len] = '\0';
     f->ops[f->nops++] = c;
-    return 0;
+    return f->nops == FEED_OPS_MAX; /* the rest next time */
 }
 
 static void hand_over(feed_t *f)
@@ -181,11 +181,9 @@ static int feed(hs_writer_t *w, int64_t upto_pos, int64_t upto_seq, bool events)
     int rc = 0;
     if (upto_seq > w->fed_seq) {
         rc = hs_store_read_ops(w->st, w->fed_seq, upto_seq, keep_op, &f);
-        /* more than FEED_OPS_MAX: the rest next time, and the events only as far as these */
-        if (rc == 0 && f.nops > FEED_OPS_MAX) {
-            for (size_t i = FEED_OPS_MAX; i < f.nops; i++)
-                free(f.ops[i]);
-            f.nops = FEED_OPS_MAX;
+        if (rc == 1) {
+            /* FEED_OPS_MAX of them: the rest next time, and the events only as far as these */
+            rc = 0;
             if (f.ops[f.nops - 1]->position < upto_pos)
                 f.upto_pos = upto_pos = f.ops[f.nops - 1]->position;
         }

@@ -443,8 +443,13 @@ static void *run(void *arg)
         size_t n = collect(w);
         if (n) {
             process(w, n);
-            /* retention between batches: one bounded step each, so appends go first */
+            /* retention between batches: one bounded step each, so appends go first; and
+             * what is due for the cluster (a node that is never idle must still read what
+             * others announce after its last batch, and still stand for leader) */
             retention_step(w);
+            int unused;
+            if (w->st)
+                hs_wr_cluster_step(w, &unused);
             continue;
         }
         if (atomic_load(&w->stopping)) {

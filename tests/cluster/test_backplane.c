@@ -56,8 +56,8 @@ Test(backplane, payload)
     cr_assert_eq(hs_backplane_payload("9223372036854775807 1", 21, &p, &s), 0);
     cr_assert_eq(p, INT64_MAX);
     cr_assert_eq(hs_backplane_payload("9223372036854775808 1", 21, &p, &s), -1, "overflow");
-    static const char *const bad[] = {"",    "12",     "12 ",    " 1 2", "1  2",
-                                      "1 2 ", "-1 2",  "1 x",    "1 2 3", "99999999999999999999 1"};
+    static const char *const bad[] = {"",     "12",   "12 ", " 1 2",  "1  2",
+                                      "1 2 ", "-1 2", "1 x", "1 2 3", "99999999999999999999 1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(hs_backplane_payload(bad[i], strlen(bad[i]), &p, &s), -1, "'%s'", bad[i]);
     /* the length bounds the parse: no terminator needed, and what follows it is not read */
@@ -110,16 +110,16 @@ Test(backplane, create_checks_its_settings)
         cr_assert_null(hs_backplane_create(k, "x.db", &quiet, err, sizeof err));
         cr_assert_str_eq(err, "");
     }
-    hs_backplane_t *b = hs_backplane_create("redis://[::1]:7000/events-a", "x.db", &quiet, err,
-                                            sizeof err);
+    hs_backplane_t *b =
+        hs_backplane_create("redis://[::1]:7000/events-a", "x.db", &quiet, err, sizeof err);
     cr_assert_not_null(b, "%s", err);
     cr_assert_eq(hs_backplane_connected(b), 0);
     hs_backplane_destroy(b);
     b = hs_backplane_create("redis://cache", "x.db", &quiet, err, sizeof err);
     cr_assert_not_null(b, "%s", err);
     hs_backplane_destroy(b);
-    static const char *const bad[] = {"redis://",         "redis://h:0",     "redis://h:70000",
-                                      "redis://h:12x",    "redis://[::1",    "redis://h/a b",
+    static const char *const bad[] = {"redis://",         "redis://h:0",  "redis://h:70000",
+                                      "redis://h:12x",    "redis://[::1", "redis://h/a b",
                                       "redis://h:6379/x/"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';

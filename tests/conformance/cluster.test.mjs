@@ -366,3 +366,25 @@ test('a node killed with -9: its SSE and SignalR clients resume on another node 
     await stopNodes(nodes);
   }
 });
+
+test('retention sweeps run on one node at a time, and another node takes over when it stops', { skip, timeout: 120000 }, async () => {
+  const nodes = await startNodes(2, 'postgres', freshDb('hs_cluster_leader'), ['--retention', 'ret-*:max-count=5']);
+  try {
+    const leads = (n) => n.logRecords().some((r) => r.msg === 'this node now runs the retention sweeps for the cluster');
+    await until(() => nodes.some(leads), { timeoutMs: 10000, what: 'a retention leader' });
+    await sleep(6000); // longer than a non-leader waits between two tries for the lock
+    assert.equal(nodes.filter(leads).length, 1, 'exactly one node leads');
+    const leader = nodes.find(leads);
+    const other = nodes.find((n) => n !== leader);
+    const s = uniqueStream('ret-');
+    await publishSome(other, s, 20);
+    await until(async () => (await stored(other, s)).length === 5, { timeoutMs: 10000, what: 'the sweep to keep 5 events' });
+
+    await leader.stop();
+    await until(() => leads(other), { timeoutMs: 15000, what: 'the other node to take over' });
+    await publishSome(other, s, 20);
+    await until(async () => (await stored(other, s)).length === 5, { timeoutMs: 10000, what: 'the new leader to sweep' });
+  } finally {
+    await stopNodes(nodes);
+  }
+});

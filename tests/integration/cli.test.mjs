@@ -70,3 +70,35 @@ test('config file < environment < flags, and each is applied', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a second server on the same SQLite file is refused at start, and a backplane on SQLite too', async () => {
+  const srv = await startServer({ name: 'first' });
+  try {
+    const db = path.join(srv.dir, 'hubstream.db');
+    let r = run(['--listen', '127.0.0.1:0', '--db', db]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /SQLite database .*hubstream\.db is in use by another hubstream server: SQLite serves one node/);
+    // the same file named by a connection string
+    r = run(['--listen', '127.0.0.1:0', '--db', `Driver=SQLite3;Database=${db}`]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /is in use by another hubstream server/);
+    // the first one is unharmed
+    assert.equal((await request(srv.url, 'GET', '/readyz')).status, 200);
+    const other = path.join(srv.dir, 'other.db');
+    r = run(['--listen', '127.0.0.1:0', '--db', other, '--backplane', 'postgres']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /--backplane postgres needs --db to be a PostgreSQL connection string/);
+    r = run(['--listen', '127.0.0.1:0', '--db', other, '--backplane', 'redis://127.0.0.1:1']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /the database is sqlite, which serves one node/);
+    r = run(['--listen', '127.0.0.1:0', '--db', other, '--backplane', 'zeromq']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /expected none, poll, postgres/);
+  } finally {
+    await srv.stop({ keepDir: true });
+  }
+  // once it stopped, the file is free again
+  const again = await startServer({ name: 'again', dir: srv.dir });
+  await again.stop();
+  fs.rmSync(srv.dir, { recursive: true, force: true });
+});
