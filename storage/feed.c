@@ -61,28 +61,6 @@ static void flog(hs_writer_t *w, hs_log_level_t lvl, const char *fmt, ...)
     w->cfg.log(w->cfg.log_ctx, lvl, buf);
 }
 
-/* ---- operations log ---- */
-
-int hs_wr_log_op(hs_writer_t *w, int kind, const char *name, size_t len, int64_t version,
-                 int64_t ts)
-{
-    if (!w->shared)
-        return 0;
-    hs_stream_op_t op = {
-        .seq = w->next_seq,
-        .position = w->next_position - 1,
-        .version = version,
-        .time_us = ts,
-        .kind = kind,
-        .name = name,
-        .name_len = len,
-    };
-    int rc = hs_store_log_op(w->st, &op);
-    if (rc == 0)
-        w->next_seq++;
-    return rc;
-}
-
 /* ---- reading a range ---- */
 
 typedef struct op_copy {
@@ -264,32 +242,30 @@ static void raise_to(_Atomic int64_t *a, int64_t v)
         ;
 }
 
-/* A store call failed between batches: a failed statement (logged; the writer goes on) or a
- * lost connection (closed; the writer's loop reconnects). */
-static void failed(hs_writer_t *w, const char *what)
+/* A store call failed between batches: a failed statement (logged; the writer goes on), or a
+ * lost connection: -1 with the reason in w->lost_why, for the writer's loop to close it and
+ * reconnect. */
+static int failed(hs_writer_t *w, const char *what)
 {
-    char why[REASON_MAX];
-    snprintf(why, sizeof why, "%s", hs_store_error(w->st));
-    if (hs_store_ping(w->st) == 0)
-        flog(w, HS_LOG_WARN, "%s failed: %s", what, why);
-    else
-        hs_wr_connection_lost(w, why);
+    snprintf(w->lost_why, sizeof w->lost_why, "%s", hs_store_error(w->st));
+    if (hs_store_ping(w->st) != 0)
+        return -1;
+    flog(w, HS_LOG_WARN, "%s failed: %s", what, w->lost_why);
+    return 0;
 }
 
-bool hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
+int hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
 {
     int64_t now = mono_us();
     *wait_ms = 1000;
     if (!w->shared)
-        return false;
+        return 0;
     /* one node at a time sweeps retention and prunes the operations log */
     if (!w->leader && now >= w->leader_at_us) {
         w->leader_at_us = now + (int64_t)LEADER_TRY_MS * 1000;
         int rc = hs_store_lead(w->st);
-        if (rc < 0) {
-            failed(w, "taking the retention lock");
-            return false;
-        }
+        if (rc < 0)
+            return failed(w, "taking the retention lock");
         if (rc == 1) {
             w->leader = true;
             atomic_store(&w->is_leader, 1);
@@ -298,21 +274,18 @@ bool hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
     }
     if (w->leader && now >= w->prune_at_us) {
         w->prune_at_us = now + (int64_t)OPS_PRUNE_MS * 1000;
-        if (hs_store_prune_ops(w->st, wall_us() - (int64_t)OPS_KEEP_S * 1000000)) {
-            failed(w, "pruning the operations log");
-            return false;
-        }
+        if (hs_store_prune_ops(w->st, wall_us() - (int64_t)OPS_KEEP_S * 1000000))
+            return failed(w, "pruning the operations log");
     }
     if (!w->cfg.feed)
-        return false;
+        return 0;
 
     bool polling = w->cfg.poll_max_ms > 0;
     if (atomic_exchange(&w->recheck, 0) || now >= w->poll_at_us) {
         int64_t pos = 0, seq = 0;
         if (hs_store_heads(w->st, &pos, &seq)) {
-            failed(w, "reading the database's heads");
             w->poll_at_us = now + (int64_t)HEALTH_MS * 1000;
-            return false;
+            return failed(w, "reading the database's heads");
         }
         w->last_ok_us = now;
         bool news = pos > w->fed_pos || seq > w->fed_seq;
@@ -334,10 +307,8 @@ bool hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
     if (pos > w->fed_pos || seq > w->fed_seq) {
         /* in steps, so that this node's own batches interleave with a long read */
         int64_t upto = pos - w->fed_pos > HOLE_MAX ? w->fed_pos + HOLE_MAX : pos;
-        if (feed(w, upto, seq, true)) {
-            failed(w, "reading other nodes' events");
-            return false;
-        }
+        if (feed(w, upto, seq, true))
+            return failed(w, "reading other nodes' events");
         w->last_ok_us = mono_us();
         more = upto < pos;
         if (polling)
@@ -345,7 +316,7 @@ bool hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
     }
     int64_t due = (w->poll_at_us - mono_us()) / 1000;
     *wait_ms = due < 1 ? 1 : due > 1000 ? 1000 : (int)due;
-    return more;
+    return more ? 1 : 0;
 }
 
 void hs_writer_remote(hs_writer_t *w, int64_t position, int64_t seq)

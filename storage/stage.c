@@ -2,7 +2,8 @@
  * Staging one batch on the writer thread (see writer.h): the cache of stream heads (versions,
  * positions, closed flags, loaded from the database on first use and bounded), idempotent
  * retries (an event id already appended returns its first result), the rows of the appends,
- * closes and deletes in order, and the committed batch encoded once for the fan-out.
+ * closes and deletes in order (each also logged for the other nodes on a shared database), and
+ * the committed batch encoded once for the fan-out.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -307,6 +308,27 @@ int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t 
             w->seen[i].stream_id = -1;
     heads_remove(w, h);
     return 0;
+}
+
+/* A close or delete, logged for the other nodes (feed.c replays it on each) */
+int hs_wr_log_op(hs_writer_t *w, int kind, const char *name, size_t len, int64_t version,
+                 int64_t ts)
+{
+    if (!w->shared)
+        return 0;
+    hs_stream_op_t op = {
+        .seq = w->next_seq,
+        .position = w->next_position - 1,
+        .version = version,
+        .time_us = ts,
+        .kind = kind,
+        .name = name,
+        .name_len = len,
+    };
+    int rc = hs_store_log_op(w->st, &op);
+    if (rc == 0)
+        w->next_seq++;
+    return rc;
 }
 
 void hs_wr_finish(hs_writer_t *w, size_t n)

@@ -98,7 +98,7 @@ static void fail_all(hs_writer_t *w, size_t n, int status)
 }
 
 /* The connection is gone: close it and schedule the first reconnect at once. */
-void hs_wr_connection_lost(hs_writer_t *w, const char *why)
+static void connection_lost(hs_writer_t *w, const char *why)
 {
     wlog(w, HS_LOG_ERROR, "database connection lost (%s); reconnecting", why);
     set_reason(w, why);
@@ -199,7 +199,7 @@ static void resolve_doubt(hs_writer_t *w)
     int64_t v = 0, p = 0;
     int rc = hs_store_find_event(w->st, r->stream_id, r->event_id, r->event_id_len, &v, &p);
     if (rc != 0 && rc != HS_ENOENT) {
-        hs_wr_connection_lost(w, hs_store_error(w->st));
+        connection_lost(w, hs_store_error(w->st));
         return;
     }
     w->doubt = false;
@@ -319,7 +319,7 @@ static void process(hs_writer_t *w, size_t n)
             fail_all(w, n, HS_EDB);
             return;
         }
-        hs_wr_connection_lost(w, why);
+        connection_lost(w, why);
         if (at_commit && have_row) {
             /* entries stay pending until the writer can look */
             w->doubt = true;
@@ -400,7 +400,7 @@ static bool retention_step(hs_writer_t *w)
     char why[REASON_MAX];
     snprintf(why, sizeof why, "%s", hs_store_error(w->st));
     if (hs_store_ping(w->st) != 0) {
-        hs_wr_connection_lost(w, why);
+        connection_lost(w, why);
         return false;
     }
     int64_t now = mono_us();
@@ -448,8 +448,8 @@ static void *run(void *arg)
              * others announce after its last batch, and still stand for leader) */
             retention_step(w);
             int unused;
-            if (w->st)
-                hs_wr_cluster_step(w, &unused);
+            if (w->st && hs_wr_cluster_step(w, &unused) < 0)
+                connection_lost(w, w->lost_why);
             continue;
         }
         if (atomic_load(&w->stopping)) {
@@ -461,14 +461,16 @@ static void *run(void *arg)
         }
         if (retention_step(w))
             continue;
-        int wait_ms = 200;
-        if (hs_wr_cluster_step(w, &wait_ms) || !w->st)
+        int wait_ms = 200, rc = hs_wr_cluster_step(w, &wait_ms);
+        if (rc < 0)
+            connection_lost(w, w->lost_why);
+        if (rc)
             continue;
         if (mono_us() - w->last_ok_us >= (int64_t)HEALTH_MS * 1000) {
             if (hs_store_ping(w->st) == 0)
                 w->last_ok_us = mono_us();
             else
-                hs_wr_connection_lost(w, hs_store_error(w->st));
+                connection_lost(w, hs_store_error(w->st));
             continue;
         }
         hs_waiter_sleep(&w->waiter, wait_ms < 200 ? wait_ms : 200, has_work, w);

@@ -95,6 +95,7 @@ struct hs_writer {
     atomic_int recheck;
     _Atomic uint64_t n_remote, n_skipped;
     atomic_int is_leader;
+    char lost_why[REASON_MAX]; /* feed.c: why the connection was found lost */
 
     /* connection state (writer thread): st is NULL while the database is unreachable */
     int64_t retry_at_us, down_since_us, last_ok_us, last_warn_us;
@@ -130,13 +131,12 @@ hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows);
 /* feed.c, for writer.c: before a committed batch of this node's own that starts at first_pos
  * and first_seq, what other nodes committed before it; between batches, what they announced
  * or polling finds, the retention lock and pruning the operations log. hs_wr_cluster_step
- * returns true when more is due at once, and sets *wait_ms to when it is next due. */
+ * returns 1 when more is due at once, 0 when not (*wait_ms: when it is next due), -1 when the
+ * connection is lost (the reason in lost_why: the caller closes it). */
 void hs_wr_feed_hole(hs_writer_t *w, int64_t first_pos, int64_t first_seq);
-bool hs_wr_cluster_step(hs_writer_t *w, int *wait_ms);
+int hs_wr_cluster_step(hs_writer_t *w, int *wait_ms);
 bool hs_wr_cluster_pending(hs_writer_t *w);
-/* writer.c, for feed.c: the connection is gone (closed; the loop reconnects). */
-void hs_wr_connection_lost(hs_writer_t *w, const char *why);
-/* Logs a close or delete for the other nodes (shared databases), inside the batch. */
+/* stage.c: logs a close or delete for the other nodes (shared databases), inside the batch. */
 int hs_wr_log_op(hs_writer_t *w, int kind, const char *name, size_t len, int64_t version,
                  int64_t ts);
 

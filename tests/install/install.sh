@@ -110,7 +110,7 @@ run_embed apikey "$tmp/pc/apikey"
 step "static: $cc embed.c libhubstream.a \$(pkg-config --libs <its dependencies>)"
 # shellcheck disable=SC2046,SC2086
 "$cc" $flags -Wall -Werror -o "$tmp/pc/embed_static" "$tmp/embed.c" $(pkg-config --cflags hubstream) \
-  "$libdir/libhubstream.a" $(pkg-config --libs libwebsockets libevent libevent_pthreads odbc ck msgpack libssl libcrypto) \
+  "$libdir/libhubstream.a" $(pkg-config --libs libwebsockets libevent libevent_pthreads odbc ck msgpack libssl libcrypto libpq hiredis) \
   -lpthread -lm || fail "static build"
 if ldd "$tmp/pc/embed_static" | grep -q libhubstream; then fail "the static build loads libhubstream.so"; fi
 LD_LIBRARY_PATH='' timeout 120 "$tmp/pc/embed_static" --self-check 127.0.0.1:0 "$tmp/static.db" \
