@@ -395,3 +395,17 @@ test('retention sweeps run on one node at a time, and another node takes over wh
     await stopNodes(nodes);
   }
 });
+
+test('a node on a shared database says why other nodes\' events may be late, or not live', { skip, timeout: 60000 }, async () => {
+  const db = freshDb('hs_cluster_warn');
+  const polling = await startServer({ db, env: ODBC, name: 'polling' });
+  const none = await startServer({ db, env: ODBC, name: 'none', flags: ['--backplane', 'none'] });
+  try {
+    const warned = (n, re) => n.logRecords().some((r) => r.level === 'warn' && re.test(r.msg));
+    assert.ok(warned(polling, /no --backplane configured for a shared database: this node polls it .* up to 100 ms late/), polling.logs());
+    assert.ok(warned(none, /--backplane none on a shared database: .* not live/), none.logs());
+  } finally {
+    await none.stop();
+    await polling.stop();
+  }
+});
