@@ -173,8 +173,10 @@ static int feed(hs_writer_t *w, int64_t upto_pos, int64_t upto_seq, bool events)
             rc = 0;
     }
     if (rc == 0) {
-        /* the rest of the range: rows deleted since, or not read (!events) */
-        ops_before(&f, INT64_MAX);
+        /* the rest of the range: rows deleted since, or not read (!events). Not an operation
+         * logged after upto_pos: the two heads may come from different notifications, and one
+         * after events this node has not read yet waits for them. */
+        ops_before(&f, upto_pos + 1);
         if (upto_pos > w->fed_pos)
             w->fed_pos = upto_pos;
     } else if (f.last_pos > w->fed_pos) {
