@@ -39,7 +39,6 @@ struct hs_backplane {
 };
 
 /* backplane.c, for the listeners */
-int64_t hs_bp_now_us(void);
 /* Waits up to ms for the wake pipe or fd (-1: none) to become readable: 1 fd readable, 0 not,
  * -1 stop asked. Drains the pipe. */
 int hs_bp_wait(hs_backplane_t *b, int fd, int ms);

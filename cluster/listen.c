@@ -11,13 +11,7 @@
 #include <unistd.h>
 
 #include "hubstream/hubstream.h"
-
-int64_t hs_bp_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#include "util/time.h"
 
 int hs_backplane_payload(const char *s, size_t n, int64_t *position, int64_t *seq)
 {
@@ -64,7 +58,7 @@ bool hs_bp_retry(hs_backplane_t *b, const char *what, const char *why)
 {
     atomic_store(&b->connected, 0);
     b->failures++;
-    int64_t now = hs_bp_now_us();
+    int64_t now = hs_mono_us();
     if (b->failures == 1 || now - b->last_warn_us >= BP_WARN_EVERY_US) {
         b->last_warn_us = now;
         char n[16];
@@ -79,7 +73,7 @@ bool hs_bp_retry(hs_backplane_t *b, const char *what, const char *why)
         b->backoff_ms = BP_RETRY_MAX_MS;
     int64_t until = now + (int64_t)b->backoff_ms * 1000;
     while (!atomic_load(&b->stopping)) {
-        int64_t left = (until - hs_bp_now_us()) / 1000;
+        int64_t left = (until - hs_mono_us()) / 1000;
         if (left <= 0)
             return true;
         if (hs_bp_wait(b, -1, (int)left) < 0)

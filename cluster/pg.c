@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "hubstream/hubstream.h"
+#include "util/time.h"
 #include "util/connstr.h"
 
 #define CONNECT_TIMEOUT_MS 5000
@@ -130,9 +131,9 @@ static PGconn *connect_listen(hs_backplane_t *b, char *why, size_t cap)
         return NULL;
     }
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    int64_t deadline = hs_bp_now_us() + (int64_t)CONNECT_TIMEOUT_MS * 1000;
+    int64_t deadline = hs_mono_us() + (int64_t)CONNECT_TIMEOUT_MS * 1000;
     while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
-        int left = (int)((deadline - hs_bp_now_us()) / 1000);
+        int left = (int)((deadline - hs_mono_us()) / 1000);
         if (left <= 0) {
             snprintf(why, cap, "connecting timed out after %d ms", CONNECT_TIMEOUT_MS);
             PQfinish(c);

@@ -16,6 +16,7 @@
 #include <sys/time.h>
 
 #include "hubstream/hubstream.h"
+#include "util/time.h"
 
 static const struct timeval CONNECT_TIMEOUT = {2, 0};
 static const struct timeval IO_TIMEOUT = {1, 0};
@@ -74,11 +75,11 @@ static void on_reply(hs_backplane_t *b, redisReply *r)
 static void publish(hs_backplane_t *b, redisContext **pub, int64_t *failed_us)
 {
     if (!*pub) {
-        if (hs_bp_now_us() - *failed_us < PUB_RETRY_US)
+        if (hs_mono_us() - *failed_us < PUB_RETRY_US)
             return;
         char why[256];
         if (!(*pub = connect_to(b, why, sizeof why))) {
-            *failed_us = hs_bp_now_us();
+            *failed_us = hs_mono_us();
             return;
         }
     }
@@ -92,7 +93,7 @@ static void publish(hs_backplane_t *b, redisContext **pub, int64_t *failed_us)
     if (!ok) {
         redisFree(*pub);
         *pub = NULL;
-        *failed_us = hs_bp_now_us();
+        *failed_us = hs_mono_us();
     }
 }
 

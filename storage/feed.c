@@ -32,20 +32,7 @@
 #include <time.h>
 
 #include "storage/writer_impl.h"
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#include "util/time.h"
 
 static void flog(hs_writer_t *w, hs_log_level_t lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -199,7 +186,7 @@ static int feed(hs_writer_t *w, int64_t upto_pos, int64_t upto_seq, bool events)
 static void skipped(hs_writer_t *w, int64_t from, int64_t to, const char *why)
 {
     atomic_fetch_add(&w->n_skipped, 1);
-    int64_t now = mono_us();
+    int64_t now = hs_mono_us();
     if (now - w->last_skip_warn_us >= 10 * 1000000LL) {
         w->last_skip_warn_us = now;
         flog(w, HS_LOG_WARN,
@@ -258,7 +245,7 @@ static int failed(hs_writer_t *w, const char *what)
 
 int hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
 {
-    int64_t now = mono_us();
+    int64_t now = hs_mono_us();
     *wait_ms = 1000;
     if (!w->shared)
         return 0;
@@ -276,7 +263,7 @@ int hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
     }
     if (w->leader && now >= w->prune_at_us) {
         w->prune_at_us = now + (int64_t)OPS_PRUNE_MS * 1000;
-        if (hs_store_prune_ops(w->st, wall_us() - (int64_t)OPS_KEEP_S * 1000000))
+        if (hs_store_prune_ops(w->st, hs_wall_us() - (int64_t)OPS_KEEP_S * 1000000))
             return failed(w, "pruning the operations log");
     }
     if (!w->cfg.feed)
@@ -311,12 +298,12 @@ int hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
         int64_t upto = pos - w->fed_pos > HOLE_MAX ? w->fed_pos + HOLE_MAX : pos;
         if (feed(w, upto, seq, true))
             return failed(w, "reading other nodes' events");
-        w->last_ok_us = mono_us();
+        w->last_ok_us = hs_mono_us();
         more = upto < pos;
         if (polling)
             w->poll_ms = w->cfg.poll_min_ms;
     }
-    int64_t due = (w->poll_at_us - mono_us()) / 1000;
+    int64_t due = (w->poll_at_us - hs_mono_us()) / 1000;
     *wait_ms = due < 1 ? 1 : due > 1000 ? 1000 : (int)due;
     return more ? 1 : 0;
 }

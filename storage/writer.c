@@ -33,21 +33,7 @@
 #include <time.h>
 
 #include "ringbuf/waiter.h"
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* For timers: not moved by clock changes. */
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#include "util/time.h"
 
 __attribute__((format(printf, 3, 4))) static void wlog(hs_writer_t *w, hs_log_level_t lvl,
                                                        const char *fmt, ...)
@@ -109,7 +95,7 @@ static void connection_lost(hs_writer_t *w, const char *why)
     /* a session lock goes with its connection */
     w->leader = !w->shared;
     atomic_store(&w->is_leader, w->leader);
-    int64_t now = mono_us();
+    int64_t now = hs_mono_us();
     w->down_since_us = now;
     w->last_warn_us = now;
     w->retry_at_us = now;
@@ -139,7 +125,7 @@ static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
 /* One reconnect attempt when it is due; true when connected. */
 static bool reconnect(hs_writer_t *w)
 {
-    int64_t now = mono_us();
+    int64_t now = hs_mono_us();
     if (now < w->retry_at_us)
         return false;
     char err[512];
@@ -241,7 +227,7 @@ static void reject_waiting(hs_writer_t *w)
 
 static void process(hs_writer_t *w, size_t n)
 {
-    int64_t ts = now_us();
+    int64_t ts = hs_wall_us();
     size_t nrows = 0;
     bool have_row = false;
     hs_row_t last_row = {0};
@@ -315,7 +301,7 @@ static void process(hs_writer_t *w, size_t n)
             int64_t pos = 0;
             if (hs_store_max_position(w->st, &pos) == 0)
                 w->next_position = pos + 1;
-            w->last_ok_us = mono_us();
+            w->last_ok_us = hs_mono_us();
             fail_all(w, n, HS_EDB);
             return;
         }
@@ -329,13 +315,13 @@ static void process(hs_writer_t *w, size_t n)
             w->doubt_next_pos = next_pos;
             w->doubt_first_seq = first_seq;
             w->doubt_next_seq = w->next_seq;
-            w->doubt_until_us = mono_us() + (int64_t)DOUBT_MAX_MS * 1000;
+            w->doubt_until_us = hs_mono_us() + (int64_t)DOUBT_MAX_MS * 1000;
             return;
         }
         fail_all(w, n, at_commit ? HS_EUNKNOWN : HS_EDB);
         return;
     }
-    w->last_ok_us = mono_us();
+    w->last_ok_us = hs_mono_us();
     for (head_t *h = w->dirty; h; h = h->dirty_next) {
         h->dirty = false;
         h->is_new = false;
@@ -390,11 +376,11 @@ static bool retention_step(hs_writer_t *w)
     if (!w->cfg.retention || !w->st || !w->leader)
         return false;
     uint64_t deleted = 0;
-    int rc = hs_retention_step(w->cfg.retention, w->st, now_us(), mono_us(), &deleted);
+    int rc = hs_retention_step(w->cfg.retention, w->st, hs_wall_us(), hs_mono_us(), &deleted);
     if (deleted)
         atomic_fetch_add(&w->n_trimmed, deleted);
     if (rc >= 0) {
-        w->last_ok_us = mono_us();
+        w->last_ok_us = hs_mono_us();
         return rc == 1;
     }
     char why[REASON_MAX];
@@ -403,7 +389,7 @@ static bool retention_step(hs_writer_t *w)
         connection_lost(w, why);
         return false;
     }
-    int64_t now = mono_us();
+    int64_t now = hs_mono_us();
     if (now - w->last_trim_warn_us >= 60 * 1000000LL) {
         w->last_trim_warn_us = now;
         wlog(w, HS_LOG_WARN, "retention sweep failed (retried in a second): %s", why);
@@ -421,12 +407,12 @@ static bool run_down(hs_writer_t *w)
             resolve_doubt(w);
         return true;
     }
-    if (w->doubt && (stopping || mono_us() >= w->doubt_until_us))
+    if (w->doubt && (stopping || hs_mono_us() >= w->doubt_until_us))
         give_up_doubt(w);
     reject_waiting(w);
     if (stopping)
         return false;
-    int64_t wait_ms = (w->retry_at_us - mono_us()) / 1000;
+    int64_t wait_ms = (w->retry_at_us - hs_mono_us()) / 1000;
     hs_waiter_sleep(&w->waiter, wait_ms < 1 ? 1 : wait_ms > 200 ? 200 : (int)wait_ms, has_work, w);
     return true;
 }
@@ -466,9 +452,9 @@ static void *run(void *arg)
             connection_lost(w, w->lost_why);
         if (rc)
             continue;
-        if (mono_us() - w->last_ok_us >= (int64_t)HEALTH_MS * 1000) {
+        if (hs_mono_us() - w->last_ok_us >= (int64_t)HEALTH_MS * 1000) {
             if (hs_store_ping(w->st) == 0)
-                w->last_ok_us = mono_us();
+                w->last_ok_us = hs_mono_us();
             else
                 connection_lost(w, hs_store_error(w->st));
             continue;
@@ -519,7 +505,7 @@ hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t e
     w->fed_pos = w->next_position - 1;
     w->fed_seq = w->next_seq - 1;
     w->poll_ms = w->cfg.poll_min_ms;
-    w->last_ok_us = mono_us();
+    w->last_ok_us = hs_mono_us();
     atomic_store(&w->db_ok, 1);
     return w;
 nomem:

@@ -9,6 +9,10 @@
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t hs_now_ms(void);
+/* Microseconds of CLOCK_MONOTONIC (timers), and of CLOCK_REALTIME since the epoch (commit
+ * times). */
+int64_t hs_mono_us(void);
+int64_t hs_wall_us(void);
 
 /* Writes time_us (microseconds since the epoch) as "2026-11-22T05:30:00.123456Z" (27 bytes +
  * NUL) into out. */
