@@ -71,8 +71,9 @@ typedef struct hs_dialect {
 
     /* (name) -> id, version, position, closed, created_us, updated_us */
     const char *get_stream_sql;
-    /* (name, created_us, updated_us): inserts version 0, position 0, not closed. The new id is
-     * read back with get_stream_sql. */
+    /* (name, created_us, updated_us, fold, guid): inserts version 0, position 0, not closed,
+     * with the name's ASCII fold (hs_ascii_fold) and its UUID (hs_uuid_of_name), which
+     * /eventstreamhub looks streams up by. The new id is read back with get_stream_sql. */
     const char *create_stream_sql;
     /* (version, position, closed, updated_us, id) */
     const char *update_stream_sql;
@@ -145,6 +146,41 @@ typedef struct hs_dialect {
     /* (payload): a notification to every node listening, sent when the transaction commits
      * (PostgreSQL: pg_notify on channel "hubstream"); NULL when the database has none. */
     const char *notify_sql;
+
+    /*
+     * /eventstreamhub (store_es.c; schema version 3). hs_streams has `fold` (the name with ASCII
+     * letters lowered) and `guid`; hs_es_subscribers(subscriber_id PK, subscriber_key,
+     * stream_id, connection_id, cur_position, cur_version, from_position, to_position,
+     * created_us) keeps the drop-in's subscribers and their cursors; hs_es_links(target_id,
+     * source_id, created_us) the stream associations.
+     *
+     * stream_by_fold_sql: (fold) -> id, version, position, closed, created_us, updated_us,
+     * name of the oldest stream (lowest id) with that fold, one row at most.
+     */
+    const char *stream_by_fold_sql;
+    /* Schema 3 fills fold and guid of older rows in C: () -> id, name of rows without a fold;
+     * (fold, guid, id) sets them. */
+    const char *fold_missing_sql;
+    const char *fold_set_sql;
+    /* (subscriber_id) -> stream_id, cur_position, cur_version, from_position, to_position,
+     * created_us, subscriber_key, connection_id */
+    const char *es_sub_get_sql;
+    /* (subscriber_id, subscriber_key, stream_id, connection_id, cur_position, cur_version,
+     * created_us) */
+    const char *es_sub_insert_sql;
+    /* (connection_id, subscriber_id) */
+    const char *es_sub_attach_sql;
+    /* (cur_position, cur_version, subscriber_id, cur_position): moves a cursor forward only */
+    const char *es_sub_cursor_sql;
+    /* (subscriber_id) */
+    const char *es_sub_delete_sql;
+    /* (stream_id): a deleted stream's subscribers; (stream_id, stream_id): its links, as
+     * target and as source */
+    const char *es_sub_delete_stream_sql;
+    const char *es_links_delete_stream_sql;
+    /* (stream_id, position) -> MIN(version) of the stream's events after that position (NULL
+     * when there is none): where a subscriber resuming after a global position goes on */
+    const char *es_resume_sql;
 } hs_dialect_t;
 
 extern const hs_dialect_t hs_dialect_sqlite;

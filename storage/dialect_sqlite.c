@@ -131,7 +131,35 @@ static const char *const schema_v2[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {schema_v1, schema_v2};
+/* Version 3: /eventstreamhub (dialect.h: stream_by_fold_sql). fold and guid of older rows are
+ * filled in by store.c. */
+static const char *const schema_v3[] = {
+    "ALTER TABLE hs_streams ADD COLUMN fold TEXT COLLATE BINARY",
+    "ALTER TABLE hs_streams ADD COLUMN guid TEXT",
+    "CREATE INDEX hs_streams_fold ON hs_streams (fold, id)",
+    "CREATE INDEX hs_streams_guid ON hs_streams (guid)",
+    "CREATE TABLE hs_es_subscribers ("
+    " subscriber_id TEXT PRIMARY KEY,"
+    " subscriber_key TEXT NOT NULL,"
+    " stream_id INTEGER NOT NULL,"
+    " connection_id TEXT,"
+    " cur_position INTEGER NOT NULL,"
+    " cur_version INTEGER NOT NULL,"
+    " from_position INTEGER NOT NULL DEFAULT 0,"
+    " to_position INTEGER NOT NULL DEFAULT 0,"
+    " created_us INTEGER NOT NULL)",
+    "CREATE INDEX hs_es_subscribers_stream ON hs_es_subscribers (stream_id)",
+    "CREATE TABLE hs_es_links ("
+    " target_id INTEGER NOT NULL,"
+    " source_id INTEGER NOT NULL,"
+    " created_us INTEGER NOT NULL,"
+    " PRIMARY KEY (target_id, source_id))",
+    "CREATE INDEX hs_es_links_source ON hs_es_links (source_id)",
+    "UPDATE hs_meta SET value = '3' WHERE key = 'schema_version'",
+    NULL,
+};
+
+static const char *const *const migrations[] = {schema_v1, schema_v2, schema_v3};
 
 /* The joins name hs_streams by its unique name index (read_stream) or walk hs_events by
  * position and look each stream up by id (read_all); CROSS JOIN pins that loop order in
@@ -154,8 +182,8 @@ const hs_dialect_t hs_dialect_sqlite = {
     .get_stream_sql = "SELECT id, version, position, closed, created_us, updated_us"
                       " FROM hs_streams WHERE name = ?",
     .create_stream_sql = "INSERT INTO hs_streams"
-                         " (name, version, position, closed, created_us, updated_us)"
-                         " VALUES (?, 0, 0, 0, ?, ?)",
+                         " (name, version, position, closed, created_us, updated_us, fold, guid)"
+                         " VALUES (?, 0, 0, 0, ?, ?, ?, ?)",
     .update_stream_sql = "UPDATE hs_streams SET version = ?, position = ?, closed = ?,"
                          " updated_us = ? WHERE id = ?",
     .keep_position_sql = "UPDATE hs_meta"
@@ -216,4 +244,21 @@ const hs_dialect_t hs_dialect_sqlite = {
     .op_prune_sql = "DELETE FROM hs_stream_ops WHERE time_us < ?",
     .leader_sql = NULL,
     .notify_sql = NULL,
+    .stream_by_fold_sql = "SELECT id, version, position, closed, created_us, updated_us, name"
+                          " FROM hs_streams WHERE fold = ? ORDER BY id LIMIT 1",
+    .fold_missing_sql = "SELECT id, name FROM hs_streams WHERE fold IS NULL",
+    .fold_set_sql = "UPDATE hs_streams SET fold = ?, guid = ? WHERE id = ?",
+    .es_sub_get_sql = "SELECT stream_id, cur_position, cur_version, from_position, to_position,"
+                      " created_us, subscriber_key, connection_id FROM hs_es_subscribers"
+                      " WHERE subscriber_id = ?",
+    .es_sub_insert_sql = "INSERT INTO hs_es_subscribers (subscriber_id, subscriber_key, stream_id,"
+                         " connection_id, cur_position, cur_version, created_us)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    .es_sub_attach_sql = "UPDATE hs_es_subscribers SET connection_id = ? WHERE subscriber_id = ?",
+    .es_sub_cursor_sql = "UPDATE hs_es_subscribers SET cur_position = ?, cur_version = ?"
+                         " WHERE subscriber_id = ? AND cur_position < ?",
+    .es_sub_delete_sql = "DELETE FROM hs_es_subscribers WHERE subscriber_id = ?",
+    .es_sub_delete_stream_sql = "DELETE FROM hs_es_subscribers WHERE stream_id = ?",
+    .es_links_delete_stream_sql = "DELETE FROM hs_es_links WHERE target_id = ? OR source_id = ?",
+    .es_resume_sql = "SELECT MIN(version) FROM hs_events WHERE stream_id = ? AND position > ?",
 };

@@ -77,7 +77,7 @@ static void heads_remove(hs_writer_t *w, head_t *dead)
 
 /* The cached head of a stream, loading it from the database; *h = NULL when the stream does not
  * exist. Returns 0 or HS_EDB / HS_ENOMEM. */
-static int head_get(hs_writer_t *w, const char *name, size_t len, head_t **out)
+int hs_wr_head(hs_writer_t *w, const char *name, size_t len, head_t **out)
 {
     uint32_t hash = name_hash(name, len);
     head_t *h = heads_find(w, name, len, hash);
@@ -95,6 +95,21 @@ static int head_get(hs_writer_t *w, const char *name, size_t len, head_t **out)
         return rc;
     *out = heads_add(w, name, len, hash, &sh);
     return *out ? 0 : HS_ENOMEM;
+}
+
+int hs_wr_head_create(hs_writer_t *w, const char *name, size_t len, int64_t ts, head_t **out)
+{
+    int64_t id;
+    int rc = hs_store_create_stream(w->st, name, len, ts, &id);
+    if (rc)
+        return rc;
+    hs_stream_head_t sh = {.id = id, .created_us = ts, .updated_us = ts};
+    head_t *h = heads_add(w, name, len, name_hash(name, len), &sh);
+    if (!h)
+        return HS_ENOMEM;
+    h->is_new = true;
+    *out = h;
+    return 0;
 }
 
 static void mark_dirty(hs_writer_t *w, head_t *h)
@@ -197,7 +212,7 @@ int hs_wr_flush_rows(hs_writer_t *w, size_t *nrows)
 int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows)
 {
     head_t *h;
-    int rc = head_get(w, e->stream, e->stream_len, &h);
+    int rc = hs_wr_head(w, e->stream, e->stream_len, &h);
     if (rc)
         return rc;
     rc = check_retry(w, e, h);
@@ -230,16 +245,8 @@ int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows
                 return 0;
             }
     }
-    if (!h) {
-        int64_t id;
-        if ((rc = hs_store_create_stream(w->st, e->stream, e->stream_len, ts, &id)))
-            return rc;
-        hs_stream_head_t sh = {.id = id, .created_us = ts, .updated_us = ts};
-        h = heads_add(w, e->stream, e->stream_len, name_hash(e->stream, e->stream_len), &sh);
-        if (!h)
-            return HS_ENOMEM;
-        h->is_new = true;
-    }
+    if (!h && (rc = hs_wr_head_create(w, e->stream, e->stream_len, ts, &h)))
+        return rc;
     if ((rc = hs_wr_grow((void **)&w->rows, &w->rows_cap, *nrows + e->nevents, sizeof(hs_row_t))))
         return rc;
     if ((rc =
@@ -277,7 +284,7 @@ int hs_wr_stage_append(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows
 int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows)
 {
     head_t *h;
-    int rc = head_get(w, e->stream, e->stream_len, &h);
+    int rc = hs_wr_head(w, e->stream, e->stream_len, &h);
     if (rc)
         return rc;
     if (!h) {
@@ -350,7 +357,7 @@ hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows)
         hs_ingest_t *e = w->batch[i];
         if (e->status)
             continue;
-        if (e->kind != HS_INGEST_APPEND) {
+        if (e->kind == HS_INGEST_CLOSE || e->kind == HS_INGEST_DELETE) {
             hs_block_t *m = w->cfg.encode_marker(e->kind == HS_INGEST_CLOSE ? HS_BLOCK_CLOSED
                                                                             : HS_BLOCK_DELETED,
                                                  e->stream, e->stream_len, e->result.last_version);
@@ -358,7 +365,7 @@ hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows)
                 b->blocks[b->n++] = m;
             continue;
         }
-        if (!e->appended)
+        if (e->kind != HS_INGEST_APPEND || !e->appended)
             continue; /* a retry's result points at rows committed earlier */
         for (uint32_t k = 0; k < e->nevents; k++) {
             hs_ingest_event_t *ev = &e->events[k];

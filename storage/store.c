@@ -41,6 +41,7 @@
 #include "storage/dialect.h"
 #include "storage/odbc.h"
 #include "util/utf8.h"
+#include "util/uuid.h"
 
 /* ---- test-only fault injection ---- */
 
@@ -453,8 +454,16 @@ int hs_store_get_stream(hs_store_t *st, const char *name, size_t len, hs_stream_
 
 static int create_stream(hs_store_t *st, const char *name, size_t len, int64_t now_us, int64_t *id)
 {
-    hs_par_t p[] = {HS_PTXT(name, len), HS_PINT(now_us), HS_PINT(now_us)};
-    int rc = hs_st_run(st, Q_CREATE_STREAM, p, 3, NULL, NULL);
+    char fold[HS_STORE_NAME_MAX], guid[37];
+    if (len > sizeof fold)
+        return hs_st_fail(st, HS_EINVAL, "create stream: name longer than %d bytes",
+                          HS_STORE_NAME_MAX);
+    hs_ascii_fold(name, len, fold);
+    hs_uuid_of_name(name, len, guid);
+    const char *f = fold, *g = guid; /* pointers: HS_PTXT tests its argument */
+    hs_par_t p[] = {HS_PTXT(name, len), HS_PINT(now_us), HS_PINT(now_us), HS_PTXT(f, len),
+                    HS_PTXT(g, 36)};
+    int rc = hs_st_run(st, Q_CREATE_STREAM, p, 5, NULL, NULL);
     if (rc)
         return rc;
     /* Read the id back by name: the same statement for every dialect, where "the last id"
@@ -502,6 +511,10 @@ static int delete_stream(hs_store_t *st, int64_t id)
     int rc = hs_st_run(st, Q_KEEP_POSITION, keep, 2, NULL, NULL);
     if (rc == 0)
         rc = hs_st_run(st, Q_DELETE_EVENTS, one, 1, NULL, NULL);
+    if (rc == 0)
+        rc = hs_st_run(st, Q_ES_SUB_DELETE_STREAM, one, 1, NULL, NULL);
+    if (rc == 0)
+        rc = hs_st_run(st, Q_ES_LINKS_DELETE_STREAM, keep, 2, NULL, NULL);
     if (rc == 0)
         rc = hs_st_run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
     if (rc == 0 && n == 0)

@@ -179,6 +179,42 @@ bool hs_store_can_notify(const hs_store_t *st);
 /* Queues a notification to the listening nodes, sent when the current transaction commits. */
 int hs_store_notify(hs_store_t *st, const char *payload, size_t len);
 
+/* ---- /eventstreamhub (store_es.c) ---- */
+
+/* The longest stream name a column holds (the API allows 200 bytes). */
+#define HS_STORE_NAME_MAX 800
+
+/* Gives streams created before schema version 3 their fold and guid (idempotent; the writer
+ * runs it after hs_store_migrate). */
+int hs_store_fill_folds(hs_store_t *st);
+
+/* The oldest stream whose name equals fold ignoring ASCII case (fold: hs_ascii_fold of it): 0
+ * with its head and its name copied into name (len bytes: the same as fold's), or HS_ENOENT. */
+int hs_store_stream_by_fold(hs_store_t *st, const char *fold, size_t len, hs_stream_head_t *head,
+                            char *name);
+
+/* A subscriber of /eventstreamhub: ids and key are lower-case GUIDs; cur_* is the last event
+ * it was sent (its cursor); from/to the range an admin replay asked for. */
+typedef struct hs_es_sub {
+    char id[37], key[37], conn[64];
+    int64_t stream_id, cur_position, cur_version, from_position, to_position, created_us;
+} hs_es_sub_t;
+
+/* 0 with the row, or HS_ENOENT. */
+int hs_store_es_sub_get(hs_store_t *st, const char *id, hs_es_sub_t *out);
+int hs_store_es_sub_insert(hs_store_t *st, const hs_es_sub_t *sub);
+/* Records the connection a subscriber is served on now ("" when none). */
+int hs_store_es_sub_attach(hs_store_t *st, const char *id, const char *conn);
+/* Moves a subscriber's cursor forward (never back). */
+int hs_store_es_sub_cursor(hs_store_t *st, const char *id, int64_t position, int64_t version);
+/* 0, or HS_ENOENT when there was no such row. */
+int hs_store_es_sub_delete(hs_store_t *st, const char *id);
+/* The version a subscriber of a stream resuming after global position `after` goes on after:
+ * the version before the stream's first event past that position, or the stream's `head`
+ * version when it has none. */
+int hs_store_es_resume(hs_store_t *st, int64_t stream_id, int64_t after, int64_t head,
+                       int64_t *version);
+
 /* Runs a trivial query (the schema version) in its own transaction: 0 when the connection
  * still works. A writer or reader whose statement failed asks this to tell a lost connection
  * (reconnect) from a failed statement (keep the connection). */

@@ -111,6 +111,10 @@ static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
         snprintf(err, errlen, "schema migration failed: %s", hs_store_error(st));
         return HS_EDB;
     }
+    if (hs_store_fill_folds(st)) {
+        snprintf(err, errlen, "schema migration (stream folds) failed: %s", hs_store_error(st));
+        return HS_EDB;
+    }
     int64_t pos = 0, seq = 0;
     if (hs_store_heads(st, &pos, &seq)) {
         snprintf(err, errlen, "reading the last position failed: %s", hs_store_error(st));
@@ -255,8 +259,12 @@ static void process(hs_writer_t *w, size_t n)
         e->time_us = ts;
         if (e->kind == HS_INGEST_APPEND) {
             int64_t pos_before = w->next_position;
-            rc = hs_wr_stage_append(w, e, ts, &nrows);
+            rc = e->fold ? hs_wr_es_fold(w, e) : 0;
+            if (rc == 0)
+                rc = hs_wr_stage_append(w, e, ts, &nrows);
             e->appended = rc == 0 && e->status == 0 && w->next_position > pos_before;
+        } else if (e->kind >= HS_INGEST_ES_SUBSCRIBE) {
+            rc = hs_wr_stage_es(w, e, ts, &nrows);
         } else {
             rc = hs_wr_stage_close_delete(w, e, ts, &nrows);
             /* a delete may remove the row that would prove the commit */

@@ -29,7 +29,38 @@ typedef enum hs_ingest_kind {
     HS_INGEST_APPEND = 0,
     HS_INGEST_CLOSE = 1,
     HS_INGEST_DELETE = 2,
+    /* /eventstreamhub's subscribers (storage/es.c): e->es holds the operation */
+    HS_INGEST_ES_SUBSCRIBE = 3,
+    HS_INGEST_ES_UNSUBSCRIBE = 4,
+    HS_INGEST_ES_CURSOR = 5,
 } hs_ingest_kind_t;
+
+/* A subscriber's cursor: the last event it was sent. */
+typedef struct hs_es_cursor {
+    char id[37];
+    int64_t position, version;
+} hs_es_cursor_t;
+
+/*
+ * An /eventstreamhub operation on its subscribers, run by the writer inside its transaction.
+ * SUBSCRIBE: the stream (e->stream, looked up ignoring ASCII case and rewritten to the stored
+ * spelling) is created when missing; a new subscriber row starts at the stream's head; a known
+ * one must show its key (HS_EFORBIDDEN), name the same stream (HS_ECONFLICT) and goes on after
+ * its cursor, or after global position from_position when has_from. UNSUBSCRIBE: the key must
+ * match (HS_EFORBIDDEN), the row must belong to the stream (HS_ENOENT); the row goes. CURSOR:
+ * moves n cursors forward.
+ */
+typedef struct hs_es_op {
+    char sub_id[37], sub_key[37], conn[64];
+    bool has_from;
+    int64_t from_position;
+    /* SUBSCRIBE's outcome */
+    int64_t from_version; /* deliver the events after this version */
+    bool resumed;         /* the subscriber was known */
+    /* CURSOR */
+    size_t ncursors;
+    hs_es_cursor_t cursors[];
+} hs_es_op_t;
 
 /* One event of an append. Strings point into the entry's arena. */
 typedef struct hs_ingest_event {
@@ -53,6 +84,10 @@ struct hs_ingest {
     uint32_t stream_len;
     uint32_t nevents;
     int64_t expected_version; /* HS_ANY_VERSION or >= 0 */
+    /* APPEND from /eventstreamhub: the stream is the oldest one whose name equals this one
+     * ignoring ASCII case, when there is no exact match (the name is rewritten in place) */
+    bool fold;
+    hs_es_op_t *es; /* HS_INGEST_ES_*: the operation (owned by whoever made the entry) */
     hs_ingest_event_t *events;
     /* outcome, written by the writer before done() */
     int status; /* 0 or HS_E* */

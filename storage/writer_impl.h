@@ -128,6 +128,17 @@ int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t 
 void hs_wr_finish(hs_writer_t *w, size_t n);
 hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows);
 
+/* stage.c: the cached head of a stream, loaded from the database on first use (*out NULL when
+ * the stream does not exist), and a new stream's row and head. */
+int hs_wr_head(hs_writer_t *w, const char *name, size_t len, head_t **out);
+int hs_wr_head_create(hs_writer_t *w, const char *name, size_t len, int64_t ts, head_t **out);
+
+/* es.c, for writer.c: /eventstreamhub's lookup ignoring case (an append's e->fold), and its
+ * subscriber operations (HS_INGEST_ES_*). Logical failures go into e->status; they return
+ * store errors only. */
+int hs_wr_es_fold(hs_writer_t *w, hs_ingest_t *e);
+int hs_wr_stage_es(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows);
+
 /* feed.c, for writer.c: before a committed batch of this node's own that starts at first_pos
  * and first_seq, what other nodes committed before it; between batches, what they announced
  * or polling finds, the retention lock and pruning the operations log. hs_wr_cluster_step

@@ -105,3 +105,11 @@ size_t hs_utf8_boundary(const char *s, size_t n)
     size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
     return k + 1 >= want ? n : i - 1;
 }
+
+void hs_ascii_fold(const char *s, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+}

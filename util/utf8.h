@@ -28,4 +28,9 @@ size_t hs_utf8_put(uint32_t cp, char *out);
  * cuts are dropped; other bytes are counted as they are). */
 size_t hs_utf8_boundary(const char *s, size_t n);
 
+/* Copies s[0..n) to out with ASCII letters lowered and every other byte unchanged (the same
+ * length): how /eventstreamhub compares stream names "ignoring case", the same in C and in
+ * every database. */
+void hs_ascii_fold(const char *s, size_t n, char *out);
+
 #endif

@@ -80,3 +80,34 @@ void hs_uuid7(char out[37])
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     uuid_format(b, out);
 }
+
+/* SplitMix64's finaliser: spreads every input bit over the output. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void hs_uuid_of_name(const char *name, size_t len, char out[37])
+{
+    /* two FNV-1a 64 lanes with different offsets, each finished by mix64, the length folded
+     * into both: not a cryptographic hash (nobody gains by colliding two of their own stream
+     * names), stable across versions and machines */
+    uint64_t a = 0xcbf29ce484222325ull, c = 0x84222325cbf29ce4ull ^ (uint64_t)len;
+    for (size_t i = 0; i < len; i++) {
+        a = (a ^ (uint8_t)name[i]) * 0x100000001b3ull;
+        c = (c ^ (uint8_t)name[i]) * 0x100000001b3ull;
+        c ^= c >> 29;
+    }
+    a = mix64(a ^ (uint64_t)len);
+    c = mix64(c + 0x9e3779b97f4a7c15ull);
+    uint8_t b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(a >> (56 - 8 * i));
+        b[8 + i] = (uint8_t)(c >> (56 - 8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x80); /* version 8: custom (RFC 9562) */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
+}

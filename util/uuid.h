@@ -6,6 +6,8 @@
 #ifndef HS_UTIL_UUID_H
 #define HS_UTIL_UUID_H
 
+#include <stddef.h>
+
 /* Writes a random (v4) UUID, 36 chars + NUL. */
 void hs_uuid4(char out[37]);
 
@@ -13,5 +15,9 @@ void hs_uuid4(char out[37]);
  * client id. Their order keeps the (stream, event id) index append-mostly, which is most of the
  * insert cost with random ids. Increasing within a thread. */
 void hs_uuid7(char out[37]);
+
+/* The UUID of a stream name (version 8, RFC 9562: a 128-bit hash of the bytes): the `StreamId`
+ * GUID of /eventstreamhub, the same for a name on every node and across restarts. */
+void hs_uuid_of_name(const char *name, size_t len, char out[37]);
 
 #endif

@@ -47,7 +47,7 @@ static const struct {
     {offsetof(hs_dialect_t, schema_version_sql), "schema_version", false, 0, false, "value"},
     {offsetof(hs_dialect_t, get_stream_sql), "get_stream", false, 1, false,
      "id version position closed created_us updated_us"},
-    {offsetof(hs_dialect_t, create_stream_sql), "create_stream", false, 3, false, NULL},
+    {offsetof(hs_dialect_t, create_stream_sql), "create_stream", false, 5, false, NULL},
     {offsetof(hs_dialect_t, update_stream_sql), "update_stream", false, 5, false, NULL},
     {offsetof(hs_dialect_t, keep_position_sql), "keep_position", false, 2, false, NULL},
     {offsetof(hs_dialect_t, delete_events_sql), "delete_events", false, 1, false, NULL},
@@ -79,6 +79,23 @@ static const struct {
     {offsetof(hs_dialect_t, op_prune_sql), "op_prune", false, 1, false, NULL},
     {offsetof(hs_dialect_t, leader_sql), "leader", true, 0, false, NULL},
     {offsetof(hs_dialect_t, notify_sql), "notify", true, 1, false, NULL},
+    /* /eventstreamhub */
+    {offsetof(hs_dialect_t, stream_by_fold_sql), "stream_by_fold", false, 1, false,
+     "id version position closed created_us updated_us name"},
+    {offsetof(hs_dialect_t, fold_missing_sql), "fold_missing", false, 0, false, "id name"},
+    {offsetof(hs_dialect_t, fold_set_sql), "fold_set", false, 3, false, NULL},
+    {offsetof(hs_dialect_t, es_sub_get_sql), "es_sub_get", false, 1, false,
+     "stream_id cur_position cur_version from_position to_position created_us subscriber_key "
+     "connection_id"},
+    {offsetof(hs_dialect_t, es_sub_insert_sql), "es_sub_insert", false, 7, false, NULL},
+    {offsetof(hs_dialect_t, es_sub_attach_sql), "es_sub_attach", false, 2, false, NULL},
+    {offsetof(hs_dialect_t, es_sub_cursor_sql), "es_sub_cursor", false, 4, false, NULL},
+    {offsetof(hs_dialect_t, es_sub_delete_sql), "es_sub_delete", false, 1, false, NULL},
+    {offsetof(hs_dialect_t, es_sub_delete_stream_sql), "es_sub_delete_stream", false, 1, false,
+     NULL},
+    {offsetof(hs_dialect_t, es_links_delete_stream_sql), "es_links_delete_stream", false, 2, false,
+     NULL},
+    {offsetof(hs_dialect_t, es_resume_sql), "es_resume", false, 2, false, "-"},
 };
 
 #define NSTMTS (sizeof stmts / sizeof stmts[0])

@@ -22,6 +22,7 @@
 #include <hubstream/hubstream.h>
 
 #include "storage/store.h"
+#include "util/uuid.h"
 
 static char dir[64];
 static char dbpath[128];
@@ -278,7 +279,7 @@ Test(store, migrate_is_idempotent_and_records_the_version)
 
     char v[32] = "";
     cr_assert_eq(raw_sql("SELECT value FROM hs_meta WHERE key = 'schema_version'", v, sizeof v), 0);
-    cr_assert_str_eq(v, "2");
+    cr_assert_str_eq(v, "3");
     char n[32] = "";
     cr_assert_eq(raw_sql("SELECT COUNT(*) FROM hs_meta WHERE key = 'schema_version'", n, sizeof n),
                  0);
@@ -294,11 +295,28 @@ Test(store, migrate_is_idempotent_and_records_the_version)
 
 /* A database written by a build of schema version 1 (no operations log) is migrated on open,
  * and keeps its streams and events. */
-Test(store, version_1_database_is_migrated_to_2)
+/* Takes a database of the current schema back to version 2 (before /eventstreamhub). */
+static void back_to_version_2(void)
+{
+    static const char *const undo[] = {
+        "DROP INDEX hs_streams_fold",
+        "DROP INDEX hs_streams_guid",
+        "ALTER TABLE hs_streams DROP COLUMN fold",
+        "ALTER TABLE hs_streams DROP COLUMN guid",
+        "DROP TABLE hs_es_subscribers",
+        "DROP TABLE hs_es_links",
+        "UPDATE hs_meta SET value = '2' WHERE key = 'schema_version'",
+    };
+    for (size_t i = 0; i < sizeof undo / sizeof undo[0]; i++)
+        cr_assert_eq(raw_sql(undo[i], NULL, 0), 0, "%s", undo[i]);
+}
+
+Test(store, version_1_database_is_migrated_to_3)
 {
     hs_store_t *st = open_store();
     int64_t id = make_stream(st, "old");
     hs_store_close(st);
+    back_to_version_2();
     cr_assert_eq(raw_sql("DROP TABLE hs_stream_ops", NULL, 0), 0);
     cr_assert_eq(raw_sql("UPDATE hs_meta SET value = '1' WHERE key = 'schema_version'", NULL, 0),
                  0);
@@ -306,7 +324,7 @@ Test(store, version_1_database_is_migrated_to_2)
     cr_assert_eq(hs_store_migrate(st), 0, "%s", hs_store_error(st));
     char v[32] = "";
     cr_assert_eq(raw_sql("SELECT value FROM hs_meta WHERE key = 'schema_version'", v, sizeof v), 0);
-    cr_assert_str_eq(v, "2");
+    cr_assert_str_eq(v, "3");
     hs_stream_head_t h;
     cr_assert_eq(hs_store_get_stream(st, "old", 3, &h), 0);
     cr_assert_eq(h.id, id);
@@ -1041,4 +1059,119 @@ Test(store, reader_sees_only_committed_rows_while_writer_writes)
     recs_free(&got);
     hs_store_close(r);
     hs_store_close(w);
+}
+
+/* Streams of a version 2 database get their fold and guid: /eventstreamhub finds them. */
+Test(store, version_2_streams_get_their_folds)
+{
+    hs_store_t *st = open_store();
+    int64_t id = make_stream(st, "Orders-EU");
+    hs_store_close(st);
+    back_to_version_2();
+    st = open_store();
+    cr_assert_eq(hs_store_migrate(st), 0, "%s", hs_store_error(st));
+    hs_stream_head_t h;
+    char name[16];
+    cr_assert_eq(hs_store_stream_by_fold(st, "orders-eu", 9, &h, name), HS_ENOENT,
+                 "no fold before the fill");
+    cr_assert_eq(hs_store_fill_folds(st), 0, "%s", hs_store_error(st));
+    cr_assert_eq(hs_store_stream_by_fold(st, "orders-eu", 9, &h, name), 0, "%s",
+                 hs_store_error(st));
+    cr_assert_eq(h.id, id);
+    cr_assert_eq(memcmp(name, "Orders-EU", 9), 0);
+    char guid[37], want[37];
+    cr_assert_eq(raw_sql("SELECT guid FROM hs_streams", guid, sizeof guid), 0);
+    hs_uuid_of_name("Orders-EU", 9, want);
+    cr_assert_str_eq(guid, want);
+    cr_assert_eq(hs_store_fill_folds(st), 0, "filling again finds nothing to do");
+    hs_store_close(st);
+}
+
+/* The oldest of the streams whose names differ only in case is the one found. */
+Test(store, stream_by_fold_finds_the_oldest)
+{
+    hs_store_t *st = open_store();
+    int64_t a = make_stream(st, "jobs");
+    make_stream(st, "JOBS");
+    make_stream(st, "Jobs2");
+    hs_stream_head_t h;
+    char name[8];
+    cr_assert_eq(hs_store_stream_by_fold(st, "jobs", 4, &h, name), 0, "%s", hs_store_error(st));
+    cr_assert_eq(h.id, a);
+    cr_assert_eq(memcmp(name, "jobs", 4), 0);
+    cr_assert_eq(hs_store_stream_by_fold(st, "job", 3, &h, name), HS_ENOENT);
+    hs_store_close(st);
+}
+
+/* Subscriber rows: insert, read back, the cursor only moves forward, delete; deleting the
+ * stream takes its subscribers with it. */
+Test(store, eventstream_subscribers_round_trip)
+{
+    hs_store_t *st = open_store();
+    int64_t s = make_stream(st, "es");
+    hs_es_sub_t in = {.stream_id = s, .cur_position = 5, .cur_version = 2, .created_us = 77};
+    snprintf(in.id, sizeof in.id, "%s", "0b8e1c7a-0000-4000-8000-000000000001");
+    snprintf(in.key, sizeof in.key, "%s", "0b8e1c7a-0000-4000-8000-0000000000ff");
+    snprintf(in.conn, sizeof in.conn, "%s", "conn-1");
+    cr_assert_eq(hs_store_es_sub_insert(st, &in), 0, "%s", hs_store_error(st));
+    hs_es_sub_t out;
+    cr_assert_eq(hs_store_es_sub_get(st, in.id, &out), 0, "%s", hs_store_error(st));
+    cr_assert_str_eq(out.key, in.key);
+    cr_assert_str_eq(out.conn, "conn-1");
+    cr_assert_eq(out.stream_id, s);
+    cr_assert_eq(out.cur_position, 5);
+    cr_assert_eq(out.cur_version, 2);
+    cr_assert_eq(out.created_us, 77);
+    cr_assert_eq(hs_store_es_sub_cursor(st, in.id, 9, 4), 0);
+    cr_assert_eq(hs_store_es_sub_cursor(st, in.id, 7, 3), 0, "an older cursor is no error");
+    cr_assert_eq(hs_store_es_sub_attach(st, in.id, ""), 0);
+    cr_assert_eq(hs_store_es_sub_get(st, in.id, &out), 0);
+    cr_assert_eq(out.cur_position, 9, "the cursor never goes back");
+    cr_assert_eq(out.cur_version, 4);
+    cr_assert_str_eq(out.conn, "");
+    cr_assert_eq(hs_store_es_sub_delete(st, in.id), 0);
+    cr_assert_eq(hs_store_es_sub_get(st, in.id, &out), HS_ENOENT);
+    cr_assert_eq(hs_store_es_sub_delete(st, in.id), HS_ENOENT);
+    cr_assert_eq(hs_store_es_sub_insert(st, &in), 0);
+    cr_assert_eq(hs_store_delete_stream(st, s), 0, "%s", hs_store_error(st));
+    cr_assert_eq(hs_store_es_sub_get(st, in.id, &out), HS_ENOENT, "gone with its stream");
+    hs_store_close(st);
+}
+
+/* Where a subscriber resuming after a global position goes on: before the stream's first
+ * event past it, or at the head when there is none. */
+Test(store, eventstream_resume_point)
+{
+    hs_store_t *st = open_store();
+    int64_t a = make_stream(st, "a"), b = make_stream(st, "b");
+    hs_row_t rows[4];
+    int64_t sid[4] = {a, b, a, a};
+    for (int i = 0; i < 4; i++) {
+        static const int64_t ver[4] = {1, 1, 2, 3};
+        char *id = malloc(37);
+        hs_uuid4(id);
+        rows[i] = (hs_row_t){.stream_id = sid[i],
+                             .version = ver[i],
+                             .position = i + 1,
+                             .time_us = 1,
+                             .event_id = id,
+                             .event_id_len = 36,
+                             .type = "t",
+                             .type_len = 1,
+                             .data = "1",
+                             .data_len = 1};
+    }
+    cr_assert_eq(hs_store_insert_events(st, rows, 4), 0, "%s", hs_store_error(st));
+    int64_t v = -1;
+    struct {
+        int64_t after, want;
+    } cases[] = {{0, 0}, {1, 1}, {2, 1}, {3, 2}, {4, 3}, {99, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(hs_store_es_resume(st, a, cases[i].after, 3, &v), 0);
+        cr_assert_eq(v, cases[i].want, "after position %lld: version %lld, not %lld",
+                     (long long)cases[i].after, (long long)v, (long long)cases[i].want);
+    }
+    for (int i = 0; i < 4; i++)
+        free((char *)rows[i].event_id);
+    hs_store_close(st);
 }
