@@ -30,6 +30,7 @@ void hs_block_unref(hs_block_t *b)
     /* acq_rel: the last owner must see every other owner's reads completed before it frees */
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
         free(atomic_load_explicit(&b->mp, memory_order_relaxed));
+        free(atomic_load_explicit(&b->es, memory_order_relaxed));
         if (b->budget) {
             hs_budget_give(b->budget, b->size);
             hs_budget_unref(b->budget);

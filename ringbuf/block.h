@@ -29,6 +29,13 @@ typedef struct hs_block_mp {
     uint8_t bytes[];
 } hs_block_mp_t;
 
+/* A block's event as /eventstreamhub's PascalCase object (proto/escodec.h): bytes[0..raw_len)
+ * is the JSON object, then esc_len bytes of it escaped as the inside of a JSON string. */
+typedef struct hs_block_es {
+    uint32_t raw_len, esc_len;
+    char bytes[];
+} hs_block_es_t;
+
 typedef struct hs_block {
     atomic_uint refs;
     uint8_t kind;
@@ -45,12 +52,19 @@ typedef struct hs_block {
      * MessagePack subscribers never pays for it and every MessagePack subscriber shares one
      * encoding. Freed with the block. */
     _Atomic(hs_block_mp_t *) mp;
+    /* The same for /eventstreamhub's subscribers (built, installed and freed the same way). */
+    _Atomic(hs_block_es_t *) es;
+    /* HS_BLOCK_F_*; set by the writer before the block is shared */
+    uint8_t flags;
     /* A block read back for one subscriber's catch-up is a copy of its own: it is charged to a
      * budget (budget.h) until freed. Live blocks, shared by everyone, are not. */
     struct hs_budget *budget;
     uint32_t size; /* bytes of the allocation */
     char mem[];    /* the strings above */
 } hs_block_t;
+
+/* The last event of its publish: /eventstreamhub delivers one publish as one array. */
+#define HS_BLOCK_F_LAST 1
 
 /* Allocates a block with `extra` bytes of string space in mem[]; refs = 1. NULL on ENOMEM. */
 hs_block_t *hs_block_alloc(size_t extra);

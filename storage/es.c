@@ -86,8 +86,7 @@ static int es_subscribe(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrow
         op->from_version = h->h.version;
     }
     if (op->has_from) {
-        rc = hs_store_es_resume(w->st, h->h.id, op->from_position, h->h.version,
-                                &op->from_version);
+        rc = hs_store_es_resume(w->st, h->h.id, op->from_position, h->h.version, &op->from_version);
         if (rc)
             return rc;
     }

@@ -385,8 +385,11 @@ hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows)
                 .metadata_len = ev->metadata_len,
             };
             hs_block_t *blk = w->cfg.encode(&rec);
-            if (blk)
+            if (blk) {
+                if (k + 1 == e->nevents)
+                    blk->flags |= HS_BLOCK_F_LAST;
                 b->blocks[b->n++] = blk;
+            }
         }
     }
     return b;

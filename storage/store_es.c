@@ -74,8 +74,7 @@ int hs_store_fill_folds(hs_store_t *st)
     return rc;
 }
 
-static int by_fold(hs_store_t *st, const char *fold, size_t len, hs_stream_head_t *head,
-                   char *name)
+static int by_fold(hs_store_t *st, const char *fold, size_t len, hs_stream_head_t *head, char *name)
 {
     hs_par_t p[] = {HS_PTXT(fold, len)};
     SQLHSTMT h;
@@ -160,12 +159,9 @@ int hs_store_es_sub_get(hs_store_t *st, const char *id, hs_es_sub_t *out)
 
 int hs_store_es_sub_insert(hs_store_t *st, const hs_es_sub_t *sub)
 {
-    hs_par_t p[] = {HS_PTXT(sub->id, strlen(sub->id)),
-                    HS_PTXT(sub->key, strlen(sub->key)),
-                    HS_PINT(sub->stream_id),
-                    HS_PTXT(sub->conn, strlen(sub->conn)),
-                    HS_PINT(sub->cur_position),
-                    HS_PINT(sub->cur_version),
+    hs_par_t p[] = {HS_PTXT(sub->id, strlen(sub->id)), HS_PTXT(sub->key, strlen(sub->key)),
+                    HS_PINT(sub->stream_id),           HS_PTXT(sub->conn, strlen(sub->conn)),
+                    HS_PINT(sub->cur_position),        HS_PINT(sub->cur_version),
                     HS_PINT(sub->created_us)};
     return hs_st_finish(st, hs_st_run(st, Q_ES_SUB_INSERT, p, 7, NULL, NULL));
 }

@@ -67,6 +67,8 @@ void hs_hub_sub_free(hs_hub_t *h, hs_hubsub_t *hs)
     if (h->rr == hs)
         h->rr = hs->next;
     h->nsubs--;
+    if (h->dialect->sub_freed)
+        h->dialect->sub_freed(h, hs);
     hs->sub->io_ctx = NULL;
     hs_fanout_unsubscribe(h->srv->fanout, hs->sub);
     hs_sub_unref(hs->sub);
@@ -682,6 +684,8 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
             }
             continue;
         }
+        if (h->dialect->tick)
+            h->dialect->tick(h, now);
         if (hs_auth_expired(h->who)) {
             /* never served past its credentials; the client's reconnect asks its
              * accessTokenFactory for a fresh token */

@@ -63,6 +63,10 @@ typedef struct hs_hub_dialect {
     bool (*on_message)(hs_io_t *io, hs_mpsc_node_t *n);
     /* The same at shutdown: frees it without answering. */
     bool (*discard)(hs_mpsc_node_t *n);
+    /* Optional: each of the dialect's connections once a tick (250 ms), and a subscription of
+     * one about to be freed (while it can still be read). */
+    void (*tick)(hs_hub_t *h, int64_t now);
+    void (*sub_freed)(hs_hub_t *h, hs_hubsub_t *hs);
 } hs_hub_dialect_t;
 
 /*
@@ -84,6 +88,8 @@ typedef struct hs_hub_tops {
 
 /* methods.c: the methods of /hub */
 extern const hs_hub_dialect_t hs_hub_dialect;
+/* es.c: the methods of /eventstreamhub */
+extern const hs_hub_dialect_t hs_es_dialect;
 
 #define HS_HUB_CLOSE_WAIT_MS 5000
 
@@ -97,6 +103,9 @@ enum {
     HS_NODE_HUB_REQ = HS_NODE_T(HS_T_SIGNALR, 2),    /* an SSE / long-polling request for a
                                                         connection homed here */
     HS_NODE_HUB_REP = HS_NODE_T(HS_T_SIGNALR, 3),    /* its answer, back to the origin thread */
+    HS_NODE_ES_INGEST = HS_NODE_T(HS_T_SIGNALR, 4),  /* /eventstreamhub: a publish or a
+                                                        subscriber operation, done */
+    HS_NODE_ES_CURSOR = HS_NODE_T(HS_T_SIGNALR, 5),  /* /eventstreamhub: cursors stored */
 };
 
 /* The hub connections homed on one IO thread (the transport's state there). */
@@ -140,6 +149,13 @@ struct hs_hubsub {
     bool done; /* ended: its end record is queued */
     char id[HS_HUB_ID_MAX + 1];
     hs_hubsub_t *prev, *next;
+    /* /eventstreamhub: events go out as one Invocation per publish, target the stream name,
+     * arguments [a string holding a JSON array of PascalCase events, {}]; the subscriber's
+     * cursor is the last event packed, stored by the writer from time to time (es.c) */
+    bool es;
+    char es_id[37];
+    int64_t es_pos, es_ver; /* the last event packed */
+    int64_t es_saved;       /* the position last sent to be stored */
 };
 
 struct hs_hub {
@@ -194,7 +210,8 @@ struct hs_hub {
     bool client_pinged;     /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr; /* subscriptions; rr: where the next pack starts */
     int nsubs;
-    int pending; /* invocations in flight */
+    int pending;        /* invocations in flight */
+    int64_t dialect_ms; /* the dialect's own timer (es.c: when cursors were last stored) */
     /* stateful reconnect */
     int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
     hs_buf_t replay;      /* unacknowledged trackable records, oldest first */

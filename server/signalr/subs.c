@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "proto/codec.h"
+#include "proto/escodec.h"
 #include "proto/json.h"
 #include "ringbuf/budget.h"
 #include "server/signalr/hub.h"
@@ -159,11 +160,179 @@ static int encode_block(hs_hub_t *h, hs_hubsub_t *hs, hs_block_t *b, hs_buf_t *o
     return rc;
 }
 
+/* ---- /eventstreamhub ---- */
+
+/* The lazily built PascalCase form of a block (escodec.h), shared like its MessagePack. */
+static const hs_block_es_t *block_es(hs_block_t *b)
+{
+    hs_block_es_t *es = atomic_load_explicit(&b->es, memory_order_acquire);
+    if (es)
+        return es;
+    hs_buf_t raw = {0};
+    if (hs_es_render(b->json, b->json_len, &raw)) {
+        hs_buf_free(&raw);
+        return NULL;
+    }
+    size_t esc = hs_json_quoted_len((const char *)raw.p, raw.len) - 2;
+    es = malloc(sizeof(*es) + raw.len + esc + 2);
+    if (!es) {
+        hs_buf_free(&raw);
+        return NULL;
+    }
+    es->raw_len = (uint32_t)raw.len;
+    memcpy(es->bytes, raw.p, raw.len);
+    /* quoted, then the quotes dropped: the text inside a JSON string */
+    size_t q = hs_json_quote((const char *)raw.p, raw.len, es->bytes + raw.len);
+    memmove(es->bytes + raw.len, es->bytes + raw.len + 1, q - 2);
+    es->esc_len = (uint32_t)(q - 2);
+    hs_buf_free(&raw);
+    hs_block_es_t *expected = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&b->es, &expected, es, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(es);
+        return expected;
+    }
+    return es;
+}
+
+/* One array holds the events of one publish (the writer marks its last one); events read
+ * back for a catch-up, or from another node, are grouped up to these bounds. */
+#define ES_GROUP_EVENTS 1000
+#define ES_GROUP_BYTES  ((size_t)256 << 10)
+
+/* A MessagePack str header for n bytes. */
+static size_t mp_str_header(size_t n, uint8_t *h)
+{
+    if (n < 32) {
+        h[0] = (uint8_t)(0xa0 | n);
+        return 1;
+    }
+    if (n < 256) {
+        h[0] = 0xd9;
+        h[1] = (uint8_t)n;
+        return 2;
+    }
+    if (n < 65536) {
+        h[0] = 0xda;
+        h[1] = (uint8_t)(n >> 8);
+        h[2] = (uint8_t)n;
+        return 3;
+    }
+    h[0] = 0xdb;
+    for (int i = 0; i < 4; i++)
+        h[1 + i] = (uint8_t)(n >> (24 - 8 * i));
+    return 5;
+}
+
+/* Takes the next group of events off an /eventstreamhub subscription into arr (the array's
+ * text, escaped for JSON or raw for MessagePack, after `room` bytes left for a prefix):
+ * the number of events, or -1 without memory. A stream's end ends the subscription (the
+ * seed had no such message: nothing is sent). */
+static long es_group(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *arr, size_t room)
+{
+    long n = 0;
+    arr->len = 0;
+    if (hs_buf_reserve(arr, room + 1))
+        return -1;
+    arr->len = room;
+    for (;;) {
+        hs_block_t *b = hs_sub_pop_spsc(hs->sub, hs_fanout_block_size);
+        if (!b)
+            break;
+        if (b->kind != HS_BLOCK_EVENT) {
+            hs->done = true;
+            hs_block_unref(b);
+            break;
+        }
+        const hs_block_es_t *es = block_es(b);
+        bool json = h->fmt == HS_HUB_JSON;
+        if (!es || hs_buf_put(arr, n ? "," : "[", 1) ||
+            hs_buf_put(arr, es->bytes + (json ? es->raw_len : 0),
+                       json ? es->esc_len : es->raw_len)) {
+            hs_block_unref(b);
+            return -1;
+        }
+        hs->es_pos = b->position;
+        hs->es_ver = b->version;
+        bool last = b->flags & HS_BLOCK_F_LAST;
+        hs_block_unref(b);
+        if (++n >= ES_GROUP_EVENTS || last || arr->len >= ES_GROUP_BYTES)
+            break;
+    }
+    if (n && hs_buf_put(arr, "]", 1))
+        return -1;
+    return n;
+}
+
+/* Packs an /eventstreamhub subscription: an Invocation of target <stream> per group. */
+static bool pack_es(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, size_t budget)
+{
+    hs_buf_t arr = {0};
+    bool full = false;
+    while (!hs->done) {
+        if (out->len - start >= budget ||
+            (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
+            full = true;
+            break;
+        }
+        /* room for the argument's prefix: a quote, or a str header */
+        long n = es_group(h, hs, &arr, 5);
+        if (n < 0) {
+            hs_buf_free(&arr);
+            hs_hub_fail_oom(h);
+            return true;
+        }
+        if (n == 0)
+            break;
+        const uint8_t *av[2];
+        size_t al[2];
+        size_t text = arr.len - 5;
+        if (h->fmt == HS_HUB_JSON) {
+            if (hs_buf_put(&arr, "\"", 1)) {
+                hs_buf_free(&arr);
+                hs_hub_fail_oom(h);
+                return true;
+            }
+            arr.p[4] = '"';
+            av[0] = arr.p + 4;
+            al[0] = text + 2;
+            av[1] = (const uint8_t *)"{}";
+            al[1] = 2;
+        } else {
+            uint8_t hd[5];
+            size_t hl = mp_str_header(text, hd);
+            memcpy(arr.p + 5 - hl, hd, hl);
+            av[0] = arr.p + 5 - hl;
+            al[0] = text + hl;
+            av[1] = (const uint8_t *)"\x80"; /* an empty map */
+            al[1] = 1;
+        }
+        size_t before = out->len;
+        int rc = hs_hubproto_invocation_raw(out, h->fmt, hs->sub->stream, av, al, 2);
+        if (rc || hs_hub_track(h, out->p + before, out->len - before)) {
+            out->len = before;
+            hs_buf_free(&arr);
+            hs_hub_fail_oom(h);
+            return true;
+        }
+    }
+    hs_buf_free(&arr);
+    return full;
+}
+
 /* Packs one subscription's queued blocks; true when the budget is used up. */
 static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, size_t budget)
 {
     hs_sub_t *s = hs->sub;
     bool full = false;
+    if (hs->es) {
+        full = pack_es(h, hs, out, start, budget);
+        if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
+            atomic_store(&s->want_space, 0);
+            hs_fanout_space(h->srv->fanout, s);
+        }
+        return full;
+    }
     while (!hs->done) {
         if (out->len - start >= budget ||
             (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {

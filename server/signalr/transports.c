@@ -40,7 +40,7 @@ static void on_req(hs_io_t *io, hs_hubreq_t *r);
 static void on_rep(hs_io_t *io, hs_hubreq_t *r);
 
 /* The hub dialects served over these transports. */
-static const hs_hub_dialect_t *const dialects[] = {&hs_hub_dialect};
+static const hs_hub_dialect_t *const dialects[] = {&hs_hub_dialect, &hs_es_dialect};
 
 /* ---- small HTTP helpers ---- */
 
@@ -816,9 +816,13 @@ void hs_signalr_register(hs_server_t *srv)
     hs_server_add_transport(srv, &signalr_transport);
     /* each dialect: its negotiate route, its HTTP transports' route and its WebSocket endpoint,
      * all served by this transport */
-    void *d = (void *)dialects[0];
-    hs_server_add_route(srv, "/hub", route_hub, d);
-    hs_server_add_route(srv, "/hub/negotiate", negotiate_route, d);
-    hs_server_add_ws(srv, "/hub", &signalr_transport, ws_confirm, d);
+    static const char *const paths[][2] = {{"/hub", "/hub/negotiate"},
+                                           {"/eventstreamhub", "/eventstreamhub/negotiate"}};
+    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
+        void *d = (void *)dialects[i];
+        hs_server_add_route(srv, paths[i][0], route_hub, d);
+        hs_server_add_route(srv, paths[i][1], negotiate_route, d);
+        hs_server_add_ws(srv, paths[i][0], &signalr_transport, ws_confirm, d);
+    }
     hs_server_add_cors_headers(srv, "x-requested-with, x-signalr-user-agent");
 }

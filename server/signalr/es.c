@@ -1,0 +1,494 @@
+/*
+ * The hub methods of /eventstreamhub, the drop-in for AspNetCore.SignalR.EventStream (README,
+ * "/eventstreamhub"): Publish(streamName, EventModel[]), Subscribe({StreamName, SubscriberId,
+ * SubscriberKey, From?}) and Unsubscribe(streamName, subscriberId, subscriberKey), as a dialect
+ * over the same transports, writer and fan-out as /hub.
+ *
+ * A publish is an ordinary append (proto/escodec.c gives the seed's events their stored form);
+ * subscribing and unsubscribing are writer operations (storage/es.c), so a subscriber's row,
+ * its key and its starting point are settled in the log's order. A subscription is a push
+ * subscription of the connection whose events subs.c packs the seed's way. Its cursor (the
+ * last event packed) is stored through the writer once a second and when it ends: a
+ * subscriber that comes back with its id and key goes on after it, and one that gives
+ * `From` (or `LastEventId`), a global event Id, goes on after that. Home thread.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/codec.h"
+#include "proto/escodec.h"
+#include "proto/json.h"
+#include "server/auth.h"
+#include "server/signalr/hub.h"
+#include "util/time.h"
+
+enum { M_PUBLISH, M_SUBSCRIBE, M_UNSUBSCRIBE };
+
+/* How often a connection's moved cursors go to the writer. */
+#define CURSOR_SAVE_MS 1000
+
+/* An invocation waiting for the writer. Holds a hub reference. */
+typedef struct es_call {
+    hs_hub_t *hub;
+    int method;
+    bool has_id;
+    char id[HS_HUB_ID_MAX + 1];
+    hs_es_op_t op; /* SUBSCRIBE / UNSUBSCRIBE */
+} es_call_t;
+
+__attribute__((format(printf, 3, 4))) static void fail(hs_hub_t *h, const hs_hubmsg_t *m,
+                                                       const char *fmt, ...)
+{
+    if (!m->has_id)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    hs_hub_complete_err(h, m->id, "%s", msg);
+}
+
+/* A stream name as the seed takes it: a string, trimmed of white space. Its length in buf, -1
+ * after a bind error, -2 after InvalidStreamName. */
+static long name_arg(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *v, char *buf)
+{
+    char raw[HS_NAME_MAX * 2 + 2];
+    if (v->type != HS_JSON_STRING) {
+        fail(h, m, HS_HUB_BIND_ERROR, m->target);
+        return -1;
+    }
+    long n = hs_json_unescape(v, raw, sizeof raw);
+    size_t a = 0, b = n < 0 ? 0 : (size_t)n;
+    while (a < b && isspace((unsigned char)raw[a]))
+        a++;
+    while (b > a && isspace((unsigned char)raw[b - 1]))
+        b--;
+    if (n < 0 || b - a > HS_NAME_MAX || hs_stream_name_check_publish(raw + a, b - a)) {
+        fail(h, m, "InvalidStreamName");
+        return -2;
+    }
+    memcpy(buf, raw + a, b - a);
+    buf[b - a] = '\0';
+    return (long)(b - a);
+}
+
+/* A GUID as .NET parses one ("D", "N", "B" or "P" forms, any case) in its "D" form, lower
+ * case. */
+static bool guid_arg(const hs_json_span_t *v, char out[37])
+{
+    char raw[48];
+    if (v->type != HS_JSON_STRING)
+        return false;
+    long n = hs_json_unescape(v, raw, sizeof raw - 1);
+    if (n < 0)
+        return false;
+    size_t a = 0, b = (size_t)n;
+    if (b >= 2 && ((raw[0] == '{' && raw[b - 1] == '}') || (raw[0] == '(' && raw[b - 1] == ')'))) {
+        a++;
+        b--;
+    }
+    char hex[32];
+    size_t k = 0;
+    bool dashed = b - a == 36;
+    if (!dashed && b - a != 32)
+        return false;
+    for (size_t i = a; i < b; i++) {
+        size_t at = i - a;
+        if (dashed && (at == 8 || at == 13 || at == 18 || at == 23)) {
+            if (raw[i] != '-')
+                return false;
+            continue;
+        }
+        if (!isxdigit((unsigned char)raw[i]) || k >= 32)
+            return false;
+        hex[k++] = (char)tolower((unsigned char)raw[i]);
+    }
+    if (k != 32)
+        return false;
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    return true;
+}
+
+static es_call_t *new_call(hs_hub_t *h, const hs_hubmsg_t *m, int method)
+{
+    es_call_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->hub = hs_hub_ref(h);
+    c->method = method;
+    c->has_id = m->has_id;
+    memcpy(c->id, m->id, sizeof(c->id));
+    return c;
+}
+
+static void submit(hs_hub_t *h, const hs_hubmsg_t *m, es_call_t *c, hs_ingest_t *e)
+{
+    e->node.kind = HS_NODE_ES_INGEST;
+    e->conn = c;
+    if (e->kind != HS_INGEST_APPEND)
+        e->es = &c->op;
+    if (!hs_io_submit_entry(h->io, e)) {
+        hs_hub_unref(c->hub);
+        free(c);
+        hs_ingest_free(e);
+        fail(h, m, "TooManyRequests: the writer is behind; retry later");
+        return;
+    }
+    h->pending++;
+}
+
+/* An entry for a subscriber operation on `stream`. */
+static hs_ingest_t *op_entry(int kind, const char *stream, size_t len)
+{
+    char *arena;
+    hs_ingest_t *e = hs_ingest_alloc(0, len + 1, &arena);
+    if (!e)
+        return NULL;
+    memcpy(arena, stream, len);
+    arena[len] = '\0';
+    e->stream = arena;
+    e->stream_len = (uint32_t)len;
+    e->kind = kind;
+    return e;
+}
+
+/* ---- the methods ---- */
+
+/* Publish(streamName, EventModel[]) */
+static void m_publish(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a, int na,
+                      bool streaming)
+{
+    (void)na;
+    (void)streaming;
+    hs_server_t *srv = h->srv;
+    char stream[HS_NAME_MAX + 1];
+    long sl = name_arg(h, m, &a[0], stream);
+    if (sl < 0)
+        return;
+    if (a[1].type != HS_JSON_ARRAY && a[1].type != HS_JSON_OBJECT) {
+        fail(h, m, HS_HUB_BIND_ERROR, m->target);
+        return;
+    }
+    if (!hs_auth_allows(srv, h->who, HS_ACTION_PUBLISH, stream, (size_t)sl)) {
+        fail(h, m, "Unauthorized");
+        return;
+    }
+    if (!hs_rate_take(&h->publishes, srv->cfg.max_publishes_per_s, hs_now_ms())) {
+        fail(h, m, "TooManyRequests: more than %d publishes per second on this connection",
+             srv->cfg.max_publishes_per_s);
+        return;
+    }
+    hs_ingest_t *e;
+    char why[256];
+    int rc = hs_es_parse_events(&a[1], stream, (size_t)sl, srv->cfg.max_event, &e, why,
+                                sizeof(why));
+    if (rc == HS_ENOMEM) {
+        fail(h, m, "Unavailable: out of memory");
+        return;
+    }
+    if (rc) {
+        fail(h, m, "InvalidEvent: %s", why);
+        return;
+    }
+    if (hs_server_events_hook(srv, e, why, sizeof(why))) {
+        hs_ingest_free(e);
+        fail(h, m, "InvalidEvent: %s", why);
+        return;
+    }
+    es_call_t *c = new_call(h, m, M_PUBLISH);
+    if (!c) {
+        hs_ingest_free(e);
+        fail(h, m, "Unavailable: out of memory");
+        return;
+    }
+    submit(h, m, c, e);
+}
+
+/* Subscribe({StreamName, SubscriberId, SubscriberKey, From?}) */
+static void m_subscribe(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a, int na,
+                        bool streaming)
+{
+    (void)na;
+    (void)streaming;
+    hs_json_span_t name, sid, key, from;
+    if (a[0].type != HS_JSON_OBJECT || !hs_json_object_get(&a[0], "StreamName", true, &name)) {
+        fail(h, m, HS_HUB_BIND_ERROR, m->target);
+        return;
+    }
+    char stream[HS_NAME_MAX + 1];
+    long sl = name_arg(h, m, &name, stream);
+    if (sl < 0)
+        return;
+    es_call_t *c = new_call(h, m, M_SUBSCRIBE);
+    if (!c) {
+        fail(h, m, "Unavailable: out of memory");
+        return;
+    }
+    hs_es_op_t *op = &c->op;
+    if (!hs_json_object_get(&a[0], "SubscriberId", true, &sid) || !guid_arg(&sid, op->sub_id) ||
+        !hs_json_object_get(&a[0], "SubscriberKey", true, &key) || !guid_arg(&key, op->sub_key)) {
+        fail(h, m, "InvalidSubscriber: SubscriberId and SubscriberKey must be GUIDs");
+        goto drop;
+    }
+    if ((hs_json_object_get(&a[0], "From", true, &from) ||
+         hs_json_object_get(&a[0], "LastEventId", true, &from)) &&
+        from.type != HS_JSON_NULL) {
+        if (from.type != HS_JSON_NUMBER || !hs_json_int64(&from, &op->from_position) ||
+            op->from_position < 0) {
+            fail(h, m, "InvalidSubscriber: From must be an event Id (a non-negative integer)");
+            goto drop;
+        }
+        op->has_from = true;
+    }
+    if (!hs_auth_allows(h->srv, h->who, HS_ACTION_SUBSCRIBE, stream, (size_t)sl)) {
+        fail(h, m, "Unauthorized");
+        goto drop;
+    }
+    snprintf(op->conn, sizeof op->conn, "%s", h->conn_id);
+    hs_ingest_t *e = op_entry(HS_INGEST_ES_SUBSCRIBE, stream, (size_t)sl);
+    if (!e) {
+        fail(h, m, "Unavailable: out of memory");
+        goto drop;
+    }
+    submit(h, m, c, e);
+    return;
+drop:
+    hs_hub_unref(c->hub);
+    free(c);
+}
+
+/* Unsubscribe(streamName, subscriberId, subscriberKey) */
+static void m_unsubscribe(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a, int na,
+                          bool streaming)
+{
+    (void)na;
+    (void)streaming;
+    char stream[HS_NAME_MAX + 1];
+    long sl = name_arg(h, m, &a[0], stream);
+    if (sl < 0)
+        return;
+    es_call_t *c = new_call(h, m, M_UNSUBSCRIBE);
+    if (!c) {
+        fail(h, m, "Unavailable: out of memory");
+        return;
+    }
+    if (!guid_arg(&a[1], c->op.sub_id) || !guid_arg(&a[2], c->op.sub_key)) {
+        fail(h, m, "InvalidSubscriber: subscriberId and subscriberKey must be GUIDs");
+        goto drop;
+    }
+    hs_ingest_t *e = op_entry(HS_INGEST_ES_UNSUBSCRIBE, stream, (size_t)sl);
+    if (!e) {
+        fail(h, m, "Unavailable: out of memory");
+        goto drop;
+    }
+    submit(h, m, c, e);
+    return;
+drop:
+    hs_hub_unref(c->hub);
+    free(c);
+}
+
+static const hs_hub_method_t es_methods[] = {
+    {"Publish", 2, 2, false, m_publish},
+    {"Subscribe", 1, 1, false, m_subscribe},
+    {"Unsubscribe", 3, 3, false, m_unsubscribe},
+};
+
+/* ---- subscriptions and their cursors ---- */
+
+static hs_hubsub_t *find_es(hs_hub_t *h, const char *sub_id)
+{
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        if (s->es && !s->done && strcmp(s->es_id, sub_id) == 0)
+            return s;
+    return NULL;
+}
+
+/* Sends the cursors of a connection's subscriptions that moved (all, or just `only`) to the
+ * writer. Nothing waits for the answer: a cursor that could not be stored is stored with the
+ * next move, or the subscriber gets those events again when it comes back. */
+static void save_cursors(hs_hub_t *h, hs_hubsub_t *only)
+{
+    size_t n = 0;
+    if (only) /* already unlinked from the list */
+        n = only->es && only->es_pos > only->es_saved;
+    else
+        for (hs_hubsub_t *s = h->subs; s; s = s->next)
+            n += s->es && s->es_pos > s->es_saved;
+    if (!n)
+        return;
+    char *arena;
+    size_t sz = sizeof(hs_es_op_t) + n * sizeof(hs_es_cursor_t);
+    hs_ingest_t *e = hs_ingest_alloc(0, sz + 8, &arena);
+    if (!e)
+        return;
+    hs_es_op_t *op = (hs_es_op_t *)(((uintptr_t)arena + 7) & ~(uintptr_t)7);
+    memset(op, 0, sz);
+    hs_hubsub_t *s = only ? only : h->subs;
+    for (; s && op->ncursors < n; s = only ? NULL : s->next) {
+        if (!s->es || s->es_pos <= s->es_saved)
+            continue;
+        hs_es_cursor_t *cur = &op->cursors[op->ncursors++];
+        memcpy(cur->id, s->es_id, sizeof cur->id);
+        cur->position = s->es_pos;
+        cur->version = s->es_ver;
+        s->es_saved = s->es_pos;
+    }
+    e->kind = HS_INGEST_ES_CURSOR;
+    e->stream = "";
+    e->es = op;
+    e->node.kind = HS_NODE_ES_CURSOR;
+    if (!hs_io_submit_entry(h->io, e))
+        hs_ingest_free(e);
+}
+
+static void es_tick(hs_hub_t *h, int64_t now)
+{
+    if (now - h->dialect_ms < CURSOR_SAVE_MS)
+        return;
+    h->dialect_ms = now;
+    save_cursors(h, NULL);
+}
+
+static void es_sub_freed(hs_hub_t *h, hs_hubsub_t *hs)
+{
+    if (hs->es && h->io)
+        save_cursors(h, hs);
+}
+
+/* ---- answers from the writer ---- */
+
+static void subscribed(hs_hub_t *h, es_call_t *c, hs_ingest_t *e)
+{
+    hs_hubsub_t *old = find_es(h, c->op.sub_id);
+    if (old)
+        hs_hub_sub_free(h, old);
+    int rc = hs_hub_add_sub(h, e->stream, e->stream_len, true, NULL, true, c->op.from_version);
+    if (rc == HS_EBUSY) {
+        if (c->has_id)
+            hs_hub_complete_err(h, c->id, "TooManySubscriptions: at most %d per connection",
+                                h->srv->cfg.max_subscriptions);
+        return;
+    }
+    if (rc) {
+        if (c->has_id)
+            hs_hub_complete_err(h, c->id, "Unavailable: out of memory");
+        return;
+    }
+    hs_hubsub_t *hs = h->subs; /* hs_hub_add_sub puts it first */
+    hs->es = true;
+    memcpy(hs->es_id, c->op.sub_id, sizeof hs->es_id);
+    if (c->has_id)
+        hs_hub_complete(h, c->id, NULL, NULL, 0);
+}
+
+static void on_ingest_done(hs_ingest_t *e)
+{
+    es_call_t *c = e->conn;
+    hs_hub_t *h = c->hub;
+    h->pending--;
+    if (h->ended || h->closing)
+        goto out;
+    const char *id = c->has_id ? c->id : NULL;
+    switch (e->status) {
+    case 0:
+        if (c->method == M_SUBSCRIBE) {
+            subscribed(h, c, e);
+            break;
+        }
+        if (c->method == M_UNSUBSCRIBE) {
+            hs_hubsub_t *s = find_es(h, c->op.sub_id);
+            if (s) {
+                s->es_saved = s->es_pos; /* its row is gone */
+                hs_hub_sub_free(h, s);
+            }
+        }
+        if (id)
+            hs_hub_complete(h, id, NULL, NULL, 0);
+        break;
+    case HS_EFORBIDDEN:
+        if (id)
+            hs_hub_complete_err(h, id, "Forbidden: the SubscriberKey of subscriber %s does not match",
+                                c->op.sub_id);
+        break;
+    case HS_ECONFLICT:
+        if (id)
+            hs_hub_complete_err(h, id,
+                                "Conflict: subscriber %s is subscribed to another stream;"
+                                " unsubscribe it there first, or use another SubscriberId",
+                                c->op.sub_id);
+        break;
+    case HS_ENOENT:
+        if (id)
+            hs_hub_complete_err(h, id,
+                                "NotFound: Subscriber not found. Please subscribe first, to then"
+                                " unsubscribe.");
+        break;
+    case HS_ECLOSED:
+        if (id)
+            hs_hub_complete_err(h, id, "StreamClosed: %.*s", (int)e->stream_len, e->stream);
+        break;
+    case HS_EUNKNOWN:
+        if (id)
+            hs_hub_complete_err(h, id,
+                                "Unavailable: %s; the events may have been appended",
+                                hs_strerror(e->status));
+        break;
+    default:
+        if (id)
+            hs_hub_complete_err(h, id, "Unavailable: nothing was done: %s",
+                                hs_strerror(e->status));
+        break;
+    }
+out:
+    free(c);
+    hs_ingest_free(e);
+    hs_hub_resume_input(h);
+    hs_hub_unref(h);
+}
+
+static bool on_message(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    (void)io;
+    switch (n->kind) {
+    case HS_NODE_ES_INGEST:
+        on_ingest_done(hs_container_of(n, hs_ingest_t, node));
+        return true;
+    case HS_NODE_ES_CURSOR:
+        hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
+        return true;
+    }
+    return false;
+}
+
+static bool discard(hs_mpsc_node_t *n)
+{
+    switch (n->kind) {
+    case HS_NODE_ES_INGEST: {
+        hs_ingest_t *e = hs_container_of(n, hs_ingest_t, node);
+        es_call_t *c = e->conn;
+        hs_hub_unref(c->hub);
+        free(c);
+        hs_ingest_free(e);
+        return true;
+    }
+    case HS_NODE_ES_CURSOR:
+        hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
+        return true;
+    }
+    return false;
+}
+
+const hs_hub_dialect_t hs_es_dialect = {
+    .name = "eventstreamhub",
+    .methods = es_methods,
+    .nmethods = sizeof(es_methods) / sizeof(es_methods[0]),
+    .on_message = on_message,
+    .discard = discard,
+    .tick = es_tick,
+    .sub_freed = es_sub_freed,
+};
