@@ -64,7 +64,8 @@ static int read_model(const hs_json_span_t *obj, size_t idx, model_t *m, char *w
             m->type = v;
             continue;
         }
-        if (hs_json_string_eq(&k, "IsJson", true) || hs_json_string_eq(&k, "IsBase64String", true)) {
+        if (hs_json_string_eq(&k, "IsJson", true) ||
+            hs_json_string_eq(&k, "IsBase64String", true)) {
             if (v.type != HS_JSON_TRUE && v.type != HS_JSON_FALSE && v.type != HS_JSON_NULL)
                 goto bad_type;
             bool on = v.type == HS_JSON_TRUE;
@@ -244,8 +245,8 @@ static int member(hs_buf_t *out, const char *name, const hs_json_span_t *v)
 
 int hs_es_render(const char *record, size_t len, hs_buf_t *out)
 {
-    hs_json_span_t root, stream = {0}, position = {0}, id = {0}, type = {0}, time = {0},
-                         data = {0}, meta = {0};
+    hs_json_span_t root, stream = {0}, position = {0}, id = {0}, type = {0}, time = {0}, data = {0},
+                         meta = {0};
     char why[64];
     if (hs_json_parse(record, len, &root, why, sizeof why) || root.type != HS_JSON_OBJECT)
         return HS_EINVAL;
@@ -277,8 +278,8 @@ int hs_es_render(const char *record, size_t len, hs_buf_t *out)
     /* "2026-11-22T05:30:00.123456Z" as DateTimeOffset's round-trip form */
     if (!rc) {
         char t[64];
-        int n = snprintf(t, sizeof t, ",\"CreatedAt\":\"%.*s0+00:00\"", (int)(time.n - 3),
-                         time.p + 1);
+        int n =
+            snprintf(t, sizeof t, ",\"CreatedAt\":\"%.*s0+00:00\"", (int)(time.n - 3), time.p + 1);
         rc = put_str(out, t, (size_t)n);
     }
     hs_json_span_t v[F_NSTR] = {0}, t = type, is_json = {0}, is_b64 = {0};

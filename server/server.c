@@ -337,6 +337,8 @@ static void finish_stop(hs_server_t *srv)
     /* no new connections; what the writer took is committed and acked; then connections close */
     hs_acceptor_stop(srv->acceptor);
     hs_cluster_stop(srv);
+    /* what the IO threads still owe the database (subscribers' cursors) goes in first */
+    hs_io_prestop(srv->io, srv->nio, 2000);
     hs_writer_stop(srv->writer);
     /* let the IO threads write the last acks out */
     usleep(100 * 1000);

@@ -13,6 +13,8 @@
  * front ends fill at create time (hs_server_add_transport, _route, _ws, _cors_headers).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +153,77 @@ static void adopt_some(hs_io_t *io)
         lws_cancel_service(io->ctx); /* another turn, after these are served */
 }
 
+/* A clean stop's request to settle before the writer stops (hs_io_prestop): one per IO thread,
+ * all pointing at one shared count. */
+typedef struct prestop_all {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int left;
+} prestop_all_t;
+
+typedef struct prestop_req {
+    hs_mpsc_node_t node;
+    prestop_all_t *all;
+} prestop_req_t;
+
+static void prestop(hs_io_t *io, hs_mpsc_node_t *n)
+{
+    prestop_all_t *all = hs_container_of(n, prestop_req_t, node)->all;
+    for (int i = 0; i < HS_TRANSPORTS_MAX; i++) {
+        const hs_transport_t *t = io->srv->transports[i];
+        if (t && t->prestop && io->tstate[i])
+            t->prestop(io);
+    }
+    if (io->nbacklog)
+        drain_backlog(io);
+    pthread_mutex_lock(&all->mu);
+    if (--all->left == 0)
+        pthread_cond_signal(&all->cv);
+    pthread_mutex_unlock(&all->mu);
+}
+
+void hs_io_prestop(hs_io_t *const *ios, int n, int timeout_ms)
+{
+    /* one allocation for the count and the requests; kept, not freed, if a thread does not
+     * answer in time (it may still touch them) */
+    prestop_all_t *all = calloc(1, sizeof(*all) + (size_t)n * sizeof(prestop_req_t));
+    if (!all)
+        return;
+    prestop_req_t *reqs = (prestop_req_t *)(all + 1);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&all->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&all->mu, NULL);
+    pthread_mutex_lock(&all->mu);
+    for (int i = 0; i < n; i++) {
+        if (!ios[i] || !ios[i]->ctx)
+            continue;
+        reqs[i].node.kind = HS_NODE_IO_PRESTOP;
+        reqs[i].all = all;
+        all->left++;
+        hs_io_post(ios[i], &reqs[i].node);
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (all->left > 0 && pthread_cond_timedwait(&all->cv, &all->mu, &until) == 0)
+        ;
+    bool done = all->left == 0;
+    pthread_mutex_unlock(&all->mu);
+    if (done) {
+        pthread_cond_destroy(&all->cv);
+        pthread_mutex_destroy(&all->mu);
+        free(all);
+    }
+}
+
 static void drain_inbox(hs_io_t *io)
 {
     for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
@@ -170,6 +243,9 @@ static void drain_inbox(hs_io_t *io)
             free(n);
             lws_tls_cert_updated(io->ctx, io->srv->tls_cert, io->srv->tls_key, NULL, 0, NULL, 0);
             hs_log(&io->srv->log, HS_LOG_DEBUG, "TLS certificate reloaded", NULL);
+            break;
+        case HS_NODE_IO_PRESTOP:
+            prestop(io, n);
             break;
         case HS_NODE_SUB_IO: {
             hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);

@@ -119,6 +119,9 @@ void hs_io_stop(hs_io_t *io);
  * that is gone: close (stop the thread, destroy the lws context), then end the connections the
  * transports keep there beyond their sockets (io_end), then destroy. */
 void hs_io_close(hs_io_t *io);
+/* Before the writer stops: every running IO thread runs its transports' prestop and hands its
+ * backlog to the writer; returns once all have, or after timeout_ms. */
+void hs_io_prestop(hs_io_t *const *ios, int n, int timeout_ms);
 void hs_io_end(hs_io_t *io);
 void hs_io_destroy(hs_io_t *io);
 void hs_io_hand_fd(hs_io_t *io, int fd, const hs_peer_key_t *peer); /* acceptor thread */
@@ -226,6 +229,9 @@ typedef struct hs_transport {
     void (*io_end)(hs_io_t *io);
     /* every 250 ms */
     void (*tick)(hs_io_t *io, int64_t now);
+    /* at a clean stop, while the writer still takes entries: submit what must be stored (the
+     * last cursors) and deliver nothing more that would need storing */
+    void (*prestop)(hs_io_t *io);
     /* a message of its own (kind HS_NODE_T(id, ...)); drop_message at shutdown */
     void (*on_message)(hs_io_t *io, hs_mpsc_node_t *n);
     void (*drop_message)(hs_io_t *io, hs_mpsc_node_t *n);

@@ -184,8 +184,8 @@ static void m_publish(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *a
     }
     hs_ingest_t *e;
     char why[256];
-    int rc = hs_es_parse_events(&a[1], stream, (size_t)sl, srv->cfg.max_event, &e, why,
-                                sizeof(why));
+    int rc =
+        hs_es_parse_events(&a[1], stream, (size_t)sl, srv->cfg.max_event, &e, why, sizeof(why));
     if (rc == HS_ENOMEM) {
         fail(h, m, "Unavailable: out of memory");
         return;
@@ -354,6 +354,15 @@ static void es_tick(hs_hub_t *h, int64_t now)
     save_cursors(h, NULL);
 }
 
+/* A clean stop: the cursors as they are go to the writer, and nothing more is packed, so that
+ * a subscriber that comes back after the restart goes on exactly after what it was sent. */
+static void es_prestop(hs_hub_t *h)
+{
+    for (hs_hubsub_t *s = h->subs; s; s = s->next)
+        s->es_frozen = s->es;
+    save_cursors(h, NULL);
+}
+
 static void es_sub_freed(hs_hub_t *h, hs_hubsub_t *hs)
 {
     if (hs->es && h->io)
@@ -412,7 +421,8 @@ static void on_ingest_done(hs_ingest_t *e)
         break;
     case HS_EFORBIDDEN:
         if (id)
-            hs_hub_complete_err(h, id, "Forbidden: the SubscriberKey of subscriber %s does not match",
+            hs_hub_complete_err(h, id,
+                                "Forbidden: the SubscriberKey of subscriber %s does not match",
                                 c->op.sub_id);
         break;
     case HS_ECONFLICT:
@@ -434,14 +444,12 @@ static void on_ingest_done(hs_ingest_t *e)
         break;
     case HS_EUNKNOWN:
         if (id)
-            hs_hub_complete_err(h, id,
-                                "Unavailable: %s; the events may have been appended",
+            hs_hub_complete_err(h, id, "Unavailable: %s; the events may have been appended",
                                 hs_strerror(e->status));
         break;
     default:
         if (id)
-            hs_hub_complete_err(h, id, "Unavailable: nothing was done: %s",
-                                hs_strerror(e->status));
+            hs_hub_complete_err(h, id, "Unavailable: nothing was done: %s", hs_strerror(e->status));
         break;
     }
 out:
@@ -491,4 +499,5 @@ const hs_hub_dialect_t hs_es_dialect = {
     .discard = discard,
     .tick = es_tick,
     .sub_freed = es_sub_freed,
+    .prestop = es_prestop,
 };

@@ -67,6 +67,8 @@ typedef struct hs_hub_dialect {
      * one about to be freed (while it can still be read). */
     void (*tick)(hs_hub_t *h, int64_t now);
     void (*sub_freed)(hs_hub_t *h, hs_hubsub_t *hs);
+    /* Optional: a clean stop is coming (hs_transport_t.prestop), for each of its connections. */
+    void (*prestop)(hs_hub_t *h);
 } hs_hub_dialect_t;
 
 /*
@@ -156,6 +158,7 @@ struct hs_hubsub {
     char es_id[37];
     int64_t es_pos, es_ver; /* the last event packed */
     int64_t es_saved;       /* the position last sent to be stored */
+    bool es_frozen;         /* the server is stopping: nothing more is packed */
 };
 
 struct hs_hub {

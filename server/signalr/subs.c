@@ -269,7 +269,7 @@ static bool pack_es(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, s
 {
     hs_buf_t arr = {0};
     bool full = false;
-    while (!hs->done) {
+    while (!hs->done && !hs->es_frozen) {
         if (out->len - start >= budget ||
             (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
             full = true;

@@ -773,6 +773,13 @@ static void tick(hs_io_t *io, int64_t now)
     }
 }
 
+static void prestop(hs_io_t *io)
+{
+    for (hs_hub_t *h = hs_hub_io(io)->hubs; h; h = h->io_next)
+        if (!h->ended && h->dialect->prestop)
+            h->dialect->prestop(h);
+}
+
 static int io_init(hs_io_t *io, void **state)
 {
     (void)io;
@@ -798,6 +805,7 @@ static const hs_transport_t signalr_transport = {
     .io_init = io_init,
     .io_fini = io_fini,
     .io_end = io_end,
+    .prestop = prestop,
     .tick = tick,
     .on_message = on_message,
     .drop_message = drop_message,
