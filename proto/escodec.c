@@ -256,8 +256,9 @@ int hs_es_render(const char *record, size_t len, hs_buf_t *out)
         !hs_json_object_get(&root, "type", false, &type) ||
         !hs_json_object_get(&root, "time", false, &time) ||
         !hs_json_object_get(&root, "data", false, &data) || stream.type != HS_JSON_STRING ||
-        time.type != HS_JSON_STRING || time.n < 3)
-        return HS_EINVAL;
+        position.type != HS_JSON_NUMBER || id.type != HS_JSON_STRING ||
+        time.type != HS_JSON_STRING || time.n != 29 || time.p[27] != 'Z')
+        return HS_EINVAL; /* time: "YYYY-MM-DDTHH:MM:SS.ffffffZ", quoted */
     hs_json_object_get(&root, "metadata", false, &meta);
     hs_json_span_t fmt = {0}, orig = {0};
     bool es = false;
