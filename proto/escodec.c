@@ -227,11 +227,11 @@ static int put_str(hs_buf_t *out, const char *s, size_t n)
     return hs_buf_put(out, s, n);
 }
 
-/* A member `,"Name":` followed by a raw JSON value (or null). */
-static int member(hs_buf_t *out, const char *name, const hs_json_span_t *v)
+/* A member `,"Name":` (`,"name":` in camel case) followed by a raw JSON value (or null). */
+static int member(hs_buf_t *out, const char *name, const hs_json_span_t *v, bool camel)
 {
     char head[48];
-    int n = snprintf(head, sizeof head, ",\"%s\":", name);
+    int n = snprintf(head, sizeof head, ",\"%c%s\":", camel ? name[0] + 32 : name[0], name + 1);
     int rc = put_str(out, head, (size_t)n);
     if (rc)
         return rc;
@@ -243,7 +243,7 @@ static int member(hs_buf_t *out, const char *name, const hs_json_span_t *v)
     return 0;
 }
 
-int hs_es_render(const char *record, size_t len, hs_buf_t *out)
+int hs_es_render(const char *record, size_t len, bool camel, hs_buf_t *out)
 {
     hs_json_span_t root, stream = {0}, position = {0}, id = {0}, type = {0}, time = {0}, data = {0},
                          meta = {0};
@@ -269,18 +269,18 @@ int hs_es_render(const char *record, size_t len, hs_buf_t *out)
             orig.type != HS_JSON_STRING)
             orig.type = HS_JSON_INVALID;
     }
-    int rc = put_str(out, "{\"Id\":", 6);
+    int rc = put_str(out, camel ? "{\"id\":" : "{\"Id\":", 6);
     if (!rc)
         rc = put_str(out, position.p, position.n);
     if (!rc)
-        rc = member(out, "EventId", &id);
+        rc = member(out, "EventId", &id, camel);
     if (!rc)
-        rc = member(out, "OriginalEventId", &orig);
+        rc = member(out, "OriginalEventId", &orig, camel);
     /* "2026-11-22T05:30:00.123456Z" as DateTimeOffset's round-trip form */
     if (!rc) {
         char t[64];
-        int n =
-            snprintf(t, sizeof t, ",\"CreatedAt\":\"%.*s0+00:00\"", (int)(time.n - 3), time.p + 1);
+        int n = snprintf(t, sizeof t, ",\"%s\":\"%.*s0+00:00\"", camel ? "createdAt" : "CreatedAt",
+                         (int)(time.n - 3), time.p + 1);
         rc = put_str(out, t, (size_t)n);
     }
     hs_json_span_t v[F_NSTR] = {0}, t = type, is_json = {0}, is_b64 = {0};
@@ -294,32 +294,34 @@ int hs_es_render(const char *record, size_t len, hs_buf_t *out)
         hs_json_object_get(&data, "IsBase64String", false, &is_b64);
     }
     if (!rc)
-        rc = member(out, "Description", &v[F_DESCRIPTION]);
+        rc = member(out, "Description", &v[F_DESCRIPTION], camel);
     if (!rc)
-        rc = member(out, "Type", &t);
+        rc = member(out, "Type", &t, camel);
     if (!rc)
-        rc = member(out, "Data", &v[F_DATA]);
+        rc = member(out, "Data", &v[F_DATA], camel);
     if (!rc)
-        rc = member(out, "Base64StringData", &v[F_B64DATA]);
+        rc = member(out, "Base64StringData", &v[F_B64DATA], camel);
     if (!rc && es) {
-        rc = member(out, "JsonData", &v[F_JSONDATA]);
+        rc = member(out, "JsonData", &v[F_JSONDATA], camel);
     } else if (!rc) {
         /* an event published elsewhere: its data as JSON text */
         size_t n = hs_json_quoted_len(data.p, data.n);
-        rc = put_str(out, ",\"JsonData\":", 12);
+        rc = put_str(out, camel ? ",\"jsonData\":" : ",\"JsonData\":", 12);
         if (!rc && hs_buf_reserve(out, n))
             rc = HS_ENOMEM;
         if (!rc)
             out->len += hs_json_quote(data.p, data.n, (char *)out->p + out->len);
     }
     if (!rc)
-        rc = member(out, "MetaData", &v[F_METADATA]);
+        rc = member(out, "MetaData", &v[F_METADATA], camel);
     if (!rc)
-        rc = member(out, "Base64StringMetaData", &v[F_B64METADATA]);
+        rc = member(out, "Base64StringMetaData", &v[F_B64METADATA], camel);
     if (!rc) {
         bool j = es ? is_json.type == HS_JSON_TRUE : true, b = is_b64.type == HS_JSON_TRUE;
         char tail[64];
-        int n = snprintf(tail, sizeof tail, ",\"IsJson\":%s,\"IsBase64String\":%s",
+        int n = snprintf(tail, sizeof tail,
+                         camel ? ",\"isJson\":%s,\"isBase64String\":%s"
+                               : ",\"IsJson\":%s,\"IsBase64String\":%s",
                          j ? "true" : "false", b ? "true" : "false");
         rc = put_str(out, tail, (size_t)n);
     }
@@ -330,7 +332,10 @@ int hs_es_render(const char *record, size_t len, hs_buf_t *out)
     if (!rc) {
         char guid[37], g[96];
         hs_uuid_of_name(name, (size_t)nl, guid);
-        int n = snprintf(g, sizeof g, ",\"StreamId\":\"%s\",\"StreamName\":", guid);
+        int n = snprintf(g, sizeof g,
+                         camel ? ",\"streamId\":\"%s\",\"streamName\":"
+                               : ",\"StreamId\":\"%s\",\"StreamName\":",
+                         guid);
         rc = put_str(out, g, (size_t)n);
     }
     if (!rc)

@@ -22,6 +22,7 @@
 #ifndef HS_ESCODEC_H
 #define HS_ESCODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "proto/json.h"
@@ -40,8 +41,9 @@
 int hs_es_parse_events(const hs_json_span_t *arg, const char *stream, size_t stream_len,
                        size_t max_event, hs_ingest_t **out, char *why, size_t whylen);
 
-/* Appends the PascalCase object of an event from its EventRecord JSON to out: 0, HS_EINVAL
+/* Appends the PascalCase object of an event from its EventRecord JSON to out (camelCase member
+ * names when camel: the admin routes' JSON, as ASP.NET's controllers write it): 0, HS_EINVAL
  * (not an EventRecord), HS_ENOMEM. */
-int hs_es_render(const char *record, size_t len, hs_buf_t *out);
+int hs_es_render(const char *record, size_t len, bool camel, hs_buf_t *out);
 
 #endif

@@ -2,6 +2,7 @@
 #include "proto/route.h"
 
 #include <string.h>
+#include <strings.h>
 
 static bool is(const char *p, size_t n, const char *lit)
 {
@@ -115,4 +116,81 @@ int hs_route_hub_token(const char *req, size_t n, char *token, size_t cap)
         q = arg_end + 1;
     }
     return -1;
+}
+
+/* ---- /api/EventStream/ ---- */
+
+static bool is_nocase(const char *s, size_t n, const char *lit)
+{
+    size_t l = strlen(lit);
+    return n == l && strncasecmp(s, lit, l) == 0;
+}
+
+bool hs_esroute_match(const char *path, size_t len)
+{
+    size_t pl = sizeof(HS_ESROUTE_PREFIX) - 1;
+    return len >= pl && strncasecmp(path, HS_ESROUTE_PREFIX, pl) == 0;
+}
+
+void hs_esroute_parse(const char *path, size_t len, hs_esroute_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (!hs_esroute_match(path, len))
+        return;
+    size_t pl = sizeof(HS_ESROUTE_PREFIX) - 1;
+    const char *p = path + pl;
+    size_t n = len - pl;
+    if (n && p[n - 1] == '/')
+        n--;
+    /* up to four segments; an empty one (a doubled '/') matches nothing */
+    const char *seg[4];
+    size_t sl[4];
+    int ns = 0;
+    size_t at = 0;
+    while (at <= n && n) {
+        const char *slash = memchr(p + at, '/', n - at);
+        size_t e = slash ? (size_t)(slash - p) : n;
+        if (ns == 4 || e == at)
+            return;
+        seg[ns] = p + at;
+        sl[ns++] = e - at;
+        at = e + 1;
+        if (!slash)
+            break;
+    }
+    if (ns == 0)
+        return;
+    if (is_nocase(seg[0], sl[0], "streams")) {
+        if (ns == 2 && is_nocase(seg[1], sl[1], "search"))
+            r->kind = HS_ESR_STREAMS_SEARCH;
+        else if (ns == 2 && is_nocase(seg[1], sl[1], "associate"))
+            r->kind = HS_ESR_ASSOCIATE;
+        else if (ns == 2)
+            r->kind = HS_ESR_STREAM;
+        else if (ns == 3 && is_nocase(seg[1], sl[1], "stream"))
+            r->kind = HS_ESR_STREAMS_BY_NAME;
+        if (r->kind == HS_ESR_STREAM) {
+            r->a = seg[1];
+            r->alen = sl[1];
+        } else if (r->kind == HS_ESR_STREAMS_BY_NAME) {
+            r->a = seg[2];
+            r->alen = sl[2];
+        }
+    } else if (is_nocase(seg[0], sl[0], "events")) {
+        if (ns == 2 && is_nocase(seg[1], sl[1], "search")) {
+            r->kind = HS_ESR_EVENTS_SEARCH;
+        } else if (ns == 3) {
+            r->kind = HS_ESR_EVENT;
+            r->a = seg[1];
+            r->alen = sl[1];
+            r->b = seg[2];
+            r->blen = sl[2];
+        }
+    } else if (is_nocase(seg[0], sl[0], "subscribers") && ns == 2) {
+        r->kind = HS_ESR_SUBSCRIBER;
+        r->a = seg[1];
+        r->alen = sl[1];
+    } else if (is_nocase(seg[0], sl[0], "subscriptionprocessor") && ns == 1) {
+        r->kind = HS_ESR_PROCESSOR;
+    }
 }

@@ -37,6 +37,36 @@ typedef struct hs_route {
  * no '/'; its validity as a stream name is the caller's check. */
 void hs_route_parse(const char *path, size_t len, hs_route_t *r);
 
+/*
+ * The admin routes of /eventstreamhub: a path under /api/EventStream/ (its segments matched
+ * ignoring ASCII case, as ASP.NET routes; one trailing '/' allowed). The arguments a and b are
+ * the path's variable segments (inside path, not checked: GUIDs, ids and names are the
+ * handler's to check).
+ */
+typedef enum hs_esroute_kind {
+    HS_ESR_NONE = 0,        /* not one of them (404) */
+    HS_ESR_STREAM,          /* streams/{a}: a stream by GUID (GET) or by id (DELETE) */
+    HS_ESR_STREAMS_BY_NAME, /* streams/stream/{a}: streams whose name contains a */
+    HS_ESR_STREAMS_SEARCH,  /* streams/search */
+    HS_ESR_ASSOCIATE,       /* streams/associate */
+    HS_ESR_EVENT,           /* events/{a}/{b}: event b of the stream with id a */
+    HS_ESR_EVENTS_SEARCH,   /* events/search */
+    HS_ESR_SUBSCRIBER,      /* subscribers/{a} */
+    HS_ESR_PROCESSOR,       /* subscriptionprocessor */
+} hs_esroute_kind_t;
+
+#define HS_ESROUTE_PREFIX "/api/EventStream/"
+
+typedef struct hs_esroute {
+    hs_esroute_kind_t kind;
+    const char *a, *b;
+    size_t alen, blen;
+} hs_esroute_t;
+
+/* Whether path[0..len) lies under HS_ESROUTE_PREFIX (ASCII case ignored). */
+bool hs_esroute_match(const char *path, size_t len);
+void hs_esroute_parse(const char *path, size_t len, hs_esroute_t *r);
+
 /* A non-negative decimal integer that fits int64: digits only (no sign, no blank), 1..19 of
  * them. False for anything else. */
 bool hs_route_uint(const char *s, size_t n, int64_t *out);

@@ -21,6 +21,7 @@
 #include "ringbuf/budget.h"
 #include "server/auth.h"
 #include "server/http/http.h"
+#include "server/signalr/es.h"
 #include "server/signalr/hub.h"
 #include "util/addr.h"
 
@@ -215,6 +216,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
      * IO threads exist (an IO thread creates each transport's state) */
     hs_http_register(srv);
     hs_signalr_register(srv);
+    hs_esadmin_register(srv);
     srv->io = calloc((size_t)srv->nio, sizeof(hs_io_t *));
     srv->inboxes = calloc((size_t)srv->nio + 1, sizeof(hs_mpsc_t *));
     if (!srv->io || !srv->inboxes) {

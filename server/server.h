@@ -30,7 +30,7 @@ struct hs_budget;
 
 /* Transport ids: an IO thread's messages, subscriptions and connections name their transport
  * by it (server/net/net.h). */
-enum { HS_T_HTTP = 0, HS_T_SSE = 1, HS_T_SIGNALR = 2, HS_TRANSPORTS_MAX = 8 };
+enum { HS_T_HTTP = 0, HS_T_SSE = 1, HS_T_SIGNALR = 2, HS_T_ESADMIN = 3, HS_TRANSPORTS_MAX = 8 };
 
 struct hs_server {
     hs_config_t cfg;
@@ -70,6 +70,7 @@ struct hs_server {
     const struct hs_transport *transports[HS_TRANSPORTS_MAX]; /* by id (HS_T_*) */
     struct {
         const char *path; /* exact, e.g. "/hub/negotiate"; NULL: every path no other takes */
+        bool prefix;      /* path is a prefix ending in '/', matched ignoring ASCII case */
         void (*fn)(struct hs_conn *c, const char *path, void *arg);
         void *arg;
     } routes[8]; /* HTTP routes, matched in order (an OPTIONS preflight is net's) */
@@ -96,7 +97,8 @@ struct hs_server {
     struct hs_peers *peers;   /* per source address (server/net/peers.c); NULL: no limit */
     atomic_int reload_requested;
 
-    atomic_int state; /* 0 created, 1 running, 2 stop requested, 3 stopped */
+    atomic_int state;     /* 0 created, 1 running, 2 stop requested, 3 stopped */
+    atomic_int es_paused; /* /eventstreamhub's delivery paused (POST subscriptionprocessor) */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
     int stop_pipe[2]; /* a signal handler writes here */
@@ -104,6 +106,11 @@ struct hs_server {
 
 /* Registers a transport under its id, an HTTP path, a WebSocket endpoint (at create time). */
 void hs_server_add_transport(hs_server_t *srv, const struct hs_transport *t);
+/* A route for every path under `prefix` (ending in '/', ASCII case ignored), matched after the
+ * exact paths and before the catch-all. */
+void hs_server_add_prefix_route(hs_server_t *srv, const char *prefix,
+                                void (*fn)(struct hs_conn *c, const char *path, void *arg),
+                                void *arg);
 void hs_server_add_route(hs_server_t *srv, const char *path,
                          void (*fn)(struct hs_conn *c, const char *path, void *arg), void *arg);
 /* Runs the embedder's event hook (hs_server_set_event_hook) over every event of an append: 0,

@@ -174,6 +174,8 @@ typedef struct hs_dialect {
     const char *es_sub_cursor_sql;
     /* (subscriber_id) */
     const char *es_sub_delete_sql;
+    /* (from_position, to_position, subscriber_id): the range an admin replay asked for */
+    const char *es_sub_range_sql;
     /* (stream_id): a deleted stream's subscribers; (stream_id, stream_id): its links, as
      * target and as source */
     const char *es_sub_delete_stream_sql;
@@ -181,6 +183,23 @@ typedef struct hs_dialect {
     /* (stream_id, position) -> MIN(version) of the stream's events after that position (NULL
      * when there is none): where a subscriber resuming after a global position goes on */
     const char *es_resume_sql;
+    /*
+     * The admin routes under /api/EventStream/. Streams: (guid) and (id) -> id, version,
+     * position, closed, created_us, updated_us, name; search (guid, guid, fold_pattern,
+     * created_from_us, created_to_us, after_id, limit), the same columns, by id: guid '' matches
+     * every stream, fold_pattern is a LIKE pattern with '!' as its escape character.
+     * Events: get (stream_id, event_id) and search (stream_id, type_pattern, from_us, to_us,
+     * after_position, limit; the type compared ignoring ASCII case) -> version, position,
+     * time_us, stream name, event_id, type, data, metadata. A subscriber: (subscriber_id) -> id,
+     * stream_id, cur_position, from_position, to_position, created_us, the stream's
+     * created_us, connection_id, the stream's name.
+     */
+    const char *es_stream_by_guid_sql;
+    const char *es_stream_by_id_sql;
+    const char *es_search_streams_sql;
+    const char *es_event_get_sql;
+    const char *es_search_events_sql;
+    const char *es_sub_show_sql;
 } hs_dialect_t;
 
 extern const hs_dialect_t hs_dialect_sqlite;

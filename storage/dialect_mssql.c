@@ -130,7 +130,8 @@ static const char *const schema_v3[] = {
     "CREATE INDEX hs_streams_fold ON hs_streams (fold_key, id)",
     "CREATE INDEX hs_streams_guid ON hs_streams (guid)",
     "CREATE TABLE hs_es_subscribers ("
-    " subscriber_id VARCHAR(36) " UTF8_BIN " NOT NULL PRIMARY KEY,"
+    " id BIGINT IDENTITY(1, 1) NOT NULL PRIMARY KEY,"
+    " subscriber_id VARCHAR(36) " UTF8_BIN " NOT NULL UNIQUE,"
     " subscriber_key VARCHAR(36) " UTF8_BIN " NOT NULL,"
     " stream_id BIGINT NOT NULL,"
     " connection_id VARCHAR(64) " UTF8_BIN " NULL,"
@@ -264,7 +265,32 @@ const hs_dialect_t hs_dialect_mssql = {
     .es_sub_cursor_sql = "UPDATE hs_es_subscribers SET cur_position = ?, cur_version = ?"
                          " WHERE subscriber_id = ? AND cur_position < ?",
     .es_sub_delete_sql = "DELETE FROM hs_es_subscribers WHERE subscriber_id = ?",
+    .es_sub_range_sql = "UPDATE hs_es_subscribers SET from_position = ?, to_position = ?"
+                        " WHERE subscriber_id = ?",
     .es_sub_delete_stream_sql = "DELETE FROM hs_es_subscribers WHERE stream_id = ?",
     .es_links_delete_stream_sql = "DELETE FROM hs_es_links WHERE target_id = ? OR source_id = ?",
     .es_resume_sql = "SELECT MIN(version) FROM hs_events WHERE stream_id = ? AND position > ?",
+    .es_stream_by_guid_sql = "SELECT id, version, position, closed, created_us, updated_us, name "
+                             "FROM hs_streams WHERE guid = ?",
+    .es_stream_by_id_sql = "SELECT id, version, position, closed, created_us, updated_us, name "
+                           "FROM hs_streams WHERE id = ?",
+    .es_search_streams_sql =
+        "SELECT id, version, position, closed, created_us, updated_us, name FROM hs_streams"
+        " WHERE (? = '' OR guid = ?) AND fold LIKE ? ESCAPE '!'"
+        " AND created_us >= ? AND created_us <= ? AND id > ?"
+        " ORDER BY id OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
+    .es_event_get_sql =
+        "SELECT e.version, e.position, e.time_us, s.name, e.event_id, e.type, e.data, e.metadata"
+        " FROM hs_events e JOIN hs_streams s ON s.id = e.stream_id"
+        " WHERE e.stream_id = ? AND e.event_id_key = " ID_ARG "",
+    .es_search_events_sql =
+        "SELECT e.version, e.position, e.time_us, s.name, e.event_id, e.type, e.data, e.metadata"
+        " FROM hs_events e JOIN hs_streams s ON s.id = e.stream_id"
+        " WHERE e.stream_id = ? AND LOWER(e.type) LIKE ? ESCAPE '!'"
+        " AND e.time_us >= ? AND e.time_us <= ? AND e.position > ?"
+        " ORDER BY e.position OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
+    .es_sub_show_sql = "SELECT b.id, b.stream_id, b.cur_position, b.from_position, b.to_position,"
+                       " b.created_us, s.created_us, b.connection_id, s.name"
+                       " FROM hs_es_subscribers b JOIN hs_streams s ON s.id = b.stream_id"
+                       " WHERE b.subscriber_id = ?",
 };

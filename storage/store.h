@@ -215,6 +215,38 @@ int hs_store_es_sub_delete(hs_store_t *st, const char *id);
 int hs_store_es_resume(hs_store_t *st, int64_t stream_id, int64_t after, int64_t head,
                        int64_t *version);
 
+/* The admin routes' reads (store_es.c). A stream by its GUID or its id: 0 with its head and
+ * name (NUL-terminated, name_cap >= HS_STORE_NAME_MAX + 1), or HS_ENOENT. */
+int hs_store_es_stream_by_guid(hs_store_t *st, const char *guid, hs_stream_head_t *head, char *name,
+                               size_t name_cap);
+int hs_store_es_stream_by_id(hs_store_t *st, int64_t id, hs_stream_head_t *head, char *name,
+                             size_t name_cap);
+/* Streams by id after after_id: guid "" for any, name_part (may be empty) contained in the name
+ * ignoring ASCII case, created within [from_us, to_us]; at most limit (<= 1000). */
+int hs_store_es_search_streams(hs_store_t *st, const char *guid, const char *name_part,
+                               size_t part_len, int64_t from_us, int64_t to_us, int64_t after_id,
+                               size_t limit, hs_stream_cb cb, void *ctx);
+/* One event of a stream (by the stream's id) by its event id: the callback's value, 0 when it
+ * ran, or HS_ENOENT. */
+int hs_store_es_event(hs_store_t *st, int64_t stream_id, const char *event_id, size_t len,
+                      hs_record_cb cb, void *ctx);
+/* Events of a stream after position after_pos whose type contains type_part ignoring ASCII case,
+ * committed within [from_us, to_us], by position; at most limit (<= 1000). */
+int hs_store_es_search_events(hs_store_t *st, int64_t stream_id, const char *type_part,
+                              size_t part_len, int64_t from_us, int64_t to_us, int64_t after_pos,
+                              size_t limit, hs_record_cb cb, void *ctx);
+/* A subscriber as the admin route shows it. */
+typedef struct hs_es_sub_info {
+    int64_t id, stream_id, cur_position, from_position, to_position, created_us;
+    int64_t stream_created_us;
+    char conn[64];
+    char stream[HS_STORE_NAME_MAX + 1];
+    size_t stream_len;
+} hs_es_sub_info_t;
+int hs_store_es_sub_show(hs_store_t *st, const char *sub_id, hs_es_sub_info_t *out);
+/* Records the range of an admin replay (LastAccessedFrom/ToEventId). */
+int hs_store_es_sub_range(hs_store_t *st, const char *sub_id, int64_t from, int64_t to);
+
 /* Runs a trivial query (the schema version) in its own transaction: 0 when the connection
  * still works. A writer or reader whose statement failed asks this to tell a lost connection
  * (reconnect) from a failed statement (keep the connection). */

@@ -67,9 +67,16 @@ enum {
     Q_ES_SUB_ATTACH,
     Q_ES_SUB_CURSOR,
     Q_ES_SUB_DELETE,
+    Q_ES_SUB_RANGE,
     Q_ES_SUB_DELETE_STREAM,
     Q_ES_LINKS_DELETE_STREAM,
     Q_ES_RESUME,
+    Q_ES_STREAM_BY_GUID,
+    Q_ES_STREAM_BY_ID,
+    Q_ES_SEARCH_STREAMS,
+    Q_ES_EVENT_GET,
+    Q_ES_SEARCH_EVENTS,
+    Q_ES_SUB_SHOW,
     /* the forward reads again, on handles of their own fetched in blocks (read_block) */
     Q_READ_STREAM_BLOCK,
     Q_READ_ALL_BLOCK,
@@ -116,16 +123,23 @@ static const struct {
     [Q_ES_SUB_ATTACH] = {offsetof(hs_dialect_t, es_sub_attach_sql), 0, "attach subscriber"},
     [Q_ES_SUB_CURSOR] = {offsetof(hs_dialect_t, es_sub_cursor_sql), 0, "move subscriber cursor"},
     [Q_ES_SUB_DELETE] = {offsetof(hs_dialect_t, es_sub_delete_sql), 0, "delete subscriber"},
+    [Q_ES_SUB_RANGE] = {offsetof(hs_dialect_t, es_sub_range_sql), 0, "set a replay's range"},
     [Q_ES_SUB_DELETE_STREAM] = {offsetof(hs_dialect_t, es_sub_delete_stream_sql), 0,
                                 "delete a stream's subscribers"},
     [Q_ES_LINKS_DELETE_STREAM] = {offsetof(hs_dialect_t, es_links_delete_stream_sql), 0,
                                   "delete a stream's links"},
     [Q_ES_RESUME] = {offsetof(hs_dialect_t, es_resume_sql), 1, "resume point"},
+    [Q_ES_STREAM_BY_GUID] = {offsetof(hs_dialect_t, es_stream_by_guid_sql), 6, "stream by GUID"},
+    [Q_ES_STREAM_BY_ID] = {offsetof(hs_dialect_t, es_stream_by_id_sql), 6, "stream by id"},
+    [Q_ES_SEARCH_STREAMS] = {offsetof(hs_dialect_t, es_search_streams_sql), 6, "search streams"},
+    [Q_ES_EVENT_GET] = {offsetof(hs_dialect_t, es_event_get_sql), 3, "get event"},
+    [Q_ES_SEARCH_EVENTS] = {offsetof(hs_dialect_t, es_search_events_sql), 3, "search events"},
+    [Q_ES_SUB_SHOW] = {offsetof(hs_dialect_t, es_sub_show_sql), 7, "show subscriber"},
     [Q_READ_STREAM_BLOCK] = {offsetof(hs_dialect_t, read_stream_fwd_sql), 0, "read stream"},
     [Q_READ_ALL_BLOCK] = {offsetof(hs_dialect_t, read_all_fwd_sql), 0, "read all"},
 };
 
-#define INT_COLS 6
+#define INT_COLS 8
 
 /* Read buffers: the record's strings must all be valid at once, so one per column. */
 enum { T_STREAM, T_EVENT_ID, T_TYPE, T_DATA, T_META, T_KEY, T_HI, T_COUNT };

@@ -431,7 +431,7 @@ static int list_streams(hs_store_t *st, const char *prefix, size_t plen, const c
         while ((rc = hs_st_fetch(st, h, q)) == 1) {
             hs_stream_head_t head;
             hs_st_head_from_cols(st, &head);
-            rc = hs_st_text_col(st, h, INT_COLS + 1, &st->t[T_STREAM], &name, &nlen);
+            rc = hs_st_text_col(st, h, 7, &st->t[T_STREAM], &name, &nlen); /* after 6 ints */
             if (rc == 0 && !name)
                 rc = hs_st_fail(st, HS_EDB, "list streams: a stream without a name");
             if (rc)

@@ -219,10 +219,14 @@ static void route(hs_conn_t *c, const char *path)
         return;
     }
     hs_server_t *srv = c->io->srv;
-    for (int pass = 0; pass < 2; pass++)
+    /* exact paths, then prefixes, then the catch-all */
+    for (int pass = 0; pass < 3; pass++)
         for (int i = 0; i < srv->nroutes; i++) {
             const char *rp = srv->routes[i].path;
-            if (pass == 0 ? rp && !strcmp(rp, path) : !rp) {
+            bool pre = srv->routes[i].prefix;
+            if (pass == 0   ? rp && !pre && !strcmp(rp, path)
+                : pass == 1 ? rp && pre && !strncasecmp(rp, path, strlen(rp))
+                            : !rp) {
                 srv->routes[i].fn(c, path, srv->routes[i].arg);
                 return;
             }

@@ -712,6 +712,13 @@ void hs_server_add_route(hs_server_t *srv, const char *path,
     srv->nroutes++;
 }
 
+void hs_server_add_prefix_route(hs_server_t *srv, const char *prefix,
+                                void (*fn)(hs_conn_t *c, const char *path, void *arg), void *arg)
+{
+    hs_server_add_route(srv, prefix, fn, arg);
+    srv->routes[srv->nroutes - 1].prefix = true;
+}
+
 void hs_server_add_cors_headers(hs_server_t *srv, const char *headers)
 {
     char *list = srv->cors_headers;

@@ -13,6 +13,7 @@
  * `From` (or `LastEventId`), a global event Id, goes on after that. Home thread.
  */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "proto/escodec.h"
 #include "proto/json.h"
 #include "server/auth.h"
+#include "server/signalr/es.h"
 #include "server/signalr/hub.h"
 #include "util/time.h"
 
@@ -369,6 +371,220 @@ static void es_sub_freed(hs_hub_t *h, hs_hubsub_t *hs)
         save_cursors(h, hs);
 }
 
+/* ---- pausing (POST subscriptionprocessor) ---- */
+
+/* A subscription held while delivery is paused: where it goes on. */
+typedef struct held {
+    struct held *next;
+    char id[37];
+    int64_t pos, ver;
+    size_t len;
+    char stream[];
+} held_t;
+
+static held_t **held_of(hs_hub_t *h)
+{
+    return (held_t **)&h->dialect_state;
+}
+
+static bool hold(hs_hub_t *h, const char *id, const char *stream, size_t len, int64_t pos,
+                 int64_t ver)
+{
+    held_t *x = malloc(sizeof(*x) + len + 1);
+    if (!x)
+        return false;
+    memcpy(x->id, id, sizeof x->id);
+    memcpy(x->stream, stream, len);
+    x->stream[len] = '\0';
+    x->len = len;
+    x->pos = pos;
+    x->ver = ver;
+    x->next = *held_of(h);
+    *held_of(h) = x;
+    return true;
+}
+
+static void drop_held(hs_hub_t *h, const char *id)
+{
+    for (held_t **pp = held_of(h); *pp;) {
+        held_t *x = *pp;
+        if (!id || strcmp(x->id, id) == 0) {
+            *pp = x->next;
+            free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+}
+
+/* Adds a live /eventstreamhub subscription going on after version ver: 0, HS_EBUSY, HS_ENOMEM. */
+static int add_es(hs_hub_t *h, const char *id, const char *stream, size_t len, int64_t pos,
+                  int64_t ver)
+{
+    int rc = hs_hub_add_sub(h, stream, len, true, NULL, true, ver);
+    if (rc)
+        return rc;
+    hs_hubsub_t *hs = h->subs; /* hs_hub_add_sub puts it first */
+    hs->es = true;
+    memcpy(hs->es_id, id, sizeof hs->es_id);
+    hs->es_pos = hs->es_saved = pos;
+    hs->es_ver = ver;
+    return 0;
+}
+
+/* Pauses: each subscription leaves the fan-out (its cursor stored) and is held; resumes: each
+ * held one subscribes again from its cursor, catching up on what it missed. */
+static void pause_hub(hs_hub_t *h, bool paused)
+{
+    if (paused) {
+        for (hs_hubsub_t *s = h->subs, *next; s; s = next) {
+            next = s->next;
+            if (!s->es || s->done)
+                continue;
+            if (!hold(h, s->es_id, s->sub->stream, s->sub->stream_len, s->es_pos, s->es_ver)) {
+                hs_hub_fail_oom(h);
+                return;
+            }
+            hs_hub_sub_free(h, s);
+        }
+        return;
+    }
+    held_t *x = *held_of(h);
+    *held_of(h) = NULL;
+    while (x) {
+        held_t *next = x->next;
+        if (!h->ended && add_es(h, x->id, x->stream, x->len, x->pos, x->ver) == HS_ENOMEM)
+            hs_hub_fail_oom(h);
+        free(x);
+        x = next;
+    }
+}
+
+static void es_ended(hs_hub_t *h)
+{
+    drop_held(h, NULL);
+}
+
+/* What travels to every IO thread: one node each, the replay's array shared. */
+enum { CTL_PAUSE, CTL_RESUME, CTL_REPLAY };
+
+typedef struct replay {
+    atomic_uint refs;
+    char sub_id[37];
+    size_t stream_len, len;
+    char *stream, *array; /* in mem */
+    char mem[];
+} replay_t;
+
+typedef struct ctl {
+    hs_mpsc_node_t node;
+    int op;
+    replay_t *replay;
+} ctl_t;
+
+static void replay_unref(replay_t *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+        free(r);
+}
+
+/* A replay's array to one connection, framed as a live one (subs.c's pack_es). */
+static void send_replay(hs_hub_t *h, const replay_t *r)
+{
+    hs_buf_t a0 = {0};
+    int rc;
+    if (h->fmt == HS_HUB_JSON) {
+        rc = hs_buf_reserve(&a0, hs_json_quoted_len(r->array, r->len));
+        if (!rc)
+            a0.len = hs_json_quote(r->array, r->len, (char *)a0.p);
+    } else {
+        uint8_t hd[5] = {0xdb, (uint8_t)(r->len >> 24), (uint8_t)(r->len >> 16),
+                         (uint8_t)(r->len >> 8), (uint8_t)r->len};
+        rc = hs_buf_put(&a0, hd, 5);
+        if (!rc)
+            rc = hs_buf_put(&a0, r->array, r->len);
+    }
+    if (rc) {
+        hs_buf_free(&a0);
+        hs_hub_fail_oom(h);
+        return;
+    }
+    bool json = h->fmt == HS_HUB_JSON;
+    const uint8_t *av[2] = {a0.p, (const uint8_t *)(json ? "{}" : "\x80")};
+    size_t al[2] = {a0.len, json ? 2 : 1};
+    hs_hub_send(h, r->stream, av, al, 2);
+    hs_buf_free(&a0);
+}
+
+static void on_ctl(hs_io_t *io, ctl_t *c)
+{
+    for (hs_hub_t *h = hs_hub_io(io)->hubs; h; h = h->io_next) {
+        if (h->ended || h->dialect != &hs_es_dialect)
+            continue;
+        if (c->op != CTL_REPLAY) {
+            pause_hub(h, c->op == CTL_PAUSE);
+            continue;
+        }
+        bool here = false;
+        for (hs_hubsub_t *s = h->subs; s && !here; s = s->next)
+            here = s->es && !s->done && strcmp(s->es_id, c->replay->sub_id) == 0;
+        for (held_t *x = *held_of(h); x && !here; x = x->next)
+            here = strcmp(x->id, c->replay->sub_id) == 0;
+        if (here)
+            send_replay(h, c->replay);
+    }
+    replay_unref(c->replay);
+    free(c);
+}
+
+/* Posts one ctl node to every IO thread; false when memory ran out (some may have gone). */
+static bool broadcast(hs_server_t *srv, int op, replay_t *r)
+{
+    bool ok = true;
+    for (int i = 0; i < srv->nio; i++) {
+        ctl_t *c = calloc(1, sizeof(*c));
+        if (!c) {
+            ok = false;
+            continue;
+        }
+        c->node.kind = HS_NODE_ES_CTL;
+        c->op = op;
+        if (r) {
+            atomic_fetch_add(&r->refs, 1);
+            c->replay = r;
+        }
+        hs_io_post(srv->io[i], &c->node);
+    }
+    return ok;
+}
+
+void hs_es_set_paused(hs_server_t *srv, bool paused)
+{
+    if (atomic_exchange(&srv->es_paused, paused) == (int)paused)
+        return;
+    broadcast(srv, paused ? CTL_PAUSE : CTL_RESUME, NULL);
+}
+
+int hs_es_replay_post(hs_server_t *srv, const char *sub_id, const char *stream, size_t stream_len,
+                      const char *array, size_t len)
+{
+    replay_t *r = malloc(sizeof(*r) + stream_len + 1 + len);
+    if (!r)
+        return HS_ENOMEM;
+    atomic_init(&r->refs, 1);
+    snprintf(r->sub_id, sizeof r->sub_id, "%s", sub_id);
+    r->stream = r->mem;
+    memcpy(r->stream, stream, stream_len);
+    r->stream[stream_len] = '\0';
+    r->stream_len = stream_len;
+    r->array = r->mem + stream_len + 1;
+    memcpy(r->array, array, len);
+    r->len = len;
+    bool ok = broadcast(srv, CTL_REPLAY, r);
+    replay_unref(r);
+    return ok ? 0 : HS_ENOMEM;
+}
+
 /* ---- answers from the writer ---- */
 
 static void subscribed(hs_hub_t *h, es_call_t *c, hs_ingest_t *e)
@@ -376,7 +592,18 @@ static void subscribed(hs_hub_t *h, es_call_t *c, hs_ingest_t *e)
     hs_hubsub_t *old = find_es(h, c->op.sub_id);
     if (old)
         hs_hub_sub_free(h, old);
-    int rc = hs_hub_add_sub(h, e->stream, e->stream_len, true, NULL, true, c->op.from_version);
+    drop_held(h, c->op.sub_id);
+    if (atomic_load(&h->srv->es_paused)) {
+        if (!hold(h, c->op.sub_id, e->stream, e->stream_len, 0, c->op.from_version)) {
+            if (c->has_id)
+                hs_hub_complete_err(h, c->id, "Unavailable: out of memory");
+            return;
+        }
+        if (c->has_id)
+            hs_hub_complete(h, c->id, NULL, NULL, 0);
+        return;
+    }
+    int rc = add_es(h, c->op.sub_id, e->stream, e->stream_len, 0, c->op.from_version);
     if (rc == HS_EBUSY) {
         if (c->has_id)
             hs_hub_complete_err(h, c->id, "TooManySubscriptions: at most %d per connection",
@@ -388,9 +615,6 @@ static void subscribed(hs_hub_t *h, es_call_t *c, hs_ingest_t *e)
             hs_hub_complete_err(h, c->id, "Unavailable: out of memory");
         return;
     }
-    hs_hubsub_t *hs = h->subs; /* hs_hub_add_sub puts it first */
-    hs->es = true;
-    memcpy(hs->es_id, c->op.sub_id, sizeof hs->es_id);
     if (c->has_id)
         hs_hub_complete(h, c->id, NULL, NULL, 0);
 }
@@ -410,6 +634,7 @@ static void on_ingest_done(hs_ingest_t *e)
             break;
         }
         if (c->method == M_UNSUBSCRIBE) {
+            drop_held(h, c->op.sub_id);
             hs_hubsub_t *s = find_es(h, c->op.sub_id);
             if (s) {
                 s->es_saved = s->es_pos; /* its row is gone */
@@ -461,13 +686,15 @@ out:
 
 static bool on_message(hs_io_t *io, hs_mpsc_node_t *n)
 {
-    (void)io;
     switch (n->kind) {
     case HS_NODE_ES_INGEST:
         on_ingest_done(hs_container_of(n, hs_ingest_t, node));
         return true;
     case HS_NODE_ES_CURSOR:
         hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
+        return true;
+    case HS_NODE_ES_CTL:
+        on_ctl(io, (ctl_t *)n);
         return true;
     }
     return false;
@@ -487,6 +714,12 @@ static bool discard(hs_mpsc_node_t *n)
     case HS_NODE_ES_CURSOR:
         hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
         return true;
+    case HS_NODE_ES_CTL: {
+        ctl_t *c = (ctl_t *)n;
+        replay_unref(c->replay);
+        free(c);
+        return true;
+    }
     }
     return false;
 }
@@ -500,4 +733,5 @@ const hs_hub_dialect_t hs_es_dialect = {
     .tick = es_tick,
     .sub_freed = es_sub_freed,
     .prestop = es_prestop,
+    .ended = es_ended,
 };

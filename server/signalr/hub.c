@@ -179,6 +179,16 @@ void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char 
     queued(h, rc, before, true);
 }
 
+void hs_hub_send(hs_hub_t *h, const char *target, const uint8_t *const *args, const size_t *lens,
+                 size_t nargs)
+{
+    if (h->ended || h->closing)
+        return;
+    size_t before = h->ctl.len;
+    int rc = hs_hubproto_invocation_raw(&h->ctl, h->fmt, target, args, lens, nargs);
+    queued(h, rc, before, true);
+}
+
 void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
 {
     char msg[512];
@@ -227,6 +237,8 @@ void hs_hub_end(hs_hub_t *h)
     h->ended = true;
     while (h->subs)
         hs_hub_sub_free(h, h->subs);
+    if (h->dialect->ended)
+        h->dialect->ended(h);
     h->tops->ended(h); /* what waits is answered, a socket is closed on its next turn */
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection ended", "connectionId", h->conn_id, NULL);
     /* long polling keeps its registry entry until it expires, so that the next poll gets 204

@@ -67,8 +67,10 @@ typedef struct hs_hub_dialect {
      * one about to be freed (while it can still be read). */
     void (*tick)(hs_hub_t *h, int64_t now);
     void (*sub_freed)(hs_hub_t *h, hs_hubsub_t *hs);
-    /* Optional: a clean stop is coming (hs_transport_t.prestop), for each of its connections. */
+    /* Optional: a clean stop is coming (hs_transport_t.prestop), for each of its connections;
+     * and a connection ended (its subscriptions are freed already). */
     void (*prestop)(hs_hub_t *h);
+    void (*ended)(hs_hub_t *h);
 } hs_hub_dialect_t;
 
 /*
@@ -108,6 +110,8 @@ enum {
     HS_NODE_ES_INGEST = HS_NODE_T(HS_T_SIGNALR, 4),  /* /eventstreamhub: a publish or a
                                                         subscriber operation, done */
     HS_NODE_ES_CURSOR = HS_NODE_T(HS_T_SIGNALR, 5),  /* /eventstreamhub: cursors stored */
+    HS_NODE_ES_CTL = HS_NODE_T(HS_T_SIGNALR, 6),     /* /eventstreamhub: pause, resume or a
+                                                        replay, to every IO thread */
 };
 
 /* The hub connections homed on one IO thread (the transport's state there). */
@@ -213,8 +217,9 @@ struct hs_hub {
     bool client_pinged;     /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr; /* subscriptions; rr: where the next pack starts */
     int nsubs;
-    int pending;        /* invocations in flight */
-    int64_t dialect_ms; /* the dialect's own timer (es.c: when cursors were last stored) */
+    int pending;         /* invocations in flight */
+    int64_t dialect_ms;  /* the dialect's own timer (es.c: when cursors were last stored) */
+    void *dialect_state; /* the dialect's own (es.c: subscriptions held while paused) */
     /* stateful reconnect */
     int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
     hs_buf_t replay;      /* unacknowledged trackable records, oldest first */
@@ -293,6 +298,10 @@ void hs_hub_tick(hs_io_t *io, int64_t now);
 void hs_hub_complete(hs_hub_t *h, const char *id, const char *error, const char *json, size_t len);
 void hs_hub_complete_err(hs_hub_t *h, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A server push: an Invocation without an id, arguments already in the connection's format,
+ * queued among the whole records. */
+void hs_hub_send(hs_hub_t *h, const char *target, const uint8_t *const *args, const size_t *lens,
+                 size_t nargs);
 void hs_hub_resume_input(hs_hub_t *h);
 /* The connection's subscriptions: a push one by stream, a streaming one by invocation id. */
 hs_hubsub_t *hs_hub_find_push(hs_hub_t *h, const char *stream, size_t len);

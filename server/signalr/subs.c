@@ -169,7 +169,7 @@ static const hs_block_es_t *block_es(hs_block_t *b)
     if (es)
         return es;
     hs_buf_t raw = {0};
-    if (hs_es_render(b->json, b->json_len, &raw)) {
+    if (hs_es_render(b->json, b->json_len, false, &raw)) {
         hs_buf_free(&raw);
         return NULL;
     }

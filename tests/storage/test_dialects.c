@@ -91,11 +91,25 @@ static const struct {
     {offsetof(hs_dialect_t, es_sub_attach_sql), "es_sub_attach", false, 2, false, NULL},
     {offsetof(hs_dialect_t, es_sub_cursor_sql), "es_sub_cursor", false, 4, false, NULL},
     {offsetof(hs_dialect_t, es_sub_delete_sql), "es_sub_delete", false, 1, false, NULL},
+    {offsetof(hs_dialect_t, es_sub_range_sql), "es_sub_range", false, 3, false, NULL},
     {offsetof(hs_dialect_t, es_sub_delete_stream_sql), "es_sub_delete_stream", false, 1, false,
      NULL},
     {offsetof(hs_dialect_t, es_links_delete_stream_sql), "es_links_delete_stream", false, 2, false,
      NULL},
     {offsetof(hs_dialect_t, es_resume_sql), "es_resume", false, 2, false, "-"},
+    {offsetof(hs_dialect_t, es_stream_by_guid_sql), "es_stream_by_guid", false, 1, false,
+     "id version position closed created_us updated_us name"},
+    {offsetof(hs_dialect_t, es_stream_by_id_sql), "es_stream_by_id", false, 1, false,
+     "id version position closed created_us updated_us name"},
+    {offsetof(hs_dialect_t, es_search_streams_sql), "es_search_streams", false, 7, true,
+     "id version position closed created_us updated_us name"},
+    {offsetof(hs_dialect_t, es_event_get_sql), "es_event_get", false, 2, false,
+     "version position time_us name event_id type data metadata"},
+    {offsetof(hs_dialect_t, es_search_events_sql), "es_search_events", false, 6, true,
+     "version position time_us name event_id type data metadata"},
+    {offsetof(hs_dialect_t, es_sub_show_sql), "es_sub_show", false, 1, false,
+     "id stream_id cur_position from_position to_position created_us created_us connection_id "
+     "name"},
 };
 
 #define NSTMTS (sizeof stmts / sizeof stmts[0])
