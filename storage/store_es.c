@@ -1,7 +1,7 @@
 /*
  * The store's statements for /eventstreamhub (store.h, "/eventstreamhub"): streams looked up
  * by their ASCII fold, the drop-in's persistent subscribers and their cursors, where a resuming
- * subscriber goes on. The writer runs them inside its transactions (storage/es.c).
+ * subscriber goes on. The writer runs them inside its transactions (storage/es_stage.c).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -29,7 +29,7 @@ typedef enum hs_ingest_kind {
     HS_INGEST_APPEND = 0,
     HS_INGEST_CLOSE = 1,
     HS_INGEST_DELETE = 2,
-    /* /eventstreamhub's subscribers (storage/es.c): e->es holds the operation */
+    /* /eventstreamhub's subscribers (storage/es_stage.c): e->es holds the operation */
     HS_INGEST_ES_SUBSCRIBE = 3,
     HS_INGEST_ES_UNSUBSCRIBE = 4,
     HS_INGEST_ES_CURSOR = 5,

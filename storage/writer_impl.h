@@ -133,7 +133,7 @@ hs_batch_t *hs_wr_encode_batch(hs_writer_t *w, size_t n, size_t nrows);
 int hs_wr_head(hs_writer_t *w, const char *name, size_t len, head_t **out);
 int hs_wr_head_create(hs_writer_t *w, const char *name, size_t len, int64_t ts, head_t **out);
 
-/* es.c, for writer.c: /eventstreamhub's lookup ignoring case (an append's e->fold), and its
+/* es_stage.c, for writer.c: /eventstreamhub's lookup ignoring case (an append's e->fold), and its
  * subscriber operations (HS_INGEST_ES_*). Logical failures go into e->status; they return
  * store errors only. */
 int hs_wr_es_fold(hs_writer_t *w, hs_ingest_t *e);

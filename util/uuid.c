@@ -1,6 +1,7 @@
 /* UUIDs (see uuid.h). */
 #include "util/uuid.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
@@ -110,4 +111,40 @@ void hs_uuid_of_name(const char *name, size_t len, char out[37])
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x80); /* version 8: custom (RFC 9562) */
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     uuid_format(b, out);
+}
+
+bool hs_uuid_parse(const char *s, size_t n, char out[37])
+{
+    if (n >= 2 && ((s[0] == '{' && s[n - 1] == '}') || (s[0] == '(' && s[n - 1] == ')'))) {
+        s++;
+        n -= 2;
+    }
+    char hex[32];
+    size_t k = 0;
+    bool dashed = n == 36;
+    if (!dashed && n != 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (dashed && (i == 8 || i == 13 || i == 18 || i == 23)) {
+            if (s[i] != '-')
+                return false;
+            continue;
+        }
+        char c = s[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c + 32);
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || k == 32)
+            return false;
+        hex[k++] = c;
+    }
+    if (k != 32)
+        return false;
+    int o = 0;
+    for (int i = 0; i < 32; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20)
+            out[o++] = '-';
+        out[o++] = hex[i];
+    }
+    out[o] = '\0';
+    return true;
 }

@@ -6,6 +6,7 @@
 #ifndef HS_UTIL_UUID_H
 #define HS_UTIL_UUID_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Writes a random (v4) UUID, 36 chars + NUL. */
@@ -19,5 +20,9 @@ void hs_uuid7(char out[37]);
 /* The UUID of a stream name (version 8, RFC 9562: a 128-bit hash of the bytes): the `StreamId`
  * GUID of /eventstreamhub, the same for a name on every node and across restarts. */
 void hs_uuid_of_name(const char *name, size_t len, char out[37]);
+
+/* A GUID in any of the forms .NET's Guid.Parse takes ("D" with dashes, "N" without, "B" in
+ * braces, "P" in parentheses; any case) into its lower-case "D" form. False for anything else. */
+bool hs_uuid_parse(const char *s, size_t n, char out[37]);
 
 #endif

@@ -5,7 +5,7 @@
  * over the same transports, writer and fan-out as /hub.
  *
  * A publish is an ordinary append (proto/escodec.c gives the seed's events their stored form);
- * subscribing and unsubscribing are writer operations (storage/es.c), so a subscriber's row,
+ * subscribing and unsubscribing are writer operations (storage/es_stage.c), so a subscriber's row,
  * its key and its starting point are settled in the log's order. A subscription is a push
  * subscription of the connection whose events subs.c packs the seed's way. Its cursor (the
  * last event packed) is stored through the writer once a second and when it ends: a
@@ -26,6 +26,7 @@
 #include "server/signalr/es.h"
 #include "server/signalr/hub.h"
 #include "util/time.h"
+#include "util/uuid.h"
 
 enum { M_PUBLISH, M_SUBSCRIBE, M_UNSUBSCRIBE };
 
@@ -78,41 +79,12 @@ static long name_arg(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t *v,
     return (long)(b - a);
 }
 
-/* A GUID as .NET parses one ("D", "N", "B" or "P" forms, any case) in its "D" form, lower
- * case. */
+/* A GUID argument (a string in one of .NET's forms) in its lower-case "D" form. */
 static bool guid_arg(const hs_json_span_t *v, char out[37])
 {
     char raw[48];
-    if (v->type != HS_JSON_STRING)
-        return false;
-    long n = hs_json_unescape(v, raw, sizeof raw - 1);
-    if (n < 0)
-        return false;
-    size_t a = 0, b = (size_t)n;
-    if (b >= 2 && ((raw[0] == '{' && raw[b - 1] == '}') || (raw[0] == '(' && raw[b - 1] == ')'))) {
-        a++;
-        b--;
-    }
-    char hex[32];
-    size_t k = 0;
-    bool dashed = b - a == 36;
-    if (!dashed && b - a != 32)
-        return false;
-    for (size_t i = a; i < b; i++) {
-        size_t at = i - a;
-        if (dashed && (at == 8 || at == 13 || at == 18 || at == 23)) {
-            if (raw[i] != '-')
-                return false;
-            continue;
-        }
-        if (!isxdigit((unsigned char)raw[i]) || k >= 32)
-            return false;
-        hex[k++] = (char)tolower((unsigned char)raw[i]);
-    }
-    if (k != 32)
-        return false;
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-    return true;
+    long n = v->type == HS_JSON_STRING ? hs_json_unescape(v, raw, sizeof raw - 1) : -1;
+    return n >= 0 && hs_uuid_parse(raw, (size_t)n, out);
 }
 
 static es_call_t *new_call(hs_hub_t *h, const hs_hubmsg_t *m, int method)

@@ -14,7 +14,7 @@
  *                                     maxReturnRecords? (50)}
  *   GET    subscribers/{guid}        a subscriber and its cursors
  *   PUT    subscribers/{guid}        replay a range of event Ids to the subscriber (es.c)
- *   POST   streams/associate         link streams into a target (storage/es.c)
+ *   POST   streams/associate         link streams into a target (storage/es_stage.c)
  *   POST   subscriptionprocessor     {start?, stop?}: pause or resume /eventstreamhub delivery
  *
  * Lists are pages: ?limit=N (default 100, at most 1000; events/search's maxReturnRecords is its
@@ -96,103 +96,6 @@ static void req_free(es_req_t *r)
 
 /* ---- values ---- */
 
-/* A GUID in any of .NET's forms, into its lower-case "D" form. */
-static bool parse_guid(const char *s, size_t n, char out[37])
-{
-    if (n >= 2 && ((s[0] == '{' && s[n - 1] == '}') || (s[0] == '(' && s[n - 1] == ')'))) {
-        s++;
-        n -= 2;
-    }
-    char hex[32];
-    size_t k = 0;
-    bool dashed = n == 36;
-    if (!dashed && n != 32)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (dashed && (i == 8 || i == 13 || i == 18 || i == 23)) {
-            if (s[i] != '-')
-                return false;
-            continue;
-        }
-        if (!isxdigit((unsigned char)s[i]) || k == 32)
-            return false;
-        hex[k++] = (char)tolower((unsigned char)s[i]);
-    }
-    if (k != 32)
-        return false;
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-    return true;
-}
-
-/* An ISO 8601 date and time (a DateTimeOffset as JSON carries it): "YYYY-MM-DD", optionally
- * "THH:MM[:SS[.fraction]]", optionally "Z" or "+HH:MM" / "-HH:MM" (none: UTC). */
-static bool parse_time(const char *s, size_t n, int64_t *us)
-{
-    struct tm tm = {0};
-    int y, mo, d, h = 0, mi = 0, sec = 0, used = 0;
-    char buf[64];
-    if (n >= sizeof buf)
-        return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10)
-        return false;
-    const char *p = buf + 10;
-    int64_t frac = 0;
-    if (*p == 'T' || *p == ' ') {
-        int u2 = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &u2) != 2 || u2 != 5)
-            return false;
-        p += 6;
-        if (*p == ':') {
-            if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]))
-                return false;
-            sec = (p[1] - '0') * 10 + (p[2] - '0');
-            p += 3;
-            if (*p == '.') {
-                int digits = 0;
-                for (p++; isdigit((unsigned char)*p); p++, digits++)
-                    if (digits < 6)
-                        frac = frac * 10 + (*p - '0');
-                if (!digits)
-                    return false;
-                for (; digits < 6; digits++)
-                    frac *= 10;
-            }
-        }
-    }
-    int64_t off = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om, u3 = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &u3) != 2 || u3 != 5 || oh > 23 || om > 59)
-            return false;
-        off = (int64_t)(oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
-        p += 6;
-    }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1)
-        return false;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    *us = ((int64_t)t - off) * 1000000 + frac;
-    return true;
-}
-
-/* DateTimeOffset's round-trip form of a time in microseconds, into out (40 bytes). */
-static void offset_time(int64_t us, char out[40])
-{
-    char iso[32]; /* "2026-11-22T05:30:00.123456Z" */
-    hs_format_time(us, iso);
-    size_t n = strlen(iso);
-    snprintf(out, 40, "%.*s0+00:00", (int)(n ? n - 1 : 0), iso);
-}
-
 /* ---- building the answers (reader thread) ---- */
 
 static bool put(es_req_t *r, const char *s, size_t n)
@@ -230,9 +133,9 @@ static bool put_stream(es_req_t *r, const char *name, size_t len, const hs_strea
 {
     char guid[37], created[40], head[160];
     hs_uuid_of_name(name, len, guid);
-    offset_time(h->created_us, created);
-    int n = snprintf(head, sizeof head, "{\"id\":%lld,\"streamId\":\"%s\",\"name\":",
-                     (long long)h->id, guid);
+    hs_format_offset_time(h->created_us, created);
+    int n = snprintf(head, sizeof head,
+                     "{\"id\":%lld,\"streamId\":\"%s\",\"name\":", (long long)h->id, guid);
     if (!put(r, head, (size_t)n) || !put_quoted(r, name, len))
         return false;
     n = snprintf(head, sizeof head, ",\"createdAt\":\"%s\",\"lastAssociatedEventId\":null}",
@@ -342,8 +245,7 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         if (!put(r, "[", 1))
             return 0;
         rc = hs_store_es_search_events(st, s.stream_id, "", 0, INT64_MIN, INT64_MAX,
-                                       r->from_us > 0 ? r->from_us - 1 : 0, LIMIT_MAX, on_event,
-                                       r);
+                                       r->from_us > 0 ? r->from_us - 1 : 0, LIMIT_MAX, on_event, r);
         if (rc < 0)
             return r->spent || r->oom ? 0 : rc;
         put(r, "]", 1);
@@ -360,18 +262,20 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
             return rc;
         char guid[37], created[40], screated[40], b[512];
         hs_uuid_of_name(s.stream, s.stream_len, guid);
-        offset_time(s.created_us, created);
-        offset_time(s.stream_created_us, screated);
-        int n = snprintf(b, sizeof b,
-                         "{\"id\":%lld,\"streamId\":%lld,\"stream\":{\"id\":%lld,\"streamId\":\"%s\","
-                         "\"name\":",
-                         (long long)s.id, (long long)s.stream_id, (long long)s.stream_id, guid);
+        hs_format_offset_time(s.created_us, created);
+        hs_format_offset_time(s.stream_created_us, screated);
+        int n =
+            snprintf(b, sizeof b,
+                     "{\"id\":%lld,\"streamId\":%lld,\"stream\":{\"id\":%lld,\"streamId\":\"%s\","
+                     "\"name\":",
+                     (long long)s.id, (long long)s.stream_id, (long long)s.stream_id, guid);
         if (!put(r, b, (size_t)n) || !put_quoted(r, s.stream, s.stream_len))
             return 0;
-        n = snprintf(b, sizeof b,
-                     ",\"createdAt\":\"%s\",\"lastAssociatedEventId\":null},\"subscriberId\":\"%s\","
-                     "\"connectionId\":",
-                     screated, r->guid);
+        n = snprintf(
+            b, sizeof b,
+            ",\"createdAt\":\"%s\",\"lastAssociatedEventId\":null},\"subscriberId\":\"%s\","
+            "\"connectionId\":",
+            screated, r->guid);
         if (!put(r, b, (size_t)n))
             return 0;
         if (s.conn[0] ? !put_quoted(r, s.conn, strlen(s.conn)) : !put(r, "null", 4))
@@ -418,8 +322,8 @@ static void delete_stream(hs_conn_t *c, es_req_t *r);
 /* A replay's events were read: to the subscriber's connections on this server. */
 static void replayed(hs_conn_t *c, es_req_t *r)
 {
-    if (r->n && hs_es_replay_post(r->srv, r->guid, r->name, r->name_len,
-                                  (const char *)r->body.p, r->body.len)) {
+    if (r->n && hs_es_replay_post(r->srv, r->guid, r->name, r->name_len, (const char *)r->body.p,
+                                  r->body.len)) {
         hs_conn_error(c, 503, "Unavailable", "out of memory");
         return;
     }
@@ -459,8 +363,8 @@ static void on_read_done(es_req_t *r)
         char link[256] = "";
         bool more = (r->kind == R_STREAMS || r->kind == R_EVENTS) && r->n && r->n >= r->limit;
         if (more)
-            snprintf(link, sizeof link, "<?after=%lld&limit=%zu>; rel=\"next\"",
-                     (long long)r->last, r->limit);
+            snprintf(link, sizeof link, "<?after=%lld&limit=%zu>; rel=\"next\"", (long long)r->last,
+                     r->limit);
         if (hs_conn_respond(c, 200, "application/json", (const char *)r->body.p, r->body.len,
                             more ? "link:" : NULL, more ? link : NULL) == 0 &&
             r->charged) {
@@ -502,8 +406,7 @@ static void on_ingest_done(hs_ingest_t *e)
             hs_conn_error(c, 404, "NotFound", "Stream: %.*s not found.", (int)e->stream_len,
                           e->stream);
         else
-            hs_conn_error(c, 503, "Unavailable", "nothing was deleted: %s",
-                          hs_strerror(e->status));
+            hs_conn_error(c, 503, "Unavailable", "nothing was deleted: %s", hs_strerror(e->status));
     }
     hs_ingest_free(e);
 }
@@ -580,7 +483,7 @@ static bool time_member(hs_conn_t *c, const hs_json_span_t *obj, const char *nam
         return true;
     char s[64];
     long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, s, sizeof s) : -1;
-    if (n < 0 || !parse_time(s, (size_t)n, us)) {
+    if (n < 0 || !hs_parse_iso_time(s, (size_t)n, us)) {
         hs_conn_error(c, 400, "BadRequest", "%s must be a date and time (ISO 8601)", name);
         return false;
     }
@@ -598,7 +501,7 @@ static void streams_search(hs_conn_t *c)
     if (member(&obj, "streamId", &v)) {
         char g[48];
         long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, g, sizeof g) : -1;
-        if (n < 0 || !parse_guid(g, (size_t)n, r->guid)) {
+        if (n < 0 || !hs_uuid_parse(g, (size_t)n, r->guid)) {
             req_free(r);
             hs_conn_error(c, 400, "BadRequest", "streamId must be a GUID");
             return;
@@ -630,8 +533,7 @@ static void events_search(hs_conn_t *c)
     es_req_t *r = new_req(c, R_EVENTS);
     if (!r)
         return;
-    if (!member(&obj, "streamId", &v) || v.type != HS_JSON_NUMBER ||
-        !hs_json_int64(&v, &r->id)) {
+    if (!member(&obj, "streamId", &v) || v.type != HS_JSON_NUMBER || !hs_json_int64(&v, &r->id)) {
         req_free(r);
         hs_conn_error(c, 400, "BadRequest", "streamId must be a stream's id (an integer)");
         return;
@@ -767,7 +669,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (get) {
             if (!seg(rt.a, rt.alen, a, sizeof a) || !(r = new_req(c, R_STREAM_GUID)))
                 goto bad_guid;
-            if (!parse_guid(a, rt.alen, r->guid)) {
+            if (!hs_uuid_parse(a, rt.alen, r->guid)) {
                 req_free(r);
                 goto bad_guid;
             }
@@ -820,7 +722,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (!(r = new_req(c, R_EVENT)))
             return;
         if (!hs_route_uint(rt.a, rt.alen, &r->id) || !seg(rt.b, rt.blen, b, sizeof b) ||
-            !parse_guid(b, rt.blen, r->guid)) {
+            !hs_uuid_parse(b, rt.blen, r->guid)) {
             req_free(r);
             hs_conn_error(c, 400, "BadRequest",
                           "events/{streamId}/{eventId}: a stream's id and an event's GUID");
@@ -840,14 +742,14 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (get) {
             if (!(r = new_req(c, R_SUBSCRIBER)))
                 return;
-            if (!parse_guid(a, rt.alen, r->guid)) {
+            if (!hs_uuid_parse(a, rt.alen, r->guid)) {
                 req_free(r);
                 goto bad_guid;
             }
             submit_read(c, r);
         } else if (put_) {
             char guid[37];
-            if (!parse_guid(a, rt.alen, guid))
+            if (!hs_uuid_parse(a, rt.alen, guid))
                 goto bad_guid;
             replay(c, guid);
         } else {
