@@ -180,6 +180,13 @@ typedef struct hs_dialect {
      * target and as source */
     const char *es_sub_delete_stream_sql;
     const char *es_links_delete_stream_sql;
+    /* Stream associations: () -> source_id, target_id, the target's name, every link; (target_id,
+     * source_id, created_us) adds one. hs_meta 'links_gen' counts changes of the links (() -> it;
+     * () adds one), so that a writer of a shared database knows when to read them again. */
+    const char *es_links_all_sql;
+    const char *es_link_insert_sql;
+    const char *es_links_gen_sql;
+    const char *es_links_bump_sql;
     /* (stream_id, position) -> MIN(version) of the stream's events after that position (NULL
      * when there is none): where a subscriber resuming after a global position goes on */
     const char *es_resume_sql;

@@ -147,6 +147,7 @@ static const char *const schema_v3[] = {
     " created_us BIGINT NOT NULL,"
     " PRIMARY KEY (target_id, source_id))",
     "CREATE INDEX hs_es_links_source ON hs_es_links (source_id)",
+    "INSERT INTO hs_meta ([key], value) VALUES ('links_gen', '0')",
     "UPDATE hs_meta SET value = '3' WHERE [key] = 'schema_version'",
     NULL,
 };
@@ -269,6 +270,14 @@ const hs_dialect_t hs_dialect_mssql = {
                         " WHERE subscriber_id = ?",
     .es_sub_delete_stream_sql = "DELETE FROM hs_es_subscribers WHERE stream_id = ?",
     .es_links_delete_stream_sql = "DELETE FROM hs_es_links WHERE target_id = ? OR source_id = ?",
+    .es_links_all_sql =
+        "SELECT l.source_id, l.target_id, t.name FROM hs_es_links l"
+        " JOIN hs_streams t ON t.id = l.target_id ORDER BY l.source_id, l.created_us",
+    .es_link_insert_sql =
+        "INSERT INTO hs_es_links (target_id, source_id, created_us) VALUES (?, ?, ?)",
+    .es_links_gen_sql = "SELECT CAST(value AS BIGINT) FROM hs_meta WHERE [key] = 'links_gen'",
+    .es_links_bump_sql = "UPDATE hs_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR(20))"
+                         " WHERE [key] = 'links_gen'",
     .es_resume_sql = "SELECT MIN(version) FROM hs_events WHERE stream_id = ? AND position > ?",
     .es_stream_by_guid_sql = "SELECT id, version, position, closed, created_us, updated_us, name "
                              "FROM hs_streams WHERE guid = ?",

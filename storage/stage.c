@@ -13,6 +13,27 @@
 
 #include "storage/writer_impl.h"
 
+/* ---- ingest entries ---- */
+
+hs_ingest_t *hs_ingest_alloc(uint32_t nevents, size_t arena, char **arena_out)
+{
+    size_t sz = sizeof(hs_ingest_t) + (size_t)nevents * sizeof(hs_ingest_event_t) + arena;
+    hs_ingest_t *e = calloc(1, sz);
+    if (!e)
+        return NULL;
+    e->events = (hs_ingest_event_t *)(e + 1);
+    e->nevents = nevents;
+    e->expected_version = HS_ANY_VERSION;
+    if (arena_out)
+        *arena_out = (char *)(e->events + nevents);
+    return e;
+}
+
+void hs_ingest_free(hs_ingest_t *e)
+{
+    free(e);
+}
+
 /* ---- heads cache ---- */
 
 static uint32_t name_hash(const char *s, size_t n)
@@ -314,6 +335,7 @@ int hs_wr_stage_close_delete(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t 
         if (w->seen[i].stream_id == h->h.id)
             w->seen[i].stream_id = -1;
     heads_remove(w, h);
+    w->links_loaded = false; /* its links went with it */
     return 0;
 }
 

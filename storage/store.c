@@ -516,6 +516,8 @@ static int delete_stream(hs_store_t *st, int64_t id)
     if (rc == 0)
         rc = hs_st_run(st, Q_ES_LINKS_DELETE_STREAM, keep, 2, NULL, NULL);
     if (rc == 0)
+        rc = hs_st_run(st, Q_ES_LINKS_BUMP, NULL, 0, NULL, NULL);
+    if (rc == 0)
         rc = hs_st_run(st, Q_DELETE_STREAM, one, 1, NULL, &n);
     if (rc == 0 && n == 0)
         rc = HS_ENOENT;

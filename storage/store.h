@@ -244,6 +244,14 @@ typedef struct hs_es_sub_info {
     size_t stream_len;
 } hs_es_sub_info_t;
 int hs_store_es_sub_show(hs_store_t *st, const char *sub_id, hs_es_sub_info_t *out);
+/* Stream associations: every link (source_id, target_id, the target's name, valid during the
+ * callback), adding one, and the count of changes (deleting a stream counts as one). */
+typedef int (*hs_link_cb)(void *ctx, int64_t source_id, int64_t target_id, const char *target,
+                          size_t target_len);
+int hs_store_es_links(hs_store_t *st, hs_link_cb cb, void *ctx);
+int hs_store_es_link_add(hs_store_t *st, int64_t target_id, int64_t source_id, int64_t now_us);
+int hs_store_es_links_gen(hs_store_t *st, int64_t *gen);
+
 /* Records the range of an admin replay (LastAccessedFrom/ToEventId). */
 int hs_store_es_sub_range(hs_store_t *st, const char *sub_id, int64_t from, int64_t to);
 

@@ -429,3 +429,58 @@ int hs_store_es_sub_range(hs_store_t *st, const char *sub_id, int64_t from, int6
     hs_par_t p[] = {HS_PINT(from), HS_PINT(to), HS_PTXT(sub_id, strlen(sub_id))};
     return hs_st_finish(st, hs_st_run(st, Q_ES_SUB_RANGE, p, 3, NULL, NULL));
 }
+
+/* ---- stream associations ---- */
+
+static int links(hs_store_t *st, hs_link_cb cb, void *ctx)
+{
+    SQLHSTMT h;
+    int rc = hs_st_run(st, Q_ES_LINKS_ALL, NULL, 0, &h, NULL);
+    if (rc)
+        return rc;
+    int stop = 0;
+    while (!stop && (rc = hs_st_fetch(st, h, Q_ES_LINKS_ALL)) == 1) {
+        const char *name;
+        size_t n;
+        if ((rc = hs_st_text_col(st, h, 3, &st->t[T_STREAM], &name, &n)))
+            break;
+        stop = cb(ctx, hs_st_ival(st, 0), hs_st_ival(st, 1), name ? name : "", name ? n : 0);
+    }
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc < 0 ? rc : stop;
+}
+
+int hs_store_es_links(hs_store_t *st, hs_link_cb cb, void *ctx)
+{
+    if (!cb)
+        return hs_st_fail(st, HS_EINVAL, "read links: bad argument");
+    return hs_st_finish(st, links(st, cb, ctx));
+}
+
+int hs_store_es_link_add(hs_store_t *st, int64_t target_id, int64_t source_id, int64_t now_us)
+{
+    hs_par_t p[] = {HS_PINT(target_id), HS_PINT(source_id), HS_PINT(now_us)};
+    int rc = hs_st_run(st, Q_ES_LINK_INSERT, p, 3, NULL, NULL);
+    if (rc == 0)
+        rc = hs_st_run(st, Q_ES_LINKS_BUMP, NULL, 0, NULL, NULL);
+    return hs_st_finish(st, rc);
+}
+
+static int links_gen(hs_store_t *st, int64_t *gen)
+{
+    SQLHSTMT h;
+    int rc = hs_st_run(st, Q_ES_LINKS_GEN, NULL, 0, &h, NULL);
+    if (rc)
+        return rc;
+    *gen = 0;
+    rc = hs_st_fetch(st, h, Q_ES_LINKS_GEN);
+    if (rc == 1)
+        *gen = hs_st_ival(st, 0);
+    SQLFreeStmt(h, SQL_CLOSE);
+    return rc < 0 ? rc : 0;
+}
+
+int hs_store_es_links_gen(hs_store_t *st, int64_t *gen)
+{
+    return hs_st_finish(st, links_gen(st, gen));
+}

@@ -48,25 +48,6 @@ __attribute__((format(printf, 3, 4))) static void wlog(hs_writer_t *w, hs_log_le
     w->cfg.log(w->cfg.log_ctx, lvl, buf);
 }
 
-hs_ingest_t *hs_ingest_alloc(uint32_t nevents, size_t arena, char **arena_out)
-{
-    size_t sz = sizeof(hs_ingest_t) + (size_t)nevents * sizeof(hs_ingest_event_t) + arena;
-    hs_ingest_t *e = calloc(1, sz);
-    if (!e)
-        return NULL;
-    e->events = (hs_ingest_event_t *)(e + 1);
-    e->nevents = nevents;
-    e->expected_version = HS_ANY_VERSION;
-    if (arena_out)
-        *arena_out = (char *)(e->events + nevents);
-    return e;
-}
-
-void hs_ingest_free(hs_ingest_t *e)
-{
-    free(e);
-}
-
 static void set_reason(hs_writer_t *w, const char *detail)
 {
     pthread_mutex_lock(&w->reason_mu);
@@ -250,9 +231,13 @@ static void process(hs_writer_t *w, size_t n)
             w->next_seq = seq + 1;
         }
     }
+    if (rc == 0 && w->shared)
+        rc = hs_wr_es_batch_start(w);
     int64_t first_pos = w->next_position, first_seq = w->next_seq;
 
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    /* the copies owed to linked streams join the batch as entries of their own */
+    w->nbatch = n;
+    for (size_t i = 0; i < w->nbatch && rc == 0; i++) {
         hs_ingest_t *e = w->batch[i];
         e->status = 0;
         e->appended = false;
@@ -263,6 +248,8 @@ static void process(hs_writer_t *w, size_t n)
             if (rc == 0)
                 rc = hs_wr_stage_append(w, e, ts, &nrows);
             e->appended = rc == 0 && e->status == 0 && w->next_position > pos_before;
+            if (e->appended)
+                rc = hs_wr_es_copies(w, e);
         } else if (e->kind >= HS_INGEST_ES_SUBSCRIBE) {
             rc = hs_wr_stage_es(w, e, ts, &nrows);
         } else {
@@ -280,6 +267,7 @@ static void process(hs_writer_t *w, size_t n)
             nrows = 0;
         }
     }
+    n = w->nbatch;
     if (rc == 0)
         rc = hs_wr_flush_rows(w, &nrows);
     for (head_t *h = w->dirty; h && rc == 0; h = h->dirty_next)
@@ -304,6 +292,7 @@ static void process(hs_writer_t *w, size_t n)
         hs_store_rollback(w->st);
         int64_t next_pos = w->next_position;
         hs_wr_heads_clear(w);
+        w->links_loaded = false; /* links added in the batch are gone */
         if (hs_store_ping(w->st) == 0) {
             /* the connection works: this batch failed on its own */
             int64_t pos = 0;
@@ -576,6 +565,7 @@ void hs_writer_destroy(hs_writer_t *w)
         hs_wr_heads_clear(w);
         free(w->heads);
     }
+    hs_wr_es_free(w);
     if (w->rings) {
         for (int r = 0; r <= w->nrings; r++)
             free(w->rings[r].buf);

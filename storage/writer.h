@@ -33,7 +33,24 @@ typedef enum hs_ingest_kind {
     HS_INGEST_ES_SUBSCRIBE = 3,
     HS_INGEST_ES_UNSUBSCRIBE = 4,
     HS_INGEST_ES_CURSOR = 5,
+    HS_INGEST_ES_ASSOCIATE = 6,
 } hs_ingest_kind_t;
+
+/* A stream an association names: by name (len > 0, looked up as /eventstreamhub looks names
+ * up) or by its GUID. */
+#define HS_ES_REF_NAME_MAX 800
+#define HS_ES_REFS_MAX     65 /* the target and up to 64 sources */
+typedef struct hs_es_ref {
+    char guid[37];
+    uint32_t len;
+    char name[HS_ES_REF_NAME_MAX + 1];
+} hs_es_ref_t;
+
+/* What one stream may copy from others at once when linked with backfill. */
+#define HS_ES_BACKFILL_EVENTS 100000
+#define HS_ES_BACKFILL_BYTES  ((size_t)64 << 20)
+/* The most links a database holds. */
+#define HS_ES_LINKS_MAX 10000
 
 /* A subscriber's cursor: the last event it was sent. */
 typedef struct hs_es_cursor {
@@ -57,6 +74,18 @@ typedef struct hs_es_op {
     /* SUBSCRIBE's outcome */
     int64_t from_version; /* deliver the events after this version */
     bool resumed;         /* the subscriber was known */
+    /* ASSOCIATE: refs[0] is the target (created when missing unless `existing`), the others
+     * its sources; each later event of a source is copied into the target in the same
+     * transaction (with metadata "$originalEventId"), and with `backfill` the sources' events
+     * so far are copied now, in order. Outcome: HS_ENOENT (refs[failed] is missing),
+     * HS_ECONFLICT (refs[failed] would make a cycle), HS_ETOOLARGE (its backfill is over the
+     * bounds above, or the links would be), and the target's name in refs[0] and its GUID. */
+    bool existing, backfill;
+    size_t nrefs;
+    hs_es_ref_t *refs;
+    int failed;
+    char target_guid[37];
+    int64_t linked, copied; /* links added, events backfilled */
     /* CURSOR */
     size_t ncursors;
     hs_es_cursor_t cursors[];

@@ -83,6 +83,14 @@ struct hs_writer {
     int64_t next_seq; /* the next hs_stream_ops seq (shared databases) */
     int64_t batch_first_seq;
 
+    /* /eventstreamhub's stream associations (es_stage.c): every link, loaded when first
+     * needed and again after a change (links_gen on a shared database) */
+    struct es_link *links;
+    size_t nlinks, links_cap;
+    bool links_loaded;
+    int64_t links_gen;
+    size_t nbatch; /* entries in the batch being staged: collected ones, then copies */
+
     /* several nodes (feed.c), writer thread */
     bool shared; /* other processes write to the database */
     const char *dialect;
@@ -138,6 +146,12 @@ int hs_wr_head_create(hs_writer_t *w, const char *name, size_t len, int64_t ts, 
  * store errors only. */
 int hs_wr_es_fold(hs_writer_t *w, hs_ingest_t *e);
 int hs_wr_stage_es(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrows);
+/* es_stage.c: the copies an appended entry owes the streams linked to its own, added to the
+ * batch as entries of their own (w->nbatch grows); at a batch's start on a shared database,
+ * whether the links changed; the links forgotten (writer destroyed). */
+int hs_wr_es_copies(hs_writer_t *w, hs_ingest_t *e);
+int hs_wr_es_batch_start(hs_writer_t *w);
+void hs_wr_es_free(hs_writer_t *w);
 
 /* feed.c, for writer.c: before a committed batch of this node's own that starts at first_pos
  * and first_seq, what other nodes committed before it; between batches, what they announced

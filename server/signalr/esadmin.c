@@ -398,9 +398,13 @@ static void delete_stream(hs_conn_t *c, es_req_t *r)
 static void on_ingest_done(hs_ingest_t *e)
 {
     hs_conn_t *c = e->conn;
-    if (c) {
+    if (c && e->kind == HS_INGEST_ES_ASSOCIATE) {
+        ac(c)->pending = NULL;
+        hs_esa_associated(c, e);
+    } else if (c) {
         ac(c)->pending = NULL;
         if (e->status == 0)
+
             hs_conn_respond(c, 200, "application/json", "", 0, NULL, NULL);
         else if (e->status == HS_ENOENT)
             hs_conn_error(c, 404, "NotFound", "Stream: %.*s not found.", (int)e->stream_len,
@@ -408,7 +412,7 @@ static void on_ingest_done(hs_ingest_t *e)
         else
             hs_conn_error(c, 503, "Unavailable", "nothing was deleted: %s", hs_strerror(e->status));
     }
-    hs_ingest_free(e);
+    hs_esa_entry_free(e);
 }
 
 /* ---- requests ---- */
@@ -454,51 +458,15 @@ static bool page_args(hs_conn_t *c, es_req_t *r)
     return true;
 }
 
-/* The JSON body as an object: false after a 400. */
-static bool body_object(hs_conn_t *c, hs_json_span_t *obj)
-{
-    char why[96];
-    if (!c->body_len || hs_json_parse(c->body, c->body_len, obj, why, sizeof why)) {
-        hs_conn_error(c, 400, "BadRequest", "the body must be a JSON object%s%s",
-                      c->body_len ? ": " : "", c->body_len ? why : "");
-        return false;
-    }
-    if (obj->type != HS_JSON_OBJECT) {
-        hs_conn_error(c, 400, "BadRequest", "the body must be a JSON object");
-        return false;
-    }
-    return true;
-}
-
-/* An optional member: absent or null gives false with *v untouched. */
-static bool member(const hs_json_span_t *obj, const char *name, hs_json_span_t *v)
-{
-    return hs_json_object_get(obj, name, true, v) && v->type != HS_JSON_NULL;
-}
-
-static bool time_member(hs_conn_t *c, const hs_json_span_t *obj, const char *name, int64_t *us)
-{
-    hs_json_span_t v;
-    if (!member(obj, name, &v))
-        return true;
-    char s[64];
-    long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, s, sizeof s) : -1;
-    if (n < 0 || !hs_parse_iso_time(s, (size_t)n, us)) {
-        hs_conn_error(c, 400, "BadRequest", "%s must be a date and time (ISO 8601)", name);
-        return false;
-    }
-    return true;
-}
-
 static void streams_search(hs_conn_t *c)
 {
     hs_json_span_t obj, v;
-    if (!body_object(c, &obj))
+    if (!hs_esa_body_object(c, &obj))
         return;
     es_req_t *r = new_req(c, R_STREAMS);
     if (!r)
         return;
-    if (member(&obj, "streamId", &v)) {
+    if (hs_esa_member(&obj, "streamId", &v)) {
         char g[48];
         long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, g, sizeof g) : -1;
         if (n < 0 || !hs_uuid_parse(g, (size_t)n, r->guid)) {
@@ -507,7 +475,7 @@ static void streams_search(hs_conn_t *c)
             return;
         }
     }
-    if (member(&obj, "name", &v)) {
+    if (hs_esa_member(&obj, "name", &v)) {
         long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, r->text, sizeof r->text) : -1;
         if (n < 0 || n > HS_NAME_MAX) {
             req_free(r);
@@ -517,8 +485,8 @@ static void streams_search(hs_conn_t *c)
         }
         r->text_len = (size_t)n;
     }
-    if (!time_member(c, &obj, "createdStart", &r->from_us) ||
-        !time_member(c, &obj, "createdEnd", &r->to_us) || !page_args(c, r)) {
+    if (!hs_esa_time_member(c, &obj, "createdStart", &r->from_us) ||
+        !hs_esa_time_member(c, &obj, "createdEnd", &r->to_us) || !page_args(c, r)) {
         req_free(r);
         return;
     }
@@ -528,17 +496,18 @@ static void streams_search(hs_conn_t *c)
 static void events_search(hs_conn_t *c)
 {
     hs_json_span_t obj, v;
-    if (!body_object(c, &obj))
+    if (!hs_esa_body_object(c, &obj))
         return;
     es_req_t *r = new_req(c, R_EVENTS);
     if (!r)
         return;
-    if (!member(&obj, "streamId", &v) || v.type != HS_JSON_NUMBER || !hs_json_int64(&v, &r->id)) {
+    if (!hs_esa_member(&obj, "streamId", &v) || v.type != HS_JSON_NUMBER ||
+        !hs_json_int64(&v, &r->id)) {
         req_free(r);
         hs_conn_error(c, 400, "BadRequest", "streamId must be a stream's id (an integer)");
         return;
     }
-    if (member(&obj, "type", &v)) {
+    if (hs_esa_member(&obj, "type", &v)) {
         long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, r->text, sizeof r->text) : -1;
         if (n < 0 || n > HS_TYPE_MAX) {
             req_free(r);
@@ -550,7 +519,7 @@ static void events_search(hs_conn_t *c)
     }
     r->limit = 50; /* the seed's MaxReturnRecords */
     int64_t max;
-    if (member(&obj, "maxReturnRecords", &v)) {
+    if (hs_esa_member(&obj, "maxReturnRecords", &v)) {
         if (v.type != HS_JSON_NUMBER || !hs_json_int64(&v, &max) || max < 1 || max > LIMIT_MAX) {
             req_free(r);
             hs_conn_error(c, 400, "BadRequest", "maxReturnRecords must be 1 to %d", LIMIT_MAX);
@@ -558,8 +527,8 @@ static void events_search(hs_conn_t *c)
         }
         r->limit = (size_t)max;
     }
-    if (!time_member(c, &obj, "createdStart", &r->from_us) ||
-        !time_member(c, &obj, "createdEnd", &r->to_us) || !page_args(c, r)) {
+    if (!hs_esa_time_member(c, &obj, "createdStart", &r->from_us) ||
+        !hs_esa_time_member(c, &obj, "createdEnd", &r->to_us) || !page_args(c, r)) {
         req_free(r);
         return;
     }
@@ -570,7 +539,7 @@ static void events_search(hs_conn_t *c)
 static void replay(hs_conn_t *c, const char *guid)
 {
     hs_json_span_t obj, v;
-    if (!body_object(c, &obj))
+    if (!hs_esa_body_object(c, &obj))
         return;
     es_req_t *r = new_req(c, R_REPLAY);
     if (!r)
@@ -582,7 +551,7 @@ static void replay(hs_conn_t *c, const char *guid)
     int64_t *at[2] = {&r->from_us, &r->to_us};
     static const char *const names[2] = {"lastAccessedFromEventId", "lastAccessedToEventId"};
     for (int i = 0; i < 2; i++) {
-        if (member(&obj, names[i], &v) &&
+        if (hs_esa_member(&obj, names[i], &v) &&
             (v.type != HS_JSON_NUMBER || !hs_json_int64(&v, at[i]) || *at[i] < 0)) {
             req_free(r);
             hs_conn_error(c, 400, "BadRequest", "%s must be an event Id (a non-negative integer)",
@@ -599,14 +568,41 @@ static void replay(hs_conn_t *c, const char *guid)
     submit_read(c, r);
 }
 
+/* POST streams/associate: the association goes through the writer */
+static void associate(hs_conn_t *c)
+{
+    hs_es_op_t *op = hs_esa_associate_op(c);
+    if (!op)
+        return;
+    hs_ingest_t *e = hs_codec_build_admin(HS_INGEST_CLOSE, "-", 1);
+    if (!e) {
+        free(op->refs);
+        free(op);
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    e->kind = HS_INGEST_ES_ASSOCIATE;
+    e->es = op;
+    e->node.kind = MSG_INGEST;
+    e->conn = c;
+    c->owner = &admin_transport;
+    ac(c)->pending = e;
+    if (!hs_io_submit_entry(c->io, e)) {
+        ac(c)->pending = NULL;
+        hs_esa_entry_free(e);
+        c->retry_after = true;
+        hs_conn_error(c, 429, "TooManyRequests", "the writer is behind; retry later");
+    }
+}
+
 /* POST subscriptionprocessor {start?, stop?} */
 static void processor(hs_conn_t *c)
 {
     hs_json_span_t obj, v;
-    if (!body_object(c, &obj))
+    if (!hs_esa_body_object(c, &obj))
         return;
-    bool stop = member(&obj, "stop", &v) && v.type == HS_JSON_TRUE;
-    bool start = member(&obj, "start", &v) && v.type == HS_JSON_TRUE;
+    bool stop = hs_esa_member(&obj, "stop", &v) && v.type == HS_JSON_TRUE;
+    bool start = hs_esa_member(&obj, "start", &v) && v.type == HS_JSON_TRUE;
     /* the seed applies Stop, then Start */
     if (stop)
         hs_es_set_paused(c->io->srv, true);
@@ -758,7 +754,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         return;
     case HS_ESR_ASSOCIATE:
         if (post)
-            hs_conn_error(c, 501, "NotImplemented", "association: not yet");
+            associate(c);
         else
             not_allowed(c, "POST");
         return;
@@ -807,7 +803,7 @@ static void drop_message(hs_io_t *io, hs_mpsc_node_t *n)
     if (n->kind == MSG_READ)
         req_free((es_req_t *)n);
     else if (n->kind == MSG_INGEST)
-        hs_ingest_free(hs_container_of(n, hs_ingest_t, node));
+        hs_esa_entry_free(hs_container_of(n, hs_ingest_t, node));
 }
 
 static const hs_transport_t admin_transport = {

@@ -305,6 +305,7 @@ static void back_to_version_2(void)
         "ALTER TABLE hs_streams DROP COLUMN guid",
         "DROP TABLE hs_es_subscribers",
         "DROP TABLE hs_es_links",
+        "DELETE FROM hs_meta WHERE key = 'links_gen'",
         "UPDATE hs_meta SET value = '2' WHERE key = 'schema_version'",
     };
     for (size_t i = 0; i < sizeof undo / sizeof undo[0]; i++)
