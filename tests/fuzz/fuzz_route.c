@@ -4,6 +4,9 @@
  * (proto/route.h) and the UTF-8 rules every name goes through (util/utf8.h).
  * - hs_route_parse on the input as a path: a stream name lies inside it, holds no '/', and only
  *   the stream routes have one;
+ * - hs_esroute_parse on the input as a path: a route only under /api/EventStream/ (ASCII case
+ *   ignored), its arguments inside the path, holding no '/', non-empty, present exactly for the
+ *   routes that take them;
  * - hs_route_uint: true exactly for 1..19 decimal digits with a value <= INT64_MAX, and then the
  *   value is the digits';
  * - hs_route_list on the input (NUL-terminated): items are non-empty, comma-free, in order, and
@@ -14,6 +17,8 @@
  *   and hs_utf8_boundary never cuts inside a character of valid text.
  */
 #include "fuzz_common.h"
+
+#include <strings.h>
 
 #include "proto/route.h"
 #include "util/utf8.h"
@@ -29,6 +34,31 @@ static void route(const uint8_t *data, size_t n)
         CHECK(r.name >= (const char *)data && r.name + r.name_len <= (const char *)data + n);
         CHECK(!memchr(r.name, '/', r.name_len));
         CHECK(n >= 13 && !memcmp(data, "/api/streams/", 13));
+    }
+}
+
+static void esroute(const uint8_t *data, size_t n)
+{
+    hs_esroute_t r;
+    const char *p = (const char *)data;
+    hs_esroute_parse(p, n, &r);
+    CHECK(hs_esroute_match(p, n) == (n >= 17 && !strncasecmp(p, "/api/eventstream/", 17)));
+    if (r.kind == HS_ESR_NONE) {
+        CHECK(!r.a && !r.b);
+        return;
+    }
+    CHECK(hs_esroute_match(p, n));
+    bool one = r.kind == HS_ESR_STREAM || r.kind == HS_ESR_STREAMS_BY_NAME ||
+               r.kind == HS_ESR_EVENT || r.kind == HS_ESR_SUBSCRIBER;
+    CHECK(one == (r.a != NULL));
+    CHECK((r.kind == HS_ESR_EVENT) == (r.b != NULL));
+    const char *args[2] = {r.a, r.b};
+    size_t lens[2] = {r.alen, r.blen};
+    for (int i = 0; i < 2; i++) {
+        if (!args[i])
+            continue;
+        CHECK(lens[i] >= 1 && args[i] >= p + 17 && args[i] + lens[i] <= p + n);
+        CHECK(!memchr(args[i], '/', lens[i]));
     }
 }
 
@@ -141,6 +171,7 @@ static void utf8(const uint8_t *data, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
     route(data, n);
+    esroute(data, n);
     uint_arg(data, n);
     list(data, n);
     hub_token(data, n);
