@@ -130,6 +130,7 @@ function sseOnce(lastId, onBlock) {
         res.on('end', () => reject(Object.assign(new Error(`subscribing answered ${res.statusCode}: ${body}`), { status: res.statusCode })));
         return;
       }
+      say(`${stream}: following`, { kind: 'open' });
       let buf = '';
       let block = {};
       let result = 'ended';
