@@ -6,6 +6,8 @@
 // away by themselves, e.g. `hubstream --retention 'job-*:max-age=1h'`.
 //
 //   node jobs.mjs worker <id> [--steps N] [--interval-ms MS]   run a (pretend) job
+//   some-command | node jobs.mjs worker <id> --stdin           report a real one: each line
+//                                                              read is a progress message
 //   node jobs.mjs watch <id> [--from N]                        follow a job until it ends
 //
 // Common options: --server URL (default $HUBSTREAM_URL or http://127.0.0.1:5000),
@@ -13,7 +15,8 @@
 // object per line instead of text).
 //
 // The worker publishes job.started (with Expected-Version: 0, so a job id cannot be started
-// twice), job.progress {step, of, percent} every interval, job.completed {result}, then closes
+// twice), job.progress {step, of, percent} every interval (with --stdin: {step, message} for
+// each line read, as it comes), job.completed {result} (at the end of the input), then closes
 // the stream: publishing to it answers 410 from then on.
 //
 // The watcher starts from version 0 by default: a watcher that comes late, even after the job
@@ -25,10 +28,11 @@
 
 import http from 'node:http';
 import https from 'node:https';
+import readline from 'node:readline';
 
 function usage(msg) {
   if (msg) console.error(`jobs.mjs: ${msg}`);
-  console.error('usage: node jobs.mjs worker <id> [--steps N] [--interval-ms MS] | watch <id> [--from N]\n' +
+  console.error('usage: node jobs.mjs worker <id> [--steps N] [--interval-ms MS] [--stdin] | watch <id> [--from N]\n' +
     '       common: [--server URL] [--token JWT] [--json]');
   process.exit(2);
 }
@@ -43,6 +47,7 @@ function parseArgs(argv) {
     token: process.env.HUBSTREAM_TOKEN || '',
     json: false,
     steps: 5,
+    stdin: false,
     intervalMs: 500,
     from: 0,
   };
@@ -61,6 +66,7 @@ function parseArgs(argv) {
     else if (a === '--token') o.token = val();
     else if (a === '--json') o.json = true;
     else if (a === '--steps') o.steps = num();
+    else if (a === '--stdin') o.stdin = true;
     else if (a === '--interval-ms') o.intervalMs = num();
     else if (a === '--from') o.from = num();
     else usage(`unknown option ${a}`);
@@ -93,14 +99,29 @@ async function post(suffix, body, headers = {}) {
   return JSON.parse(text);
 }
 
-async function worker() {
-  const started = await post('/events', { type: 'job.started', data: { id: o.id, steps: o.steps } }, { 'expected-version': '0' });
-  say(`${stream} #${started.firstVersion} job.started`, { kind: 'published', type: 'job.started', version: started.firstVersion });
+/** The progress reports: pretend work in steps, or the lines of standard input. */
+async function* progress() {
+  if (o.stdin) {
+    let step = 0;
+    for await (const line of readline.createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+      if (line.trim() !== '') yield { step: ++step, message: line };
+    }
+    return;
+  }
   for (let step = 1; step <= o.steps; step++) {
     await sleep(o.intervalMs); // the work
-    const data = { step, of: o.steps, percent: Math.round((step * 100) / o.steps) };
+    yield { step, of: o.steps, percent: Math.round((step * 100) / o.steps) };
+  }
+}
+
+async function worker() {
+  const startData = o.stdin ? { id: o.id } : { id: o.id, steps: o.steps };
+  const started = await post('/events', { type: 'job.started', data: startData }, { 'expected-version': '0' });
+  say(`${stream} #${started.firstVersion} job.started`, { kind: 'published', type: 'job.started', version: started.firstVersion });
+  for await (const data of progress()) {
     const r = await post('/events', { type: 'job.progress', data });
-    say(`${stream} #${r.firstVersion} job.progress ${data.percent}%`, { kind: 'published', type: 'job.progress', version: r.firstVersion, data });
+    const text = data.message ?? `${data.percent}%`;
+    say(`${stream} #${r.firstVersion} job.progress ${text}`, { kind: 'published', type: 'job.progress', version: r.firstVersion, data });
   }
   const done = await post('/events', { type: 'job.completed', data: { id: o.id, result: 'ok' } });
   say(`${stream} #${done.firstVersion} job.completed`, { kind: 'published', type: 'job.completed', version: done.firstVersion });

@@ -7,10 +7,13 @@
 //   the helper backs off, reconnects with ?from=<last id> and every event arrives exactly once;
 //   the server's `event: close` ends it for good, disconnect() ends it as manual; bad JSON is
 //   reported and skipped. The demo page (index.html) subscribes and publishes.
-// - Rocket: examples/jobs/jobs.mjs as child processes: a worker reports on job-<id> and closes
-//   it; watchers attached before, during and after the job all get every event and then the
-//   close marker; once --retention 'job-*:max-age=2s' has dropped the events, the stream reads
-//   empty, a new subscriber gets `event: close` at once and publishing answers 410.
+// - Rocket: examples/jobs/jobs.mjs as child processes: a worker reports on job-<id> (paced by
+//   the test through its --stdin mode, so that "during the job" does not depend on how fast a
+//   process starts) and closes it; watchers attached before, during and after the job all get
+//   every event and then the close marker; once --retention 'job-*:max-age=3s' has dropped the
+//   events, the stream reads empty, a new subscriber gets `event: close` at once and publishing
+//   answers 410. (3 s rather than less: the late watcher must have read everything before the
+//   first event expires, with two node processes started in between on a busy CI machine.)
 //
 // Both run in the auth run too (HS_TEST_AUTH_SECRET): the page gets the token for ?access_token=
 // and the scripts get it with --token. The browser test is skipped when chromium is missing,
@@ -351,7 +354,7 @@ test('eventclient.js in Chromium: named events, backoff reconnect through an out
 /** Runs jobs.mjs with --json; `lines` fills with its output objects as they come. */
 function jobs(args, srv) {
   const proc = spawn(process.execPath, [JOBS, ...args, '--json', '--server', srv.url, ...(TOKEN ? ['--token', TOKEN] : [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   open.procs.add(proc);
   const run = { proc, lines: [], stderr: '', args: args.join(' ') };
@@ -408,51 +411,58 @@ function jobs(args, srv) {
 
 test('job streams: watchers before, during and after a job get every event then the close marker; retention empties the closed stream, which stays closed', { timeout: 30000 }, async () => {
   await guarded(async () => {
-    open.srv = await startServer({ flags: ['--retention', 'job-*:max-age=2s'] });
+    open.srv = await startServer({ flags: ['--retention', 'job-*:max-age=3s'] });
     const srv = open.srv;
     const id = uniqueStream('x');
     const job = `job-${id}`;
-    const STEPS = 6;
-    const FINAL = STEPS + 2; // job.started, the steps, job.completed
+    const LINES = ['fetching', 'compiling', 'linking', 'testing', 'packaging'];
+    const FINAL = LINES.length + 2; // job.started, the progress lines, job.completed
+    const expected = [
+      { kind: 'event', version: 1, type: 'job.started', data: { id } },
+      ...LINES.map((message, i) => ({ kind: 'event', version: i + 2, type: 'job.progress', data: { step: i + 1, message } })),
+      { kind: 'event', version: FINAL, type: 'job.completed', data: { id, result: 'ok' } },
+      { kind: 'close', reason: 'closed' },
+    ];
 
     // attached before the job exists
     const early = jobs(['watch', id], srv);
     await early.waitLine((l) => l.kind === 'open', 5000, 'the early watcher to be subscribed');
 
-    const worker = jobs(['worker', id, '--steps', String(STEPS), '--interval-ms', '100'], srv);
-    // attached mid-way, from 0, once the job has started
-    await early.waitLine((l) => l.type === 'job.started', 5000, 'job.started at the early watcher');
+    // the worker reports each line of its input as it comes
+    const worker = jobs(['worker', id, '--stdin'], srv);
+    worker.proc.stdin.write(`${LINES[0]}\n`);
+    await early.waitLine((l) => l.version === 2, 5000, 'the first progress event at the early watcher');
+
+    // attached mid-way, from 0
     const mid = jobs(['watch', id, '--from', '0'], srv);
     await mid.waitLine((l) => l.kind === 'open', 5000, 'the mid-way watcher to be subscribed');
     const atMid = (await srv.get(streamPath(job))).json;
-    assert.equal(atMid.closed, false, 'the mid-way watcher attached while the job was running');
-    assert.ok(atMid.version >= 1 && atMid.version < FINAL, `mid-way: version ${atMid.version}`);
+    assert.deepEqual([atMid.closed, atMid.version, atMid.subscribers], [false, 2, 2], 'mid-way: the job is running, two watchers');
 
+    worker.proc.stdin.end(LINES.slice(1).map((l) => `${l}\n`).join(''));
     await worker.done();
-    assert.deepEqual(worker.lines.at(-1), { kind: 'closed', version: FINAL }, worker.describe());
+    assert.deepEqual(
+      worker.lines.map((l) => [l.kind, l.version]),
+      [...expected.filter((l) => l.kind === 'event').map((l) => ['published', l.version]), ['closed', FINAL]],
+      worker.describe(),
+    );
     // attached after the close
     const late = jobs(['watch', id], srv);
-
-    const expected = [
-      { kind: 'event', version: 1, type: 'job.started', data: { id, steps: STEPS } },
-      ...Array.from({ length: STEPS }, (_, i) => ({
-        kind: 'event',
-        version: i + 2,
-        type: 'job.progress',
-        data: { step: i + 1, of: STEPS, percent: Math.round(((i + 1) * 100) / STEPS) },
-      })),
-      { kind: 'event', version: FINAL, type: 'job.completed', data: { id, result: 'ok' } },
-      { kind: 'close', reason: 'closed' },
-    ];
-    assert.deepEqual(
-      worker.lines.filter((l) => l.kind === 'published').map((l) => [l.version, l.type]),
-      expected.filter((l) => l.kind === 'event').map((l) => [l.version, l.type]),
-    );
     for (const [name, w] of [['early', early], ['mid-way', mid], ['late', late]]) {
       await w.done();
       assert.deepEqual(w.lines.slice(0, 2), [{ kind: 'subscribe', from: 0 }, { kind: 'open' }], `${name}: ${w.describe()}`);
       assert.deepEqual(w.lines.slice(2), expected, `${name} watcher: every event once, in order, then the close marker`);
     }
+
+    // the worker's own pace (--steps, --interval-ms), on another job, while the first expires
+    const timed = jobs(['worker', `${id}-t`, '--steps', '3', '--interval-ms', '20'], srv);
+    await timed.done();
+    const after = await jobs(['watch', `${id}-t`], srv).done();
+    assert.deepEqual(
+      after.lines.filter((l) => l.kind === 'event').map((l) => l.data),
+      [{ id: `${id}-t`, steps: 3 }, { step: 1, of: 3, percent: 33 }, { step: 2, of: 3, percent: 67 }, { step: 3, of: 3, percent: 100 }, { id: `${id}-t`, result: 'ok' }],
+    );
+    assert.deepEqual(after.lines.at(-1), { kind: 'close', reason: 'closed' });
 
     // retention: the events go (not before the close: the late watcher got them all), the
     // stream's row and its closed flag stay
