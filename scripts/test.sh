@@ -31,12 +31,12 @@ echo "=== format ==="
 run_suite normal "" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 # AddressSanitizer and UBSan: everything but three repeats of what the normal suite covered,
 # which the 20-minute budget cannot afford at sanitizer speed: the nchan comparison (a load run;
-# it checks the harness), the second, auth-on run of the hub, transport, reconnect and
-# eventstream conformance files (the auth code itself runs here: conformance_auth, _tls, _limits), and the
-# PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the same server code
-# over another driver; what only PostgreSQL reaches, several writers, the feed, the backplanes
-# and an outage, runs here: pg_integration_cluster, cluster, pg_outage).
-sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|eventstream|eventstream-admin)_auth"
+# it checks the harness), the second, auth-on run of the hub, transport, reconnect, patterns and
+# eventstream conformance files (the auth code itself runs here: conformance_auth, _tls,
+# _limits), and the PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the
+# same server code over another driver; what only PostgreSQL reaches, several writers, the feed,
+# the backplanes and an outage, runs here: pg_integration_cluster, cluster, pg_outage).
+sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin)_auth"
 sanitizer_skip+="|pg_integration_(api|sse|durability|retention)|pg_conformance_"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite asan "-E $sanitizer_skip" \
