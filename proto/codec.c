@@ -367,6 +367,7 @@ hs_block_t *hs_codec_encode(const hs_record_t *rec)
     b->kind = HS_BLOCK_EVENT;
     b->version = rec->version;
     b->position = rec->position;
+    b->time_us = rec->time_us;
     b->stream_hash = hs_stream_hash(rec->stream, rec->stream_len);
     b->stream = m;
     b->stream_len = (uint32_t)rec->stream_len;

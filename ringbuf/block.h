@@ -42,6 +42,7 @@ typedef struct hs_block {
     uint32_t stream_hash;
     int64_t version;  /* stream version (for markers: the last version) */
     int64_t position; /* global position (0 for markers) */
+    int64_t time_us;  /* commit time (0 for markers): the events of one commit share it */
     const char *stream;
     const char *type; /* event type (NUL-terminated) */
     const char *json; /* EventRecord JSON (markers: {"stream":..,"reason":..}) */

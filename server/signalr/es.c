@@ -341,6 +341,10 @@ static void es_sub_freed(hs_hub_t *h, hs_hubsub_t *hs)
 {
     if (hs->es && h->io)
         save_cursors(h, hs);
+    if (hs->es_carry) {
+        hs_block_unref(hs->es_carry);
+        hs->es_carry = NULL;
+    }
 }
 
 /* ---- pausing (POST subscriptionprocessor) ---- */

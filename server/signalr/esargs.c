@@ -100,8 +100,7 @@ void hs_esa_associated(hs_conn_t *c, hs_ingest_t *e)
                           "%.*s has more than %d events or %zu MiB to backfill at once", fl, f,
                           HS_ES_BACKFILL_EVENTS, HS_ES_BACKFILL_BYTES >> 20);
         else
-            hs_conn_error(c, 413, "TooLarge", "a database holds at most %d links",
-                          HS_ES_LINKS_MAX);
+            hs_conn_error(c, 413, "TooLarge", "a database holds at most %d links", HS_ES_LINKS_MAX);
         return;
     default:
         hs_conn_error(c, 503, "Unavailable", "nothing was linked: %s", hs_strerror(e->status));
@@ -139,7 +138,8 @@ bool hs_esa_ref(hs_conn_t *c, const hs_json_span_t *obj, hs_es_ref_t *r, bool cr
                  ? hs_json_unescape(&v, g, sizeof g)
                  : -1;
     if (n < 0 || !hs_uuid_parse(g, (size_t)n, r->guid) || !strcmp(r->guid, HS_NIL_GUID)) {
-        hs_conn_error(c, 400, "BadRequest", "a stream is named by \"name\" or \"streamId\" (a GUID)");
+        hs_conn_error(c, 400, "BadRequest",
+                      "a stream is named by \"name\" or \"streamId\" (a GUID)");
         return false;
     }
     return true;

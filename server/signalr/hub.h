@@ -163,6 +163,7 @@ struct hs_hubsub {
     int64_t es_pos, es_ver; /* the last event packed */
     int64_t es_saved;       /* the position last sent to be stored */
     bool es_frozen;         /* the server is stopping: nothing more is packed */
+    hs_block_t *es_carry;   /* popped, but the first of the next array (es_group) */
 };
 
 struct hs_hub {

@@ -226,19 +226,30 @@ static size_t mp_str_header(size_t n, uint8_t *h)
 
 /* Takes the next group of events off an /eventstreamhub subscription into arr (the array's
  * text, escaped for JSON or raw for MessagePack, after `room` bytes left for a prefix):
- * the number of events, or -1 without memory. A stream's end ends the subscription (the
- * seed had no such message: nothing is sent). */
+ * the number of events, or -1 without memory. A group is one publish (the writer marks its
+ * last event) or, for events read back (catch-up, other nodes), one commit: a block of another
+ * commit time is carried over to start the next group. A stream's end ends the subscription
+ * (the seed had no such message: nothing is sent). */
 static long es_group(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *arr, size_t room)
 {
     long n = 0;
+    int64_t time_us = 0;
     arr->len = 0;
     if (hs_buf_reserve(arr, room + 1))
         return -1;
     arr->len = room;
     for (;;) {
-        hs_block_t *b = hs_sub_pop_spsc(hs->sub, hs_fanout_block_size);
+        hs_block_t *b = hs->es_carry;
+        hs->es_carry = NULL;
+        if (!b)
+            b = hs_sub_pop_spsc(hs->sub, hs_fanout_block_size);
         if (!b)
             break;
+        if (n && b->kind == HS_BLOCK_EVENT && b->time_us != time_us) {
+            hs->es_carry = b;
+            break;
+        }
+        time_us = b->time_us;
         if (b->kind != HS_BLOCK_EVENT) {
             hs->done = true;
             hs_block_unref(b);
@@ -406,7 +417,7 @@ bool hs_hub_has_output(hs_hub_t *h)
     if (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)
         return false;
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (!hs_sub_empty(s->sub))
+        if (!hs_sub_empty(s->sub) || s->es_carry)
             return true;
     return false;
 }

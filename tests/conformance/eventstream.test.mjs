@@ -220,6 +220,8 @@ test('From resumes after a global event Id, with catch-up', async () => {
     await c.invoke('Publish', name, [{ Type: 'live', JsonData: '9', IsJson: true }]);
     await waitFor(() => events(c).length === 4, 5000, 'the live event');
     assert.equal(events(c)[3].Type, 'live');
+    // read back, events come one array per commit too (here: one publish each)
+    assert.deepEqual(c.arrays.map((a) => a.events.length), [1, 1, 1, 1]);
   });
   await c.stop();
 });

@@ -33,11 +33,11 @@ Test(ids, refuses_what_is_not_a_guid)
 {
     const char *bad[] = {
         "",
-        "0b8e1c7a-12ab-4cde-8f00-00000000abc",   /* one short */
-        "0b8e1c7a-12ab-4cde-8f00-00000000abcde", /* one long */
-        "0b8e1c7a-12ab-4cde-8f00-00000000abcg",  /* not hex */
-        "0b8e1c7a_12ab-4cde-8f00-00000000abcd",  /* dash misplaced */
-        "0b8e1c7a-12ab-4cde-8f0000-000000abcd",  /* dashes in the wrong places */
+        "0b8e1c7a-12ab-4cde-8f00-00000000abc",    /* one short */
+        "0b8e1c7a-12ab-4cde-8f00-00000000abcde",  /* one long */
+        "0b8e1c7a-12ab-4cde-8f00-00000000abcg",   /* not hex */
+        "0b8e1c7a_12ab-4cde-8f00-00000000abcd",   /* dash misplaced */
+        "0b8e1c7a-12ab-4cde-8f0000-000000abcd",   /* dashes in the wrong places */
         "{0b8e1c7a-12ab-4cde-8f00-00000000abcd",  /* unbalanced */
         "[0b8e1c7a-12ab-4cde-8f00-00000000abcd]", /* not a .NET form */
         "0b8e1c7a12ab4cde8f0000000000abc-",
@@ -96,8 +96,14 @@ Test(ids, iso_times_with_and_without_offsets)
         cr_assert(hs_parse_iso_time(ok[i].s, strlen(ok[i].s), &us), "%s", ok[i].s);
         cr_assert_eq(us, ok[i].us, "%s: %lld", ok[i].s, (long long)us);
     }
-    const char *bad[] = {"", "yesterday", "2026-13-01", "2026-12-04T25:00", "2026-12-04T18:30:05.",
-                         "2026-12-04T18:30:05+2", "2026-12-04T18:30:05Zjunk", "26-12-04"};
+    const char *bad[] = {"",
+                         "yesterday",
+                         "2026-13-01",
+                         "2026-12-04T25:00",
+                         "2026-12-04T18:30:05.",
+                         "2026-12-04T18:30:05+2",
+                         "2026-12-04T18:30:05Zjunk",
+                         "26-12-04"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t us = 0;
         cr_assert(!hs_parse_iso_time(bad[i], strlen(bad[i]), &us), "%s", bad[i]);
