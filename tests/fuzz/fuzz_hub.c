@@ -4,7 +4,8 @@
  * /tmp), and this thread acting as the connection's IO thread.
  *
  * The input is a script. Its first byte picks the connection: bit 0 a WebSocket (else long
- * polling), bit 1 stateful reconnect granted. Then commands, one byte each:
+ * polling), bit 1 stateful reconnect granted, bit 2 the hub: /eventstreamhub's methods (else
+ * /hub's). Then commands, one byte each:
  *   0x00-0x9f  feed the next (byte + 1) bytes of the script to the connection as input
  *   0xa0-0xbf  run the server's side until no invocation is pending (commits, reads, fan-out)
  *   0xc0-0xcf  the client reads: pack what is queued (64 KiB), as a transport write would
@@ -167,7 +168,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
     if (!n)
         return 0;
-    hs_hub_t *h = hs_hub_create(srv, &hs_hub_dialect, &hs_hub_transport_ops);
+    hs_hub_t *h = hs_hub_create(srv, (data[0] & 4) ? &hs_es_dialect : &hs_hub_dialect,
+                                &hs_hub_transport_ops);
     CHECK(h != NULL);
     h->transport = (data[0] & 1) ? HS_HUB_T_WS : HS_HUB_T_LP;
     h->stateful_ok = (data[0] & 2) != 0;
