@@ -5,6 +5,9 @@
  * stream's head at that moment of the log: the events after it are the ones it gets, with no
  * gap and none twice.
  *
+ * Stream association (below): the copies an appended entry owes the streams linked to its
+ * stream join the batch as entries of their own, so that they commit with their originals.
+ *
  * Name rule: an /eventstreamhub name means the stream of exactly that name when there is one,
  * else the oldest stream whose name equals it ignoring ASCII case, else a new stream spelt as
  * given. Names differing only in case therefore reach one stream through /eventstreamhub, while
@@ -16,11 +19,10 @@
 #include <string.h>
 
 #include "proto/json.h"
-#include "util/buf.h"
-#include "util/uuid.h"
-
 #include "storage/writer_impl.h"
+#include "util/buf.h"
 #include "util/utf8.h"
+#include "util/uuid.h"
 
 int hs_wr_es_fold(hs_writer_t *w, hs_ingest_t *e)
 {

@@ -88,7 +88,7 @@ typedef struct hs_es_op {
     int64_t linked, copied; /* links added, events backfilled */
     /* CURSOR */
     size_t ncursors;
-    hs_es_cursor_t cursors[];
+    hs_es_cursor_t *cursors;
 } hs_es_op_t;
 
 /* One event of an append. Strings point into the entry's arena. */

@@ -302,6 +302,7 @@ static void save_cursors(hs_hub_t *h, hs_hubsub_t *only)
         return;
     hs_es_op_t *op = (hs_es_op_t *)(((uintptr_t)arena + 7) & ~(uintptr_t)7);
     memset(op, 0, sz);
+    op->cursors = (hs_es_cursor_t *)(op + 1);
     hs_hubsub_t *s = only ? only : h->subs;
     for (; s && op->ncursors < n; s = only ? NULL : s->next) {
         if (!s->es || s->es_pos <= s->es_saved)
