@@ -115,19 +115,24 @@ static void submit(hs_hub_t *h, const hs_hubmsg_t *m, es_call_t *c, hs_ingest_t 
     h->pending++;
 }
 
-/* An entry for a subscriber operation on `stream`. */
-static hs_ingest_t *op_entry(int kind, const char *stream, size_t len)
+/* Submits the subscriber operation of c on `stream` (c is taken: freed on failure). */
+static void submit_op(hs_hub_t *h, const hs_hubmsg_t *m, es_call_t *c, int kind, const char *stream,
+                      size_t len)
 {
     char *arena;
     hs_ingest_t *e = hs_ingest_alloc(0, len + 1, &arena);
-    if (!e)
-        return NULL;
+    if (!e) {
+        fail(h, m, "Unavailable: out of memory");
+        hs_hub_unref(c->hub);
+        free(c);
+        return;
+    }
     memcpy(arena, stream, len);
     arena[len] = '\0';
     e->stream = arena;
     e->stream_len = (uint32_t)len;
     e->kind = kind;
-    return e;
+    submit(h, m, c, e);
 }
 
 /* ---- the methods ---- */
@@ -223,12 +228,7 @@ static void m_subscribe(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t 
         goto drop;
     }
     snprintf(op->conn, sizeof op->conn, "%s", h->conn_id);
-    hs_ingest_t *e = op_entry(HS_INGEST_ES_SUBSCRIBE, stream, (size_t)sl);
-    if (!e) {
-        fail(h, m, "Unavailable: out of memory");
-        goto drop;
-    }
-    submit(h, m, c, e);
+    submit_op(h, m, c, HS_INGEST_ES_SUBSCRIBE, stream, (size_t)sl);
     return;
 drop:
     hs_hub_unref(c->hub);
@@ -254,12 +254,7 @@ static void m_unsubscribe(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_
         fail(h, m, "InvalidSubscriber: subscriberId and subscriberKey must be GUIDs");
         goto drop;
     }
-    hs_ingest_t *e = op_entry(HS_INGEST_ES_UNSUBSCRIBE, stream, (size_t)sl);
-    if (!e) {
-        fail(h, m, "Unavailable: out of memory");
-        goto drop;
-    }
-    submit(h, m, c, e);
+    submit_op(h, m, c, HS_INGEST_ES_UNSUBSCRIBE, stream, (size_t)sl);
     return;
 drop:
     hs_hub_unref(c->hub);

@@ -181,6 +181,21 @@ static int on_event(void *ctx, const hs_record_t *rec)
     return 0;
 }
 
+/* A JSON array of a stream's events (hs_store_es_search_events' arguments) into the answer. */
+static int events_array(hs_store_t *st, es_req_t *r, int64_t stream_id, const char *type,
+                        size_t type_len, int64_t from_us, int64_t to_us, int64_t after,
+                        size_t limit)
+{
+    if (!put(r, "[", 1))
+        return 0;
+    int rc = hs_store_es_search_events(st, stream_id, type, type_len, from_us, to_us, after, limit,
+                                       on_event, r);
+    if (rc < 0)
+        return r->spent || r->oom ? 0 : rc;
+    put(r, "]", 1);
+    return 0;
+}
+
 static int run_read(hs_store_t *st, hs_read_req_t *base)
 {
     es_req_t *r = (es_req_t *)base;
@@ -220,14 +235,8 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         }
         return rc < 0 && !(r->spent || r->oom) ? rc : 0;
     case R_EVENTS:
-        if (!put(r, "[", 1))
-            return 0;
-        rc = hs_store_es_search_events(st, r->id, r->text, r->text_len, r->from_us, r->to_us,
-                                       r->after, r->limit, on_event, r);
-        if (rc < 0)
-            return r->spent || r->oom ? 0 : rc;
-        put(r, "]", 1);
-        return 0;
+        return events_array(st, r, r->id, r->text, r->text_len, r->from_us, r->to_us, r->after,
+                            r->limit);
     case R_REPLAY: {
         /* the subscriber's stream, then its events with Id in [from, to] (0: either end) */
         hs_es_sub_info_t s;
@@ -242,14 +251,8 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
         r->name_len = s.stream_len;
         if ((rc = hs_store_es_sub_range(st, r->guid, r->from_us, r->to_us)))
             return rc;
-        if (!put(r, "[", 1))
-            return 0;
-        rc = hs_store_es_search_events(st, s.stream_id, "", 0, INT64_MIN, INT64_MAX,
-                                       r->from_us > 0 ? r->from_us - 1 : 0, LIMIT_MAX, on_event, r);
-        if (rc < 0)
-            return r->spent || r->oom ? 0 : rc;
-        put(r, "]", 1);
-        return 0;
+        return events_array(st, r, s.stream_id, "", 0, INT64_MIN, INT64_MAX,
+                            r->from_us > 0 ? r->from_us - 1 : 0, LIMIT_MAX);
     }
     case R_SUBSCRIBER: {
         hs_es_sub_info_t s;

@@ -168,8 +168,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
     if (!n)
         return 0;
-    hs_hub_t *h = hs_hub_create(srv, (data[0] & 4) ? &hs_es_dialect : &hs_hub_dialect,
-                                &hs_hub_transport_ops);
+    hs_hub_t *h =
+        hs_hub_create(srv, (data[0] & 4) ? &hs_es_dialect : &hs_hub_dialect, &hs_hub_transport_ops);
     CHECK(h != NULL);
     h->transport = (data[0] & 1) ? HS_HUB_T_WS : HS_HUB_T_LP;
     h->stateful_ok = (data[0] & 2) != 0;
