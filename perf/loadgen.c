@@ -796,8 +796,7 @@ static void sr_record(conn_t *c, const uint8_t *r, size_t n)
     if (type == 1 && op.hub == H_ES) {
         const char *err = bench_es_events(r, n, mp, op.stream, on_es_event, c);
         if (err)
-            sub_fail(c, "%s (%zu bytes: %.*s)", err, n, (int)(n < 120 ? n : 120),
-                     (const char *)r);
+            sub_fail(c, "%s (%zu bytes: %.*s)", err, n, (int)(n < 120 ? n : 120), (const char *)r);
     } else if (type == 3 && op.hub == H_ES && !c->ready && bench_sr_completion(r, n, mp) == 2) {
         sub_ready(c);
     } else if (type == 2 && op.hub == H_HUB) {

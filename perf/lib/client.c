@@ -521,7 +521,8 @@ static const uint8_t *mp_str(const uint8_t **p, const uint8_t *end, size_t *len)
 const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char *stream,
                             bench_es_event_fn ev, void *ctx)
 {
-    const uint8_t *end = r + n, *t, *te; /* the array text */
+    /* the array text: [t, te); in JSON te is found at its last event, not in a pass of its own */
+    const uint8_t *end = r + n, *t, *te = NULL;
     size_t sl = strlen(stream), len;
     if (msgpack) {
         /* [1, headers, nil, target, [text, {}], []] */
@@ -538,21 +539,22 @@ const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char
             p[0] != 0x80 || p[1] != 0x90)
             return "an Invocation whose arguments are not [text, {}] (and no stream ids)";
         te = t + len;
+        if (len < 2 || te[-2] != '}' || te[-1] != ']')
+            return "a delivery whose text is not an array of events";
     } else {
-        /* {"type":1,"target":"<stream>","arguments":["<text>",{}]}: the record's own members,
-         * since inside the text every quote is escaped; so is the end of the text, `}]",{}]` */
-        const uint8_t *p = memmem(r, n, "\"target\":\"", 10);
+        /* {"type":1,"target":"<stream>","arguments":["<text>",{}]}: the record's own members
+         * are found by their names, since inside the text every quote is escaped; so is the
+         * text's end, `}]",{}]` */
+        const uint8_t *p = memmem(r, n, "\"arguments\":[\"", 14);
+        if (!p)
+            return "an Invocation whose arguments are not [text, {}]";
+        t = p + 14;
+        p = memmem(r, (size_t)(t - r), "\"target\":\"", 10);
         if (!p || (size_t)(end - p) < 11 + sl || memcmp(p + 10, stream, sl) != 0 ||
             p[10 + sl] != '"')
             return "an Invocation of another target than the stream";
-        if (memmem(r, n, "\"invocationId\":", 15))
+        if (memmem(r, (size_t)(t - r), "\"invocationId\":", 15))
             return "a delivery with an invocation id";
-        p = memmem(r, n, "\"arguments\":[\"", 14);
-        t = p ? p + 14 : NULL;
-        te = t ? memmem(t, (size_t)(end - t), "}]\",{}]", 7) : NULL;
-        if (!te)
-            return "an Invocation whose arguments are not [text, {}]";
-        te += 2;
     }
     /* the members' quotes as the text shows them: raw in MessagePack, escaped in JSON */
     const char *open = msgpack ? "{\"Id\":" : "{\\\"Id\\\":";
@@ -560,19 +562,28 @@ const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char
     const char *jd = msgpack ? "\"JsonData\":" : "\\\"JsonData\\\":";
     const char *md = msgpack ? ",\"MetaData\":" : ",\\\"MetaData\\\":";
     char tail[260];
-    int tl = snprintf(tail, sizeof(tail), msgpack ? "\"StreamName\":\"%s\"" : "\\\"StreamName\\\":\\\"%s\\\"",
-                      stream);
+    int tl = snprintf(tail, sizeof(tail),
+                      msgpack ? "\"StreamName\":\"%s\"" : "\\\"StreamName\\\":\\\"%s\\\"", stream);
     size_t ol = strlen(open), sepl = strlen(sep), jdl = strlen(jd), mdl = strlen(md);
     if (tl < 0 || (size_t)tl >= sizeof(tail))
         return "a stream name too long for this client";
-    if ((size_t)(te - t) < 2 + ol + 1 || t[0] != '[' || te[-2] != '}' || te[-1] != ']')
+    if ((size_t)((te ? te : end) - t) < 1 + ol || t[0] != '[')
         return "a delivery whose text is not a non-empty array of events";
     const uint8_t *o = t + 1; /* an event's opening brace */
     while (o) {
-        if (memcmp(o, open, ol) != 0)
+        if ((size_t)(end - o) < ol || memcmp(o, open, ol) != 0)
             return "an event that does not begin with its Id";
-        const uint8_t *d = o + ol, *s = memmem(d, (size_t)(te - 1 - d), sep, sepl);
-        const uint8_t *close = s ? s : te - 2; /* its closing brace */
+        /* its closing brace: the next event's separator, else (the last) the text's end */
+        const uint8_t *d = o + ol, *s = memmem(d, (size_t)((te ? te - 1 : end) - d), sep, sepl);
+        if (!s && !te) {
+            te = memmem(d, (size_t)(end - d), "}]\",{}]", 7);
+            if (!te)
+                return "an Invocation whose arguments are not [text, {}]";
+            te += 2;
+            if (memmem(te, (size_t)(end - te), "\"invocationId\":", 15))
+                return "a delivery with an invocation id";
+        }
+        const uint8_t *close = s ? s : te - 2;
         int64_t id = 0;
         const uint8_t *dig = d;
         while (d < close && *d >= '0' && *d <= '9' && d - dig < 18)
@@ -582,10 +593,10 @@ const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char
         if ((size_t)(close - d) < (size_t)tl || memcmp(close - tl, tail, (size_t)tl) != 0)
             return "an event that does not end with the stream's StreamName";
         const uint8_t *j = memmem(d, (size_t)(close - d), jd, jdl);
-        const uint8_t *m = j ? memmem(j + jdl, (size_t)(close - j - jdl), md, mdl) : NULL;
+        const uint8_t *m = j ? memmem(j + jdl, (size_t)(close - j) - jdl, md, mdl) : NULL;
         if (!m)
             return "an event without JsonData followed by MetaData";
-        if (!ev(ctx, id, j + jdl, (size_t)(m - j - jdl)))
+        if (!ev(ctx, id, j + jdl, (size_t)(m - j) - jdl))
             return NULL;
         o = s ? s + sepl - ol : NULL;
     }
