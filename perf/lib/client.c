@@ -567,7 +567,7 @@ const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char
     size_t ol = strlen(open), sepl = strlen(sep), jdl = strlen(jd), mdl = strlen(md);
     if (tl < 0 || (size_t)tl >= sizeof(tail))
         return "a stream name too long for this client";
-    if ((size_t)((te ? te : end) - t) < 1 + ol || t[0] != '[')
+    if ((size_t)((te ? te : end) - t) < 2 || t[0] != '[' || t[1] == ']')
         return "a delivery whose text is not a non-empty array of events";
     const uint8_t *o = t + 1; /* an event's opening brace */
     while (o) {
