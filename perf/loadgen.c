@@ -10,6 +10,15 @@
  *     over SignalR WebSockets (GET /hub upgraded without negotiating, hub handshake, then a
  *     StreamInvocation of Subscribe(stream, from)): --transport ws is the MessagePack hub
  *     protocol, --transport signalr-json the JSON one.
+ *     --hub eventstreamhub: the same transports on /eventstreamhub, the drop-in for
+ *     AspNetCore.SignalR.EventStream (fanout, latency and idle; live only, as it has no start
+ *     point but a global position): each subscriber invokes Subscribe({StreamName, SubscriberId,
+ *     SubscriberKey}) with GUIDs of its own (random per run) and is ready at its Completion;
+ *     each publish then reaches it as one Invocation of target <stream> whose first argument is
+ *     a string holding the batch's events as a JSON array of the seed's PascalCase objects.
+ *     Each event in it is checked like a /hub delivery (the marker is in its JsonData, escaped
+ *     once or, in JSON, twice), and its Id (the global position) must be above the one before.
+ *     A delivery is an event received, as on /hub: deliveries/s compare like for like.
  *   --target nchan: publishes with POST /pub?id={s} (one message per request); subscribes with
  *     GET /sub?id={s} over raw WebSocket frames (--transport ws) or SSE. For the catch-up
  *     scenario (and the ingest that fills its stream, i.e. any stream named catchup*), /pub_big
@@ -51,7 +60,9 @@
  * subscriber); in the reconnect scenario (one publisher connection, so one order) also in
  * order. With --check-versions (hubstream), each subscriber must also get the server's versions
  * (SSE id, StreamItem version) in order, each once, from the first version published (the
- * lowest firstVersion the publish responses gave; 1 for a stored stream replayed from 0). A
+ * lowest firstVersion the publish responses gave; 1 for a stored stream replayed from 0; on
+ * /eventstreamhub the Ids, from the lowest firstPosition: nothing else may write to the
+ * database meanwhile). A
  * subscriber that fails (an early end of its response or WebSocket before it has every event,
  * a refused subscription, a malformed frame or record), a gap, a duplicate or a timeout makes
  * the run fail: "ok":false with the first error, exit status 1.
@@ -105,6 +116,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -120,6 +132,7 @@
 #define SEQ_DIGITS     10
 #define NS_DIGITS      19
 #define CARRY_MAX      8192 /* one subscriber's unfinished block, frame or record */
+#define ES_EVENT_MAX   1024 /* an /eventstreamhub event of DATA_BYTES as JSON escapes it twice */
 #define READ_MAX       (256 * 1024)
 #define RESP_MAX       8192      /* a publisher's unfinished response */
 #define CONNECTING_MAX 256       /* connects in flight per process */
@@ -130,9 +143,11 @@
 #define MAX_PROCS      64
 
 enum target { T_HUBSTREAM, T_NCHAN };
+enum hub { H_HUB, H_ES }; /* hubstream's SignalR endpoint: /hub or /eventstreamhub */
 enum transport { X_WS, X_SR_JSON, X_SSE };
 enum scenario { S_FANOUT, S_LATENCY, S_IDLE, S_INGEST, S_CATCHUP, S_RECONNECT };
 static const char *const target_names[] = {"hubstream", "nchan"};
+static const char *const hub_names[] = {"hub", "eventstreamhub"};
 static const char *const transport_names[] = {"ws", "signalr-json", "sse"};
 static const char *const scenario_names[] = {"fanout", "latency", "idle",
                                              "ingest", "catchup", "reconnect"};
@@ -165,7 +180,7 @@ typedef struct shared {
 } shared_t;
 
 typedef struct opts {
-    int target, transport, scenario;
+    int target, transport, scenario, hub;
     char host[256], port[16];
     char stream[128];
     long subs, events, rate, missed;
@@ -195,7 +210,7 @@ typedef struct conn {
     uint32_t events;
     const char *out; /* the request being written */
     size_t out_len, out_off;
-    char *in; /* CARRY_MAX bytes: unfinished block / frame / record / response */
+    char *in; /* carry_cap bytes: unfinished block / frame / record / response */
     size_t in_len;
     /* subscriber */
     bool ready, chunked;
@@ -208,6 +223,7 @@ typedef struct conn {
     uint8_t *seen;               /* bitmap of seqs received */
     char last_id[64];            /* reconnect: the last event id (SSE id, SignalR version) */
     int64_t first_ver, last_ver; /* --check-versions: the versions this subscriber got */
+    int64_t es_id;               /* /eventstreamhub: the last event Id (global position) */
     char *req;                   /* this subscriber's own request or hub hello (resume) */
     size_t req_len;
     /* publisher */
@@ -225,6 +241,9 @@ static shared_t *sh;
 static struct addrinfo *addr, *addr2;
 static int ep = -1;
 static char *rbuf; /* CARRY_MAX + READ_MAX */
+/* a subscriber's c->in: CARRY_MAX, or room for a whole batch on /eventstreamhub (one record) */
+static size_t carry_cap = CARRY_MAX;
+static uint64_t es_nonce; /* /eventstreamhub: the run's random part of the subscribers' GUIDs */
 static int nfails_printed;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -726,12 +745,61 @@ static size_t sr_hello(uint8_t *out, long from)
     return bench_sr_hello(out, op.transport == X_WS, op.stream, from);
 }
 
-/* One hub record (without its framing). */
+/* A GUID's text (the version 4 form) made of two 64-bit values. */
+static void guid_text(char out[37], uint64_t a, uint64_t b)
+{
+    snprintf(out, 37, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
+             (unsigned)(0x8000 | ((b >> 48) & 0x3fff)), (unsigned long long)(b & 0xffffffffffffu));
+}
+
+/* splitmix64's output function: well-spread 64 bits from consecutive inputs. */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+/* /eventstreamhub: c's handshake and Subscribe, with a SubscriberId and a SubscriberKey of its
+ * own, new in each run (the server keeps subscribers: an old id would be a returning one). */
+static size_t es_hello(const conn_t *c, uint8_t *out)
+{
+    char id[37], key[37];
+    uint64_t k = es_nonce + 4 * (uint64_t)c->index;
+    guid_text(id, mix64(k), mix64(k + 1));
+    guid_text(key, mix64(k + 2), mix64(k + 3));
+    return bench_es_hello(out, op.transport == X_WS, op.stream, id, key);
+}
+
+/* bench_es_events' callback: one event of an /eventstreamhub delivery, checked like a /hub
+ * one; the Ids (global positions) must go up. */
+static bool on_es_event(void *ctx, int64_t id, const uint8_t *json_data, size_t n)
+{
+    conn_t *c = ctx;
+    if (id <= c->es_id) {
+        sub_fail(c, "event Id %lld after %lld", (long long)id, (long long)c->es_id);
+        return false;
+    }
+    c->es_id = id;
+    deliver(c, json_data, n, NULL, 0, op.check_versions ? id : -1);
+    return c->state == C_BODY;
+}
+
+/* One hub record (without its framing): /hub's StreamItems; /eventstreamhub's Completion of
+ * Subscribe (the subscriber is ready) and its deliveries (Invocations of the stream). */
 static void sr_record(conn_t *c, const uint8_t *r, size_t n)
 {
     bool mp = op.transport == X_WS;
     int type = bench_sr_type(r, n, mp);
-    if (type == 2) {
+    if (type == 1 && op.hub == H_ES) {
+        const char *err = bench_es_events(r, n, mp, op.stream, on_es_event, c);
+        if (err)
+            sub_fail(c, "%s (%zu bytes: %.*s)", err, n, (int)(n < 120 ? n : 120), (const char *)r);
+    } else if (type == 3 && op.hub == H_ES && !c->ready && bench_sr_completion(r, n, mp) == 2) {
+        sub_ready(c);
+    } else if (type == 2 && op.hub == H_HUB) {
         int64_t v = -1;
         char id[32];
         int idlen = 0;
@@ -763,8 +831,8 @@ static bool on_record(void *ctx, const uint8_t *r, size_t n, bool handshake)
     } else if (n != 2 || memcmp(r, "{}", 2) != 0) {
         sub_fail(c, "the hub handshake was refused: %.*s", (int)(n < 200 ? n : 200),
                  (const char *)r);
-    } else {
-        sub_ready(c);
+    } else if (op.hub == H_HUB) {
+        sub_ready(c); /* /eventstreamhub: at the Completion of Subscribe */
     }
     return c->state == C_BODY;
 }
@@ -776,7 +844,7 @@ static bool on_ws_data(void *ctx, const uint8_t *p, size_t n, bool frame_end, bo
     if (c->state != C_BODY)
         return false;
     if (is_sr()) {
-        const char *err = bench_sr_feed((uint8_t *)c->in, &c->in_len, CARRY_MAX, p, n,
+        const char *err = bench_sr_feed((uint8_t *)c->in, &c->in_len, carry_cap, p, n,
                                         op.transport == X_WS, &c->handshaken, on_record, c);
         if (err)
             sub_fail(c, "%s", err);
@@ -841,8 +909,13 @@ static int sub_headers(conn_t *c, const char *p, size_t n)
     c->ck_state = CK_SIZE;
     c->ck_left = 0;
     if (is_sr()) {
+        uint8_t es[1024];
         const uint8_t *hello = c->req ? (const uint8_t *)c->req : sr_hello_live;
         size_t len = c->req ? c->req_len : sr_hello_live_len;
+        if (op.hub == H_ES) {
+            len = es_hello(c, es);
+            hello = es;
+        }
         if (send(c->fd, hello, len, MSG_NOSIGNAL) != (ssize_t)len) {
             sub_fail(c, "could not send the hub handshake");
             return -1;
@@ -1054,7 +1127,7 @@ static void worker_setup(int w, long first, long count)
 {
     nsubs = count;
     subs = calloc((size_t)(count ? count : 1), sizeof(*subs));
-    char *inbufs = malloc((size_t)(count ? count : 1) * CARRY_MAX);
+    char *inbufs = malloc((size_t)(count ? count : 1) * carry_cap);
     seen_bytes = (size_t)(seq_max / 8 + 1);
     uint8_t *seen = calloc((size_t)(count ? count : 1), seen_bytes);
     hist = calloc(HIST_N, sizeof(*hist));
@@ -1067,7 +1140,7 @@ static void worker_setup(int w, long first, long count)
     for (long i = 0; i < count; i++) {
         subs[i].fd = -1;
         subs[i].index = first + i;
-        subs[i].in = inbufs + (size_t)i * CARRY_MAX;
+        subs[i].in = inbufs + (size_t)i * carry_cap;
         subs[i].seen = seen + (size_t)i * seen_bytes;
         subs[i].first_ver = -1;
     }
@@ -1316,11 +1389,12 @@ static void pub_responses(conn_t *c)
                      c->in + head);
             return;
         } else {
-            const char *fv = op.target == T_HUBSTREAM
-                                 ? memmem(c->in + head, body, "\"firstVersion\":", 15)
-                                 : NULL;
-            if (fv && fv + 15 < c->in + head + body) {
-                int64_t v = strtoll(fv + 15, NULL, 10);
+            /* --check-versions: /eventstreamhub's subscribers see global positions */
+            const char *key = op.hub == H_ES ? "\"firstPosition\":" : "\"firstVersion\":";
+            size_t kl = strlen(key);
+            const char *fv = op.target == T_HUBSTREAM ? memmem(c->in + head, body, key, kl) : NULL;
+            if (fv && fv + kl < c->in + head + body) {
+                int64_t v = strtoll(fv + kl, NULL, 10);
                 if (v < min_first_version)
                     min_first_version = v;
             }
@@ -1708,7 +1782,7 @@ static void sub_requests_build(void)
     else
         snprintf(path, sizeof(path), "/%s?id=%s", oldest ? "sub_oldest" : "sub", op.stream);
     if (hub && is_ws())
-        snprintf(path, sizeof(path), "/hub");
+        snprintf(path, sizeof(path), "/%s", hub_names[op.hub]);
     if (is_ws())
         sub_req_len = (size_t)snprintf(sub_req, sizeof(sub_req),
                                        "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
@@ -1721,7 +1795,7 @@ static void sub_requests_build(void)
                                        "GET %s HTTP/1.1\r\nHost: %s:%s\r\n"
                                        "Accept: text/event-stream\r\n%s\r\n",
                                        path, op.host, op.port, op.auth);
-    if (is_sr())
+    if (is_sr() && op.hub == H_HUB)
         sr_hello_live_len = sr_hello(sr_hello_live, op.live ? -1 : 0);
 }
 
@@ -1937,6 +2011,8 @@ static void report(bool ok)
            scenario_names[op.scenario]);
     if (op.scenario != S_INGEST)
         printf(",\"transport\":\"%s\",\"subs\":%ld", transport_names[op.transport], op.subs);
+    if (op.scenario != S_INGEST && is_sr())
+        printf(",\"hub\":\"%s\"", hub_names[op.hub]);
     printf(",\"events\":%ld,\"ok\":%s", op.scenario == S_RECONNECT ? op.missed : op.events,
            ok ? "true" : "false");
     if (!ok) {
@@ -2052,7 +2128,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: loadgen --target hubstream|nchan --url http://127.0.0.1:PORT\n"
                "               --scenario fanout|latency|idle|ingest|catchup|reconnect\n"
-               "               [--transport ws|signalr-json|sse] [--stream NAME] [--subs N]\n"
+               "               [--transport ws|signalr-json|sse] [--hub hub|eventstreamhub]\n"
+               "               [--stream NAME] [--subs N]\n"
                "               [--events N] [--rate R] [--duration-s D] [--missed M]\n"
                "               [--publishers N] [--post-batch B] [--window W] [--settle-ms MS]\n"
                "               [--procs P] [--src-addrs K] [--pid SERVER_PID] [--timeout-s T]\n"
@@ -2079,6 +2156,7 @@ static void parse_args(int argc, char **argv)
     static const struct option lo[] = {
         {"target", 1, 0, 't'},
         {"token", 1, 0, 1001},
+        {"hub", 1, 0, 1002},
         {"url", 1, 0, 'u'},
         {"scenario", 1, 0, 's'},
         {"transport", 1, 0, 'x'},
@@ -2135,6 +2213,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'u':
             url = optarg;
+            break;
+        case 1002:
+            op.hub = pick(optarg, hub_names, 2, "--hub");
             break;
         case 's':
             op.scenario = pick(optarg, scenario_names, 6, "--scenario");
@@ -2272,6 +2353,16 @@ static void parse_args(int argc, char **argv)
     if (op.results &&
         (op.target != T_HUBSTREAM || (op.scenario != S_FANOUT && op.scenario != S_CATCHUP)))
         die("--results records hubstream fanout and catchup runs (run.sh's history files)");
+    if (op.hub == H_ES) {
+        if (!is_sr())
+            die("--hub eventstreamhub: hubstream's SignalR transports (ws, signalr-json)");
+        if (op.scenario != S_FANOUT && op.scenario != S_LATENCY && op.scenario != S_IDLE)
+            die("--hub eventstreamhub: the fanout, latency and idle scenarios");
+        if (op.results)
+            die("--results keeps run.sh's /hub history: not for --hub eventstreamhub");
+        op.live = true; /* Subscribe without From: what is committed after its Completion */
+        carry_cap = CARRY_MAX + (size_t)op.post_batch * ES_EVENT_MAX;
+    }
     if (op.check_versions && op.target != T_HUBSTREAM)
         die("--check-versions: nchan's events carry no version");
     if (op.live && (op.scenario == S_CATCHUP || op.scenario == S_RECONNECT))
@@ -2349,6 +2440,8 @@ int main(int argc, char **argv)
     atomic_store(&sh->first_ver_min, INT64_MAX);
     atomic_store(&sh->first_ver_max, -1);
     sub_requests_build();
+    if (getrandom(&es_nonce, sizeof(es_nonce), 0) != (ssize_t)sizeof(es_nonce))
+        es_nonce = now_ns() ^ (uint64_t)getpid() << 32;
     t_start = bench_now();
     next_progress = t_start + op.progress_s;
     deadline = t_start + op.timeout_s;

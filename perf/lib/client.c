@@ -149,6 +149,23 @@ const char *bench_ws_feed(bench_ws_t *w, const uint8_t *p, size_t n, bench_ws_da
     return NULL;
 }
 
+/* One MessagePack hub record, body[0..b) behind its varint length, as a binary frame in out;
+ * b < 500. Returns the frame's length. */
+static size_t mp_record_frame(uint8_t *out, const uint8_t *body, size_t b)
+{
+    uint8_t rec[512];
+    size_t r = 0, len = b;
+    do {
+        rec[r] = (uint8_t)(len & 0x7f);
+        len >>= 7;
+        if (len)
+            rec[r] |= 0x80;
+        r++;
+    } while (len);
+    memcpy(rec + r, body, b);
+    return bench_ws_frame(out, 2, rec, r + b);
+}
+
 /* The hub handshake request and a StreamInvocation of Subscribe(stream[, from]) (invocation id
  * "0"; from < 0 leaves the argument out: live only), as masked frames in out, which must hold
  * 512 bytes plus twice the stream name. Returns their length. */
@@ -192,16 +209,7 @@ size_t bench_sr_hello(uint8_t *out, bool msgpack, const char *stream, long from)
         for (int i = 7; i >= 0; i--)
             body[b++] = (uint8_t)((uint64_t)from >> (8 * i));
     }
-    size_t r = 0, len = b;
-    do {
-        rec[r] = (uint8_t)(len & 0x7f);
-        len >>= 7;
-        if (len)
-            rec[r] |= 0x80;
-        r++;
-    } while (len);
-    memcpy(rec + r, body, b);
-    return o + bench_ws_frame(out + o, 2, rec, r + b);
+    return o + mp_record_frame(out + o, body, b);
 }
 
 /* Splits whole hub records out of [p, p + n) and calls rec for each: first the handshake reply
@@ -425,4 +433,172 @@ int bench_sr_version(const uint8_t *r, size_t n, bool msgpack, int64_t *version)
         p = p ? mp_skip(p, end, 0) : NULL;
     }
     return -1;
+}
+
+int bench_sr_completion(const uint8_t *r, size_t n, bool msgpack)
+{
+    if (bench_sr_type(r, n, msgpack) != 3)
+        return -1;
+    if (!msgpack) {
+        /* the record's own members: inside a string a quote would be escaped */
+        return memmem(r, n, "\"error\":", 8) ? 1 : memmem(r, n, "\"result\":", 9) ? 3 : 2;
+    }
+    /* [3, headers, invocation id, result kind, result?] */
+    const uint8_t *p = mp_skip(r + 2, r + n, 0);
+    p = p ? mp_skip(p, r + n, 0) : NULL;
+    return p && p < r + n && *p >= 1 && *p <= 3 ? *p : -1;
+}
+
+/* Appends a MessagePack str holding s[0..n), n < 256, at body + *b. */
+static void mp_put_str(uint8_t *body, size_t *b, const char *s, size_t n)
+{
+    if (n < 32) {
+        body[(*b)++] = (uint8_t)(0xa0 | n);
+    } else {
+        body[(*b)++] = 0xd9;
+        body[(*b)++] = (uint8_t)n;
+    }
+    memcpy(body + *b, s, n);
+    *b += n;
+}
+
+size_t bench_es_hello(uint8_t *out, bool msgpack, const char *stream, const char *id,
+                      const char *key)
+{
+    uint8_t rec[512];
+    size_t o = 0;
+    int n = snprintf((char *)rec, sizeof(rec), "{\"protocol\":\"%s\",\"version\":1}\x1e",
+                     msgpack ? "messagepack" : "json");
+    o += bench_ws_frame(out + o, 1, rec, (size_t)n);
+    if (!msgpack) {
+        n = snprintf((char *)rec, sizeof(rec),
+                     "{\"type\":1,\"invocationId\":\"0\",\"target\":\"Subscribe\","
+                     "\"arguments\":[{\"StreamName\":\"%s\",\"SubscriberId\":\"%s\","
+                     "\"SubscriberKey\":\"%s\"}]}\x1e",
+                     stream, id, key);
+        return o + bench_ws_frame(out + o, 1, rec, (size_t)n);
+    }
+    /* [1, {}, "0", "Subscribe", [{StreamName, SubscriberId, SubscriberKey}]] */
+    uint8_t body[500];
+    size_t b = 0;
+    body[b++] = 0x95;
+    body[b++] = 0x01;
+    body[b++] = 0x80;
+    mp_put_str(body, &b, "0", 1);
+    mp_put_str(body, &b, "Subscribe", 9);
+    body[b++] = 0x91;
+    body[b++] = 0x83;
+    mp_put_str(body, &b, "StreamName", 10);
+    mp_put_str(body, &b, stream, strlen(stream));
+    mp_put_str(body, &b, "SubscriberId", 12);
+    mp_put_str(body, &b, id, strlen(id));
+    mp_put_str(body, &b, "SubscriberKey", 13);
+    mp_put_str(body, &b, key, strlen(key));
+    return o + mp_record_frame(out + o, body, b);
+}
+
+/* A MessagePack str at *p (fixstr, str 8, 16 or 32) that fits before end: its bytes and *len,
+ * *p moved past it; NULL when there is none. */
+static const uint8_t *mp_str(const uint8_t **p, const uint8_t *end, size_t *len)
+{
+    const uint8_t *q = *p;
+    if (q >= end)
+        return NULL;
+    uint8_t c = *q++;
+    int k = c == 0xd9 ? 1 : c == 0xda ? 2 : c == 0xdb ? 4 : 0;
+    if ((c & 0xe0) == 0xa0)
+        *len = c & 0x1f;
+    else if (k && end - q >= k)
+        *len = be_len(&q, k);
+    else
+        return NULL;
+    if ((size_t)(end - q) < *len)
+        return NULL;
+    *p = q + *len;
+    return q;
+}
+
+const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char *stream,
+                            bench_es_event_fn ev, void *ctx)
+{
+    /* the array text: [t, te); in JSON te is found at its last event, not in a pass of its own */
+    const uint8_t *end = r + n, *t, *te = NULL;
+    size_t sl = strlen(stream), len;
+    if (msgpack) {
+        /* [1, headers, nil, target, [text, {}], []] */
+        const uint8_t *p = r;
+        if (n < 3 || p[0] != 0x96 || p[1] != 0x01)
+            return "a delivery that is not an Invocation of six members";
+        p = mp_skip(p + 2, end, 0);
+        if (!p || p >= end || *p++ != 0xc0)
+            return "a delivery with an invocation id";
+        const uint8_t *tg = mp_str(&p, end, &len);
+        if (!tg || len != sl || memcmp(tg, stream, sl) != 0)
+            return "an Invocation of another target than the stream";
+        if (p >= end || *p++ != 0x92 || !(t = mp_str(&p, end, &len)) || end - p != 2 ||
+            p[0] != 0x80 || p[1] != 0x90)
+            return "an Invocation whose arguments are not [text, {}] (and no stream ids)";
+        te = t + len;
+        if (len < 2 || te[-2] != '}' || te[-1] != ']')
+            return "a delivery whose text is not an array of events";
+    } else {
+        /* {"type":1,"target":"<stream>","arguments":["<text>",{}]}: the record's own members
+         * are found by their names, since inside the text every quote is escaped; so is the
+         * text's end, `}]",{}]` */
+        const uint8_t *p = memmem(r, n, "\"arguments\":[\"", 14);
+        if (!p)
+            return "an Invocation whose arguments are not [text, {}]";
+        t = p + 14;
+        p = memmem(r, (size_t)(t - r), "\"target\":\"", 10);
+        if (!p || (size_t)(end - p) < 11 + sl || memcmp(p + 10, stream, sl) != 0 ||
+            p[10 + sl] != '"')
+            return "an Invocation of another target than the stream";
+        if (memmem(r, (size_t)(t - r), "\"invocationId\":", 15))
+            return "a delivery with an invocation id";
+    }
+    /* the members' quotes as the text shows them: raw in MessagePack, escaped in JSON */
+    const char *open = msgpack ? "{\"Id\":" : "{\\\"Id\\\":";
+    const char *sep = msgpack ? "},{\"Id\":" : "},{\\\"Id\\\":";
+    const char *jd = msgpack ? "\"JsonData\":" : "\\\"JsonData\\\":";
+    const char *md = msgpack ? ",\"MetaData\":" : ",\\\"MetaData\\\":";
+    char tail[260];
+    int tl = snprintf(tail, sizeof(tail),
+                      msgpack ? "\"StreamName\":\"%s\"" : "\\\"StreamName\\\":\\\"%s\\\"", stream);
+    size_t ol = strlen(open), sepl = strlen(sep), jdl = strlen(jd), mdl = strlen(md);
+    if (tl < 0 || (size_t)tl >= sizeof(tail))
+        return "a stream name too long for this client";
+    if ((size_t)((te ? te : end) - t) < 2 || t[0] != '[' || t[1] == ']')
+        return "a delivery whose text is not a non-empty array of events";
+    const uint8_t *o = t + 1; /* an event's opening brace */
+    while (o) {
+        if ((size_t)(end - o) < ol || memcmp(o, open, ol) != 0)
+            return "an event that does not begin with its Id";
+        /* its closing brace: the next event's separator, else (the last) the text's end */
+        const uint8_t *d = o + ol, *s = memmem(d, (size_t)((te ? te - 1 : end) - d), sep, sepl);
+        if (!s && !te) {
+            te = memmem(d, (size_t)(end - d), "}]\",{}]", 7);
+            if (!te)
+                return "an Invocation whose arguments are not [text, {}]";
+            te += 2;
+            if (memmem(te, (size_t)(end - te), "\"invocationId\":", 15))
+                return "a delivery with an invocation id";
+        }
+        const uint8_t *close = s ? s : te - 2;
+        int64_t id = 0;
+        const uint8_t *dig = d;
+        while (d < close && *d >= '0' && *d <= '9' && d - dig < 18)
+            id = id * 10 + (*d++ - '0');
+        if (d == dig || d >= close || *d != ',')
+            return "an event whose Id is not a number";
+        if ((size_t)(close - d) < (size_t)tl || memcmp(close - tl, tail, (size_t)tl) != 0)
+            return "an event that does not end with the stream's StreamName";
+        const uint8_t *j = memmem(d, (size_t)(close - d), jd, jdl);
+        const uint8_t *m = j ? memmem(j + jdl, (size_t)(close - j) - jdl, md, mdl) : NULL;
+        if (!m)
+            return "an event without JsonData followed by MetaData";
+        if (!ev(ctx, id, j + jdl, (size_t)(m - j) - jdl))
+            return NULL;
+        o = s ? s + sepl - ol : NULL;
+    }
+    return NULL;
 }

@@ -1,7 +1,8 @@
 /*
  * perf/lib/client.h: the client side of the benchmarks' connections (loadgen): non-blocking
  * connect and send, WebSocket framing (RFC 6455) and SignalR hub records, JSON and MessagePack
- * (the handshake and Subscribe request, splitting records, the version of a StreamItem).
+ * (the handshake and Subscribe request, splitting records, the version of a StreamItem; for
+ * /eventstreamhub its Subscribe, its Completion and the events of its deliveries).
  *
  * Everything parses in place and calls back per frame piece or record: no allocation. The
  * caller owns the socket and its buffers; a callback returns false when it has given up on the
@@ -85,5 +86,31 @@ int bench_sr_type(const uint8_t *r, size_t n, bool msgpack);
  * its key, MessagePack by walking the record ([2, headers, invocation id, {..., "version":
  * v, ...}]). Returns 0 and *version, or -1 when the record has none. */
 int bench_sr_version(const uint8_t *r, size_t n, bool msgpack, int64_t *version);
+
+/* The result kind of a Completion record (1 an error, 2 none, 3 a result), or -1 when the record
+ * is not a Completion. */
+int bench_sr_completion(const uint8_t *r, size_t n, bool msgpack);
+
+/* /eventstreamhub, the drop-in for AspNetCore.SignalR.EventStream: the hub handshake request and
+ * an Invocation of Subscribe({"StreamName": stream, "SubscriberId": id, "SubscriberKey": key})
+ * (invocation id "0", no From: live only) as masked frames in out, which must hold 512 bytes
+ * plus the stream name (at most 200 bytes); id and key are GUID texts. Returns their length. */
+size_t bench_es_hello(uint8_t *out, bool msgpack, const char *stream, const char *id,
+                      const char *key);
+
+/* One event of an /eventstreamhub delivery: its Id (the global position) and its JsonData value
+ * as the record holds it (escaped once or twice: the marker needs no escaping). Returns false
+ * when the caller has given up on the connection. */
+typedef bool (*bench_es_event_fn)(void *ctx, int64_t id, const uint8_t *json_data, size_t n);
+
+/* Splits an /eventstreamhub delivery, an Invocation without invocation id of target `stream`
+ * with the arguments [a string holding a JSON array of the seed's PascalCase events, {}], into
+ * its events and calls ev for each, in order. The events are found by their members as the
+ * server writes them (System.Text.Json's order, every member a scalar or a string, so the text
+ * `},{"Id":` between two events cannot occur inside one): each must begin with `{"Id":<digits>,`,
+ * hold JsonData and then MetaData, and end with `"StreamName":"<stream>"`. Returns NULL, or
+ * what is wrong with the record (not such an Invocation, an empty array, an event not so made). */
+const char *bench_es_events(const uint8_t *r, size_t n, bool msgpack, const char *stream,
+                            bench_es_event_fn ev, void *ctx);
 
 #endif
