@@ -169,10 +169,12 @@ static bool serve_cache(worker_t *w, hs_sub_t *s)
     }
     if (pushed)
         hs_fw_mark_touched(w, s);
-    if (s->end_pending || st->closed)
+    if (s->end_pending || st->closed) {
         end_closed(w, s);
-    else
+    } else {
         s->mode = HS_SUB_LIVE;
+        hs_ctr_add(&w->m_caught_up, 1);
+    }
     return true;
 }
 
@@ -198,6 +200,7 @@ static bool submit_read(worker_t *w, hs_sub_t *s, int64_t after, size_t max_byte
         hs_fw_free_req(r);
         return false;
     }
+    hs_ctr_add(&w->m_reads, 1);
     s->read_seq++;
     s->reads++;
     s->read_next = after + (int64_t)r->limit;
@@ -235,6 +238,7 @@ void hs_fw_request_read(worker_t *w, hs_sub_t *s)
 static void apply_read(worker_t *w, creq_t *r)
 {
     hs_sub_t *s = r->sub;
+    hs_ctr_add(&w->m_rows, r->n);
     if (s->ended || !s->w_stream) {
         hs_fw_free_req(r);
         return;
@@ -302,6 +306,7 @@ static void apply_read(worker_t *w, creq_t *r)
     }
     if (s->cursor >= st->head) {
         s->mode = HS_SUB_LIVE;
+        hs_ctr_add(&w->m_caught_up, 1);
         return;
     }
     hs_fw_request_read(w, s);
@@ -334,6 +339,7 @@ void hs_fw_on_read(worker_t *w, creq_t *r)
 void hs_fw_to_catchup(worker_t *w, hs_sub_t *s, bool full)
 {
     s->mode = HS_SUB_CATCHUP;
+    hs_ctr_add(&w->m_demoted, 1);
     if (full) {
         atomic_store(&s->want_space, 1);
         hs_fw_stalled_add(w, s);

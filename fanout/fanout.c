@@ -68,6 +68,7 @@ static void on_register(worker_t *w, hs_sub_t *s)
     pthread_mutex_lock(&w->mu);
     st->nsubs++;
     pthread_mutex_unlock(&w->mu);
+    hs_gauge_add(&w->m_subs, 1);
     s->mode = HS_SUB_CATCHUP;
     s->cursor = s->has_from ? s->from : -1; /* -1: read the head first */
     hs_fw_request_read(w, s);
@@ -166,8 +167,10 @@ static void check_stalls(worker_t *w)
     w->last_stall_check = now;
     for (hs_sub_t *s = w->stalled, *next; s; s = next) {
         next = s->st_next;
-        if (now - s->stalled_since_ms >= w->f->cfg.stall_timeout_ms)
+        if (now - s->stalled_since_ms >= w->f->cfg.stall_timeout_ms) {
+            hs_ctr_add(&w->m_stalled, 1);
             hs_fw_end_sub(w, s, HS_SUB_END_STALLED, NULL);
+        }
     }
 }
 
@@ -186,6 +189,7 @@ static void *run(void *arg)
         while (hs_ring_dequeue_spsc(&w->ring, w->ring_buf, &p)) {
             on_batch(w, p);
             hs_batch_unref(p);
+            hs_ctr_add(&w->m_batches_out, 1);
             busy = true;
         }
         for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
@@ -338,9 +342,26 @@ void hs_fanout_sink(void *ctx, hs_batch_t *batch)
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);
         }
+        hs_ctr_add(&w->m_batches_in, 1);
         hs_waiter_wake(&w->waiter);
     }
     hs_batch_unref(batch);
+}
+
+void hs_fanout_metrics(hs_fanout_t *f, hs_fanout_metrics_t *out)
+{
+    *out = (hs_fanout_metrics_t){0};
+    for (int i = 0; i < f->cfg.nworkers; i++) {
+        worker_t *w = &f->w[i];
+        out->subscriptions += hs_gauge_get(&w->m_subs);
+        out->demoted += hs_ctr_get(&w->m_demoted);
+        out->caught_up += hs_ctr_get(&w->m_caught_up);
+        out->stalled += hs_ctr_get(&w->m_stalled);
+        out->catchup_reads += hs_ctr_get(&w->m_reads);
+        out->catchup_rows += hs_ctr_get(&w->m_rows);
+        uint64_t in = hs_ctr_get(&w->m_batches_in), done = hs_ctr_get(&w->m_batches_out);
+        out->queued_batches += in > done ? in - done : 0;
+    }
 }
 
 void hs_fanout_subscribe(hs_fanout_t *f, hs_sub_t *s)

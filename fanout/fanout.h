@@ -59,6 +59,16 @@ void hs_fanout_space(hs_fanout_t *f, hs_sub_t *s);
 /* Subscriptions currently registered to a stream (any thread; takes a lock). */
 size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len);
 
+/* For /metrics, summed over the workers (any thread): subscriptions registered; sent back to
+ * catch-up (their outbox overflowed or they fell behind); reaching live delivery (after their
+ * start or a catch-up); closed for not reading; catch-up reads of the database and the events
+ * they read; committed batches waiting for the workers. */
+typedef struct hs_fanout_metrics {
+    int64_t subscriptions;
+    uint64_t demoted, caught_up, stalled, catchup_reads, catchup_rows, queued_batches;
+} hs_fanout_metrics_t;
+void hs_fanout_metrics(hs_fanout_t *f, hs_fanout_metrics_t *out);
+
 /* The byte size an outbox accounts for a block queued to s (any thread). */
 size_t hs_fanout_block_size(const hs_sub_t *s, const hs_block_t *b);
 

@@ -249,6 +249,7 @@ void hs_fw_detach(worker_t *w, hs_sub_t *s)
     pthread_mutex_lock(&w->mu);
     st->nsubs--;
     pthread_mutex_unlock(&w->mu);
+    hs_gauge_add(&w->m_subs, -1);
     s->w_stream = NULL;
     hs_fw_stalled_remove(w, s);
     starved_remove(w, s);

@@ -13,6 +13,7 @@
 #include "fanout/fanout.h"
 #include "ringbuf/ring.h"
 #include "ringbuf/waiter.h"
+#include "util/metrics.h"
 
 #define BATCH_RING         1024
 #define NBUCKETS           4096
@@ -67,6 +68,10 @@ struct worker {
     hs_mpsc_t q;
     hs_waiter_t waiter;
     pthread_mutex_t mu; /* guards the stream table for hs_fanout_count */
+    /* /metrics: written by this worker only (util/metrics.h), but m_batches_in by the writer
+     * thread (the sink) */
+    hs_ctr_t m_demoted, m_caught_up, m_stalled, m_reads, m_rows, m_batches_out, m_batches_in;
+    hs_gauge_t m_subs;
     wstream_t **buckets;
     hs_sub_t *stalled;
     hs_sub_t *starved; /* waiting for read budget (linked through st_prev/st_next too) */

@@ -21,9 +21,11 @@
 #include "ringbuf/budget.h"
 #include "server/auth.h"
 #include "server/http/http.h"
+#include "server/metrics.h"
 #include "server/signalr/es.h"
 #include "server/signalr/hub.h"
 #include "util/addr.h"
+#include "util/time.h"
 
 #define HS_MIB ((size_t)1 << 20)
 
@@ -124,6 +126,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     srv->cfg = *cfg;
+    srv->started_wall_us = hs_wall_us();
     srv->listen_str = strdup(cfg->listen ? cfg->listen : "127.0.0.1:5000");
     srv->db_str = strdup(cfg->db ? cfg->db : "hubstream.db");
     srv->cfg.listen = srv->listen_str;
@@ -217,6 +220,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     hs_http_register(srv);
     hs_signalr_register(srv);
     hs_esadmin_register(srv);
+    hs_metrics_register(srv);
     srv->io = calloc((size_t)srv->nio, sizeof(hs_io_t *));
     srv->inboxes = calloc((size_t)srv->nio + 1, sizeof(hs_mpsc_t *));
     if (!srv->io || !srv->inboxes) {

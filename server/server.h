@@ -99,6 +99,7 @@ struct hs_server {
 
     atomic_int state;     /* 0 created, 1 running, 2 stop requested, 3 stopped */
     atomic_int es_paused; /* /eventstreamhub's delivery paused (POST subscriptionprocessor) */
+    int64_t started_wall_us; /* when the server was created (/metrics) */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;
     int stop_pipe[2]; /* a signal handler writes here */

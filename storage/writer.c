@@ -121,6 +121,7 @@ static bool reconnect(hs_writer_t *w)
         w->last_ok_us = now;
         hs_wr_heads_clear(w);
         atomic_store(&w->db_ok, 1);
+        hs_ctr_add(&w->m_reconnects, 1);
         wlog(w, HS_LOG_INFO, "database connection restored after %lld ms (%u attempts)",
              (long long)((now - w->down_since_us) / 1000), w->attempts);
         return true;
@@ -210,9 +211,15 @@ static void reject_waiting(hs_writer_t *w)
     }
 }
 
+static const uint64_t batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+const hs_hist_spec_t hs_writer_batch_spec = {batch_bounds, 12, 1.0};
+static const uint64_t commit_bounds[] = {100,   250,   500,    1000,   2500,   5000,
+                                         10000, 25000, 50000, 100000, 250000, 1000000};
+const hs_hist_spec_t hs_writer_commit_spec = {commit_bounds, 12, 1e-6};
+
 static void process(hs_writer_t *w, size_t n)
 {
-    int64_t ts = hs_wall_us();
+    int64_t ts = hs_wall_us(), started_us = hs_mono_us();
     size_t nrows = 0;
     bool have_row = false;
     hs_row_t last_row = {0};
@@ -319,6 +326,8 @@ static void process(hs_writer_t *w, size_t n)
         return;
     }
     w->last_ok_us = hs_mono_us();
+    hs_hist_observe(&w->m_batch, &hs_writer_batch_spec, (uint64_t)(w->next_position - first_pos));
+    hs_hist_observe(&w->m_commit, &hs_writer_commit_spec, (uint64_t)(w->last_ok_us - started_us));
     for (head_t *h = w->dirty; h; h = h->dirty_next) {
         h->dirty = false;
         h->is_new = false;
@@ -623,6 +632,18 @@ bool hs_writer_shared(const hs_writer_t *w)
 const char *hs_writer_dialect(const hs_writer_t *w)
 {
     return w->dialect;
+}
+
+void hs_writer_metrics(hs_writer_t *w, hs_writer_metrics_t *out)
+{
+    out->batch_events = &w->m_batch;
+    out->commit_us = &w->m_commit;
+    out->reconnects = hs_ctr_get(&w->m_reconnects);
+    out->ring_used = out->ring_cap = 0;
+    for (int r = 0; r <= w->nrings; r++) {
+        out->ring_used += ck_ring_size(&w->rings[r].r);
+        out->ring_cap += ck_ring_capacity(&w->rings[r].r);
+    }
 }
 
 bool hs_writer_ready(hs_writer_t *w, char *why, size_t len)

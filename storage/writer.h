@@ -24,6 +24,7 @@
 #include "ringbuf/mpsc.h"
 #include "storage/retention.h"
 #include "storage/store.h"
+#include "util/metrics.h"
 
 typedef enum hs_ingest_kind {
     HS_INGEST_APPEND = 0,
@@ -220,6 +221,17 @@ typedef struct hs_writer_stats {
     bool leader;            /* this node runs the retention sweeps */
 } hs_writer_stats_t;
 void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out);
+
+/* For /metrics (any thread): events per committed batch and the time from a batch's start to
+ * its commit (microseconds), with their bucket specs; reconnects after the database was lost;
+ * entries waiting in the ingest rings and the rings' room. */
+typedef struct hs_writer_metrics {
+    const hs_hist_t *batch_events, *commit_us;
+    uint64_t reconnects;
+    size_t ring_used, ring_cap;
+} hs_writer_metrics_t;
+extern const hs_hist_spec_t hs_writer_batch_spec, hs_writer_commit_spec;
+void hs_writer_metrics(hs_writer_t *w, hs_writer_metrics_t *out);
 
 /* Whether the writer is connected to the database (any thread); when not, why (for /readyz). */
 bool hs_writer_ready(hs_writer_t *w, char *why, size_t len);

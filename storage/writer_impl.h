@@ -11,6 +11,7 @@
 
 #include "ringbuf/ring.h"
 #include "ringbuf/waiter.h"
+#include "util/metrics.h"
 #include "storage/writer.h"
 
 #define HEADS_MAX 65536
@@ -118,6 +119,9 @@ struct hs_writer {
 
     /* stats */
     _Atomic uint64_t n_batches, n_events, n_failed, n_trimmed;
+    /* /metrics (written by the writer thread only: util/metrics.h) */
+    hs_hist_t m_batch, m_commit;
+    hs_ctr_t m_reconnects;
     int64_t last_trim_warn_us;
     _Atomic int64_t last_position;
     atomic_int db_ok;

@@ -355,6 +355,7 @@ static void submit(hs_conn_t *c, hs_ingest_t *e)
 static void publish(hs_conn_t *c, const char *stream, size_t len)
 {
     hs_server_t *srv = c->io->srv;
+    c->m_publish = true; /* its answer, whatever it is, is counted */
     hs_wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
     if (wd && !hs_rate_take(&wd->publishes, srv->cfg.max_publishes_per_s, hs_now_ms())) {
         c->retry_after = true;

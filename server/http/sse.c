@@ -149,6 +149,7 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
     t->sub = s;
     t->last_write_ms = hs_now_ms();
     list_add(c->io, c);
+    hs_gauge_add(&c->io->m.conns[HS_MC_SSE][HS_MP_NONE], 1);
     hs_fanout_subscribe(srv->fanout, s);
 }
 
@@ -187,7 +188,7 @@ static int write_big(hs_conn_t *c, sse_conn_t *t)
     }
     if (o < n)
         memcpy(out + o, b->sse + (off + o - t->big_idlen), n - o);
-    if (lws_write(c->wsi, out, n, LWS_WRITE_HTTP) < (int)n)
+    if (hs_io_write(c->io, c->wsi, out, n, LWS_WRITE_HTTP) < (int)n)
         return -1;
     t->big_off += n;
     if (t->big_off == total) {
@@ -219,14 +220,15 @@ static int sse_writable(hs_conn_t *c)
     while (o < HS_WRITE_BUDGET) {
         if (!(b = hs_sub_pop_spsc(s, hs_fanout_block_size)))
             break;
-        if (b->kind != HS_BLOCK_EVENT) {
+        if (b->kind != HS_BLOCK_EVENT)
             ended = true;
-        }
+        else
+            hs_ctr_add(&io->m.delivered[HS_MD_SSE], 1);
         size_t need = b->sse_len + 32;
         if (o + need > HS_WRITE_BUDGET + 4096 - 64) {
             /* a block larger than what is left of the budget: what is gathered goes now, the
              * block over the next turns, piece by piece from its own memory */
-            if (o && lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o) {
+            if (o && hs_io_write(c->io, c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o) {
                 hs_block_unref(b);
                 return -1;
             }
@@ -254,7 +256,7 @@ static int sse_writable(hs_conn_t *c)
     }
     t->ping_due = false;
     if (o) {
-        if (lws_write(c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o)
+        if (hs_io_write(c->io, c->wsi, (unsigned char *)out, o, LWS_WRITE_HTTP) < (int)o)
             return -1;
         t->last_write_ms = hs_now_ms();
     }
@@ -332,6 +334,7 @@ static void sse_closed(hs_conn_t *c)
     hs_block_unref(t->big);
     t->big = NULL;
     list_remove(c->io, c);
+    hs_gauge_add(&c->io->m.conns[HS_MC_SSE][HS_MP_NONE], -1);
     if (!s)
         return;
     t->sub = NULL;

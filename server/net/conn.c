@@ -67,6 +67,10 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
         extra_value = "1";
     }
     c->retry_after = false;
+    if (c->m_publish) {
+        c->m_publish = false;
+        hs_ctr_add(&c->io->m.publishes[0][hs_metrics_pub_slot(status)], 1);
+    }
     size_t cap = LWS_PRE + 1024 + len;
     unsigned char *buf = malloc(cap);
     if (!buf) {
@@ -451,7 +455,7 @@ static int write_response(hs_conn_t *c)
      * thread's write buffer, which has the headroom */
     unsigned char *out = c->io->wbuf + LWS_PRE;
     memcpy(out, c->resp + LWS_PRE + c->resp_off, n);
-    int w = lws_write(c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    int w = hs_io_write(c->io, c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
     if (w < (int)n)
         return -1;
     c->resp_off += n;
@@ -512,6 +516,7 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
     c->body_len = 0;
     c->body_too_large = false;
     c->close_after = false;
+    c->m_publish = false;
     c->body_done = false;
     c->method = hs_wsi_method(wsi);
     char path[1024];

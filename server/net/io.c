@@ -89,6 +89,29 @@ static void drain_backlog(hs_io_t *io)
     }
 }
 
+int hs_metrics_pub_slot(int status)
+{
+    static const int codes[] = {201, 400, 401, 403, 404, 408, 409, 410, 413, 429, 503};
+    for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++)
+        if (codes[i] == status)
+            return i;
+    return HS_MPUB_OTHER;
+}
+
+void hs_metrics_hub_publish(hs_io_t *io, int status)
+{
+    int code = status == 0               ? 201
+               : status == HS_ECONFLICT  ? 409
+               : status == HS_ECLOSED    ? 410
+               : status == HS_EINVAL     ? 400
+               : status == HS_ENOENT     ? 404
+               : status == HS_ETOOLARGE  ? 413
+               : status == HS_EBUSY      ? 429
+               : status == HS_EFORBIDDEN ? 403
+                                         : 503;
+    hs_ctr_add(&io->m.publishes[1][hs_metrics_pub_slot(code)], 1);
+}
+
 void hs_io_ingest_done(hs_ingest_t *e)
 {
     hs_io_post(e->origin, &e->node);

@@ -18,6 +18,7 @@
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
 #include "server/server.h"
+#include "util/metrics.h"
 #include "util/rate.h"
 
 /* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata). */
@@ -69,6 +70,7 @@ struct hs_conn {
     bool body_done;       /* the request body (if any) has been read */
     const char *allow;    /* the Allow header of a 405 answer */
     bool stream;          /* the owner writes a stream after the queued head (SSE) */
+    bool m_publish;       /* a publish: its answer's status is counted (/metrics) */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
      * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
@@ -86,8 +88,42 @@ struct hs_conn {
                                  auth is off or nobody looked yet */
 };
 
+/* /metrics: what an IO thread counts (written by that thread only: util/metrics.h). */
+enum { HS_MC_SSE, HS_MC_HUB_WS, HS_MC_HUB_SSE, HS_MC_HUB_LP, HS_MC_N }; /* connection kinds */
+enum { HS_MP_NONE, HS_MP_JSON, HS_MP_MSGPACK, HS_MP_N };               /* their protocols */
+enum { HS_MD_SSE, HS_MD_SIGNALR, HS_MD_N };                            /* deliveries */
+/* publishes by their answer: HTTP status, or for SignalR the status it stands for */
+enum {
+    HS_MPUB_201,
+    HS_MPUB_400,
+    HS_MPUB_401,
+    HS_MPUB_403,
+    HS_MPUB_404,
+    HS_MPUB_408,
+    HS_MPUB_409,
+    HS_MPUB_410,
+    HS_MPUB_413,
+    HS_MPUB_429,
+    HS_MPUB_503,
+    HS_MPUB_OTHER,
+    HS_MPUB_N
+};
+typedef struct hs_io_metrics {
+    hs_gauge_t conns[HS_MC_N][HS_MP_N];
+    hs_ctr_t delivered[HS_MD_N];
+    hs_ctr_t bytes_out;
+    hs_ctr_t publishes[2][HS_MPUB_N]; /* [0] HTTP, [1] SignalR */
+} hs_io_metrics_t;
+
+/* The publish bucket of an HTTP status; counting a SignalR publish's outcome (0 or HS_E*, as
+ * the HTTP status it stands for). */
+int hs_metrics_pub_slot(int status);
+void hs_metrics_hub_publish(hs_io_t *io, int status);
+
+
 struct hs_io {
     hs_server_t *srv;
+    hs_io_metrics_t m; /* /metrics */
     int index;
     struct lws_context *ctx;
     struct lws_vhost *vh;
@@ -110,6 +146,16 @@ struct hs_io {
     } lingers[HS_LINGER_MAX]; /* closed by lws, drained here until the client's end (io.c) */
     size_t nlingers;
 };
+
+/* lws_write, with what went out counted for /metrics. */
+static inline int hs_io_write(hs_io_t *io, struct lws *wsi, unsigned char *p, size_t n,
+                              enum lws_write_protocol wp)
+{
+    int w = lws_write(wsi, p, n, wp);
+    if (w > 0)
+        hs_ctr_add(&io->m.bytes_out, (uint64_t)w);
+    return w;
+}
 
 /* io.c (conn.c below: what concerns one request) */
 int hs_io_create(hs_server_t *srv, int index, hs_io_t **out, char *err, size_t errlen);

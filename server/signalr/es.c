@@ -596,6 +596,8 @@ static void on_ingest_done(hs_ingest_t *e)
     es_call_t *c = e->conn;
     hs_hub_t *h = c->hub;
     h->pending--;
+    if (c->method == M_PUBLISH)
+        hs_metrics_hub_publish(h->io, e->status);
     if (h->ended || h->closing)
         goto out;
     const char *id = c->has_id ? c->id : NULL;

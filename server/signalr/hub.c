@@ -235,6 +235,10 @@ void hs_hub_end(hs_hub_t *h)
     if (h->ended)
         return;
     h->ended = true;
+    if (h->m_counted) {
+        h->m_counted = false;
+        hs_gauge_add(&h->io->m.conns[h->m_kind][h->m_proto], -1);
+    }
     while (h->subs)
         hs_hub_sub_free(h, h->subs);
     if (h->dialect->ended)
@@ -336,6 +340,13 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
     }
     h->fmt = fmt;
     h->handshaken = true;
+    /* /metrics: open connections by transport and protocol, on the home thread's counters */
+    h->m_kind = h->transport == HS_HUB_T_WS    ? HS_MC_HUB_WS
+                : h->transport == HS_HUB_T_SSE ? HS_MC_HUB_SSE
+                                               : HS_MC_HUB_LP;
+    h->m_proto = fmt == HS_HUB_MSGPACK ? HS_MP_MSGPACK : HS_MP_JSON;
+    h->m_counted = true;
+    hs_gauge_add(&h->io->m.conns[h->m_kind][h->m_proto], 1);
     h->stateful = h->stateful_ok && version >= 2 && h->transport == HS_HUB_T_WS;
     if (h->stateful)
         hs_hubreg_set_resumable(h);

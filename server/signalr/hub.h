@@ -198,6 +198,8 @@ struct hs_hub {
     bool polled_once;
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
+    bool m_counted;         /* in the home thread's connection gauge [m_kind][m_proto] */
+    int8_t m_kind, m_proto; /* HS_MC_*, HS_MP_* */
     bool stateful;            /* granted and handshake version >= 2 */
     bool rx_paused;           /* WebSocket reads stopped (see "Input flow" in hub.c) */
     bool awaiting_sequence;   /* resumed: ignore records until the client's Sequence */
@@ -267,6 +269,8 @@ bool hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
 /* The home IO thread of the connection a request names (`GET /hub?id=...` as its first
  * bytes), or -1. Acceptor thread. */
 int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n);
+/* For /metrics: connection tokens known, and those still waiting for their transport. */
+void hs_hubreg_counts(hs_server_t *srv, size_t *registered, size_t *unclaimed);
 /* Expires unclaimed tokens (any one IO thread calls it from its tick). */
 void hs_hubreg_sweep(hs_server_t *srv, int64_t now);
 

@@ -328,6 +328,8 @@ static void on_ingest_done(hs_io_t *io, hs_ingest_t *e)
     op_t *op = e->conn;
     hs_hub_t *h = op->hub;
     h->pending--;
+    if (op->method == M_PUBLISH)
+        hs_metrics_hub_publish(h->io, e->status);
     if (h->ended || h->closing || !op->has_id)
         goto out;
     char body[HS_PUBLISH_RESULT_MAX];

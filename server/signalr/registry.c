@@ -347,3 +347,15 @@ void hs_hubreg_new_id(char out[23])
     _Static_assert(HS_BASE64URL_LEN(16) == 22, "an id is 22 characters");
     hs_base64url_encode(r, sizeof(r), out);
 }
+
+void hs_hubreg_counts(hs_server_t *srv, size_t *registered, size_t *unclaimed)
+{
+    struct hs_hubreg *reg = srv->hubreg;
+    *registered = *unclaimed = 0;
+    if (!reg)
+        return;
+    pthread_mutex_lock(&reg->mu);
+    *registered = reg->count;
+    *unclaimed = reg->nunclaimed;
+    pthread_mutex_unlock(&reg->mu);
+}

@@ -265,6 +265,7 @@ static long es_group(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *arr, size_t room)
         }
         hs->es_pos = b->position;
         hs->es_ver = b->version;
+        hs_ctr_add(&h->io->m.delivered[HS_MD_SIGNALR], 1);
         bool last = b->flags & HS_BLOCK_F_LAST;
         hs_block_unref(b);
         if (++n >= ES_GROUP_EVENTS || last || arr->len >= ES_GROUP_BYTES)
@@ -353,6 +354,8 @@ static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, 
         hs_block_t *b = hs_sub_pop_spsc(s, hs_fanout_block_size);
         if (!b)
             break;
+        if (b->kind == HS_BLOCK_EVENT)
+            hs_ctr_add(&h->io->m.delivered[HS_MD_SIGNALR], 1);
         size_t before = out->len;
         int rc = encode_block(h, hs, b, out);
         hs_block_unref(b);

@@ -483,7 +483,7 @@ static int write_piece(struct lws *wsi, hs_hub_t *h, bool ws)
         if (k < left)
             wp |= LWS_WRITE_NO_FIN;
     }
-    if (lws_write(wsi, h->out.p + h->out_off, k, (enum lws_write_protocol)wp) < (int)k)
+    if (hs_io_write(h->io, wsi, h->out.p + h->out_off, k, (enum lws_write_protocol)wp) < (int)k)
         return -1;
     h->out_off += k;
     return 0;
@@ -536,7 +536,7 @@ static int sse_writable(hs_conn_t *c)
             if (h->out.len) {
                 if (write_piece(c->wsi, h, false))
                     return -1;
-            } else if (lws_write(c->wsi, h->io->scratch.p + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) <
+            } else if (hs_io_write(h->io, c->wsi, h->io->scratch.p + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) <
                        (int)n) {
                 return -1;
             }
@@ -678,7 +678,7 @@ static int ws_writable(struct lws *wsi, void *ctx)
             } else {
                 enum lws_write_protocol wp =
                     h->fmt == HS_HUB_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-                if (lws_write(wsi, h->io->scratch.p + LWS_PRE, (size_t)n, wp) < (int)n)
+                if (hs_io_write(h->io, wsi, h->io->scratch.p + LWS_PRE, (size_t)n, wp) < (int)n)
                     return -1;
             }
             wrote = true;
