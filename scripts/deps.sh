@@ -13,7 +13,9 @@ pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-d
 perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
 case "${1:-}" in
   --test)
-    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server "${perf_pkgs[@]}")
+    # prometheus: its promtool checks /metrics' exposition (the test never runs the service)
+    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server
+           prometheus "${perf_pkgs[@]}")
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;
@@ -32,4 +34,9 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+  # a machine with systemd starts the Prometheus server the package brings; nothing needs it
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 &&
+    systemctl is-active --quiet prometheus 2>/dev/null; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi

@@ -14,6 +14,8 @@ cd "$root"
 # the hostile-input suite: raw WebSocket clients (ws)
 ( cd tests/hostile && npm ci --no-audit --no-fund --loglevel=error )
 export HUBSTREAM_REQUIRE_BROWSER=1
+# /metrics is checked by promtool too (deps.sh --test installs it)
+export HUBSTREAM_REQUIRE_PROMTOOL=1
 
 jobs=$(nproc)
 run_suite() { # name, ctest args, cmake args...
@@ -36,7 +38,7 @@ run_suite normal "" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 # _limits), and the PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the
 # same server code over another driver; what only PostgreSQL reaches, several writers, the feed,
 # the backplanes and an outage, runs here: pg_integration_cluster, cluster, pg_outage).
-sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin)_auth"
+sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin|metrics)_auth"
 # the browser patterns test drives the examples' JavaScript; the server code under it is what
 # the other conformance files run, so the sanitizer builds leave it to the normal suite
 sanitizer_skip+="|conformance_patterns"

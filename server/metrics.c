@@ -111,7 +111,7 @@ static void io_metrics(out_t *o, hs_server_t *srv)
     one(o, "hubstream_bytes_out_total", "counter",
         "Bytes written to clients' sockets (HTTP answers, SSE, SignalR).", (double)bytes);
     static const char *const codes[HS_MPUB_N] = {"201", "400", "401", "403", "404", "408",
-                                                  "409", "410", "413", "429", "503", "other"};
+                                                 "409", "410", "413", "429", "503", "other"};
     head(o, "hubstream_publishes_total", "counter",
          "Publishes by outcome: the HTTP API's by its answer's status; SignalR's (those that "
          "reached the writer) by the status their outcome stands for.");
@@ -128,31 +128,28 @@ static void writer_metrics(out_t *o, hs_server_t *srv)
     hs_writer_metrics_t wm;
     hs_writer_stats(srv->writer, &ws);
     hs_writer_metrics(srv->writer, &wm);
-    one(o, "hubstream_events_appended_total", "counter",
-        "Events committed by this node's writer.", (double)ws.events);
+    one(o, "hubstream_events_appended_total", "counter", "Events committed by this node's writer.",
+        (double)ws.events);
     one(o, "hubstream_writer_batches_total", "counter", "Transactions committed by the writer.",
         (double)ws.batches);
     one(o, "hubstream_database_errors_total", "counter",
         "Writer transactions that failed (nothing of them was appended).",
         (double)ws.failed_batches);
     one(o, "hubstream_database_reconnects_total", "counter",
-        "Times the writer connected to the database again after losing it.",
-        (double)wm.reconnects);
+        "Times the writer connected to the database again after losing it.", (double)wm.reconnects);
     one(o, "hubstream_database_up", "gauge", "1 while the writer is connected to the database.",
         ws.db_ok ? 1 : 0);
-    one(o, "hubstream_retention_trimmed_events_total", "counter",
-        "Events dropped by retention.", (double)ws.trimmed);
+    one(o, "hubstream_retention_trimmed_events_total", "counter", "Events dropped by retention.",
+        (double)ws.trimmed);
     one(o, "hubstream_remote_events_total", "counter",
         "Other nodes' events read and fanned out (several nodes on one database).",
         (double)ws.remote_events);
-    hist(o, "hubstream_writer_batch_events", "Events per committed transaction.",
-         wm.batch_events, &hs_writer_batch_spec);
-    hist(o, "hubstream_writer_commit_seconds",
-         "Time from a transaction's start to its commit.", wm.commit_us,
-         &hs_writer_commit_spec);
+    hist(o, "hubstream_writer_batch_events", "Events per committed transaction.", wm.batch_events,
+         &hs_writer_batch_spec);
+    hist(o, "hubstream_writer_commit_seconds", "Time from a transaction's start to its commit.",
+         wm.commit_us, &hs_writer_commit_spec);
     one(o, "hubstream_ingest_ring_entries", "gauge",
-        "Publishes, closes and deletes waiting for the writer in its rings.",
-        (double)wm.ring_used);
+        "Publishes, closes and deletes waiting for the writer in its rings.", (double)wm.ring_used);
     one(o, "hubstream_ingest_ring_capacity", "gauge", "Room of the writer's rings.",
         (double)wm.ring_cap);
 }
@@ -175,8 +172,8 @@ static void fanout_metrics(out_t *o, hs_server_t *srv)
     one(o, "hubstream_subscribers_stalled_total", "counter",
         "Subscriptions closed because their client read nothing for --stall-timeout-ms.",
         (double)f.stalled);
-    one(o, "hubstream_catchup_reads_total", "counter",
-        "Catch-up reads of the database.", (double)f.catchup_reads);
+    one(o, "hubstream_catchup_reads_total", "counter", "Catch-up reads of the database.",
+        (double)f.catchup_reads);
     one(o, "hubstream_catchup_events_total", "counter", "Events read back by catch-up reads.",
         (double)f.catchup_rows);
 }
@@ -205,8 +202,8 @@ static void process_metrics(out_t *o, hs_server_t *srv)
         size_t n = fread(buf, 1, sizeof buf - 1, f);
         buf[n] = '\0';
         char *p = strrchr(buf, ')');
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                         &st) != 2)
+        if (!p ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
             ut = st = 0;
         fclose(f);
     }

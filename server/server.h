@@ -97,8 +97,8 @@ struct hs_server {
     struct hs_peers *peers;   /* per source address (server/net/peers.c); NULL: no limit */
     atomic_int reload_requested;
 
-    atomic_int state;     /* 0 created, 1 running, 2 stop requested, 3 stopped */
-    atomic_int es_paused; /* /eventstreamhub's delivery paused (POST subscriptionprocessor) */
+    atomic_int state;        /* 0 created, 1 running, 2 stop requested, 3 stopped */
+    atomic_int es_paused;    /* /eventstreamhub's delivery paused (POST subscriptionprocessor) */
     int64_t started_wall_us; /* when the server was created (/metrics) */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv;

@@ -213,7 +213,7 @@ static void reject_waiting(hs_writer_t *w)
 
 static const uint64_t batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
 const hs_hist_spec_t hs_writer_batch_spec = {batch_bounds, 12, 1.0};
-static const uint64_t commit_bounds[] = {100,   250,   500,    1000,   2500,   5000,
+static const uint64_t commit_bounds[] = {100,   250,   500,   1000,   2500,   5000,
                                          10000, 25000, 50000, 100000, 250000, 1000000};
 const hs_hist_spec_t hs_writer_commit_spec = {commit_bounds, 12, 1e-6};
 

@@ -455,7 +455,8 @@ static int write_response(hs_conn_t *c)
      * thread's write buffer, which has the headroom */
     unsigned char *out = c->io->wbuf + LWS_PRE;
     memcpy(out, c->resp + LWS_PRE + c->resp_off, n);
-    int w = hs_io_write(c->io, c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    int w =
+        hs_io_write(c->io, c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
     if (w < (int)n)
         return -1;
     c->resp_off += n;

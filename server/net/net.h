@@ -90,8 +90,8 @@ struct hs_conn {
 
 /* /metrics: what an IO thread counts (written by that thread only: util/metrics.h). */
 enum { HS_MC_SSE, HS_MC_HUB_WS, HS_MC_HUB_SSE, HS_MC_HUB_LP, HS_MC_N }; /* connection kinds */
-enum { HS_MP_NONE, HS_MP_JSON, HS_MP_MSGPACK, HS_MP_N };               /* their protocols */
-enum { HS_MD_SSE, HS_MD_SIGNALR, HS_MD_N };                            /* deliveries */
+enum { HS_MP_NONE, HS_MP_JSON, HS_MP_MSGPACK, HS_MP_N };                /* their protocols */
+enum { HS_MD_SSE, HS_MD_SIGNALR, HS_MD_N };                             /* deliveries */
 /* publishes by their answer: HTTP status, or for SignalR the status it stands for */
 enum {
     HS_MPUB_201,
@@ -119,7 +119,6 @@ typedef struct hs_io_metrics {
  * the HTTP status it stands for). */
 int hs_metrics_pub_slot(int status);
 void hs_metrics_hub_publish(hs_io_t *io, int status);
-
 
 struct hs_io {
     hs_server_t *srv;

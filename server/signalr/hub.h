@@ -198,8 +198,8 @@ struct hs_hub {
     bool polled_once;
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
-    bool m_counted;         /* in the home thread's connection gauge [m_kind][m_proto] */
-    int8_t m_kind, m_proto; /* HS_MC_*, HS_MP_* */
+    bool m_counted;           /* in the home thread's connection gauge [m_kind][m_proto] */
+    int8_t m_kind, m_proto;   /* HS_MC_*, HS_MP_* */
     bool stateful;            /* granted and handshake version >= 2 */
     bool rx_paused;           /* WebSocket reads stopped (see "Input flow" in hub.c) */
     bool awaiting_sequence;   /* resumed: ignore records until the client's Sequence */

@@ -536,8 +536,8 @@ static int sse_writable(hs_conn_t *c)
             if (h->out.len) {
                 if (write_piece(c->wsi, h, false))
                     return -1;
-            } else if (hs_io_write(h->io, c->wsi, h->io->scratch.p + LWS_PRE, (size_t)n, LWS_WRITE_HTTP) <
-                       (int)n) {
+            } else if (hs_io_write(h->io, c->wsi, h->io->scratch.p + LWS_PRE, (size_t)n,
+                                   LWS_WRITE_HTTP) < (int)n) {
                 return -1;
             }
             wrote = true;
