@@ -21,8 +21,8 @@ static void openapi_route(hs_conn_t *c, const char *path, void *arg)
         return;
     }
     /* no-cache: a cache may keep it but asks again, so a new build's document is seen */
-    hs_conn_respond(c, 200, "application/json", (const char *)hs_openapi_json,
-                    hs_openapi_json_len, "cache-control:", "no-cache");
+    hs_conn_respond(c, 200, "application/json", (const char *)hs_openapi_json, hs_openapi_json_len,
+                    "cache-control:", "no-cache");
 }
 
 void hs_openapi_register(hs_server_t *srv)
