@@ -38,7 +38,7 @@ run_suite normal "" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 # _limits), and the PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the
 # same server code over another driver; what only PostgreSQL reaches, several writers, the feed,
 # the backplanes and an outage, runs here: pg_integration_cluster, cluster, pg_outage).
-sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin|metrics)_auth"
+sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin|metrics|openapi)_auth"
 # the browser patterns test drives the examples' JavaScript; the server code under it is what
 # the other conformance files run, so the sanitizer builds leave it to the normal suite
 sanitizer_skip+="|conformance_patterns"

@@ -218,6 +218,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     /* the front ends: each registers its transports, routes and WebSocket endpoints before the
      * IO threads exist (an IO thread creates each transport's state) */
     hs_http_register(srv);
+    hs_openapi_register(srv);
     hs_signalr_register(srv);
     hs_esadmin_register(srv);
     hs_metrics_register(srv);

@@ -73,7 +73,7 @@ struct hs_server {
         bool prefix;      /* path is a prefix ending in '/', matched ignoring ASCII case */
         void (*fn)(struct hs_conn *c, const char *path, void *arg);
         void *arg;
-    } routes[8]; /* HTTP routes, matched in order (an OPTIONS preflight is net's) */
+    } routes[16]; /* HTTP routes, matched in order (an OPTIONS preflight is net's) */
     int nroutes;
     struct {
         const char *path; /* exact, e.g. "/hub" */

@@ -84,8 +84,10 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
         (extra_name && lws_add_http_header_by_name(c->wsi, (const unsigned char *)extra_name,
                                                    (const unsigned char *)extra_value,
                                                    (int)strlen(extra_value), &p, end)) ||
-        lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        /* no-store, unless the caller gave a cache-control of its own */
+        (!(extra_name && !strcmp(extra_name, "cache-control:")) &&
+         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
+                                     (const unsigned char *)"no-store", 8, &p, end)) ||
         hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
         free(buf);
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);

@@ -184,7 +184,8 @@ bool hs_peers_negotiate(hs_server_t *srv, const hs_peer_key_t *k);
 void hs_io_wake(void *srv, int index); /* any thread */
 /* Asks the IO thread to load the TLS certificate files again (any thread). */
 void hs_io_reload_tls(hs_io_t *io);
-/* Queues a complete response and asks for a writable callback. Takes nothing. */
+/* Queues a complete response and asks for a writable callback. Takes nothing. It carries
+ * `cache-control: no-store` unless the extra header is a cache-control of the caller's. */
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value);
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)

@@ -349,7 +349,7 @@ static void on_read_done(es_req_t *r)
     } else if (r->base.status || r->oom) {
         hs_conn_error(c, 503, "Unavailable", "the database read failed");
     } else if (r->status == 404) {
-        if (r->kind == R_SUBSCRIBER)
+        if (r->kind == R_SUBSCRIBER || r->kind == R_REPLAY)
             hs_conn_error(c, 404, "NotFound", "Subscriber: %s not found.", r->guid);
         else if (r->kind == R_EVENT)
             hs_conn_error(c, 404, "NotFound", "Event: %s not found.", r->guid);
