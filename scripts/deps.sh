@@ -2,7 +2,8 @@
 # Installs the Debian packages hubstream needs. `deps.sh` alone: build and run;
 # `deps.sh --perf`: also what perf/compare.sh needs (nginx with nchan, the peer it measures
 # against; jq; gnuplot for the plots); `deps.sh --test`: what the test suite needs (Node.js for
-# the integration tests, PostgreSQL, and the --perf packages: the suite runs compare.sh cut short).
+# the integration tests, PostgreSQL, dpkg-dev for the .deb, and the --perf packages: the suite
+# runs compare.sh cut short).
 # `deps.sh --fuzz`: also Clang and its libFuzzer / sanitizer runtimes (tests/fuzz/run.sh).
 # Idempotent: packages already installed are skipped, and apt is not touched at all when
 # nothing is missing.
@@ -13,7 +14,9 @@ pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-d
 perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
 case "${1:-}" in
   --test)
-    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server "${perf_pkgs[@]}")
+    # dpkg-dev and groff-base: the .deb and man page checks (install_deb, packaging_docs)
+    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server
+           dpkg-dev groff-base "${perf_pkgs[@]}")
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;

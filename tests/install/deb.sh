@@ -7,8 +7,9 @@
 #      /usr, /etc/hubstream.conf and /lib/systemd/system;
 #   2. its control data (dpkg-deb -f / -e): name, version, architecture, section, a Depends
 #      holding what dpkg-shlibdeps found (libc6) and the run-time pieces named by hand
-#      (libsqliteodbc, adduser), /etc/hubstream.conf as a conffile, executable maintainer scripts
-#      that sh can parse, and postinst creating the hubstream user;
+#      (libsqliteodbc, adduser), /etc/hubstream.conf as a conffile, the ldconfig trigger and a
+#      shlibs entry, executable maintainer scripts that sh can parse, postinst creating the
+#      hubstream user and postrm removing it;
 #   3. the unpacked files (dpkg-deb -x into the scratch directory): the man page and copyright
 #      are packaging/hubstream.1 and LICENSE; the unit passes `systemd-analyze verify` with no
 #      message (when systemd-analyze is installed); `hubstream --version` names the version and
@@ -117,6 +118,9 @@ for s in postinst prerm postrm; do
   [[ -x $tmp/control/$s ]] || fail "maintainer script $s missing or not executable"
   sh -n "$tmp/control/$s" || fail "maintainer script $s: sh cannot parse it"
 done
+grep -qx 'activate-noawait ldconfig' "$tmp/control/triggers" 2>/dev/null ||
+  fail "no ldconfig trigger (the package ships libhubstream.so)"
+grep -q '^libhubstream ' "$tmp/control/shlibs" 2>/dev/null || fail "no shlibs entry for libhubstream"
 grep -Eq '^[^#]*(adduser|useradd) .*hubstream' "$tmp/control/postinst" ||
   fail "postinst creates no hubstream user"
 grep -Eq '^[^#]*(deluser|userdel) .*hubstream' "$tmp/control/postrm" ||
@@ -178,7 +182,11 @@ for _ in $(seq 1 100); do
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
-[[ -n $port ]] || { cat "$tmp/server.log"; fail "the daemon did not start listening within 10 s"; }
+if [[ -z $port ]]; then
+  cat "$tmp/server.log"
+  kill -0 "$pid" 2>/dev/null || { rc=0; wait "$pid" || rc=$?; pid=""; fail "the daemon exited with status $rc before listening"; }
+  fail "the daemon did not start listening within 10 s"
+fi
 [[ -f $tmp/events.db ]] || fail "the database $tmp/events.db was not created"
 status=$(
   exec 3<>"/dev/tcp/127.0.0.1/$port"

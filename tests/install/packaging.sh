@@ -93,7 +93,11 @@ serve() { # label config-file (the label names the scratch files too: no blanks)
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  [[ -n $port ]] || { cat "$tmp/$label.log"; fail "$label: the daemon did not start listening within 10 s"; }
+  if [[ -z $port ]]; then
+    cat "$tmp/$label.log"
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" || rc=$?; pid=""; fail "$label: the daemon exited with status $rc before listening"; }
+    fail "$label: the daemon did not start listening within 10 s"
+  fi
   status=$(
     exec 3<>"/dev/tcp/127.0.0.1/$port"
     printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
