@@ -14,10 +14,10 @@ pkgs=(build-essential cmake pkg-config libwebsockets-dev libevent-dev unixodbc-d
 perf_pkgs=(nginx-light libnginx-mod-nchan jq gnuplot-nox curl procps)
 case "${1:-}" in
   --test)
-    # dpkg-dev and groff-base: the .deb and man page checks (install_deb, packaging_docs)
-    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server
-           dpkg-dev groff-base "${perf_pkgs[@]}")
+    pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server "${perf_pkgs[@]}")
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+    # the .deb and man page checks (install_deb, packaging_docs)
+    pkgs+=(dpkg-dev groff-base)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
