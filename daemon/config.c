@@ -183,7 +183,8 @@ static const struct opt opts[] = {
     {"config", K_CONFIG, 0, OWN_CONFIG, 0, 0, "FILE",
      "Read settings from FILE first (format below); flags and variables override it."},
     {"help", K_HELP, 0, 0, 0, 0, NULL, "Print this help and exit. Also -h."},
-    {"version", K_VERSION, 0, 0, 0, 0, NULL, "Print the version and exit."},
+    {"version", K_VERSION, 0, 0, 0, 0, NULL,
+     "Print the version and the commit it was built from, and exit."},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])

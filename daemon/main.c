@@ -10,6 +10,7 @@
 
 #include "hubstream/hubstream.h"
 #include "daemon/config.h"
+#include "hs_commit.h" /* HS_BUILD_COMMIT, generated at build time (cmake/hs_commit.cmake) */
 
 static hs_server_t *g_srv;
 
@@ -42,7 +43,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cli.version) {
-        printf("hubstream %s\n", HS_VERSION_STRING);
+        printf("hubstream %s (commit %s)\n", HS_VERSION_STRING, HS_BUILD_COMMIT);
         hs_cli_dispose(&cli);
         return 0;
     }

@@ -2,7 +2,8 @@
 # Installs the Debian packages hubstream needs. `deps.sh` alone: build and run;
 # `deps.sh --perf`: also what perf/compare.sh needs (nginx with nchan, the peer it measures
 # against; jq; gnuplot for the plots); `deps.sh --test`: what the test suite needs (Node.js for
-# the integration tests, PostgreSQL, and the --perf packages: the suite runs compare.sh cut short).
+# the integration tests, PostgreSQL, dpkg-dev for the .deb, and the --perf packages: the suite
+# runs compare.sh cut short).
 # `deps.sh --fuzz`: also Clang and its libFuzzer / sanitizer runtimes (tests/fuzz/run.sh).
 # Idempotent: packages already installed are skipped, and apt is not touched at all when
 # nothing is missing.
@@ -17,6 +18,8 @@ case "${1:-}" in
     pkgs+=(libcriterion-dev clang-format chromium postgresql odbc-postgresql tdsodbc openssl redis-server
            prometheus "${perf_pkgs[@]}")
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+    # the .deb and man page checks (install_deb, packaging_docs)
+    pkgs+=(dpkg-dev groff-base)
     ;;
   --perf) pkgs+=("${perf_pkgs[@]}") ;;
   --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
