@@ -42,6 +42,8 @@ sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|event
 # the browser patterns test drives the examples' JavaScript; the server code under it is what
 # the other conformance files run, so the sanitizer builds leave it to the normal suite
 sanitizer_skip+="|conformance_patterns"
+# the package (cpack, dpkg) and the man page check the files shipped, not the server's code
+sanitizer_skip+="|install_deb|packaging_docs"
 sanitizer_skip+="|pg_integration_(api|sse|durability|retention)|pg_conformance_"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite asan "-E $sanitizer_skip" \
