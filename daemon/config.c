@@ -59,7 +59,8 @@ enum {
     OWN_CORS,
     OWN_TLS_CERT,
     OWN_TLS_KEY,
-    OWN_BACKPLANE
+    OWN_BACKPLANE,
+    OWN_LOG_FORMAT
 };
 
 struct opt {
@@ -180,6 +181,12 @@ static const struct opt opts[] = {
      "Auth: clock skew allowed when checking a token's exp and nbf."},
     {"log-level", K_LEVEL, CFG(log_level), 0, 0, 0, "LEVEL",
      "Least severe log record written: debug, info, warn or error."},
+    {"log-format", K_STR, CFG(log_format), OWN_LOG_FORMAT, 0, 0, "FORMAT",
+     "Log records as json (JSON lines) or text (TIME LEVEL message key=value ...). Default: "
+     "json."},
+    {"access-log", K_BOOL, CFG(access_log), 0, 0, 0, "[=BOOL]",
+     "Log one record per HTTP request answered (method, path, status, bytes, ms, peer, user, "
+     "request id)."},
     {"config", K_CONFIG, 0, OWN_CONFIG, 0, 0, "FILE",
      "Read settings from FILE first (format below); flags and variables override it."},
     {"help", K_HELP, 0, 0, 0, 0, NULL, "Print this help and exit. Also -h."},

@@ -21,7 +21,7 @@
 #include "util/addr.h"
 
 /* Strings hs_cli_t owns: cfg.listen, cfg.db, config_file and cfg.retention. */
-#define HS_CLI_NOWNED 13
+#define HS_CLI_NOWNED 14
 
 /*
  * The result of parsing a command line. cfg's strings point into `owned` (or at static

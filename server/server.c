@@ -141,6 +141,12 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (cfg->log_format && strcmp(cfg->log_format, "json") && strcmp(cfg->log_format, "text")) {
+        snprintf(err, errlen, "bad log format '%.40s' (want json or text)", cfg->log_format);
+        goto fail;
+    }
+    srv->log.text = cfg->log_format && !strcmp(cfg->log_format, "text");
+    srv->cfg.log_format = NULL; /* not kept: the caller's string */
     int port;
     if (hs_listen_parse(srv->listen_str, srv->host, sizeof(srv->host), &port)) {
         snprintf(err, errlen, "bad listen address '%s' (want host:port)", srv->listen_str);

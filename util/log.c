@@ -3,6 +3,7 @@
 #include "util/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -32,12 +33,67 @@ static size_t append(char *buf, size_t o, size_t cap, const char *s)
     return o + n;
 }
 
+/* A text value: as it is when it holds nothing but printable ASCII other than space, '"', '\\'
+ * and '=' (and, for a message, spaces are fine too), else quoted with '"', '\\' and control
+ * characters escaped; at most 1 KiB of it. */
+static size_t append_text_value(char *buf, size_t o, size_t cap, const char *s, bool field)
+{
+    size_t n = strlen(s);
+    if (n > 1024)
+        n = 1024;
+    bool plain = n > 0 || !field;
+    for (size_t i = 0; i < n && plain; i++) {
+        unsigned char c = (unsigned char)s[i];
+        plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+        if (!field && c == ' ')
+            plain = true;
+    }
+    if (plain) {
+        if (o + n >= cap)
+            return o;
+        memcpy(buf + o, s, n);
+        return o + n;
+    }
+    if (o + 4 * n + 2 >= cap)
+        return o;
+    buf[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o++] = '"';
+    return o;
+}
+
+/* " key=value" of the text format. */
+static size_t append_text_field(char *buf, size_t o, size_t cap, const char *k, const char *v)
+{
+    size_t before = o;
+    o = append(buf, o, cap, " ");
+    o = append_text_value(buf, o, cap, k, true);
+    o = append(buf, o, cap, "=");
+    size_t at = o;
+    o = append_text_value(buf, o, cap, v, true);
+    return o == at && v[0] ? before : o; /* a value that did not fit: the field goes */
+}
+
 void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
 {
     if (level < lg->level)
         return;
-    char fields[4096];
-    size_t o = 0, cap = sizeof(fields);
+    char fields[4096], text[4096];
+    size_t o = 0, cap = sizeof(fields), t = 0;
     va_list ap;
     va_start(ap, msg);
     o = append(fields, o, cap, "{");
@@ -53,6 +109,8 @@ void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
         o = append_quoted(fields, o, cap, k);
         o = append(fields, o, cap, ":");
         o = append_quoted(fields, o, cap, v ? v : "");
+        if (lg->text && !lg->fn)
+            t = append_text_field(text, t, sizeof text, k, v ? v : "");
     }
     va_end(ap);
     o = append(fields, o, cap, "}");
@@ -67,6 +125,22 @@ void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
     char tbuf[32];
     hs_format_time((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, tbuf);
     size_t l = 0, lc = sizeof(line) - 2;
+    if (lg->text) {
+        static const char *const upper[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+        l = append(line, l, lc, tbuf);
+        l = append(line, l, lc, " ");
+        l = append(line, l, lc, upper[level]);
+        l = append(line, l, lc, " ");
+        l = append_text_value(line, l, lc, msg, false);
+        if (t + l < lc) {
+            memcpy(line + l, text, t);
+            l += t;
+        }
+        line[l++] = '\n';
+        ssize_t wr = write(STDERR_FILENO, line, l);
+        (void)wr;
+        return;
+    }
     l = append(line, l, lc, "{\"time\":\"");
     l = append(line, l, lc, tbuf);
     l = append(line, l, lc, "\",\"level\":\"");

@@ -7,10 +7,13 @@
 #ifndef HS_LOG_H
 #define HS_LOG_H
 
+#include <stdbool.h>
+
 #include "hubstream/hubstream.h"
 
 typedef struct hs_logger {
     hs_log_level_t level;
+    bool text; /* the default writer: `TIME LEVEL message key=value ...` instead of JSON */
     hs_log_fn fn; /* NULL: JSON lines on stderr */
     void *ctx;
 } hs_logger_t;

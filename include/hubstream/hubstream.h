@@ -139,6 +139,12 @@ typedef struct hs_config {
        "redis://HOST[:PORT][/CHANNEL]". NULL: poll when the database is shared, nothing on
        SQLite. */
     const char *backplane;
+    /* The default log writer's format (no log hook): "json" (JSON lines, the default) or "text"
+       (`TIME LEVEL message key=value ...`). */
+    const char *log_format;
+    /* One record per HTTP request answered ("request": method, path, status, bytes, ms, peer,
+       user, request id), at info. Default false. */
+    bool access_log;
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */

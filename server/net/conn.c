@@ -55,9 +55,31 @@ static void resp_drop(hs_conn_t *c)
     resp_uncharge(c);
 }
 
+/* --access-log: the record of a request, once its answer (or a stream's head) is queued. */
+static void access_record(hs_conn_t *c, int status, size_t bytes)
+{
+    if (!c->m_access)
+        return;
+    char st[8], by[24], ms[32], id[40], peer[64] = "";
+    snprintf(st, sizeof st, "%d", status);
+    snprintf(by, sizeof by, "%zu", bytes);
+    snprintf(ms, sizeof ms, "%.3f", (double)(hs_mono_us() - c->m_t0_us) / 1000.0);
+    snprintf(id, sizeof id, "%x-%llx", (unsigned)c->io->index, (unsigned long long)c->m_id);
+    lws_get_peer_simple(c->wsi, peer, sizeof peer);
+    char *sp = strchr(c->m_access, ' ');
+    if (sp)
+        *sp = '\0';
+    hs_log(&c->io->srv->log, HS_LOG_INFO, "request", "method", c->m_access, "path",
+           sp ? sp + 1 : "", "status", st, "bytes", by, "ms", ms, "peer", peer, "request_id", id,
+           NULL);
+    free(c->m_access);
+    c->m_access = NULL;
+}
+
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value)
 {
+    access_record(c, status, len);
     if (c->close_after && !extra_name) {
         extra_name = "connection:";
         extra_value = "close";
@@ -154,6 +176,7 @@ int hs_wsi_respond(struct lws *wsi, int status, const char *body)
 
 int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
 {
+    access_record(c, 200, 0); /* a stream: its answer goes on after the head */
     size_t el = strlen(extra), cap = LWS_PRE + 1024 + el;
     unsigned char *rb = malloc(cap);
     if (!rb)
@@ -492,6 +515,8 @@ void hs_conn_closed(hs_conn_t *c)
     c->stream = false;
     hs_principal_free(c->who);
     c->who = NULL;
+    free(c->m_access); /* a request that got no answer: nothing to log */
+    c->m_access = NULL;
     resp_drop(c);
     free(c->body);
     c->body = NULL;
@@ -532,6 +557,20 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
     size_t pl = strnlen((const char *)in, sizeof(path) - 1);
     memcpy(path, in, pl);
     path[pl] = '\0';
+    free(c->m_access);
+    c->m_access = NULL;
+    c->m_id = ++io->nrequests;
+    if (io->srv->cfg.access_log) {
+        const char *m = hs_wsi_method_name(c->method);
+        size_t ml = strlen(m ? m : "?");
+        c->m_t0_us = hs_mono_us();
+        c->m_access = malloc(ml + 1 + pl + 1);
+        if (c->m_access) {
+            memcpy(c->m_access, m ? m : "?", ml);
+            c->m_access[ml] = ' ';
+            memcpy(c->m_access + ml + 1, path, pl + 1);
+        }
+    }
     /* lws decodes %00 into the URI and cuts it there, and takes a decoded %0A or %0D for
      * the end of the request line (the HTTP version then goes missing): refuse what it cut
      * rather than serve a shorter path, which could name another stream */

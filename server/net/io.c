@@ -169,6 +169,13 @@ static void adopt_some(hs_io_t *io)
              * which frees d */
             d->peer = f->peer;
             lws_set_opaque_user_data(wsi, d);
+            if (io->srv->log.level <= HS_LOG_DEBUG) {
+                char peer[64] = "", fd[16];
+                lws_get_peer_simple(wsi, peer, sizeof peer);
+                snprintf(fd, sizeof fd, "%d", f->fd);
+                hs_log(&io->srv->log, HS_LOG_DEBUG, "connection opened", "peer", peer, "fd", fd,
+                       NULL);
+            }
         }
         free(f);
     }
@@ -496,6 +503,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             hs_conn_closed(c);
         wsi_data_t *d = lws_get_opaque_user_data(wsi);
         if (d) {
+            if (io_of(wsi)->srv->log.level <= HS_LOG_DEBUG) {
+                char peer[64] = "";
+                lws_get_peer_simple(wsi, peer, sizeof peer);
+                hs_log(&io_of(wsi)->srv->log, HS_LOG_DEBUG, "connection closed", "peer", peer,
+                       NULL);
+            }
             lws_set_opaque_user_data(wsi, NULL);
             ws_closed(wsi, d); /* upgraded but never established */
             free(d->path);

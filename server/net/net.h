@@ -71,6 +71,9 @@ struct hs_conn {
     const char *allow;    /* the Allow header of a 405 answer */
     bool stream;          /* the owner writes a stream after the queued head (SSE) */
     bool m_publish;       /* a publish: its answer's status is counted (/metrics) */
+    char *m_access;       /* --access-log: "METHOD path" of the request, until it is logged */
+    int64_t m_t0_us;      /* --access-log: when the request's headers were in */
+    uint64_t m_id;        /* --access-log: the request's number on its IO thread */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
      * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
@@ -122,7 +125,8 @@ void hs_metrics_hub_publish(hs_io_t *io, int status);
 
 struct hs_io {
     hs_server_t *srv;
-    hs_io_metrics_t m; /* /metrics */
+    hs_io_metrics_t m;   /* /metrics */
+    uint64_t nrequests; /* HTTP requests started on this thread (request ids) */
     int index;
     struct lws_context *ctx;
     struct lws_vhost *vh;

@@ -1,0 +1,97 @@
+// Logs: the default JSON lines, --log-format text, --access-log (a record per HTTP request
+// answered, with a request id) and the debug records of connections, read from the real
+// server's standard error.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, startServer, publish, withTimeout, sleep } from './lib/server.mjs';
+
+const env = () => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HUBSTREAM_')));
+
+test('--access-log: one JSON record per request answered, with status, bytes, time and an id', async () => {
+  const srv = await startServer({ name: 'access', flags: ['--access-log'] });
+  try {
+    assert.equal((await srv.get('/healthz')).status, 200);
+    assert.equal((await publish(srv, 'logs-a', [{ type: 't', data: 1 }])).status, 201);
+    assert.equal((await srv.get('/api/streams/nothing-here')).status, 404);
+    assert.equal((await srv.request('GET', '/api/streams/logs-a/events?limit=x')).status, 400);
+    await sleep(100);
+    const recs = srv.logRecords().filter((r) => r.msg === 'request');
+    const find = (method, p) => recs.find((r) => r.method === method && r.path === p);
+    const h = find('GET', '/healthz');
+    assert.ok(h, `a record of GET /healthz in ${JSON.stringify(recs)}`);
+    assert.equal(h.status, '200');
+    assert.equal(h.bytes, '3');
+    assert.equal(h.level, 'info');
+    assert.match(h.ms, /^\d+\.\d{3}$/);
+    assert.equal(h.peer, '127.0.0.1');
+    assert.match(h.request_id, /^[0-9a-f]+-[0-9a-f]+$/);
+    assert.equal(find('POST', '/api/streams/logs-a/events').status, '201');
+    assert.equal(find('GET', '/api/streams/nothing-here').status, '404');
+    assert.equal(find('GET', '/api/streams/logs-a/events').status, '400');
+    assert.equal(new Set(recs.map((r) => r.request_id)).size, recs.length, 'each request its own id');
+  } finally {
+    await srv.stop();
+  }
+  // off by default
+  const quiet = await startServer({ name: 'quiet' });
+  try {
+    await quiet.get('/healthz');
+    await sleep(100);
+    assert.equal(quiet.logRecords().filter((r) => r.msg === 'request').length, 0);
+  } finally {
+    await quiet.stop();
+  }
+});
+
+test('--log-format text: TIME LEVEL message key=value, quoted when needed; debug connection records', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'hubstream-logs-'));
+  const proc = spawn(BIN, ['--listen', '127.0.0.1:0', '--db', path.join(dir, 'x.db'), '--log-format', 'text', '--access-log', '--log-level', 'debug'], { stdio: ['ignore', 'ignore', 'pipe'], env: env() });
+  let err = '';
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (d) => (err += d));
+  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
+  try {
+    const port = await withTimeout(
+      (async () => {
+        for (;;) {
+          const m = /^\S+ INFO listening addr=127\.0\.0\.1:(\d+) /m.exec(err);
+          if (m) return Number(m[1]);
+          await sleep(20);
+        }
+      })(),
+      10000,
+      'the listening line',
+    );
+    const r = await fetch(`http://127.0.0.1:${port}/api/streams/${encodeURIComponent('a b')}`);
+    assert.equal(r.status, 404);
+    await sleep(200);
+    const lines = err.trim().split('\n');
+    for (const l of lines) assert.match(l, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z (DEBUG|INFO|WARN|ERROR) \S/, `a text line: ${l}`);
+    assert.ok(lines.some((l) => / DEBUG connection opened peer=127\.0\.0\.1 fd=\d+$/.test(l)), err);
+    const req = lines.find((l) => / INFO request /.test(l));
+    assert.match(req, / INFO request method=GET path="\/api\/streams\/a b" status=404 bytes=\d+ ms=\d+\.\d{3} peer=127\.0\.0\.1 request_id=[0-9a-f]+-[0-9a-f]+$/);
+    assert.ok(!lines.some((l) => l.startsWith('{')), 'no JSON line');
+  } finally {
+    proc.kill('SIGTERM');
+    const x = await withTimeout(exited, 10000, 'the server to stop');
+    assert.equal(x.code, 0);
+    assert.match(err, / INFO stopped$/m);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a log format that does not exist is refused at start', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'hubstream-logs-'));
+  try {
+    const r = spawnSync(BIN, ['--listen', '127.0.0.1:0', '--db', path.join(dir, 'x.db'), '--log-format', 'xml'], { env: env(), encoding: 'utf8', timeout: 20000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /log format 'xml'/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
