@@ -55,6 +55,15 @@ static void resp_drop(hs_conn_t *c)
     resp_uncharge(c);
 }
 
+int hs_metrics_pub_slot(int status)
+{
+    static const int codes[] = {201, 400, 401, 403, 404, 408, 409, 410, 413, 429, 503};
+    for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++)
+        if (codes[i] == status)
+            return i;
+    return HS_MPUB_OTHER;
+}
+
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value)
 {
