@@ -55,6 +55,15 @@ static void resp_drop(hs_conn_t *c)
     resp_uncharge(c);
 }
 
+int hs_metrics_pub_slot(int status)
+{
+    static const int codes[] = {201, 400, 401, 403, 404, 408, 409, 410, 413, 429, 503};
+    for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++)
+        if (codes[i] == status)
+            return i;
+    return HS_MPUB_OTHER;
+}
+
 /* --access-log: the record of a request, once its answer (or a stream's head) is queued. */
 static void access_record(hs_conn_t *c, int status, size_t bytes)
 {

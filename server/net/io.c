@@ -89,15 +89,6 @@ static void drain_backlog(hs_io_t *io)
     }
 }
 
-int hs_metrics_pub_slot(int status)
-{
-    static const int codes[] = {201, 400, 401, 403, 404, 408, 409, 410, 413, 429, 503};
-    for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++)
-        if (codes[i] == status)
-            return i;
-    return HS_MPUB_OTHER;
-}
-
 void hs_metrics_hub_publish(hs_io_t *io, int status)
 {
     int code = status == 0               ? 201
