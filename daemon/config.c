@@ -182,8 +182,7 @@ static const struct opt opts[] = {
     {"log-level", K_LEVEL, CFG(log_level), 0, 0, 0, "LEVEL",
      "Least severe log record written: debug, info, warn or error."},
     {"log-format", K_STR, CFG(log_format), OWN_LOG_FORMAT, 0, 0, "FORMAT",
-     "Log records as json (JSON lines) or text (TIME LEVEL message key=value ...). Default: "
-     "json."},
+     "Log records as json (JSON lines) or text (TIME LEVEL message key=value ...)."},
     {"access-log", K_BOOL, CFG(access_log), 0, 0, 0, "[=BOOL]",
      "Log one record per HTTP request answered (method, path, status, bytes, ms, peer, user, "
      "request id)."},

@@ -61,6 +61,7 @@ void hs_config_init(hs_config_t *cfg)
         .hub_stateful_reconnect = true,
         .hub_stateful_buffer = 100000,
         .log_level = HS_LOG_INFO,
+        .log_format = "json",
         .jwt_leeway_s = 30,
     };
 }

@@ -13,7 +13,7 @@
 
 typedef struct hs_logger {
     hs_log_level_t level;
-    bool text; /* the default writer: `TIME LEVEL message key=value ...` instead of JSON */
+    bool text;    /* the default writer: `TIME LEVEL message key=value ...` instead of JSON */
     hs_log_fn fn; /* NULL: JSON lines on stderr */
     void *ctx;
 } hs_logger_t;

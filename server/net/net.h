@@ -125,7 +125,7 @@ void hs_metrics_hub_publish(hs_io_t *io, int status);
 
 struct hs_io {
     hs_server_t *srv;
-    hs_io_metrics_t m;   /* /metrics */
+    hs_io_metrics_t m;  /* /metrics */
     uint64_t nrequests; /* HTTP requests started on this thread (request ids) */
     int index;
     struct lws_context *ctx;
