@@ -461,6 +461,25 @@ static bool page_args(hs_conn_t *c, es_req_t *r)
     return true;
 }
 
+/* What both searches take: a text member (the part a name or type contains), the creation
+ * times and the page arguments. False after a 400. */
+static bool search_args(hs_conn_t *c, const hs_json_span_t *obj, const char *text, long max,
+                        es_req_t *r)
+{
+    hs_json_span_t v;
+    if (hs_esa_member(obj, text, &v)) {
+        long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, r->text, sizeof r->text) : -1;
+        if (n < 0 || n > max) {
+            hs_conn_error(c, 400, "BadRequest", "%s must be a string of at most %ld bytes", text,
+                          max);
+            return false;
+        }
+        r->text_len = (size_t)n;
+    }
+    return hs_esa_time_member(c, obj, "createdStart", &r->from_us) &&
+           hs_esa_time_member(c, obj, "createdEnd", &r->to_us) && page_args(c, r);
+}
+
 static void streams_search(hs_conn_t *c)
 {
     hs_json_span_t obj, v;
@@ -478,18 +497,7 @@ static void streams_search(hs_conn_t *c)
             return;
         }
     }
-    if (hs_esa_member(&obj, "name", &v)) {
-        long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, r->text, sizeof r->text) : -1;
-        if (n < 0 || n > HS_NAME_MAX) {
-            req_free(r);
-            hs_conn_error(c, 400, "BadRequest", "name must be a string of at most %d bytes",
-                          HS_NAME_MAX);
-            return;
-        }
-        r->text_len = (size_t)n;
-    }
-    if (!hs_esa_time_member(c, &obj, "createdStart", &r->from_us) ||
-        !hs_esa_time_member(c, &obj, "createdEnd", &r->to_us) || !page_args(c, r)) {
+    if (!search_args(c, &obj, "name", HS_NAME_MAX, r)) {
         req_free(r);
         return;
     }
@@ -510,16 +518,6 @@ static void events_search(hs_conn_t *c)
         hs_conn_error(c, 400, "BadRequest", "streamId must be a stream's id (an integer)");
         return;
     }
-    if (hs_esa_member(&obj, "type", &v)) {
-        long n = v.type == HS_JSON_STRING ? hs_json_unescape(&v, r->text, sizeof r->text) : -1;
-        if (n < 0 || n > HS_TYPE_MAX) {
-            req_free(r);
-            hs_conn_error(c, 400, "BadRequest", "type must be a string of at most %d bytes",
-                          HS_TYPE_MAX);
-            return;
-        }
-        r->text_len = (size_t)n;
-    }
     r->limit = 50; /* the seed's MaxReturnRecords */
     int64_t max;
     if (hs_esa_member(&obj, "maxReturnRecords", &v)) {
@@ -530,8 +528,7 @@ static void events_search(hs_conn_t *c)
         }
         r->limit = (size_t)max;
     }
-    if (!hs_esa_time_member(c, &obj, "createdStart", &r->from_us) ||
-        !hs_esa_time_member(c, &obj, "createdEnd", &r->to_us) || !page_args(c, r)) {
+    if (!search_args(c, &obj, "type", HS_TYPE_MAX, r)) {
         req_free(r);
         return;
     }
