@@ -33,12 +33,11 @@ echo "=== format ==="
 run_suite normal "" -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
 # AddressSanitizer and UBSan: everything but three repeats of what the normal suite covered,
 # which the 20-minute budget cannot afford at sanitizer speed: the nchan comparison (a load run;
-# it checks the harness), the second, auth-on run of the hub, transport, reconnect, patterns and
-# eventstream conformance files (the auth code itself runs here: conformance_auth, _tls,
-# _limits), and the PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the
+# it checks the harness), the second, auth-on runs of the conformance files (the auth code
+# itself runs here: conformance_auth, _tls, _limits), and the PostgreSQL re-runs of the API, SSE, durability, retention and hub files (the
 # same server code over another driver; what only PostgreSQL reaches, several writers, the feed,
 # the backplanes and an outage, runs here: pg_integration_cluster, cluster, pg_outage).
-sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin|metrics|openapi)_auth"
+sanitizer_skip="perf_compare|conformance_(hub|transport|reconnect|patterns|eventstream|eventstream-admin|metrics|openapi|dashboard)_auth"
 # the browser patterns test drives the examples' JavaScript; the server code under it is what
 # the other conformance files run, so the sanitizer builds leave it to the normal suite
 sanitizer_skip+="|conformance_patterns"
@@ -52,7 +51,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # 100,000-event slow-subscriber load (most of the time budget at TSan's speed; it runs in the two
 # suites above), and not the Criterion binaries: Criterion's process arena cannot be mapped
 # under TSan ("Could not initialize inheritable arena"), and not the repeats skipped above.
-run_suite tsan "-E integration_slow|^test_|$sanitizer_skip" \
+# Nor the dashboard's browser test: the page's server side (dashboard.c) holds no thread of its own.
+run_suite tsan "-E integration_slow|^test_|conformance_dashboard|$sanitizer_skip" \
   -DCMAKE_BUILD_TYPE=Debug -DHS_SANITIZE=thread || status=1
 # every libFuzzer target for a bounded time, after its committed regression inputs and seeds
 echo "=== fuzz smoke ==="

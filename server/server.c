@@ -226,6 +226,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
      * IO threads exist (an IO thread creates each transport's state) */
     hs_http_register(srv);
     hs_openapi_register(srv);
+    hs_dashboard_register(srv);
     hs_signalr_register(srv);
     hs_esadmin_register(srv);
     hs_metrics_register(srv);

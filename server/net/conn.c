@@ -64,6 +64,16 @@ int hs_metrics_pub_slot(int status)
     return HS_MPUB_OTHER;
 }
 
+/* --access-log: the request's id (its IO thread and its number there), for its access record
+ * and its answer's X-Request-Id; "" when the access log is off. */
+static const char *request_id(const hs_conn_t *c, char id[40])
+{
+    id[0] = '\0';
+    if (c->m_access)
+        snprintf(id, 40, "%x-%llx", (unsigned)c->io->index, (unsigned long long)c->m_id);
+    return id;
+}
+
 /* --access-log: the record of a request, once its answer (or a stream's head) is queued. */
 static void access_record(hs_conn_t *c, int status, size_t bytes)
 {
@@ -73,7 +83,7 @@ static void access_record(hs_conn_t *c, int status, size_t bytes)
     snprintf(st, sizeof st, "%d", status);
     snprintf(by, sizeof by, "%zu", bytes);
     snprintf(ms, sizeof ms, "%.3f", (double)(hs_mono_us() - c->m_t0_us) / 1000.0);
-    snprintf(id, sizeof id, "%x-%llx", (unsigned)c->io->index, (unsigned long long)c->m_id);
+    request_id(c, id);
     lws_get_peer_simple(c->wsi, peer, sizeof peer);
     char *sp = strchr(c->m_access, ' ');
     if (sp)
@@ -85,24 +95,46 @@ static void access_record(hs_conn_t *c, int status, size_t bytes)
     c->m_access = NULL;
 }
 
-int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
-                    const char *extra_name, const char *extra_value)
+int hs_conn_respond_hdrs(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                         const char *const *hdrs)
 {
+    char id[40];
+    request_id(c, id);
     access_record(c, status, len);
-    if (c->close_after && !extra_name) {
-        extra_name = "connection:";
-        extra_value = "close";
+    /* the caller's headers (the first 5), then the connection's own (at most 4) */
+    const char *h[2 * (5 + 4) + 1];
+    size_t n = 0, hlen = 0;
+    bool own_cache = false;
+    for (size_t i = 0; hdrs && hdrs[i] && i < 2 * 5; i += 2) {
+        h[n++] = hdrs[i];
+        h[n++] = hdrs[i + 1];
+        own_cache |= !strcmp(hdrs[i], "cache-control:");
     }
-    if (c->retry_after && !extra_name) {
-        extra_name = "retry-after:";
-        extra_value = "1";
+    if (c->close_after) {
+        h[n++] = "connection:";
+        h[n++] = "close";
     }
+    if (c->retry_after) {
+        h[n++] = "retry-after:";
+        h[n++] = "1";
+    }
+    if (!own_cache) { /* no-store, unless the caller gave a cache-control of its own */
+        h[n++] = "cache-control:";
+        h[n++] = "no-store";
+    }
+    if (id[0]) {
+        h[n++] = "x-request-id:";
+        h[n++] = id;
+    }
+    h[n] = NULL;
+    for (size_t i = 0; i < n; i += 2)
+        hlen += strlen(h[i]) + strlen(h[i + 1]) + 4;
     c->retry_after = false;
     if (c->m_publish) {
         c->m_publish = false;
         hs_ctr_add(&c->io->m.publishes[0][hs_metrics_pub_slot(status)], 1);
     }
-    size_t cap = LWS_PRE + 1024 + len;
+    size_t cap = LWS_PRE + 1024 + hlen + len;
     unsigned char *buf = malloc(cap);
     if (!buf) {
         /* no answer can be made: close the connection rather than leave the client waiting */
@@ -110,16 +142,13 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
         return -1;
     }
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len - 1;
-    if (lws_add_http_common_headers(c->wsi, (unsigned int)status, ctype, (lws_filepos_t)len, &p,
-                                    end) ||
-        (extra_name && lws_add_http_header_by_name(c->wsi, (const unsigned char *)extra_name,
-                                                   (const unsigned char *)extra_value,
-                                                   (int)strlen(extra_value), &p, end)) ||
-        /* no-store, unless the caller gave a cache-control of its own */
-        (!(extra_name && !strcmp(extra_name, "cache-control:")) &&
-         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
-                                     (const unsigned char *)"no-store", 8, &p, end)) ||
-        hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
+    int bad = lws_add_http_common_headers(c->wsi, (unsigned int)status, ctype, (lws_filepos_t)len,
+                                          &p, end);
+    for (size_t i = 0; !bad && i < n; i += 2)
+        bad = lws_add_http_header_by_name(c->wsi, (const unsigned char *)h[i],
+                                          (const unsigned char *)h[i + 1], (int)strlen(h[i + 1]),
+                                          &p, end);
+    if (bad || hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
         free(buf);
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return -1;
@@ -133,6 +162,13 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
     c->resp_final = true;
     lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra_name, const char *extra_value)
+{
+    const char *h[] = {extra_name, extra_value, NULL};
+    return hs_conn_respond_hdrs(c, status, ctype, body, len, h);
 }
 
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
@@ -185,6 +221,8 @@ int hs_wsi_respond(struct lws *wsi, int status, const char *body)
 
 int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
 {
+    char id[40];
+    request_id(c, id);
     access_record(c, 200, 0); /* a stream: its answer goes on after the head */
     size_t el = strlen(extra), cap = LWS_PRE + 1024 + el;
     unsigned char *rb = malloc(cap);
@@ -196,6 +234,9 @@ int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
                                     (const unsigned char *)"no-cache", 8, &p, end) ||
         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"x-accel-buffering:",
                                     (const unsigned char *)"no", 2, &p, end) ||
+        (id[0] && lws_add_http_header_by_name(
+                      c->wsi, (const unsigned char *)"x-request-id:", (const unsigned char *)id,
+                      (int)strlen(id), &p, end)) ||
         hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
         free(rb);
         return -1;

@@ -192,6 +192,9 @@ void hs_io_reload_tls(hs_io_t *io);
  * `cache-control: no-store` unless the extra header is a cache-control of the caller's. */
 int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
                     const char *extra_name, const char *extra_value);
+/* The same with a list of headers: "name:", "value", ..., NULL (at most 5 pairs are taken). */
+int hs_conn_respond_hdrs(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                         const char *const *hdrs);
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* cors.c: writes CORS headers for the request's Origin when the policy allows it: 0 or -1. */

@@ -270,7 +270,7 @@ test('the HTTP API: streams, events (JSON and SSE), health checks', async () => 
   assert.equal((await call('DELETE', S, { params: { stream: s } })).status, 204);
   assert.equal((await call('DELETE', S, { params: { stream: s } })).status, 404);
 
-  for (const p of ['/healthz', '/readyz', '/metrics', '/api/openapi.json']) {
+  for (const p of ['/healthz', '/readyz', '/metrics', '/api/openapi.json', '/', '/dashboard', '/dashboard/app.js', '/dashboard/app.css', '/dashboard/session']) {
     assert.equal((await call('GET', p)).status, 200);
     assert.equal((await call('POST', p, { body: '' })).status, 405);
   }

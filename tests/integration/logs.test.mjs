@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { BIN, startServer, publish, withTimeout, sleep } from './lib/server.mjs';
@@ -15,9 +16,19 @@ const env = () => Object.fromEntries(Object.entries(process.env).filter(([k]) =>
 test('--access-log: one JSON record per request answered, with status, bytes, time and an id', async () => {
   const srv = await startServer({ name: 'access', flags: ['--access-log'] });
   try {
-    assert.equal((await srv.get('/healthz')).status, 200);
+    const health = await srv.get('/healthz');
+    assert.equal(health.status, 200);
     assert.equal((await publish(srv, 'logs-a', [{ type: 't', data: 1 }])).status, 201);
-    assert.equal((await srv.get('/api/streams/nothing-here')).status, 404);
+    const missing = await srv.get('/api/streams/nothing-here');
+    assert.equal(missing.status, 404);
+    // an SSE answer's head carries its id too (the stream goes on; the head is what counts)
+    const sseId = await new Promise((resolve, reject) => {
+      const req = http.get(`${srv.url}/api/streams/logs-a/events`, { headers: { accept: 'text/event-stream' } }, (res) => {
+        resolve(res.headers['x-request-id']);
+        req.destroy();
+      });
+      req.on('error', reject);
+    });
     assert.equal((await srv.request('GET', '/api/streams/logs-a/events?limit=x')).status, 400);
     await sleep(100);
     const recs = srv.logRecords().filter((r) => r.msg === 'request');
@@ -30,9 +41,13 @@ test('--access-log: one JSON record per request answered, with status, bytes, ti
     assert.match(h.ms, /^\d+\.\d{3}$/);
     assert.equal(h.peer, '127.0.0.1');
     assert.match(h.request_id, /^[0-9a-f]+-[0-9a-f]+$/);
+    // the answer names its record: X-Request-Id is the record's request_id
+    assert.equal(health.headers['x-request-id'], h.request_id);
+    assert.equal(missing.headers['x-request-id'], find('GET', '/api/streams/nothing-here').request_id);
+    assert.equal(sseId, find('GET', '/api/streams/logs-a/events').request_id);
     assert.equal(find('POST', '/api/streams/logs-a/events').status, '201');
     assert.equal(find('GET', '/api/streams/nothing-here').status, '404');
-    assert.equal(find('GET', '/api/streams/logs-a/events').status, '400');
+    assert.equal(recs.find((r) => r.path === '/api/streams/logs-a/events' && r.status === '400').method, 'GET');
     assert.equal(new Set(recs.map((r) => r.request_id)).size, recs.length, 'each request its own id');
   } finally {
     await srv.stop();
@@ -40,7 +55,8 @@ test('--access-log: one JSON record per request answered, with status, bytes, ti
   // off by default
   const quiet = await startServer({ name: 'quiet' });
   try {
-    await quiet.get('/healthz');
+    const r = await quiet.get('/healthz');
+    assert.equal(r.headers['x-request-id'], undefined, 'no X-Request-Id without the access log');
     await sleep(100);
     assert.equal(quiet.logRecords().filter((r) => r.msg === 'request').length, 0);
   } finally {
