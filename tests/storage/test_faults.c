@@ -75,11 +75,12 @@ static void fresh_db(int i)
     pthread_mutex_unlock(&sink_mu);
 }
 
-static void wlog(void *ctx, hs_log_level_t level, const char *msg)
+static void wlog(void *ctx, hs_log_level_t level, const char *msg, uint64_t suppressed)
 {
     (void)ctx;
     if (getenv("HS_TEST_VERBOSE"))
-        fprintf(stderr, "writer [%d]: %s\n", (int)level, msg);
+        fprintf(stderr, "writer [%d]: %s (suppressed %llu)\n", (int)level, msg,
+                (unsigned long long)suppressed);
 }
 
 static hs_writer_t *mk_writer(void)
