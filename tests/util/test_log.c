@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/log.h"
 
@@ -55,7 +56,7 @@ Test(log, first_passes_repeats_dropped_then_one_with_the_count)
 {
     hs_logger_t lg = {.level = HS_LOG_INFO, .fn = hook};
     hs_log_limit_t lim = {0};
-    const int64_t every = 200 * 1000; /* 200 ms */
+    const int64_t every = 100 * 1000; /* 100 ms */
 
     warn(&lg, &lim, every, 1);
     cr_assert_eq(nrecs, 1, "the first record passes");
@@ -67,7 +68,7 @@ Test(log, first_passes_repeats_dropped_then_one_with_the_count)
         warn(&lg, &lim, every, i);
     cr_assert_eq(nrecs, 1, "repeats within the interval are dropped");
 
-    sleep_ms(250);
+    sleep_ms(130);
     warn(&lg, &lim, every, 6);
     cr_assert_eq(nrecs, 2, "the first repeat after the interval passes");
     cr_assert_str_eq(recs[1].msg, "disk unavailable");
@@ -81,10 +82,10 @@ Test(log, a_record_without_fields_gets_only_suppressed)
 {
     hs_logger_t lg = {.level = HS_LOG_INFO, .fn = hook};
     hs_log_limit_t lim = {0};
-    cr_assert(hs_log_limited(&lg, &lim, 100 * 1000, HS_LOG_ERROR, "sweep failed", NULL));
-    cr_assert_not(hs_log_limited(&lg, &lim, 100 * 1000, HS_LOG_ERROR, "sweep failed", NULL));
-    sleep_ms(120);
-    cr_assert(hs_log_limited(&lg, &lim, 100 * 1000, HS_LOG_ERROR, "sweep failed", NULL));
+    cr_assert(hs_log_limited(&lg, &lim, 50 * 1000, HS_LOG_ERROR, "sweep failed", NULL));
+    cr_assert_not(hs_log_limited(&lg, &lim, 50 * 1000, HS_LOG_ERROR, "sweep failed", NULL));
+    sleep_ms(70);
+    cr_assert(hs_log_limited(&lg, &lim, 50 * 1000, HS_LOG_ERROR, "sweep failed", NULL));
     cr_assert_eq(nrecs, 2);
     cr_assert_str_eq(recs[0].fields, "{}");
     cr_assert_str_eq(recs[1].fields, "{\"suppressed\":\"1\"}");
@@ -141,4 +142,51 @@ Test(log, suppressed_goes_last_and_only_when_something_was_dropped)
     cr_assert_eq(nrecs, 2);
     cr_assert_str_eq(recs[0].fields, "{\"a\":\"1\",\"b\":\"2\"}");
     cr_assert_str_eq(recs[1].fields, "{\"a\":\"1\",\"b\":\"2\",\"suppressed\":\"12345678901\"}");
+}
+
+/* The default writers (no hook): the lines on stderr, JSON and text. */
+static void stderr_lines(bool text, char *out, size_t cap)
+{
+    char path[] = "/tmp/hs-test-log-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    hs_logger_t lg = {.level = HS_LOG_INFO, .text = text};
+    hs_log_limit_t lim = {0};
+    for (int i = 1; i <= 3; i++)
+        warn(&lg, &lim, 50 * 1000, i);
+    sleep_ms(70);
+    warn(&lg, &lim, 50 * 1000, 4);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    close(fd);
+    unlink(path);
+    cr_assert_gt(n, 0);
+    out[n] = '\0';
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+Test(log, json_and_text_lines_carry_suppressed)
+{
+    char out[2048];
+    stderr_lines(false, out, sizeof out);
+    cr_assert_eq(count_lines(out), 2, "%s", out);
+    char *second = strchr(out, '\n') + 1;
+    cr_assert(strstr(out, "\"level\":\"warn\",\"msg\":\"disk unavailable\",\"try\":\"1\"}\n"), "%s",
+              out);
+    cr_assert(strstr(second, "\"try\":\"4\",\"suppressed\":\"2\"}\n"), "%s", out);
+
+    stderr_lines(true, out, sizeof out);
+    cr_assert_eq(count_lines(out), 2, "%s", out);
+    cr_assert(strstr(out, " WARN disk unavailable try=1\n"), "%s", out);
+    cr_assert(strstr(out, " WARN disk unavailable try=4 suppressed=2\n"), "%s", out);
 }
