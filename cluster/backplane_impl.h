@@ -34,7 +34,7 @@ struct hs_backplane {
     atomic_int ann_due;
     /* the listener's retry state */
     int backoff_ms;
-    int64_t last_warn_us;
+    hs_log_limit_t warn; /* "backplane unavailable" (util/log.h): the listener thread's */
     unsigned failures;
 };
 
@@ -42,8 +42,9 @@ struct hs_backplane {
 /* Waits up to ms for the wake pipe or fd (-1: none) to become readable: 1 fd readable, 0 not,
  * -1 stop asked. Drains the pipe. */
 int hs_bp_wait(hs_backplane_t *b, int fd, int ms);
-/* After a failed connection attempt or a lost connection: logs (the first time, then every
- * BP_WARN_EVERY_US) and waits the growing backoff; false when a stop was asked meanwhile. */
+/* After a failed connection attempt or a lost connection: logs (the first failure of an outage,
+ * then at most once per BP_WARN_EVERY_US, with the count of those dropped as "suppressed") and
+ * waits the growing backoff; false when a stop was asked meanwhile. */
 bool hs_bp_retry(hs_backplane_t *b, const char *what, const char *why);
 /* Connected (again): resets the backoff, logs a restore, and asks the writer to read the heads
  * (notifications may have been missed while down). */

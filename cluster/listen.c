@@ -59,15 +59,14 @@ bool hs_bp_retry(hs_backplane_t *b, const char *what, const char *why)
     atomic_store(&b->connected, 0);
     b->failures++;
     int64_t now = hs_mono_us();
-    if (b->failures == 1 || now - b->last_warn_us >= BP_WARN_EVERY_US) {
-        b->last_warn_us = now;
-        char n[16];
-        snprintf(n, sizeof n, "%u", b->failures);
-        hs_log(b->log, HS_LOG_WARN,
-               "backplane unavailable: other nodes' events reach this node by polling once a "
-               "second until it is back",
-               "backplane", what, "error", why, "attempts", n, NULL);
-    }
+    if (b->failures == 1)
+        hs_log_limit_reset(&b->warn); /* an outage's first failure is always logged */
+    char n[16];
+    snprintf(n, sizeof n, "%u", b->failures);
+    hs_log_limited(b->log, &b->warn, BP_WARN_EVERY_US, HS_LOG_WARN,
+                   "backplane unavailable: other nodes' events reach this node by polling once a "
+                   "second until it is back",
+                   "backplane", what, "error", why, "attempts", n, NULL);
     b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : BP_RETRY_FIRST_MS;
     if (b->backoff_ms > BP_RETRY_MAX_MS)
         b->backoff_ms = BP_RETRY_MAX_MS;

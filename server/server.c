@@ -66,10 +66,10 @@ void hs_config_init(hs_config_t *cfg)
     };
 }
 
-static void writer_log(void *ctx, hs_log_level_t level, const char *msg)
+static void writer_log(void *ctx, hs_log_level_t level, const char *msg, uint64_t suppressed)
 {
     hs_server_t *srv = ctx;
-    hs_log(&srv->log, level, msg, NULL);
+    hs_log_suppressed(&srv->log, suppressed, level, msg, NULL);
 }
 
 static void on_fd(void *ctx, int fd, const char *peek, size_t n)

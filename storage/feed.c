@@ -34,18 +34,24 @@
 #include "storage/writer_impl.h"
 #include "util/time.h"
 
-static void flog(hs_writer_t *w, hs_log_level_t lvl, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void flog(hs_writer_t *w, hs_log_level_t lvl, const char *fmt, ...)
+/* Each warning here can repeat as long as its fault lasts: at most one per 10 s through its
+ * limiter (util/log.h; the writer thread's). lim NULL: no limit (a one-off record). */
+#define FEED_WARN_EVERY_US (10 * 1000000LL)
+
+static void flog(hs_writer_t *w, hs_log_limit_t *lim, hs_log_level_t lvl, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void flog(hs_writer_t *w, hs_log_limit_t *lim, hs_log_level_t lvl, const char *fmt, ...)
 {
-    if (!w->cfg.log)
+    uint64_t suppressed = 0;
+    if (!w->cfg.log ||
+        (lim && !hs_log_limit_pass(lim, hs_mono_us(), FEED_WARN_EVERY_US, &suppressed)))
         return;
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    w->cfg.log(w->cfg.log_ctx, lvl, buf);
+    w->cfg.log(w->cfg.log_ctx, lvl, buf, suppressed);
 }
 
 /* ---- reading a range ---- */
@@ -178,7 +184,7 @@ static int feed(hs_writer_t *w, int64_t upto_pos, int64_t upto_seq, bool events)
     if (f.events)
         atomic_fetch_add(&w->n_remote, f.events);
     if (f.oom)
-        flog(w, HS_LOG_WARN,
+        flog(w, &w->warn_feed_oom, HS_LOG_WARN,
              "out of memory encoding other nodes' events: subscribers read them back");
     return rc;
 }
@@ -186,14 +192,10 @@ static int feed(hs_writer_t *w, int64_t upto_pos, int64_t upto_seq, bool events)
 static void skipped(hs_writer_t *w, int64_t from, int64_t to, const char *why)
 {
     atomic_fetch_add(&w->n_skipped, 1);
-    int64_t now = hs_mono_us();
-    if (now - w->last_skip_warn_us >= 10 * 1000000LL) {
-        w->last_skip_warn_us = now;
-        flog(w, HS_LOG_WARN,
-             "other nodes' events %" PRId64 "..%" PRId64 " not read (%s): subscribers see the gap"
-             " and catch up from the database",
-             from, to, why);
-    }
+    flog(w, &w->warn_skip, HS_LOG_WARN,
+         "other nodes' events %" PRId64 "..%" PRId64 " not read (%s): subscribers see the gap"
+         " and catch up from the database",
+         from, to, why);
 }
 
 void hs_wr_feed_hole(hs_writer_t *w, int64_t first_pos, int64_t first_seq)
@@ -239,7 +241,7 @@ static int failed(hs_writer_t *w, const char *what)
     snprintf(w->lost_why, sizeof w->lost_why, "%s", hs_store_error(w->st));
     if (hs_store_ping(w->st) != 0)
         return -1;
-    flog(w, HS_LOG_WARN, "%s failed: %s", what, w->lost_why);
+    flog(w, &w->warn_step, HS_LOG_WARN, "%s failed: %s", what, w->lost_why);
     return 0;
 }
 
@@ -258,7 +260,7 @@ int hs_wr_cluster_step(hs_writer_t *w, int *wait_ms)
         if (rc == 1) {
             w->leader = true;
             atomic_store(&w->is_leader, 1);
-            flog(w, HS_LOG_INFO, "this node now runs the retention sweeps for the cluster");
+            flog(w, NULL, HS_LOG_INFO, "this node now runs the retention sweeps for the cluster");
         }
     }
     if (w->leader && now >= w->prune_at_us) {

@@ -35,17 +35,37 @@
 #include "ringbuf/waiter.h"
 #include "util/time.h"
 
+__attribute__((format(printf, 4, 0))) static void
+wlogv(hs_writer_t *w, uint64_t suppressed, hs_log_level_t lvl, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    w->cfg.log(w->cfg.log_ctx, lvl, buf, suppressed);
+}
+
 __attribute__((format(printf, 3, 4))) static void wlog(hs_writer_t *w, hs_log_level_t lvl,
                                                        const char *fmt, ...)
 {
     if (!w->cfg.log)
         return;
-    char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    wlogv(w, 0, lvl, fmt, ap);
     va_end(ap);
-    w->cfg.log(w->cfg.log_ctx, lvl, buf);
+}
+
+/* wlog() at most once per every_us through lim (util/log.h; the writer thread's limiters). */
+__attribute__((format(printf, 5, 6))) static void wlog_limited(hs_writer_t *w, hs_log_limit_t *lim,
+                                                               int64_t every_us, hs_log_level_t lvl,
+                                                               const char *fmt, ...)
+{
+    uint64_t suppressed;
+    if (!w->cfg.log || !hs_log_limit_pass(lim, hs_mono_us(), every_us, &suppressed))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    wlogv(w, suppressed, lvl, fmt, ap);
+    va_end(ap);
 }
 
 static void set_reason(hs_writer_t *w, const char *detail)
@@ -78,7 +98,7 @@ static void connection_lost(hs_writer_t *w, const char *why)
     atomic_store(&w->is_leader, w->leader);
     int64_t now = hs_mono_us();
     w->down_since_us = now;
-    w->last_warn_us = now;
+    hs_log_limit_reset(&w->warn_down); /* this outage's first failed attempt is logged */
     w->retry_at_us = now;
     w->backoff_ms = 0;
     w->attempts = 0;
@@ -133,10 +153,8 @@ static bool reconnect(hs_writer_t *w)
         w->backoff_ms = RETRY_MAX_MS;
     w->retry_at_us = now + (int64_t)w->backoff_ms * 1000;
     /* the first failure and then one line every 10 s, not one per attempt */
-    if (w->attempts == 1 || now - w->last_warn_us >= 10 * 1000000) {
-        w->last_warn_us = now;
-        wlog(w, HS_LOG_WARN, "database still unavailable after %u attempts: %s", w->attempts, err);
-    }
+    wlog_limited(w, &w->warn_down, 10 * 1000000LL, HS_LOG_WARN,
+                 "database still unavailable after %u attempts: %s", w->attempts, err);
     return false;
 }
 
@@ -295,7 +313,9 @@ static void process(hs_writer_t *w, size_t n)
     if (rc) {
         char why[REASON_MAX];
         snprintf(why, sizeof why, "%s", hs_store_error(w->st));
-        wlog(w, HS_LOG_ERROR, "batch of %zu entries failed: %s", n, why);
+        /* a fault that fails every batch (the connection still answering) logs once per 10 s */
+        wlog_limited(w, &w->warn_batch, 10 * 1000000LL, HS_LOG_ERROR,
+                     "batch of %zu entries failed: %s", n, why);
         hs_store_rollback(w->st);
         int64_t next_pos = w->next_position;
         hs_wr_heads_clear(w);
@@ -395,11 +415,8 @@ static bool retention_step(hs_writer_t *w)
         connection_lost(w, why);
         return false;
     }
-    int64_t now = hs_mono_us();
-    if (now - w->last_trim_warn_us >= 60 * 1000000LL) {
-        w->last_trim_warn_us = now;
-        wlog(w, HS_LOG_WARN, "retention sweep failed (retried in a second): %s", why);
-    }
+    wlog_limited(w, &w->warn_trim, 60 * 1000000LL, HS_LOG_WARN,
+                 "retention sweep failed (retried in a second): %s", why);
     return false;
 }
 

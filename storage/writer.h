@@ -145,8 +145,10 @@ typedef hs_block_t *(*hs_encode_marker_fn)(hs_block_kind_t kind, const char *str
                                            int64_t version);
 /* Receives each committed batch (the callee takes the reference). Called on the writer thread. */
 typedef void (*hs_batch_sink_fn)(void *ctx, hs_batch_t *batch);
-/* Logging from the writer thread. */
-typedef void (*hs_writer_log_fn)(void *ctx, hs_log_level_t level, const char *msg);
+/* Logging from the writer thread. suppressed: how many records like this one the writer's rate
+ * limits dropped before it (util/log.h); 0 for most. */
+typedef void (*hs_writer_log_fn)(void *ctx, hs_log_level_t level, const char *msg,
+                                 uint64_t suppressed);
 
 typedef struct hs_writer_config {
     const char *db;

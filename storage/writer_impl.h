@@ -11,6 +11,7 @@
 
 #include "ringbuf/ring.h"
 #include "ringbuf/waiter.h"
+#include "util/log.h"
 #include "util/metrics.h"
 #include "storage/writer.h"
 
@@ -97,7 +98,10 @@ struct hs_writer {
     const char *dialect;
     bool leader;              /* holds the retention lock (always, when not shared) */
     int64_t fed_pos, fed_seq; /* handed to the fan-out so far */
-    int64_t poll_at_us, leader_at_us, prune_at_us, last_skip_warn_us;
+    int64_t poll_at_us, leader_at_us, prune_at_us;
+    /* warnings a persistent fault repeats (util/log.h): events not read, out of memory encoding
+     * them, a failed statement between batches */
+    hs_log_limit_t warn_skip, warn_feed_oom, warn_step;
     int poll_ms;
     /* any thread */
     _Atomic int64_t remote_pos, remote_seq;
@@ -107,7 +111,10 @@ struct hs_writer {
     char lost_why[REASON_MAX]; /* feed.c: why the connection was found lost */
 
     /* connection state (writer thread): st is NULL while the database is unreachable */
-    int64_t retry_at_us, down_since_us, last_ok_us, last_warn_us;
+    int64_t retry_at_us, down_since_us, last_ok_us;
+    /* "still unavailable" (reset when the connection is lost), a failed batch, a failed
+     * retention sweep: rate limited (util/log.h) */
+    hs_log_limit_t warn_down, warn_batch, warn_trim;
     int backoff_ms;
     unsigned attempts;
     /* a batch whose COMMIT is in doubt (see the top of the file) */
@@ -122,7 +129,6 @@ struct hs_writer {
     /* /metrics (written by the writer thread only: util/metrics.h) */
     hs_hist_t m_batch, m_commit;
     hs_ctr_t m_reconnects;
-    int64_t last_trim_warn_us;
     _Atomic int64_t last_position;
     atomic_int db_ok;
     pthread_mutex_t reason_mu;

@@ -1,9 +1,12 @@
-/* Structured logging (see log.h). One write(2) per record keeps lines whole across threads. */
+/* Structured logging and its rate limiter (see log.h). One write(2) per record keeps lines whole
+ * across threads. */
 #include "util/time.h"
 #include "util/log.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -88,21 +91,31 @@ static size_t append_text_field(char *buf, size_t o, size_t cap, const char *k, 
     return o == at && v[0] ? before : o; /* a value that did not fit: the field goes */
 }
 
-void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
+/* The record of hs_log(): the caller's key/value pairs from ap, then xkey/xval when xkey is set
+ * (the limiter's "suppressed"). */
+static void log_va(const hs_logger_t *lg, hs_log_level_t level, const char *msg, const char *xkey,
+                   const char *xval, va_list ap)
 {
-    if (level < lg->level)
-        return;
     char fields[4096], text[4096];
     size_t o = 0, cap = sizeof(fields), t = 0;
-    va_list ap;
-    va_start(ap, msg);
     o = append(fields, o, cap, "{");
-    bool first = true;
+    bool first = true, va_done = false;
     for (;;) {
-        const char *k = va_arg(ap, const char *);
-        if (!k)
-            break;
-        const char *v = va_arg(ap, const char *);
+        const char *k = NULL, *v = NULL;
+        if (!va_done) {
+            k = va_arg(ap, const char *);
+            if (k)
+                v = va_arg(ap, const char *);
+            else
+                va_done = true; /* never read past the NULL */
+        }
+        if (!k) {
+            if (!xkey)
+                break;
+            k = xkey;
+            v = xval;
+            xkey = NULL;
+        }
         if (!first)
             o = append(fields, o, cap, ",");
         first = false;
@@ -112,7 +125,6 @@ void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
         if (lg->text && !lg->fn)
             t = append_text_field(text, t, sizeof text, k, v ? v : "");
     }
-    va_end(ap);
     o = append(fields, o, cap, "}");
     fields[o] = '\0';
     if (lg->fn) {
@@ -157,6 +169,62 @@ void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
     line[l++] = '\n';
     ssize_t wr = write(STDERR_FILENO, line, l);
     (void)wr;
+}
+
+void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
+{
+    if (level < lg->level)
+        return;
+    va_list ap;
+    va_start(ap, msg);
+    log_va(lg, level, msg, NULL, NULL, ap);
+    va_end(ap);
+}
+
+void hs_log_suppressed(const hs_logger_t *lg, uint64_t suppressed, hs_log_level_t level,
+                       const char *msg, ...)
+{
+    if (level < lg->level)
+        return;
+    char n[24];
+    snprintf(n, sizeof n, "%" PRIu64, suppressed);
+    va_list ap;
+    va_start(ap, msg);
+    log_va(lg, level, msg, suppressed ? "suppressed" : NULL, n, ap);
+    va_end(ap);
+}
+
+bool hs_log_limit_pass(hs_log_limit_t *lim, int64_t now_us, int64_t every_us, uint64_t *suppressed)
+{
+    if (lim->seen && every_us > 0 && now_us - lim->last_us < every_us) {
+        lim->suppressed++;
+        return false;
+    }
+    *suppressed = lim->suppressed;
+    lim->suppressed = 0;
+    lim->last_us = now_us;
+    lim->seen = true;
+    return true;
+}
+
+void hs_log_limit_reset(hs_log_limit_t *lim)
+{
+    lim->seen = false;
+}
+
+bool hs_log_limited(const hs_logger_t *lg, hs_log_limit_t *lim, int64_t every_us,
+                    hs_log_level_t level, const char *msg, ...)
+{
+    uint64_t dropped;
+    if (level < lg->level || !hs_log_limit_pass(lim, hs_mono_us(), every_us, &dropped))
+        return false;
+    char n[24];
+    snprintf(n, sizeof n, "%" PRIu64, dropped);
+    va_list ap;
+    va_start(ap, msg);
+    log_va(lg, level, msg, dropped ? "suppressed" : NULL, n, ap);
+    va_end(ap);
+    return true;
 }
 
 /* The connection string with the values of Pwd= and Password= replaced by "***" (logs must not

@@ -5,6 +5,7 @@
  * It does no I/O on connections itself.
  */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -26,8 +27,7 @@ struct hs_acceptor {
     struct event *stop_ev;   /* activated from any thread; breaks the loop from inside it */
     struct event *resume_ev; /* re-enables accepting after a pause (see on_accept_error) */
     const hs_logger_t *log;
-    int64_t last_log_ms;
-    unsigned long pauses; /* since the last log record */
+    hs_log_limit_t accept_warn; /* "accept failed" (util/log.h): the acceptor thread's */
     pthread_t thread;
     bool started;
     int port;
@@ -52,9 +52,10 @@ typedef struct peek {
 /* After a failed accept() (out of file descriptors, or of memory): the connection stays queued
  * in the kernel and the listening socket readable, so retrying at once is a busy loop (100 % of
  * a core at the file limit, and a log line per try). Accepting pauses this long instead, and
- * the failures are logged at most once per interval, with their count. */
+ * the failures are logged at most once per interval, with their count ("pauses": this one and
+ * those not logged since the last record; "suppressed": those not logged). */
 #define ACCEPT_PAUSE_MS     100
-#define ACCEPT_LOG_EVERY_MS 10000
+#define ACCEPT_LOG_EVERY_US (10 * 1000000LL)
 
 static void peek_free(peek_t *pk)
 {
@@ -111,16 +112,15 @@ static void on_accept_error(struct evconnlistener *lis, void *arg)
     evconnlistener_disable(lis);
     struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
     event_add(a->resume_ev, &tv);
-    a->pauses++;
-    int64_t now = hs_now_ms();
-    if (a->log && (!a->last_log_ms || now - a->last_log_ms >= ACCEPT_LOG_EVERY_MS)) {
+    uint64_t suppressed;
+    if (a->log &&
+        hs_log_limit_pass(&a->accept_warn, hs_mono_us(), ACCEPT_LOG_EVERY_US, &suppressed)) {
         char n[24], ms[16];
-        snprintf(n, sizeof(n), "%lu", a->pauses);
+        snprintf(n, sizeof(n), "%" PRIu64, suppressed + 1);
         snprintf(ms, sizeof(ms), "%d", ACCEPT_PAUSE_MS);
-        hs_log(a->log, HS_LOG_WARN, "accept failed: new connections wait", "error",
-               evutil_socket_error_to_string(err), "pauses", n, "pause_ms", ms, NULL);
-        a->last_log_ms = now;
-        a->pauses = 0;
+        hs_log_suppressed(a->log, suppressed, HS_LOG_WARN, "accept failed: new connections wait",
+                          "error", evutil_socket_error_to_string(err), "pauses", n, "pause_ms", ms,
+                          NULL);
     }
 }
 

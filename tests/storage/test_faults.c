@@ -30,6 +30,16 @@ static pthread_mutex_t sink_mu = PTHREAD_MUTEX_INITIALIZER;
 static int64_t sunk[4096];
 static int nsunk;
 
+/* The writer's "still unavailable" warnings (rate limited: util/log.h) and its last "restored"
+ * record, as a log reader sees them. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char msg[256];
+    uint64_t suppressed;
+} unavail[16];
+static int nunavail;
+static char restored[256];
+
 static void on_done(hs_ingest_t *e)
 {
     (void)e;
@@ -54,6 +64,8 @@ static void setup(void)
     snprintf(db, sizeof db, "%s/f.db", dir);
     sem_init(&done_sem, 0, 0);
     nsunk = 0;
+    nunavail = 0;
+    restored[0] = '\0';
 }
 
 static void teardown(void)
@@ -75,11 +87,28 @@ static void fresh_db(int i)
     pthread_mutex_unlock(&sink_mu);
 }
 
-static void wlog(void *ctx, hs_log_level_t level, const char *msg)
+static void wlog(void *ctx, hs_log_level_t level, const char *msg, uint64_t suppressed)
 {
     (void)ctx;
     if (getenv("HS_TEST_VERBOSE"))
-        fprintf(stderr, "writer [%d]: %s\n", (int)level, msg);
+        fprintf(stderr, "writer [%d]: %s (suppressed %llu)\n", (int)level, msg,
+                (unsigned long long)suppressed);
+    pthread_mutex_lock(&log_mu);
+    if (strstr(msg, "database still unavailable") && nunavail < 16) {
+        snprintf(unavail[nunavail].msg, sizeof unavail[nunavail].msg, "%s", msg);
+        unavail[nunavail++].suppressed = suppressed;
+    } else if (strstr(msg, "database connection restored")) {
+        snprintf(restored, sizeof restored, "%s", msg);
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+static int unavail_count(void)
+{
+    pthread_mutex_lock(&log_mu);
+    int n = nunavail;
+    pthread_mutex_unlock(&log_mu);
+    return n;
 }
 
 static hs_writer_t *mk_writer(void)
@@ -383,6 +412,36 @@ Test(faults, outage_fails_publishes_fast_then_recovers_without_restart)
     cr_assert_eq(e->result.first_version, 2);
     cr_assert_eq(e->result.first_position, 2);
     hs_ingest_free(e);
+
+    /* the log: one warning for the outage (its first failed attempt; the others, less than 10 s
+     * later, dropped and counted) */
+    cr_assert_eq(unavail_count(), 1, "\"still unavailable\" records: %d", unavail_count());
+    cr_assert(strstr(unavail[0].msg, "database still unavailable after 1 attempts: "), "%s",
+              unavail[0].msg);
+    cr_assert_eq(unavail[0].suppressed, 0);
+    unsigned attempts = 0;
+    pthread_mutex_lock(&log_mu);
+    const char *at = strstr(restored, "ms (");
+    cr_assert(at && sscanf(at, "ms (%u attempts)", &attempts) == 1, "%s", restored);
+    pthread_mutex_unlock(&log_mu);
+    cr_assert_geq(attempts, 2, "%s", restored);
+
+    /* a second outage: its first failed attempt is logged at once, with the count of those the
+     * first outage dropped (all of its failed attempts but the first) */
+    hs_store_fault(1, HS_FAULT_STICKY);
+    e = append("s", 1, "y", HS_ANY_VERSION);
+    cr_assert(hs_writer_submit_mpsc(w, e));
+    wait_done(1);
+    cr_assert_eq(e->status, HS_EDB, "%d", e->status);
+    hs_ingest_free(e);
+    for (int i = 0; i < 300 && unavail_count() < 2; i++)
+        usleep(10000);
+    cr_assert_eq(unavail_count(), 2, "the second outage was not logged");
+    cr_assert(strstr(unavail[1].msg, "database still unavailable after 1 attempts: "), "%s",
+              unavail[1].msg);
+    cr_assert_eq(unavail[1].suppressed, (uint64_t)(attempts - 2), "%u attempts", attempts);
+    hs_store_fault(0, 0);
+    cr_assert(wait_ready(w, 8000), "the writer did not reconnect the second time");
     hs_writer_destroy(w);
 }
 
