@@ -88,9 +88,11 @@ static void access_record(hs_conn_t *c, int status, size_t bytes)
     char *sp = strchr(c->m_access, ' ');
     if (sp)
         *sp = '\0';
+    /* the token's user, once a route has asked who the client is (none on a 404, say) */
+    const char *user = c->who ? hs_principal_user(c->who) : NULL;
     hs_log(&c->io->srv->log, HS_LOG_INFO, "request", "method", c->m_access, "path",
            sp ? sp + 1 : "", "status", st, "bytes", by, "ms", ms, "peer", peer, "request_id", id,
-           NULL);
+           user && user[0] ? "user" : NULL, user, NULL);
     free(c->m_access);
     c->m_access = NULL;
 }

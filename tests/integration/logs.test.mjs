@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -61,6 +62,29 @@ test('--access-log: one JSON record per request answered, with status, bytes, ti
     assert.equal(quiet.logRecords().filter((r) => r.msg === 'request').length, 0);
   } finally {
     await quiet.stop();
+  }
+});
+
+test("--access-log with auth: the record names the token's user", async () => {
+  const secret = 'logs-test-secret-0123456789abcdef';
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'ann', exp: Math.floor(Date.now() / 1000) + 600, hubstream: { subscribe: ['*'] } })}`;
+  const token = `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+  const srv = await startServer({ name: 'access-auth', flags: ['--access-log', '--jwt-secret', secret] });
+  try {
+    const ok = await srv.request('GET', '/api/streams', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(ok.status, 200);
+    const no = await srv.request('GET', '/api/streams', { headers: { authorization: 'Bearer nope' } });
+    assert.equal(no.status, 401);
+    await sleep(100);
+    const recs = srv.logRecords().filter((r) => r.msg === 'request');
+    const byId = (res) => recs.find((r) => r.request_id === res.headers['x-request-id']);
+    assert.equal(byId(ok).user, 'ann');
+    assert.equal(byId(ok).status, '200');
+    assert.equal(byId(no).status, '401');
+    assert.equal(byId(no).user, undefined, 'no user for a refused token');
+  } finally {
+    await srv.stop();
   }
 });
 
