@@ -600,12 +600,8 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
     c->body_done = false;
     c->method = hs_wsi_method(wsi);
     char path[1024];
-    if (c->method >= 0 && lws_hdr_total_length(wsi, c->method) >= (int)sizeof(path)) {
-        c->body_done = true;
-        c->close_after = true;
-        hs_conn_error(c, 414, "TooLarge", "the path is over %zu bytes", sizeof(path) - 1);
-        return 0;
-    }
+    /* a path too long is logged by its first bytes (and answered 414 below) */
+    bool too_long = c->method >= 0 && lws_hdr_total_length(wsi, c->method) >= (int)sizeof(path);
     size_t pl = strnlen((const char *)in, sizeof(path) - 1);
     memcpy(path, in, pl);
     path[pl] = '\0';
@@ -622,6 +618,12 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
             c->m_access[ml] = ' ';
             memcpy(c->m_access + ml + 1, path, pl + 1);
         }
+    }
+    if (too_long) {
+        c->body_done = true;
+        c->close_after = true;
+        hs_conn_error(c, 414, "TooLarge", "the path is over %zu bytes", sizeof(path) - 1);
+        return 0;
     }
     /* lws decodes %00 into the URI and cuts it there, and takes a decoded %0A or %0D for
      * the end of the request line (the HTTP version then goes missing): refuse what it cut

@@ -22,6 +22,8 @@ test('--access-log: one JSON record per request answered, with status, bytes, ti
     assert.equal((await publish(srv, 'logs-a', [{ type: 't', data: 1 }])).status, 201);
     const missing = await srv.get('/api/streams/nothing-here');
     assert.equal(missing.status, 404);
+    const tooLong = await srv.get(`/api/streams/${'x'.repeat(2000)}`);
+    assert.equal(tooLong.status, 414);
     // an SSE answer's head carries its id too (the stream goes on; the head is what counts)
     const sseId = await new Promise((resolve, reject) => {
       const req = http.get(`${srv.url}/api/streams/logs-a/events`, { headers: { accept: 'text/event-stream' } }, (res) => {
@@ -46,6 +48,11 @@ test('--access-log: one JSON record per request answered, with status, bytes, ti
     assert.equal(health.headers['x-request-id'], h.request_id);
     assert.equal(missing.headers['x-request-id'], find('GET', '/api/streams/nothing-here').request_id);
     assert.equal(sseId, find('GET', '/api/streams/logs-a/events').request_id);
+    // a path too long for the server is logged by its first 1023 bytes
+    const long = recs.find((r) => r.status === '414');
+    assert.ok(long, 'a record of the 414');
+    assert.equal(long.path, `/api/streams/${'x'.repeat(1023 - 13)}`);
+    assert.equal(long.request_id, tooLong.headers['x-request-id']);
     assert.equal(find('POST', '/api/streams/logs-a/events').status, '201');
     assert.equal(find('GET', '/api/streams/nothing-here').status, '404');
     assert.equal(recs.find((r) => r.path === '/api/streams/logs-a/events' && r.status === '400').method, 'GET');
