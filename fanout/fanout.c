@@ -19,9 +19,13 @@
 #include "hubstream/hubstream.h"
 #include "ringbuf/budget.h"
 
+/* The worker of a subscription: the one its IO thread's subscribers share, whatever their
+ * stream, so that one hot stream's subscribers are served by every worker, each worker wakes
+ * only its own IO threads, and a subscriber's outbox has one producer and one consumer pinned to
+ * the same pair of threads. */
 static worker_t *owner(hs_fanout_t *f, const hs_sub_t *s)
 {
-    return &f->w[s->all ? 0 : s->hash % (uint32_t)f->cfg.nworkers];
+    return &f->w[(uint32_t)s->io_index % (uint32_t)f->cfg.nworkers];
 }
 
 /* ---- stream table ---- */
@@ -95,38 +99,34 @@ static void on_sub(worker_t *w, hs_sub_t *s)
 
 static void on_batch(worker_t *w, hs_batch_t *b)
 {
-    hs_fanout_t *f = w->f;
-    wstream_t *all = w->index == 0 ? hs_fw_st_find(w, "$all", 4, hs_stream_hash("$all", 4)) : NULL;
+    /* every worker sees every block: each serves its own subscribers of any stream (its table
+     * holds the streams they read; a block of another stream is a failed lookup) */
+    wstream_t *all = hs_fw_st_find(w, "$all", 4, hs_stream_hash("$all", 4));
     for (uint32_t i = 0; i < b->n; i++) {
         hs_block_t *blk = b->blocks[i];
-        if (blk->stream_hash % (uint32_t)f->cfg.nworkers == (uint32_t)w->index) {
-            wstream_t *st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash);
-            if (st) {
-                if (blk->kind == HS_BLOCK_EVENT) {
-                    hs_fw_cache_add(w, st, blk, blk->version);
-                    st->head = blk->version;
-                    for (hs_sub_t *s = st->subs, *next; s; s = next) {
-                        next = s->w_next;
-                        deliver(w, s, blk, blk->version);
-                    }
-                } else {
-                    int reason =
-                        blk->kind == HS_BLOCK_DELETED ? HS_SUB_END_DELETED : HS_SUB_END_CLOSED;
-                    st->closed = reason == HS_SUB_END_CLOSED;
-                    for (hs_sub_t *s = st->subs, *next; s; s = next) {
-                        next = s->w_next;
-                        if (reason == HS_SUB_END_DELETED ||
-                            (s->mode == HS_SUB_LIVE && s->cursor >= blk->version))
-                            hs_fw_end_sub(w, s, reason, blk);
-                        else
-                            s->end_pending = true; /* after catch-up reaches the end */
-                    }
-                    if (reason == HS_SUB_END_DELETED &&
-                        (st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash))) {
-                        hs_fw_cache_reset(w, st);
-                        st->head = 0; /* a new incarnation starts at version 1 */
-                    }
-                }
+        wstream_t *st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash);
+        if (st && blk->kind == HS_BLOCK_EVENT) {
+            hs_fw_cache_add(w, st, blk, blk->version);
+            st->head = blk->version;
+            for (hs_sub_t *s = st->subs, *next; s; s = next) {
+                next = s->w_next;
+                deliver(w, s, blk, blk->version);
+            }
+        } else if (st) {
+            int reason = blk->kind == HS_BLOCK_DELETED ? HS_SUB_END_DELETED : HS_SUB_END_CLOSED;
+            st->closed = reason == HS_SUB_END_CLOSED;
+            for (hs_sub_t *s = st->subs, *next; s; s = next) {
+                next = s->w_next;
+                if (reason == HS_SUB_END_DELETED ||
+                    (s->mode == HS_SUB_LIVE && s->cursor >= blk->version))
+                    hs_fw_end_sub(w, s, reason, blk);
+                else
+                    s->end_pending = true; /* after catch-up reaches the end */
+            }
+            if (reason == HS_SUB_END_DELETED &&
+                (st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash))) {
+                hs_fw_cache_reset(w, st);
+                st->head = 0; /* a new incarnation starts at version 1 */
             }
         }
         if (all && blk->kind == HS_BLOCK_EVENT) {
@@ -390,13 +390,14 @@ void hs_fanout_space(hs_fanout_t *f, hs_sub_t *s)
 size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)
 {
     uint32_t hash = hs_stream_hash(stream, len);
-    bool all = len == 4 && memcmp(stream, "$all", 4) == 0;
-    worker_t *w = &f->w[all ? 0 : hash % (uint32_t)f->cfg.nworkers];
     size_t n = 0;
-    pthread_mutex_lock(&w->mu);
-    wstream_t *st = hs_fw_st_find(w, stream, len, hash);
-    if (st)
-        n = st->nsubs;
-    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < f->cfg.nworkers; i++) {
+        worker_t *w = &f->w[i];
+        pthread_mutex_lock(&w->mu);
+        wstream_t *st = hs_fw_st_find(w, stream, len, hash);
+        if (st)
+            n += st->nsubs;
+        pthread_mutex_unlock(&w->mu);
+    }
     return n;
 }

@@ -1,10 +1,13 @@
 /*
  * Fan-out workers: committed batches in, subscriber outboxes out.
  *
- * Each worker owns the streams whose name hashes to it (worker 0 also owns `$all`) and every
- * subscription to them. The writer hands every committed batch to every worker; a worker walks
- * the blocks of its streams and queues a reference to each subscriber's outbox, then wakes each
- * IO thread it gave work to, once per batch.
+ * Each worker serves the subscriptions of some IO threads (IO thread i's go to worker
+ * i % nworkers), whatever stream they read, so the subscribers of one hot stream are spread over
+ * every worker. The writer hands every committed batch to every worker; a worker walks its
+ * blocks, looks each block's stream up in its own table (the streams its subscribers read),
+ * queues a reference to the shared, once-encoded block to each of its subscribers' outboxes,
+ * then wakes each IO thread it gave work to, once per batch. More workers than IO threads
+ * leaves the extra ones idle.
  *
  * Catch-up: a subscription starts in catch-up mode and reads from the database (on a reader
  * thread) from its resume point; it turns live when its cursor has reached what the worker

@@ -24,6 +24,12 @@
 #             1,000,000 events and, for the ratio, as many as nchan; nchan: NCHAN_CATCHUP_EVENTS
 #             (default 20,000), filled at 25,000 messages/s (see perf/README.md for both limits)
 #   reconnect 10,000 SSE subscribers (hubstream also WebSocket) drop, miss 100 events, resume
+#   moderate  fixed rates, where CPU per delivery and latency at low load count: 150 events/s to
+#             1,000 WebSocket subscribers (deliveries per server CPU-second), 50 events/s to
+#             1,000 (latency), 100 events/s to one subscriber (latency), each for MOD_DURATION_S
+#   hotstream one stream, 10,000 WebSocket subscribers (HOT_SUBS), HOT_EVENTS events: hubstream
+#             with --fanout-workers 1 and with 2 (its subscribers spread over the workers by
+#             IO thread), nchan beside each as the reference
 #
 # Environment: SCENARIOS, TARGETS (default "hubstream nchan"), QUICK=1 (every size / 10 or
 # so: a check that everything runs, not a measurement), SERVER_ARGS (extra hubstream flags),
@@ -56,8 +62,11 @@ INGEST_EVENTS=${INGEST_EVENTS:-$(q 200000 20)}
 CATCHUP_EVENTS=${CATCHUP_EVENTS:-$(q 1000000 100)}
 NCHAN_CATCHUP_EVENTS=${NCHAN_CATCHUP_EVENTS:-$(q 20000 10)}
 RECONNECT_SUBS=${RECONNECT_SUBS:-$(q 10000 10)}
+MOD_DURATION_S=${MOD_DURATION_S:-$(q 20 10)}
+HOT_SUBS=${HOT_SUBS:-$(q 10000 10)}
+HOT_EVENTS=${HOT_EVENTS:-$(q 1000 10)}
 MISSED=${MISSED:-100}
-SCENARIOS=${SCENARIOS:-"fanout latency idle ingest catchup reconnect"}
+SCENARIOS=${SCENARIOS:-"fanout latency idle ingest catchup reconnect moderate hotstream"}
 TARGETS=${TARGETS:-"hubstream nchan"}
 
 server_pid=""
@@ -289,6 +298,22 @@ for scenario in $SCENARIOS; do
             --subs "$RECONNECT_SUBS" --missed "$MISSED" --procs 2 --src-addrs 2
         fresh_step "hubstream" "reconnect ws" --scenario reconnect --transport ws \
             --subs "$RECONNECT_SUBS" --missed "$MISSED" --procs 2 --src-addrs 2
+        ;;
+    moderate)
+        fresh_step "hubstream nchan" "rate 150/s ws 1k" --scenario latency --transport ws \
+            --subs "$LAT_SUBS" --rate 150 --duration-s "$MOD_DURATION_S"
+        fresh_step "hubstream nchan" "rate 50/s ws 1k" --scenario latency --transport ws \
+            --subs "$LAT_SUBS" --rate 50 --duration-s "$MOD_DURATION_S"
+        fresh_step "hubstream nchan" "rate 100/s ws 1 sub" --scenario latency --transport ws \
+            --subs 1 --rate 100 --duration-s "$MOD_DURATION_S"
+        ;;
+    hotstream)
+        for n in 1 2; do
+            SERVER_ARGS="--fanout-workers $n --io-threads 2 ${SERVER_ARGS:-}" \
+                fresh_step "hubstream nchan" "hot stream ws 10k, $n worker$([[ $n == 1 ]] || echo s)" \
+                --scenario fanout --transport ws --subs "$HOT_SUBS" --events "$HOT_EVENTS" \
+                --procs 2 --src-addrs 2
+        done
         ;;
     *)
         echo "compare.sh: unknown scenario $scenario" >&2

@@ -94,7 +94,7 @@ struct hs_sub {
     int io_index;             /* which IO thread owns the connection */
     uint8_t fmt;              /* HS_SUB_FMT_*: what its blocks become on the wire */
     uint8_t transport;        /* which transport of the IO thread consumes it (server/net/net.h) */
-    int worker_index;         /* which fan-out worker owns the stream */
+    int worker_index;         /* the fan-out worker that serves it (by its IO thread) */
     void *io_ctx;             /* io: the connection (IO thread only) */
     struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
 

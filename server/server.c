@@ -169,6 +169,9 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         srv->cfg.io_threads = ncores();
     if (srv->cfg.fanout_workers <= 0)
         srv->cfg.fanout_workers = ncores() / 2 > 0 ? ncores() / 2 : 1;
+    /* a worker serves the subscribers of whole IO threads: one more would have none */
+    if (srv->cfg.fanout_workers > srv->cfg.io_threads)
+        srv->cfg.fanout_workers = srv->cfg.io_threads;
     if (srv->cfg.reader_threads <= 0)
         srv->cfg.reader_threads = 2;
     srv->nio = srv->cfg.io_threads;
