@@ -29,6 +29,7 @@
 #endif
 
 #include "fanout/fanout.h"
+#include "fanout/worker.h" /* a_hot_stream_over_two_workers looks at each worker's share */
 #include "hubstream/hubstream.h"
 #include "proto/codec.h"
 #include "ringbuf/budget.h"
@@ -97,21 +98,24 @@ static char dir[64], db[128];
 static hs_writer_t *writer;
 static hs_reader_t *reader;
 static hs_fanout_t *fanout;
-static hs_budget_t *budget; /* every subscription's catch-up pages are charged here */
-static hs_mpsc_t inbox;
-static hs_mpsc_t *inboxes[2];
+static hs_budget_t *budget;     /* every subscription's catch-up pages are charged here */
+static hs_mpsc_t inbox, inbox1; /* IO threads 0 and 1 (both drained by the test thread) */
+static hs_mpsc_t *inboxes[3];
+static bool spread; /* subscribers alternate between IO threads 0 and 1 */
 static hs_waiter_t io_waiter;
 static bool io_waiter_ok;
 static sem_t acks;
 static bool acks_ok;
 static atomic_int wakes;
+static atomic_int wakes_of[2]; /* by IO thread */
 
 static void wake_io(void *ctx, int index)
 {
     (void)ctx;
-    if (index != 0)
+    if (index != 0 && !(spread && index == 1))
         abort(); /* a worker thread: no Criterion assertion here */
     atomic_fetch_add(&wakes, 1);
+    atomic_fetch_add(&wakes_of[index], 1);
     hs_waiter_wake(&io_waiter);
 }
 
@@ -141,8 +145,10 @@ static void start(int nworkers, int catchup_events, int stall_ms)
     reader = hs_reader_create(db, 2, err, sizeof(err));
     cr_assert_not_null(reader, "hs_reader_create: %s", err);
     hs_mpsc_init(&inbox);
+    hs_mpsc_init(&inbox1);
     inboxes[0] = &inbox;
-    inboxes[1] = NULL;
+    inboxes[1] = spread ? &inbox1 : NULL;
+    inboxes[2] = NULL;
     cr_assert_eq(hs_waiter_init(&io_waiter), 0);
     io_waiter_ok = true;
     hs_fanout_config_t fc = {.nworkers = nworkers,
@@ -323,7 +329,7 @@ static tsub_t *subscribe_types(const char *label, int si, bool has_from, int64_t
     s->has_from = has_from;
     s->from = from;
     s->live_after = ws.last_position; /* what sse.c does */
-    s->io_index = 0;
+    s->io_index = spread ? (nsubs - 1) % 2 : 0;
     s->io_ctx = t;
     s->fmt = HS_SUB_FMT_SSE;
     s->budget = hs_budget_ref(budget);
@@ -376,12 +382,19 @@ static void record(tsub_t *t, const hs_block_t *b)
 static bool inbox_has_work(void *ctx)
 {
     (void)ctx;
-    return !hs_mpsc_empty(&inbox);
+    return !hs_mpsc_empty(&inbox) || !hs_mpsc_empty(&inbox1);
 }
 
 static void take_signals(void)
 {
-    for (hs_mpsc_node_t *n = hs_mpsc_take_all(&inbox), *nx; n; n = nx) {
+    hs_mpsc_node_t *first = hs_mpsc_take_all(&inbox), *last = first;
+    while (last && last->next)
+        last = last->next;
+    if (last)
+        last->next = hs_mpsc_take_all(&inbox1);
+    else
+        first = hs_mpsc_take_all(&inbox1);
+    for (hs_mpsc_node_t *n = first, *nx; n; n = nx) {
         nx = n->next;
         cr_assert_eq(n->kind, HS_NODE_SUB_IO, "inbox node of kind %d", n->kind);
         hs_sub_t *s = hs_container_of(n, hs_sub_t, io_node);
@@ -423,7 +436,7 @@ static void turn(tsub_t *t)
  * signalled subscriber whose socket drains its writable turn. */
 static void pump(int ms)
 {
-    if (ms > 0 && hs_mpsc_empty(&inbox))
+    if (ms > 0 && !inbox_has_work(NULL))
         hs_waiter_sleep(&io_waiter, ms, inbox_has_work, NULL);
     take_signals();
     int64_t now = now_ms();
@@ -581,6 +594,7 @@ static void shutdown_env(void)
     io_waiter_ok = false;
     hs_budget_unref(budget);
     budget = NULL;
+    spread = false;
 }
 
 /* The end of every test: each subscriber leaves, the workers drop every subscription, and every
@@ -653,6 +667,50 @@ Test(fanout, catchup_then_live_without_gap_or_duplicate)
 Test(fanout, catchup_in_pages_of_7_then_live)
 {
     catchup_then_live(2, 7);
+}
+
+/* One stream's subscribers on two IO threads, served by two workers (each the subscribers of its
+ * IO thread): every subscriber gets every event once and in order, whichever worker serves it;
+ * both workers deliver (each wakes only its own IO thread); the count sums both; a close ends
+ * them all after the last event. */
+Test(fanout, a_hot_stream_over_two_workers)
+{
+    spread = true;
+    start(2, 16, NO_STALL);
+    int a = add_stream("hot", 0, 1);
+    publish(a, 40, 4);
+    tsub_t *t[8];
+    for (int i = 0; i < 6; i++)
+        t[i] = subscribe(i % 2 ? "stream, IO 1" : "stream, IO 0", a, true, 0, BIG_OUTBOX);
+    t[6] = subscribe("$all, IO 0", -1, true, 0, BIG_OUTBOX);
+    t[7] = subscribe("$all, IO 1", -1, true, 0, BIG_OUTBOX);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(t[i]->s->io_index, i % 2);
+    cr_assert(WAIT_FOR(hs_fanout_count(fanout, known[a].name, known[a].len) == 6),
+              "%zu subscriptions to the stream counted, 6 made",
+              hs_fanout_count(fanout, known[a].name, known[a].len));
+    cr_assert_eq(hs_fanout_count(fanout, "$all", 4), 2);
+    /* the partition itself: each worker holds the four subscriptions of its IO thread */
+    for (int w = 0; w < 2; w++)
+        cr_assert_eq(hs_gauge_get(&fanout->w[w].m_subs), 4, "worker %d holds %lld subscriptions", w,
+                     (long long)hs_gauge_get(&fanout->w[w].m_subs));
+    int before0 = atomic_load(&wakes_of[0]), before1 = atomic_load(&wakes_of[1]);
+    for (int i = 0; i < 20; i++)
+        publish(a, 10, 2);
+    for (int i = 0; i < 8; i++)
+        cr_assert(WAIT_FOR(t[i]->n >= 240), "%s: received %s, expected 1..240", t[i]->label,
+                  describe(t[i]));
+    quiet(QUIET_MS);
+    for (int i = 0; i < 8; i++) {
+        expect_range(t[i], 1, 240);
+        expect_open(t[i]);
+    }
+    cr_assert_gt(atomic_load(&wakes_of[0]), before0, "IO thread 0 was never woken");
+    cr_assert_gt(atomic_load(&wakes_of[1]), before1, "IO thread 1 was never woken");
+    close_stream(a);
+    for (int i = 0; i < 6; i++)
+        expect_closed(t[i], 240);
+    finish();
 }
 
 /* The hand-over raced: events keep coming while the catch-up pages are read. */
