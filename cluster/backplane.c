@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hubstream/hubstream.h"
+#include "util/thread.h"
 
 static bool is_pg_uri(const char *s)
 {
@@ -158,6 +159,7 @@ int hs_backplane_start(hs_backplane_t *b, hs_writer_t *w)
     void *(*run)(void *) = b->kind == HS_BP_POSTGRES ? hs_bp_pg_run : hs_bp_redis_run;
     if (pthread_create(&b->thread, NULL, run, b))
         return HS_ESYS;
+    hs_thread_name(b->thread, "hs-backplane", -1);
     b->started = true;
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "fanout/worker.h"
 #include "hubstream/hubstream.h"
 #include "ringbuf/budget.h"
+#include "util/thread.h"
 
 /* The worker of a subscription: the one its IO thread's subscribers share, whatever their
  * stream, so that one hot stream's subscribers are served by every worker, each worker wakes
@@ -258,6 +259,7 @@ int hs_fanout_start(hs_fanout_t *f)
     for (int i = 0; i < f->cfg.nworkers; i++) {
         if (pthread_create(&f->w[i].thread, NULL, run, &f->w[i]))
             return HS_ESYS;
+        hs_thread_name(f->w[i].thread, "hs-fanout-", i);
         f->w[i].started = true;
     }
     return 0;

@@ -177,6 +177,24 @@ stop_server() {
     server_pid=""
 }
 
+# The CPU seconds each thread of process $1 used since it started, by thread name (hubstream names
+# its threads hs-io-N, hs-fanout-N, hs-writer, ...): {"hs-fanout-0": [1.23], ...}; {} if unreadable.
+threads_cpu() {
+    local pid=$1 hz t stat comm rest
+    hz=$(getconf CLK_TCK)
+    for t in /proc/"$pid"/task/*; do
+        stat=$(cat "$t/stat" 2>/dev/null) || continue
+        comm=${stat#*(}
+        comm=${comm%)*}
+        rest=${stat##*) }
+        # shellcheck disable=SC2206  # the fields after the name: state is the first; utime and
+        local f=($rest)            # stime are fields 14 and 15 of the whole line
+        echo "${comm// /_} $(( f[11] + f[12] ))"
+    done | jq -Rn --argjson hz "$hz" '[inputs | split(" ") | {n: .[0], s: ((.[1] | tonumber) / $hz)}]
+        | group_by(.n) | map({key: .[0].n, value: map(.s * 100 | round / 100)}) | from_entries' \
+        2>/dev/null || echo '{}'
+}
+
 # Runs loadgen against the running server; appends its result. Extra arguments go to loadgen.
 # Prints the result line on stdout; returns 1 if the step failed.
 step() {
@@ -195,6 +213,10 @@ step() {
     if ! kill -0 "$server_pid" 2>/dev/null; then
         out=$(jq -c '.ok = false | .error = "the server died during the run"' <<<"$out")
         rc=1
+    elif [[ "$target" == hubstream ]]; then
+        # which threads did the work (since the server started: setup included)
+        out=$(jq -c --argjson t "$(threads_cpu "$server_pid")" '. + {server_threads_cpu_s: $t}' \
+            <<<"$out")
     fi
     local line
     line=$(jq -c --arg r "$run_id" --arg c "$commit" --arg m "$machine" --arg n "$nchan_version" \
@@ -209,6 +231,9 @@ step() {
     fi
     jq -r '[to_entries[] | select(.key | test("per_s|per_cpu|lat_p|rss_per|recover|elapsed"))
             | "\(.key)=\(.value)"] | "   " + join(" ")' <<<"$out" >&2
+    jq -r '.server_threads_cpu_s // {} | to_entries | map(select(.key | test("^hs-(io|fanout|writer)")))
+           | select(length > 0) | map("\(.key)=\(.value | map(tostring) | join("+"))")
+           | "   thread CPU-s: " + join(" ")' <<<"$out" >&2
 }
 
 # One step on a fresh server of each target; $1 = targets, $2 = step name, rest = loadgen args.

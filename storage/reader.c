@@ -20,6 +20,7 @@
 
 #include "hubstream/hubstream.h"
 #include "ringbuf/waiter.h"
+#include "util/thread.h"
 
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS   5000
@@ -154,6 +155,7 @@ int hs_reader_start(hs_reader_t *r)
     for (int i = 0; i < r->n; i++) {
         if (pthread_create(&r->t[i].thread, NULL, run, &r->t[i]))
             return HS_ESYS;
+        hs_thread_name(r->t[i].thread, "hs-reader-", i);
         r->t[i].started = true;
     }
     return 0;

@@ -34,6 +34,7 @@
 
 #include "ringbuf/waiter.h"
 #include "util/time.h"
+#include "util/thread.h"
 
 __attribute__((format(printf, 4, 0))) static void
 wlogv(hs_writer_t *w, uint64_t suppressed, hs_log_level_t lvl, const char *fmt, va_list ap)
@@ -547,6 +548,7 @@ int hs_writer_start(hs_writer_t *w)
 {
     if (pthread_create(&w->thread, NULL, run, w))
         return HS_ESYS;
+    hs_thread_name(w->thread, "hs-writer", -1);
     w->started = true;
     return 0;
 }

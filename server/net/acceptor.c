@@ -20,6 +20,7 @@
 
 #include "util/time.h"
 #include "server/net/net.h"
+#include "util/thread.h"
 
 struct hs_acceptor {
     struct event_base *base;
@@ -228,6 +229,7 @@ int hs_acceptor_start(hs_acceptor_t *a)
     evconnlistener_enable(a->lis);
     if (pthread_create(&a->thread, NULL, run, a))
         return HS_ESYS;
+    hs_thread_name(a->thread, "hs-accept", -1);
     a->started = true;
     return 0;
 }

@@ -26,6 +26,7 @@
 
 #include "server/net/net.h"
 #include "util/time.h"
+#include "util/thread.h"
 
 typedef hs_wsi_data_t wsi_data_t;
 
@@ -625,6 +626,7 @@ int hs_io_start(hs_io_t *io)
 {
     if (pthread_create(&io->thread, NULL, run, io))
         return HS_ESYS;
+    hs_thread_name(io->thread, "hs-io-", io->index);
     io->started = true;
     return 0;
 }
