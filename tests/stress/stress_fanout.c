@@ -58,23 +58,22 @@
 #include "storage/writer.h"
 #include "stress.h"
 
-#define NIO                2
-#define NWORKERS           2
-#define NREADERS           2
-#define NPUB               3
-#define PUB_EVENTS         1000 /* per publisher */
-#define TOTAL_EVENTS       (NPUB * PUB_EVENTS)
-#define PUB_INFLIGHT       4
-#define STREAMS_PER_WORKER 3
-#define NSTREAMS           (NWORKERS * STREAMS_PER_WORKER)
-#define MAX_VERSION        (TOTAL_EVENTS + 1)
-#define CATCHUP_EVENTS     40 /* small pages: many reads, prefetches */
-#define STALL_MS           1500
-#define FAST_OUTBOX        (64 * 1024)
-#define SLOW_OUTBOX        3000 /* a dozen events: slow readers overflow it all the time */
-#define STUCK_OUTBOX       2048
-#define DONE_DEADLINE_US   (30LL * 1000000)
-#define AFTER_CLOSE        (-1) /* threshold: subscribe once every stream is closed */
+#define NIO              2
+#define NWORKERS         2
+#define NREADERS         2
+#define NPUB             3
+#define PUB_EVENTS       1000 /* per publisher */
+#define TOTAL_EVENTS     (NPUB * PUB_EVENTS)
+#define PUB_INFLIGHT     4
+#define NSTREAMS         6
+#define MAX_VERSION      (TOTAL_EVENTS + 1)
+#define CATCHUP_EVENTS   40 /* small pages: many reads, prefetches */
+#define STALL_MS         1500
+#define FAST_OUTBOX      (64 * 1024)
+#define SLOW_OUTBOX      3000 /* a dozen events: slow readers overflow it all the time */
+#define STUCK_OUTBOX     2048
+#define DONE_DEADLINE_US (30LL * 1000000)
+#define AFTER_CLOSE      (-1) /* threshold: subscribe once every stream is closed */
 
 /* ---- the run's shared state ---- */
 
@@ -493,19 +492,14 @@ static void *publisher(void *arg)
 
 /* ---- setup ---- */
 
+/* The streams' names. Which worker serves a subscriber follows its IO thread (ios[], round
+ * robin), so every stream's subscribers are spread over both workers, each with its own copy of
+ * the stream's state and block cache. */
 static void pick_streams(void)
 {
-    int per[NWORKERS] = {0}, n = 0;
-    for (int i = 0; n < NSTREAMS; i++) {
-        char name[32];
-        int len = snprintf(name, sizeof(name), "stress-%d", i);
-        int w = (int)(hs_stream_hash(name, (size_t)len) % NWORKERS);
-        if (per[w] == STREAMS_PER_WORKER)
-            continue;
-        per[w]++;
-        memcpy(streams[n].name, name, (size_t)len + 1);
+    for (int n = 0; n < NSTREAMS; n++) {
+        int len = snprintf(streams[n].name, sizeof(streams[n].name), "stress-%d", n);
         streams[n].len = (uint32_t)len;
-        n++;
     }
 }
 
