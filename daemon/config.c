@@ -89,7 +89,7 @@ static const struct opt opts[] = {
      "Network I/O threads; 0 = one per core."},
     {"fanout-workers", K_INT, CFG(fanout_workers), 0, 0, 1024, "N",
      "Threads delivering new events to subscribers, each serving the subscribers of some IO "
-     "threads; 0 = one per two cores, at least 1, at most --io-threads."},
+     "threads (at most --io-threads); 0 = none: each IO thread delivers to its own."},
     {"reader-threads", K_INT, CFG(reader_threads), 0, 1, 1024, "N",
      "Threads serving catch-up reads and HTTP read requests."},
     {"max-connections", K_INT, CFG(max_connections), 0, 1, 10000000, "N",

@@ -115,7 +115,7 @@ static void read_done(hs_read_req_t *base)
     worker_t *w = r->w; /* once pushed, the worker may free r */
     r->base.node.kind = HS_NODE_FANOUT_READ;
     if (hs_mpsc_push(&w->q, &r->base.node))
-        hs_waiter_wake(&w->waiter);
+        hs_fw_wake(w);
 }
 
 void hs_fw_free_req(creq_t *r)

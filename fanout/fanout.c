@@ -181,40 +181,64 @@ static bool has_work(void *ctx)
     return ck_ring_size(&w->ring) || !hs_mpsc_empty(&w->q) || atomic_load(&w->f->stopping);
 }
 
+/* One pass of the worker's loop: the committed batches, then the commands and catch-up reads,
+ * the stall and read-budget checks, the wake-ups. True when it found batches or commands. */
+static bool step(worker_t *w)
+{
+    bool busy = false;
+    void *p;
+    while (hs_ring_dequeue_spsc(&w->ring, w->ring_buf, &p)) {
+        on_batch(w, p);
+        hs_batch_unref(p);
+        hs_ctr_add(&w->m_batches_out, 1);
+        busy = true;
+    }
+    for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
+        next = n->next;
+        busy = true;
+        if (n->kind == HS_NODE_FANOUT_READ)
+            hs_fw_on_read(w, hs_container_of(n, creq_t, base.node));
+        else
+            on_sub(w, hs_container_of(n, hs_sub_t, w_node));
+    }
+    check_stalls(w);
+    retry_starved(w);
+    hs_fw_flush_wakes(w);
+    return busy;
+}
+
+/* When the loop must look again with nothing new: subscriptions waiting for read budget, or
+ * stalled ones whose timeout may run out. */
+static int idle_ms(const worker_t *w)
+{
+    return w->starved ? HS_FW_STARVED_RETRY_MS : w->stalled ? 100 : -1;
+}
+
 static void *run(void *arg)
 {
     worker_t *w = arg;
     for (;;) {
-        bool busy = false;
-        void *p;
-        while (hs_ring_dequeue_spsc(&w->ring, w->ring_buf, &p)) {
-            on_batch(w, p);
-            hs_batch_unref(p);
-            hs_ctr_add(&w->m_batches_out, 1);
-            busy = true;
-        }
-        for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
-            next = n->next;
-            busy = true;
-            if (n->kind == HS_NODE_FANOUT_READ)
-                hs_fw_on_read(w, hs_container_of(n, creq_t, base.node));
-            else
-                on_sub(w, hs_container_of(n, hs_sub_t, w_node));
-        }
-        check_stalls(w);
-        retry_starved(w);
-        hs_fw_flush_wakes(w);
-        if (busy)
+        if (step(w))
             continue;
         if (atomic_load(&w->f->stopping))
             break;
-        hs_waiter_sleep(&w->waiter,
-                        w->starved   ? HS_FW_STARVED_RETRY_MS
-                        : w->stalled ? 100
-                                     : 1000,
-                        has_work, w);
+        int ms = idle_ms(w);
+        hs_waiter_sleep(&w->waiter, ms < 0 ? 1000 : ms, has_work, w);
     }
     return NULL;
+}
+
+int hs_fanout_io_step(hs_fanout_t *f, int index)
+{
+    if (!f->cfg.on_io || index < 0 || index >= f->cfg.nworkers)
+        return -1;
+    worker_t *w = &f->w[index];
+    /* a bounded turn, so that the IO thread's sockets are served in between */
+    for (int i = 0; i < 16 && step(w); i++)
+        ;
+    if (ck_ring_size(&w->ring) || !hs_mpsc_empty(&w->q))
+        return 0;
+    return idle_ms(w);
 }
 
 /* ---- public ---- */
@@ -225,12 +249,14 @@ hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg)
     if (!f)
         return NULL;
     f->cfg = *cfg;
-    if (f->cfg.nworkers <= 0)
-        f->cfg.nworkers = 1;
     if (f->cfg.catchup_events <= 0)
         f->cfg.catchup_events = 1000;
     for (f->nio = 0; cfg->io_inboxes[f->nio]; f->nio++)
         ;
+    if (f->cfg.on_io)
+        f->cfg.nworkers = f->nio; /* worker i is IO thread i's */
+    if (f->cfg.nworkers <= 0)
+        f->cfg.nworkers = 1;
     f->w = calloc((size_t)f->cfg.nworkers, sizeof(worker_t));
     if (!f->w)
         goto fail;
@@ -256,6 +282,8 @@ fail:
 
 int hs_fanout_start(hs_fanout_t *f)
 {
+    if (f->cfg.on_io)
+        return 0; /* the IO threads run the workers (hs_fanout_io_step) */
     for (int i = 0; i < f->cfg.nworkers; i++) {
         if (pthread_create(&f->w[i].thread, NULL, run, &f->w[i]))
             return HS_ESYS;
@@ -272,7 +300,7 @@ void hs_fanout_stop(hs_fanout_t *f)
         worker_t *w = &f->w[i];
         if (!w->started)
             continue;
-        hs_waiter_wake(&w->waiter);
+        hs_fw_wake(w);
         pthread_join(w->thread, NULL);
         w->started = false;
     }
@@ -340,12 +368,12 @@ void hs_fanout_sink(void *ctx, hs_batch_t *batch)
         hs_batch_ref(batch);
         /* backpressure: a worker that is BATCH_RING batches behind holds the writer back */
         while (!hs_ring_enqueue_spsc(&w->ring, w->ring_buf, batch)) {
-            hs_waiter_wake(&w->waiter);
+            hs_fw_wake(w);
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);
         }
         hs_ctr_add(&w->m_batches_in, 1);
-        hs_waiter_wake(&w->waiter);
+        hs_fw_wake(w);
     }
     hs_batch_unref(batch);
 }
@@ -372,21 +400,21 @@ void hs_fanout_subscribe(hs_fanout_t *f, hs_sub_t *s)
     s->worker_index = w->index;
     hs_sub_ref(s); /* the worker's */
     if (hs_sub_signal_worker(s, HS_SUB_W_REGISTER, &w->q))
-        hs_waiter_wake(&w->waiter);
+        hs_fw_wake(w);
 }
 
 void hs_fanout_unsubscribe(hs_fanout_t *f, hs_sub_t *s)
 {
     worker_t *w = &f->w[s->worker_index];
     if (hs_sub_signal_worker(s, HS_SUB_W_UNREGISTER, &w->q))
-        hs_waiter_wake(&w->waiter);
+        hs_fw_wake(w);
 }
 
 void hs_fanout_space(hs_fanout_t *f, hs_sub_t *s)
 {
     worker_t *w = &f->w[s->worker_index];
     if (hs_sub_signal_worker(s, HS_SUB_W_SPACE, &w->q))
-        hs_waiter_wake(&w->waiter);
+        hs_fw_wake(w);
 }
 
 size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len)

@@ -39,6 +39,10 @@ typedef struct hs_fanout_config {
     void *wake_ctx;
     int stall_timeout_ms;
     int catchup_events; /* most events per catch-up read */
+    /* No threads of its own: worker i runs on IO thread i (nworkers becomes the number of IO
+     * threads), which calls hs_fanout_io_step() when woken (wake_io) and when the time it asked
+     * for has passed. One thread hand-off fewer between a commit and the socket. */
+    bool on_io;
 } hs_fanout_config_t;
 
 typedef struct hs_fanout hs_fanout_t;
@@ -47,6 +51,13 @@ hs_fanout_t *hs_fanout_create(const hs_fanout_config_t *cfg);
 int hs_fanout_start(hs_fanout_t *f);
 void hs_fanout_stop(hs_fanout_t *f);
 void hs_fanout_destroy(hs_fanout_t *f);
+
+/* on_io: IO thread `index` runs its worker's turn: the batches, commands and catch-up reads that
+ * came in, the stall and read-budget checks, then the subscribers' signals (the other IO
+ * threads are woken; its own inbox is left for the caller to drain right after). Returns the
+ * milliseconds after which it wants another turn even if nothing wakes it, 0 for at once, -1 for
+ * never. */
+int hs_fanout_io_step(hs_fanout_t *f, int index);
 
 /* The writer's batch sink (writer thread only); takes the batch reference. */
 void hs_fanout_sink(void *f, hs_batch_t *batch);

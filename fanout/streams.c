@@ -200,6 +200,17 @@ void hs_fw_touch(worker_t *w, hs_sub_t *s, unsigned flags)
         w->wake[s->io_index] = true;
 }
 
+void hs_fw_wake(worker_t *w)
+{
+    hs_fanout_t *f = w->f;
+    if (!f->cfg.on_io)
+        hs_waiter_wake(&w->waiter);
+    else if (!atomic_load(&f->stopping))
+        /* once stopped, the IO threads are gone (and closing their connections at their
+         * destruction unsubscribes: nobody needs waking) */
+        f->cfg.wake_io(f->cfg.wake_ctx, w->index);
+}
+
 void hs_fw_flush_wakes(worker_t *w)
 {
     hs_fanout_t *f = w->f;
@@ -212,7 +223,9 @@ void hs_fw_flush_wakes(worker_t *w)
     for (int i = 0; i < f->nio; i++)
         if (w->wake[i]) {
             w->wake[i] = false;
-            f->cfg.wake_io(f->cfg.wake_ctx, i);
+            /* on_io: this is IO thread i's turn, which drains its inbox next */
+            if (!(f->cfg.on_io && i == w->index))
+                f->cfg.wake_io(f->cfg.wake_ctx, i);
         }
 }
 

@@ -111,6 +111,8 @@ void hs_fw_starved_add(worker_t *w, hs_sub_t *s);
 void hs_fw_touch(worker_t *w, hs_sub_t *s, unsigned flags);
 /* Marks s as having new work for its IO thread (signalled once per batch or turn). */
 void hs_fw_mark_touched(worker_t *w, hs_sub_t *s);
+/* Wakes the worker: its thread, or (on_io) its IO thread. Any thread. */
+void hs_fw_wake(worker_t *w);
 /* Signals every marked subscription and wakes the IO threads that have news. */
 void hs_fw_flush_wakes(worker_t *w);
 /* Removes a subscription from the worker and drops the worker's reference. */

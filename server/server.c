@@ -72,6 +72,12 @@ static void writer_log(void *ctx, hs_log_level_t level, const char *msg, uint64_
     hs_log_suppressed(&srv->log, suppressed, level, msg, NULL);
 }
 
+/* srv->io_turn when the fan-out workers run on the IO threads */
+static int fanout_turn(void *ctx, int index)
+{
+    return hs_fanout_io_step(ctx, index);
+}
+
 static void on_fd(void *ctx, int fd, const char *peek, size_t n)
 {
     hs_server_t *srv = ctx;
@@ -167,10 +173,11 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
     srv->port = -1;
     if (srv->cfg.io_threads <= 0)
         srv->cfg.io_threads = ncores();
-    if (srv->cfg.fanout_workers <= 0)
-        srv->cfg.fanout_workers = ncores() / 2 > 0 ? ncores() / 2 : 1;
-    /* a worker serves the subscribers of whole IO threads: one more would have none */
-    if (srv->cfg.fanout_workers > srv->cfg.io_threads)
+    /* 0: each IO thread runs the fan-out worker of its own subscribers (no thread of their own,
+     * one hand-off fewer); N: N worker threads. A worker serves the subscribers of whole IO
+     * threads, so there are never more than IO threads. */
+    srv->fanout_on_io = srv->cfg.fanout_workers <= 0;
+    if (srv->fanout_on_io || srv->cfg.fanout_workers > srv->cfg.io_threads)
         srv->cfg.fanout_workers = srv->cfg.io_threads;
     if (srv->cfg.reader_threads <= 0)
         srv->cfg.reader_threads = 2;
@@ -254,6 +261,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         .wake_ctx = srv,
         .stall_timeout_ms = srv->cfg.stall_timeout_ms,
         .catchup_events = 1000,
+        .on_io = srv->fanout_on_io,
     };
     srv->fanout = hs_fanout_create(&fc);
     if (!srv->fanout) {
@@ -261,6 +269,10 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     hs_writer_set_sink_ctx(srv->writer, srv->fanout);
+    if (srv->fanout_on_io) {
+        srv->io_turn = fanout_turn;
+        srv->io_turn_ctx = srv->fanout;
+    }
     srv->acceptor = hs_acceptor_create(srv->host, port, on_fd, srv, &srv->log, err, errlen);
     if (!srv->acceptor)
         goto fail;

@@ -57,6 +57,12 @@ struct hs_server {
     hs_retention_t *retention;      /* parsed cfg.retention, NULL when none */
     hs_reader_t *reader;
     hs_fanout_t *fanout;
+    /* Work another layer hands each IO thread (the fan-out's workers, when they run on the IO
+     * threads): called on IO thread `index` at each of its wake-ups and when the time it last
+     * returned (ms; 0 at once, -1 never) has passed. NULL: none. */
+    int (*io_turn)(void *ctx, int index);
+    bool fanout_on_io;
+    void *io_turn_ctx;
     hs_acceptor_t *acceptor;
     hs_io_t **io;
     hs_mpsc_t **inboxes; /* NULL-terminated, for the fan-out workers */

@@ -77,7 +77,7 @@ typedef struct hs_config {
                                       default "hubstream.db" (SQLite, WAL) */
     bool allow_anonymous;          /* allow a non-loopback listen address without auth */
     int io_threads;                /* 0 = one per core */
-    int fanout_workers;            /* 0 = one per two cores, at least 1; at most io_threads */
+    int fanout_workers;            /* 0 = on the IO threads; N = N threads, at most io_threads */
     int reader_threads;            /* catch-up and HTTP read connections; default 2 */
     int max_connections;           /* default 100000 */
     size_t max_body;               /* HTTP request body bytes; default 1 MiB */

@@ -246,6 +246,32 @@ void hs_io_prestop(hs_io_t *const *ios, int n, int timeout_ms)
     }
 }
 
+static void drain_inbox(hs_io_t *io);
+
+/* The work another layer gave this thread (server.h io_turn: the fan-out worker, when it runs
+ * on the IO threads), at each wake-up and when the time it asked for has passed. What it
+ * signalled to this thread's subscribers is in the inbox, drained right after. */
+static void on_turn_timer(lws_sorted_usec_list_t *sul);
+
+static void run_turn(hs_io_t *io)
+{
+    hs_server_t *srv = io->srv;
+    if (!srv->io_turn)
+        return;
+    int ms = srv->io_turn(srv->io_turn_ctx, io->index);
+    if (ms == 0)
+        lws_cancel_service(io->ctx); /* more came meanwhile: another turn after the sockets' */
+    else if (ms > 0)
+        lws_sul_schedule(io->ctx, 0, &io->turn_sul, on_turn_timer, (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
+static void on_turn_timer(lws_sorted_usec_list_t *sul)
+{
+    hs_io_t *io = lws_container_of(sul, hs_io_t, turn_sul);
+    run_turn(io);
+    drain_inbox(io);
+}
+
 static void drain_inbox(hs_io_t *io)
 {
     for (hs_mpsc_node_t *n = hs_mpsc_take_all(&io->inbox), *next; n; n = next) {
@@ -422,6 +448,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     hs_conn_t *c = user;
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        run_turn(io_of(wsi));
         drain_inbox(io_of(wsi));
         return 0;
 
@@ -608,6 +635,7 @@ static void *run(void *arg)
         if (lws_service(io->ctx, 0) < 0)
             break;
     lws_sul_cancel(&io->tick);
+    lws_sul_cancel(&io->turn_sul);
     /* the context outlives the thread: other threads may still lws_cancel_service() it until
      * they stop; hs_io_destroy() closes its connections */
     return NULL;

@@ -136,8 +136,9 @@ struct hs_io {
     hs_mpsc_t inbox;
     hs_mpsc_node_t *adopt_head, *adopt_tail; /* handed sockets waiting to be adopted (FIFO) */
     lws_sorted_usec_list_t tick;
-    unsigned char *wbuf;   /* LWS_PRE + HS_WRITE_BUDGET + slack */
-    hs_ingest_t **backlog; /* entries waiting for room in the ingest ring */
+    lws_sorted_usec_list_t turn_sul; /* the next srv->io_turn the turn asked for */
+    unsigned char *wbuf;             /* LWS_PRE + HS_WRITE_BUDGET + slack */
+    hs_ingest_t **backlog;           /* entries waiting for room in the ingest ring */
     size_t nbacklog;
     hs_conn_t *body_head;            /* requests whose body is still arriving, for their deadline */
     void *tstate[HS_TRANSPORTS_MAX]; /* each transport's state on this thread (io_init) */
