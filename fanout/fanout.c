@@ -230,7 +230,8 @@ static void *run(void *arg)
 
 int hs_fanout_io_step(hs_fanout_t *f, int index)
 {
-    if (!f->cfg.on_io || index < 0 || index >= f->cfg.nworkers)
+    /* stopped: the server is taking its IO contexts down (lws may still call in) */
+    if (!f->cfg.on_io || index < 0 || index >= f->cfg.nworkers || atomic_load(&f->stopping))
         return -1;
     worker_t *w = &f->w[index];
     /* a bounded turn, so that the IO thread's sockets are served in between */
