@@ -98,6 +98,18 @@ static void on_sub(worker_t *w, hs_sub_t *s)
 
 /* ---- batches from the writer ---- */
 
+/* An event block of stream st (its sequence seq: version, or position on $all): into the
+ * stream's cache, then to each of its live subscriptions. */
+static void deliver_all(worker_t *w, wstream_t *st, hs_block_t *blk, int64_t seq)
+{
+    hs_fw_cache_add(w, st, blk, seq);
+    st->head = seq;
+    for (hs_sub_t *s = st->subs, *next; s; s = next) {
+        next = s->w_next;
+        deliver(w, s, blk, seq);
+    }
+}
+
 static void on_batch(worker_t *w, hs_batch_t *b)
 {
     /* every worker sees every block: each serves its own subscribers of any stream (its table
@@ -107,12 +119,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
         hs_block_t *blk = b->blocks[i];
         wstream_t *st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash);
         if (st && blk->kind == HS_BLOCK_EVENT) {
-            hs_fw_cache_add(w, st, blk, blk->version);
-            st->head = blk->version;
-            for (hs_sub_t *s = st->subs, *next; s; s = next) {
-                next = s->w_next;
-                deliver(w, s, blk, blk->version);
-            }
+            deliver_all(w, st, blk, blk->version);
         } else if (st) {
             int reason = blk->kind == HS_BLOCK_DELETED ? HS_SUB_END_DELETED : HS_SUB_END_CLOSED;
             st->closed = reason == HS_SUB_END_CLOSED;
@@ -131,12 +138,7 @@ static void on_batch(worker_t *w, hs_batch_t *b)
             }
         }
         if (all && blk->kind == HS_BLOCK_EVENT) {
-            hs_fw_cache_add(w, all, blk, blk->position);
-            all->head = blk->position;
-            for (hs_sub_t *s = all->subs, *next; s; s = next) {
-                next = s->w_next;
-                deliver(w, s, blk, blk->position);
-            }
+            deliver_all(w, all, blk, blk->position);
             /* the last subscriber may have left with the table entry */
             all = hs_fw_st_find(w, "$all", 4, hs_stream_hash("$all", 4));
         }

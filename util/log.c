@@ -181,16 +181,23 @@ void hs_log(const hs_logger_t *lg, hs_log_level_t level, const char *msg, ...)
     va_end(ap);
 }
 
+/* log_va() with "suppressed": "<n>" last when n > 0 */
+static void log_suppressed_va(const hs_logger_t *lg, hs_log_level_t level, const char *msg,
+                              uint64_t n, va_list ap)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%" PRIu64, n);
+    log_va(lg, level, msg, n ? "suppressed" : NULL, num, ap);
+}
+
 void hs_log_suppressed(const hs_logger_t *lg, uint64_t suppressed, hs_log_level_t level,
                        const char *msg, ...)
 {
     if (level < lg->level)
         return;
-    char n[24];
-    snprintf(n, sizeof n, "%" PRIu64, suppressed);
     va_list ap;
     va_start(ap, msg);
-    log_va(lg, level, msg, suppressed ? "suppressed" : NULL, n, ap);
+    log_suppressed_va(lg, level, msg, suppressed, ap);
     va_end(ap);
 }
 
@@ -218,11 +225,9 @@ bool hs_log_limited(const hs_logger_t *lg, hs_log_limit_t *lim, int64_t every_us
     uint64_t dropped;
     if (level < lg->level || !hs_log_limit_pass(lim, hs_mono_us(), every_us, &dropped))
         return false;
-    char n[24];
-    snprintf(n, sizeof n, "%" PRIu64, dropped);
     va_list ap;
     va_start(ap, msg);
-    log_va(lg, level, msg, dropped ? "suppressed" : NULL, n, ap);
+    log_suppressed_va(lg, level, msg, dropped, ap);
     va_end(ap);
     return true;
 }

@@ -31,7 +31,7 @@ import {
   ISO_UTC_MICROS,
   UUID_RE,
 } from '../integration/lib/server.mjs';
-import { findChromium, pageServer, recordingProxy } from './lib/browser.mjs';
+import { chromiumFor, pageServer, recordingProxy } from './lib/browser.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUNDLE = path.join(HERE, 'node_modules/@microsoft/signalr/dist/browser/signalr.min.js');
@@ -73,14 +73,8 @@ after(() => closeAll());
 const NAME = 'Chromium, another origin: WebSockets with an access_token, push and streaming Subscribe, Publish, stop';
 
 test(NAME, { timeout: 20000 }, async (t) => {
-  const exe = findChromium();
-  if (!exe) {
-    if (!process.env.HUBSTREAM_REQUIRE_BROWSER) {
-      t.skip('chromium is not installed (scripts/deps.sh --test installs it; HUBSTREAM_REQUIRE_BROWSER=1 makes this a failure)');
-      return;
-    }
-    assert.fail('HUBSTREAM_REQUIRE_BROWSER is set but chromium was not found (which chromium, /usr/bin/chromium)');
-  }
+  const exe = chromiumFor(t);
+  if (!exe) return;
   const { chromium } = await import('playwright-core');
 
   // what the page did, for the assertions and for failure messages

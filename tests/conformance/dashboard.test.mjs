@@ -37,7 +37,7 @@ import {
   crashReport,
   until,
 } from '../integration/lib/server.mjs';
-import { findChromium } from './lib/browser.mjs';
+import { chromiumFor } from './lib/browser.mjs';
 
 const CSP_RE = /default-src 'none'.*script-src 'self'.*connect-src 'self'.*frame-ancestors 'none'/;
 
@@ -131,14 +131,8 @@ test('the dashboard files, their headers, and /dashboard/session', { timeout: 20
 });
 
 test('Chromium: streams, the live chart, connections, health and a live tail', { timeout: 60000 }, async (t) => {
-  const exe = findChromium();
-  if (!exe) {
-    if (!process.env.HUBSTREAM_REQUIRE_BROWSER) {
-      t.skip('chromium is not installed (scripts/deps.sh --test installs it; HUBSTREAM_REQUIRE_BROWSER=1 makes this a failure)');
-      return;
-    }
-    assert.fail('HUBSTREAM_REQUIRE_BROWSER is set but chromium was not found');
-  }
+  const exe = chromiumFor(t);
+  if (!exe) return;
   const { chromium } = await import('playwright-core');
   const diag = { console: [], pageErrors: [], failed: [], bad: [] };
   const describe = () =>

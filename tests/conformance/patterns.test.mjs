@@ -44,7 +44,7 @@ import {
   until,
   sleep,
 } from '../integration/lib/server.mjs';
-import { findChromium } from './lib/browser.mjs';
+import { chromiumFor } from './lib/browser.mjs';
 import { tcpProxy } from './lib/hub.mjs';
 
 const BROWSER_DIR = path.join(REPO_ROOT, 'examples/browser');
@@ -122,14 +122,8 @@ after(() => closeAll());
 // PushStream: the browser helper
 
 test('eventclient.js in Chromium: named events, backoff reconnect through an outage with no loss or repeat, server close, disconnect, the demo page', { timeout: 45000 }, async (t) => {
-  const exe = findChromium();
-  if (!exe) {
-    if (!process.env.HUBSTREAM_REQUIRE_BROWSER) {
-      t.skip('chromium is not installed (scripts/deps.sh --test installs it; HUBSTREAM_REQUIRE_BROWSER=1 makes this a failure)');
-      return;
-    }
-    assert.fail('HUBSTREAM_REQUIRE_BROWSER is set but chromium was not found (which chromium, /usr/bin/chromium)');
-  }
+  const exe = chromiumFor(t);
+  if (!exe) return;
   const { chromium } = await import('playwright-core');
   const diag = { console: [], pageErrors: [] };
   const describe = () =>

@@ -17,7 +17,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { startServer, uniqueStream, until, withTimeout, SseParser, BIN } from '../integration/lib/server.mjs';
-import { findChromium } from './lib/browser.mjs';
+import { chromiumFor } from './lib/browser.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // an ASan build's TLS servers: lws 4.1's OpenSSL objects left at exit (see tests/lsan-tls.supp)
@@ -122,11 +122,8 @@ for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
 }
 
 test('EventSource in Chromium over HTTPS', { timeout: 30000 }, async (t) => {
-  const exe = findChromium();
-  if (!exe) {
-    if (!process.env.HUBSTREAM_REQUIRE_BROWSER) return t.skip('chromium is not installed');
-    assert.fail('HUBSTREAM_REQUIRE_BROWSER is set but chromium was not found');
-  }
+  const exe = chromiumFor(t);
+  if (!exe) return;
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: exe, args: ['--no-sandbox'] });
   try {

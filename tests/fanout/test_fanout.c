@@ -107,7 +107,6 @@ static bool io_waiter_ok;
 static sem_t acks;
 static bool acks_ok;
 static atomic_int wakes;
-static atomic_int wakes_of[2]; /* by IO thread */
 
 static void wake_io(void *ctx, int index)
 {
@@ -115,7 +114,6 @@ static void wake_io(void *ctx, int index)
     if (index != 0 && !(spread && index == 1))
         abort(); /* a worker thread: no Criterion assertion here */
     atomic_fetch_add(&wakes, 1);
-    atomic_fetch_add(&wakes_of[index], 1);
     hs_waiter_wake(&io_waiter);
 }
 
@@ -670,9 +668,10 @@ Test(fanout, catchup_in_pages_of_7_then_live)
 }
 
 /* One stream's subscribers on two IO threads, served by two workers (each the subscribers of its
- * IO thread): every subscriber gets every event once and in order, whichever worker serves it;
- * both workers deliver (each wakes only its own IO thread); the count sums both; a close ends
- * them all after the last event. */
+ * IO thread): each worker holds its IO thread's subscriptions, every subscriber gets every event
+ * once and in order, whichever worker serves it; the count sums both; a close ends them all
+ * after the last event. (How often each IO thread is woken is no sign: signals to a subscriber
+ * whose last one is still queued are merged.) */
 Test(fanout, a_hot_stream_over_two_workers)
 {
     spread = true;
@@ -686,15 +685,17 @@ Test(fanout, a_hot_stream_over_two_workers)
     t[7] = subscribe("$all, IO 1", -1, true, 0, BIG_OUTBOX);
     for (int i = 0; i < 8; i++)
         cr_assert_eq(t[i]->s->io_index, i % 2);
-    cr_assert(WAIT_FOR(hs_fanout_count(fanout, known[a].name, known[a].len) == 6),
-              "%zu subscriptions to the stream counted, 6 made",
-              hs_fanout_count(fanout, known[a].name, known[a].len));
-    cr_assert_eq(hs_fanout_count(fanout, "$all", 4), 2);
+    /* each worker takes its subscriptions in on its own thread: wait for all eight */
+    cr_assert(
+        WAIT_FOR(hs_fanout_count(fanout, known[a].name, known[a].len) == 6 &&
+                 hs_fanout_count(fanout, "$all", 4) == 2 &&
+                 hs_gauge_get(&fanout->w[0].m_subs) + hs_gauge_get(&fanout->w[1].m_subs) == 8),
+        "%zu subscriptions to the stream and %zu to $all counted, 6 and 2 made",
+        hs_fanout_count(fanout, known[a].name, known[a].len), hs_fanout_count(fanout, "$all", 4));
     /* the partition itself: each worker holds the four subscriptions of its IO thread */
     for (int w = 0; w < 2; w++)
         cr_assert_eq(hs_gauge_get(&fanout->w[w].m_subs), 4, "worker %d holds %lld subscriptions", w,
                      (long long)hs_gauge_get(&fanout->w[w].m_subs));
-    int before0 = atomic_load(&wakes_of[0]), before1 = atomic_load(&wakes_of[1]);
     for (int i = 0; i < 20; i++)
         publish(a, 10, 2);
     for (int i = 0; i < 8; i++)
@@ -705,8 +706,6 @@ Test(fanout, a_hot_stream_over_two_workers)
         expect_range(t[i], 1, 240);
         expect_open(t[i]);
     }
-    cr_assert_gt(atomic_load(&wakes_of[0]), before0, "IO thread 0 was never woken");
-    cr_assert_gt(atomic_load(&wakes_of[1]), before1, "IO thread 1 was never woken");
     close_stream(a);
     for (int i = 0; i < 6; i++)
         expect_closed(t[i], 240);

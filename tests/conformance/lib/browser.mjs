@@ -21,6 +21,20 @@ export function findChromium() {
 }
 
 /**
+ * The chromium executable for test t, or null after skipping t when it is missing; a missing
+ * chromium fails instead when HUBSTREAM_REQUIRE_BROWSER is set (ctest and scripts/test.sh).
+ */
+export function chromiumFor(t) {
+  const exe = findChromium();
+  if (exe) return exe;
+  if (process.env.HUBSTREAM_REQUIRE_BROWSER) {
+    throw new Error('HUBSTREAM_REQUIRE_BROWSER is set but chromium was not found (which chromium, /usr/bin/chromium)');
+  }
+  t.skip('chromium is not installed (scripts/deps.sh --test installs it; HUBSTREAM_REQUIRE_BROWSER=1 makes this a failure)');
+  return null;
+}
+
+/**
  * A node:http server on 127.0.0.1 (its own port, hence its own origin) serving `/` (a page that
  * loads /signalr.min.js) and `/signalr.min.js` (the file at `bundlePath`). `served` lists the
  * requests it answered. Resolves once listening.
