@@ -134,7 +134,8 @@ static void on_batch(worker_t *w, hs_batch_t *b)
             if (reason == HS_SUB_END_DELETED &&
                 (st = hs_fw_st_find(w, blk->stream, blk->stream_len, blk->stream_hash))) {
                 hs_fw_cache_reset(w, st);
-                st->head = 0; /* a new incarnation starts at version 1 */
+                hs_fw_pages_drop(w, st); /* the pages of the incarnation that ended */
+                st->head = 0;            /* a new incarnation starts at version 1 */
             }
         }
         if (all && blk->kind == HS_BLOCK_EVENT) {
@@ -168,6 +169,7 @@ static void check_stalls(worker_t *w)
     if (now - w->last_stall_check < 100)
         return;
     w->last_stall_check = now;
+    hs_fw_pages_trim(w, now);
     for (hs_sub_t *s = w->stalled, *next; s; s = next) {
         next = s->st_next;
         if (now - s->stalled_since_ms >= w->f->cfg.stall_timeout_ms) {
@@ -200,6 +202,8 @@ static bool step(worker_t *w)
         busy = true;
         if (n->kind == HS_NODE_FANOUT_READ)
             hs_fw_on_read(w, hs_container_of(n, creq_t, base.node));
+        else if (n->kind == HS_NODE_FANOUT_PAGE)
+            hs_fw_on_page(w, hs_container_of(n, cpage_t, base.node));
         else
             on_sub(w, hs_container_of(n, hs_sub_t, w_node));
     }
@@ -213,7 +217,7 @@ static bool step(worker_t *w)
  * stalled ones whose timeout may run out. */
 static int idle_ms(const worker_t *w)
 {
-    return w->starved ? HS_FW_STARVED_RETRY_MS : w->stalled ? 100 : -1;
+    return w->starved ? HS_FW_STARVED_RETRY_MS : w->stalled || w->lru_head ? 100 : -1;
 }
 
 static void *run(void *arg)
@@ -324,12 +328,9 @@ void hs_fanout_destroy(hs_fanout_t *f)
         for (hs_mpsc_node_t *n = hs_mpsc_take_all(&w->q), *next; n; n = next) {
             next = n->next;
             if (n->kind == HS_NODE_FANOUT_READ) {
-                /* a read ahead that completed first waits on its subscription, holding it */
-                creq_t *r = hs_container_of(n, creq_t, base.node), *ahead = r->sub->read_stash;
-                r->sub->read_stash = NULL;
-                hs_fw_free_req(r);
-                if (ahead)
-                    hs_fw_free_req(ahead);
+                hs_fw_free_req(hs_container_of(n, creq_t, base.node));
+            } else if (n->kind == HS_NODE_FANOUT_PAGE) {
+                hs_fw_drop_page_read(hs_container_of(n, cpage_t, base.node));
             } else {
                 hs_sub_t *s = hs_container_of(n, hs_sub_t, w_node);
                 unsigned fl = hs_sub_take_worker_flags(s);
@@ -345,6 +346,7 @@ void hs_fanout_destroy(hs_fanout_t *f)
                     sn = s->w_next;
                     hs_sub_unref(s);
                 }
+                hs_fw_pages_drop(w, st);
                 hs_fw_cache_reset(w, st);
                 free(st->cache);
                 free(st);
@@ -392,6 +394,7 @@ void hs_fanout_metrics(hs_fanout_t *f, hs_fanout_metrics_t *out)
         out->stalled += hs_ctr_get(&w->m_stalled);
         out->catchup_reads += hs_ctr_get(&w->m_reads);
         out->catchup_rows += hs_ctr_get(&w->m_rows);
+        out->catchup_shared += hs_ctr_get(&w->m_page_hits);
         uint64_t in = hs_ctr_get(&w->m_batches_in), done = hs_ctr_get(&w->m_batches_out);
         out->queued_batches += in > done ? in - done : 0;
     }

@@ -39,6 +39,11 @@ typedef struct hs_fanout_config {
     void *wake_ctx;
     int stall_timeout_ms;
     int catchup_events; /* most events per catch-up read */
+    /* Shared catch-up pages are charged here (NULL: not charged): the server's read budget. */
+    struct hs_budget *read_budget;
+    /* Builds a block's MessagePack form (block.h), on the reader thread of a page that a
+     * MessagePack subscriber waits for (NULL: the IO thread builds it when it sends). */
+    void (*prepare_mp)(hs_block_t *b);
     /* No threads of its own: worker i runs on IO thread i (nworkers becomes the number of IO
      * threads), which calls hs_fanout_io_step() when woken (wake_io) and when the time it asked
      * for has passed. One thread hand-off fewer between a commit and the socket. */
@@ -79,7 +84,8 @@ size_t hs_fanout_count(hs_fanout_t *f, const char *stream, size_t len);
  * they read; committed batches waiting for the workers. */
 typedef struct hs_fanout_metrics {
     int64_t subscriptions;
-    uint64_t demoted, caught_up, stalled, catchup_reads, catchup_rows, queued_batches;
+    uint64_t demoted, caught_up, stalled, catchup_reads, catchup_rows, catchup_shared,
+        queued_batches;
 } hs_fanout_metrics_t;
 void hs_fanout_metrics(hs_fanout_t *f, hs_fanout_metrics_t *out);
 

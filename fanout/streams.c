@@ -117,10 +117,71 @@ void hs_fw_cache_add(worker_t *w, wstream_t *st, hs_block_t *b, int64_t seq)
     w->cache_bytes += sz;
 }
 
+/* ---- shared catch-up pages (catchup.c reads and serves them) ---- */
+
+void hs_fw_page_free(cpage_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        hs_block_unref(p->blocks[i]);
+    free(p->blocks);
+    if (p->budget)
+        hs_budget_unref(p->budget);
+    free(p);
+}
+
+static void page_unlink(wstream_t *st, cpage_t *p)
+{
+    cpage_t **pp = &st->pages;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    p->next = NULL;
+}
+
+void hs_fw_page_evict(worker_t *w, cpage_t *p)
+{
+    if (p->st)
+        page_unlink(p->st, p);
+    if (p->lru_prev)
+        p->lru_prev->lru_next = p->lru_next;
+    else
+        w->lru_head = p->lru_next;
+    if (p->lru_next)
+        p->lru_next->lru_prev = p->lru_prev;
+    else
+        w->lru_tail = p->lru_prev;
+    w->page_bytes -= p->bytes;
+    hs_fw_page_free(p);
+}
+
+void hs_fw_pages_drop(worker_t *w, wstream_t *st)
+{
+    while (st->pages) {
+        cpage_t *p = st->pages;
+        if (p->inflight) {
+            st->pages = p->next; /* it frees itself when its read comes back */
+            p->next = NULL;
+            p->st = NULL;
+            st->pages_inflight--;
+        } else {
+            hs_fw_page_evict(w, p);
+        }
+    }
+}
+
+void hs_fw_pages_trim(worker_t *w, int64_t now_ms)
+{
+    while (w->lru_tail &&
+           (w->page_bytes > PAGES_WORKER_BYTES || now_ms - w->lru_tail->used_ms >= PAGE_IDLE_MS))
+        hs_fw_page_evict(w, w->lru_tail);
+}
+
 static void st_drop_if_empty(worker_t *w, wstream_t *s)
 {
     if (s->nsubs)
         return;
+    hs_fw_pages_drop(w, s);
     hs_fw_cache_reset(w, s);
     free(s->cache);
     pthread_mutex_lock(&w->mu);

@@ -21,6 +21,17 @@
 #define CACHE_SLOTS_MAX    65536
 #define CACHE_STREAM_BYTES (64u << 20)  /* per stream */
 #define CACHE_WORKER_BYTES (512u << 20) /* per worker, over all its streams */
+/* Shared catch-up pages (catchup.c): one page is one database read of at most catchup_events
+ * events and PAGE_BYTES bytes of blocks after a cursor, shared by every subscription of the
+ * worker whose cursor falls inside it. */
+#define PAGE_BYTES         (1u << 20)
+#define PAGES_WORKER_BYTES (32u << 20)  /* complete pages a worker keeps, over all its streams */
+#define PAGE_IDLE_MS       2000         /* a kept page nobody has used for this long is dropped */
+#define PAGES_INFLIGHT_MAX 4            /* per stream: page reads out at once */
+#define PAGES_AHEAD        2            /* pages read ahead of the one being served */
+#define CATCHUP_FILL       (256u << 10) /* bytes a catching-up subscription keeps queued */
+
+typedef struct cpage cpage_t;
 
 typedef struct wstream {
     struct wstream *next;
@@ -36,11 +47,15 @@ typedef struct wstream {
     size_t cache_bytes;
     hs_sub_t *subs;
     size_t nsubs;
+    cpage_t *pages; /* shared catch-up pages: being read, and kept */
+    uint32_t pages_inflight;
     char name[];
 } wstream_t;
 
 typedef struct worker worker_t;
 
+/* A subscription's own catch-up read: the first one of a live-only subscription (it starts at
+ * the head, which only the database knows). */
 typedef struct creq {
     hs_read_req_t base;
     worker_t *w;
@@ -49,7 +64,6 @@ typedef struct creq {
     int64_t after;
     size_t limit, max_bytes;
     bool all, from_head;
-    uint32_t seq; /* issue order within the subscription */
     /* results */
     hs_block_t **blocks;
     size_t n, cap, bytes;
@@ -57,6 +71,38 @@ typedef struct creq {
     bool starved; /* the read budget could not take the next page: wait and read again */
     hs_stream_head_t head;
 } creq_t;
+
+/*
+ * A shared catch-up page: what the database held after `after` (a version, or a position for
+ * $all) when it was read, at most `limit` events and about max_bytes of blocks, charged to the
+ * server's read budget. While the read is out, subscriptions whose cursor it will cover wait on
+ * it; once back, the worker keeps it (on its LRU list, bounded in bytes and idle time) for the
+ * subscriptions that reach it later. Every field is the worker's, except that the reader thread
+ * fills the results while the read is out.
+ */
+struct cpage {
+    hs_read_req_t base;
+    worker_t *w;
+    wstream_t *st; /* NULL once the stream left the worker's table while the read was out */
+    cpage_t *next; /* the stream's pages */
+    cpage_t *lru_prev, *lru_next; /* kept pages, most recently used first */
+    hs_encode_fn encode;
+    void (*prepare_mp)(hs_block_t *b); /* set: build each block's MessagePack form too */
+    struct hs_budget *budget;
+    int64_t after;
+    size_t limit, max_bytes;
+    bool all, inflight, ahead; /* ahead: the page after it was asked for */
+    hs_sub_t *waiters;         /* while inflight; through pg_next, each holding a reference */
+    int64_t used_ms;
+    /* results */
+    hs_block_t **blocks;
+    size_t n, cap, bytes;
+    int64_t last; /* sequence of the last block; `after` when none */
+    bool more, found, starved;
+    hs_stream_head_t head;
+    uint32_t name_len;
+    char name[]; /* the stream (a copy: the read may outlive the table entry) */
+};
 
 struct worker {
     hs_fanout_t *f;
@@ -71,6 +117,7 @@ struct worker {
     /* /metrics: written by this worker only (util/metrics.h), but m_batches_in by the writer
      * thread (the sink) */
     hs_ctr_t m_demoted, m_caught_up, m_stalled, m_reads, m_rows, m_batches_out, m_batches_in;
+    hs_ctr_t m_page_hits; /* catch-up served from a shared page without a read of its own */
     hs_gauge_t m_subs;
     wstream_t **buckets;
     hs_sub_t *stalled;
@@ -79,6 +126,8 @@ struct worker {
     size_t ntouched, touched_cap;
     bool *wake; /* per IO thread */
     size_t cache_bytes;
+    cpage_t *lru_head, *lru_tail; /* kept pages */
+    size_t page_bytes;
     int64_t last_stall_check;
     int64_t last_starved_retry;
 };
@@ -119,6 +168,13 @@ void hs_fw_flush_wakes(worker_t *w);
 void hs_fw_detach(worker_t *w, hs_sub_t *s);
 /* Ends s (HS_SUB_END_*), queuing marker (taken) when there is one. */
 void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker);
+/* Shared pages: frees a page that is in no list and has no waiters; drops a kept page; drops
+ * every page of a stream (one whose read is out is left to free itself when it comes back);
+ * drops kept pages over the worker's bytes or idle for PAGE_IDLE_MS. */
+void hs_fw_page_free(cpage_t *p);
+void hs_fw_page_evict(worker_t *w, cpage_t *p);
+void hs_fw_pages_drop(worker_t *w, wstream_t *st);
+void hs_fw_pages_trim(worker_t *w, int64_t now_ms);
 
 /* ---- catchup.c, for fanout.c ---- */
 
@@ -129,5 +185,8 @@ void hs_fw_request_read(worker_t *w, hs_sub_t *s);
 /* A catch-up read that came back (worker queue) / dropping one at shutdown. */
 void hs_fw_on_read(worker_t *w, creq_t *r);
 void hs_fw_free_req(creq_t *r);
+/* A shared page's read that came back (worker queue) / dropping one at shutdown. */
+void hs_fw_on_page(worker_t *w, cpage_t *p);
+void hs_fw_drop_page_read(cpage_t *p);
 
 #endif

@@ -8,7 +8,8 @@
 # and the server is stopped by its pid. Every loadgen result is appended, with the run id, the
 # commit and the machine, to perf/results/compare.jsonl; the end prints one table with the ratio
 # hubstream / nchan per figure, writes it to perf/results/compare-latest.md and plots PNGs
-# (perf/results/compare-*.png).
+# (perf/results/compare-*.png); a run of some scenarios or one target writes those two to its
+# /tmp/hubstream-compare-partial instead, so the committed ones always come from a whole run.
 #
 # Scenarios (perf/loadgen.c describes what each measures):
 #   fanout    1,000 and 10,000 subscribers, 128-byte events, published as fast as delivered;
@@ -30,6 +31,10 @@
 #   hotstream one stream, 10,000 WebSocket subscribers (HOT_SUBS), HOT_EVENTS events: hubstream
 #             with --fanout-workers 1 and with 2 (its subscribers spread over the workers by
 #             IO thread), nchan beside each as the reference
+#   laggers   1,000 WebSocket subscribers (LAG_SUBS) all replaying a stored stream from its start
+#             ("laggers"), against the same subscribers getting the same events live ("live"),
+#             for the server's largest RSS (server_rss_max_kb). Both targets at
+#             NCHAN_CATCHUP_EVENTS; hubstream also at LAG_EVENTS (100,000)
 #
 # Environment: SCENARIOS, TARGETS (default "hubstream nchan"), QUICK=1 (every size / 10 or
 # so: a check that everything runs, not a measurement), SERVER_ARGS (extra hubstream flags),
@@ -65,9 +70,21 @@ RECONNECT_SUBS=${RECONNECT_SUBS:-$(q 10000 10)}
 MOD_DURATION_S=${MOD_DURATION_S:-$(q 20 20)}
 HOT_SUBS=${HOT_SUBS:-$(q 10000 10)}
 HOT_EVENTS=${HOT_EVENTS:-$(q 1000 50)}
+LAG_SUBS=${LAG_SUBS:-$(q 1000 10)}
+# a quick run replays one size only (nchan's)
+LAG_EVENTS=${LAG_EVENTS:-$([[ "$quick" == 1 ]] && echo "$NCHAN_CATCHUP_EVENTS" || echo 100000)}
 MISSED=${MISSED:-100}
-SCENARIOS=${SCENARIOS:-"fanout latency idle ingest catchup reconnect moderate hotstream"}
+all_scenarios="fanout latency idle ingest catchup reconnect moderate hotstream laggers"
+SCENARIOS=${SCENARIOS:-$all_scenarios}
 TARGETS=${TARGETS:-"hubstream nchan"}
+# results/compare-latest.md and the plots stand for a whole run: a partial one (some scenarios or
+# one target) writes them to /tmp/hubstream-compare-partial instead (its lines still go to
+# compare.jsonl)
+latest=$results
+if [[ "$SCENARIOS" != "$all_scenarios" || "$TARGETS" != "hubstream nchan" ]]; then
+    latest=/tmp/hubstream-compare-partial
+    mkdir -p "$latest"
+fi
 
 server_pid=""
 server_port=""
@@ -340,6 +357,34 @@ for scenario in $SCENARIOS; do
                 --procs 2 --src-addrs 2
         done
         ;;
+    laggers)
+        for t in $TARGETS; do
+            sizes="$NCHAN_CATCHUP_EVENTS"
+            [[ "$t" == hubstream && "$LAG_EVENTS" != "$NCHAN_CATCHUP_EVENTS" ]] &&
+                sizes="$NCHAN_CATCHUP_EVENTS $LAG_EVENTS"
+            for n in $sizes; do
+                # live: the subscribers first, then the events, at the pace they are delivered
+                if start_server "$t"; then
+                    step "$t" "live ws $LAG_SUBS x $n" --scenario fanout --transport ws \
+                        --subs "$LAG_SUBS" --events "$n" --procs 2 >/dev/null || true
+                else
+                    status=1
+                fi
+                stop_server
+                # laggers: the events first, then every subscriber replays them from the start
+                start_server "$t" || { status=1; continue; }
+                fill=(--post-batch 100)
+                [[ "$t" == nchan ]] && fill=(--rate 25000)
+                if step "$t" "catchup fill $n" --scenario ingest --stream "catchup-lag$n" \
+                    --events "$n" --publishers 8 "${fill[@]}" >/dev/null; then
+                    step "$t" "laggers ws $LAG_SUBS x $n" --scenario catchup --transport ws \
+                        --stream "catchup-lag$n" --events "$n" --subs "$LAG_SUBS" --procs 2 \
+                        >/dev/null || true
+                fi
+                stop_server
+            done
+        done
+        ;;
     *)
         echo "compare.sh: unknown scenario $scenario" >&2
         status=1
@@ -359,7 +404,8 @@ figures='[
   ["rss_per_conn_bytes", "server RSS / connection, bytes", "lower"],
   ["conns_per_s", "connections / s", "higher"],
   ["events_per_s", "events / s", "higher"],
-  ["recover_s", "all caught up after, s", "lower"]]'
+  ["recover_s", "all caught up after, s", "lower"],
+  ["server_rss_max_kb", "server RSS (largest), KiB", "lower"]]'
 jq -rs --argjson f "$figures" '
   def fmt: if . == null then "-" elif . >= 100 then (. | round | tostring)
            else (. * 100 | round / 100 | tostring) end;
@@ -380,6 +426,7 @@ jq -rs --argjson f "$figures" '
   | select($key != "deliveries_per_s" or ($lab | startswith("fanout")))
   | select(($key | startswith("lat_") | not) or ($lab | test("^(fanout|latency)")))
   | select($key != "conns_per_s" or ($lab | startswith("idle")))
+  | select($key != "server_rss_max_kb" or ($lab | test("^(live|laggers) ")))
   | [ $lab, $name,
       (if $h == null then "-" elif $h.ok then ($h[$key] | fmt) else "failed" end),
       (if $n == null then "-" elif $n.ok then ($n[$key] | fmt) else "failed" end),
@@ -398,7 +445,7 @@ jq -rs --argjson f "$figures" '
     echo "| step | figure | hubstream | nchan | hubstream / nchan |"
     echo "| --- | --- | ---: | ---: | --- |"
     awk -F'\t' '{printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5}' "$tmp/table.tsv"
-} >"$results/compare-latest.md"
+} >"$latest/compare-latest.md"
 echo
 echo "== hubstream / nchan ($run_id, $commit)"
 column -t -s $'\t' -N step,figure,hubstream,nchan,ratio "$tmp/table.tsv" 2>/dev/null ||
@@ -420,7 +467,7 @@ plot() { # $1 = figure key, $2 = title, $3 = file stem
     [[ -s "$data" ]] || return 0
     gnuplot <<EOF || { echo "compare.sh: gnuplot failed for $3" >&2; status=1; }
 set terminal pngcairo size 900,480 font "sans,10"
-set output "$results/compare-$3.png"
+set output "$latest/compare-$3.png"
 set title "$2 ($run_id, $commit)"
 set style data histograms
 set style histogram clustered gap 1
@@ -443,5 +490,5 @@ plot rss_per_conn_bytes "idle: server RSS per connection, bytes (lower is better
 plot events_per_s "ingest and catch-up: events per second" events
 plot recover_s "reconnect storm: seconds until every subscriber caught up" reconnect
 echo
-echo "results: $results/compare.jsonl, compare-latest.md, compare-*.png"
+echo "results: $results/compare.jsonl; $latest/compare-latest.md, compare-*.png"
 exit "$status"

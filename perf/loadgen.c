@@ -56,6 +56,9 @@
  *             reconnect to the last subscriber holding every event; gaps and duplicates, which
  *             must be zero. nchan's raw WebSocket frames carry no id, so on nchan only SSE.
  *
+ * Every scenario with --pid also reports server_rss_max_kb: the largest RSS of the server (the
+ * process and its children: nginx's worker) sampled every 0.2 s while loadgen ran.
+ *
  * Checks: each subscriber must receive each expected event exactly once (a bitmap per
  * subscriber); in the reconnect scenario (one publisher connection, so one order) also in
  * order. With --check-versions (hubstream), each subscriber must also get the server's versions
@@ -1482,12 +1485,20 @@ static void pubs_open(void)
 
 static double deadline;
 
-static double t_start, next_progress;
+static double t_start, next_progress, next_rss_sample;
+static long rss_max_kb = -1; /* the server's largest RSS seen (--pid and its children) */
 
-/* --progress-s: one line on stderr every so often, from the parent's waits. */
+/* --progress-s: one line on stderr every so often, from the parent's waits. Also where the
+ * server's RSS is sampled (every 0.2 s: server_rss_max_kb; nginx's VmHWM is not its workers'). */
 static void progress(void)
 {
     double now = bench_now();
+    if (op.pid > 0 && now >= next_rss_sample) {
+        next_rss_sample = now + 0.2;
+        long kb = bench_tree_rss_kb(op.pid);
+        if (kb > rss_max_kb)
+            rss_max_kb = kb;
+    }
     if (op.progress_s <= 0 || now < next_progress)
         return;
     next_progress = now + op.progress_s;
@@ -2081,6 +2092,8 @@ static void report(bool ok)
         printf(",\"deliveries\":%ld", deliveries);
         break;
     }
+    if (rss_max_kb > 0)
+        printf(",\"server_rss_max_kb\":%ld", rss_max_kb);
     if (op.scenario != S_INGEST)
         printf(",\"gaps\":%ld,\"dups\":%ld", gaps, dups);
     /* a replay's events were published long before: their age is no latency */

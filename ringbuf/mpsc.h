@@ -28,6 +28,7 @@ enum hs_node_kind {
     HS_NODE_FD = 4,          /* an accepted socket, handed to an IO thread */
     HS_NODE_TLS_RELOAD = 5,  /* an IO thread is to load the TLS certificate again */
     HS_NODE_IO_PRESTOP = 6,  /* an IO thread is to settle what it owes before the writer stops */
+    HS_NODE_FANOUT_PAGE = 7, /* a shared catch-up page's read, back to its fan-out worker */
     HS_NODE_TRANSPORT = 64,  /* and up: HS_NODE_T(transport id, message) */
 };
 

@@ -78,7 +78,9 @@ struct hs_sub {
     atomic_uint w_flags;
     atomic_int w_scheduled;
     hs_mpsc_node_t w_node;
-    atomic_int want_space; /* worker: a push failed; io: send SPACE once drained below half */
+    /* worker: a push failed or catch-up filled what it may; io: send SPACE once the outbox
+     * holds at most this many bytes (0: not wanted). hs_sub_want_space / hs_sub_space_due. */
+    _Atomic size_t want_space;
     atomic_int end_reason; /* HS_SUB_END_*, written before HS_SUB_IO_END / KILL */
 
     /* what it subscribes to (const) */
@@ -94,25 +96,24 @@ struct hs_sub {
     int io_index;             /* which IO thread owns the connection */
     uint8_t fmt;              /* HS_SUB_FMT_*: what its blocks become on the wire */
     uint8_t transport;        /* which transport of the IO thread consumes it (server/net/net.h) */
+    bool mp;                  /* its records go out as MessagePack: catch-up pages it waits for
+                                 build that form on the reader thread */
     int worker_index;         /* the fan-out worker that serves it (by its IO thread) */
     void *io_ctx;             /* io: the connection (IO thread only) */
     struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
 
     /* worker state */
-    int64_t cursor;               /* last version (position for $all) queued or skipped */
-    int mode;                     /* HS_SUB_CATCHUP / HS_SUB_LIVE */
-    uint8_t reads;                /* catch-up reads in flight: 0, 1, or 2 with a prefetch */
-    uint32_t read_seq, read_turn; /* reads issued / the next to apply, in issue order */
-    int64_t read_next;            /* where the read after the newest one in flight starts */
-    void *read_stash;             /* a read that completed before the one issued ahead of it */
-    bool prefetch;                /* the last page was full: read the next one ahead */
-    bool end_pending;             /* closed: end once caught up */
+    int64_t cursor;   /* last version (position for $all) queued or skipped */
+    int mode;         /* HS_SUB_CATCHUP / HS_SUB_LIVE */
+    bool reading;     /* a catch-up read it waits for is out (its own or a page) */
+    bool end_pending; /* closed: end once caught up */
     bool ended;
     bool io_pending_data; /* worker: a DATA signal is collected for the end of the batch */
     int64_t stalled_since_ms;
     bool starved;                /* worker: waiting for read budget (fanout.c) */
     hs_sub_t *w_prev, *w_next;   /* worker: the stream's subscriber list */
     hs_sub_t *st_prev, *st_next; /* worker: the stalled list */
+    hs_sub_t *pg_next;           /* worker: the waiters of the shared page being read */
     void *w_stream;              /* worker: its stream entry */
 };
 
@@ -155,6 +156,31 @@ static inline size_t hs_sub_free_bytes(hs_sub_t *s)
 {
     size_t used = atomic_load_explicit(&s->bytes, memory_order_relaxed);
     return used >= s->max_bytes ? 0 : s->max_bytes - used;
+}
+
+/* Worker: asks for a SPACE signal once the outbox holds at most `level` bytes (live delivery
+ * waits for half of max_bytes; catch-up for less: it keeps only a part of the bound queued). */
+static inline void hs_sub_want_space(hs_sub_t *s, size_t level)
+{
+    atomic_store(&s->want_space, level ? level : 1);
+}
+
+/* Whether a wanted SPACE signal is due now (the outbox drained to its level); clears the want.
+ * The IO thread asks after it took blocks; the worker right after hs_sub_want_space, in case the
+ * IO thread drained everything before it could see the want. */
+static inline bool hs_sub_space_due(hs_sub_t *s)
+{
+    size_t level = atomic_load(&s->want_space);
+    if (!level || atomic_load_explicit(&s->bytes, memory_order_relaxed) > level)
+        return false;
+    atomic_store(&s->want_space, 0);
+    return true;
+}
+
+/* Bytes queued (a snapshot). */
+static inline size_t hs_sub_queued_bytes(hs_sub_t *s)
+{
+    return atomic_load_explicit(&s->bytes, memory_order_relaxed);
 }
 
 /*

@@ -176,6 +176,10 @@ static void fanout_metrics(out_t *o, hs_server_t *srv)
         (double)f.catchup_reads);
     one(o, "hubstream_catchup_events_total", "counter", "Events read back by catch-up reads.",
         (double)f.catchup_rows);
+    one(o, "hubstream_catchup_shared_total", "counter",
+        "Catch-up steps served by a page another subscription's read brought in (no read of "
+        "their own).",
+        (double)f.catchup_shared);
 }
 
 static void process_metrics(out_t *o, hs_server_t *srv)

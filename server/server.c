@@ -261,6 +261,8 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         .wake_ctx = srv,
         .stall_timeout_ms = srv->cfg.stall_timeout_ms,
         .catchup_events = 1000,
+        .read_budget = srv->read_budget,
+        .prepare_mp = hs_hub_prepare_mp,
         .on_io = srv->fanout_on_io,
     };
     srv->fanout = hs_fanout_create(&fc);

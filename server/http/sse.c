@@ -260,8 +260,7 @@ static int sse_writable(hs_conn_t *c)
             return -1;
         t->last_write_ms = hs_now_ms();
     }
-    if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-        atomic_store(&s->want_space, 0);
+    if (hs_sub_space_due(s)) {
         hs_fanout_space(io->srv->fanout, s);
     }
     if (ended || (t->ending && hs_sub_empty(s))) {

@@ -319,6 +319,9 @@ void hs_hub_fail_oom(hs_hub_t *h);
 
 /* ---- subs.c (home thread) ---- */
 
+/* Builds a block's MessagePack EventRecord ahead of sending (fan-out's prepare_mp: a reader
+ * thread, for catch-up pages that MessagePack subscribers wait for). Any thread. */
+void hs_hub_prepare_mp(hs_block_t *b);
 /* Adds a subscription (push, or streaming under id): 0, HS_EBUSY (too many), HS_ENOMEM. */
 int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
                    bool has_from, int64_t from);

@@ -31,6 +31,7 @@ int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
         return HS_ENOMEM;
     }
     s->fmt = HS_SUB_FMT_RECORD;
+    s->mp = h->fmt == HS_HUB_MSGPACK;
     s->transport = HS_T_SIGNALR;
     s->has_from = has_from;
     s->from = from;
@@ -105,6 +106,12 @@ static const hs_block_mp_t *block_mp(hs_block_t *b)
         return expected;
     }
     return mp;
+}
+
+void hs_hub_prepare_mp(hs_block_t *b)
+{
+    if (b->kind == HS_BLOCK_EVENT)
+        (void)block_mp(b); /* on failure the IO thread tries again when it sends */
 }
 
 /* Appends the record a block becomes for this subscription. */
@@ -339,8 +346,7 @@ static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, 
     bool full = false;
     if (hs->es) {
         full = pack_es(h, hs, out, start, budget);
-        if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-            atomic_store(&s->want_space, 0);
+        if (hs_sub_space_due(s)) {
             hs_fanout_space(h->srv->fanout, s);
         }
         return full;
@@ -365,8 +371,7 @@ static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, 
             return true;
         }
     }
-    if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-        atomic_store(&s->want_space, 0);
+    if (hs_sub_space_due(s)) {
         hs_fanout_space(h->srv->fanout, s);
     }
     return full;

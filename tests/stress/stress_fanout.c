@@ -291,8 +291,7 @@ static void turn(io_t *io, tsub_t *t)
                 return;
             }
         }
-        if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-            atomic_store(&s->want_space, 0);
+        if (hs_sub_space_due(s)) {
             hs_fanout_space(fanout, s);
             io->space_sent++;
         }

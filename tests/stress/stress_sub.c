@@ -212,11 +212,9 @@ static void *producer(void *arg)
             r->push_fails++;
             /* the fan-out worker's to_catchup(): ask for space, then look again, since the
              * IO thread may have drained everything before it could see want_space */
-            atomic_store(&s->want_space, 1);
-            if (hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-                atomic_store(&s->want_space, 0);
+            hs_sub_want_space(s, s->max_bytes / 2);
+            if (hs_sub_space_due(s))
                 continue;
-            }
             signal_data(r); /* what is queued must go out for space to come */
             r->space_waits++;
             int64_t since = stress_now_us();
@@ -224,9 +222,9 @@ static void *producer(void *arg)
                 hs_waiter_sleep(&r->w_waiter, SLEEP_MS, inbox_has_work, &r->w_queue);
                 if (stress_now_us() - since >= (SLEEP_MS - 100) * 1000LL)
                     FAILF("round %d: no SPACE signal for %d ms with %zu of %zu bytes queued "
-                          "(want_space %d): lost signal",
+                          "(want_space %zu): lost signal",
                           r->index, SLEEP_MS, (size_t)atomic_load(&s->bytes), s->max_bytes,
-                          atomic_load(&s->want_space));
+                          (size_t)atomic_load(&s->want_space));
             }
         }
         signal_data(r);
@@ -324,8 +322,7 @@ static void *consumer(void *arg)
         if (hs_sub_empty(s))
             want_write = false; /* until the next DATA */
         /* sse.c after a write: space for a worker that asked for it */
-        if (atomic_load(&s->want_space) && hs_sub_free_bytes(s) >= s->max_bytes / 2) {
-            atomic_store(&s->want_space, 0);
+        if (hs_sub_space_due(s)) {
             if (hs_sub_signal_worker(s, HS_SUB_W_SPACE, &r->w_queue)) {
                 r->space_wakes++;
                 hs_waiter_wake(&r->w_waiter);
