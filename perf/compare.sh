@@ -32,9 +32,9 @@
 #             with --fanout-workers 1 and with 2 (its subscribers spread over the workers by
 #             IO thread), nchan beside each as the reference
 #   laggers   1,000 WebSocket subscribers (LAG_SUBS) all replaying a stored stream from its start
-#             ("laggers"), against the same subscribers getting the same events live ("live"),
-#             for the server's largest RSS (server_rss_max_kb). Both targets at
-#             NCHAN_CATCHUP_EVENTS; hubstream also at LAG_EVENTS (100,000)
+#             ("laggers"), against the same subscribers getting NCHAN_CATCHUP_EVENTS events live
+#             ("live"), for the server's largest RSS (server_rss_max_kb). Laggers: both targets
+#             at NCHAN_CATCHUP_EVENTS; hubstream also at LAG_EVENTS (100,000)
 #
 # Environment: SCENARIOS, TARGETS (default "hubstream nchan"), QUICK=1 (every size / 10 or
 # so: a check that everything runs, not a measurement), SERVER_ARGS (extra hubstream flags),
@@ -362,15 +362,17 @@ for scenario in $SCENARIOS; do
             sizes="$NCHAN_CATCHUP_EVENTS"
             [[ "$t" == hubstream && "$LAG_EVENTS" != "$NCHAN_CATCHUP_EVENTS" ]] &&
                 sizes="$NCHAN_CATCHUP_EVENTS $LAG_EVENTS"
+            # live: the subscribers first, then the events, at the pace they are delivered
+            # (flow-controlled, so its memory does not grow with the number of events: one size)
+            if start_server "$t"; then
+                step "$t" "live ws $LAG_SUBS x $NCHAN_CATCHUP_EVENTS" --scenario fanout \
+                    --transport ws --subs "$LAG_SUBS" --events "$NCHAN_CATCHUP_EVENTS" \
+                    --procs 2 >/dev/null || true
+            else
+                status=1
+            fi
+            stop_server
             for n in $sizes; do
-                # live: the subscribers first, then the events, at the pace they are delivered
-                if start_server "$t"; then
-                    step "$t" "live ws $LAG_SUBS x $n" --scenario fanout --transport ws \
-                        --subs "$LAG_SUBS" --events "$n" --procs 2 >/dev/null || true
-                else
-                    status=1
-                fi
-                stop_server
                 # laggers: the events first, then every subscriber replays them from the start
                 start_server "$t" || { status=1; continue; }
                 fill=(--post-batch 100)

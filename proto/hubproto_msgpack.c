@@ -300,11 +300,28 @@ static int span_to_mp(const hs_json_span_t *v, msgpack_packer *pk)
     hs_json_span_t k, x;
     switch (v->type) {
     case HS_JSON_OBJECT: {
+        /* one scan of the members for the usual small object (an EventRecord, most data):
+         * their spans are kept for packing; a larger object is scanned again */
+        enum { FEW = 16 };
+        hs_json_span_t ks[FEW], xs[FEW];
         size_t n = 0;
-        while (hs_json_object_next(v, &pos, &k, &x))
+        while (hs_json_object_next(v, &pos, &k, &x)) {
+            if (n < FEW) {
+                ks[n] = k;
+                xs[n] = x;
+            }
             n++;
+        }
         if (msgpack_pack_map(pk, n))
             return HS_ENOMEM;
+        if (n <= FEW) {
+            for (size_t i = 0; i < n; i++) {
+                int rc = pack_str_span(pk, &ks[i]);
+                if (rc || (rc = span_to_mp(&xs[i], pk)))
+                    return rc;
+            }
+            return 0;
+        }
         pos = 0;
         while (hs_json_object_next(v, &pos, &k, &x)) {
             int rc = pack_str_span(pk, &k);

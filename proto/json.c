@@ -43,6 +43,10 @@ static int string(scan_t *c)
     c->i++; /* opening quote */
     while (c->i < c->n) {
         unsigned char ch = (unsigned char)c->s[c->i];
+        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
+            c->i++; /* plain ASCII, most of any string: no call per character */
+            continue;
+        }
         if (ch == '"') {
             c->i++;
             return 0;

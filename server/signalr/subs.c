@@ -86,7 +86,9 @@ static const hs_block_mp_t *block_mp(hs_block_t *b)
     if (mp)
         return mp;
     hs_buf_t buf = {0};
-    if (hs_hubproto_json_to_msgpack(b->json, b->json_len, &buf)) {
+    /* about as long as the JSON: one allocation rather than a few growths */
+    if (hs_buf_reserve(&buf, b->json_len + 64) ||
+        hs_hubproto_json_to_msgpack(b->json, b->json_len, &buf)) {
         hs_buf_free(&buf);
         return NULL;
     }
