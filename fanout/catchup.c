@@ -481,6 +481,7 @@ void hs_fw_on_page(worker_t *w, cpage_t *p)
             }
         p->st = NULL;
     }
+    bool p_starved = p->starved; /* p may be gone by the end (freed, or dropped with st) */
     hs_sub_t *list = p->waiters;
     p->waiters = NULL;
     for (hs_sub_t *s = list, *next; s; s = next) {
@@ -500,7 +501,10 @@ void hs_fw_on_page(worker_t *w, cpage_t *p)
     }
     if (!keep)
         hs_fw_page_free(p);
-    hs_fw_pages_trim(w, hs_fw_now_ms());
+    int64_t now = hs_fw_now_ms();
+    if (p_starved)
+        hs_fw_pages_yield(w, now, NULL);
+    hs_fw_pages_trim(w, now);
 }
 
 void hs_fw_drop_page_read(cpage_t *p)

@@ -170,6 +170,15 @@ void hs_fw_pages_drop(worker_t *w, wstream_t *st)
     }
 }
 
+void hs_fw_pages_yield(worker_t *w, int64_t now_ms, const cpage_t *keep)
+{
+    for (cpage_t *p = w->lru_tail, *prev; p; p = prev) {
+        prev = p->lru_prev;
+        if (p != keep && now_ms - p->used_ms > PAGE_BUSY_MS)
+            hs_fw_page_evict(w, p);
+    }
+}
+
 void hs_fw_pages_trim(worker_t *w, int64_t now_ms)
 {
     while (w->lru_tail &&

@@ -27,6 +27,7 @@
 #define PAGE_BYTES         (1u << 20)
 #define PAGES_WORKER_BYTES (32u << 20)  /* complete pages a worker keeps, over all its streams */
 #define PAGE_IDLE_MS       2000         /* a kept page nobody has used for this long is dropped */
+#define PAGE_BUSY_MS       10           /* ... or for this long, when the read budget is spent */
 #define PAGES_INFLIGHT_MAX 4            /* per stream: page reads out at once */
 #define PAGES_AHEAD        2            /* pages read ahead of the one being served */
 #define CATCHUP_FILL       (256u << 10) /* bytes a catching-up subscription keeps queued */
@@ -175,6 +176,10 @@ void hs_fw_page_free(cpage_t *p);
 void hs_fw_page_evict(worker_t *w, cpage_t *p);
 void hs_fw_pages_drop(worker_t *w, wstream_t *st);
 void hs_fw_pages_trim(worker_t *w, int64_t now_ms);
+/* A page read found the read budget spent: drops every kept page but `keep` that nobody used in
+ * the last PAGE_BUSY_MS, so that the budget goes to what subscribers need now rather than to
+ * the cache (a page still queued in an outbox is given back once sent). */
+void hs_fw_pages_yield(worker_t *w, int64_t now_ms, const cpage_t *keep);
 
 /* ---- catchup.c, for fanout.c ---- */
 

@@ -6,10 +6,10 @@
  * fake IO threads, each owning an hs_mpsc_t inbox woken by the wake_io callback, take the
  * signalled subscriptions and pop their outboxes the way sse.c does.
  *
- * Why: the workers are where live delivery, the block cache, catch-up reads (two in flight with
- * a prefetch, applied in issue order), outbox overflow, SPACE, stalls, close markers and
- * unsubscribes meet, across five kinds of threads. The unit tests cannot run any of it under
- * ThreadSanitizer, and the integration tests cannot check every subscriber's sequence.
+ * Why: the workers are where live delivery, the block cache, shared catch-up pages (joined while
+ * read, kept, read ahead, waiting for a small read budget), outbox overflow, SPACE, stalls, close
+ * markers and unsubscribes meet, across five kinds of threads. The unit tests cannot run any of it
+ * under ThreadSanitizer, and the integration tests cannot check every subscriber's sequence.
  *
  * Subscribers (per stream, and three on $all) subscribe at different points of the publishing:
  * live only (no `from`) and from 0 or a later version (catch-up, then live); fast readers, slow
@@ -49,11 +49,13 @@
 
 #include "hubstream/hubstream.h"
 #include "ringbuf/block.h"
+#include "ringbuf/budget.h"
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
 #include "ringbuf/waiter.h"
 #include "proto/codec.h"
 #include "fanout/fanout.h"
+#include "fanout/worker.h" /* the report of an unfinished run looks at the kept pages */
 #include "storage/reader.h"
 #include "storage/writer.h"
 #include "stress.h"
@@ -67,7 +69,8 @@
 #define PUB_INFLIGHT     4
 #define NSTREAMS         6
 #define MAX_VERSION      (TOTAL_EVENTS + 1)
-#define CATCHUP_EVENTS   40 /* small pages: many reads, prefetches */
+#define CATCHUP_EVENTS   40 /* small pages: many reads, reads ahead */
+#define READ_BUDGET      (256 * 1024)
 #define STALL_MS         1500
 #define FAST_OUTBOX      (64 * 1024)
 #define SLOW_OUTBOX      3000 /* a dozen events: slow readers overflow it all the time */
@@ -686,6 +689,9 @@ int main(int argc, char **argv)
         CHECK(hs_waiter_init(&ios[i].waiter) == 0, "hs_waiter_init");
         inboxes[i] = &ios[i].inbox;
     }
+    /* a small read budget: catch-up pages often wait for it (the starved path) */
+    hs_budget_t *read_budget = hs_budget_create(READ_BUDGET, NULL);
+    CHECK(read_budget != NULL, "hs_budget_create");
     hs_fanout_config_t fc = {.nworkers = NWORKERS,
                              .reader = reader,
                              .encode = hs_codec_encode,
@@ -694,7 +700,8 @@ int main(int argc, char **argv)
                              .wake_io = wake_io,
                              .wake_ctx = NULL,
                              .stall_timeout_ms = STALL_MS,
-                             .catchup_events = CATCHUP_EVENTS};
+                             .catchup_events = CATCHUP_EVENTS,
+                             .read_budget = read_budget};
     fanout = hs_fanout_create(&fc);
     CHECK(fanout != NULL, "hs_fanout_create");
     hs_writer_set_sink_ctx(writer, fanout);
@@ -762,6 +769,26 @@ int main(int argc, char **argv)
                 pthread_join(ios[i].th, NULL);
             }
             report_unfinished();
+            /* where catch-up stood: the read budget, the pages each worker keeps */
+            hs_fanout_metrics_t m;
+            hs_fanout_metrics(fanout, &m);
+            fprintf(stderr,
+                    "  read budget: %zu of %d bytes used; %llu catch-up reads, %llu rows, "
+                    "%llu shared\n",
+                    hs_budget_used(read_budget), READ_BUDGET, (unsigned long long)m.catchup_reads,
+                    (unsigned long long)m.catchup_rows, (unsigned long long)m.catchup_shared);
+            for (int wi = 0; wi < NWORKERS; wi++) {
+                const worker_t *w = &fanout->w[wi];
+                int np = 0;
+                for (const cpage_t *p = w->lru_head; p; p = p->lru_next)
+                    np++;
+                fprintf(stderr,
+                        "  worker %d: %d kept pages of %zu bytes, the oldest used %lld ms ago; "
+                        "subscriptions waiting for budget: %s\n",
+                        wi, np, w->page_bytes,
+                        w->lru_tail ? (long long)(hs_fw_now_ms() - w->lru_tail->used_ms) : -1LL,
+                        w->starved ? "yes" : "no");
+            }
             FAILF("%d of %d subscribers unfinished after %lld s", nsubs - atomic_load(&finished),
                   nsubs, DONE_DEADLINE_US / 1000000);
         }
@@ -806,6 +833,10 @@ int main(int argc, char **argv)
     hs_fanout_destroy(fanout);
     hs_reader_destroy(reader);
     hs_writer_destroy(writer);
+    /* every catch-up page was given back: nothing holds a block read for catch-up any more */
+    CHECK(hs_budget_used(read_budget) == 0, "%zu bytes of catch-up pages never given back",
+          hs_budget_used(read_budget));
+    hs_budget_unref(read_budget);
     for (int i = 0; i < NIO; i++)
         hs_waiter_dispose(&ios[i].waiter);
     hs_waiter_dispose(&main_waiter);
