@@ -490,7 +490,20 @@ static int update_stream(hs_store_t *st, const hs_stream_head_t *head)
     hs_par_t p[] = {HS_PINT(head->version), HS_PINT(head->position), HS_PINT(head->closed ? 1 : 0),
                     HS_PINT(head->updated_us), HS_PINT(head->id)};
     SQLLEN n = 0;
-    int rc = hs_st_run(st, Q_UPDATE_STREAM, p, 5, NULL, &n);
+    bool ask = st->d->update_stream_count_sql != NULL;
+    int rc = hs_st_run(st, Q_UPDATE_STREAM, p, 5, NULL, ask ? NULL : &n);
+    if (rc == 0 && ask) {
+        /* the driver counts no rows for this statement: the database says it */
+        SQLHSTMT h;
+        if ((rc = hs_st_run(st, Q_UPDATE_STREAM_COUNT, NULL, 0, &h, NULL)))
+            return rc;
+        rc = hs_st_fetch(st, h, Q_UPDATE_STREAM_COUNT);
+        SQLFreeStmt(h, SQL_CLOSE);
+        if (rc < 0)
+            return rc;
+        n = rc == 1 ? (SQLLEN)hs_st_ival(st, 0) : 0;
+        rc = 0;
+    }
     if (rc == 0 && n == 0)
         rc = HS_ENOENT;
     return rc;
