@@ -190,6 +190,7 @@ typedef struct batch {
     char *text[S_COUNT];
     size_t text_cap[S_COUNT];
     SQLULEN processed;
+    hs_odbc_bound_t bound; /* what the insert statement's parameters are bound to */
 } batch_t;
 
 struct hs_store {
@@ -202,6 +203,8 @@ struct hs_store {
     hs_odbc_text_t t[T_COUNT];
     batch_t b;
     rblock_t rb;
+    hs_par_t upd[5]; /* update_stream's parameters, bound once (upd_bound) */
+    bool upd_bound;
 };
 
 /* Records an error in the connection's buffer and returns code (HS_EDB for dbfail, with the
