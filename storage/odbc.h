@@ -13,8 +13,8 @@
  * and the statements about them are store.c's), and it caches nothing: the caller owns its
  * statement handles and frees them before hs_odbc_close(), and keeps the record of what a
  * statement's parameters are bound to when it wants binding skipped (hs_odbc_run_bound,
- * hs_odbc_bind_array). Not thread-safe: one hs_odbc_t per
- * thread, like the store that embeds it.
+ * hs_odbc_bind_array). Not thread-safe: one hs_odbc_t per thread, like the store that embeds
+ * it.
  */
 #ifndef HS_ODBC_H
 #define HS_ODBC_H
