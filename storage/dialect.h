@@ -75,8 +75,14 @@ typedef struct hs_dialect {
      * with the name's ASCII fold (hs_ascii_fold) and its UUID (hs_uuid_of_name), which
      * /eventstreamhub looks streams up by. The new id is read back with get_stream_sql. */
     const char *create_stream_sql;
-    /* (version, position, closed, updated_us, id) */
+    /* (version, position, closed, updated_us, id); a row count of 0 means the stream is gone */
     const char *update_stream_sql;
+    /* Optional: () -> the number of rows the update_stream_sql just run changed, for a driver
+     * that reports no row count for the form of update_stream_sql it runs fastest (sqliteodbc
+     * keeps a statement compiled only when it starts with SELECT, PRAGMA or WITH, re-parses any
+     * other on every execution, and counts no rows for the WITH form: dialect_sqlite.c). NULL:
+     * the driver's row count of update_stream_sql is read. */
+    const char *update_stream_count_sql;
     /*
      * Deleting a stream: (id, id) raises hs_meta 'position_floor' to the stream's position when
      * that is higher, so that max_position never goes back and the writer never hands out a

@@ -316,9 +316,19 @@ int hs_odbc_bind(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, const char *what)
 
 int hs_odbc_run(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, const char *what, SQLLEN *changed)
 {
-    int rc = hs_odbc_bind(c, h, p, n, what);
-    if (rc)
-        return rc;
+    bool bound = false;
+    return hs_odbc_run_bound(c, h, p, n, &bound, what, changed);
+}
+
+int hs_odbc_run_bound(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, bool *bound, const char *what,
+                      SQLLEN *changed)
+{
+    int rc = 0;
+    if (!*bound) {
+        if ((rc = hs_odbc_bind(c, h, p, n, what)))
+            return rc;
+        *bound = true;
+    }
     SQLRETURN r = ODBC(SQLExecute(h));
     /* SQL_NO_DATA: an UPDATE or DELETE that matched no row (ODBC 3). */
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r)) {
@@ -406,8 +416,34 @@ int hs_odbc_text_col(hs_odbc_t *c, SQLHSTMT h, SQLUSMALLINT col, hs_odbc_text_t 
 
 /* ---- parameter arrays ---- */
 
-int hs_odbc_bind_array(hs_odbc_t *c, SQLHSTMT h, const hs_odbc_array_t *a, const char *what)
+/* What a binds, as hs_odbc_bound_t records it. */
+static void array_record(const hs_odbc_array_t *a, hs_odbc_bound_t *out)
 {
+    memset(out, 0, sizeof *out);
+    out->rows = a->rows;
+    for (int k = 0; k < a->nint; k++)
+        out->at[k] = a->ints[k];
+    for (int k = 0; k < a->ntext; k++) {
+        out->at[HS_ODBC_ARRAY_COLS + k] = a->text[k];
+        out->at[2 * HS_ODBC_ARRAY_COLS + k] = a->len[k];
+        out->width[k] = a->width[k];
+    }
+    out->at[3 * HS_ODBC_ARRAY_COLS] = a->status;
+    out->at[3 * HS_ODBC_ARRAY_COLS + 1] = a->processed;
+}
+
+int hs_odbc_bind_array(hs_odbc_t *c, SQLHSTMT h, const hs_odbc_array_t *a, hs_odbc_bound_t *last,
+                       const char *what)
+{
+    if (a->nint > HS_ODBC_ARRAY_COLS || a->ntext > HS_ODBC_ARRAY_COLS)
+        return hs_odbc_fail(c, HS_EINVAL, "%s: more than %d array columns of a kind", what,
+                            HS_ODBC_ARRAY_COLS);
+    hs_odbc_bound_t now;
+    array_record(a, &now);
+    if (last && memcmp(&now, last, sizeof now) == 0)
+        return 0;
+    if (last) /* bound again below: what was bound is not known until that succeeds */
+        memset(last, 0, sizeof *last);
     SQLRETURN r = SQL_SUCCESS;
     for (int k = 0; k < a->nint && SQL_SUCCEEDED(r); k++)
         r = SQLBindParameter(h, (SQLUSMALLINT)(k + 1), SQL_PARAM_INPUT, SQL_C_SBIGINT, SQL_BIGINT,
@@ -426,6 +462,8 @@ int hs_odbc_bind_array(hs_odbc_t *c, SQLHSTMT h, const hs_odbc_array_t *a, const
         r = SQLSetStmtAttr(h, SQL_ATTR_PARAMS_PROCESSED_PTR, a->processed, 0);
     if (!SQL_SUCCEEDED(r))
         return hs_odbc_dbfail(c, SQL_HANDLE_STMT, h, "%s: cannot bind parameter arrays", what);
+    if (last)
+        *last = now;
     return 0;
 }
 

@@ -11,8 +11,10 @@
  *
  * What it is not: it knows no SQL text, no dialect and no schema (streams, events, positions
  * and the statements about them are store.c's), and it caches nothing: the caller owns its
- * statement handles and frees them before hs_odbc_close(). Not thread-safe: one hs_odbc_t per
- * thread, like the store that embeds it.
+ * statement handles and frees them before hs_odbc_close(), and keeps the record of what a
+ * statement's parameters are bound to when it wants binding skipped (hs_odbc_run_bound,
+ * hs_odbc_bind_array). Not thread-safe: one hs_odbc_t per thread, like the store that embeds
+ * it.
  */
 #ifndef HS_ODBC_H
 #define HS_ODBC_H
@@ -128,6 +130,14 @@ int hs_odbc_bind(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, const char *what)
  * 0; *changed, if not NULL, receives the number of rows an INSERT/UPDATE/DELETE touched.
  */
 int hs_odbc_run(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, const char *what, SQLLEN *changed);
+/*
+ * The same, binding p only when *bound is false (and setting it once that succeeded): for a
+ * statement run again and again whose parameters stay where they are (integers, or texts
+ * whose pointers do not move), only their values change. A bind through the driver manager is
+ * a handful of calls per parameter, which a short statement's own execution hardly outweighs.
+ */
+int hs_odbc_run_bound(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, bool *bound, const char *what,
+                      SQLLEN *changed);
 /* Executes h with what the caller bound itself; the driver's answer, for callers that word
  * their own diagnostic (hs_odbc_dbfail). */
 SQLRETURN hs_odbc_execute(SQLHSTMT h);
@@ -162,8 +172,21 @@ typedef struct hs_odbc_array {
     SQLULEN *processed;
 } hs_odbc_array_t;
 
-/* Binds a's columns as the parameters of h, in that order. */
-int hs_odbc_bind_array(hs_odbc_t *c, SQLHSTMT h, const hs_odbc_array_t *a, const char *what);
+/* What hs_odbc_bind_array() last bound on one statement: every buffer address, width and the
+ * row count. Zero-initialised: nothing bound yet. */
+#define HS_ODBC_ARRAY_COLS 8
+typedef struct hs_odbc_bound {
+    size_t rows;
+    const void *at[3 * HS_ODBC_ARRAY_COLS + 2];
+    size_t width[HS_ODBC_ARRAY_COLS];
+} hs_odbc_bound_t;
+
+/* Binds a's columns as the parameters of h, in that order (at most HS_ODBC_ARRAY_COLS of each
+ * kind). With `last` (h's own record, or NULL), nothing is bound again while a binds the same
+ * buffers with the same widths and rows as last time: the driver reads the values at
+ * SQLExecute, from wherever they were bound. */
+int hs_odbc_bind_array(hs_odbc_t *c, SQLHSTMT h, const hs_odbc_array_t *a, hs_odbc_bound_t *last,
+                       const char *what);
 /*
  * Executes h over the array bound with hs_odbc_bind_array(). Returns the driver's answer and
  * sets *bad to the index of the row that failed, or to a->rows when no row is known to have

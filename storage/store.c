@@ -487,10 +487,30 @@ int hs_store_create_stream(hs_store_t *st, const char *name, size_t len, int64_t
 
 static int update_stream(hs_store_t *st, const hs_stream_head_t *head)
 {
-    hs_par_t p[] = {HS_PINT(head->version), HS_PINT(head->position), HS_PINT(head->closed ? 1 : 0),
-                    HS_PINT(head->updated_us), HS_PINT(head->id)};
+    /* run once per batch and stream: the parameters stay where they were bound, only their
+     * values change */
+    hs_par_t *p = st->upd;
+    int64_t v[] = {head->version, head->position, head->closed ? 1 : 0, head->updated_us, head->id};
+    for (int i = 0; i < 5; i++)
+        p[i] = HS_PINT(v[i]);
     SQLLEN n = 0;
-    int rc = hs_st_run(st, Q_UPDATE_STREAM, p, 5, NULL, &n);
+    bool ask = st->d->update_stream_count_sql != NULL;
+    SQLHSTMT h;
+    int rc = hs_st_prep(st, Q_UPDATE_STREAM, &h);
+    if (rc == 0 && (rc = hs_odbc_run_bound(&st->db, h, p, 5, &st->upd_bound,
+                                           qinfo[Q_UPDATE_STREAM].what, ask ? NULL : &n)) == 0)
+        SQLFreeStmt(h, SQL_CLOSE);
+    if (rc == 0 && ask) {
+        /* the driver counts no rows for this statement: the database says it */
+        if ((rc = hs_st_run(st, Q_UPDATE_STREAM_COUNT, NULL, 0, &h, NULL)))
+            return rc;
+        rc = hs_st_fetch(st, h, Q_UPDATE_STREAM_COUNT);
+        SQLFreeStmt(h, SQL_CLOSE);
+        if (rc < 0)
+            return rc;
+        n = rc == 1 ? (SQLLEN)hs_st_ival(st, 0) : 0;
+        rc = 0;
+    }
     if (rc == 0 && n == 0)
         rc = HS_ENOENT;
     return rc;
@@ -728,7 +748,7 @@ static int insert_some(hs_store_t *st, const hs_row_t *rows, size_t m, const siz
                          .len = b->len,
                          .status = b->status,
                          .processed = &b->processed};
-    if ((rc = hs_odbc_bind_array(&st->db, h, &a, "insert events")))
+    if ((rc = hs_odbc_bind_array(&st->db, h, &a, &b->bound, "insert events")))
         return rc;
     size_t bad = m;
     SQLRETURN r = hs_odbc_execute_array(h, &a, &bad);
@@ -832,6 +852,12 @@ static int insert_events(hs_store_t *st, const hs_row_t *rows, size_t n)
                 break;
             memcpy(w, nw, sizeof w);
             j++;
+        }
+        /* one row: short columns rounded up to a power of two, as VARCHAR still, so that the
+         * next one-row insert usually finds its parameters bound as they are */
+        for (int c = 0; j - i == 1 && c < S_COUNT; c++) {
+            size_t r = w[c] <= HS_ODBC_LONG_TEXT ? hs_odbc_pow2_above(w[c] - 1) : w[c];
+            w[c] = r > HS_ODBC_LONG_TEXT && w[c] <= HS_ODBC_LONG_TEXT ? HS_ODBC_LONG_TEXT : r;
         }
         int rc = insert_some(st, rows + i, j - i, w, i, n);
         if (rc)

@@ -38,6 +38,7 @@ enum {
     Q_GET_STREAM,
     Q_CREATE_STREAM,
     Q_UPDATE_STREAM,
+    Q_UPDATE_STREAM_COUNT,
     Q_KEEP_POSITION,
     Q_DELETE_EVENTS,
     Q_DELETE_STREAM,
@@ -98,6 +99,8 @@ static const struct {
     [Q_GET_STREAM] = {offsetof(hs_dialect_t, get_stream_sql), 6, "get stream"},
     [Q_CREATE_STREAM] = {offsetof(hs_dialect_t, create_stream_sql), 0, "create stream"},
     [Q_UPDATE_STREAM] = {offsetof(hs_dialect_t, update_stream_sql), 0, "update stream"},
+    [Q_UPDATE_STREAM_COUNT] = {offsetof(hs_dialect_t, update_stream_count_sql), 1,
+                               "update stream (row count)"},
     [Q_KEEP_POSITION] = {offsetof(hs_dialect_t, keep_position_sql), 0, "keep position"},
     [Q_DELETE_EVENTS] = {offsetof(hs_dialect_t, delete_events_sql), 0, "delete events"},
     [Q_DELETE_STREAM] = {offsetof(hs_dialect_t, delete_stream_sql), 0, "delete stream"},
@@ -187,6 +190,7 @@ typedef struct batch {
     char *text[S_COUNT];
     size_t text_cap[S_COUNT];
     SQLULEN processed;
+    hs_odbc_bound_t bound; /* what the insert statement's parameters are bound to */
 } batch_t;
 
 struct hs_store {
@@ -199,6 +203,8 @@ struct hs_store {
     hs_odbc_text_t t[T_COUNT];
     batch_t b;
     rblock_t rb;
+    hs_par_t upd[5]; /* update_stream's parameters, bound once (upd_bound) */
+    bool upd_bound;
 };
 
 /* Records an error in the connection's buffer and returns code (HS_EDB for dbfail, with the

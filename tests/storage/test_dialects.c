@@ -49,6 +49,8 @@ static const struct {
      "id version position closed created_us updated_us"},
     {offsetof(hs_dialect_t, create_stream_sql), "create_stream", false, 5, false, NULL},
     {offsetof(hs_dialect_t, update_stream_sql), "update_stream", false, 5, false, NULL},
+    /* a scalar without FROM (no columns to read) */
+    {offsetof(hs_dialect_t, update_stream_count_sql), "update_stream_count", true, 0, false, NULL},
     {offsetof(hs_dialect_t, keep_position_sql), "keep_position", false, 2, false, NULL},
     {offsetof(hs_dialect_t, delete_events_sql), "delete_events", false, 1, false, NULL},
     {offsetof(hs_dialect_t, delete_stream_sql), "delete_stream", false, 1, false, NULL},
