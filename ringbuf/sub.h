@@ -26,7 +26,8 @@
 #include "ringbuf/block.h"
 #include "ringbuf/mpsc.h"
 
-/* 30 slots: a chunk is 248 bytes, 256 with malloc's header (an idle subscription holds one) */
+/* 30 slots: a chunk is 248 bytes, 256 with malloc's header (allocated at the first push: a
+ * subscription that never received anything holds none) */
 #define HS_SUB_CHUNK_SLOTS 30
 
 enum { HS_SUB_IO_DATA = 1u, HS_SUB_IO_END = 2u, HS_SUB_IO_KILL = 4u };
@@ -82,7 +83,7 @@ struct hs_sub {
     atomic_int end_reason; /* HS_SUB_END_*, written before HS_SUB_IO_END / KILL */
 
     /* what it subscribes to (const) */
-    char *stream;
+    char *stream; /* NUL-terminated, in the subscription's own allocation (after it) */
     uint32_t stream_len;
     uint32_t hash;
     bool all;           /* $all: ids and cursor are positions */
