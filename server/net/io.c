@@ -473,6 +473,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_ESTABLISHED: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (c) {
+            /* lws keeps the per-session struct (an hs_conn_t, 416 bytes) for a WebSocket's
+             * whole life; nothing of it is used past the upgrade (the transport keeps its state
+             * in wd->ws_ctx). Freed here, after lws allocated it for the last time: every later
+             * callback of this wsi gets user NULL. */
+            hs_conn_closed(c);
+            lws_set_wsi_user(wsi, NULL);
+        }
         if (!wd || !wd->ws_ctx)
             return -1;
         if (wd->ws_t->ws_established)
