@@ -21,8 +21,11 @@
 #include "util/metrics.h"
 #include "util/rate.h"
 
-/* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata). */
-#define HS_CONN_TDATA 160
+/* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata): the largest transport
+ * struct (SSE's, 96 bytes), 8-byte aligned (pointers and 64-bit integers, nothing wider). Every
+ * idle SSE subscriber holds one hs_conn_t: its fields are ordered to leave no holes (312 bytes,
+ * a 320-byte malloc chunk). */
+#define HS_CONN_TDATA 96
 
 /*
  * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
@@ -54,41 +57,42 @@ typedef struct hs_wsi_data {
 struct hs_conn {
     struct lws *wsi;
     hs_io_t *io;
+    /* the transport that owns what the request started (a commit or read in flight, a stream
+     * it answers with), and the transport's own state for it */
+    const struct hs_transport *owner;
+    struct hs_principal *who; /* who asked (server/auth.h), for this transaction; NULL when
+                                 auth is off or nobody looked yet */
     /* the request being served */
-    int method;
     char *body;
     size_t body_len, body_cap;
     size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
-    bool body_too_large;
-    bool chunked; /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
     hs_chunked_t chunk;
     int64_t body_deadline_ms;         /* the whole body must have arrived by then */
     hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
-    bool in_body_list;
-    unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
-    bool close_after;     /* close once the queued response is written and the body read */
-    bool body_done;       /* the request body (if any) has been read */
-    const char *allow;    /* the Allow header of a 405 answer */
-    bool stream;          /* the owner writes a stream after the queued head (SSE) */
-    bool m_publish;       /* a publish: its answer's status is counted (/metrics) */
-    char *m_access;       /* --access-log: "METHOD path" of the request, until it is logged */
-    int64_t m_t0_us;      /* --access-log: when the request's headers were in */
-    uint64_t m_id;        /* --access-log: the request's number on its IO thread */
+    const char *allow;                /* the Allow header of a 405 answer */
+    char *m_access;                   /* --access-log: "METHOD path" of the request, until it is
+                                         logged */
+    int64_t m_t0_us;                  /* --access-log: when the request's headers were in */
+    uint64_t m_id;                    /* --access-log: the request's number on its IO thread */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
      * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
     size_t resp_len, resp_off;
-    bool resp_final;               /* end of a transaction (keep-alive), else SSE headers */
-    bool retry_after;              /* the next error answer says Retry-After: 1 */
     struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
     size_t resp_charge;
-    /* the transport that owns what the request started (a commit or read in flight, a stream
-     * it answers with), and the transport's own state for it */
-    const struct hs_transport *owner;
-    _Alignas(16) unsigned char tdata[HS_CONN_TDATA];
-    bool hup_watched;         /* in io->hup_ep (see hs_conn_watch_hangup) */
-    struct hs_principal *who; /* who asked (server/auth.h), for this transaction; NULL when
-                                 auth is off or nobody looked yet */
+    int method;
+    unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
+    bool body_too_large;
+    bool chunked; /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
+    bool in_body_list;
+    bool close_after; /* close once the queued response is written and the body read */
+    bool body_done;   /* the request body (if any) has been read */
+    bool stream;      /* the owner writes a stream after the queued head (SSE) */
+    bool m_publish;   /* a publish: its answer's status is counted (/metrics) */
+    bool resp_final;  /* end of a transaction (keep-alive), else SSE headers */
+    bool retry_after; /* the next error answer says Retry-After: 1 */
+    bool hup_watched; /* in io->hup_ep (see hs_conn_watch_hangup) */
+    _Alignas(8) unsigned char tdata[HS_CONN_TDATA];
 };
 
 /* /metrics: what an IO thread counts (written by that thread only: util/metrics.h). */
@@ -305,7 +309,8 @@ typedef struct hs_transport {
 } hs_transport_t;
 
 /* A connection's transport state: a struct of its owner's, zeroed with the connection (each
- * transport checks that its struct fits HS_CONN_TDATA with a static assertion). */
+ * transport checks that its struct fits HS_CONN_TDATA with a static assertion; its alignment
+ * must be at most 8). */
 #define hs_conn_tdata(c, type) ((type *)(void *)(c)->tdata)
 
 /* This IO thread's state of transport `id`. */
