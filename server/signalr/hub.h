@@ -25,6 +25,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/hubproto.h"
@@ -151,20 +152,25 @@ struct hs_hubreq {
 struct hs_hubsub {
     hs_sub_t *sub;
     hs_hub_t *hub;
+    hs_hubsub_t *prev, *next;
     bool push;
     bool done; /* ended: its end record is queued */
-    char id[HS_HUB_ID_MAX + 1];
-    hs_hubsub_t *prev, *next;
     /* /eventstreamhub: events go out as one Invocation per publish, target the stream name,
      * arguments [a string holding a JSON array of PascalCase events, {}]; the subscriber's
-     * cursor is the last event packed, stored by the writer from time to time (es.c) */
+     * cursor is the last event packed, stored by the writer from time to time (es.c). Only such
+     * a subscription has the fields from es_id on: the others are allocated without them (see
+     * HS_HUBSUB_SIZE), so every use of one is behind a check of es. */
     bool es;
+    char id[HS_HUB_ID_MAX + 1];
     char es_id[37];
     int64_t es_pos, es_ver; /* the last event packed */
     int64_t es_saved;       /* the position last sent to be stored */
     bool es_frozen;         /* the server is stopping: nothing more is packed */
     hs_block_t *es_carry;   /* popped, but the first of the next array (es_group) */
 };
+
+/* The bytes allocated for a subscription (es: an /eventstreamhub one). */
+#define HS_HUBSUB_SIZE(es) ((es) ? sizeof(hs_hubsub_t) : offsetof(hs_hubsub_t, es_id))
 
 struct hs_hub {
     atomic_uint refs;
@@ -319,9 +325,10 @@ void hs_hub_fail_oom(hs_hub_t *h);
 
 /* ---- subs.c (home thread) ---- */
 
-/* Adds a subscription (push, or streaming under id): 0, HS_EBUSY (too many), HS_ENOMEM. */
+/* Adds a subscription (push, or streaming under id; es: an /eventstreamhub one, its es_* fields
+ * zeroed, the caller sets them): 0, HS_EBUSY (too many), HS_ENOMEM. */
 int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
-                   bool has_from, int64_t from);
+                   bool has_from, int64_t from, bool es);
 /* A subscription's fan-out signal (the transport's on_sub_signal). */
 void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s);
 /* Packs whole records for the transport into out (appended), up to about budget bytes.

@@ -19,12 +19,12 @@
 /* ---- subscriptions ---- */
 
 int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
-                   bool has_from, int64_t from)
+                   bool has_from, int64_t from, bool es)
 {
     hs_server_t *srv = h->srv;
     if (h->nsubs >= srv->cfg.max_subscriptions)
         return HS_EBUSY;
-    hs_hubsub_t *hs = calloc(1, sizeof(*hs));
+    hs_hubsub_t *hs = calloc(1, HS_HUBSUB_SIZE(es));
     hs_sub_t *s = hs ? hs_sub_create(stream, len, NULL, 0, srv->cfg.outbox_bytes) : NULL;
     if (!s) {
         free(hs);
@@ -45,6 +45,7 @@ int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
     hs->sub = s;
     hs->hub = h;
     hs->push = push;
+    hs->es = es;
     if (id)
         snprintf(hs->id, sizeof(hs->id), "%s", id);
     hs->next = h->subs;
@@ -420,7 +421,7 @@ bool hs_hub_has_output(hs_hub_t *h)
     if (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)
         return false;
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (!hs_sub_empty(s->sub) || s->es_carry)
+        if (!hs_sub_empty(s->sub) || (s->es && s->es_carry))
             return true;
     return false;
 }
