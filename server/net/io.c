@@ -554,17 +554,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 /*
  * rx_buffer_size: the WebSocket receive buffer lws keeps for each upgraded connection's whole
- * life (default: pt_serv_buf_size, 4 KiB). 512 bytes here: an inbound message longer than that
- * reaches the callback in 512-byte pieces, which the hub's record parser takes as a byte stream
- * anyway (lws unmasks byte by byte, so the extra callbacks cost little); 3.5 KiB less per idle
- * WebSocket subscriber.
+ * life (default: pt_serv_buf_size, 4 KiB). 256 bytes here: an inbound message longer than that
+ * reaches the callback in 256-byte pieces, which the hub's record parser takes as a byte stream
+ * anyway (lws unmasks byte by byte, so the extra callbacks cost little); 3.75 KiB less per idle
+ * WebSocket subscriber than the default. The cost: lws reads a WebSocket at most
+ * rx_buffer_size + LWS_PRE bytes per turn of its loop, so a long message takes more turns (a
+ * 64 KiB one, 241 instead of 121 at 512). Not below 128: a control frame (Ping, Close) carries
+ * up to 125 bytes of payload, which lws answers from this buffer whole.
  * tx_packet_size: lws hands send() at most this many bytes per write and copies the rest to a
  * buffer of the connection's to drain on later writable turns; with 0 the cap is the receive
  * buffer size (4 KiB by default), so every turn's batch of up to HS_WRITE_BUDGET bytes was cut
  * after a few KiB and its remainder copied. 1 MiB: a turn's batch goes to the kernel in one
  * send(), and a large answer (a page of a read) in few.
  */
-#define HS_WS_RX_BUFFER 512
+#define HS_WS_RX_BUFFER 256
 #define HS_TX_PACKET    (1024 * 1024)
 
 static const struct lws_protocols protocols[] = {
