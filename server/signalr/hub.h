@@ -172,6 +172,20 @@ struct hs_hubsub {
 /* The bytes allocated for a subscription (es: an /eventstreamhub one). */
 #define HS_HUBSUB_SIZE(es) ((es) ? sizeof(hs_hubsub_t) : offsetof(hs_hubsub_t, es_id))
 
+/* A connection's stateful reconnect (home thread): 112 bytes that most connections never use,
+ * so they are not part of hs_hub_t. */
+typedef struct hs_hub_stateful {
+    int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
+    hs_buf_t replay;      /* unacknowledged trackable records, oldest first */
+    uint32_t *replay_len; /* their lengths; the first has number replay_first */
+    size_t nreplay, replay_cap, replay_head;
+    int64_t replay_first;
+    int64_t in_count, in_handled; /* trackable records received / handled */
+    int64_t acked;                /* the last Ack sent */
+    int64_t replay_full_ms;       /* since when the replay buffer is full with no Ack (0: not) */
+    int64_t ack_ms;
+} hs_hub_stateful_t;
+
 struct hs_hub {
     atomic_uint refs;
     hs_server_t *srv;
@@ -201,7 +215,6 @@ struct hs_hub {
     hs_conn_t *sse_conn;
     hs_hubreq_t *poll;   /* parked long poll */
     int64_t poll_end_ms; /* long polling: when the last poll was answered */
-    bool polled_once;
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
     bool m_counted;           /* in the home thread's connection gauge [m_kind][m_proto] */
@@ -209,6 +222,7 @@ struct hs_hub {
     bool stateful;            /* granted and handshake version >= 2 */
     bool rx_paused;           /* WebSocket reads stopped (see "Input flow" in hub.c) */
     bool awaiting_sequence;   /* resumed: ignore records until the client's Sequence */
+    bool client_pinged;       /* its first Ping arms the client timeout */
     hs_buf_t in;              /* input not yet cut into records */
     hs_buf_t held;            /* invocation records waiting their turn ([u32 len][record]) */
     size_t held_off;          /* where the oldest held record starts */
@@ -223,22 +237,13 @@ struct hs_hub {
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
     int64_t closing_ms;     /* when closing started: a client that does not read its
                                Close within HS_HUB_CLOSE_WAIT_MS is cut off */
-    bool client_pinged;     /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr; /* subscriptions; rr: where the next pack starts */
     int nsubs;
-    int pending;         /* invocations in flight */
-    int64_t dialect_ms;  /* the dialect's own timer (es.c: when cursors were last stored) */
-    void *dialect_state; /* the dialect's own (es.c: subscriptions held while paused) */
-    /* stateful reconnect */
-    int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
-    hs_buf_t replay;      /* unacknowledged trackable records, oldest first */
-    uint32_t *replay_len; /* their lengths; the first has number replay_first */
-    size_t nreplay, replay_cap, replay_head;
-    int64_t replay_first;
-    int64_t in_count, in_handled; /* trackable records received / handled */
-    int64_t acked;                /* the last Ack sent */
-    int64_t replay_full_ms;       /* since when the replay buffer is full with no Ack (0: not) */
-    int64_t ack_ms;
+    int pending;           /* invocations in flight */
+    int64_t dialect_ms;    /* the dialect's own timer (es.c: when cursors were last stored) */
+    void *dialect_state;   /* the dialect's own (es.c: subscriptions held while paused) */
+    hs_hub_stateful_t *st; /* stateful reconnect: allocated by the handshake that turns it on
+                              (stateful), NULL until then */
 };
 
 /* ---- registry.c ---- */

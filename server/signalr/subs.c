@@ -284,7 +284,7 @@ static bool pack_es(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, s
     bool full = false;
     while (!hs->done && !hs->es_frozen) {
         if (out->len - start >= budget ||
-            (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
+            (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
             full = true;
             break;
         }
@@ -348,7 +348,7 @@ static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, 
     }
     while (!hs->done) {
         if (out->len - start >= budget ||
-            (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
+            (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
             full = true;
             break;
         }
@@ -418,7 +418,7 @@ bool hs_hub_has_output(hs_hub_t *h)
         return true;
     if (h->closing || h->ended || !h->handshaken)
         return false;
-    if (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)
+    if (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)
         return false;
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
         if (!hs_sub_empty(s->sub) || (s->es && s->es_carry))
