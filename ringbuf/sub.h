@@ -58,10 +58,10 @@ typedef struct hs_sub hs_sub_t;
 
 struct hs_sub {
     atomic_uint refs;
+    uint32_t tail_idx; /* outbox, producer side (here, beside refs, to leave no padding) */
 
     /* outbox: producer side (worker) */
     hs_sub_chunk_t *tail;
-    uint32_t tail_idx;
     /* outbox: consumer side (io) */
     hs_sub_chunk_t *head;
     uint32_t head_idx;
@@ -88,14 +88,14 @@ struct hs_sub {
     uint32_t hash;
     bool all;           /* $all: ids and cursor are positions */
     bool has_from;      /* false: live only, events committed after the subscribe */
+    uint8_t fmt;        /* HS_SUB_FMT_*: what its blocks become on the wire */
+    uint8_t transport;  /* which transport of the IO thread consumes it (server/net/net.h) */
+    int worker_index;   /* the fan-out worker that serves it (by its IO thread) */
     int64_t live_after; /* live only: the last committed position when the client subscribed */
     int64_t from;       /* replay events after this version / position */
     char **types;       /* NULL = every type */
     uint32_t ntypes;
     int io_index;             /* which IO thread owns the connection */
-    uint8_t fmt;              /* HS_SUB_FMT_*: what its blocks become on the wire */
-    uint8_t transport;        /* which transport of the IO thread consumes it (server/net/net.h) */
-    int worker_index;         /* the fan-out worker that serves it (by its IO thread) */
     void *io_ctx;             /* io: the connection (IO thread only) */
     struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
 
@@ -110,8 +110,8 @@ struct hs_sub {
     bool end_pending;             /* closed: end once caught up */
     bool ended;
     bool io_pending_data; /* worker: a DATA signal is collected for the end of the batch */
+    bool starved;         /* worker: waiting for read budget (fanout.c) */
     int64_t stalled_since_ms;
-    bool starved;                /* worker: waiting for read budget (fanout.c) */
     hs_sub_t *w_prev, *w_next;   /* worker: the stream's subscriber list */
     hs_sub_t *st_prev, *st_next; /* worker: the stalled list */
     void *w_stream;              /* worker: its stream entry */
