@@ -23,8 +23,8 @@
 
 /* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata): the largest transport
  * struct (SSE's, 96 bytes), 8-byte aligned (pointers and 64-bit integers, nothing wider). Every
- * idle SSE subscriber holds one hs_conn_t: its fields are ordered to leave no holes (312 bytes,
- * a 320-byte malloc chunk). */
+ * idle SSE subscriber holds one hs_conn_t: its fields are ordered to leave no holes (248 bytes,
+ * a 256-byte malloc chunk). */
 #define HS_CONN_TDATA 96
 
 /*
@@ -51,6 +51,15 @@ typedef struct hs_wsi_data {
 #define HS_BACKLOG_MAX  16384       /* ingest entries an IO thread holds when its ring is full */
 #define HS_LINGER_MAX   64          /* closed sockets an IO thread drains at once (io.c) */
 
+/* How a request's announced body arrives (hs_conn_t.rx: only requests with one have it, so an
+ * idle SSE subscriber's hs_conn_t is 64 bytes smaller). */
+typedef struct hs_conn_rx {
+    size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
+    hs_chunked_t chunk;
+    int64_t body_deadline_ms;         /* the whole body must have arrived by then */
+    hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
+} hs_conn_rx_t;
+
 /* One request or subscription (lws per-session data, zeroed by lws). lws frees it at the end of
  * every keep-alive transaction (after LWS_CALLBACK_HTTP_DROP_PROTOCOL): nothing that must last
  * longer than one request lives here. */
@@ -65,15 +74,13 @@ struct hs_conn {
     /* the request being served */
     char *body;
     size_t body_len, body_cap;
-    size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
-    hs_chunked_t chunk;
-    int64_t body_deadline_ms;         /* the whole body must have arrived by then */
-    hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
-    const char *allow;                /* the Allow header of a 405 answer */
-    char *m_access;                   /* --access-log: "METHOD path" of the request, until it is
-                                         logged */
-    int64_t m_t0_us;                  /* --access-log: when the request's headers were in */
-    uint64_t m_id;                    /* --access-log: the request's number on its IO thread */
+    struct hs_conn_rx *rx; /* a request that announced a body (POST, PUT, PATCH): how it
+                              arrives; NULL for the others (an SSE GET among them) */
+    const char *allow;     /* the Allow header of a 405 answer */
+    char *m_access;        /* --access-log: "METHOD path" of the request, until it is
+                              logged */
+    int64_t m_t0_us;       /* --access-log: when the request's headers were in */
+    uint64_t m_id;         /* --access-log: the request's number on its IO thread */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
      * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
@@ -81,7 +88,7 @@ struct hs_conn {
     struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
     size_t resp_charge;
     int method;
-    unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
+    bool completed; /* an LWS_CALLBACK_HTTP_BODY_COMPLETION was seen */
     bool body_too_large;
     bool chunked; /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
     bool in_body_list;
