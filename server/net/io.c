@@ -421,7 +421,7 @@ static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
             void *ctx = NULL;
             int rc = srv->ws[i].confirm(wsi, srv->ws[i].arg, &ctx);
             if (rc == 0) {
-                wd->ws_t = srv->ws[i].t;
+                wd->ws_ep = (uint8_t)i;
                 wd->ws_ctx = ctx;
             }
             return rc;
@@ -432,14 +432,21 @@ static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
     return hs_wsi_respond(wsi, 404, msg) ? -1 : 1;
 }
 
+/* The transport of an accepted WebSocket (wd->ws_ctx set). */
+static const hs_transport_t *ws_transport(struct lws *wsi, const wsi_data_t *wd)
+{
+    return io_of(wsi)->srv->ws[wd->ws_ep].t;
+}
+
 static void ws_closed(struct lws *wsi, wsi_data_t *wd)
 {
     if (!wd || !wd->ws_ctx)
         return;
     void *ctx = wd->ws_ctx;
     wd->ws_ctx = NULL;
-    if (wd->ws_t->ws_closed)
-        wd->ws_t->ws_closed(wsi, ctx);
+    const hs_transport_t *t = ws_transport(wsi, wd);
+    if (t->ws_closed)
+        t->ws_closed(wsi, ctx);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -483,32 +490,32 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (!wd || !wd->ws_ctx)
             return -1;
-        if (wd->ws_t->ws_established)
-            wd->ws_t->ws_established(wsi, wd->ws_ctx);
+        if (ws_transport(wsi, wd)->ws_established)
+            ws_transport(wsi, wd)->ws_established(wsi, wd->ws_ctx);
         return 0;
     }
 
     case LWS_CALLBACK_RECEIVE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (!wd || !wd->ws_ctx || !wd->ws_t->ws_receive)
+        if (!wd || !wd->ws_ctx || !ws_transport(wsi, wd)->ws_receive)
             return -1;
-        return wd->ws_t->ws_receive(wsi, wd->ws_ctx, in, len);
+        return ws_transport(wsi, wd)->ws_receive(wsi, wd->ws_ctx, in, len);
     }
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (!wd || !wd->ws_ctx || !wd->ws_t->ws_writable) {
+        if (!wd || !wd->ws_ctx || !ws_transport(wsi, wd)->ws_writable) {
             /* its connection was taken over by another socket: end this one */
             lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
             return -1;
         }
-        return wd->ws_t->ws_writable(wsi, wd->ws_ctx);
+        return ws_transport(wsi, wd)->ws_writable(wsi, wd->ws_ctx);
     }
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (wd && wd->ws_ctx && wd->ws_t->ws_peer_close)
-            wd->ws_t->ws_peer_close(wd->ws_ctx);
+        if (wd && wd->ws_ctx && ws_transport(wsi, wd)->ws_peer_close)
+            ws_transport(wsi, wd)->ws_peer_close(wd->ws_ctx);
         return 0;
     }
 

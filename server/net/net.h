@@ -35,16 +35,17 @@
 /* A client's source address, as peers.c counts it (family 0: unknown). */
 typedef struct hs_peer_key {
     uint8_t a[16];
-    int family;
+    uint8_t family; /* AF_INET, AF_INET6 or 0 (17 bytes, no padding: peers.c compares keys whole) */
 } hs_peer_key_t;
 
+/* Every connection holds one for its life: 56 bytes, a 64-byte malloc chunk. */
 typedef struct hs_wsi_data {
-    hs_peer_key_t peer;              /* counted in peers.c until the connection closes */
-    hs_rate_t publishes;             /* this TCP connection's publishes (--max-publishes-per-s) */
-    char *path;                      /* the request path, kept while its body arrives */
-    bool busy;                       /* a request is being served: its answer is not written yet */
-    const struct hs_transport *ws_t; /* a WebSocket's transport, and its connection */
-    void *ws_ctx;
+    hs_peer_key_t peer;  /* counted in peers.c until the connection closes */
+    bool busy;           /* a request is being served: its answer is not written yet */
+    uint8_t ws_ep;       /* a WebSocket's endpoint: its index in srv->ws (with ws_ctx set) */
+    hs_rate_t publishes; /* this TCP connection's publishes (--max-publishes-per-s) */
+    char *path;          /* the request path, kept while its body arrives */
+    void *ws_ctx;        /* a WebSocket's connection, for srv->ws[ws_ep].t; NULL: none */
 } hs_wsi_data_t;
 
 #define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
