@@ -4,7 +4,9 @@
  * The queue: the producer writes a slot, then publishes it by bumping `pushed` (release); the
  * consumer reads up to `pushed` (acquire), then bumps `popped`. A chunk is linked before the
  * `pushed` increment that makes its first slot visible, so the consumer never follows a NULL
- * next. Fully consumed chunks go back to the producer through `spare` (or are freed).
+ * next. Fully consumed chunks go back to the producer through `spare` (or are freed). A new
+ * subscription has no chunk: the first push allocates it and sets `head` (the only time the
+ * producer writes it; the consumer reads it only once it sees that push).
  */
 #include "ringbuf/sub.h"
 
@@ -16,14 +18,15 @@
 hs_sub_t *hs_sub_create(const char *stream, size_t stream_len, const char *const *types,
                         uint32_t ntypes, size_t max_bytes)
 {
-    hs_sub_t *s = calloc(1, sizeof(*s));
+    /* the stream name lives right after the struct: one allocation, not two */
+    hs_sub_t *s = calloc(1, sizeof(*s) + stream_len + 1);
     if (!s)
         return NULL;
     atomic_init(&s->refs, 1); /* first: the failure path frees through hs_sub_unref */
-    s->stream = malloc(stream_len + 1);
-    s->head = s->tail = calloc(1, sizeof(hs_sub_chunk_t));
-    if (!s->stream || !s->head)
-        goto fail;
+    s->stream = (char *)(s + 1);
+    /* no chunk until the first push (an idle subscription holds none): the producer finds
+     * its tail chunk full and links the first one as head */
+    s->tail_idx = HS_SUB_CHUNK_SLOTS;
     memcpy(s->stream, stream, stream_len);
     s->stream[stream_len] = '\0';
     s->stream_len = (uint32_t)stream_len;
@@ -69,7 +72,6 @@ void hs_sub_unref(hs_sub_t *s)
     for (uint32_t i = 0; i < s->ntypes; i++)
         free(s->types[i]);
     free(s->types);
-    free(s->stream);
     free(s);
 }
 
@@ -93,7 +95,12 @@ bool hs_sub_push_spsc(hs_sub_t *s, hs_block_t *b, size_t bytes, bool force)
         if (!c && !(c = malloc(sizeof(*c))))
             return false;
         c->next = NULL;
-        s->tail->next = c; /* published by the release increment of `pushed` below */
+        /* published by the release increment of `pushed` below; the first chunk becomes the
+         * consumer's head, which the consumer reads only after that increment */
+        if (s->tail)
+            s->tail->next = c;
+        else
+            s->head = c;
         s->tail = c;
         s->tail_idx = 0;
     }

@@ -26,7 +26,8 @@
 #include "ringbuf/block.h"
 #include "ringbuf/mpsc.h"
 
-/* 30 slots: a chunk is 248 bytes, 256 with malloc's header (an idle subscription holds one) */
+/* 30 slots: a chunk is 248 bytes, 256 with malloc's header (allocated at the first push: a
+ * subscription that never received anything holds none) */
 #define HS_SUB_CHUNK_SLOTS 30
 
 enum { HS_SUB_IO_DATA = 1u, HS_SUB_IO_END = 2u, HS_SUB_IO_KILL = 4u };
@@ -57,10 +58,10 @@ typedef struct hs_sub hs_sub_t;
 
 struct hs_sub {
     atomic_uint refs;
+    uint32_t tail_idx; /* outbox, producer side (here, beside refs, to leave no padding) */
 
     /* outbox: producer side (worker) */
     hs_sub_chunk_t *tail;
-    uint32_t tail_idx;
     /* outbox: consumer side (io) */
     hs_sub_chunk_t *head;
     uint32_t head_idx;
@@ -84,21 +85,19 @@ struct hs_sub {
     atomic_int end_reason; /* HS_SUB_END_*, written before HS_SUB_IO_END / KILL */
 
     /* what it subscribes to (const) */
-    char *stream;
+    char *stream; /* NUL-terminated, in the subscription's own allocation (after it) */
     uint32_t stream_len;
     uint32_t hash;
     bool all;           /* $all: ids and cursor are positions */
     bool has_from;      /* false: live only, events committed after the subscribe */
+    uint8_t fmt;        /* HS_SUB_FMT_*: what its blocks become on the wire */
+    uint8_t transport;  /* which transport of the IO thread consumes it (server/net/net.h) */
+    int worker_index;   /* the fan-out worker that serves it (by its IO thread) */
     int64_t live_after; /* live only: the last committed position when the client subscribed */
     int64_t from;       /* replay events after this version / position */
     char **types;       /* NULL = every type */
     uint32_t ntypes;
     int io_index;             /* which IO thread owns the connection */
-    uint8_t fmt;              /* HS_SUB_FMT_*: what its blocks become on the wire */
-    uint8_t transport;        /* which transport of the IO thread consumes it (server/net/net.h) */
-    bool mp;                  /* its records go out as MessagePack: catch-up pages it waits for
-                                 build that form on the reader thread */
-    int worker_index;         /* the fan-out worker that serves it (by its IO thread) */
     void *io_ctx;             /* io: the connection (IO thread only) */
     struct hs_budget *budget; /* catch-up pages are charged here (a reference; NULL: none) */
 
@@ -109,8 +108,10 @@ struct hs_sub {
     bool end_pending; /* closed: end once caught up */
     bool ended;
     bool io_pending_data; /* worker: a DATA signal is collected for the end of the batch */
+    bool starved;         /* worker: waiting for read budget (fanout.c) */
+    bool mp; /* const: its records go out as MessagePack (catch-up pages it waits for build that
+                form on the reader thread); here, in the padding */
     int64_t stalled_since_ms;
-    bool starved;                /* worker: waiting for read budget (fanout.c) */
     hs_sub_t *w_prev, *w_next;   /* worker: the stream's subscriber list */
     hs_sub_t *st_prev, *st_next; /* worker: the stalled list */
     hs_sub_t *pg_next;           /* worker: the waiters of the shared page being read */

@@ -31,10 +31,11 @@ typedef struct sse_conn {
     hs_conn_t *prev, *next; /* the IO thread's SSE responses, for pings and stalls */
     hs_block_t *big;        /* a block written over several turns, with its id line */
     size_t big_off, big_idlen;
-    char big_id[32];
+    char big_id[24]; /* "id: ", at most 19 digits (an int64_t >= 0), "\n" (put_id) */
 } sse_conn_t;
 
 _Static_assert(sizeof(sse_conn_t) <= HS_CONN_TDATA, "sse_conn_t must fit hs_conn_t.tdata");
+_Static_assert(_Alignof(sse_conn_t) <= 8, "sse_conn_t must fit hs_conn_t.tdata's alignment");
 
 /* The SSE responses of one IO thread. */
 typedef struct sse_io {

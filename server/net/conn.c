@@ -363,10 +363,10 @@ static void body_list_add(hs_io_t *io, hs_conn_t *c)
     if (c->in_body_list)
         return;
     c->in_body_list = true;
-    c->body_prev = NULL;
-    c->body_next = io->body_head;
+    c->rx->body_prev = NULL;
+    c->rx->body_next = io->body_head;
     if (io->body_head)
-        io->body_head->body_prev = c;
+        io->body_head->rx->body_prev = c;
     io->body_head = c;
 }
 
@@ -375,29 +375,31 @@ void hs_conn_body_unlist(hs_conn_t *c)
     if (!c->in_body_list)
         return;
     c->in_body_list = false;
-    if (c->body_prev)
-        c->body_prev->body_next = c->body_next;
+    hs_conn_rx_t *rx = c->rx; /* a listed request has one */
+    if (rx->body_prev)
+        rx->body_prev->rx->body_next = rx->body_next;
     else
-        c->io->body_head = c->body_next;
-    if (c->body_next)
-        c->body_next->body_prev = c->body_prev;
-    c->body_prev = c->body_next = NULL;
+        c->io->body_head = rx->body_next;
+    if (rx->body_next)
+        rx->body_next->rx->body_prev = rx->body_prev;
+    rx->body_prev = rx->body_next = NULL;
 }
 
 /* Appends body bytes, growing the buffer as they arrive (never to a claimed length up front:
- * a client that announces 1 MiB and sends nothing costs nothing). -1 past body_limit or on
- * ENOMEM (*oom set). */
+ * a client that announces 1 MiB and sends nothing costs nothing). -1 past body_limit (0
+ * without rx: a request that announced no body) or on ENOMEM (*oom set). */
 static int body_append(hs_conn_t *c, const void *in, size_t len, bool *oom)
 {
     *oom = false;
-    if (len > c->body_limit - c->body_len)
+    size_t limit = c->rx ? c->rx->body_limit : 0;
+    if (len > limit - c->body_len)
         return -1;
     if (c->body_len + len > c->body_cap) {
         size_t need = c->body_len + len, nc = c->body_cap ? c->body_cap : 4096;
         while (nc < need)
             nc *= 2;
-        if (nc > c->body_limit)
-            nc = c->body_limit;
+        if (nc > limit)
+            nc = limit;
         char *nb = realloc(c->body, nc + 1); /* + 1: room for a terminating NUL */
         if (!nb) {
             *oom = true;
@@ -466,12 +468,12 @@ static int chunked_body(hs_conn_t *c, const uint8_t *p, size_t len)
     while (!c->body_done) {
         const uint8_t *data;
         size_t dl;
-        int rc = hs_chunked_next(&c->chunk, &p, end, &data, &dl);
+        int rc = hs_chunked_next(&c->rx->chunk, &p, end, &data, &dl);
         if (rc == HS_CHUNKED_NEED)
             return 0;
         if (rc == HS_CHUNKED_ERROR) {
             char why[128];
-            snprintf(why, sizeof(why), "malformed chunked body: %s", c->chunk.why);
+            snprintf(why, sizeof(why), "malformed chunked body: %s", c->rx->chunk.why);
             refuse_body(c, 400, "BadRequest", why);
             return 0;
         }
@@ -507,8 +509,8 @@ static int chunked_body(hs_conn_t *c, const uint8_t *p, size_t len)
 void hs_conn_expire_bodies(hs_io_t *io, int64_t now)
 {
     for (hs_conn_t *c = io->body_head, *next; c; c = next) {
-        next = c->body_next;
-        if (now < c->body_deadline_ms)
+        next = c->rx->body_next;
+        if (now < c->rx->body_deadline_ms)
             continue;
         if (c->close_after) {
             /* already refused (413), and still sending: stop waiting for its end */
@@ -573,6 +575,8 @@ void hs_conn_closed(hs_conn_t *c)
     free(c->body);
     c->body = NULL;
     c->body_cap = c->body_len = 0;
+    free(c->rx); /* unlisted above */
+    c->rx = NULL;
 }
 
 /* ---- lws callbacks of a request (io.c) ---- */
@@ -642,6 +646,10 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
         bool has_cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
         c->chunked = false;
         c->body_too_large = false;
+        hs_conn_body_unlist(c);
+        if (!c->rx && !(c->rx = malloc(sizeof(*c->rx))))
+            return -1; /* out of memory: close the connection */
+        memset(c->rx, 0, sizeof(*c->rx));
         if (has_te) {
             char te[64] = "";
             if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 ||
@@ -655,8 +663,8 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
                 return 0;
             }
             c->chunked = true;
-            hs_chunked_init(&c->chunk);
-            c->body_limit = srv->cfg.max_body;
+            hs_chunked_init(&c->rx->chunk);
+            c->rx->body_limit = srv->cfg.max_body;
         } else if (has_cl) {
             char cl[32] = "";
             long long n = 0;
@@ -671,11 +679,11 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
                 c->close_after = true;
                 hs_conn_error(c, 413, "TooLarge", "the body is %lld bytes, over the %zu-byte limit",
                               n, srv->cfg.max_body);
-                c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
+                c->rx->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
                 body_list_add(io, c);
                 return 0;
             }
-            c->body_limit = (size_t)n;
+            c->rx->body_limit = (size_t)n;
         } else {
             /* neither: the body is empty (RFC 9112 6.3). lws 4.1 would read on as if a
              * body of 100 MiB followed, so the connection closes after the answer. */
@@ -697,7 +705,7 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
         memcpy(pcopy, path, pl + 1);
         free(d->path);
         d->path = pcopy;
-        c->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
+        c->rx->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
         body_list_add(io, c);
         return 0;
     }
@@ -733,7 +741,9 @@ int hs_conn_on_body_done(struct lws *wsi, hs_conn_t *c)
     if (c->chunked)
         return 0; /* a chunked body ended at its last chunk; lws's count is moot */
     if (c->body_done) {
-        if (!c->completions++)
+        bool first = !c->completed;
+        c->completed = true;
+        if (first)
             /* refused before its body (close_after): close once the answer is out */
             return c->close_after && c->resp ? 0 : -1;
         /* lws 4.1 calls this again for bytes after a completed body (a pipelined request)
@@ -744,7 +754,7 @@ int hs_conn_on_body_done(struct lws *wsi, hs_conn_t *c)
         lws_rx_flow_control(wsi, 0);
         return 0;
     }
-    c->completions++;
+    c->completed = true;
     hs_conn_body_unlist(c);
     if (c->close_after) {
         wsi_data_t *d = lws_get_opaque_user_data(wsi);

@@ -421,7 +421,7 @@ static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
             void *ctx = NULL;
             int rc = srv->ws[i].confirm(wsi, srv->ws[i].arg, &ctx);
             if (rc == 0) {
-                wd->ws_t = srv->ws[i].t;
+                wd->ws_ep = (uint8_t)i;
                 wd->ws_ctx = ctx;
             }
             return rc;
@@ -432,14 +432,21 @@ static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
     return hs_wsi_respond(wsi, 404, msg) ? -1 : 1;
 }
 
+/* The transport of an accepted WebSocket (wd->ws_ctx set). */
+static const hs_transport_t *ws_transport(struct lws *wsi, const wsi_data_t *wd)
+{
+    return io_of(wsi)->srv->ws[wd->ws_ep].t;
+}
+
 static void ws_closed(struct lws *wsi, wsi_data_t *wd)
 {
     if (!wd || !wd->ws_ctx)
         return;
     void *ctx = wd->ws_ctx;
     wd->ws_ctx = NULL;
-    if (wd->ws_t->ws_closed)
-        wd->ws_t->ws_closed(wsi, ctx);
+    const hs_transport_t *t = ws_transport(wsi, wd);
+    if (t->ws_closed)
+        t->ws_closed(wsi, ctx);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -473,34 +480,42 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_ESTABLISHED: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
+        if (c) {
+            /* lws keeps the per-session struct (an hs_conn_t, 416 bytes) for a WebSocket's
+             * whole life; nothing of it is used past the upgrade (the transport keeps its state
+             * in wd->ws_ctx). Freed here, after lws allocated it for the last time: every later
+             * callback of this wsi gets user NULL. */
+            hs_conn_closed(c);
+            lws_set_wsi_user(wsi, NULL);
+        }
         if (!wd || !wd->ws_ctx)
             return -1;
-        if (wd->ws_t->ws_established)
-            wd->ws_t->ws_established(wsi, wd->ws_ctx);
+        if (ws_transport(wsi, wd)->ws_established)
+            ws_transport(wsi, wd)->ws_established(wsi, wd->ws_ctx);
         return 0;
     }
 
     case LWS_CALLBACK_RECEIVE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (!wd || !wd->ws_ctx || !wd->ws_t->ws_receive)
+        if (!wd || !wd->ws_ctx || !ws_transport(wsi, wd)->ws_receive)
             return -1;
-        return wd->ws_t->ws_receive(wsi, wd->ws_ctx, in, len);
+        return ws_transport(wsi, wd)->ws_receive(wsi, wd->ws_ctx, in, len);
     }
 
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (!wd || !wd->ws_ctx || !wd->ws_t->ws_writable) {
+        if (!wd || !wd->ws_ctx || !ws_transport(wsi, wd)->ws_writable) {
             /* its connection was taken over by another socket: end this one */
             lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
             return -1;
         }
-        return wd->ws_t->ws_writable(wsi, wd->ws_ctx);
+        return ws_transport(wsi, wd)->ws_writable(wsi, wd->ws_ctx);
     }
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
         wsi_data_t *wd = lws_get_opaque_user_data(wsi);
-        if (wd && wd->ws_ctx && wd->ws_t->ws_peer_close)
-            wd->ws_t->ws_peer_close(wd->ws_ctx);
+        if (wd && wd->ws_ctx && ws_transport(wsi, wd)->ws_peer_close)
+            ws_transport(wsi, wd)->ws_peer_close(wd->ws_ctx);
         return 0;
     }
 
@@ -546,17 +561,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 /*
  * rx_buffer_size: the WebSocket receive buffer lws keeps for each upgraded connection's whole
- * life (default: pt_serv_buf_size, 4 KiB). 512 bytes here: an inbound message longer than that
- * reaches the callback in 512-byte pieces, which the hub's record parser takes as a byte stream
- * anyway (lws unmasks byte by byte, so the extra callbacks cost little); 3.5 KiB less per idle
- * WebSocket subscriber.
+ * life (default: pt_serv_buf_size, 4 KiB). 256 bytes here: an inbound message longer than that
+ * reaches the callback in 256-byte pieces, which the hub's record parser takes as a byte stream
+ * anyway (lws unmasks byte by byte, so the extra callbacks cost little); 3.75 KiB less per idle
+ * WebSocket subscriber than the default. The cost: lws reads a WebSocket at most
+ * rx_buffer_size + LWS_PRE bytes per turn of its loop, so a long message takes more turns (a
+ * 64 KiB one, 241 instead of 121 at 512). Not below 128: a control frame (Ping, Close) carries
+ * up to 125 bytes of payload, which lws answers from this buffer whole.
  * tx_packet_size: lws hands send() at most this many bytes per write and copies the rest to a
  * buffer of the connection's to drain on later writable turns; with 0 the cap is the receive
  * buffer size (4 KiB by default), so every turn's batch of up to HS_WRITE_BUDGET bytes was cut
  * after a few KiB and its remainder copied. 1 MiB: a turn's batch goes to the kernel in one
  * send(), and a large answer (a page of a read) in few.
  */
-#define HS_WS_RX_BUFFER 512
+#define HS_WS_RX_BUFFER 256
 #define HS_TX_PACKET    (1024 * 1024)
 
 static const struct lws_protocols protocols[] = {

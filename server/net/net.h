@@ -21,8 +21,11 @@
 #include "util/metrics.h"
 #include "util/rate.h"
 
-/* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata). */
-#define HS_CONN_TDATA 160
+/* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata): the largest transport
+ * struct (SSE's, 96 bytes), 8-byte aligned (pointers and 64-bit integers, nothing wider). Every
+ * idle SSE subscriber holds one hs_conn_t: its fields are ordered to leave no holes (248 bytes,
+ * a 256-byte malloc chunk). */
+#define HS_CONN_TDATA 96
 
 /*
  * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
@@ -32,21 +35,31 @@
 /* A client's source address, as peers.c counts it (family 0: unknown). */
 typedef struct hs_peer_key {
     uint8_t a[16];
-    int family;
+    uint8_t family; /* AF_INET, AF_INET6 or 0 (17 bytes, no padding: peers.c compares keys whole) */
 } hs_peer_key_t;
 
+/* Every connection holds one for its life: 56 bytes, a 64-byte malloc chunk. */
 typedef struct hs_wsi_data {
-    hs_peer_key_t peer;              /* counted in peers.c until the connection closes */
-    hs_rate_t publishes;             /* this TCP connection's publishes (--max-publishes-per-s) */
-    char *path;                      /* the request path, kept while its body arrives */
-    bool busy;                       /* a request is being served: its answer is not written yet */
-    const struct hs_transport *ws_t; /* a WebSocket's transport, and its connection */
-    void *ws_ctx;
+    hs_peer_key_t peer;  /* counted in peers.c until the connection closes */
+    bool busy;           /* a request is being served: its answer is not written yet */
+    uint8_t ws_ep;       /* a WebSocket's endpoint: its index in srv->ws (with ws_ctx set) */
+    hs_rate_t publishes; /* this TCP connection's publishes (--max-publishes-per-s) */
+    char *path;          /* the request path, kept while its body arrives */
+    void *ws_ctx;        /* a WebSocket's connection, for srv->ws[ws_ep].t; NULL: none */
 } hs_wsi_data_t;
 
 #define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
 #define HS_BACKLOG_MAX  16384       /* ingest entries an IO thread holds when its ring is full */
 #define HS_LINGER_MAX   64          /* closed sockets an IO thread drains at once (io.c) */
+
+/* How a request's announced body arrives (hs_conn_t.rx: only requests with one have it, so an
+ * idle SSE subscriber's hs_conn_t is 64 bytes smaller). */
+typedef struct hs_conn_rx {
+    size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
+    hs_chunked_t chunk;
+    int64_t body_deadline_ms;         /* the whole body must have arrived by then */
+    hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
+} hs_conn_rx_t;
 
 /* One request or subscription (lws per-session data, zeroed by lws). lws frees it at the end of
  * every keep-alive transaction (after LWS_CALLBACK_HTTP_DROP_PROTOCOL): nothing that must last
@@ -54,41 +67,40 @@ typedef struct hs_wsi_data {
 struct hs_conn {
     struct lws *wsi;
     hs_io_t *io;
+    /* the transport that owns what the request started (a commit or read in flight, a stream
+     * it answers with), and the transport's own state for it */
+    const struct hs_transport *owner;
+    struct hs_principal *who; /* who asked (server/auth.h), for this transaction; NULL when
+                                 auth is off or nobody looked yet */
     /* the request being served */
-    int method;
     char *body;
     size_t body_len, body_cap;
-    size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
-    bool body_too_large;
-    bool chunked; /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
-    hs_chunked_t chunk;
-    int64_t body_deadline_ms;         /* the whole body must have arrived by then */
-    hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
-    bool in_body_list;
-    unsigned completions; /* LWS_CALLBACK_HTTP_BODY_COMPLETION calls seen */
-    bool close_after;     /* close once the queued response is written and the body read */
-    bool body_done;       /* the request body (if any) has been read */
-    const char *allow;    /* the Allow header of a 405 answer */
-    bool stream;          /* the owner writes a stream after the queued head (SSE) */
-    bool m_publish;       /* a publish: its answer's status is counted (/metrics) */
-    char *m_access;       /* --access-log: "METHOD path" of the request, until it is logged */
-    int64_t m_t0_us;      /* --access-log: when the request's headers were in */
-    uint64_t m_id;        /* --access-log: the request's number on its IO thread */
+    struct hs_conn_rx *rx; /* a request that announced a body (POST, PUT, PATCH): how it
+                              arrives; NULL for the others (an SSE GET among them) */
+    const char *allow;     /* the Allow header of a 405 answer */
+    char *m_access;        /* --access-log: "METHOD path" of the request, until it is
+                              logged */
+    int64_t m_t0_us;       /* --access-log: when the request's headers were in */
+    uint64_t m_id;         /* --access-log: the request's number on its IO thread */
     /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
      * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
     unsigned char *resp;
     size_t resp_len, resp_off;
-    bool resp_final;               /* end of a transaction (keep-alive), else SSE headers */
-    bool retry_after;              /* the next error answer says Retry-After: 1 */
     struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
     size_t resp_charge;
-    /* the transport that owns what the request started (a commit or read in flight, a stream
-     * it answers with), and the transport's own state for it */
-    const struct hs_transport *owner;
-    _Alignas(16) unsigned char tdata[HS_CONN_TDATA];
-    bool hup_watched;         /* in io->hup_ep (see hs_conn_watch_hangup) */
-    struct hs_principal *who; /* who asked (server/auth.h), for this transaction; NULL when
-                                 auth is off or nobody looked yet */
+    int method;
+    bool completed; /* an LWS_CALLBACK_HTTP_BODY_COMPLETION was seen */
+    bool body_too_large;
+    bool chunked; /* Transfer-Encoding: chunked, decoded here (lws passes it raw) */
+    bool in_body_list;
+    bool close_after; /* close once the queued response is written and the body read */
+    bool body_done;   /* the request body (if any) has been read */
+    bool stream;      /* the owner writes a stream after the queued head (SSE) */
+    bool m_publish;   /* a publish: its answer's status is counted (/metrics) */
+    bool resp_final;  /* end of a transaction (keep-alive), else SSE headers */
+    bool retry_after; /* the next error answer says Retry-After: 1 */
+    bool hup_watched; /* in io->hup_ep (see hs_conn_watch_hangup) */
+    _Alignas(8) unsigned char tdata[HS_CONN_TDATA];
 };
 
 /* /metrics: what an IO thread counts (written by that thread only: util/metrics.h). */
@@ -305,7 +317,8 @@ typedef struct hs_transport {
 } hs_transport_t;
 
 /* A connection's transport state: a struct of its owner's, zeroed with the connection (each
- * transport checks that its struct fits HS_CONN_TDATA with a static assertion). */
+ * transport checks that its struct fits HS_CONN_TDATA with a static assertion; its alignment
+ * must be at most 8). */
 #define hs_conn_tdata(c, type) ((type *)(void *)(c)->tdata)
 
 /* This IO thread's state of transport `id`. */

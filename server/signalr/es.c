@@ -329,7 +329,8 @@ static void es_tick(hs_hub_t *h, int64_t now)
 static void es_prestop(hs_hub_t *h)
 {
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        s->es_frozen = s->es;
+        if (s->es)
+            s->es_frozen = true;
     save_cursors(h, NULL);
 }
 
@@ -337,7 +338,7 @@ static void es_sub_freed(hs_hub_t *h, hs_hubsub_t *hs)
 {
     if (hs->es && h->io)
         save_cursors(h, hs);
-    if (hs->es_carry) {
+    if (hs->es && hs->es_carry) {
         hs_block_unref(hs->es_carry);
         hs->es_carry = NULL;
     }
@@ -393,11 +394,10 @@ static void drop_held(hs_hub_t *h, const char *id)
 static int add_es(hs_hub_t *h, const char *id, const char *stream, size_t len, int64_t pos,
                   int64_t ver)
 {
-    int rc = hs_hub_add_sub(h, stream, len, true, NULL, true, ver);
+    int rc = hs_hub_add_sub(h, stream, len, true, NULL, true, ver, true);
     if (rc)
         return rc;
     hs_hubsub_t *hs = h->subs; /* hs_hub_add_sub puts it first */
-    hs->es = true;
     memcpy(hs->es_id, id, sizeof hs->es_id);
     hs->es_pos = hs->es_saved = pos;
     hs->es_ver = ver;

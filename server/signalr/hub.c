@@ -99,43 +99,43 @@ int hs_hub_track(hs_hub_t *h, const uint8_t *p, size_t n)
 {
     if (!h->stateful)
         return 0;
-    if (h->replay_head + h->nreplay == h->replay_cap) {
-        if (h->replay_head) {
-            memmove(h->replay_len, h->replay_len + h->replay_head,
-                    h->nreplay * sizeof(*h->replay_len));
-            h->replay_head = 0;
+    if (h->st->replay_head + h->st->nreplay == h->st->replay_cap) {
+        if (h->st->replay_head) {
+            memmove(h->st->replay_len, h->st->replay_len + h->st->replay_head,
+                    h->st->nreplay * sizeof(*h->st->replay_len));
+            h->st->replay_head = 0;
         } else {
-            size_t nc = h->replay_cap ? h->replay_cap * 2 : 64;
-            uint32_t *nl = realloc(h->replay_len, nc * sizeof(*nl));
+            size_t nc = h->st->replay_cap ? h->st->replay_cap * 2 : 64;
+            uint32_t *nl = realloc(h->st->replay_len, nc * sizeof(*nl));
             if (!nl)
                 return HS_ENOMEM;
-            h->replay_len = nl;
-            h->replay_cap = nc;
+            h->st->replay_len = nl;
+            h->st->replay_cap = nc;
         }
     }
-    if (hs_buf_put(&h->replay, p, n))
+    if (hs_buf_put(&h->st->replay, p, n))
         return HS_ENOMEM;
-    h->out_seq++;
-    if (!h->nreplay)
-        h->replay_first = h->out_seq;
-    h->replay_len[h->replay_head + h->nreplay++] = (uint32_t)n;
+    h->st->out_seq++;
+    if (!h->st->nreplay)
+        h->st->replay_first = h->st->out_seq;
+    h->st->replay_len[h->st->replay_head + h->st->nreplay++] = (uint32_t)n;
     return 0;
 }
 
 static void on_ack(hs_hub_t *h, int64_t seq)
 {
-    h->replay_full_ms = 0;
+    h->st->replay_full_ms = 0;
     size_t drop = 0;
-    while (h->nreplay && h->replay_first <= seq) {
-        drop += h->replay_len[h->replay_head++];
-        h->nreplay--;
-        h->replay_first++;
+    while (h->st->nreplay && h->st->replay_first <= seq) {
+        drop += h->st->replay_len[h->st->replay_head++];
+        h->st->nreplay--;
+        h->st->replay_first++;
     }
-    if (!h->nreplay)
-        h->replay_head = 0;
+    if (!h->st->nreplay)
+        h->st->replay_head = 0;
     if (drop) {
-        memmove(h->replay.p, h->replay.p + drop, h->replay.len - drop);
-        h->replay.len -= drop;
+        memmove(h->st->replay.p, h->st->replay.p + drop, h->st->replay.len - drop);
+        h->st->replay.len -= drop;
     }
 }
 
@@ -281,9 +281,10 @@ void hs_hub_resume(hs_hub_t *h)
     h->dropped_ms = 0;
     ctl_clear(h);
     size_t before = h->ctl.len;
-    int rc = hs_hubproto_sequence(&h->ctl, h->fmt, h->nreplay ? h->replay_first : h->out_seq + 1);
+    int rc = hs_hubproto_sequence(&h->ctl, h->fmt,
+                                  h->st->nreplay ? h->st->replay_first : h->st->out_seq + 1);
     if (!rc)
-        rc = hs_buf_put(&h->ctl, h->replay.p, h->replay.len);
+        rc = hs_buf_put(&h->ctl, h->st->replay.p, h->st->replay.len);
     if (rc) {
         h->ctl.len = before;
         hs_hub_fail_oom(h);
@@ -348,6 +349,11 @@ static void handshake(hs_hub_t *h, const uint8_t *rec, size_t len)
     h->m_counted = true;
     hs_gauge_add(&h->io->m.conns[h->m_kind][h->m_proto], 1);
     h->stateful = h->stateful_ok && version >= 2 && h->transport == HS_HUB_T_WS;
+    if (h->stateful && !h->st && !(h->st = calloc(1, sizeof(*h->st)))) {
+        h->stateful = false;
+        hs_hub_fail_oom(h);
+        return;
+    }
     if (h->stateful)
         hs_hubreg_set_resumable(h);
     size_t before = h->ctl.len;
@@ -429,7 +435,7 @@ static void cancel(hs_hub_t *h, const hs_hubmsg_t *m)
 
 static bool replay_full(const hs_hub_t *h)
 {
-    return h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer;
+    return h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer;
 }
 
 static bool ctl_full(const hs_hub_t *h)
@@ -467,9 +473,9 @@ static bool trackable(int type)
 static void handle(hs_hub_t *h, const hs_hubmsg_t *m)
 {
     if (h->stateful && trackable(m->type)) {
-        if (++h->in_count <= h->in_handled)
+        if (++h->st->in_count <= h->st->in_handled)
             return; /* replayed after a resume, already handled */
-        h->in_handled = h->in_count;
+        h->st->in_handled = h->st->in_count;
     }
     switch (m->type) {
     case HS_HUBMSG_INVOCATION:
@@ -496,14 +502,14 @@ static void handle(hs_hub_t *h, const hs_hubmsg_t *m)
     case HS_HUBMSG_SEQUENCE:
         if (!h->stateful)
             break;
-        if (m->sequence_id > h->in_handled + 1 || m->sequence_id < 1) {
+        if (m->sequence_id > h->st->in_handled + 1 || m->sequence_id < 1) {
             hs_hub_close(h,
                          "Connection closed with an error. Sequence ID greater than amount of "
                          "messages we've received.",
                          false);
             break;
         }
-        h->in_count = m->sequence_id - 1;
+        h->st->in_count = m->sequence_id - 1;
         h->awaiting_sequence = false;
         break;
     default:
@@ -730,9 +736,9 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
             continue;
         if (replay_full(h)) {
             /* answers wait for the client's Acks; one that sends none is gone or hostile */
-            if (!h->replay_full_ms) {
-                h->replay_full_ms = now;
-            } else if (now - h->replay_full_ms >= cfg->hub_client_timeout_ms) {
+            if (!h->st->replay_full_ms) {
+                h->st->replay_full_ms = now;
+            } else if (now - h->st->replay_full_ms >= cfg->hub_client_timeout_ms) {
                 hs_hub_close(h,
                              "Connection closed with an error. The client did not acknowledge "
                              "the messages it received in time.",
@@ -747,11 +753,11 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
                          true);
             continue;
         }
-        if (h->stateful && h->in_handled > h->acked && now - h->ack_ms >= 1000) {
+        if (h->stateful && h->st->in_handled > h->st->acked && now - h->st->ack_ms >= 1000) {
             size_t before = h->ctl.len;
-            queued(h, hs_hubproto_ack(&h->ctl, h->fmt, h->in_handled), before, false);
-            h->acked = h->in_handled;
-            h->ack_ms = now;
+            queued(h, hs_hubproto_ack(&h->ctl, h->fmt, h->st->in_handled), before, false);
+            h->st->acked = h->st->in_handled;
+            h->st->ack_ms = now;
         }
         if (h->transport != HS_HUB_T_LP && now - h->last_send_ms >= cfg->hub_keepalive_ms &&
             !h->ctl.len) {

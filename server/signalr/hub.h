@@ -25,6 +25,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/hubproto.h"
@@ -151,20 +152,39 @@ struct hs_hubreq {
 struct hs_hubsub {
     hs_sub_t *sub;
     hs_hub_t *hub;
+    hs_hubsub_t *prev, *next;
     bool push;
     bool done; /* ended: its end record is queued */
-    char id[HS_HUB_ID_MAX + 1];
-    hs_hubsub_t *prev, *next;
     /* /eventstreamhub: events go out as one Invocation per publish, target the stream name,
      * arguments [a string holding a JSON array of PascalCase events, {}]; the subscriber's
-     * cursor is the last event packed, stored by the writer from time to time (es.c) */
+     * cursor is the last event packed, stored by the writer from time to time (es.c). Only such
+     * a subscription has the fields from es_id on: the others are allocated without them (see
+     * HS_HUBSUB_SIZE), so every use of one is behind a check of es. */
     bool es;
+    char id[HS_HUB_ID_MAX + 1];
     char es_id[37];
     int64_t es_pos, es_ver; /* the last event packed */
     int64_t es_saved;       /* the position last sent to be stored */
     bool es_frozen;         /* the server is stopping: nothing more is packed */
     hs_block_t *es_carry;   /* popped, but the first of the next array (es_group) */
 };
+
+/* The bytes allocated for a subscription (es: an /eventstreamhub one). */
+#define HS_HUBSUB_SIZE(es) ((es) ? sizeof(hs_hubsub_t) : offsetof(hs_hubsub_t, es_id))
+
+/* A connection's stateful reconnect (home thread): 112 bytes that most connections never use,
+ * so they are not part of hs_hub_t. */
+typedef struct hs_hub_stateful {
+    int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
+    hs_buf_t replay;      /* unacknowledged trackable records, oldest first */
+    uint32_t *replay_len; /* their lengths; the first has number replay_first */
+    size_t nreplay, replay_cap, replay_head;
+    int64_t replay_first;
+    int64_t in_count, in_handled; /* trackable records received / handled */
+    int64_t acked;                /* the last Ack sent */
+    int64_t replay_full_ms;       /* since when the replay buffer is full with no Ack (0: not) */
+    int64_t ack_ms;
+} hs_hub_stateful_t;
 
 struct hs_hub {
     atomic_uint refs;
@@ -195,7 +215,6 @@ struct hs_hub {
     hs_conn_t *sse_conn;
     hs_hubreq_t *poll;   /* parked long poll */
     int64_t poll_end_ms; /* long polling: when the last poll was answered */
-    bool polled_once;
     hs_hubfmt_t fmt;
     bool handshaken, ended, closing, close_sent, peer_closed;
     bool m_counted;           /* in the home thread's connection gauge [m_kind][m_proto] */
@@ -203,6 +222,7 @@ struct hs_hub {
     bool stateful;            /* granted and handshake version >= 2 */
     bool rx_paused;           /* WebSocket reads stopped (see "Input flow" in hub.c) */
     bool awaiting_sequence;   /* resumed: ignore records until the client's Sequence */
+    bool client_pinged;       /* its first Ping arms the client timeout */
     hs_buf_t in;              /* input not yet cut into records */
     hs_buf_t held;            /* invocation records waiting their turn ([u32 len][record]) */
     size_t held_off;          /* where the oldest held record starts */
@@ -217,22 +237,13 @@ struct hs_hub {
     int64_t start_ms, last_send_ms, last_recv_ms, dropped_ms;
     int64_t closing_ms;     /* when closing started: a client that does not read its
                                Close within HS_HUB_CLOSE_WAIT_MS is cut off */
-    bool client_pinged;     /* its first Ping arms the client timeout */
     hs_hubsub_t *subs, *rr; /* subscriptions; rr: where the next pack starts */
     int nsubs;
-    int pending;         /* invocations in flight */
-    int64_t dialect_ms;  /* the dialect's own timer (es.c: when cursors were last stored) */
-    void *dialect_state; /* the dialect's own (es.c: subscriptions held while paused) */
-    /* stateful reconnect */
-    int64_t out_seq;      /* trackable records sent (numbered 1, 2, ...) */
-    hs_buf_t replay;      /* unacknowledged trackable records, oldest first */
-    uint32_t *replay_len; /* their lengths; the first has number replay_first */
-    size_t nreplay, replay_cap, replay_head;
-    int64_t replay_first;
-    int64_t in_count, in_handled; /* trackable records received / handled */
-    int64_t acked;                /* the last Ack sent */
-    int64_t replay_full_ms;       /* since when the replay buffer is full with no Ack (0: not) */
-    int64_t ack_ms;
+    int pending;           /* invocations in flight */
+    int64_t dialect_ms;    /* the dialect's own timer (es.c: when cursors were last stored) */
+    void *dialect_state;   /* the dialect's own (es.c: subscriptions held while paused) */
+    hs_hub_stateful_t *st; /* stateful reconnect: allocated by the handshake that turns it on
+                              (stateful), NULL until then */
 };
 
 /* ---- registry.c ---- */
@@ -322,9 +333,10 @@ void hs_hub_fail_oom(hs_hub_t *h);
 /* Builds a block's MessagePack EventRecord ahead of sending (fan-out's prepare_mp: a reader
  * thread, for catch-up pages that MessagePack subscribers wait for). Any thread. */
 void hs_hub_prepare_mp(hs_block_t *b);
-/* Adds a subscription (push, or streaming under id): 0, HS_EBUSY (too many), HS_ENOMEM. */
+/* Adds a subscription (push, or streaming under id; es: an /eventstreamhub one, its es_* fields
+ * zeroed, the caller sets them): 0, HS_EBUSY (too many), HS_ENOMEM. */
 int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
-                   bool has_from, int64_t from);
+                   bool has_from, int64_t from, bool es);
 /* A subscription's fan-out signal (the transport's on_sub_signal). */
 void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s);
 /* Packs whole records for the transport into out (appended), up to about budget bytes.

@@ -232,7 +232,7 @@ static void push_subscribed(hs_hub_t *h, const op_t *op, int64_t from)
     hs_hubsub_t *old = hs_hub_find_push(h, op->stream, op->stream_len);
     if (old)
         hs_hub_sub_free(h, old);
-    int rc = hs_hub_add_sub(h, op->stream, op->stream_len, true, NULL, true, from);
+    int rc = hs_hub_add_sub(h, op->stream, op->stream_len, true, NULL, true, from, false);
     if (rc == HS_EBUSY) {
         if (op->has_id)
             hs_hub_complete_err(h, op->id, "TooManySubscriptions: at most %d per connection",
@@ -510,7 +510,7 @@ static void m_subscribe(hs_hub_t *h, const hs_hubmsg_t *m, const hs_json_span_t 
     if (!permitted(h, m, HS_ACTION_SUBSCRIBE, stream, slen))
         return;
     if (streaming) {
-        int rc = hs_hub_add_sub(h, stream, slen, false, m->id, has_from, from);
+        int rc = hs_hub_add_sub(h, stream, slen, false, m->id, has_from, from, false);
         if (rc == HS_EBUSY)
             fail(h, m, "TooManySubscriptions: at most %d per connection",
                  srv->cfg.max_subscriptions);

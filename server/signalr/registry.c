@@ -65,9 +65,12 @@ void hs_hub_unref(hs_hub_t *h)
     hs_buf_free(&h->held);
     hs_buf_free(&h->ctl);
     hs_buf_free(&h->scratch);
-    hs_buf_free(&h->replay);
     hs_buf_free(&h->out);
-    free(h->replay_len);
+    if (h->st) {
+        hs_buf_free(&h->st->replay);
+        free(h->st->replay_len);
+        free(h->st);
+    }
     hs_budget_give(h->budget, h->ctl_charge + h->out_charge);
     hs_budget_unref(h->budget);
     hs_principal_free(h->who);

@@ -19,19 +19,19 @@
 /* ---- subscriptions ---- */
 
 int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const char *id,
-                   bool has_from, int64_t from)
+                   bool has_from, int64_t from, bool es)
 {
     hs_server_t *srv = h->srv;
     if (h->nsubs >= srv->cfg.max_subscriptions)
         return HS_EBUSY;
-    hs_hubsub_t *hs = calloc(1, sizeof(*hs));
+    hs_hubsub_t *hs = calloc(1, HS_HUBSUB_SIZE(es));
     hs_sub_t *s = hs ? hs_sub_create(stream, len, NULL, 0, srv->cfg.outbox_bytes) : NULL;
     if (!s) {
         free(hs);
         return HS_ENOMEM;
     }
     s->fmt = HS_SUB_FMT_RECORD;
-    s->mp = h->fmt == HS_HUB_MSGPACK;
+    s->mp = h->fmt == HS_HUB_MSGPACK && !es; /* /eventstreamhub sends its own form */
     s->transport = HS_T_SIGNALR;
     s->has_from = has_from;
     s->from = from;
@@ -46,6 +46,7 @@ int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
     hs->sub = s;
     hs->hub = h;
     hs->push = push;
+    hs->es = es;
     if (id)
         snprintf(hs->id, sizeof(hs->id), "%s", id);
     hs->next = h->subs;
@@ -292,7 +293,7 @@ static bool pack_es(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, s
     bool full = false;
     while (!hs->done && !hs->es_frozen) {
         if (out->len - start >= budget ||
-            (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
+            (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
             full = true;
             break;
         }
@@ -355,7 +356,7 @@ static bool pack_sub(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, 
     }
     while (!hs->done) {
         if (out->len - start >= budget ||
-            (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
+            (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
             full = true;
             break;
         }
@@ -424,10 +425,10 @@ bool hs_hub_has_output(hs_hub_t *h)
         return true;
     if (h->closing || h->ended || !h->handshaken)
         return false;
-    if (h->stateful && h->replay.len >= h->srv->cfg.hub_stateful_buffer)
+    if (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)
         return false;
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (!hs_sub_empty(s->sub) || s->es_carry)
+        if (!hs_sub_empty(s->sub) || (s->es && s->es_carry))
             return true;
     return false;
 }
