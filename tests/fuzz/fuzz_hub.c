@@ -69,9 +69,12 @@ static void check_invariants(hs_hub_t *h)
     CHECK(h->nsubs >= 0 && h->nsubs <= srv->cfg.max_subscriptions);
     CHECK(h->held_off <= h->held.len);
     CHECK(h->in.len <= h->in.cap && h->ctl.len <= h->ctl.cap);
-    CHECK(h->replay.len <= srv->cfg.hub_stateful_buffer + srv->cfg.max_message + (4u << 20) + 4096);
+    /* the stateful reconnect state exists only once a handshake turned it on */
+    if (h->st)
+        CHECK(h->st->replay.len <=
+              srv->cfg.hub_stateful_buffer + srv->cfg.max_message + (4u << 20) + 4096);
     if (!h->stateful)
-        CHECK(h->replay.len == 0);
+        CHECK(!h->st || h->st->replay.len == 0);
 }
 
 /* Output must be whole records: JSON ones end in 0x1e; MessagePack ones are length-prefixed. */
