@@ -109,8 +109,8 @@ static const struct opt opts[] = {
      "Most bytes that catch-up pages and read answers hold at once, over all connections; when "
      "it is spent, catch-up waits and reads answer 503."},
     {"connection-read-budget", K_SIZE, CFG(connection_read_budget), 0, 64 * KIB, 1024 * GIB, "SIZE",
-     "The same for one SignalR connection: its subscriptions' catch-up and its Read "
-     "answers."},
+     "The same for one SignalR connection: its Read answers and the first read of its "
+     "live-only subscriptions (catch-up pages are shared, within --read-budget)."},
     {"max-page-bytes", K_SIZE, CFG(max_page_bytes), 0, 1 * KIB, GIB, "SIZE",
      "Most bytes of events in one read answer (GET .../events, the hub's Read); a page that "
      "reaches it ends early and `next` continues it."},
