@@ -121,6 +121,24 @@ static int on_live_scan(void *ctx, const hs_record_t *rec)
     return 0;
 }
 
+/* Reads at most limit events after `after` of a stream or of $all into cb; 0 or an error (a
+ * callback that stopped the read early is not one). */
+static int read_after(hs_store_t *st, bool all, const char *name, size_t len, int64_t after,
+                      size_t limit, hs_record_cb cb, void *ctx)
+{
+    int rc = all ? hs_store_read_all(st, after, false, limit, cb, ctx)
+                 : hs_store_read_stream(st, name, len, after, false, limit, cb, ctx);
+    return rc == 1 ? 0 : rc;
+}
+
+/* A read came back (reader thread): onto its worker's queue as a node of `kind`. */
+static void hand_back(worker_t *w, hs_read_req_t *base, int kind)
+{
+    base->node.kind = kind; /* once pushed, the worker may free base: w was read before */
+    if (hs_mpsc_push(&w->q, &base->node))
+        hs_fw_wake(w);
+}
+
 static int run_read(hs_store_t *st, hs_read_req_t *base)
 {
     creq_t *r = (creq_t *)base;
@@ -155,11 +173,7 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
      * have passed those events before it registered the subscription) */
     if (!s->all && (!r->found || r->after >= r->head.version))
         return 0;
-    rc = s->all ? hs_store_read_all(st, r->after, false, r->limit, on_record, r)
-                : hs_store_read_stream(st, s->stream, s->stream_len, r->after, false, r->limit,
-                                       on_record, r);
-    if (rc == 1)
-        rc = 0;
+    rc = read_after(st, s->all, s->stream, s->stream_len, r->after, r->limit, on_record, r);
     if (r->n >= r->limit)
         r->more = true;
     return rc;
@@ -167,11 +181,7 @@ static int run_read(hs_store_t *st, hs_read_req_t *base)
 
 static void read_done(hs_read_req_t *base)
 {
-    creq_t *r = (creq_t *)base;
-    worker_t *w = r->w; /* once pushed, the worker may free r */
-    r->base.node.kind = HS_NODE_FANOUT_READ;
-    if (hs_mpsc_push(&w->q, &r->base.node))
-        hs_fw_wake(w);
+    hand_back(((creq_t *)base)->w, base, HS_NODE_FANOUT_READ);
 }
 
 void hs_fw_free_req(creq_t *r)
@@ -301,11 +311,7 @@ static int run_page(hs_store_t *store, hs_read_req_t *base)
             return rc;
         p->found = true;
     }
-    rc = p->all ? hs_store_read_all(store, p->after, false, p->limit, on_page_record, p)
-                : hs_store_read_stream(store, p->name, p->name_len, p->after, false, p->limit,
-                                       on_page_record, p);
-    if (rc == 1)
-        rc = 0;
+    rc = read_after(store, p->all, p->name, p->name_len, p->after, p->limit, on_page_record, p);
     if (p->n >= p->limit)
         p->more = true;
     return rc;
@@ -313,11 +319,7 @@ static int run_page(hs_store_t *store, hs_read_req_t *base)
 
 static void page_done(hs_read_req_t *base)
 {
-    cpage_t *p = (cpage_t *)base;
-    worker_t *w = p->w; /* once pushed, the worker may free p */
-    p->base.node.kind = HS_NODE_FANOUT_PAGE;
-    if (hs_mpsc_push(&w->q, &p->base.node))
-        hs_fw_wake(w);
+    hand_back(((cpage_t *)base)->w, base, HS_NODE_FANOUT_PAGE);
 }
 
 /* Issues the read of a page of st after `after`. NULL when it cannot (memory, reader stopped,
@@ -372,21 +374,11 @@ static cpage_t *find_page(wstream_t *st, int64_t cursor)
     return kept ? kept : out;
 }
 
+/* A kept page in use: in front of the LRU list, used now. */
 static void lru_touch(worker_t *w, cpage_t *p)
 {
-    p->used_ms = hs_fw_now_ms();
-    if (w->lru_head == p)
-        return;
-    /* unlink (it is on the list: kept pages only), then in front */
-    p->lru_prev->lru_next = p->lru_next;
-    if (p->lru_next)
-        p->lru_next->lru_prev = p->lru_prev;
-    else
-        w->lru_tail = p->lru_prev;
-    p->lru_prev = NULL;
-    p->lru_next = w->lru_head;
-    w->lru_head->lru_prev = p;
-    w->lru_head = p;
+    hs_fw_lru_unlink(w, p);
+    hs_fw_lru_push(w, p);
 }
 
 /* The first block of p after cursor (p->n when none): blocks are in sequence order. */
@@ -465,20 +457,10 @@ void hs_fw_on_page(worker_t *w, cpage_t *p)
         st->pages_inflight--;
     bool keep = st && !p->base.status && p->n;
     if (keep) {
-        p->used_ms = hs_fw_now_ms();
-        p->lru_next = w->lru_head;
-        if (w->lru_head)
-            w->lru_head->lru_prev = p;
-        else
-            w->lru_tail = p;
-        w->lru_head = p;
+        hs_fw_lru_push(w, p);
         w->page_bytes += p->bytes;
     } else if (st) {
-        for (cpage_t **pp = &st->pages; *pp; pp = &(*pp)->next)
-            if (*pp == p) {
-                *pp = p->next;
-                break;
-            }
+        hs_fw_page_unlink(st, p);
         p->st = NULL;
     }
     bool p_starved = p->starved; /* p may be gone by the end (freed, or dropped with st) */
@@ -510,11 +492,7 @@ void hs_fw_on_page(worker_t *w, cpage_t *p)
 void hs_fw_drop_page_read(cpage_t *p)
 {
     if (p->st) {
-        for (cpage_t **pp = &p->st->pages; *pp; pp = &(*pp)->next)
-            if (*pp == p) {
-                *pp = p->next;
-                break;
-            }
+        hs_fw_page_unlink(p->st, p);
         p->st->pages_inflight--;
         p->st = NULL;
     }

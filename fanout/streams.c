@@ -129,7 +129,7 @@ void hs_fw_page_free(cpage_t *p)
     free(p);
 }
 
-static void page_unlink(wstream_t *st, cpage_t *p)
+void hs_fw_page_unlink(wstream_t *st, cpage_t *p)
 {
     cpage_t **pp = &st->pages;
     while (*pp && *pp != p)
@@ -139,10 +139,8 @@ static void page_unlink(wstream_t *st, cpage_t *p)
     p->next = NULL;
 }
 
-void hs_fw_page_evict(worker_t *w, cpage_t *p)
+void hs_fw_lru_unlink(worker_t *w, cpage_t *p)
 {
-    if (p->st)
-        page_unlink(p->st, p);
     if (p->lru_prev)
         p->lru_prev->lru_next = p->lru_next;
     else
@@ -151,6 +149,26 @@ void hs_fw_page_evict(worker_t *w, cpage_t *p)
         p->lru_next->lru_prev = p->lru_prev;
     else
         w->lru_tail = p->lru_prev;
+    p->lru_prev = p->lru_next = NULL;
+}
+
+void hs_fw_lru_push(worker_t *w, cpage_t *p)
+{
+    p->used_ms = hs_fw_now_ms();
+    p->lru_prev = NULL;
+    p->lru_next = w->lru_head;
+    if (w->lru_head)
+        w->lru_head->lru_prev = p;
+    else
+        w->lru_tail = p;
+    w->lru_head = p;
+}
+
+void hs_fw_page_evict(worker_t *w, cpage_t *p)
+{
+    if (p->st)
+        hs_fw_page_unlink(p->st, p);
+    hs_fw_lru_unlink(w, p);
     w->page_bytes -= p->bytes;
     hs_fw_page_free(p);
 }

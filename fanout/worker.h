@@ -173,6 +173,11 @@ void hs_fw_end_sub(worker_t *w, hs_sub_t *s, int reason, hs_block_t *marker);
  * every page of a stream (one whose read is out is left to free itself when it comes back);
  * drops kept pages over the worker's bytes or idle for PAGE_IDLE_MS. */
 void hs_fw_page_free(cpage_t *p);
+/* Takes p off its stream's list of pages (if it is there). */
+void hs_fw_page_unlink(wstream_t *st, cpage_t *p);
+/* The worker's LRU list of kept pages: take p off it / put it in front, used now. */
+void hs_fw_lru_unlink(worker_t *w, cpage_t *p);
+void hs_fw_lru_push(worker_t *w, cpage_t *p);
 void hs_fw_page_evict(worker_t *w, cpage_t *p);
 void hs_fw_pages_drop(worker_t *w, wstream_t *st);
 void hs_fw_pages_trim(worker_t *w, int64_t now_ms);

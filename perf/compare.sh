@@ -268,6 +268,16 @@ fresh_step() {
     done
 }
 
+# Fills stream $3 of the running $1 with $2 events for a replay, through the server's own publish
+# path; nchan at a paced 25,000 messages/s (faster fills broke its replay: perf/README.md). Its
+# stream name must start with "catchup" (loadgen then uses nchan's 1,000,000-message channel).
+fill_step() {
+    local fill=(--post-batch 100)
+    [[ "$1" == nchan ]] && fill=(--rate 25000)
+    step "$1" "catchup fill $2" --scenario ingest --stream "$3" --events "$2" --publishers 8 \
+        "${fill[@]}" >/dev/null
+}
+
 nchan_pub_rate=""
 for scenario in $SCENARIOS; do
     echo
@@ -320,12 +330,7 @@ for scenario in $SCENARIOS; do
                 sizes="$NCHAN_CATCHUP_EVENTS $CATCHUP_EVENTS"
             for n in $sizes; do
                 start_server "$t" || { status=1; continue; }
-                # the stream is filled through the server's own publish path; nchan at a paced
-                # 25,000 messages/s (faster fills broke its replay: perf/README.md)
-                fill=(--post-batch 100)
-                [[ "$t" == nchan ]] && fill=(--rate 25000)
-                if step "$t" "catchup fill $n" --scenario ingest --stream "catchup$n" \
-                    --events "$n" --publishers 8 "${fill[@]}" >/dev/null; then
+                if fill_step "$t" "$n" "catchup$n"; then
                     for x in sse ws; do
                         step "$t" "catchup $x $n" --scenario catchup --transport "$x" \
                             --stream "catchup$n" --events "$n" >/dev/null || true
@@ -375,10 +380,7 @@ for scenario in $SCENARIOS; do
             for n in $sizes; do
                 # laggers: the events first, then every subscriber replays them from the start
                 start_server "$t" || { status=1; continue; }
-                fill=(--post-batch 100)
-                [[ "$t" == nchan ]] && fill=(--rate 25000)
-                if step "$t" "catchup fill $n" --scenario ingest --stream "catchup-lag$n" \
-                    --events "$n" --publishers 8 "${fill[@]}" >/dev/null; then
+                if fill_step "$t" "$n" "catchup-lag$n"; then
                     step "$t" "laggers ws $LAG_SUBS x $n" --scenario catchup --transport ws \
                         --stream "catchup-lag$n" --events "$n" --subs "$LAG_SUBS" --procs 2 \
                         >/dev/null || true

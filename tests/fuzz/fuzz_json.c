@@ -4,7 +4,9 @@
  * The input is JSON text (or not). When hs_json_parse accepts it, every object and array is
  * walked with hs_json_object_next / hs_json_array_next, every string (keys included) is
  * unescaped into an exact-size buffer, every number goes through hs_json_int64, and the whole
- * value is compacted, re-parsed and compacted again. Whatever the input, it is also quoted with
+ * value is compacted, re-parsed and compacted again, and converted to MessagePack
+ * (hs_hubproto_json_to_msgpack: what a MessagePack subscriber's events are made from, which must
+ * take every valid document). Whatever the input, it is also quoted with
  * hs_json_quote. Checked (abort on failure):
  *  - every member / item span lies inside its parent and parses on its own to the same type and
  *    length; hs_json_array_len agrees with the walk;
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/hubproto.h"
 #include "proto/json.h"
 #include "tests/fuzz/fuzz_common.h"
 
@@ -195,6 +198,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(root.p >= s && root.n >= 1 && root.p + root.n <= s + size);
         walk(&root, 0);
         check_compact(&root);
+        /* what MessagePack subscribers get of an event: the conversion takes every valid
+         * document (ASan watches its reads and writes) */
+        hs_buf_t mp = {0};
+        CHECK(hs_hubproto_json_to_msgpack(s, size, &mp) == 0 && mp.len > 0);
+        hs_buf_free(&mp);
     } else {
         CHECK(why[0] != '\0');
     }
