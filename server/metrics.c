@@ -141,6 +141,9 @@ static void writer_metrics(out_t *o, hs_server_t *srv)
         ws.db_ok ? 1 : 0);
     one(o, "hubstream_retention_trimmed_events_total", "counter", "Events dropped by retention.",
         (double)ws.trimmed);
+    one(o, "hubstream_wal_checkpoints_total", "counter",
+        "SQLite WAL checkpoints made by the checkpointer thread, off the writer's.",
+        (double)ws.checkpoints);
     one(o, "hubstream_remote_events_total", "counter",
         "Other nodes' events read and fanned out (several nodes on one database).",
         (double)ws.remote_events);

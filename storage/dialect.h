@@ -49,6 +49,13 @@ typedef struct hs_dialect {
      * (may be NULL). */
     const char *const *session_sql;
 
+    /* WAL checkpoints off the writer's thread (storage/checkpoint.c; NULL for a dialect whose
+     * server does this itself). checkpoint_sql copies the log into the database without
+     * blocking the writer and answers one row: busy, frames in the log, frames copied.
+     * no_autocheckpoint_sql stops a connection from checkpointing after its own commits. */
+    const char *checkpoint_sql;
+    const char *no_autocheckpoint_sql;
+
     /* Run by hs_store_begin() as the first statement of each writer transaction, to serialise
      * writers across processes (PostgreSQL: pg_advisory_xact_lock). May be NULL. */
     const char *batch_lock_sql;

@@ -172,6 +172,8 @@ const hs_dialect_t hs_dialect_sqlite = {
     .conn_from_path = conn_from_path,
     .process_init = process_init,
     .session_sql = session_sql,
+    .checkpoint_sql = "PRAGMA wal_checkpoint(PASSIVE)",
+    .no_autocheckpoint_sql = "PRAGMA wal_autocheckpoint=0",
     .batch_lock_sql = NULL, /* SQLite has one writer at a time by construction */
     .migrate_lock_sql = NULL,
 

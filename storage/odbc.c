@@ -36,6 +36,12 @@ static atomic_int fault_flags;
  * reading a stale diagnostic from the handle; and whether that call should still run. */
 static _Thread_local bool fault_now;
 static _Thread_local bool fault_run;
+static _Thread_local bool fault_exempt;
+
+void hs_odbc_fault_exempt(void)
+{
+    fault_exempt = true;
+}
 
 void hs_odbc_fault(long nth, int flags)
 {
@@ -54,7 +60,7 @@ long hs_odbc_fault_calls(void)
 /* Counts one fallible ODBC call and says whether to fail it. */
 static bool fault(void)
 {
-    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed))
+    if (!atomic_load_explicit(&fault_armed, memory_order_relaxed) || fault_exempt)
         return false;
     long n = atomic_fetch_add(&fault_calls, 1) + 1;
     long at = atomic_load(&fault_at);
@@ -231,6 +237,15 @@ int hs_odbc_manual_commit(hs_odbc_t *c)
     return 0;
 }
 
+int hs_odbc_auto_commit(hs_odbc_t *c)
+{
+    SQLRETURN r =
+        ODBC(SQLSetConnectAttr(c->dbc, SQL_ATTR_AUTOCOMMIT, (SQLPOINTER)SQL_AUTOCOMMIT_ON, 0));
+    if (!SQL_SUCCEEDED(r))
+        return hs_odbc_dbfail(c, SQL_HANDLE_DBC, c->dbc, "cannot switch to autocommit");
+    return 0;
+}
+
 void hs_odbc_close(hs_odbc_t *c)
 {
     if (c->scratch)
@@ -362,6 +377,34 @@ int hs_odbc_direct(hs_odbc_t *c, const char *sql, const char *what)
     int rc = 0;
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r))
         rc = hs_odbc_dbfail(c, SQL_HANDLE_STMT, c->scratch, "%s failed (%.80s)", what, sql);
+    SQLFreeStmt(c->scratch, SQL_CLOSE);
+    return rc;
+}
+
+int hs_odbc_direct_ints(hs_odbc_t *c, const char *sql, const char *what, int64_t *out, int n)
+{
+    if (!c->scratch && !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, c->dbc, &c->scratch))) {
+        c->scratch = SQL_NULL_HSTMT;
+        return hs_odbc_dbfail(c, SQL_HANDLE_DBC, c->dbc, "cannot allocate a statement");
+    }
+    int rc = 0;
+    SQLRETURN r = ODBC(SQLExecDirect(c->scratch, (SQLCHAR *)sql, SQL_NTS));
+    if (!SQL_SUCCEEDED(r)) {
+        rc = hs_odbc_dbfail(c, SQL_HANDLE_STMT, c->scratch, "%s failed (%.80s)", what, sql);
+    } else if ((rc = hs_odbc_fetch(c, c->scratch, what)) == 0) {
+        rc = hs_odbc_fail(c, HS_EDB, "%s: no row", what);
+    } else if (rc == 1) {
+        rc = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            SQLBIGINT v = 0;
+            SQLLEN ind = 0;
+            r = ODBC(SQLGetData(c->scratch, (SQLUSMALLINT)(i + 1), SQL_C_SBIGINT, &v, 0, &ind));
+            if (!SQL_SUCCEEDED(r))
+                rc = hs_odbc_dbfail(c, SQL_HANDLE_STMT, c->scratch, "%s: cannot read column %d",
+                                    what, i + 1);
+            out[i] = ind == SQL_NULL_DATA ? 0 : (int64_t)v;
+        }
+    }
     SQLFreeStmt(c->scratch, SQL_CLOSE);
     return rc;
 }

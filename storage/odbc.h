@@ -47,6 +47,10 @@ typedef struct hs_odbc {
 
 enum { HS_ODBC_FAULT_STICKY = 1, HS_ODBC_FAULT_AFTER = 2, HS_ODBC_FAULT_COUNT = 4 };
 void hs_odbc_fault(long nth, int flags);
+/* The calling thread's ODBC calls are neither counted nor failed by hs_odbc_fault() from now on:
+ * for a background thread (the WAL checkpointer) whose calls would make a test's sweep over
+ * the nth call depend on timing. */
+void hs_odbc_fault_exempt(void);
 long hs_odbc_fault_calls(void);
 
 /* ---- diagnostics: each writes c->err and returns the error code ---- */
@@ -93,6 +97,9 @@ int hs_odbc_connect(hs_odbc_t *c, const char *cs, const char *file);
 int hs_odbc_dbms_name(hs_odbc_t *c, char *out, size_t outlen);
 /* Leaves autocommit mode: from now on the caller ends every transaction. */
 int hs_odbc_manual_commit(hs_odbc_t *c);
+/* Back to autocommit (each statement its own transaction), e.g. for a statement that cannot run
+ * inside one; hs_odbc_manual_commit() undoes it. */
+int hs_odbc_auto_commit(hs_odbc_t *c);
 /* Rolls back what was not committed, disconnects and frees the handles (not the caller's
  * statements: free those first). */
 void hs_odbc_close(hs_odbc_t *c);
@@ -143,6 +150,9 @@ int hs_odbc_run_bound(hs_odbc_t *c, SQLHSTMT h, hs_par_t *p, int n, bool *bound,
 SQLRETURN hs_odbc_execute(SQLHSTMT h);
 /* Runs a one-off statement (session settings, DDL) and discards any result. */
 int hs_odbc_direct(hs_odbc_t *c, const char *sql, const char *what);
+/* The same for a statement that answers a row of integers: the first n columns of its first row
+ * into out (0 for a NULL). Returns 0, or the failure; no row is HS_EDB. */
+int hs_odbc_direct_ints(hs_odbc_t *c, const char *sql, const char *what, int64_t *out, int n);
 /* 1: a row (or a block of rows, with a row array bound), 0: no more rows, <0: error. */
 int hs_odbc_fetch(hs_odbc_t *c, SQLHSTMT h, const char *what);
 /*

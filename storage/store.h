@@ -260,6 +260,17 @@ int hs_store_es_sub_range(hs_store_t *st, const char *sub_id, int64_t from, int6
  * (reconnect) from a failed statement (keep the connection). */
 int hs_store_ping(hs_store_t *st);
 
+/* WAL checkpoints off the writer's thread (storage/checkpoint.c). Whether the dialect has them
+ * (SQLite); hs_store_defer_checkpoints() stops this connection from checkpointing after its own
+ * commits (someone else must then call hs_store_checkpoint()); hs_store_checkpoint() copies
+ * what it can of the log into the database without waiting for the writer or readers, and says
+ * how many frames the log holds and how many of them are now copied (HS_EBUSY when another
+ * connection's checkpoint was running: nothing done). Both run outside a transaction (HS_EINVAL
+ * inside one); HS_EINVAL for a dialect without them. */
+bool hs_store_can_checkpoint(const hs_store_t *st);
+int hs_store_defer_checkpoints(hs_store_t *st);
+int hs_store_checkpoint(hs_store_t *st, int64_t *log_frames, int64_t *copied_frames);
+
 /*
  * Test-only fault injection, process-wide (every store, every thread): from now on, count the
  * ODBC calls that can fail at run time (connect, prepare, execute, fetch, get data, row count,

@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "ringbuf/waiter.h"
+#include "storage/checkpoint.h"
 #include "util/time.h"
 #include "util/thread.h"
 
@@ -129,6 +130,33 @@ static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
 }
 
 /* One reconnect attempt when it is due; true when connected. */
+/* With a checkpointer, the writer's connection leaves checkpoints to it (checkpoint.h). If it
+ * cannot, both checkpoint, which is only slower. */
+static void defer_checkpoints(hs_writer_t *w)
+{
+    if (w->ckpt && hs_store_defer_checkpoints(w->st))
+        wlog(w, HS_LOG_WARN, "cannot leave WAL checkpoints to the checkpointer: %s",
+             hs_store_error(w->st));
+}
+
+/* The checkpointer is behind (checkpoint.h): a checkpoint here, between two batches, at once
+ * and then every HS_CKPT_OWN_EVERY batches until one has copied the whole log (after the next
+ * batch again when the thread's own checkpoint was running). */
+static void own_checkpoint(hs_writer_t *w)
+{
+    if (!w->ckpt || !w->st || !hs_ckpt_behind(w->ckpt)) {
+        w->ckpt_batches = 0;
+        return;
+    }
+    if (w->ckpt_batches && ++w->ckpt_batches < HS_CKPT_OWN_EVERY)
+        return;
+    int64_t log = 0, copied = 0;
+    int rc = hs_store_checkpoint(w->st, &log, &copied);
+    w->ckpt_batches = rc == HS_EBUSY ? 0 : 1;
+    if (rc == 0)
+        hs_ckpt_writer_did(w->ckpt, log, copied);
+}
+
 static bool reconnect(hs_writer_t *w)
 {
     int64_t now = hs_mono_us();
@@ -140,6 +168,7 @@ static bool reconnect(hs_writer_t *w)
     if (st && load_state(w, st, err, sizeof err) == 0) {
         w->st = st;
         w->last_ok_us = now;
+        defer_checkpoints(w);
         hs_wr_heads_clear(w);
         atomic_store(&w->db_ok, 1);
         hs_ctr_add(&w->m_reconnects, 1);
@@ -159,22 +188,26 @@ static bool reconnect(hs_writer_t *w)
     return false;
 }
 
-/* After a commit: acknowledge the batch and hand it to fan-out (after what other nodes
- * committed before it, feed.c). */
+/* After a commit: hand the batch to fan-out (after what other nodes committed before it,
+ * feed.c), then acknowledge it. Fan-out first: the IO threads that deliver it are woken before
+ * the publishers' ones, which on a small machine would otherwise preempt the writer to send
+ * the acknowledgements (measured: the one subscriber's delivery came up to 0.2 ms later). */
 static void committed(hs_writer_t *w, size_t n, int64_t first_pos, int64_t next_pos,
                       int64_t first_seq, int64_t next_seq)
 {
     hs_batch_t *b = hs_wr_encode_batch(w, n, (size_t)(next_pos - first_pos));
+    if (w->ckpt)
+        hs_ckpt_committed(w->ckpt);
     atomic_fetch_add(&w->n_batches, 1);
     atomic_fetch_add(&w->n_events, (uint64_t)(next_pos - first_pos));
     if (next_pos - 1 > atomic_load(&w->last_position))
         atomic_store(&w->last_position, next_pos - 1);
-    hs_wr_finish(w, n);
     hs_wr_feed_hole(w, first_pos, first_seq);
     if (b && b->n)
         w->cfg.sink(w->cfg.sink_ctx, b);
     else
         hs_batch_unref(b);
+    hs_wr_finish(w, n);
     if (next_pos - 1 > w->fed_pos)
         w->fed_pos = next_pos - 1;
     if (next_seq - 1 > w->fed_seq)
@@ -453,6 +486,7 @@ static void *run(void *arg)
         size_t n = collect(w);
         if (n) {
             process(w, n);
+            own_checkpoint(w);
             /* retention between batches: one bounded step each, so appends go first; and
              * what is due for the cluster (a node that is never idle must still read what
              * others announce after its last batch, and still stand for leader) */
@@ -486,6 +520,13 @@ static void *run(void *arg)
         hs_waiter_sleep(&w->waiter, wait_ms < 200 ? wait_ms : 200, has_work, w);
     }
     return NULL;
+}
+
+static void ckpt_log(void *ctx, hs_log_level_t level, const char *msg, uint64_t suppressed)
+{
+    hs_writer_t *w = ctx;
+    if (w->cfg.log)
+        w->cfg.log(w->cfg.log_ctx, level, msg, suppressed);
 }
 
 hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t errlen)
@@ -530,6 +571,16 @@ hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t e
     w->fed_seq = w->next_seq - 1;
     w->poll_ms = w->cfg.poll_min_ms;
     w->last_ok_us = hs_mono_us();
+    /* SQLite: checkpoints on a thread of their own (checkpoint.h) */
+    if (hs_store_can_checkpoint(w->st)) {
+        if (hs_store_defer_checkpoints(w->st)) {
+            snprintf(err, errlen, "turning off automatic checkpoints failed: %s",
+                     hs_store_error(w->st));
+            goto fail;
+        }
+        if (!(w->ckpt = hs_ckpt_start(w->cfg.db, ckpt_log, w, err, errlen)))
+            goto fail;
+    }
     atomic_store(&w->db_ok, 1);
     return w;
 nomem:
@@ -580,6 +631,8 @@ void hs_writer_stop(hs_writer_t *w)
     pthread_join(w->thread, NULL);
     w->started = false;
     drain_rings(w, true);
+    hs_ckpt_stop(w->ckpt);
+    w->ckpt = NULL;
 }
 
 void hs_writer_destroy(hs_writer_t *w)
@@ -587,6 +640,8 @@ void hs_writer_destroy(hs_writer_t *w)
     if (!w)
         return;
     hs_writer_stop(w);
+    hs_ckpt_stop(w->ckpt); /* started, but the writer's thread was not */
+    w->ckpt = NULL;
     if (w->rings && w->rings[w->nrings].buf)
         drain_rings(w, false);
     if (w->heads) {
@@ -641,6 +696,7 @@ void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out)
     out->remote_events = atomic_load(&w->n_remote);
     out->holes_skipped = atomic_load(&w->n_skipped);
     out->leader = atomic_load(&w->is_leader) != 0;
+    out->checkpoints = w->ckpt ? hs_ckpt_count(w->ckpt) : 0;
 }
 
 bool hs_writer_shared(const hs_writer_t *w)

@@ -63,6 +63,8 @@ typedef struct ring {
 struct hs_writer {
     hs_writer_config_t cfg;
     hs_store_t *st;
+    struct hs_ckpt *ckpt;  /* the WAL checkpointer (SQLite), or NULL: the connection does it */
+    unsigned ckpt_batches; /* batches since the writer's own last checkpoint, while it is behind */
     pthread_t thread;
     bool started;
     atomic_int stopping;

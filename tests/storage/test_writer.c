@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proto/codec.h"
+#include "storage/checkpoint.h"
 #include "storage/writer.h"
 
 static char dir[64], db[128];
@@ -32,7 +34,8 @@ static void sink(void *ctx, hs_batch_t *b)
     atomic_fetch_add(&nbatches, 1);
 }
 
-/* The writer acks before it hands the batch to the sink: wait for the sink too. */
+/* Waits for the sink's n batches (the writer hands a batch over before it acknowledges it, so
+ * after wait_n() they are there; this also checks the count). */
 static void wait_batches(int n)
 {
     for (int i = 0; i < 5000 && atomic_load(&nbatches) < n; i++)
@@ -217,4 +220,60 @@ Test(writer, unknown_stream_close_is_not_found)
     cr_assert_eq(c->status, HS_ENOENT);
     hs_ingest_free(c);
     hs_writer_destroy(w);
+}
+
+static atomic_int dropped;
+static void sink_drop(void *ctx, hs_batch_t *b)
+{
+    atomic_fetch_add(&dropped, 1);
+    hs_batch_unref(b);
+}
+
+static long long wal_bytes(void)
+{
+    char p[160];
+    snprintf(p, sizeof(p), "%s-wal", db);
+    struct stat sb;
+    return stat(p, &sb) ? -1 : (long long)sb.st_size;
+}
+
+/* SQLite's checkpoints run on a thread of their own (storage/checkpoint.h), not inside the
+ * writer's commits: one-event transactions back to back, each writing a few pages to the log.
+ * Without any checkpoint the log would hold all of them (~4.4 pages per commit: 51 MiB for
+ * 3,000, as measured with the checkpointer's thread alone, which cannot start the log over
+ * while commits keep coming). The thread must have run every HS_CKPT_EVERY commits, and the
+ * writer's own checkpoint, once the thread found itself behind, must have kept the log near
+ * HS_CKPT_BEHIND_FRAMES frames plus one interval's. */
+Test(writer, a_checkpointer_thread_keeps_the_log_short)
+{
+    char err[256];
+    atomic_store(&dropped, 0);
+    hs_writer_config_t cfg = {.db = db,
+                              .nrings = 1,
+                              .batch_max = 4096,
+                              .encode = hs_codec_encode,
+                              .encode_marker = hs_codec_encode_marker,
+                              .sink = sink_drop};
+    hs_writer_t *w = hs_writer_create(&cfg, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    cr_assert_eq(hs_writer_start(w), 0);
+    enum { N = 3000 };
+    long long most = 0;
+    for (int i = 0; i < N; i++) {
+        hs_ingest_t *e = append("ckpt", NULL, HS_ANY_VERSION);
+        submit(w, e);
+        wait_n(1);
+        cr_assert_eq(e->status, 0);
+        hs_ingest_free(e);
+        long long b = wal_bytes();
+        most = b > most ? b : most;
+    }
+    hs_writer_stats_t ws;
+    hs_writer_stats(w, &ws);
+    cr_assert_eq(ws.events, N);
+    cr_assert_geq(ws.checkpoints, N / HS_CKPT_EVERY - 2, "%llu checkpoints by the thread",
+                  (unsigned long long)ws.checkpoints);
+    cr_assert_lt(most, 20LL << 20, "the log grew to %lld bytes", most);
+    hs_writer_destroy(w);
+    cr_assert_eq(atomic_load(&dropped), N);
 }
