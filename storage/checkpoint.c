@@ -172,7 +172,10 @@ void hs_ckpt_committed(hs_ckpt_t *c)
 
 bool hs_ckpt_behind(hs_ckpt_t *c)
 {
-    return atomic_load(&c->behind);
+    /* or the thread has not begun a pass for three of its intervals (starved of CPU, or stuck
+     * in one): the log is then not starting over either */
+    return atomic_load(&c->behind) ||
+           atomic_load(&c->commits) - atomic_load(&c->seen) >= 3 * HS_CKPT_EVERY;
 }
 
 void hs_ckpt_writer_did(hs_ckpt_t *c, int64_t log_frames, int64_t copied_frames)

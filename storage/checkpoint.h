@@ -12,10 +12,11 @@
  * A passive checkpoint cannot start the log over while commits keep arriving behind it (the
  * log starts over only at a commit that finds every frame copied), so under a steady stream of
  * commits the log would grow without end. When a checkpoint leaves more than
- * HS_CKPT_BEHIND_FRAMES frames in the log, or cannot run, the checkpointer says it is behind,
- * and the writer checkpoints on its own connection between two batches (SQLite's own way, at
- * most once per HS_CKPT_OWN_EVERY batches) until one has copied the whole log: the log then
- * starts over at the next commit. Under a steady stream of one-event commits the writer so
+ * HS_CKPT_BEHIND_FRAMES frames in the log, or cannot run, or has not begun one for three of
+ * its intervals (a thread starved of CPU), the checkpointer says it is behind, and the writer
+ * checkpoints on its own connection between two batches (SQLite's own way, at most once per
+ * HS_CKPT_OWN_EVERY batches) until one has copied the whole log: the log then starts over at
+ * the next commit. Under a steady stream of one-event commits the writer so
  * waits for a checkpoint about once per 500 commits (SQLite alone: once per ~250), and at a
  * lower rate not at all.
  *
