@@ -239,11 +239,12 @@ static long long wal_bytes(void)
 
 /* SQLite's checkpoints run on a thread of their own (storage/checkpoint.h), not inside the
  * writer's commits: one-event transactions back to back, each writing a few pages to the log.
- * Without any checkpoint the log would hold all of them (~4.4 pages per commit: 51 MiB for
- * 3,000, as measured with the checkpointer's thread alone, which cannot start the log over
- * while commits keep coming). The thread must have run every HS_CKPT_EVERY commits, and the
- * writer's own checkpoint, once the thread found itself behind, must have kept the log near
- * HS_CKPT_BEHIND_FRAMES frames plus one interval's. */
+ * Without a checkpoint that lets the log start over, it would hold all of them (~4.4 pages per
+ * commit: 51 MiB for 3,000, as measured with the checkpointer's thread alone, which cannot
+ * start it over while commits keep coming; 103 MiB for these 6,000). The thread must have run
+ * (every HS_CKPT_EVERY commits), and the writer's own checkpoint, once the thread found itself
+ * behind, must have kept the log near HS_CKPT_BEHIND_FRAMES frames plus what arrives during one
+ * of the thread's passes (21 MiB at most measured, with another test beside it). */
 Test(writer, a_checkpointer_thread_keeps_the_log_short)
 {
     char err[256];
@@ -257,7 +258,7 @@ Test(writer, a_checkpointer_thread_keeps_the_log_short)
     hs_writer_t *w = hs_writer_create(&cfg, err, sizeof(err));
     cr_assert_not_null(w, "%s", err);
     cr_assert_eq(hs_writer_start(w), 0);
-    enum { N = 3000 };
+    enum { N = 6000 };
     long long most = 0;
     for (int i = 0; i < N; i++) {
         hs_ingest_t *e = append("ckpt", NULL, HS_ANY_VERSION);
@@ -274,7 +275,7 @@ Test(writer, a_checkpointer_thread_keeps_the_log_short)
     /* ~N / HS_CKPT_EVERY passes; fewer when commits pile up while one runs */
     cr_assert_geq(ws.checkpoints, 2, "%llu checkpoints by the thread",
                   (unsigned long long)ws.checkpoints);
-    cr_assert_lt(most, 20LL << 20, "the log grew to %lld bytes", most);
+    cr_assert_lt(most, 40LL << 20, "the log grew to %lld bytes", most);
     hs_writer_destroy(w);
     cr_assert_eq(atomic_load(&dropped), N);
 }
