@@ -142,7 +142,7 @@ static void writer_metrics(out_t *o, hs_server_t *srv)
     one(o, "hubstream_retention_trimmed_events_total", "counter", "Events dropped by retention.",
         (double)ws.trimmed);
     one(o, "hubstream_wal_checkpoints_total", "counter",
-        "SQLite WAL checkpoints made by the checkpointer thread, off the writer's.",
+        "SQLite: passes of the WAL checkpointer thread (every second and every 256 commits).",
         (double)ws.checkpoints);
     one(o, "hubstream_remote_events_total", "counter",
         "Other nodes' events read and fanned out (several nodes on one database).",

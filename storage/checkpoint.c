@@ -129,9 +129,10 @@ static void *run(void *arg)
     for (;;) {
         hs_waiter_sleep(&c->waiter, HS_CKPT_IDLE_MS, has_work, c);
         bool stopping = atomic_load(&c->stopping);
-        uint64_t n = atomic_load(&c->commits);
-        if (n != atomic_load(&c->seen))
-            checkpoint(c, n);
+        /* also when the writer counted no commit: its connection writes outside the batches
+         * too (retention sweeps, the cluster's log, /eventstreamhub's subscribers). With
+         * nothing new in the log a checkpoint copies and syncs nothing. */
+        checkpoint(c, atomic_load(&c->commits));
         if (stopping)
             break;
     }

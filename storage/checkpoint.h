@@ -6,7 +6,7 @@
  * takes the log past 1,000 pages: every few hundred one-event commits, one of them also copies
  * the log and syncs both files (5-10 ms here), and every event behind it waits. With the
  * checkpointer, the writer's connection no longer checkpoints (hs_store_defer_checkpoints) and
- * this thread does, after every HS_CKPT_EVERY commits or HS_CKPT_IDLE_MS after the last one,
+ * this thread does, after every HS_CKPT_EVERY commits and at least every HS_CKPT_IDLE_MS,
  * without blocking the writer or the readers (PRAGMA wal_checkpoint(PASSIVE)).
  *
  * A passive checkpoint cannot start the log over while commits keep arriving behind it (the
@@ -34,7 +34,7 @@
 #include "util/log.h"
 
 #define HS_CKPT_EVERY         256  /* commits; about SQLite's own 1,000-page interval */
-#define HS_CKPT_IDLE_MS       1000 /* after the last commit, at the latest */
+#define HS_CKPT_IDLE_MS       1000 /* at the latest; with nothing to copy it costs nothing */
 #define HS_CKPT_BEHIND_FRAMES 2048 /* 8 MiB of 4 KiB pages */
 #define HS_CKPT_OWN_EVERY     64   /* batches, between the writer's own checkpoints */
 

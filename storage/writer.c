@@ -155,6 +155,9 @@ static void own_checkpoint(hs_writer_t *w)
     w->ckpt_batches = rc == HS_EBUSY ? 0 : 1;
     if (rc == 0)
         hs_ckpt_writer_did(w->ckpt, log, copied);
+    else if (rc != HS_EBUSY)
+        /* the connection may be left in autocommit: a batch on it would not be atomic */
+        connection_lost(w, hs_store_error(w->st));
 }
 
 static bool reconnect(hs_writer_t *w)
