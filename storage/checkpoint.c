@@ -66,6 +66,7 @@ struct hs_ckpt {
     hs_waiter_t waiter;
     atomic_bool stopping;
     atomic_bool behind;
+    atomic_bool held;             /* tests */
     atomic_uint_fast64_t commits; /* the writer's, so far */
     atomic_uint_fast64_t seen;    /* commits covered by the last checkpoint begun */
     atomic_uint_fast64_t done;
@@ -132,7 +133,8 @@ static void *run(void *arg)
         /* also when the writer counted no commit: its connection writes outside the batches
          * too (retention sweeps, the cluster's log, /eventstreamhub's subscribers). With
          * nothing new in the log a checkpoint copies and syncs nothing. */
-        checkpoint(c, atomic_load(&c->commits));
+        if (!atomic_load(&c->held))
+            checkpoint(c, atomic_load(&c->commits));
         if (stopping)
             break;
     }
@@ -183,6 +185,11 @@ void hs_ckpt_writer_did(hs_ckpt_t *c, int64_t log_frames, int64_t copied_frames)
 {
     if (log_frames >= 0 && copied_frames >= log_frames)
         atomic_store(&c->behind, false);
+}
+
+void hs_ckpt_hold(hs_ckpt_t *c, bool hold)
+{
+    atomic_store(&c->held, hold);
 }
 
 uint64_t hs_ckpt_count(hs_ckpt_t *c)

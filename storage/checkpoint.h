@@ -52,6 +52,8 @@ void hs_ckpt_committed(hs_ckpt_t *c);
 bool hs_ckpt_behind(hs_ckpt_t *c);
 /* The writer's own checkpoint left log_frames in the log, copied_frames of them copied. */
 void hs_ckpt_writer_did(hs_ckpt_t *c, int64_t log_frames, int64_t copied_frames);
+/* Tests: while held, the thread makes no pass (as if starved of CPU). */
+void hs_ckpt_hold(hs_ckpt_t *c, bool hold);
 /* Checkpoints done by the thread (for tests and metrics). */
 uint64_t hs_ckpt_count(hs_ckpt_t *c);
 /* Stops the thread after a last checkpoint of what was committed, and closes its connection. */

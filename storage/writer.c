@@ -130,15 +130,6 @@ static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
 }
 
 /* One reconnect attempt when it is due; true when connected. */
-/* With a checkpointer, the writer's connection leaves checkpoints to it (checkpoint.h). If it
- * cannot, both checkpoint, which is only slower. */
-static void defer_checkpoints(hs_writer_t *w)
-{
-    if (w->ckpt && hs_store_defer_checkpoints(w->st))
-        wlog(w, HS_LOG_WARN, "cannot leave WAL checkpoints to the checkpointer: %s",
-             hs_store_error(w->st));
-}
-
 /* The checkpointer is behind (checkpoint.h): a checkpoint here, between two batches, at once
  * and then every HS_CKPT_OWN_EVERY batches until one has copied the whole log (after the next
  * batch again when the thread's own checkpoint was running). */
@@ -168,10 +159,16 @@ static bool reconnect(hs_writer_t *w)
     char err[512];
     w->attempts++;
     hs_store_t *st = hs_store_open(w->cfg.db, err, sizeof err);
+    /* with a checkpointer, a new connection leaves checkpoints to it (checkpoint.h) */
+    if (st && w->ckpt && hs_store_defer_checkpoints(st)) {
+        snprintf(err, sizeof err, "turning off automatic checkpoints failed: %s",
+                 hs_store_error(st));
+        hs_store_close(st);
+        st = NULL;
+    }
     if (st && load_state(w, st, err, sizeof err) == 0) {
         w->st = st;
         w->last_ok_us = now;
-        defer_checkpoints(w);
         hs_wr_heads_clear(w);
         atomic_store(&w->db_ok, 1);
         hs_ctr_add(&w->m_reconnects, 1);
@@ -700,6 +697,12 @@ void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out)
     out->holes_skipped = atomic_load(&w->n_skipped);
     out->leader = atomic_load(&w->is_leader) != 0;
     out->checkpoints = w->ckpt ? hs_ckpt_count(w->ckpt) : 0;
+}
+
+void hs_writer_hold_checkpointer(hs_writer_t *w, bool hold)
+{
+    if (w->ckpt)
+        hs_ckpt_hold(w->ckpt, hold);
 }
 
 bool hs_writer_shared(const hs_writer_t *w)

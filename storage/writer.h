@@ -224,6 +224,9 @@ typedef struct hs_writer_stats {
     uint64_t checkpoints;   /* WAL checkpoints by the checkpointer thread (storage/checkpoint.h) */
 } hs_writer_stats_t;
 void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out);
+/* Tests: hold the WAL checkpointer thread (storage/checkpoint.h), so that the writer's own
+ * checkpoints, its fallback, can be seen alone; a no-op without a checkpointer. */
+void hs_writer_hold_checkpointer(hs_writer_t *w, bool hold);
 
 /* For /metrics (any thread): events per committed batch and the time from a batch's start to
  * its commit (microseconds), with their bucket specs; reconnects after the database was lost;
