@@ -27,7 +27,8 @@
 #   reconnect 10,000 SSE subscribers (hubstream also WebSocket) drop, miss 100 events, resume
 #   moderate  fixed rates, where CPU per delivery and latency at low load count: 150 events/s to
 #             1,000 WebSocket subscribers (deliveries per server CPU-second), 50 events/s to
-#             1,000 (latency), 100 events/s to one subscriber (latency), each for MOD_DURATION_S
+#             1,000 (latency), 100 events/s to one subscriber (latency), each for MOD_DURATION_S,
+#             MOD_REPEAT times (default 3, the targets taking turns; the table shows medians)
 #   hotstream one stream, 10,000 WebSocket subscribers (HOT_SUBS), HOT_EVENTS events: hubstream
 #             with --fanout-workers 1 and with 2 (its subscribers spread over the workers by
 #             IO thread), nchan beside each as the reference
@@ -68,6 +69,9 @@ CATCHUP_EVENTS=${CATCHUP_EVENTS:-$(q 1000000 100)}
 NCHAN_CATCHUP_EVENTS=${NCHAN_CATCHUP_EVENTS:-$(q 20000 10)}
 RECONNECT_SUBS=${RECONNECT_SUBS:-$(q 10000 10)}
 MOD_DURATION_S=${MOD_DURATION_S:-$(q 20 20)}
+# each moderate step runs this many times, the targets taking turns, and the table shows each
+# figure's median: on a shared VM one run's latency moves by more than the gaps it measures
+MOD_REPEAT=${MOD_REPEAT:-$([[ "$quick" == 1 ]] && echo 1 || echo 3)}
 HOT_SUBS=${HOT_SUBS:-$(q 10000 10)}
 HOT_EVENTS=${HOT_EVENTS:-$(q 1000 50)}
 LAG_SUBS=${LAG_SUBS:-$(q 1000 10)}
@@ -347,12 +351,14 @@ for scenario in $SCENARIOS; do
             --subs "$RECONNECT_SUBS" --missed "$MISSED" --procs 2 --src-addrs 2
         ;;
     moderate)
-        fresh_step "hubstream nchan" "rate 150/s ws 1k" --scenario latency --transport ws \
-            --subs "$LAT_SUBS" --rate 150 --duration-s "$MOD_DURATION_S"
-        fresh_step "hubstream nchan" "rate 50/s ws 1k" --scenario latency --transport ws \
-            --subs "$LAT_SUBS" --rate 50 --duration-s "$MOD_DURATION_S"
-        fresh_step "hubstream nchan" "rate 100/s ws 1 sub" --scenario latency --transport ws \
-            --subs 1 --rate 100 --duration-s "$MOD_DURATION_S"
+        for _ in $(seq 1 "$MOD_REPEAT"); do
+            fresh_step "hubstream nchan" "rate 150/s ws 1k" --scenario latency --transport ws \
+                --subs "$LAT_SUBS" --rate 150 --duration-s "$MOD_DURATION_S"
+            fresh_step "hubstream nchan" "rate 50/s ws 1k" --scenario latency --transport ws \
+                --subs "$LAT_SUBS" --rate 50 --duration-s "$MOD_DURATION_S"
+            fresh_step "hubstream nchan" "rate 100/s ws 1 sub" --scenario latency --transport ws \
+                --subs 1 --rate 100 --duration-s "$MOD_DURATION_S"
+        done
         ;;
     hotstream)
         for n in 1 2; do
@@ -410,16 +416,25 @@ figures='[
   ["events_per_s", "events / s", "higher"],
   ["recover_s", "all caught up after, s", "lower"],
   ["server_rss_max_kb", "server RSS (largest), KiB", "lower"]]'
+# a step run several times (MOD_REPEAT) shows each figure's median (the lower middle one); a
+# step that failed once shows as failed
 jq -rs --argjson f "$figures" '
   def fmt: if . == null then "-" elif . >= 100 then (. | round | tostring)
            else (. * 100 | round / 100 | tostring) end;
-  . as $all
+  def agg($keys): if length == 0 then null
+    elif (map(.ok) | all | not) then (map(select(.ok | not)) | last)
+    else . as $rs | reduce $keys[] as $k ($rs | last;
+      ($rs | map(.[$k]) | map(select(. != null)) | sort) as $v
+      | if ($v | length) == 0 then . else .[$k] = $v[(($v | length) - 1) / 2 | floor] end)
+    end;
+  ($f | map(.[0])) as $keys
+  | . as $all
   | [ $all[] | select(.label != null and (.label | startswith("catchup fill") | not)) | .label ]
   | reduce .[] as $l ([]; if index([$l]) then . else . + [$l] end)
   | .[] as $lab
   | ($all | map(select(.label == $lab))) as $rows
-  | ($rows | map(select(.target == "hubstream")) | last) as $h
-  | ($rows | map(select(.target == "nchan")) | last) as $n
+  | ($rows | map(select(.target == "hubstream")) | agg($keys)) as $h
+  | ($rows | map(select(.target == "nchan")) | agg($keys)) as $n
   | (if (($h != null and ($h.ok | not)) or ($n != null and ($n.ok | not)))
      then [ $lab, "the step failed (error in compare.jsonl)",
             (if $h == null then "-" elif $h.ok then "ok" else "failed" end),
@@ -428,7 +443,7 @@ jq -rs --argjson f "$figures" '
     ($f[] as [$key, $name, $better]
   | select(($h[$key] // $n[$key]) != null)
   | select($key != "deliveries_per_s" or ($lab | startswith("fanout")))
-  | select(($key | startswith("lat_") | not) or ($lab | test("^(fanout|latency)")))
+  | select(($key | startswith("lat_") | not) or ($lab | test("^(fanout|latency|rate)")))
   | select($key != "conns_per_s" or ($lab | startswith("idle")))
   | select($key != "server_rss_max_kb" or ($lab | test("^(live|laggers) ")))
   | [ $lab, $name,
@@ -445,6 +460,10 @@ jq -rs --argjson f "$figures" '
     echo "Run $run_id, commit $commit, $machine, nchan $nchan_version (one nginx worker)."
     echo "Command: \`SCENARIOS=\"$SCENARIOS\" TARGETS=\"$TARGETS\" QUICK=$quick ./perf/compare.sh\`" \
          "(sizes and other settings: the JSON lines of run $run_id in compare.jsonl)."
+    if [[ " $SCENARIOS " == *" moderate "* && "$MOD_REPEAT" -gt 1 ]]; then
+        echo "The moderate steps (rate ...) ran $MOD_REPEAT times each, the targets taking turns:" \
+             "each of their figures is the median."
+    fi
     echo
     echo "| step | figure | hubstream | nchan | hubstream / nchan |"
     echo "| --- | --- | ---: | ---: | --- |"
@@ -465,8 +484,10 @@ plot() { # $1 = figure key, $2 = title, $3 = file stem
       | .[] as $l
       | ($rows | map(select(.label == $l))) as $g
       | [ $l,
-          (($g | map(select(.target == "hubstream")) | last | .[$k]) // "NaN"),
-          (($g | map(select(.target == "nchan")) | last | .[$k]) // "NaN") ] | @tsv' \
+          (($g | map(select(.target == "hubstream") | .[$k]) | sort
+               | .[((length - 1) / 2 | floor)]) // "NaN"),
+          (($g | map(select(.target == "nchan") | .[$k]) | sort
+               | .[((length - 1) / 2 | floor)]) // "NaN") ] | @tsv' \
         "$tmp/run.jsonl" >"$data"
     [[ -s "$data" ]] || return 0
     gnuplot <<EOF || { echo "compare.sh: gnuplot failed for $3" >&2; status=1; }
