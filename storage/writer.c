@@ -129,7 +129,6 @@ static int load_state(hs_writer_t *w, hs_store_t *st, char *err, size_t errlen)
     return 0;
 }
 
-/* One reconnect attempt when it is due; true when connected. */
 /* The checkpointer is behind (checkpoint.h): a checkpoint here, between two batches, at once
  * and then every HS_CKPT_OWN_EVERY batches until one has copied the whole log (after the next
  * batch again when the thread's own checkpoint was running). */
@@ -151,6 +150,7 @@ static void own_checkpoint(hs_writer_t *w)
         connection_lost(w, hs_store_error(w->st));
 }
 
+/* One reconnect attempt when it is due; true when connected. */
 static bool reconnect(hs_writer_t *w)
 {
     int64_t now = hs_mono_us();
@@ -631,8 +631,8 @@ void hs_writer_stop(hs_writer_t *w)
     pthread_join(w->thread, NULL);
     w->started = false;
     drain_rings(w, true);
-    hs_ckpt_stop(w->ckpt);
-    w->ckpt = NULL;
+    /* the checkpointer stays until hs_writer_destroy(): /metrics (hs_writer_stats) may still
+     * read it from an IO thread while the server stops */
 }
 
 void hs_writer_destroy(hs_writer_t *w)
@@ -640,7 +640,7 @@ void hs_writer_destroy(hs_writer_t *w)
     if (!w)
         return;
     hs_writer_stop(w);
-    hs_ckpt_stop(w->ckpt); /* started, but the writer's thread was not */
+    hs_ckpt_stop(w->ckpt); /* a last pass, then its connection closes */
     w->ckpt = NULL;
     if (w->rings && w->rings[w->nrings].buf)
         drain_rings(w, false);
