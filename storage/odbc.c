@@ -367,14 +367,23 @@ SQLRETURN hs_odbc_execute(SQLHSTMT h)
     return ODBC(SQLExecute(h));
 }
 
+/* The one-off statement handle (hs_odbc_direct*), allocated at first use. */
+static int scratch(hs_odbc_t *c)
+{
+    if (c->scratch)
+        return 0;
+    if (SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, c->dbc, &c->scratch)))
+        return 0;
+    c->scratch = SQL_NULL_HSTMT;
+    return hs_odbc_dbfail(c, SQL_HANDLE_DBC, c->dbc, "cannot allocate a statement");
+}
+
 int hs_odbc_direct(hs_odbc_t *c, const char *sql, const char *what)
 {
-    if (!c->scratch && !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, c->dbc, &c->scratch))) {
-        c->scratch = SQL_NULL_HSTMT;
-        return hs_odbc_dbfail(c, SQL_HANDLE_DBC, c->dbc, "cannot allocate a statement");
-    }
+    int rc = scratch(c);
+    if (rc)
+        return rc;
     SQLRETURN r = ODBC(SQLExecDirect(c->scratch, (SQLCHAR *)sql, SQL_NTS));
-    int rc = 0;
     if (r != SQL_NO_DATA && !SQL_SUCCEEDED(r))
         rc = hs_odbc_dbfail(c, SQL_HANDLE_STMT, c->scratch, "%s failed (%.80s)", what, sql);
     SQLFreeStmt(c->scratch, SQL_CLOSE);
@@ -383,11 +392,9 @@ int hs_odbc_direct(hs_odbc_t *c, const char *sql, const char *what)
 
 int hs_odbc_direct_ints(hs_odbc_t *c, const char *sql, const char *what, int64_t *out, int n)
 {
-    if (!c->scratch && !SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, c->dbc, &c->scratch))) {
-        c->scratch = SQL_NULL_HSTMT;
-        return hs_odbc_dbfail(c, SQL_HANDLE_DBC, c->dbc, "cannot allocate a statement");
-    }
-    int rc = 0;
+    int rc = scratch(c);
+    if (rc)
+        return rc;
     SQLRETURN r = ODBC(SQLExecDirect(c->scratch, (SQLCHAR *)sql, SQL_NTS));
     if (!SQL_SUCCEEDED(r)) {
         rc = hs_odbc_dbfail(c, SQL_HANDLE_STMT, c->scratch, "%s failed (%.80s)", what, sql);

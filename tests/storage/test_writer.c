@@ -24,8 +24,15 @@ static sem_t done_sem;
 static hs_batch_t *batches[16];
 static atomic_int nbatches;
 
+static atomic_int dropped;
+/* acknowledgements that came before the sink had any batch (the writer hands a batch to the
+ * fan-out first, so that the subscribers' threads are woken before the publishers') */
+static atomic_int early_acks;
+
 static void on_done(hs_ingest_t *e)
 {
+    if (atomic_load(&nbatches) + atomic_load(&dropped) == 0)
+        atomic_fetch_add(&early_acks, 1);
     sem_post(&done_sem);
 }
 
@@ -51,6 +58,8 @@ static void setup(void)
     snprintf(db, sizeof(db), "%s/w.db", dir);
     sem_init(&done_sem, 0, 0);
     nbatches = 0;
+    atomic_store(&dropped, 0);
+    atomic_store(&early_acks, 0);
 }
 
 static void teardown(void)
@@ -63,7 +72,7 @@ static void teardown(void)
     sem_destroy(&done_sem);
 }
 
-static hs_writer_t *mk(void)
+static hs_writer_t *mk_with(hs_batch_sink_fn to)
 {
     char err[256];
     hs_writer_config_t cfg = {.db = db,
@@ -71,10 +80,15 @@ static hs_writer_t *mk(void)
                               .batch_max = 4096,
                               .encode = hs_codec_encode,
                               .encode_marker = hs_codec_encode_marker,
-                              .sink = sink};
+                              .sink = to};
     hs_writer_t *w = hs_writer_create(&cfg, err, sizeof(err));
     cr_assert_not_null(w, "%s", err);
     return w;
+}
+
+static hs_writer_t *mk(void)
+{
+    return mk_with(sink);
 }
 
 static hs_ingest_t *append(const char *stream, const char *id, int64_t expected)
@@ -129,8 +143,11 @@ Test(writer, one_batch_assigns_gapless_versions_and_checks_each_publish)
     cr_assert_eq(e[4]->result.actual_version, 1);
     cr_assert_eq(e[5]->result.first_version, 3);
     cr_assert_eq(e[5]->result.first_position, 4);
-    /* the sink got the four appended events, in position order, after the commit */
+    /* the sink got the four appended events, in position order, after the commit and before
+     * any of the six acknowledgements */
     wait_batches(1);
+    cr_assert_eq(atomic_load(&early_acks), 0, "%d acknowledgements before the sink's batch",
+                 atomic_load(&early_acks));
     cr_assert_eq(batches[0]->n, 4);
     for (uint32_t i = 0; i < 4; i++)
         cr_assert_eq(batches[0]->blocks[i]->position, i + 1);
@@ -223,7 +240,6 @@ Test(writer, unknown_stream_close_is_not_found)
     hs_writer_destroy(w);
 }
 
-static atomic_int dropped;
 static void sink_drop(void *ctx, hs_batch_t *b)
 {
     atomic_fetch_add(&dropped, 1);
@@ -256,16 +272,7 @@ static long long commit_burst(hs_writer_t *w, int n)
 
 static hs_writer_t *mk_dropping(void)
 {
-    char err[256];
-    atomic_store(&dropped, 0);
-    hs_writer_config_t cfg = {.db = db,
-                              .nrings = 1,
-                              .batch_max = 4096,
-                              .encode = hs_codec_encode,
-                              .encode_marker = hs_codec_encode_marker,
-                              .sink = sink_drop};
-    hs_writer_t *w = hs_writer_create(&cfg, err, sizeof(err));
-    cr_assert_not_null(w, "%s", err);
+    hs_writer_t *w = mk_with(sink_drop);
     cr_assert_eq(hs_writer_start(w), 0);
     return w;
 }
