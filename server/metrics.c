@@ -252,9 +252,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
 {
     (void)arg;
     if (c->method != WSI_TOKEN_GET_URI) {
-        c->allow = "GET";
-        hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
-        c->allow = NULL;
+        hs_conn_not_allowed(c, "GET");
         return;
     }
     char why[256];

@@ -382,14 +382,15 @@ static void publish(hs_conn_t *c, const char *stream, size_t len)
             return;
         }
     }
-    if (!c->body_len) {
+    size_t blen;
+    const char *body = hs_conn_body(c, &blen);
+    if (!blen) {
         hs_conn_error(c, 400, "BadRequest", "the body must be an event or an array of events");
         return;
     }
     hs_ingest_t *e;
     char why[256];
-    rc = hs_codec_parse_publish(c->body, c->body_len, stream, len, srv->cfg.max_event, &e, why,
-                                sizeof(why));
+    rc = hs_codec_parse_publish(body, blen, stream, len, srv->cfg.max_event, &e, why, sizeof(why));
     if (rc == HS_ETOOLARGE) {
         hs_conn_error(c, 413, "TooLarge", "%s", why);
         return;
@@ -631,9 +632,7 @@ static void readyz(hs_conn_t *c)
 
 static void not_allowed(hs_conn_t *c, const char *allow)
 {
-    c->allow = allow;
-    hs_conn_error(c, 405, "MethodNotAllowed", "use %s", allow);
-    c->allow = NULL;
+    hs_conn_not_allowed(c, allow);
 }
 
 /* Every path no other front end registered (server.h routes). */

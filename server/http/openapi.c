@@ -15,9 +15,7 @@ static void openapi_route(hs_conn_t *c, const char *path, void *arg)
     (void)path;
     (void)arg;
     if (c->method != WSI_TOKEN_GET_URI) {
-        c->allow = "GET";
-        hs_conn_error(c, 405, "MethodNotAllowed", "use GET");
-        c->allow = NULL;
+        hs_conn_not_allowed(c, "GET");
         return;
     }
     /* no-cache: a cache may keep it but asks again, so a new build's document is seen */

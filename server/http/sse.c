@@ -29,9 +29,8 @@ typedef struct sse_conn {
     int64_t last_write_ms;
     int64_t stuck_since_ms; /* data has waited since, with no writable callback */
     hs_conn_t *prev, *next; /* the IO thread's SSE responses, for pings and stalls */
-    hs_block_t *big;        /* a block written over several turns, with its id line */
-    size_t big_off, big_idlen;
-    char big_id[24]; /* "id: ", at most 19 digits (an int64_t >= 0), "\n" (put_id) */
+    hs_block_t *big;        /* a block written over several turns, after its id line (put_id) */
+    size_t big_off;         /* bytes of the id line and the block written */
 } sse_conn_t;
 
 _Static_assert(sizeof(sse_conn_t) <= HS_CONN_TDATA, "sse_conn_t must fit hs_conn_t.tdata");
@@ -154,6 +153,8 @@ void hs_sse_start(hs_conn_t *c, const char *stream, size_t len)
     hs_fanout_subscribe(srv->fanout, s);
 }
 
+/* Writes a block's id line ("id: ", at most 19 digits for an int64_t >= 0, "\n": at most 24
+ * bytes) at o: its length. */
 static size_t put_id(char *o, int64_t id)
 {
     char tmp[24];
@@ -178,17 +179,21 @@ static size_t put_id(char *o, int64_t id)
 static int write_big(hs_conn_t *c, sse_conn_t *t)
 {
     hs_block_t *b = t->big;
-    size_t total = t->big_idlen + b->sse_len, off = t->big_off;
+    /* the id line again (not kept: an idle subscription's state stays small) */
+    char id[24];
+    size_t idlen =
+        b->kind == HS_BLOCK_EVENT ? put_id(id, t->sub->all ? b->position : b->version) : 0;
+    size_t total = idlen + b->sse_len, off = t->big_off;
     size_t n = total - off > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : total - off;
     unsigned char *out = c->io->wbuf + LWS_PRE;
     size_t o = 0;
-    if (off < t->big_idlen) {
-        size_t k = t->big_idlen - off < n ? t->big_idlen - off : n;
-        memcpy(out, t->big_id + off, k);
+    if (off < idlen) {
+        size_t k = idlen - off < n ? idlen - off : n;
+        memcpy(out, id + off, k);
         o = k;
     }
     if (o < n)
-        memcpy(out + o, b->sse + (off + o - t->big_idlen), n - o);
+        memcpy(out + o, b->sse + (off + o - idlen), n - o);
     if (hs_io_write(c->io, c->wsi, out, n, LWS_WRITE_HTTP) < (int)n)
         return -1;
     t->big_off += n;
@@ -235,9 +240,6 @@ static int sse_writable(hs_conn_t *c)
             }
             t->big = b;
             t->big_off = 0;
-            t->big_idlen = b->kind == HS_BLOCK_EVENT
-                               ? put_id(t->big_id, s->all ? b->position : b->version)
-                               : 0;
             if (o)
                 t->last_write_ms = hs_now_ms();
             lws_callback_on_writable(c->wsi);

@@ -87,6 +87,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     hs_acceptor_t *a = arg;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The first bytes are often in already (the client wrote its request right after connect,
+     * and a burst of connects waits in the listen queue): hand the connection over at once,
+     * with no event and no entry in libevent's descriptor map, which keeps one for every
+     * descriptor it ever watched (memory the acceptor would hold at its high-water mark). */
+    char buf[PEEK_BYTES];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+        a->on_fd(a->ctx, (int)fd, buf, (size_t)n);
+        return;
+    }
     peek_t *pk = calloc(1, sizeof(*pk));
     if (pk)
         pk->ev = event_new(a->base, fd, EV_READ, on_first_bytes, pk);

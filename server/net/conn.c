@@ -22,6 +22,14 @@
 
 typedef hs_wsi_data_t wsi_data_t;
 
+/* --access-log: a request's record, from its headers until its answer (or a stream's head) is
+ * queued. */
+struct hs_access {
+    int64_t t0_us; /* when the request's headers were in */
+    uint64_t id;   /* the request's number on its IO thread */
+    char line[];   /* "METHOD path" */
+};
+
 static hs_io_t *io_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
@@ -29,30 +37,51 @@ static hs_io_t *io_of(struct lws *wsi)
 
 /* ---- responses ---- */
 
-static void resp_uncharge(hs_conn_t *c)
+/* A response of len bytes to queue (after LWS_PRE of headroom, with room for `cap` bytes);
+ * NULL on ENOMEM. */
+static hs_conn_resp_t *resp_new(size_t cap)
 {
-    if (c->resp_budget) {
-        hs_budget_give(c->resp_budget, c->resp_charge);
-        hs_budget_unref(c->resp_budget);
-        c->resp_budget = NULL;
-        c->resp_charge = 0;
-    }
+    hs_conn_resp_t *r = malloc(sizeof(*r) + LWS_PRE + cap);
+    if (r)
+        *r = (hs_conn_resp_t){0};
+    return r;
 }
 
 void hs_conn_charge(hs_conn_t *c, hs_budget_t *budget, size_t n)
 {
-    resp_uncharge(c);
-    c->resp_budget = hs_budget_ref(budget);
-    c->resp_charge = n;
+    if (!c->resp) { /* nothing queued to carry the charge: it goes back at once */
+        hs_budget_give(budget, n);
+        return;
+    }
+    if (c->resp->budget) {
+        hs_budget_give(c->resp->budget, c->resp->charge);
+        hs_budget_unref(c->resp->budget);
+    }
+    c->resp->budget = hs_budget_ref(budget);
+    c->resp->charge = n;
 }
 
-/* Drops a queued response (and its charge). */
+/* Drops a queued response (and gives back its charge). */
 static void resp_drop(hs_conn_t *c)
 {
-    free(c->resp);
+    hs_conn_resp_t *r = c->resp;
+    if (!r)
+        return;
+    if (r->budget) {
+        hs_budget_give(r->budget, r->charge);
+        hs_budget_unref(r->budget);
+    }
+    free(r);
     c->resp = NULL;
-    c->resp_off = 0;
-    resp_uncharge(c);
+}
+
+/* Queues r (its len set) and asks for a writable callback. */
+static void resp_queue(hs_conn_t *c, hs_conn_resp_t *r, bool final)
+{
+    resp_drop(c);
+    c->resp = r;
+    c->resp_final = final;
+    lws_callback_on_writable(c->wsi);
 }
 
 int hs_metrics_pub_slot(int status)
@@ -69,32 +98,32 @@ int hs_metrics_pub_slot(int status)
 static const char *request_id(const hs_conn_t *c, char id[40])
 {
     id[0] = '\0';
-    if (c->m_access)
-        snprintf(id, 40, "%x-%llx", (unsigned)c->io->index, (unsigned long long)c->m_id);
+    if (c->access)
+        snprintf(id, 40, "%x-%llx", (unsigned)c->io->index, (unsigned long long)c->access->id);
     return id;
 }
 
 /* --access-log: the record of a request, once its answer (or a stream's head) is queued. */
 static void access_record(hs_conn_t *c, int status, size_t bytes)
 {
-    if (!c->m_access)
+    if (!c->access)
         return;
     char st[8], by[24], ms[32], id[40], peer[64] = "";
     snprintf(st, sizeof st, "%d", status);
     snprintf(by, sizeof by, "%zu", bytes);
-    snprintf(ms, sizeof ms, "%.3f", (double)(hs_mono_us() - c->m_t0_us) / 1000.0);
+    snprintf(ms, sizeof ms, "%.3f", (double)(hs_mono_us() - c->access->t0_us) / 1000.0);
     request_id(c, id);
     lws_get_peer_simple(c->wsi, peer, sizeof peer);
-    char *sp = strchr(c->m_access, ' ');
+    char *sp = strchr(c->access->line, ' ');
     if (sp)
         *sp = '\0';
     /* the token's user, once a route has asked who the client is (none on a 404, say) */
     const char *user = c->who ? hs_principal_user(c->who) : NULL;
-    hs_log(&c->io->srv->log, HS_LOG_INFO, "request", "method", c->m_access, "path",
+    hs_log(&c->io->srv->log, HS_LOG_INFO, "request", "method", c->access->line, "path",
            sp ? sp + 1 : "", "status", st, "bytes", by, "ms", ms, "peer", peer, "request_id", id,
            user && user[0] ? "user" : NULL, user, NULL);
-    free(c->m_access);
-    c->m_access = NULL;
+    free(c->access);
+    c->access = NULL;
 }
 
 int hs_conn_respond_hdrs(hs_conn_t *c, int status, const char *ctype, const char *body, size_t len,
@@ -136,14 +165,14 @@ int hs_conn_respond_hdrs(hs_conn_t *c, int status, const char *ctype, const char
         c->m_publish = false;
         hs_ctr_add(&c->io->m.publishes[0][hs_metrics_pub_slot(status)], 1);
     }
-    size_t cap = LWS_PRE + 1024 + hlen + len;
-    unsigned char *buf = malloc(cap);
-    if (!buf) {
+    size_t cap = 1024 + hlen + len;
+    hs_conn_resp_t *r = resp_new(cap);
+    if (!r) {
         /* no answer can be made: close the connection rather than leave the client waiting */
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return -1;
     }
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len - 1;
+    unsigned char *start = r->buf + LWS_PRE, *p = start, *end = start + cap - len - 1;
     int bad = lws_add_http_common_headers(c->wsi, (unsigned int)status, ctype, (lws_filepos_t)len,
                                           &p, end);
     for (size_t i = 0; !bad && i < n; i += 2)
@@ -151,18 +180,15 @@ int hs_conn_respond_hdrs(hs_conn_t *c, int status, const char *ctype, const char
                                           (const unsigned char *)h[i + 1], (int)strlen(h[i + 1]),
                                           &p, end);
     if (bad || hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
-        free(buf);
+        free(r);
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return -1;
     }
     if (len)
         memcpy(p, body, len);
     p += len;
-    resp_drop(c);
-    c->resp = buf;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = true;
-    lws_callback_on_writable(c->wsi);
+    r->len = (size_t)(p - start);
+    resp_queue(c, r, true);
     return 0;
 }
 
@@ -173,16 +199,14 @@ int hs_conn_respond(hs_conn_t *c, int status, const char *ctype, const char *bod
     return hs_conn_respond_hdrs(c, status, ctype, body, len, h);
 }
 
-int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
+/* The answer of hs_conn_error and hs_conn_not_allowed: {"error": code, "message": msg}. */
+static int error_answer(hs_conn_t *c, int status, const char *code, const char *msg,
+                        const char *allow)
 {
     /* msg may carry client text (a path, a stream name); quoting can make every byte of it six
      * (a control character, or a byte that is not UTF-8), so body is sized for the worst case */
-    char msg[512], body[sizeof(msg) * 6 + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    size_t cl = strnlen(code, 32), ml = strlen(msg), o = 0;
+    char body[512 * 6 + 64];
+    size_t cl = strnlen(code, 32), ml = strnlen(msg, 511), o = 0;
     memcpy(body, "{\"error\":\"", 10);
     o = 10;
     memcpy(body + o, code, cl); /* a constant of ours, plain ASCII */
@@ -195,11 +219,28 @@ int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, .
     if (status == 401) {
         xn = "www-authenticate:";
         xv = "Bearer";
-    } else if (status == 405 && c->allow) {
+    } else if (allow) {
         xn = "allow:";
-        xv = c->allow;
+        xv = allow;
     }
     return hs_conn_respond(c, status, "application/json", body, o, xn, xv);
+}
+
+int hs_conn_not_allowed(hs_conn_t *c, const char *allow)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "use %s", allow);
+    return error_answer(c, 405, "MethodNotAllowed", msg, allow);
+}
+
+int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return error_answer(c, status, code, msg, NULL);
 }
 
 int hs_wsi_respond(struct lws *wsi, int status, const char *body)
@@ -226,11 +267,11 @@ int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
     char id[40];
     request_id(c, id);
     access_record(c, 200, 0); /* a stream: its answer goes on after the head */
-    size_t el = strlen(extra), cap = LWS_PRE + 1024 + el;
-    unsigned char *rb = malloc(cap);
-    if (!rb)
+    size_t el = strlen(extra), cap = 1024 + el;
+    hs_conn_resp_t *r = resp_new(cap);
+    if (!r)
         return -1;
-    unsigned char *start = rb + LWS_PRE, *p = start, *end = rb + cap - el;
+    unsigned char *start = r->buf + LWS_PRE, *p = start, *end = start + cap - el;
     if (lws_add_http_common_headers(c->wsi, 200, ctype, LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
         lws_add_http_header_by_name(c->wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-cache", 8, &p, end) ||
@@ -240,18 +281,15 @@ int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra)
                       c->wsi, (const unsigned char *)"x-request-id:", (const unsigned char *)id,
                       (int)strlen(id), &p, end)) ||
         hs_cors_headers(c->wsi, &p, end) || lws_finalize_http_header(c->wsi, &p, end)) {
-        free(rb);
+        free(r);
         return -1;
     }
     memcpy(p, extra, el);
     p += el;
-    resp_drop(c);
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = false;
+    r->len = (size_t)(p - start);
     c->stream = true;
     lws_http_mark_sse(c->wsi); /* no Content-Length: the answer ends when the socket does */
-    lws_callback_on_writable(c->wsi);
+    resp_queue(c, r, false);
     return 0;
 }
 
@@ -280,15 +318,12 @@ static void preflight(hs_conn_t *c)
             return;
     if (lws_finalize_http_header(c->wsi, &p, end))
         return;
-    unsigned char *rb = malloc((size_t)(p - start) + LWS_PRE);
-    if (!rb)
+    hs_conn_resp_t *r = resp_new((size_t)(p - start));
+    if (!r)
         return;
-    memcpy(rb + LWS_PRE, start, (size_t)(p - start));
-    resp_drop(c);
-    c->resp = rb;
-    c->resp_len = (size_t)(p - start);
-    c->resp_final = true;
-    lws_callback_on_writable(c->wsi);
+    r->len = (size_t)(p - start);
+    memcpy(r->buf + LWS_PRE, start, r->len);
+    resp_queue(c, r, true);
 }
 
 /* Serves a request whose body (if any) is in: a preflight here, else the first route that
@@ -391,25 +426,27 @@ void hs_conn_body_unlist(hs_conn_t *c)
 static int body_append(hs_conn_t *c, const void *in, size_t len, bool *oom)
 {
     *oom = false;
-    size_t limit = c->rx ? c->rx->body_limit : 0;
-    if (len > limit - c->body_len)
+    hs_conn_rx_t *rx = c->rx;
+    if (!rx)
         return -1;
-    if (c->body_len + len > c->body_cap) {
-        size_t need = c->body_len + len, nc = c->body_cap ? c->body_cap : 4096;
+    if (len > rx->body_limit - rx->body_len)
+        return -1;
+    if (rx->body_len + len > rx->body_cap) {
+        size_t need = rx->body_len + len, nc = rx->body_cap ? rx->body_cap : 4096;
         while (nc < need)
             nc *= 2;
-        if (nc > limit)
-            nc = limit;
-        char *nb = realloc(c->body, nc + 1); /* + 1: room for a terminating NUL */
+        if (nc > rx->body_limit)
+            nc = rx->body_limit;
+        char *nb = realloc(rx->body, nc + 1); /* + 1: room for a terminating NUL */
         if (!nb) {
             *oom = true;
             return -1;
         }
-        c->body = nb;
-        c->body_cap = nc;
+        rx->body = nb;
+        rx->body_cap = nc;
     }
-    memcpy(c->body + c->body_len, in, len);
-    c->body_len += len;
+    memcpy(rx->body + rx->body_len, in, len);
+    rx->body_len += len;
     return 0;
 }
 
@@ -448,14 +485,12 @@ static bool parse_content_length(const char *s, long long *out)
 /* The body is complete: serve the request whose path was kept for it. */
 static void body_complete(hs_conn_t *c)
 {
-    wsi_data_t *d = lws_get_opaque_user_data(c->wsi);
-    char *pcopy = d ? d->path : NULL;
-    if (d)
-        d->path = NULL;
+    char *pcopy = c->rx->path; /* a request with a body to read has rx */
+    c->rx->path = NULL;
     hs_conn_body_unlist(c);
     c->body_done = true;
-    if (c->body)
-        c->body[c->body_len] = '\0';
+    if (c->rx->body)
+        c->rx->body[c->rx->body_len] = '\0';
     route(c, pcopy ? pcopy : "/");
     free(pcopy);
     watch_if_outstanding(c);
@@ -527,18 +562,19 @@ void hs_conn_expire_bodies(hs_io_t *io, int64_t now)
  * frees it). */
 static int write_response(hs_conn_t *c)
 {
-    size_t left = c->resp_len - c->resp_off;
+    hs_conn_resp_t *r = c->resp;
+    size_t left = r->len - r->off;
     size_t n = left > HS_WRITE_BUDGET ? HS_WRITE_BUDGET : left;
     bool last = n == left, final = c->resp_final;
     /* lws may write framing before the buffer it is given: each piece goes from the IO
      * thread's write buffer, which has the headroom */
     unsigned char *out = c->io->wbuf + LWS_PRE;
-    memcpy(out, c->resp + LWS_PRE + c->resp_off, n);
+    memcpy(out, r->buf + LWS_PRE + r->off, n);
     int w =
         hs_io_write(c->io, c->wsi, out, n, last && final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
     if (w < (int)n)
         return -1;
-    c->resp_off += n;
+    r->off += n;
     if (!last) {
         lws_callback_on_writable(c->wsi);
         return 1;
@@ -558,6 +594,17 @@ static int write_response(hs_conn_t *c)
     return 0;
 }
 
+/* A request's body state and what it holds (taken off the body list first). */
+static void rx_free(hs_conn_t *c)
+{
+    if (!c->rx)
+        return;
+    free(c->rx->body);
+    free(c->rx->path);
+    free(c->rx);
+    c->rx = NULL;
+}
+
 /* The end of a request (its transaction or its connection): whatever it holds goes. */
 void hs_conn_closed(hs_conn_t *c)
 {
@@ -569,14 +616,10 @@ void hs_conn_closed(hs_conn_t *c)
     c->stream = false;
     hs_principal_free(c->who);
     c->who = NULL;
-    free(c->m_access); /* a request that got no answer: nothing to log */
-    c->m_access = NULL;
+    free(c->access); /* a request that got no answer: nothing to log */
+    c->access = NULL;
     resp_drop(c);
-    free(c->body);
-    c->body = NULL;
-    c->body_cap = c->body_len = 0;
-    free(c->rx); /* unlisted above */
-    c->rx = NULL;
+    rx_free(c);
 }
 
 /* ---- lws callbacks of a request (io.c) ---- */
@@ -597,7 +640,8 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
     hs_io_t *io = io_of(wsi);
     c->wsi = wsi;
     c->io = io;
-    c->body_len = 0;
+    hs_conn_body_unlist(c);
+    rx_free(c);
     c->body_too_large = false;
     c->close_after = false;
     c->m_publish = false;
@@ -609,18 +653,19 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
     size_t pl = strnlen((const char *)in, sizeof(path) - 1);
     memcpy(path, in, pl);
     path[pl] = '\0';
-    free(c->m_access);
-    c->m_access = NULL;
-    c->m_id = ++io->nrequests;
+    free(c->access);
+    c->access = NULL;
+    uint64_t id = ++io->nrequests;
     if (io->srv->cfg.access_log) {
         const char *m = hs_wsi_method_name(c->method);
         size_t ml = strlen(m ? m : "?");
-        c->m_t0_us = hs_mono_us();
-        c->m_access = malloc(ml + 1 + pl + 1);
-        if (c->m_access) {
-            memcpy(c->m_access, m ? m : "?", ml);
-            c->m_access[ml] = ' ';
-            memcpy(c->m_access + ml + 1, path, pl + 1);
+        c->access = malloc(sizeof(*c->access) + ml + 1 + pl + 1);
+        if (c->access) {
+            c->access->t0_us = hs_mono_us();
+            c->access->id = id;
+            memcpy(c->access->line, m ? m : "?", ml);
+            c->access->line[ml] = ' ';
+            memcpy(c->access->line + ml + 1, path, pl + 1);
         }
     }
     if (too_long) {
@@ -646,10 +691,8 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
         bool has_cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
         c->chunked = false;
         c->body_too_large = false;
-        hs_conn_body_unlist(c);
-        if (!c->rx && !(c->rx = malloc(sizeof(*c->rx))))
+        if (!(c->rx = calloc(1, sizeof(*c->rx))))
             return -1; /* out of memory: close the connection */
-        memset(c->rx, 0, sizeof(*c->rx));
         if (has_te) {
             char te[64] = "";
             if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 ||
@@ -693,18 +736,9 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
             watch_if_outstanding(c);
             return 0;
         }
-        free(c->body);
-        c->body = NULL;
-        c->body_cap = 0;
-        char *pcopy = malloc(pl + 1);
-        wsi_data_t *d = lws_get_opaque_user_data(wsi);
-        if (!pcopy || !d) {
-            free(pcopy);
+        if (!(c->rx->path = malloc(pl + 1)))
             return -1;
-        }
-        memcpy(pcopy, path, pl + 1);
-        free(d->path);
-        d->path = pcopy;
+        memcpy(c->rx->path, path, pl + 1);
         c->rx->body_deadline_ms = hs_now_ms() + srv->cfg.request_timeout_ms;
         body_list_add(io, c);
         return 0;
@@ -757,22 +791,20 @@ int hs_conn_on_body_done(struct lws *wsi, hs_conn_t *c)
     c->completed = true;
     hs_conn_body_unlist(c);
     if (c->close_after) {
-        wsi_data_t *d = lws_get_opaque_user_data(wsi);
-        if (d) {
-            free(d->path);
-            d->path = NULL;
+        if (c->rx) {
+            free(c->rx->path);
+            c->rx->path = NULL;
         }
         c->body_done = true;
         /* the refusal was queued before the body: close once it is out */
         return c->resp ? 0 : -1;
     }
-    wsi_data_t *d = lws_get_opaque_user_data(wsi);
-    if (!d || !d->path)
+    if (!c->rx || !c->rx->path)
         return -1; /* a body with no request of ours: lws ran on into a pipelined one */
     if (c->body_too_large) {
         c->body_done = true;
-        free(d->path);
-        d->path = NULL;
+        free(c->rx->path);
+        c->rx->path = NULL;
         hs_conn_error(c, 413, "TooLarge", "the body is longer than its Content-Length");
         return 0;
     }
@@ -797,4 +829,25 @@ int hs_conn_on_writable(hs_conn_t *c)
     if (c->stream && c->owner && c->owner->http_writable)
         return c->owner->http_writable(c);
     return 0;
+}
+
+/* ---- the body, for the routes ---- */
+
+const char *hs_conn_body(const hs_conn_t *c, size_t *len)
+{
+    *len = c->rx ? c->rx->body_len : 0;
+    return c->rx ? c->rx->body : NULL;
+}
+
+char *hs_conn_take_body(hs_conn_t *c, size_t *len)
+{
+    char *b = NULL;
+    *len = 0;
+    if (c->rx) {
+        b = c->rx->body;
+        *len = c->rx->body_len;
+        c->rx->body = NULL;
+        c->rx->body_len = c->rx->body_cap = 0;
+    }
+    return b;
 }

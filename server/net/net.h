@@ -22,10 +22,11 @@
 #include "util/rate.h"
 
 /* Bytes of transport state inside each hs_conn_t (see hs_conn_tdata): the largest transport
- * struct (SSE's, 96 bytes), 8-byte aligned (pointers and 64-bit integers, nothing wider). Every
- * idle SSE subscriber holds one hs_conn_t: its fields are ordered to leave no holes (248 bytes,
- * a 256-byte malloc chunk). */
-#define HS_CONN_TDATA 96
+ * struct (SSE's, 64 bytes), 8-byte aligned (pointers and 64-bit integers, nothing wider). Every
+ * idle SSE subscriber holds one hs_conn_t: what only a request being read or answered needs
+ * lives in allocations of its own (rx, the response, the access record), so that it is 136
+ * bytes, a 144-byte malloc chunk. */
+#define HS_CONN_TDATA 64
 
 /*
  * Per-socket state that must outlive one HTTP transaction: lws frees and re-creates the
@@ -38,13 +39,12 @@ typedef struct hs_peer_key {
     uint8_t family; /* AF_INET, AF_INET6 or 0 (17 bytes, no padding: peers.c compares keys whole) */
 } hs_peer_key_t;
 
-/* Every connection holds one for its life: 56 bytes, a 64-byte malloc chunk. */
+/* Every connection holds one for its life: 48 bytes, a 64-byte malloc chunk. */
 typedef struct hs_wsi_data {
     hs_peer_key_t peer;  /* counted in peers.c until the connection closes */
     bool busy;           /* a request is being served: its answer is not written yet */
     uint8_t ws_ep;       /* a WebSocket's endpoint: its index in srv->ws (with ws_ctx set) */
     hs_rate_t publishes; /* this TCP connection's publishes (--max-publishes-per-s) */
-    char *path;          /* the request path, kept while its body arrives */
     void *ws_ctx;        /* a WebSocket's connection, for srv->ws[ws_ep].t; NULL: none */
 } hs_wsi_data_t;
 
@@ -52,14 +52,26 @@ typedef struct hs_wsi_data {
 #define HS_BACKLOG_MAX  16384       /* ingest entries an IO thread holds when its ring is full */
 #define HS_LINGER_MAX   64          /* closed sockets an IO thread drains at once (io.c) */
 
-/* How a request's announced body arrives (hs_conn_t.rx: only requests with one have it, so an
- * idle SSE subscriber's hs_conn_t is 64 bytes smaller). */
+/* How a request's announced body arrives, and the body (hs_conn_t.rx: only requests that
+ * announce one have it, so an idle SSE subscriber holds none). */
 typedef struct hs_conn_rx {
+    char *body; /* what arrived, NUL-terminated once complete (hs_conn_body) */
+    size_t body_len, body_cap;
     size_t body_limit; /* the most body bytes taken: the Content-Length, or max_body */
     hs_chunked_t chunk;
     int64_t body_deadline_ms;         /* the whole body must have arrived by then */
     hs_conn_t *body_prev, *body_next; /* io->body_head: requests whose body is arriving */
+    char *path;                       /* the request path, kept while its body arrives */
 } hs_conn_rx_t;
+
+/* A queued response (hs_conn_t.resp): its bytes after LWS_PRE of headroom, written at most
+ * HS_WRITE_BUDGET bytes per writable callback so that lws never keeps a copy of more. */
+typedef struct hs_conn_resp {
+    size_t len, off;
+    struct hs_budget *budget; /* what the response is charged to (a reference), until written */
+    size_t charge;
+    unsigned char buf[]; /* LWS_PRE + len */
+} hs_conn_resp_t;
 
 /* One request or subscription (lws per-session data, zeroed by lws). lws frees it at the end of
  * every keep-alive transaction (after LWS_CALLBACK_HTTP_DROP_PROTOCOL): nothing that must last
@@ -72,22 +84,11 @@ struct hs_conn {
     const struct hs_transport *owner;
     struct hs_principal *who; /* who asked (server/auth.h), for this transaction; NULL when
                                  auth is off or nobody looked yet */
-    /* the request being served */
-    char *body;
-    size_t body_len, body_cap;
-    struct hs_conn_rx *rx; /* a request that announced a body (POST, PUT, PATCH): how it
-                              arrives; NULL for the others (an SSE GET among them) */
-    const char *allow;     /* the Allow header of a 405 answer */
-    char *m_access;        /* --access-log: "METHOD path" of the request, until it is
-                              logged */
-    int64_t m_t0_us;       /* --access-log: when the request's headers were in */
-    uint64_t m_id;         /* --access-log: the request's number on its IO thread */
-    /* the response waiting for a writable callback (LWS_PRE bytes of headroom), written at
-     * most HS_WRITE_BUDGET bytes per callback so that lws never keeps a copy of more */
-    unsigned char *resp;
-    size_t resp_len, resp_off;
-    struct hs_budget *resp_budget; /* what resp is charged to (a reference), until written */
-    size_t resp_charge;
+    struct hs_conn_rx *rx;    /* a request that announced a body (POST, PUT, PATCH): how it
+                                 arrives, and the body; NULL for the others (an SSE GET among
+                                 them) */
+    struct hs_access *access; /* --access-log: the request's record until it is logged */
+    hs_conn_resp_t *resp;     /* the response waiting for a writable callback */
     int method;
     bool completed; /* an LWS_CALLBACK_HTTP_BODY_COMPLETION was seen */
     bool body_too_large;
@@ -210,6 +211,12 @@ int hs_conn_respond_hdrs(hs_conn_t *c, int status, const char *ctype, const char
                          const char *const *hdrs);
 int hs_conn_error(hs_conn_t *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* 405 MethodNotAllowed with an Allow header: `allow` lists the methods the path takes. */
+int hs_conn_not_allowed(hs_conn_t *c, const char *allow);
+/* The request's body, NUL-terminated, once complete (NULL and 0 for a request without one). */
+const char *hs_conn_body(const hs_conn_t *c, size_t *len);
+/* The same, handed over to the caller (who frees it); the request then has none. */
+char *hs_conn_take_body(hs_conn_t *c, size_t *len);
 /* cors.c: writes CORS headers for the request's Origin when the policy allows it: 0 or -1. */
 int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
 /* cors.c: the policy from --cors-origins (server creation): 0, or an error with err. */

@@ -616,9 +616,7 @@ static void processor(hs_conn_t *c)
 
 static void not_allowed(hs_conn_t *c, const char *allow)
 {
-    c->allow = allow;
-    hs_conn_error(c, 405, "MethodNotAllowed", "use %s", allow);
-    c->allow = NULL;
+    hs_conn_not_allowed(c, allow);
 }
 
 /* Copies a path segment; false when it does not fit. */

@@ -21,9 +21,11 @@
 bool hs_esa_body_object(hs_conn_t *c, hs_json_span_t *obj)
 {
     char why[96];
-    if (!c->body_len || hs_json_parse(c->body, c->body_len, obj, why, sizeof why)) {
-        hs_conn_error(c, 400, "BadRequest", "the body must be a JSON object%s%s",
-                      c->body_len ? ": " : "", c->body_len ? why : "");
+    size_t blen;
+    const char *body = hs_conn_body(c, &blen);
+    if (!blen || hs_json_parse(body, blen, obj, why, sizeof why)) {
+        hs_conn_error(c, 400, "BadRequest", "the body must be a JSON object%s%s", blen ? ": " : "",
+                      blen ? why : "");
         return false;
     }
     if (obj->type != HS_JSON_OBJECT) {

@@ -65,10 +65,7 @@ static void forward(hs_conn_t *c, hs_hub_t *h, int op)
     r->origin = io;
     r->conn = c;
     if (op == HS_HUBREQ_POST) {
-        r->body = (uint8_t *)c->body;
-        r->len = c->body_len;
-        c->body = NULL;
-        c->body_cap = c->body_len = 0;
+        r->body = (uint8_t *)hs_conn_take_body(c, &r->len);
     }
     c->owner = &signalr_transport;
     hcn(c)->pending = r;
@@ -334,9 +331,7 @@ static void negotiate_route(hs_conn_t *c, const char *path, void *arg)
         negotiate(c, path, arg);
         return;
     }
-    c->allow = "POST";
-    hs_conn_error(c, 405, "MethodNotAllowed", "use POST");
-    c->allow = NULL;
+    hs_conn_not_allowed(c, "POST");
 }
 
 /* ---- HTTP routes of /hub ---- */
@@ -381,9 +376,7 @@ static void route_hub(hs_conn_t *c, const char *path, void *arg)
     else if (m == WSI_TOKEN_DELETE_URI)
         op = HS_HUBREQ_DELETE;
     else {
-        c->allow = "GET, POST, DELETE";
-        hs_conn_error(c, 405, "MethodNotAllowed", "use GET, POST or DELETE");
-        c->allow = NULL;
+        hs_conn_not_allowed(c, "GET, POST, DELETE");
         return;
     }
     int trc = token_arg(c->wsi, tokbuf, sizeof(tokbuf), &token);
