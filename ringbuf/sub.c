@@ -12,18 +12,18 @@
 
 #include "ringbuf/budget.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 hs_sub_t *hs_sub_create(const char *stream, size_t stream_len, const char *const *types,
                         uint32_t ntypes, size_t max_bytes)
 {
-    /* the stream name lives right after the struct: one allocation, not two */
-    hs_sub_t *s = calloc(1, sizeof(*s) + stream_len + 1);
+    /* the stream name lives at the struct's end: one allocation, not two */
+    hs_sub_t *s = calloc(1, offsetof(hs_sub_t, stream) + stream_len + 1);
     if (!s)
         return NULL;
     atomic_init(&s->refs, 1); /* first: the failure path frees through hs_sub_unref */
-    s->stream = (char *)(s + 1);
     /* no chunk until the first push (an idle subscription holds none): the producer finds
      * its tail chunk full and links the first one as head */
     s->tail_idx = HS_SUB_CHUNK_SLOTS;

@@ -65,6 +65,8 @@ struct hs_sub {
     /* outbox: consumer side (io) */
     hs_sub_chunk_t *head;
     uint32_t head_idx;
+    atomic_int end_reason; /* HS_SUB_END_*, written before HS_SUB_IO_END / KILL (here, beside
+                              head_idx, to leave no padding) */
     /* free-running counts; pushed is written by the producer, popped by the consumer */
     _Atomic uint64_t pushed;
     _Atomic uint64_t popped;
@@ -82,10 +84,8 @@ struct hs_sub {
     /* worker: a push failed or catch-up filled what it may; io: send SPACE once the outbox
      * holds at most this many bytes (0: not wanted). hs_sub_want_space / hs_sub_space_due. */
     _Atomic size_t want_space;
-    atomic_int end_reason; /* HS_SUB_END_*, written before HS_SUB_IO_END / KILL */
 
-    /* what it subscribes to (const) */
-    char *stream; /* NUL-terminated, in the subscription's own allocation (after it) */
+    /* what it subscribes to (const; the name is at the end of the struct) */
     uint32_t stream_len;
     uint32_t hash;
     bool all;           /* $all: ids and cursor are positions */
@@ -103,7 +103,7 @@ struct hs_sub {
 
     /* worker state */
     int64_t cursor;   /* last version (position for $all) queued or skipped */
-    int mode;         /* HS_SUB_CATCHUP / HS_SUB_LIVE */
+    uint8_t mode;     /* HS_SUB_CATCHUP / HS_SUB_LIVE */
     bool reading;     /* a catch-up read it waits for is out (its own or a page) */
     bool end_pending; /* closed: end once caught up */
     bool ended;
@@ -116,6 +116,7 @@ struct hs_sub {
     hs_sub_t *st_prev, *st_next; /* worker: the stalled list */
     hs_sub_t *pg_next;           /* worker: the waiters of the shared page being read */
     void *w_stream;              /* worker: its stream entry */
+    char stream[];               /* the stream's name, NUL-terminated (const) */
 };
 
 /*

@@ -357,7 +357,13 @@ static void publish(hs_conn_t *c, const char *stream, size_t len)
     hs_server_t *srv = c->io->srv;
     c->m_publish = true; /* its answer, whatever it is, is counted */
     hs_wsi_data_t *wd = lws_get_opaque_user_data(c->wsi);
-    if (wd && !hs_rate_take(&wd->publishes, srv->cfg.max_publishes_per_s, hs_now_ms())) {
+    if (wd && srv->cfg.max_publishes_per_s > 0 && !wd->publishes &&
+        !(wd->publishes = calloc(1, sizeof(*wd->publishes)))) {
+        hs_conn_error(c, 503, "Unavailable", "out of memory");
+        return;
+    }
+    if (wd && wd->publishes &&
+        !hs_rate_take(wd->publishes, srv->cfg.max_publishes_per_s, hs_now_ms())) {
         c->retry_after = true;
         hs_conn_error(c, 429, "TooManyRequests",
                       "more than %d publishes per second on this connection",

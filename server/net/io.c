@@ -545,6 +545,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             }
             lws_set_opaque_user_data(wsi, NULL);
             ws_closed(wsi, d); /* upgraded but never established */
+            free(d->publishes);
             hs_peers_close(io_of(wsi)->srv, &d->peer);
             free(d);
             atomic_fetch_sub(&io_of(wsi)->srv->live_conns, 1);

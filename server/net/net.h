@@ -39,13 +39,14 @@ typedef struct hs_peer_key {
     uint8_t family; /* AF_INET, AF_INET6 or 0 (17 bytes, no padding: peers.c compares keys whole) */
 } hs_peer_key_t;
 
-/* Every connection holds one for its life: 48 bytes, a 64-byte malloc chunk. */
+/* Every connection holds one for its life: 40 bytes, a 48-byte malloc chunk. */
 typedef struct hs_wsi_data {
-    hs_peer_key_t peer;  /* counted in peers.c until the connection closes */
-    bool busy;           /* a request is being served: its answer is not written yet */
-    uint8_t ws_ep;       /* a WebSocket's endpoint: its index in srv->ws (with ws_ctx set) */
-    hs_rate_t publishes; /* this TCP connection's publishes (--max-publishes-per-s) */
-    void *ws_ctx;        /* a WebSocket's connection, for srv->ws[ws_ep].t; NULL: none */
+    hs_peer_key_t peer;   /* counted in peers.c until the connection closes */
+    bool busy;            /* a request is being served: its answer is not written yet */
+    uint8_t ws_ep;        /* a WebSocket's endpoint: its index in srv->ws (with ws_ctx set) */
+    hs_rate_t *publishes; /* this TCP connection's HTTP publishes (--max-publishes-per-s):
+                             allocated at its first publish while the limit is on */
+    void *ws_ctx;         /* a WebSocket's connection, for srv->ws[ws_ep].t; NULL: none */
 } hs_wsi_data_t;
 
 #define HS_WRITE_BUDGET (64 * 1024) /* bytes an IO thread writes to one connection per turn */
