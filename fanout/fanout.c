@@ -182,6 +182,7 @@ static void check_stalls(worker_t *w)
 static bool has_work(void *ctx)
 {
     worker_t *w = ctx;
+    atomic_thread_fence(memory_order_seq_cst); /* see hs_fanout_sink */
     return ck_ring_size(&w->ring) || !hs_mpsc_empty(&w->q) || atomic_load(&w->f->stopping);
 }
 
@@ -243,6 +244,7 @@ int hs_fanout_io_step(hs_fanout_t *f, int index)
     /* a bounded turn, so that the IO thread's sockets are served in between */
     for (int i = 0; i < 16 && step(w); i++)
         ;
+    atomic_thread_fence(memory_order_seq_cst); /* see hs_fanout_sink */
     if (ck_ring_size(&w->ring) || !hs_mpsc_empty(&w->q))
         return 0;
     return idle_ms(w);
@@ -365,9 +367,19 @@ void hs_fanout_destroy(hs_fanout_t *f)
     free(f);
 }
 
+/* Bytes of a batch's blocks. */
+static size_t batch_bytes(const hs_batch_t *batch)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < batch->n; i++)
+        n += batch->blocks[i]->size;
+    return n;
+}
+
 void hs_fanout_sink(void *ctx, hs_batch_t *batch)
 {
     hs_fanout_t *f = ctx;
+    size_t bytes = SIZE_MAX; /* not counted yet */
     for (int i = 0; i < f->cfg.nworkers; i++) {
         worker_t *w = &f->w[i];
         hs_batch_ref(batch);
@@ -378,7 +390,26 @@ void hs_fanout_sink(void *ctx, hs_batch_t *batch)
             nanosleep(&ts, NULL);
         }
         hs_ctr_add(&w->m_batches_in, 1);
-        hs_fw_wake(w);
+        /* A worker without subscriptions is not woken for each batch: on the IO threads, a
+         * thread with no subscriber would wake for nothing at every commit. It takes the
+         * batches at its next wake-up, before any command (step), or once HS_FW_IDLE_BATCHES
+         * or HS_FW_IDLE_BYTES are queued. Its first subscription cannot miss one: the worker
+         * counts it (m_subs, on_register) before it looks at the ring for the last time in a
+         * turn (has_work, hs_fanout_io_step), and the sink enqueues before it reads the count,
+         * each with a seq_cst fence between; so either the sink sees the subscription and
+         * wakes the worker, or the worker sees the batch and takes another turn. */
+        atomic_thread_fence(memory_order_seq_cst);
+        bool wake = hs_gauge_get(&w->m_subs) > 0 || ck_ring_size(&w->ring) >= HS_FW_IDLE_BATCHES;
+        if (!wake) {
+            if (bytes == SIZE_MAX)
+                bytes = batch_bytes(batch);
+            w->idle_bytes += bytes;
+            wake = w->idle_bytes > HS_FW_IDLE_BYTES;
+        }
+        if (wake) {
+            w->idle_bytes = 0;
+            hs_fw_wake(w);
+        }
     }
     hs_batch_unref(batch);
 }

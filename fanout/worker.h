@@ -15,7 +15,11 @@
 #include "ringbuf/waiter.h"
 #include "util/metrics.h"
 
-#define BATCH_RING         1024
+#define BATCH_RING 1024
+/* What a worker without subscriptions may have queued before the writer wakes it anyway
+ * (hs_fanout_sink): it is not woken for each batch, and what the batches hold is bounded. */
+#define HS_FW_IDLE_BATCHES 16
+#define HS_FW_IDLE_BYTES   (256 * 1024)
 #define NBUCKETS           4096
 #define CACHE_SLOTS_MIN    256 /* per stream, grown by doubling; powers of two */
 #define CACHE_SLOTS_MAX    65536
@@ -120,6 +124,8 @@ struct worker {
     hs_ctr_t m_demoted, m_caught_up, m_stalled, m_reads, m_rows, m_batches_out, m_batches_in;
     hs_ctr_t m_page_hits; /* catch-up served from a shared page without a read of its own */
     hs_gauge_t m_subs;
+    size_t idle_bytes; /* the sink's (writer thread): block bytes queued since it last woke this
+                          worker without subscriptions */
     wstream_t **buckets;
     hs_sub_t *stalled;
     hs_sub_t *starved; /* waiting for read budget (linked through st_prev/st_next too) */

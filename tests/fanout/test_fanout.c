@@ -749,6 +749,63 @@ Test(fanout, a_hot_stream_over_two_workers)
     finish();
 }
 
+/* Batches a worker has queued and not yet taken (the sink's count against the worker's). */
+static uint64_t held(int w)
+{
+    return hs_ctr_get(&fanout->w[w].m_batches_in) - hs_ctr_get(&fanout->w[w].m_batches_out);
+}
+
+/* A worker without subscriptions is not woken for each committed batch (on the IO threads, an
+ * IO thread without subscribers would wake for nothing): its batches wait, at most
+ * HS_FW_IDLE_BATCHES of them, and it takes them before its first subscription, which then
+ * misses nothing. Fails when the sink wakes every worker for every batch (nothing is held). */
+Test(fanout, a_worker_without_subscriptions_is_not_woken_for_each_batch)
+{
+    spread = true;
+    start(2, 16, NO_STALL);
+    int a = add_stream("quiet", 0, 1);
+    tsub_t *t0 = subscribe("IO 0, from the start", a, true, 0, BIG_OUTBOX);
+    cr_assert_eq(t0->s->io_index, 0);
+    cr_assert(WAIT_FOR(hs_gauge_get(&fanout->w[0].m_subs) == 1));
+    for (int i = 0; i < 5; i++)
+        publish(a, 1, 1); /* one commit each: each waits for its ack */
+    cr_assert(WAIT_FOR(t0->n >= 5), "IO 0 received %s", describe(t0));
+    quiet(QUIET_MS);
+    cr_assert_eq(held(0), 0, "worker 0 (a subscription) holds %llu batches",
+                 (unsigned long long)held(0));
+    cr_assert_eq(held(1), 5, "worker 1 (no subscription) holds %llu batches, 5 committed",
+                 (unsigned long long)held(1));
+    /* bounded: past HS_FW_IDLE_BATCHES queued, the sink wakes it anyway */
+    for (int i = 0; i < HS_FW_IDLE_BATCHES + 5; i++)
+        publish(a, 1, 1);
+    quiet(QUIET_MS);
+    cr_assert_lt(held(1), HS_FW_IDLE_BATCHES, "worker 1 holds %llu batches",
+                 (unsigned long long)held(1));
+    int64_t head = 5 + HS_FW_IDLE_BATCHES + 5;
+    /* its first subscriptions, with commits racing them: every event once, in order */
+    tsub_t *t1 = subscribe("IO 1, from the start", a, true, 0, BIG_OUTBOX);
+    cr_assert_eq(t1->s->io_index, 1);
+    tsub_t *l0 = subscribe("IO 0, live only", a, false, 0, BIG_OUTBOX);
+    tsub_t *l1 = subscribe("IO 1, live only", a, false, 0, BIG_OUTBOX);
+    cr_assert_eq(l1->s->io_index, 1);
+    for (int i = 0; i < 10; i++)
+        publish(a, 1, 1);
+    head += 10;
+    cr_assert(WAIT_FOR(t0->n >= head && t1->n >= head), "IO 0 received %s, IO 1 %s", describe(t0),
+              describe(t1));
+    quiet(QUIET_MS);
+    expect_range(t0, 1, head);
+    expect_range(t1, 1, head);
+    cr_assert_eq(held(1), 0, "worker 1 (subscriptions now) holds %llu batches",
+                 (unsigned long long)held(1));
+    /* live only: from the first event committed after the subscribe, on either worker */
+    cr_assert_gt(l0->n, 0);
+    cr_assert_gt(l1->n, 0);
+    expect_range(l0, head - l0->n + 1, head);
+    expect_range(l1, head - l1->n + 1, head);
+    finish();
+}
+
 /* The hand-over raced: events keep coming while the catch-up pages are read. */
 Test(fanout, catchup_racing_live_publishes)
 {
