@@ -177,7 +177,9 @@ static const struct opt opts[] = {
      "shared database; SQLite serves one node."},
     {"cors-origins", K_STR, CFG(cors_origins), OWN_CORS, 0, 0, "ORIGINS",
      "Browser origins that may read answers (scheme://host[:port], comma-separated; * for any, "
-     "without credentials). Default: loopback origins while no auth is configured, else none."},
+     "without credentials). Pages of other origins but the server's own may not publish, close, "
+     "delete or open WebSockets. Default: loopback origins while no auth is configured, else "
+     "none."},
     {"jwt-leeway-s", K_INT, CFG(jwt_leeway_s), 0, 0, 3600, "S",
      "Auth: clock skew allowed when checking a token's exp and nbf."},
     {"log-level", K_LEVEL, CFG(log_level), 0, 0, 0, "LEVEL",

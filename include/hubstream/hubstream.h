@@ -124,7 +124,9 @@ typedef struct hs_config {
     int jwt_leeway_s;            /* clock skew allowed on exp and nbf; default 30 */
     const char *cors_origins;    /* browser origins that may read answers, comma-separated
                                     ("https://app.example.com"), "*" for any (without
-                                    credentials); NULL: loopback origins while auth is off */
+                                    credentials); NULL: loopback origins while auth is off.
+                                    Pages of other origins than these and the server's own may
+                                    not publish, close, delete or open WebSockets (403) */
     const char *tls_cert;        /* PEM certificate (the leaf, then its chain) to serve HTTPS and
                                     WSS with; NULL: plain HTTP */
     const char *tls_key;         /* its PEM private key */

@@ -684,8 +684,22 @@ int hs_conn_on_request(struct lws *wsi, hs_conn_t *c, const char *in)
         hs_conn_error(c, 400, "BadRequest", "the path holds a NUL or control character");
         return 0;
     }
-    if (c->method == WSI_TOKEN_POST_URI || c->method == WSI_TOKEN_PUT_URI ||
-        c->method == WSI_TOKEN_PATCH_URI) {
+    bool body = c->method == WSI_TOKEN_POST_URI || c->method == WSI_TOKEN_PUT_URI ||
+                c->method == WSI_TOKEN_PATCH_URI;
+    if ((body || c->method == WSI_TOKEN_DELETE_URI) && !hs_cors_may_act(wsi)) {
+        /* a page of another origin, which browsers let send this without asking first (cors.c):
+         * refused before anything is read or done; the connection closes after the answer */
+        char origin[128];
+        if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
+            snprintf(origin, sizeof(origin), "(over %zu bytes)", sizeof(origin) - 1);
+        c->body_done = true;
+        c->close_after = true;
+        hs_conn_error(c, 403, "Forbidden",
+                      "requests from the origin '%s' may not change anything here (--cors-origins)",
+                      origin);
+        return 0;
+    }
+    if (body) {
         hs_server_t *srv = io->srv;
         bool has_te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
         bool has_cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;

@@ -10,6 +10,13 @@
  *     auth is on, none once it is.
  * An origin no rule allows gets no CORS header: the browser keeps the answer from the page. Not
  * an access control for other clients (they send what Origin they like): auth is.
+ *
+ * What a page may make the server do is checked too (hs_cors_may_act): a browser sends some
+ * requests cross-origin without asking first (a POST whose body is text/plain, a WebSocket
+ * upgrade), and without this check any page a user opens could publish to, close or subscribe
+ * through a server that trusts its network or a cookie (auth off on loopback; an embedder's
+ * cookie hook). Such requests from an origin the policy does not allow, and that is not the
+ * server's own, are refused before anything happens.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -61,6 +68,81 @@ static bool loopback_origin(const char *o)
             r++;
     }
     return *r == '\0' || (r[0] == '/' && r[1] == '\0');
+}
+
+/* Whether the policy gives `origin` CORS headers: *echo for its own (with credentials); a "*"
+ * policy allows any origin without echoing it. */
+static bool policy_allows(const hs_server_t *srv, const char *origin, bool *echo)
+{
+    *echo = false;
+    if (srv->cors_listed) {
+        for (int i = 0; i < srv->ncors && !*echo; i++)
+            *echo = !strcasecmp(srv->cors[i], origin);
+    } else {
+        *echo = srv->cors_loopback && loopback_origin(origin);
+    }
+    return *echo || srv->cors_any;
+}
+
+/* The authority of "scheme://authority" without the scheme's default port; NULL when the origin
+ * has no such form ("null", say). *len is its length. */
+static const char *origin_authority(const char *o, size_t *len)
+{
+    const char *a = strstr(o, "://");
+    if (!a || a == o || !a[3])
+        return NULL;
+    bool tls = (size_t)(a - o) == 5 && !strncasecmp(o, "https", 5);
+    a += 3;
+    size_t n = strlen(a);
+    const char *dflt = tls ? ":443" : ":80";
+    size_t dl = strlen(dflt);
+    if (n > dl && !strcmp(a + n - dl, dflt))
+        n -= dl;
+    *len = n;
+    return a;
+}
+
+/* Whether a Host-like header value (first of a list, blanks trimmed) names `authority`. */
+static bool host_is(const char *v, const char *authority, size_t alen)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strcspn(v, ", \t");
+    /* "host:80" against an origin without a port: the scheme's default was dropped from the
+     * origin only, so compare without a trailing default port on either side */
+    if (n == alen + 3 && !strncmp(v + alen, ":80", 3))
+        n = alen;
+    else if (n == alen + 4 && !strncmp(v + alen, ":443", 4))
+        n = alen;
+    return n == alen && !strncasecmp(v, authority, alen);
+}
+
+bool hs_cors_may_act(struct lws *wsi)
+{
+    int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (olen <= 0)
+        return true; /* not a browser's cross-origin request: other clients are auth's matter */
+    char origin[512];
+    if (olen >= (int)sizeof(origin) ||
+        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) != olen)
+        return false;
+    hs_server_t *srv = ((hs_io_t *)lws_context_user(lws_get_context(wsi)))->srv;
+    bool echo;
+    if (policy_allows(srv, origin, &echo))
+        return true;
+    /* the server's own pages (the dashboard, an application it serves): the origin names the
+     * host the request was sent to, as Host says, or as a proxy in front says it was */
+    size_t alen;
+    const char *auth = origin_authority(origin, &alen);
+    if (!auth)
+        return false;
+    char host[512];
+    int hl = lws_hdr_total_length(wsi, WSI_TOKEN_HOST);
+    if (hl > 0 && hl < (int)sizeof(host) &&
+        lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) == hl && host_is(host, auth, alen))
+        return true;
+    return hs_wsi_header(wsi, "x-forwarded-host", host, sizeof(host)) > 0 &&
+           host_is(host, auth, alen);
 }
 
 int hs_cors_configure(hs_server_t *srv, const char *list, char *err, size_t errlen)
@@ -124,13 +206,8 @@ int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end)
     if (n <= 0)
         return 0;
     hs_server_t *srv = ((hs_io_t *)lws_context_user(lws_get_context(wsi)))->srv;
-    bool echo = false;
-    if (srv->cors_listed) {
-        for (int i = 0; i < srv->ncors && !echo; i++)
-            echo = !strcasecmp(srv->cors[i], origin);
-    } else {
-        echo = srv->cors_loopback && loopback_origin(origin);
-    }
+    bool echo;
+    policy_allows(srv, origin, &echo);
     if (!echo && srv->cors_any)
         return lws_add_http_header_by_name(wsi,
                                            (const unsigned char *)"access-control-allow-origin:",

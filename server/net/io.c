@@ -413,6 +413,13 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 static int ws_confirm(struct lws *wsi, wsi_data_t *wd)
 {
     hs_server_t *srv = io_of(wsi)->srv;
+    if (!hs_cors_may_act(wsi))
+        /* a page of another origin (browsers send every WebSocket upgrade without asking) */
+        return hs_wsi_respond(wsi, 403,
+                              "WebSocket connections from this origin are not allowed "
+                              "(--cors-origins)")
+                   ? -1
+                   : 1;
     char path[256];
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
         for (int i = 0; i < srv->nws; i++) {

@@ -220,6 +220,11 @@ const char *hs_conn_body(const hs_conn_t *c, size_t *len);
 char *hs_conn_take_body(hs_conn_t *c, size_t *len);
 /* cors.c: writes CORS headers for the request's Origin when the policy allows it: 0 or -1. */
 int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
+/* cors.c: whether the request may make the server act (a POST, PUT, PATCH or DELETE, a
+ * WebSocket upgrade): it has no Origin (not a browser's cross-origin request), or its Origin is
+ * one the CORS policy allows, or the server's own (it names the Host the request was sent to, or
+ * the X-Forwarded-Host a proxy set). */
+bool hs_cors_may_act(struct lws *wsi);
 /* cors.c: the policy from --cors-origins (server creation): 0, or an error with err. */
 int hs_cors_configure(hs_server_t *srv, const char *list, char *err, size_t errlen);
 void hs_cors_free(hs_server_t *srv);

@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startServer, request, sleep, until, withTimeout } from '../integration/lib/server.mjs';
+import WebSocket from 'ws';
+import { startServer, request, sleep, until, withTimeout, TEST_AUTH_SECRET, testToken } from '../integration/lib/server.mjs';
 import { RS, rawWs, frame, jsonRecords, msgpackRecords, waitFor, hub, explain } from './lib/hub.mjs';
 
 let srv;
@@ -376,8 +377,9 @@ test('CORS: a listed Origin is echoed with credentials, another gets no CORS hea
   assert.equal(r.headers['access-control-allow-origin'], origin);
   assert.equal(r.headers['access-control-allow-credentials'], 'true');
   for (const other of ['http://evil.example', 'http://app.example:8081', 'http://127.0.0.1:3000']) {
+    // a negotiate is a POST a page may send cross-origin unasked: refused (see the next test)
     const x = await negotiate('?negotiateVersion=1', { origin: other });
-    assert.equal(x.status, 200);
+    assert.equal(x.status, 403, `${other}: ${x.status} ${x.text}`);
     assert.equal(x.headers['access-control-allow-origin'], undefined, `${other} is not listed`);
     assert.equal(x.headers['access-control-allow-credentials'], undefined);
   }
@@ -416,4 +418,70 @@ test('CORS: a listed Origin is echoed with credentials, another gets no CORS hea
   assert.equal(pre2.status, 204);
   assert.equal(pre2.headers['access-control-allow-origin'], origin);
   assert.match(pre2.headers['access-control-allow-methods'], /\bPOST\b/);
+});
+
+// Browsers send some requests across origins without a preflight (a POST with a text/plain body,
+// every WebSocket upgrade): a page of an origin the CORS policy does not allow must not make the
+// server act, or any site a user opens could publish, close streams or subscribe through a server
+// that trusts its network. Reads are not refused (the browser keeps their answers from the page).
+test('CORS: a page of an unlisted origin may not publish, close, delete, negotiate or open a WebSocket; the server\'s own origin and listed ones may', async () => {
+  const evil = 'http://evil.example';
+  const s = `cors-act-${process.pid}`;
+  const ev = JSON.stringify({ type: 't', data: { n: 1 } });
+  const post = (path, origin, extra = {}) =>
+    request(srv.url, 'POST', path, { body: ev, headers: { 'content-type': 'text/plain;charset=UTF-8', ...(origin ? { origin } : {}), ...extra } });
+  const refused = (r, what) => {
+    assert.equal(r.status, 403, `${what}: ${r.status} ${r.text}`);
+    assert.equal(r.json?.error, 'Forbidden', `${what}: ${r.text}`);
+    assert.equal(r.headers['access-control-allow-origin'], undefined, `${what}: no CORS header`);
+  };
+  // an unlisted origin, "null" (a sandboxed frame, a file: page) and a loopback origin on
+  // another port than the server's: nothing is appended
+  for (const o of [evil, 'null', 'http://127.0.0.1:1']) refused(await post(`/api/streams/${s}/events`, o), `publish from ${o}`);
+  assert.equal((await request(srv.url, 'GET', `/api/streams/${s}`)).status, 404, 'nothing was appended');
+  // no Origin (not a browser), a listed origin, the server's own origin (as Host says, or as a
+  // proxy's X-Forwarded-Host says, default port or not): each publish lands
+  const host = `127.0.0.1:${srv.port}`;
+  const ok = [
+    await post(`/api/streams/${s}/events`),
+    await post(`/api/streams/${s}/events`, 'http://app.example:8080'),
+    await post(`/api/streams/${s}/events`, `http://${host}`),
+    await post(`/api/streams/${s}/events`, 'https://events.example', { 'x-forwarded-host': 'events.example' }),
+    await post(`/api/streams/${s}/events`, 'https://events.example', { 'x-forwarded-host': 'events.example:443' }),
+  ];
+  assert.deepEqual(ok.map((r) => r.status), [201, 201, 201, 201, 201], ok.map((r) => r.text).join(' | '));
+  refused(await post(`/api/streams/${s}/events`, 'https://events.example', { 'x-forwarded-host': 'other.example' }), 'publish with another forwarded host');
+  // closing and deleting: refused, and the stream is still open with its five events
+  refused(await request(srv.url, 'POST', `/api/streams/${s}/close`, { headers: { origin: evil } }), 'close');
+  refused(await request(srv.url, 'DELETE', `/api/streams/${s}`, { headers: { origin: evil } }), 'delete');
+  const info = await request(srv.url, 'GET', `/api/streams/${s}`, { headers: { origin: evil } });
+  assert.equal(info.status, 200, 'a read is answered (without CORS headers: the page cannot see it)');
+  assert.equal(info.json.version, 5);
+  assert.notEqual(info.json.closed, true);
+  // SignalR: negotiate and a WebSocket upgrade (straight to /hub, as skipNegotiation does)
+  refused(await negotiate('?negotiateVersion=1', { origin: evil }), 'negotiate');
+  const upgrade = (origin) =>
+    withTimeout(
+      new Promise((resolve, reject) => {
+        const q = TEST_AUTH_SECRET ? `?access_token=${testToken()}` : '';
+        const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/hub${q}`, origin ? { origin } : {});
+        ws.on('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.on('unexpected-response', (req, res) => {
+          res.resume();
+          resolve(res.statusCode);
+        });
+        ws.on('error', reject);
+      }),
+      5000,
+      'a WebSocket upgrade',
+    );
+  assert.equal(await upgrade(evil), 403, 'WebSocket from an unlisted origin');
+  assert.equal(await upgrade('http://app.example:8080'), 101, 'WebSocket from a listed origin');
+  assert.equal(await upgrade(`http://${host}`), 101, 'WebSocket from the server\'s own origin');
+  assert.equal(await upgrade(), 101, 'WebSocket without an Origin');
+  // the server still serves everyone else
+  assert.equal((await negotiate()).status, 200);
 });
