@@ -84,9 +84,9 @@ static bool policy_allows(const hs_server_t *srv, const char *origin, bool *echo
     return *echo || srv->cors_any;
 }
 
-/* The authority of "scheme://authority" without the scheme's default port; NULL when the origin
- * has no such form ("null", say). *len is its length. */
-static const char *origin_authority(const char *o, size_t *len)
+/* The authority of "scheme://authority" without the scheme's default port (*dflt: ":443" for
+ * https, else ":80"); NULL when the origin has no such form ("null", say). *len is its length. */
+static const char *origin_authority(const char *o, size_t *len, const char **dflt)
 {
     const char *a = strstr(o, "://");
     if (!a || a == o || !a[3])
@@ -94,55 +94,59 @@ static const char *origin_authority(const char *o, size_t *len)
     bool tls = (size_t)(a - o) == 5 && !strncasecmp(o, "https", 5);
     a += 3;
     size_t n = strlen(a);
-    const char *dflt = tls ? ":443" : ":80";
-    size_t dl = strlen(dflt);
-    if (n > dl && !strcmp(a + n - dl, dflt))
+    *dflt = tls ? ":443" : ":80";
+    size_t dl = strlen(*dflt);
+    if (n > dl && !strcmp(a + n - dl, *dflt))
         n -= dl;
     *len = n;
     return a;
 }
 
-/* Whether a Host-like header value (first of a list, blanks trimmed) names `authority`. */
-static bool host_is(const char *v, const char *authority, size_t alen)
+/* Whether a Host-like header value (the first of a list, blanks trimmed) names `authority`,
+ * the scheme's default port `dflt` written or not. */
+static bool host_is(const char *v, const char *authority, size_t alen, const char *dflt)
 {
     while (*v == ' ' || *v == '\t')
         v++;
-    size_t n = strcspn(v, ", \t");
-    /* "host:80" against an origin without a port: the scheme's default was dropped from the
-     * origin only, so compare without a trailing default port on either side */
-    if (n == alen + 3 && !strncmp(v + alen, ":80", 3))
-        n = alen;
-    else if (n == alen + 4 && !strncmp(v + alen, ":443", 4))
+    size_t n = strcspn(v, ", \t"), dl = strlen(dflt);
+    if (n == alen + dl && !strncmp(v + alen, dflt, dl))
         n = alen;
     return n == alen && !strncasecmp(v, authority, alen);
 }
 
-bool hs_cors_may_act(struct lws *wsi)
+bool hs_cors_origin_may_act(const hs_server_t *srv, const char *origin, const char *host,
+                            const char *fwd_host)
 {
-    int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
-    if (olen <= 0)
+    if (!origin)
         return true; /* not a browser's cross-origin request: other clients are auth's matter */
-    char origin[512];
-    if (olen >= (int)sizeof(origin) ||
-        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) != olen)
-        return false;
-    hs_server_t *srv = ((hs_io_t *)lws_context_user(lws_get_context(wsi)))->srv;
     bool echo;
     if (policy_allows(srv, origin, &echo))
         return true;
     /* the server's own pages (the dashboard, an application it serves): the origin names the
      * host the request was sent to, as Host says, or as a proxy in front says it was */
     size_t alen;
-    const char *auth = origin_authority(origin, &alen);
-    if (!auth)
-        return false;
-    char host[512];
-    int hl = lws_hdr_total_length(wsi, WSI_TOKEN_HOST);
-    if (hl > 0 && hl < (int)sizeof(host) &&
-        lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) == hl && host_is(host, auth, alen))
+    const char *dflt;
+    const char *auth = origin_authority(origin, &alen, &dflt);
+    return auth && alen &&
+           ((host && host_is(host, auth, alen, dflt)) ||
+            (fwd_host && host_is(fwd_host, auth, alen, dflt)));
+}
+
+bool hs_cors_may_act(struct lws *wsi)
+{
+    int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (olen <= 0)
         return true;
-    return hs_wsi_header(wsi, "x-forwarded-host", host, sizeof(host)) > 0 &&
-           host_is(host, auth, alen);
+    char origin[512], host[512], fwd[512];
+    if (olen >= (int)sizeof(origin) ||
+        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) != olen)
+        return false; /* an Origin this long is no origin a policy lists */
+    int hl = lws_hdr_total_length(wsi, WSI_TOKEN_HOST);
+    bool has_host = hl > 0 && hl < (int)sizeof(host) &&
+                    lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) == hl;
+    bool has_fwd = hs_wsi_header(wsi, "x-forwarded-host", fwd, sizeof(fwd)) > 0;
+    return hs_cors_origin_may_act(((hs_io_t *)lws_context_user(lws_get_context(wsi)))->srv, origin,
+                                  has_host ? host : NULL, has_fwd ? fwd : NULL);
 }
 
 int hs_cors_configure(hs_server_t *srv, const char *list, char *err, size_t errlen)

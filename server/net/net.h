@@ -225,6 +225,10 @@ int hs_cors_headers(struct lws *wsi, unsigned char **p, unsigned char *end);
  * one the CORS policy allows, or the server's own (it names the Host the request was sent to, or
  * the X-Forwarded-Host a proxy set). */
 bool hs_cors_may_act(struct lws *wsi);
+/* The same from the headers' values (NULL: absent; Host and X-Forwarded-Host as sent), for the
+ * fuzz target: any thread, no lws. */
+bool hs_cors_origin_may_act(const hs_server_t *srv, const char *origin, const char *host,
+                            const char *fwd_host);
 /* cors.c: the policy from --cors-origins (server creation): 0, or an error with err. */
 int hs_cors_configure(hs_server_t *srv, const char *list, char *err, size_t errlen);
 void hs_cors_free(hs_server_t *srv);

@@ -330,6 +330,25 @@ def route_seeds():
     return s
 
 
+def cors_seeds():
+    # policy byte (1 listed, 2 "*", 4 the loopback default), then Origin, Host,
+    # X-Forwarded-Host, the listed origin, separated by newlines
+    s = {}
+    s["none"] = b"\x04"
+    s["evil-loopback-policy"] = b"\x04" + b"http://evil.example\n127.0.0.1:5000"
+    s["loopback-port"] = b"\x04" + b"http://127.0.0.1:3000\n127.0.0.1:5000"
+    s["ipv6-loopback"] = b"\x04" + b"http://[::1]:8080/\n[::1]:5000"
+    s["localhost"] = b"\x04" + b"https://LocalHost\nlocalhost"
+    s["same-origin"] = b"\x00" + b"http://127.0.0.1:5000\n127.0.0.1:5000"
+    s["same-origin-default-port"] = b"\x00" + b"https://events.example\nevents.example:443"
+    s["forwarded"] = b"\x01" + b"https://events.example\n10.0.0.2:5000\n events.example, p\nhttp://a"
+    s["listed"] = b"\x01" + b"http://App.example:8080\nx\n\nhttp://app.example:8080"
+    s["any"] = b"\x03" + b"null\nx"
+    s["null"] = b"\x04" + b"null\nnull"
+    s["no-scheme"] = b"\x04" + b"://\n"
+    return s
+
+
 def chunked_seeds():
     s = {}
     s["one"] = b"\x07" + b"5\r\nhello\r\n0\r\n\r\n"
@@ -427,6 +446,7 @@ def main():
         "hubproto_msgpack": hub_mp_seeds(),
         "config": config_seeds(),
         "route": route_seeds(),
+        "cors": cors_seeds(),
         "chunked": chunked_seeds(),
         "hub": hub_seeds(),
         "jwt": jwt_seeds(),

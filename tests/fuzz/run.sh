@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/fuzz
-all_targets=(json codec escodec hubproto_json hubproto_msgpack config route chunked hub jwt)
+all_targets=(json codec escodec hubproto_json hubproto_msgpack config route chunked hub jwt cors)
 
 usage() {
   echo "usage: $0 smoke [SECONDS] | long [RUNS]" >&2
