@@ -144,6 +144,10 @@ static void writer_metrics(out_t *o, hs_server_t *srv)
     one(o, "hubstream_wal_checkpoints_total", "counter",
         "SQLite: passes of the WAL checkpointer thread (every second and every 256 commits).",
         (double)ws.checkpoints);
+    one(o, "hubstream_wal_writer_checkpoints_total", "counter",
+        "SQLite: checkpoints the writer ran itself, between batches, because the checkpointer "
+        "thread fell behind (each delays the next batch).",
+        (double)ws.own_checkpoints);
     one(o, "hubstream_remote_events_total", "counter",
         "Other nodes' events read and fanned out (several nodes on one database).",
         (double)ws.remote_events);

@@ -82,10 +82,17 @@ static void process_init(void)
  * batch survives a crash of the process (it is in the WAL file, in the OS's hands), and the
  * database is never corrupted, but a power loss or OS crash may lose the last commits. That is
  * the durability hubstream promises; FULL would cost an fsync per batch.
+ *
+ * The log file keeps the largest size it ever reached (SQLite writes over it from the start once
+ * a checkpoint copied it all): after a burst (a reader holding an old snapshot, a checkpoint
+ * that could not keep up) that would be disk space held for good. journal_size_limit has the
+ * connection that starts the log over cut the file back to 64 MiB.
  */
+#define HS_SQLITE_WAL_LIMIT "67108864"
 static const char *const session_sql[] = {
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
+    "PRAGMA journal_size_limit=" HS_SQLITE_WAL_LIMIT,
     NULL,
 };
 

@@ -143,9 +143,10 @@ static void own_checkpoint(hs_writer_t *w)
     int64_t log = 0, copied = 0;
     int rc = hs_store_checkpoint(w->st, &log, &copied);
     w->ckpt_batches = rc == HS_EBUSY ? 0 : 1;
-    if (rc == 0)
+    if (rc == 0) {
         hs_ckpt_writer_did(w->ckpt, log, copied);
-    else if (rc != HS_EBUSY)
+        atomic_fetch_add(&w->own_ckpts, 1);
+    } else if (rc != HS_EBUSY)
         /* the connection may be left in autocommit: a batch on it would not be atomic */
         connection_lost(w, hs_store_error(w->st));
 }
@@ -697,6 +698,7 @@ void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out)
     out->holes_skipped = atomic_load(&w->n_skipped);
     out->leader = atomic_load(&w->is_leader) != 0;
     out->checkpoints = w->ckpt ? hs_ckpt_count(w->ckpt) : 0;
+    out->own_checkpoints = atomic_load(&w->own_ckpts);
 }
 
 void hs_writer_hold_checkpointer(hs_writer_t *w, bool hold)

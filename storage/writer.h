@@ -218,10 +218,12 @@ typedef struct hs_writer_stats {
     int64_t last_position;
     bool db_ok;
     /* several nodes (feed.c) */
-    uint64_t remote_events; /* other nodes' events read and fanned out */
-    uint64_t holes_skipped; /* holes too big to read, left to the subscribers' catch-up */
-    bool leader;            /* this node runs the retention sweeps */
-    uint64_t checkpoints;   /* passes of the WAL checkpointer thread (storage/checkpoint.h) */
+    uint64_t remote_events;   /* other nodes' events read and fanned out */
+    uint64_t holes_skipped;   /* holes too big to read, left to the subscribers' catch-up */
+    bool leader;              /* this node runs the retention sweeps */
+    uint64_t checkpoints;     /* passes of the WAL checkpointer thread (storage/checkpoint.h) */
+    uint64_t own_checkpoints; /* checkpoints the writer ran itself between batches because the
+                                 thread fell behind (its fallback) */
 } hs_writer_stats_t;
 void hs_writer_stats(hs_writer_t *w, hs_writer_stats_t *out);
 /* Tests: hold the WAL checkpointer thread (storage/checkpoint.h), so that the writer's own

@@ -65,6 +65,7 @@ struct hs_writer {
     hs_store_t *st;
     struct hs_ckpt *ckpt;  /* the WAL checkpointer (SQLite), or NULL: the connection does it */
     unsigned ckpt_batches; /* batches since the writer's own last checkpoint, while it is behind */
+    atomic_uint_fast64_t own_ckpts; /* checkpoints the writer ran itself (stats, any thread) */
     pthread_t thread;
     bool started;
     atomic_int stopping;

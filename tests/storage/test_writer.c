@@ -16,6 +16,7 @@
 
 #include "proto/codec.h"
 #include "storage/checkpoint.h"
+#include "storage/odbc.h"
 #include "storage/store.h"
 #include "storage/writer.h"
 
@@ -318,6 +319,69 @@ Test(writer, a_checkpointer_thread_copies_the_log_so_that_it_starts_over)
     cr_assert_eq(atomic_load(&dropped), N + 1);
 }
 
+/* Waits for two passes of the checkpointer thread that begin after this call. */
+static void two_passes(hs_writer_t *w)
+{
+    hs_writer_stats_t ws;
+    hs_writer_stats(w, &ws);
+    uint64_t first = ws.checkpoints;
+    for (int i = 0; i < 100 && ws.checkpoints < first + 2; i++) {
+        usleep(100 * 1000);
+        hs_writer_stats(w, &ws);
+    }
+    cr_assert_geq(ws.checkpoints, first + 2, "the thread made %llu passes in 10 s",
+                  (unsigned long long)(ws.checkpoints - first));
+}
+
+/* The log file gives back what a burst made it grow past 64 MiB (journal_size_limit,
+ * dialect_sqlite.c): a reader that keeps an old snapshot keeps the log from starting over
+ * while ~80 MiB of events go in; once it lets go, the thread copies the log, and the next
+ * commit starts it over and cuts the file back. Without the limit the file keeps its 80 MiB. */
+Test(writer, a_log_file_grown_past_64_mib_is_cut_back_when_it_starts_over)
+{
+    hs_writer_t *w = mk_dropping();
+    hs_odbc_t r = {0};
+    char cs[256];
+    snprintf(cs, sizeof(cs), "Driver=SQLite3;Database=%s;Timeout=5000", db);
+    cr_assert_eq(hs_odbc_connect(&r, cs, db), 0, "%s", r.err);
+    cr_assert_eq(hs_odbc_manual_commit(&r), 0, "%s", r.err);
+    int64_t n = -1; /* the read's transaction stays open: its snapshot pins the log */
+    cr_assert_eq(hs_odbc_direct_ints(&r, "SELECT COUNT(*) FROM hs_events", "pin", &n, 1), 0, "%s",
+                 r.err);
+    enum { EVENTS = 16, COMMITS = 80, BIG = 64 * 1024 };
+    char *data = malloc(BIG + 16);
+    cr_assert_not_null(data);
+    int o = snprintf(data, 16, "{\"p\":\"");
+    memset(data + o, 'x', BIG - o - 2);
+    memcpy(data + BIG - 2, "\"}", 3);
+    hs_event_t ev[EVENTS];
+    for (int i = 0; i < EVENTS; i++)
+        ev[i] = (hs_event_t){.type = "big", .data = data};
+    for (int c = 0; c < COMMITS; c++) {
+        hs_ingest_t *e;
+        char why[128];
+        cr_assert_eq(hs_codec_build_publish("big", ev, EVENTS, 1 << 20, &e, why, sizeof(why)), 0,
+                     "%s", why);
+        e->expected_version = HS_ANY_VERSION;
+        e->done = on_done;
+        submit(w, e);
+        wait_n(1);
+        cr_assert_eq(e->status, 0);
+        hs_ingest_free(e);
+    }
+    free(data);
+    long long grown = wal_bytes();
+    cr_assert_gt(grown, 72LL << 20, "the pinned log grew to %lld bytes only", grown);
+    cr_assert_eq(hs_odbc_rollback(&r), 0);
+    hs_odbc_close(&r);
+    two_passes(w);
+    commit_burst(w, 2);
+    long long now = wal_bytes();
+    cr_assert_leq(now, 64LL << 20, "the log file is %lld bytes (%lld before it started over)", now,
+                  grown);
+    hs_writer_destroy(w);
+}
+
 /* The fallback (checkpoint.h): a checkpointer thread that makes no pass (held here, as if
  * starved of CPU) leaves the log to grow; the writer must see it behind after three of its
  * intervals and checkpoint on its own connection, so that the log starts over every few
@@ -329,6 +393,9 @@ Test(writer, a_starved_checkpointer_leaves_the_checkpoints_to_the_writer)
     hs_writer_hold_checkpointer(w, true);
     long long most = commit_burst(w, 3000);
     cr_assert_lt(most, 20LL << 20, "the log grew to %lld bytes", most);
+    hs_writer_stats_t ws;
+    hs_writer_stats(w, &ws);
+    cr_assert_gt(ws.own_checkpoints, 0, "the writer's own checkpoints are counted (/metrics)");
     hs_writer_hold_checkpointer(w, false);
     hs_writer_destroy(w);
     cr_assert_eq(atomic_load(&dropped), 3000);
