@@ -170,6 +170,9 @@ static const struct opt opts[] = {
      "limit."},
     {"max-negotiates-per-ip-s", K_INT, CFG(max_negotiates_per_ip_s), 0, 0, 10000000, "N",
      "SignalR negotiates per source address per second; beyond it 429. 0: no limit."},
+    {"es-max-subscribers", K_INT, CFG(es_max_subscribers), 0, 0, 1000000000, "N",
+     "/eventstreamhub: the most persistent subscribers the database keeps; a Subscribe with a "
+     "new SubscriberId beyond it fails (TooManySubscribers). 0: no limit."},
     {"backplane", K_STR, CFG(backplane), OWN_BACKPLANE, 0, 0, "KIND",
      "Several nodes on one PostgreSQL or SQL Server database: how each hears of the others' "
      "events. postgres (LISTEN/NOTIFY, connecting with --db's Server, Port, Database, Uid, Pwd), "

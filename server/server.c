@@ -44,6 +44,7 @@ void hs_config_init(hs_config_t *cfg)
         .max_event = 1 * HS_MIB,
         .max_message = 1 * HS_MIB,
         .max_subscriptions = 1000,
+        .es_max_subscribers = 100000,
         .outbox_bytes = 4 * HS_MIB,
         .read_budget = 256 * HS_MIB,
         .connection_read_budget = 16 * HS_MIB,
@@ -217,6 +218,7 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         .log = writer_log,
         .log_ctx = srv,
         .retention = srv->retention,
+        .es_max_subscribers = srv->cfg.es_max_subscribers,
     };
     if (hs_cluster_configure(srv, &wc, err, errlen))
         goto fail;

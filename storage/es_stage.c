@@ -21,6 +21,7 @@
 #include "proto/json.h"
 #include "storage/writer_impl.h"
 #include "util/buf.h"
+#include "util/time.h"
 #include "util/utf8.h"
 #include "util/uuid.h"
 
@@ -42,6 +43,35 @@ int hs_wr_es_fold(hs_writer_t *w, hs_ingest_t *e)
         return rc;
     /* the same length: ASCII folding keeps every byte's place; the entry owns its arena */
     memcpy((char *)e->stream, name, e->stream_len);
+    return 0;
+}
+
+/* Recount after this many rows added: another node's rows count only from then on. */
+#define ES_RECOUNT_ADDED 1000
+/* At the limit, a refusal counts again at most this often (a count reads the whole table). */
+#define ES_RECOUNT_FULL_US 1000000
+
+/* Whether one more subscriber row fits under cfg.es_max_subscribers (*room), counting the
+ * table when the figure kept is unknown, old by ES_RECOUNT_ADDED rows, or says it is full. */
+static int es_room(hs_writer_t *w, bool *room)
+{
+    int64_t max = w->cfg.es_max_subscribers;
+    *room = true;
+    if (max <= 0)
+        return 0;
+    int64_t now = hs_mono_us();
+    bool full = w->es_rows >= max;
+    if (w->es_rows < 0 || w->es_added >= ES_RECOUNT_ADDED ||
+        (full && now - w->es_count_us >= ES_RECOUNT_FULL_US)) {
+        int rc = hs_store_es_sub_count(w->st, &w->es_rows);
+        if (rc) {
+            w->es_rows = -1;
+            return rc;
+        }
+        w->es_added = 0;
+        w->es_count_us = now;
+    }
+    *room = w->es_rows < max;
     return 0;
 }
 
@@ -80,6 +110,13 @@ static int es_subscribe(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrow
         if ((rc = hs_store_es_sub_attach(w->st, op->sub_id, op->conn)))
             return rc;
     } else {
+        bool room;
+        if ((rc = es_room(w, &room)))
+            return rc;
+        if (!room) {
+            e->status = HS_ETOOLARGE;
+            return 0;
+        }
         hs_es_sub_t sub = {
             .stream_id = h->h.id,
             .cur_position = h->h.position,
@@ -91,6 +128,10 @@ static int es_subscribe(hs_writer_t *w, hs_ingest_t *e, int64_t ts, size_t *nrow
         memcpy(sub.conn, op->conn, sizeof sub.conn);
         if ((rc = hs_store_es_sub_insert(w->st, &sub)))
             return rc;
+        if (w->es_rows >= 0) {
+            w->es_rows++;
+            w->es_added++;
+        }
         op->resumed = false;
         op->from_version = h->h.version;
     }
@@ -130,6 +171,8 @@ static int es_unsubscribe(hs_writer_t *w, hs_ingest_t *e)
         return 0;
     }
     rc = hs_store_es_sub_delete(w->st, op->sub_id);
+    if (rc == 0 && w->es_rows > 0)
+        w->es_rows--;
     return rc == HS_ENOENT ? 0 : rc;
 }
 

@@ -209,6 +209,8 @@ int hs_store_es_sub_attach(hs_store_t *st, const char *id, const char *conn);
 int hs_store_es_sub_cursor(hs_store_t *st, const char *id, int64_t position, int64_t version);
 /* 0, or HS_ENOENT when there was no such row. */
 int hs_store_es_sub_delete(hs_store_t *st, const char *id);
+/* How many subscriber rows there are (every dialect: one COUNT). */
+int hs_store_es_sub_count(hs_store_t *st, int64_t *n);
 /* The version a subscriber of a stream resuming after global position `after` goes on after:
  * the version before the stream's first event past that position, or the stream's `head`
  * version when it has none. */

@@ -179,6 +179,13 @@ int hs_store_es_sub_cursor(hs_store_t *st, const char *id, int64_t position, int
     return hs_st_finish(st, hs_st_run(st, Q_ES_SUB_CURSOR, p, 4, NULL, NULL));
 }
 
+int hs_store_es_sub_count(hs_store_t *st, int64_t *n)
+{
+    *n = 0;
+    return hs_st_finish(st, hs_odbc_direct_ints(&st->db, "SELECT COUNT(*) FROM hs_es_subscribers",
+                                                "count subscribers", n, 1));
+}
+
 int hs_store_es_sub_delete(hs_store_t *st, const char *id)
 {
     hs_par_t p[] = {HS_PTXT(id, strlen(id))};

@@ -171,6 +171,7 @@ static bool reconnect(hs_writer_t *w)
         w->st = st;
         w->last_ok_us = now;
         hs_wr_heads_clear(w);
+        w->es_rows = -1;
         atomic_store(&w->db_ok, 1);
         hs_ctr_add(&w->m_reconnects, 1);
         wlog(w, HS_LOG_INFO, "database connection restored after %lld ms (%u attempts)",
@@ -355,6 +356,7 @@ static void process(hs_writer_t *w, size_t n)
         int64_t next_pos = w->next_position;
         hs_wr_heads_clear(w);
         w->links_loaded = false; /* links added in the batch are gone */
+        w->es_rows = -1;         /* and its subscriber rows: count again */
         if (hs_store_ping(w->st) == 0) {
             /* the connection works: this batch failed on its own */
             int64_t pos = 0;
@@ -538,6 +540,7 @@ hs_writer_t *hs_writer_create(const hs_writer_config_t *cfg, char *err, size_t e
         return NULL;
     }
     w->cfg = *cfg;
+    w->es_rows = -1;
     if (w->cfg.batch_max <= 0)
         w->cfg.batch_max = 4096;
     if (w->cfg.ring_size <= 0)

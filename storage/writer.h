@@ -180,6 +180,10 @@ typedef struct hs_writer_config {
     bool notify;
     void (*announce)(void *ctx, int64_t position, int64_t seq);
     void *announce_ctx;
+    /* /eventstreamhub: the most subscriber rows the database may hold (0: no limit). A Subscribe
+     * that would add one more fails with HS_ETOOLARGE. Counted per node (es_stage.c), so with
+     * several nodes the table may pass it by what the others add between two counts. */
+    int64_t es_max_subscribers;
 } hs_writer_config_t;
 
 typedef struct hs_writer hs_writer_t;

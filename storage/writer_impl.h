@@ -66,6 +66,10 @@ struct hs_writer {
     struct hs_ckpt *ckpt;  /* the WAL checkpointer (SQLite), or NULL: the connection does it */
     unsigned ckpt_batches; /* batches since the writer's own last checkpoint, while it is behind */
     atomic_uint_fast64_t own_ckpts; /* checkpoints the writer ran itself (stats, any thread) */
+    /* es_stage.c: subscriber rows as last counted plus those added since (-1: not counted) */
+    int64_t es_rows;
+    unsigned es_added;   /* rows added since the last count */
+    int64_t es_count_us; /* when it was counted (monotonic) */
     pthread_t thread;
     bool started;
     atomic_int stopping;

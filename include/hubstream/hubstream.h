@@ -147,6 +147,10 @@ typedef struct hs_config {
     /* One record per HTTP request answered ("request": method, path, status, bytes, ms, peer,
        user, request id), at info. Default false. */
     bool access_log;
+    /* /eventstreamhub: the most persistent subscribers (rows) the database keeps; a Subscribe
+       with a new SubscriberId beyond it fails ("TooManySubscribers"). Default 100,000; 0: no
+       limit. Counted per node: several nodes may pass it by what they add between counts. */
+    int es_max_subscribers;
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */

@@ -641,6 +641,13 @@ static void on_ingest_done(hs_ingest_t *e)
         if (id)
             hs_hub_complete_err(h, id, "StreamClosed: %.*s", (int)e->stream_len, e->stream);
         break;
+    case HS_ETOOLARGE: /* a Subscribe past --es-max-subscribers (es_stage.c) */
+        if (id)
+            hs_hub_complete_err(h, id,
+                                "TooManySubscribers: the server keeps at most %d subscribers"
+                                " (--es-max-subscribers); unsubscribe those no longer used",
+                                h->srv->cfg.es_max_subscribers);
+        break;
     case HS_EUNKNOWN:
         if (id)
             hs_hub_complete_err(h, id, "Unavailable: %s; the events may have been appended",

@@ -163,6 +163,34 @@ test('a subscriber id is bound to its key and its stream', async () => {
   await c.stop();
 });
 
+// The subscriber rows a client can make the server keep are bounded (--es-max-subscribers):
+// beyond the limit a Subscribe with a new id fails with a clear error and adds no row, while
+// subscribers that exist go on and an Unsubscribe makes room again.
+test('persistent subscribers are bounded by --es-max-subscribers', async () => {
+  const small = await startServer({ name: 'es-max-subs', flags: ['--es-max-subscribers', '3'] });
+  try {
+    const name = uniqueStream('bounded');
+    const c = await esClient(small.url, name);
+    await explain(c, async () => {
+      const subs = [subscriber(), subscriber(), subscriber()];
+      for (const s of subs) await c.invoke('Subscribe', { StreamName: name, ...s });
+      await assert.rejects(c.invoke('Subscribe', { StreamName: name, ...subscriber() }), /TooManySubscribers: .*at most 3 subscribers/);
+      await assert.rejects(c.invoke('Subscribe', { StreamName: `${name}-b`, ...subscriber() }), /TooManySubscribers/);
+      // one that exists comes back without a new row; delivery goes on
+      await c.invoke('Subscribe', { StreamName: name, ...subs[1] });
+      await c.invoke('Publish', name, [{ Type: 'x', JsonData: '{}', IsJson: true }]);
+      await waitFor(() => events(c).length >= 1, 5000, 'the event');
+      // an Unsubscribe makes room for one more, and only one
+      await c.invoke('Unsubscribe', name, subs[0].SubscriberId, subs[0].SubscriberKey);
+      await c.invoke('Subscribe', { StreamName: name, ...subscriber() });
+      await assert.rejects(c.invoke('Subscribe', { StreamName: name, ...subscriber() }), /TooManySubscribers/);
+    });
+    await c.stop();
+  } finally {
+    await small.stop();
+  }
+});
+
 test('bad arguments get clear errors and the connection goes on', async () => {
   const name = uniqueStream('bad');
   const c = await esClient(srv.url, name);
