@@ -279,6 +279,11 @@ int hs_hubproto_msgpack_to_json(const uint8_t *mp, size_t len, hs_buf_t *out)
 
 static int pack_str_span(msgpack_packer *pk, const hs_json_span_t *s)
 {
+    /* without an escape the text between the quotes is the string itself: packed from there */
+    if (s->n >= 2 && !memchr(s->p + 1, '\\', s->n - 2))
+        return msgpack_pack_str(pk, s->n - 2) || msgpack_pack_str_body(pk, s->p + 1, s->n - 2)
+                   ? HS_ENOMEM
+                   : 0;
     char small[256];
     char *tmp = small;
     size_t cap = s->n; /* the unescaped form is never longer than the escaped one */

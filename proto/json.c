@@ -336,8 +336,10 @@ long hs_json_unescape(const hs_json_span_t *str, char *out, size_t cap)
         size_t l;
         const char *src = p;
         if (*p != '\\') {
-            l = 1;
-            p++;
+            /* a run up to the next escape, in one copy (most strings have none) */
+            const char *bs = memchr(p, '\\', (size_t)(end - p));
+            l = (size_t)((bs ? bs : end) - p);
+            p += l;
         } else {
             char e = p[1];
             p += 2;
