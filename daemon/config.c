@@ -170,6 +170,9 @@ static const struct opt opts[] = {
      "limit."},
     {"max-negotiates-per-ip-s", K_INT, CFG(max_negotiates_per_ip_s), 0, 0, 10000000, "N",
      "SignalR negotiates per source address per second; beyond it 429. 0: no limit."},
+    {"db-wait-s", K_INT, CFG(db_wait_s), 0, 0, 86400, "S",
+     "At start, wait up to S seconds for the database to be reachable (a try a second) instead "
+     "of exiting at once. 0: no wait."},
     {"es-max-subscribers", K_INT, CFG(es_max_subscribers), 0, 0, 1000000000, "N",
      "/eventstreamhub: the most persistent subscribers the database keeps; a Subscribe with a "
      "new SubscriberId beyond it fails (TooManySubscribers). 0: no limit."},

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/config.h"
@@ -45,6 +46,7 @@ void hs_config_init(hs_config_t *cfg)
         .max_message = 1 * HS_MIB,
         .max_subscriptions = 1000,
         .es_max_subscribers = 100000,
+        .db_wait_s = 0,
         .outbox_bytes = 4 * HS_MIB,
         .read_budget = 256 * HS_MIB,
         .connection_read_budget = 16 * HS_MIB,
@@ -71,6 +73,37 @@ static void writer_log(void *ctx, hs_log_level_t level, const char *msg, uint64_
 {
     hs_server_t *srv = ctx;
     hs_log_suppressed(&srv->log, suppressed, level, msg, NULL);
+}
+
+/* --db-wait-s: at start the database may not be up yet (a container started beside it): tries
+ * to open it once a second until it opens or the time is up. 0 once it opened (that connection
+ * is closed: the writer opens its own), else -1 with the last failure in err. */
+static int wait_for_db(hs_server_t *srv, char *err, size_t errlen)
+{
+    int64_t start = hs_mono_us(), deadline = start + (int64_t)srv->cfg.db_wait_s * 1000000;
+    int64_t next_log = start;
+    for (int tries = 1;; tries++) {
+        hs_store_t *st = hs_store_open(srv->db_str, err, errlen);
+        int64_t now = hs_mono_us();
+        char waited[24];
+        snprintf(waited, sizeof waited, "%.1f", (double)(now - start) / 1e6);
+        if (st) {
+            hs_store_close(st);
+            if (tries > 1)
+                hs_log(&srv->log, HS_LOG_INFO, "database reachable", "waited_s", waited, NULL);
+            return 0;
+        }
+        if (now >= deadline)
+            return -1;
+        if (now >= next_log) { /* the first failure, then one line per 10 s */
+            hs_log(&srv->log, HS_LOG_WARN, "database not reachable yet; waiting (--db-wait-s)",
+                   "error", err, "waited_s", waited, NULL);
+            next_log = now + 10 * 1000000LL;
+        }
+        int64_t nap = deadline - now < 1000000 ? deadline - now : 1000000;
+        struct timespec ts = {(time_t)(nap / 1000000), (long)(nap % 1000000) * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* srv->io_turn when the fan-out workers run on the IO threads */
@@ -221,6 +254,8 @@ hs_server_t *hs_server_create(const hs_config_t *cfg, char *err, size_t errlen)
         .es_max_subscribers = srv->cfg.es_max_subscribers,
     };
     if (hs_cluster_configure(srv, &wc, err, errlen))
+        goto fail;
+    if (srv->cfg.db_wait_s > 0 && wait_for_db(srv, err, errlen))
         goto fail;
     /* the sink context is the fan-out, created below; the writer does not run before start */
     srv->writer = hs_writer_create(&wc, err, errlen);

@@ -151,6 +151,10 @@ typedef struct hs_config {
        with a new SubscriberId beyond it fails ("TooManySubscribers"). Default 100,000; 0: no
        limit. Counted per node: several nodes may pass it by what they add between counts. */
     int es_max_subscribers;
+    /* At start, how long to wait for the database to be reachable, trying once a second
+       (a container started beside it), before hs_server_create fails. Default 0: fail at
+       once. */
+    int db_wait_s;
 } hs_config_t;
 
 /* Fills *cfg with the defaults. */

@@ -123,3 +123,35 @@ test('PostgreSQL stopped and restarted during publishing: the server recovers by
     await pg('stop', dir);
   });
 });
+
+// A node started before its database (a container beside it): by default it exits at once with
+// the reason; with --db-wait-s it waits, trying once a second, and serves once the database is
+// up.
+test('--db-wait-s: a server started before PostgreSQL waits for it, then serves', {
+  skip: OUTAGE ? false : 'needs HUBSTREAM_TEST_PG_OUTAGE (pg.sh, a port, a directory)',
+  timeout: 180000,
+}, async () => {
+  const [pgsh, port, dir] = OUTAGE.split(',');
+  const pg = (...args) => run(pgsh, args, { timeout: 60000 });
+  const db = `Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=${port};Database=postgres;Uid=postgres;Pwd=;`;
+  const env = { ODBCSYSINI: `${dir}/odbc` };
+  await assert.rejects(startServer({ db, env, name: 'no-wait', timeoutMs: 20000 }), /exited before listening/);
+  let srv;
+  await guarded(async () => {
+    const t0 = Date.now();
+    const started = startServer({ db, env, name: 'db-wait', flags: ['--db-wait-s', '120'], timeoutMs: 150000 });
+    await sleep(2500);
+    await pg('start', dir, port);
+    srv = await started;
+    assert.ok(Date.now() - t0 >= 2500, 'it listened before the database was there');
+    assert.match(srv.logs(), /database not reachable yet; waiting/);
+    assert.match(srv.logs(), /database reachable/);
+    const r = await srv.publish('db-wait', [{ type: 't', data: { n: 1 } }]);
+    assert.equal(r.status, 201, show(r));
+    assert.equal((await readAll(srv, 'db-wait')).length, 1);
+  }, async () => {
+    if (srv) await srv.stop();
+  }, async () => {
+    await pg('stop', dir);
+  });
+});
