@@ -636,11 +636,6 @@ static void readyz(hs_conn_t *c)
     hs_conn_respond(c, 200, "text/plain", "ready\n", 6, NULL, NULL);
 }
 
-static void not_allowed(hs_conn_t *c, const char *allow)
-{
-    hs_conn_not_allowed(c, allow);
-}
-
 /* Every path no other front end registered (server.h routes). */
 static void route(hs_conn_t *c, const char *path, void *arg)
 {
@@ -657,13 +652,13 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (get)
             hs_conn_respond(c, 200, "text/plain", "ok\n", 3, NULL, NULL);
         else
-            not_allowed(c, "GET");
+            hs_conn_not_allowed(c, "GET");
         return;
     case HS_ROUTE_READYZ:
         if (get)
             readyz(c);
         else
-            not_allowed(c, "GET");
+            hs_conn_not_allowed(c, "GET");
         return;
     default:
         break;
@@ -679,7 +674,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (get)
             list_streams(c);
         else
-            not_allowed(c, "GET");
+            hs_conn_not_allowed(c, "GET");
         return;
     case HS_ROUTE_STREAM:
         if (get) {
@@ -689,7 +684,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
             if (permit(c, HS_ACTION_DELETE, name, nlen))
                 admin(c, HS_INGEST_DELETE, name, nlen);
         } else {
-            not_allowed(c, "GET, DELETE");
+            hs_conn_not_allowed(c, "GET, DELETE");
         }
         return;
     case HS_ROUTE_EVENTS:
@@ -699,7 +694,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
             if (permit(c, HS_ACTION_PUBLISH, name, nlen))
                 publish(c, name, nlen);
         } else {
-            not_allowed(c, "GET, POST");
+            hs_conn_not_allowed(c, "GET, POST");
         }
         return;
     case HS_ROUTE_CLOSE:
@@ -707,7 +702,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
             if (permit(c, HS_ACTION_CLOSE, name, nlen))
                 admin(c, HS_INGEST_CLOSE, name, nlen);
         } else {
-            not_allowed(c, "POST");
+            hs_conn_not_allowed(c, "POST");
         }
         return;
     case HS_ROUTE_HUB: /* the SignalR front end's, when it is registered */

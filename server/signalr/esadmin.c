@@ -614,11 +614,6 @@ static void processor(hs_conn_t *c)
     hs_conn_respond(c, 200, "application/json", b, (size_t)n, NULL, NULL);
 }
 
-static void not_allowed(hs_conn_t *c, const char *allow)
-{
-    hs_conn_not_allowed(c, allow);
-}
-
 /* Copies a path segment; false when it does not fit. */
 static bool seg(const char *s, size_t n, char *out, size_t cap)
 {
@@ -679,12 +674,12 @@ static void route(hs_conn_t *c, const char *path, void *arg)
             r->then_delete = true;
             submit_read(c, r);
         } else {
-            not_allowed(c, "GET, DELETE");
+            hs_conn_not_allowed(c, "GET, DELETE");
         }
         return;
     case HS_ESR_STREAMS_BY_NAME:
         if (!get) {
-            not_allowed(c, "GET");
+            hs_conn_not_allowed(c, "GET");
             return;
         }
         if (!(r = new_req(c, R_STREAMS)))
@@ -706,11 +701,11 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (post)
             streams_search(c);
         else
-            not_allowed(c, "POST");
+            hs_conn_not_allowed(c, "POST");
         return;
     case HS_ESR_EVENT:
         if (!get) {
-            not_allowed(c, "GET");
+            hs_conn_not_allowed(c, "GET");
             return;
         }
         if (!(r = new_req(c, R_EVENT)))
@@ -728,7 +723,7 @@ static void route(hs_conn_t *c, const char *path, void *arg)
         if (post)
             events_search(c);
         else
-            not_allowed(c, "POST");
+            hs_conn_not_allowed(c, "POST");
         return;
     case HS_ESR_SUBSCRIBER:
         if (!seg(rt.a, rt.alen, a, sizeof a))
@@ -747,20 +742,20 @@ static void route(hs_conn_t *c, const char *path, void *arg)
                 goto bad_guid;
             replay(c, guid);
         } else {
-            not_allowed(c, "GET, PUT");
+            hs_conn_not_allowed(c, "GET, PUT");
         }
         return;
     case HS_ESR_ASSOCIATE:
         if (post)
             associate(c);
         else
-            not_allowed(c, "POST");
+            hs_conn_not_allowed(c, "POST");
         return;
     case HS_ESR_PROCESSOR:
         if (post)
             processor(c);
         else
-            not_allowed(c, "POST");
+            hs_conn_not_allowed(c, "POST");
         return;
     case HS_ESR_NONE:
         break;

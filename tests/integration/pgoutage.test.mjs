@@ -17,18 +17,29 @@ const OUTAGE = process.env.HUBSTREAM_TEST_PG_OUTAGE || '';
 after(() => killAll());
 
 const PUBLISHERS = 4;
+const SKIP = OUTAGE ? false : 'needs HUBSTREAM_TEST_PG_OUTAGE (pg.sh, a port, a directory)';
+
+/** The test's own cluster: pg.sh, its directory, and what a server needs to reach it. */
+function cluster() {
+  const [pgsh, port, dir] = OUTAGE.split(',');
+  return {
+    port,
+    dir,
+    pg: (...args) => run(pgsh, args, { timeout: 60000 }),
+    db: `Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=${port};Database=postgres;Uid=postgres;Pwd=;`,
+    env: { ODBCSYSINI: `${dir}/odbc` },
+  };
+}
 
 test('PostgreSQL stopped and restarted during publishing: the server recovers by itself, nothing acknowledged is lost', {
-  skip: OUTAGE ? false : 'needs HUBSTREAM_TEST_PG_OUTAGE (pg.sh, a port, a directory)',
+  skip: SKIP,
   timeout: 240000,
 }, async () => {
-  const [pgsh, port, dir] = OUTAGE.split(',');
-  const pg = (...args) => run(pgsh, args, { timeout: 60000 });
+  const { port, dir, pg, db, env } = cluster();
   await pg('start', dir, port);
-  const db = `Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=${port};Database=postgres;Uid=postgres;Pwd=;`;
   let srv;
   await guarded(async () => {
-    srv = await startServer({ db, env: { ODBCSYSINI: `${dir}/odbc` }, name: 'outage' });
+    srv = await startServer({ db, env, name: 'outage' });
     const pid = srv.pid;
     const events = new Map(); // id -> {stream, outcome: 'acked' | 'failed' | 'unknown', version}
     const count = { acked: 0, failed: 0, unknown: 0 };
@@ -128,13 +139,10 @@ test('PostgreSQL stopped and restarted during publishing: the server recovers by
 // the reason; with --db-wait-s it waits, trying once a second, and serves once the database is
 // up.
 test('--db-wait-s: a server started before PostgreSQL waits for it, then serves', {
-  skip: OUTAGE ? false : 'needs HUBSTREAM_TEST_PG_OUTAGE (pg.sh, a port, a directory)',
+  skip: SKIP,
   timeout: 180000,
 }, async () => {
-  const [pgsh, port, dir] = OUTAGE.split(',');
-  const pg = (...args) => run(pgsh, args, { timeout: 60000 });
-  const db = `Driver=PostgreSQL Unicode;Server=127.0.0.1;Port=${port};Database=postgres;Uid=postgres;Pwd=;`;
-  const env = { ODBCSYSINI: `${dir}/odbc` };
+  const { port, dir, pg, db, env } = cluster();
   await assert.rejects(startServer({ db, env, name: 'no-wait', timeoutMs: 20000 }), /exited before listening/);
   let srv;
   await guarded(async () => {

@@ -278,6 +278,20 @@ static hs_writer_t *mk_dropping(void)
     return w;
 }
 
+/* Waits for two passes of the checkpointer thread that begin after this call. */
+static void two_passes(hs_writer_t *w)
+{
+    hs_writer_stats_t ws;
+    hs_writer_stats(w, &ws);
+    uint64_t first = ws.checkpoints;
+    for (int i = 0; i < 100 && ws.checkpoints < first + 2; i++) {
+        usleep(100 * 1000);
+        hs_writer_stats(w, &ws);
+    }
+    cr_assert_geq(ws.checkpoints, first + 2, "the thread made %llu passes in 10 s",
+                  (unsigned long long)(ws.checkpoints - first));
+}
+
 /* SQLite's checkpoints run on a thread of their own (storage/checkpoint.h), not inside the
  * writer's commits. After a burst of one-event commits (~4.4 pages each to the log), the
  * thread's passes must have copied the log, so that the next commit starts it over: a
@@ -288,16 +302,7 @@ Test(writer, a_checkpointer_thread_copies_the_log_so_that_it_starts_over)
     hs_writer_t *w = mk_dropping();
     enum { N = 3000 };
     commit_burst(w, N);
-    hs_writer_stats_t ws;
-    hs_writer_stats(w, &ws);
-    uint64_t after_burst = ws.checkpoints;
-    /* two passes that began after the last commit (one a second at the latest) */
-    for (int i = 0; i < 100 && ws.checkpoints < after_burst + 2; i++) {
-        usleep(100 * 1000);
-        hs_writer_stats(w, &ws);
-    }
-    cr_assert_geq(ws.checkpoints, after_burst + 2, "the thread made %llu passes",
-                  (unsigned long long)ws.checkpoints);
+    two_passes(w); /* that began after the last commit (one a second at the latest) */
     commit_burst(w, 1);
     char err[256];
     hs_store_t *st = hs_store_open(db, err, sizeof(err));
@@ -313,24 +318,11 @@ Test(writer, a_checkpointer_thread_copies_the_log_so_that_it_starts_over)
     cr_assert_lt(log, 64, "%lld frames in the log after the commit that followed the passes",
                  (long long)log);
     hs_store_close(st);
+    hs_writer_stats_t ws;
     hs_writer_stats(w, &ws);
     cr_assert_eq(ws.events, N + 1);
     hs_writer_destroy(w);
     cr_assert_eq(atomic_load(&dropped), N + 1);
-}
-
-/* Waits for two passes of the checkpointer thread that begin after this call. */
-static void two_passes(hs_writer_t *w)
-{
-    hs_writer_stats_t ws;
-    hs_writer_stats(w, &ws);
-    uint64_t first = ws.checkpoints;
-    for (int i = 0; i < 100 && ws.checkpoints < first + 2; i++) {
-        usleep(100 * 1000);
-        hs_writer_stats(w, &ws);
-    }
-    cr_assert_geq(ws.checkpoints, first + 2, "the thread made %llu passes in 10 s",
-                  (unsigned long long)(ws.checkpoints - first));
 }
 
 /* The log file gives back what a burst made it grow past 64 MiB (journal_size_limit,
