@@ -45,15 +45,18 @@ static bool loopback_origin(const char *o)
     } else {
         hl = strcspn(h, ":/");
         if (!(hl == 9 && !strncasecmp(h, "localhost", 9))) {
-            /* 127.a.b.c */
+            /* 127.a.b.c, each part one or more digits */
             if (hl < 9 || strncmp(h, "127.", 4))
                 return false;
             int dots = 0;
             for (size_t i = 0; i < hl; i++) {
-                if (h[i] == '.')
+                if (h[i] == '.') {
+                    if (h[i - 1] == '.' || i + 1 == hl) /* i > 0: h starts with "127." */
+                        return false;
                     dots++;
-                else if (!isdigit((unsigned char)h[i]))
+                } else if (!isdigit((unsigned char)h[i])) {
                     return false;
+                }
             }
             if (dots != 3)
                 return false;
