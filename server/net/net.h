@@ -240,7 +240,8 @@ int hs_wsi_respond(struct lws *wsi, int status, const char *body);
  * rest. 0, or -1 (nothing queued) on ENOMEM or headers that do not fit. */
 int hs_conn_stream_head(hs_conn_t *c, const char *ctype, const char *extra);
 /* The queued response takes over a charge of n bytes to budget (a reference is taken), given
- * back once the response is written or dropped. */
+ * back once the response is written or dropped; with no response queued (its hs_conn_respond
+ * failed) the charge is given back at once. */
 void hs_conn_charge(hs_conn_t *c, struct hs_budget *budget, size_t n);
 /*
  * While a request's answer is outstanding (an SSE stream, a parked long poll, a publish waiting
