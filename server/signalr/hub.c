@@ -221,7 +221,7 @@ void hs_hub_close(hs_hub_t *h, const char *error, bool allow_reconnect)
     if (error)
         hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection closing", "connectionId", h->conn_id,
                "reason", error, NULL);
-    if (!h->wsi && !h->poll && h->transport != HS_HUB_T_LP) {
+    if (!hs_hub_attached(h) && !h->poll && h->transport != HS_HUB_T_LP) {
         hs_hub_end(h); /* nothing to write it to */
         return;
     }
@@ -583,7 +583,7 @@ static void on_record(hs_hub_t *h, const uint8_t *rec, size_t len)
 static void update_rx(hs_hub_t *h)
 {
     bool stop = input_stopped(h) && !h->ended && !h->closing;
-    if (h->transport != HS_HUB_T_WS || !h->wsi || stop == h->rx_paused)
+    if (h->transport != HS_HUB_T_WS || !hs_hub_attached(h) || stop == h->rx_paused)
         return;
     h->rx_paused = stop;
     h->tops->pause_input(h, stop);
@@ -727,7 +727,7 @@ void hs_hub_tick(hs_io_t *io, int64_t now)
             continue;
         }
         /* long polling: polls and their timeouts are the transport's (transports.c) */
-        if (h->transport != HS_HUB_T_LP && !h->wsi) {
+        if (h->transport != HS_HUB_T_LP && !hs_hub_attached(h)) {
             if (h->dropped_ms && now - h->dropped_ms >= cfg->hub_disconnect_timeout_ms)
                 hs_hub_end(h); /* not resumed in time */
             continue;

@@ -35,6 +35,7 @@
 typedef struct hs_hub hs_hub_t;
 typedef struct hs_hubsub hs_hubsub_t;
 typedef struct hs_hubreq hs_hubreq_t;
+typedef struct hs_relay hs_relay_t;
 
 /*
  * A hub dialect: the methods a hub's clients may invoke, matched by name case-insensitively
@@ -113,6 +114,10 @@ enum {
     HS_NODE_ES_CURSOR = HS_NODE_T(HS_T_SIGNALR, 5),  /* /eventstreamhub: cursors stored */
     HS_NODE_ES_CTL = HS_NODE_T(HS_T_SIGNALR, 6),     /* /eventstreamhub: pause, resume or a
                                                         replay, to every IO thread */
+    HS_NODE_RELAY_OPEN = HS_NODE_T(HS_T_SIGNALR, 7), /* relay.c: a WebSocket on another thread */
+    HS_NODE_RELAY_GONE = HS_NODE_T(HS_T_SIGNALR, 8),
+    HS_NODE_RELAY_CTL = HS_NODE_T(HS_T_SIGNALR, 9),
+    HS_NODE_RELAY_DATA = HS_NODE_T(HS_T_SIGNALR, 10),
 };
 
 /* The hub connections homed on one IO thread (the transport's state there). */
@@ -212,6 +217,7 @@ struct hs_hub {
     hs_io_t *io;
     hs_hub_t *io_prev, *io_next; /* the home thread's connections */
     struct lws *wsi;             /* the WebSocket or SSE request; NULL when none */
+    hs_relay_t *relay;           /* or the WebSocket on another IO thread (relay.c) */
     hs_conn_t *sse_conn;
     hs_hubreq_t *poll;   /* parked long poll */
     int64_t poll_end_ms; /* long polling: when the last poll was answered */
@@ -260,7 +266,7 @@ void hs_hubreg_destroy(hs_server_t *srv);
  * reference: 0, or HS_EBUSY when --hub-max-unclaimed tokens wait for their transport. */
 int hs_hubreg_add(hs_hub_t *h);
 /* What hs_hubreg_claim found (else an HTTP status). */
-enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_FORWARD };
+enum { CLAIM_NEW, CLAIM_RESUME, CLAIM_RELAY, CLAIM_FORWARD };
 /* Looks up a token of `dialect` for a request on IO thread `io` and applies the transport rules
  * (op: HS_HUBREQ_*, transport: HS_HUB_T_*). Returns a CLAIM_* with *out referenced, or an HTTP
  * status (404, 405, 409, 400) with *msg. */
@@ -344,6 +350,45 @@ void hs_hub_on_signal(hs_io_t *io, hs_sub_t *s);
 size_t hs_hub_pack(hs_hub_t *h, hs_buf_t *out, size_t budget);
 /* Whether anything waits to be packed. */
 bool hs_hub_has_output(hs_hub_t *h);
+
+/* Whether a socket is attached: a WebSocket or SSE response here, or a relayed WebSocket. */
+static inline bool hs_hub_attached(const hs_hub_t *h)
+{
+    return h->wsi || h->relay;
+}
+
+/* ---- relay.c: a connection's WebSocket on another IO thread (see there) ---- */
+
+/* A WebSocket's context (hs_wsi_data_t.ws_ctx) is a connection, or a relay tagged in its low
+ * bit. */
+static inline void *hs_relay_ctx(hs_relay_t *r)
+{
+    return (void *)((uintptr_t)r | 1u);
+}
+static inline hs_relay_t *hs_relay_of(void *ctx)
+{
+    return ((uintptr_t)ctx & 1u) ? (hs_relay_t *)((uintptr_t)ctx & ~(uintptr_t)1u) : NULL;
+}
+/* A relay for a resume of h (its reference taken) that reached IO thread `near` instead of
+ * `home`. One reference: the socket's. NULL on ENOMEM. */
+hs_relay_t *hs_relay_create(hs_hub_t *h, hs_io_t *near, hs_io_t *home);
+/* The socket's side (near thread): the WebSocket callbacks of a relayed connection. */
+void hs_relay_established(struct lws *wsi, hs_relay_t *r);
+int hs_relay_receive(struct lws *wsi, hs_relay_t *r, const void *in, size_t len);
+int hs_relay_writable(struct lws *wsi, hs_relay_t *r);
+void hs_relay_peer_close(hs_relay_t *r);
+void hs_relay_closed(struct lws *wsi, hs_relay_t *r);
+/* The connection's side (home thread): records wait; stop or resume reading; let go of the
+ * relay (its socket closes after what it holds, or at once with kill). */
+void hs_relay_want_write(hs_hub_t *h);
+void hs_relay_pause(hs_hub_t *h, bool stop);
+void hs_relay_release(hs_hub_t *h, bool kill);
+/* A resume took over: drops the connection's socket (a relay, or h->wsi unless it is keep)
+ * without ending the connection. */
+void hs_relay_drop_socket(hs_hub_t *h, struct lws *keep);
+/* The relay's messages on an IO thread's inbox (either side), and at shutdown. */
+bool hs_relay_on_message(hs_io_t *io, hs_mpsc_node_t *n);
+bool hs_relay_discard(hs_mpsc_node_t *n);
 
 /* ---- transports.c ---- */
 

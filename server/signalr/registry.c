@@ -298,14 +298,10 @@ int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const cha
     /* a stateful connection's WebSocket may be replaced: by a resume after a drop, or by a
      * client that saw its socket die before the server did (the old one is then dropped) */
     if (transport == HS_HUB_T_WS && h->resume_ok && (h->resumable || h->attached)) {
-        if (h->home != io) {
-            /* a resume must land on the connection's home thread; it cannot move */
-            rc = 404;
-            goto out;
-        }
         h->attached = true;
         h->resumable = false;
-        rc = CLAIM_RESUME;
+        /* the connection cannot move: a resume elsewhere is relayed to its home (relay.c) */
+        rc = h->home == io ? CLAIM_RESUME : CLAIM_RELAY;
         goto out;
     }
     rc = 409;

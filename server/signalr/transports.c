@@ -212,7 +212,9 @@ static void want_write(hs_hub_t *h)
         }
         return;
     }
-    if (h->wsi)
+    if (h->relay)
+        hs_relay_want_write(h);
+    else if (h->wsi)
         lws_callback_on_writable(h->wsi);
 }
 
@@ -224,18 +226,22 @@ static void ended(hs_hub_t *h)
         reply(h->io, r, 204);
     }
     release_posts(h);
+    hs_relay_release(h, false);
     if (h->wsi)
         lws_callback_on_writable(h->wsi); /* the socket closes on its next turn */
 }
 
 static void pause_input(hs_hub_t *h, bool stop)
 {
-    if (h->wsi)
+    if (h->relay)
+        hs_relay_pause(h, stop);
+    else if (h->wsi)
         lws_rx_flow_control(h->wsi, stop ? 0 : 1);
 }
 
 static void cut_off(hs_hub_t *h)
 {
+    hs_relay_release(h, true);
     if (h->wsi)
         lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
@@ -608,25 +614,29 @@ static int ws_confirm(struct lws *wsi, void *arg, void **out)
     int rc = hs_hubreg_claim(srv, dialect, token, HS_HUBREQ_POLL, HS_HUB_T_WS, io->index, &h, &msg);
     if (rc >= 100)
         return hs_wsi_respond(wsi, rc, msg) ? -1 : 1;
+    if (rc == CLAIM_RELAY) {
+        /* a resume the acceptor could not send home (TLS, a reused connection): relayed */
+        hs_relay_t *r = hs_relay_create(h, io, srv->io[h->home]);
+        if (!r) {
+            hs_hub_unref(h);
+            return hs_wsi_respond(wsi, 503, "out of memory") ? -1 : 1;
+        }
+        *out = hs_relay_ctx(r);
+        return 0;
+    }
     *out = h;
     return 0;
 }
 
 static void ws_established(struct lws *wsi, void *ctx)
 {
+    if (hs_relay_of(ctx)) {
+        hs_relay_established(wsi, hs_relay_of(ctx));
+        return;
+    }
     hs_hub_t *h = ctx;
     hs_io_t *io = lws_context_user(lws_get_context(wsi));
-    if (h->wsi && h->wsi != wsi) {
-        /* the client replaced a socket the server still thought alive: drop the old one
-         * without ending the connection */
-        hs_wsi_data_t *old = lws_get_opaque_user_data(h->wsi);
-        if (old && old->ws_ctx == h) {
-            old->ws_ctx = NULL;
-            hs_hub_unref(h);
-        }
-        lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        h->wsi = NULL;
-    }
+    hs_relay_drop_socket(h, wsi); /* a resume: the socket it replaces, if any */
     h->wsi = wsi;
     h->peer_closed = false;
     if (!h->io)
@@ -637,6 +647,8 @@ static void ws_established(struct lws *wsi, void *ctx)
 
 static int ws_receive(struct lws *wsi, void *ctx, const void *in, size_t len)
 {
+    if (hs_relay_of(ctx))
+        return hs_relay_receive(wsi, hs_relay_of(ctx), in, len);
     hs_hub_t *h = ctx;
     if (!h || h->ended)
         return -1;
@@ -650,6 +662,8 @@ static int ws_receive(struct lws *wsi, void *ctx, const void *in, size_t len)
 
 static int ws_writable(struct lws *wsi, void *ctx)
 {
+    if (hs_relay_of(ctx))
+        return hs_relay_writable(wsi, hs_relay_of(ctx));
     hs_hub_t *h = ctx;
     if (!h || h->ended) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
@@ -685,14 +699,26 @@ static int ws_writable(struct lws *wsi, void *ctx)
 
 static void ws_peer_close(void *ctx)
 {
-    ((hs_hub_t *)ctx)->peer_closed = true;
+    if (hs_relay_of(ctx))
+        hs_relay_peer_close(hs_relay_of(ctx));
+    else
+        ((hs_hub_t *)ctx)->peer_closed = true;
 }
 
 static void ws_closed(struct lws *wsi, void *ctx)
 {
+    if (hs_relay_of(ctx)) {
+        hs_relay_closed(wsi, hs_relay_of(ctx));
+        return;
+    }
     hs_hub_t *h = ctx;
     if (h->wsi == wsi)
         h->wsi = NULL;
+    else if (h->io && hs_hub_attached(h)) {
+        /* a resume that failed before it took over: the connection keeps its socket */
+        hs_hub_unref(h);
+        return;
+    }
     if (!h->io) {
         hs_hubreg_remove(h); /* claimed, never started */
     } else if (!h->ended) {
@@ -716,6 +742,8 @@ static void on_message(hs_io_t *io, hs_mpsc_node_t *n)
         on_rep(io, (hs_hubreq_t *)n);
         return;
     }
+    if (hs_relay_on_message(io, n))
+        return;
     for (size_t i = 0; i < sizeof(dialects) / sizeof(dialects[0]); i++)
         if (dialects[i]->on_message(io, n))
             return;
@@ -730,6 +758,8 @@ static void drop_message(hs_io_t *io, hs_mpsc_node_t *n)
         free_req((hs_hubreq_t *)n);
         return;
     }
+    if (hs_relay_discard(n))
+        return;
     for (size_t i = 0; i < sizeof(dialects) / sizeof(dialects[0]); i++)
         if (dialects[i]->discard(n))
             return;

@@ -42,7 +42,8 @@ before(async () => {
   files.key = path.join(dir, 'server.key');
   copyFileSync(files.a.cert, files.cert);
   copyFileSync(files.a.key, files.key);
-  srv = await startServer({ name: 'tls', env: TLS_ENV, flags: ['--tls-cert', files.cert, '--tls-key', files.key] });
+  // two IO threads, so that a resume can land on another thread than its connection's
+  srv = await startServer({ name: 'tls', env: TLS_ENV, flags: ['--tls-cert', files.cert, '--tls-key', files.key, '--io-threads', '2'] });
   base = `https://127.0.0.1:${srv.port}`;
 });
 after(async () => {
@@ -120,6 +121,25 @@ for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
     assert.deepEqual(res.data, { via: transport });
   });
 }
+
+test('stateful reconnect over TLS: killed sockets resume the same connection, whichever IO thread they reach', async () => {
+  // the acceptor cannot read the token of an encrypted request: a resume reaches either IO
+  // thread, and one that is not the connection's is relayed to it
+  const stream = uniqueStream('tls-stateful');
+  const kills = 6;
+  const r = spawnSync(process.execPath, [path.join(HERE, 'lib', 'tls-client.mjs'), base, 'WebSockets', stream, String(kills)], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: files.a.cert },
+    encoding: 'utf8',
+    timeout: 30000,
+  });
+  const line = r.stdout.trim().split('\n').pop() || '{}';
+  const res = JSON.parse(line);
+  assert.ok(res.ok, `client: ${line} ${r.stderr}`);
+  assert.equal(res.reconnecting, 0, `no resume failed into a full reconnect: ${line}`);
+  assert.equal(res.sameId, true, 'the same connection throughout');
+  assert.deepEqual(res.versions, [1, 2, 3, 4, 5, 6], 'each Publish sent during an outage ran once, in order');
+  assert.deepEqual(res.data, { via: 'WebSockets' });
+});
 
 test('EventSource in Chromium over HTTPS', { timeout: 30000 }, async (t) => {
   const exe = chromiumFor(t);

@@ -159,9 +159,12 @@ export async function frame(ws, n = 1, ms = 5000) {
 /**
  * A TCP proxy in front of the server whose sockets can be killed abruptly. `requests` keeps the
  * method and path of every request the client sent through it ("POST /hub/negotiate?...",
- * "GET /hub?id=..."), so a test can tell a resume from a new negotiate.
+ * "GET /hub?id=..."), so a test can tell a resume from a new negotiate. splitFirst /
+ * splitDelayMs: each connection's first bytes reach the server in two pieces, the second that
+ * much later (the server's acceptor cannot read the token in time and hands the connection to
+ * any IO thread).
  */
-export async function tcpProxy(targetPort) {
+export async function tcpProxy(targetPort, { splitFirst = 0, splitDelayMs = 0 } = {}) {
   const pairs = new Set();
   const requests = [];
   let connections = 0;
@@ -188,7 +191,22 @@ export async function tcpProxy(targetPort) {
       return;
     }
     const s = net.connect(targetPort, '127.0.0.1');
-    c.pipe(s);
+    if (splitFirst) {
+      // the first splitFirst bytes of the client's first chunk go on at once, the rest after
+      // splitDelayMs: a request line that arrives in pieces
+      c.once('data', (d) => {
+        c.pause();
+        s.write(d.subarray(0, splitFirst));
+        setTimeout(() => {
+          if (s.destroyed) return;
+          s.write(d.subarray(splitFirst));
+          c.pipe(s);
+          c.resume();
+        }, splitDelayMs);
+      });
+    } else {
+      c.pipe(s);
+    }
     s.pipe(c);
     const pair = { c, s };
     pairs.add(pair);
