@@ -16,6 +16,8 @@
  *                 records out, keep-alive, stateful reconnect, the subscription list
  *   subs.c        subscribing, fan-out signals, packing the outboxes into records
  *   methods.c     the hub methods of /hub (a dialect)
+ *   relay.c       a connection's WebSocket on another IO thread than its home (a resume the
+ *                 acceptor could not route), and the replacement of a resumed socket
  *   transports.c  the transports' HTTP / WebSocket glue with libwebsockets, negotiate, the
  *                 HS_T_SIGNALR transport and the registration of each dialect's endpoints
  * Private to the server.
