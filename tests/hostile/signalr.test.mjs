@@ -93,6 +93,53 @@ test('a WebSocket client that invokes and never reads: the server stops reading 
   }, () => srv.stop());
 });
 
+test('a relayed stateful client (its resume reached another IO thread) that invokes and never reads: bounded, then answered in order', async () => {
+  // a replay buffer large enough for every answer: what stops the input here is the client not
+  // reading (with the default 100,000 bytes, its Acks queued behind 8 MB of invocations never
+  // arrive and it is closed, as a client on its home thread would be: the next test)
+  const srv = await startServer({
+    name: 'hostile-relay',
+    flags: ['--io-threads', '2', '--log-level', 'debug', '--hub-stateful-buffer', '16000000'],
+  });
+  const relayed = () => srv.logRecords().filter((r) => r.msg === 'hub connection relayed from another IO thread').length;
+  await guarded(async () => {
+    const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
+    assert.equal(neg.json.useStatefulReconnect, true, show(neg));
+    let h = new RawHub(srv.port, { token: neg.json.connectionToken, version: 2 });
+    try {
+      await h.ready;
+      // resumes whose request line comes too late for the acceptor to route: each lands on
+      // either IO thread; go on until one was relayed
+      for (let k = 0; k < 20 && relayed() === 0; k++) {
+        h.reset();
+        await sleep(50);
+        h = new RawHub(srv.port, { token: neg.json.connectionToken, resume: true, autoAck: true, splitMs: 260 });
+        await h.ready;
+        assert.equal(h.records[0].type, 9, `the server's Sequence first: ${JSON.stringify(h.records[0])}`);
+      }
+      assert.equal(relayed(), 1, 'a resume was relayed');
+      h.socket.pause(); // read nothing from here on
+      const base = rssKb(srv.pid);
+      const N = 100000;
+      for (let i = 0; i < N; i += 1000) h.ws.send(cheapInvocations(i + 1, 1000, 64));
+      await sleep(3000);
+      const grown = rssKb(srv.pid) - base;
+      console.log(`# ${N} invocations through a relay from a client that reads nothing: server RSS +${(grown / 1024).toFixed(1)} MB, ` +
+        `${(h.ws.bufferedAmount / 1e6).toFixed(1)} MB still waiting in the client`);
+      if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
+      assert.ok(h.ws.bufferedAmount > 1e6, 'the client could not send everything: the relay stopped reading');
+      h.socket.resume();
+      await h.waitFor(() => h.completions >= N, 60000, `${N} completions`);
+      const ids = h.records.filter((x) => x.type === 3).map((x) => Number(x.invocationId));
+      assert.equal(h.closed, false, `the connection is still open: ${ids.length} answers, then ${JSON.stringify(h.records.slice(-3))}`);
+      assert.equal(ids.length, N);
+      assert.ok(ids.every((id, i) => id === i + 1), 'every invocation answered once, in order');
+    } finally {
+      h.close();
+    }
+  }, () => srv.stop());
+});
+
 test('a stateful client that reads but never acknowledges: the replay buffer stays bounded and the client is closed', async () => {
   const srv = await startServer({ name: 'hostile-noack', flags: ['--hub-client-timeout-ms', '2000'] });
   await guarded(async () => {

@@ -85,20 +85,43 @@ export function sseReset(port, path, delayMs = 0) {
   });
 }
 
+/** Record types a stateful connection numbers (Invocation, StreamItem, Completion,
+ *  StreamInvocation, CancelInvocation). */
+const SEQUENCED = new Set([1, 2, 3, 4, 5]);
+
 /**
  * A SignalR JSON client on a raw WebSocket (skipNegotiation, or `token` from a negotiate): it
  * handshakes, then exposes send(msg) for hub messages, the records received, and the socket for
- * misbehaving (pausing, resetting).
+ * misbehaving (pausing, resetting). Stateful reconnect: `resume` opens the socket as a resume of
+ * `token` (a Sequence record from 1 instead of the handshake; ready once the server's Sequence
+ * comes), `autoAck` acknowledges the sequenced records it reads, and `splitMs` sends the
+ * upgrade request line in two pieces that far apart.
  */
 export class RawHub {
-  constructor(port, { token, version = 1 } = {}) {
+  constructor(port, { token, version = 1, resume = false, autoAck = false, splitMs = 0 } = {}) {
     this.records = [];
     this.completions = 0; /* Completion records received (type 3) */
     this.items = new Map(); /* StreamItem records received, per invocation id */
     this.waiters = new Set();
     this.closed = false;
     const q = token ? `?id=${encodeURIComponent(token)}` : '';
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}/hub${q}`, { perMessageDeflate: false });
+    this.sequenced = 0; /* sequenced records received */
+    const opts = { perMessageDeflate: false };
+    if (splitMs) {
+      opts.createConnection = (o) => {
+        const sock = net.connect(o.port, o.host ?? '127.0.0.1');
+        const write = sock.write.bind(sock);
+        sock.write = (data, ...rest) => {
+          sock.write = write;
+          const b = Buffer.from(data);
+          write(b.subarray(0, 7));
+          setTimeout(() => sock.destroyed || write(b.subarray(7), ...rest), splitMs);
+          return true;
+        };
+        return sock;
+      };
+    }
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/hub${q}`, opts);
     this.ws.on('error', () => {});
     this.buf = '';
     this.ws.on('message', (d) => {
@@ -111,10 +134,15 @@ export class RawHub {
           const m = JSON.parse(rec);
           if (m.type === 3) this.completions++;
           if (m.type === 2) this.items.set(m.invocationId, (this.items.get(m.invocationId) ?? 0) + 1);
+          if (SEQUENCED.has(m.type)) this.sequenced++;
           this.records.push(m);
         } catch {
           this.records.push({ unparsed: rec });
         }
+      }
+      if (autoAck && this.sequenced > (this.acked ?? 0)) {
+        this.acked = this.sequenced;
+        this.send({ type: 8, sequenceId: this.acked });
       }
       for (const w of this.waiters) w();
     });
@@ -125,12 +153,12 @@ export class RawHub {
     this.ready = withTimeout(
       new Promise((resolve, reject) => {
         this.ws.once('open', () => {
-          this.ws.send(JSON.stringify({ protocol: 'json', version }) + RS);
+          this.ws.send(JSON.stringify(resume ? { type: 9, sequenceId: 1 } : { protocol: 'json', version }) + RS);
           resolve();
         });
         this.ws.once('error', reject);
-      }).then(() => this.waitFor((r) => r.length >= 1, 5000, 'the handshake reply')),
-      6000,
+      }).then(() => this.waitFor((r) => r.length >= 1, 5000, resume ? 'the server\'s Sequence' : 'the handshake reply')),
+      6000 + splitMs,
       'the hub connection',
     );
   }
