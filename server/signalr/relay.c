@@ -183,8 +183,8 @@ int hs_relay_writable(struct lws *wsi, hs_relay_t *r)
         int wp = m->off ? LWS_WRITE_CONTINUATION : (int)m->wp;
         if (k < left)
             wp |= LWS_WRITE_NO_FIN;
-        if (hs_io_write(r->near, wsi, m->buf.p + LWS_PRE + m->off, k,
-                        (enum lws_write_protocol)wp) < (int)k)
+        if (hs_io_write(r->near, wsi, m->buf.p + LWS_PRE + m->off, k, (enum lws_write_protocol)wp) <
+            (int)k)
             return -1;
         m->off += k;
         if (m->off < len) {
