@@ -93,6 +93,28 @@ test('a WebSocket client that invokes and never reads: the server stops reading 
   }, () => srv.stop());
 });
 
+/** The number of resumes the server relayed from another IO thread (its debug log). */
+function relayedCount(srv) {
+  return srv.logRecords().filter((r) => r.msg === 'hub connection relayed from another IO thread').length;
+}
+
+/**
+ * Resumes the stateful connection `token` (current client h) with request lines that come too
+ * late for the acceptor to route, until one resume was relayed; returns that client.
+ */
+async function relayedResume(srv, h, token, opts = {}) {
+  const before = relayedCount(srv);
+  for (let k = 0; k < 20 && relayedCount(srv) === before; k++) {
+    h.reset();
+    await sleep(50);
+    h = new RawHub(srv.port, { token, resume: true, autoAck: true, splitMs: 260, ...opts });
+    await h.ready;
+    assert.equal(h.records[0].type, 9, `the server's Sequence first: ${JSON.stringify(h.records[0])}`);
+  }
+  assert.equal(relayedCount(srv), before + 1, 'a resume was relayed');
+  return h;
+}
+
 test('a relayed stateful client (its resume reached another IO thread) that invokes and never reads: bounded, then answered in order', async () => {
   // a replay buffer large enough for every answer: what stops the input here is the client not
   // reading (with the default 100,000 bytes, its Acks queued behind 8 MB of invocations never
@@ -101,23 +123,13 @@ test('a relayed stateful client (its resume reached another IO thread) that invo
     name: 'hostile-relay',
     flags: ['--io-threads', '2', '--log-level', 'debug', '--hub-stateful-buffer', '16000000'],
   });
-  const relayed = () => srv.logRecords().filter((r) => r.msg === 'hub connection relayed from another IO thread').length;
   await guarded(async () => {
     const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
     assert.equal(neg.json.useStatefulReconnect, true, show(neg));
     let h = new RawHub(srv.port, { token: neg.json.connectionToken, version: 2 });
     try {
       await h.ready;
-      // resumes whose request line comes too late for the acceptor to route: each lands on
-      // either IO thread; go on until one was relayed
-      for (let k = 0; k < 20 && relayed() === 0; k++) {
-        h.reset();
-        await sleep(50);
-        h = new RawHub(srv.port, { token: neg.json.connectionToken, resume: true, autoAck: true, splitMs: 260 });
-        await h.ready;
-        assert.equal(h.records[0].type, 9, `the server's Sequence first: ${JSON.stringify(h.records[0])}`);
-      }
-      assert.equal(relayed(), 1, 'a resume was relayed');
+      h = await relayedResume(srv, h, neg.json.connectionToken);
       h.socket.pause(); // read nothing from here on
       const base = rssKb(srv.pid);
       const N = 100000;
@@ -138,6 +150,51 @@ test('a relayed stateful client (its resume reached another IO thread) that invo
       h.close();
     }
   }, () => srv.stop());
+});
+
+test('a relayed connection: a direct resume takes it back, an oversized message closes it with an error, a stop ends it', async () => {
+  const srv = await startServer({ name: 'hostile-relay-end', flags: ['--io-threads', '2', '--log-level', 'debug', '--max-message', '2048'] });
+  const open = [];
+  await guarded(async () => {
+    const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
+    const token = neg.json.connectionToken;
+    let h = new RawHub(srv.port, { token, version: 2 });
+    try {
+      await h.ready;
+      h = await relayedResume(srv, h, token);
+      h.invoke('a', 'Unsubscribe', 'none');
+      await h.waitFor(() => h.completions >= 1, 5000, 'an answer through the relay');
+      // a resume the acceptor routes (the whole request line at once) replaces the relayed
+      // socket, which the server drops without ending the connection
+      const relayedSocket = h;
+      h = new RawHub(srv.port, { token, resume: 2, autoAck: true }); // its record 1 ('a') was handled
+      await h.ready;
+      await relayedSocket.waitFor(() => relayedSocket.closed, 5000, 'the relayed socket to be dropped');
+      h.invoke('b', 'Unsubscribe', 'none');
+      await h.waitFor(() => h.completions >= 1, 5000, 'an answer on the direct socket');
+      // relayed again, then a message over --max-message: Close with an error, no reconnect
+      h = await relayedResume(srv, h, token, { resume: 3 });
+      h.ws.send(JSON.stringify({ type: 1, invocationId: 'big', target: 'Publish', arguments: ['s', { data: 'x'.repeat(4000) }] }) + RS);
+      await h.waitFor(() => h.closed, 5000, 'the server to close the relayed socket');
+      const close = h.records.find((x) => x.type === 7);
+      assert.ok(close, `a Close record: ${JSON.stringify(h.records.slice(-3))}`);
+      assert.match(close.error, /Connection closed with an error/);
+      assert.notEqual(close.allowReconnect, true);
+      const gone = new RawHub(srv.port, { token, resume: true });
+      await assert.rejects(gone.ready, undefined, 'the connection is over: no resume');
+      gone.close();
+      // a stop while a relayed socket is open (a new connection, relayed): a clean exit, which a
+      // sanitizer build checks for leaks
+      const neg2 = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
+      let h2 = new RawHub(srv.port, { token: neg2.json.connectionToken, version: 2 });
+      await h2.ready;
+      h2 = await relayedResume(srv, h2, neg2.json.connectionToken);
+      open.push(h2);
+      assert.equal((await srv.get('/healthz')).status, 200);
+    } finally {
+      h.close();
+    }
+  }, () => srv.stop(), () => open.forEach((x) => x.close()));
 });
 
 test('a stateful client that reads but never acknowledges: the replay buffer stays bounded and the client is closed', async () => {

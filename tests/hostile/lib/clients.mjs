@@ -93,9 +93,10 @@ const SEQUENCED = new Set([1, 2, 3, 4, 5]);
  * A SignalR JSON client on a raw WebSocket (skipNegotiation, or `token` from a negotiate): it
  * handshakes, then exposes send(msg) for hub messages, the records received, and the socket for
  * misbehaving (pausing, resetting). Stateful reconnect: `resume` opens the socket as a resume of
- * `token` (a Sequence record from 1 instead of the handshake; ready once the server's Sequence
- * comes), `autoAck` acknowledges the sequenced records it reads, and `splitMs` sends the
- * upgrade request line in two pieces that far apart.
+ * `token` (instead of the handshake, a Sequence record with the number of the next record it
+ * sends: `resume`, or 1 for true; ready once the server's Sequence comes), `autoAck`
+ * acknowledges the sequenced records it reads (numbered from the server's Sequence), and
+ * `splitMs` sends the upgrade request line in two pieces that far apart.
  */
 export class RawHub {
   constructor(port, { token, version = 1, resume = false, autoAck = false, splitMs = 0 } = {}) {
@@ -135,6 +136,7 @@ export class RawHub {
           if (m.type === 3) this.completions++;
           if (m.type === 2) this.items.set(m.invocationId, (this.items.get(m.invocationId) ?? 0) + 1);
           if (SEQUENCED.has(m.type)) this.sequenced++;
+          if (m.type === 9) this.sequenced = this.acked = m.sequenceId - 1;
           this.records.push(m);
         } catch {
           this.records.push({ unparsed: rec });
@@ -153,7 +155,7 @@ export class RawHub {
     this.ready = withTimeout(
       new Promise((resolve, reject) => {
         this.ws.once('open', () => {
-          this.ws.send(JSON.stringify(resume ? { type: 9, sequenceId: 1 } : { protocol: 'json', version }) + RS);
+          this.ws.send(JSON.stringify(resume ? { type: 9, sequenceId: Number(resume) } : { protocol: 'json', version }) + RS);
           resolve();
         });
         this.ws.once('error', reject);
