@@ -276,6 +276,8 @@ void hs_hub_detach(hs_hub_t *h)
            "connectionId", h->conn_id, NULL);
 }
 
+static void update_rx(hs_hub_t *h);
+
 void hs_hub_resume(hs_hub_t *h)
 {
     h->dropped_ms = 0;
@@ -293,6 +295,9 @@ void hs_hub_resume(hs_hub_t *h)
     h->awaiting_sequence = true;
     h->last_recv_ms = h->last_send_ms = now_ms();
     hs_log(&h->srv->log, HS_LOG_DEBUG, "hub connection resumed", "connectionId", h->conn_id, NULL);
+    /* the new socket reads until told otherwise (the one it replaced may have been paused) */
+    h->rx_paused = false;
+    update_rx(h);
     hs_hub_want_write(h);
 }
 

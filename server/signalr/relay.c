@@ -151,12 +151,10 @@ void hs_relay_established(struct lws *wsi, hs_relay_t *r)
 int hs_relay_receive(struct lws *wsi, hs_relay_t *r, const void *in, size_t len)
 {
     int st = atomic_load(&r->ctl_state);
-    if (st & (CTL_CLOSE | CTL_KILL)) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+    if (st & CTL_KILL)
         return -1;
-    }
-    if (!len)
-        return 0;
+    if (!len || (st & CTL_CLOSE))
+        return 0; /* closing: the Close record goes out first, what the client sends is moot */
     relay_msg_t *m = calloc(1, sizeof(*m));
     if (!m || hs_buf_put(&m->buf, in, len)) {
         free(m);
