@@ -12,6 +12,7 @@
  * lingering closes, hang-ups of connections whose answer is outstanding, and the tables the
  * front ends fill at create time (hs_server_add_transport, _route, _ws, _cors_headers).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -545,10 +546,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         wsi_data_t *d = lws_get_opaque_user_data(wsi);
         if (d) {
             if (io_of(wsi)->srv->log.level <= HS_LOG_DEBUG) {
+                /* the socket is closed by now: the address is the one kept for
+                 * --max-connections-per-ip, when that is on */
                 char peer[64] = "";
-                lws_get_peer_simple(wsi, peer, sizeof peer);
-                hs_log(&io_of(wsi)->srv->log, HS_LOG_DEBUG, "connection closed", "peer", peer,
-                       NULL);
+                if (d->peer.family && !inet_ntop(d->peer.family, d->peer.a, peer, sizeof peer))
+                    peer[0] = '\0';
+                hs_log(&io_of(wsi)->srv->log, HS_LOG_DEBUG, "connection closed",
+                       peer[0] ? "peer" : NULL, peer, NULL);
             }
             lws_set_opaque_user_data(wsi, NULL);
             ws_closed(wsi, d); /* upgraded but never established */
