@@ -279,6 +279,8 @@ static int on_page_record(void *ctx, const hs_record_t *rec)
     hs_block_t *b = p->encode(rec);
     if (!b)
         return HS_ENOMEM;
+    if (p->prepare_mp)
+        p->prepare_mp(b); /* before the charge, which covers it too */
     if (p->budget && !hs_block_charge(b, p->budget)) {
         /* the server's read budget is spent: stop here, go on later */
         hs_block_unref(b);
@@ -286,8 +288,6 @@ static int on_page_record(void *ctx, const hs_record_t *rec)
         p->starved = true;
         return 1;
     }
-    if (p->prepare_mp)
-        p->prepare_mp(b);
     p->blocks[p->n++] = b;
     p->last = p->all ? b->position : b->version;
     p->bytes += b->size;

@@ -15,12 +15,26 @@ hs_block_t *hs_block_alloc(size_t extra)
     return b;
 }
 
+/* What a charged block has charged: its size and the forms installed. */
+static size_t charged(const hs_block_t *b)
+{
+    const hs_block_mp_t *mp = atomic_load_explicit(&b->mp, memory_order_acquire);
+    const hs_block_es_t *es = atomic_load_explicit(&b->es, memory_order_acquire);
+    return b->size + (mp ? hs_block_mp_bytes(mp) : 0) + (es ? hs_block_es_bytes(es) : 0);
+}
+
 bool hs_block_charge(hs_block_t *b, hs_budget_t *budget)
 {
-    if (!hs_budget_take(budget, b->size))
+    if (!hs_budget_take(budget, charged(b)))
         return false;
     b->budget = hs_budget_ref(budget);
     return true;
+}
+
+void hs_block_charge_form(hs_block_t *b, size_t n)
+{
+    if (b->budget)
+        hs_budget_force(b->budget, n);
 }
 
 void hs_block_unref(hs_block_t *b)
@@ -29,12 +43,12 @@ void hs_block_unref(hs_block_t *b)
         return;
     /* acq_rel: the last owner must see every other owner's reads completed before it frees */
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
-        free(atomic_load_explicit(&b->mp, memory_order_relaxed));
-        free(atomic_load_explicit(&b->es, memory_order_relaxed));
         if (b->budget) {
-            hs_budget_give(b->budget, b->size);
+            hs_budget_give(b->budget, charged(b));
             hs_budget_unref(b->budget);
         }
+        free(atomic_load_explicit(&b->mp, memory_order_relaxed));
+        free(atomic_load_explicit(&b->es, memory_order_relaxed));
         free(b);
     }
 }

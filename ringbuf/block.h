@@ -70,9 +70,23 @@ typedef struct hs_block {
 /* Allocates a block with `extra` bytes of string space in mem[]; refs = 1. NULL on ENOMEM. */
 hs_block_t *hs_block_alloc(size_t extra);
 
-/* Charges the block's size to budget (taking a reference to it) until the block is freed. False
- * when the budget cannot take it (nothing is charged). Call before sharing the block. */
+/* Charges the block's size, and the forms built for it so far (mp, es), to budget (taking a
+ * reference to it) until the block is freed. False when the budget cannot take it (nothing is
+ * charged). Call before sharing the block. */
 bool hs_block_charge(hs_block_t *b, struct hs_budget *budget);
+/* A form of the block (mp or es) was installed: a charged block charges its n bytes too, past
+ * the budget's cap if need be (the block is admitted already; later takes wait instead). Call
+ * while holding a reference, after winning the install. */
+void hs_block_charge_form(hs_block_t *b, size_t n);
+/* The bytes a form's allocation holds. */
+static inline size_t hs_block_mp_bytes(const hs_block_mp_t *mp)
+{
+    return sizeof(*mp) + mp->len;
+}
+static inline size_t hs_block_es_bytes(const hs_block_es_t *es)
+{
+    return sizeof(*es) + es->raw_len + es->esc_len;
+}
 
 static inline hs_block_t *hs_block_ref(hs_block_t *b)
 {

@@ -61,6 +61,12 @@ bool hs_budget_take(hs_budget_t *b, size_t n)
     return true;
 }
 
+void hs_budget_force(hs_budget_t *b, size_t n)
+{
+    for (hs_budget_t *p = b; p; p = p->parent)
+        atomic_fetch_add_explicit(&p->used, n, memory_order_relaxed);
+}
+
 void hs_budget_give(hs_budget_t *b, size_t n)
 {
     for (hs_budget_t *p = b; p; p = p->parent)

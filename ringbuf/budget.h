@@ -30,7 +30,11 @@ void hs_budget_unref(hs_budget_t *b);
 /* Charges n bytes to b and every parent, or to none of them: false when one would go over its
  * cap. */
 bool hs_budget_take(hs_budget_t *b, size_t n);
-/* Gives back n bytes charged by hs_budget_take. */
+/* Charges n bytes to b and every parent even past their caps: for memory that exists already
+ * and belongs to something admitted under the budget (a catch-up block's MessagePack form).
+ * Takes fail until enough is given back. */
+void hs_budget_force(hs_budget_t *b, size_t n);
+/* Gives back n bytes charged by hs_budget_take or hs_budget_force. */
 void hs_budget_give(hs_budget_t *b, size_t n);
 
 /* Bytes currently charged (a snapshot). */

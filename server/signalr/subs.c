@@ -108,6 +108,7 @@ static const hs_block_mp_t *block_mp(hs_block_t *b)
         free(mp);
         return expected;
     }
+    hs_block_charge_form(b, hs_block_mp_bytes(mp)); /* a catch-up copy: its budget bears it */
     return mp;
 }
 
@@ -202,6 +203,7 @@ static const hs_block_es_t *block_es(hs_block_t *b)
         free(es);
         return expected;
     }
+    hs_block_charge_form(b, hs_block_es_bytes(es));
     return es;
 }
 

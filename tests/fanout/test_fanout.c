@@ -102,7 +102,9 @@ static hs_budget_t *budget;     /* the read budget: shared catch-up pages and ev
                                    own reads are charged here */
 static hs_mpsc_t inbox, inbox1; /* IO threads 0 and 1 (both drained by the test thread) */
 static hs_mpsc_t *inboxes[3];
-static bool spread; /* subscribers alternate between IO threads 0 and 1 */
+static bool spread;                       /* subscribers alternate between IO threads 0 and 1 */
+static void (*prepare_mp)(hs_block_t *b); /* the fan-out's prepare_mp for the next start() */
+static bool sub_mp;                       /* the next subscriptions want MessagePack */
 static hs_waiter_t io_waiter;
 static bool io_waiter_ok;
 static sem_t acks;
@@ -160,7 +162,8 @@ static void start(int nworkers, int catchup_events, int stall_ms)
                              .wake_io = wake_io,
                              .stall_timeout_ms = stall_ms,
                              .catchup_events = catchup_events,
-                             .read_budget = budget};
+                             .read_budget = budget,
+                             .prepare_mp = prepare_mp};
     fanout = hs_fanout_create(&fc);
     cr_assert_not_null(fanout);
     hs_writer_set_sink_ctx(writer, fanout);
@@ -332,6 +335,7 @@ static tsub_t *subscribe_types(const char *label, int si, bool has_from, int64_t
     s->io_index = spread ? (nsubs - 1) % 2 : 0;
     s->io_ctx = t;
     s->fmt = HS_SUB_FMT_SSE;
+    s->mp = sub_mp;
     s->budget = hs_budget_ref(budget);
     t->s = s;
     t->all = s->all;
@@ -594,6 +598,8 @@ static void shutdown_env(void)
     hs_budget_unref(budget);
     budget = NULL;
     spread = false;
+    prepare_mp = NULL;
+    sub_mp = false;
 }
 
 /* The end of every test: each subscriber leaves, the workers drop every subscription, and every
@@ -701,6 +707,60 @@ Test(fanout, subscribers_at_one_cursor_share_each_catchup_read)
     cr_assert_geq(m.catchup_shared, (uint64_t)(N - 1) * 5,
                   "%llu catch-up steps served by another's read",
                   (unsigned long long)m.catchup_shared);
+    finish();
+}
+
+/* What the hub's hs_hub_prepare_mp does, with the JSON's bytes standing in for MessagePack. */
+static void fake_prepare_mp(hs_block_t *b)
+{
+    if (b->kind != HS_BLOCK_EVENT)
+        return;
+    hs_block_mp_t *mp = malloc(sizeof(*mp) + b->json_len);
+    if (!mp)
+        return;
+    mp->len = b->json_len;
+    memcpy(mp->bytes, b->json, b->json_len);
+    hs_block_mp_t *expected = NULL;
+    if (!atomic_compare_exchange_strong(&b->mp, &expected, mp)) {
+        free(mp);
+        return;
+    }
+    hs_block_charge_form(b, hs_block_mp_bytes(mp));
+}
+
+/* A MessagePack subscriber's catch-up pages are built with each block's MessagePack form, and
+ * the read budget bears those bytes too: the same events held for a JSON subscriber and for a
+ * MessagePack one charge the second more by about their JSON's size, and every byte comes back
+ * once both have read everything (finish). */
+Test(fanout, messagepack_forms_of_catchup_pages_are_charged_to_the_read_budget)
+{
+    prepare_mp = fake_prepare_mp;
+    start(1, 100, NO_STALL);
+    int a = add_stream("json", 0, 1), b = add_stream("mpak", 0, 1);
+    publish(a, 300, 50);
+    publish(b, 300, 50);
+    tsub_t *tj = subscribe("JSON, not reading", a, true, 0, BIG_OUTBOX);
+    tj->paused = true;
+    cr_assert(WAIT_FOR(tj->want_write));
+    quiet(QUIET_MS);
+    size_t json_only = hs_budget_used(budget);
+    cr_assert_gt(json_only, 0);
+    sub_mp = true;
+    tsub_t *tm = subscribe("MessagePack, not reading", b, true, 0, BIG_OUTBOX);
+    tm->paused = true;
+    cr_assert(WAIT_FOR(tm->want_write));
+    quiet(QUIET_MS);
+    size_t with_mp = hs_budget_used(budget) - json_only;
+    /* a block holds its JSON, its SSE text and the strings; its MessagePack form adds about
+     * the JSON again */
+    cr_assert_gt(with_mp, json_only + json_only / 4,
+                 "%zu bytes charged for the MessagePack subscriber's pages, %zu for the JSON one's",
+                 with_mp, json_only);
+    unpause(tj);
+    unpause(tm);
+    cr_assert(WAIT_FOR(tj->n >= 300 && tm->n >= 300), "%s / %s", describe(tj), describe(tm));
+    expect_range(tj, 1, 300);
+    expect_range(tm, 1, 300);
     finish();
 }
 
