@@ -191,13 +191,20 @@ static void fanout_metrics(out_t *o, hs_server_t *srv)
 
 static void process_metrics(out_t *o, hs_server_t *srv)
 {
-    size_t registered, unclaimed;
-    hs_hubreg_counts(srv, &registered, &unclaimed);
+    hs_hubreg_counts_t hc;
+    hs_hubreg_counts(srv, &hc);
     one(o, "hubstream_negotiated_tokens", "gauge",
         "SignalR connection tokens negotiated and not yet claimed by a transport.",
-        (double)unclaimed);
+        (double)hc.unclaimed);
     one(o, "hubstream_signalr_registered_connections", "gauge",
-        "SignalR connections known by their token (negotiated ones).", (double)registered);
+        "SignalR connections known by their token (negotiated ones).", (double)hc.registered);
+    one(o, "hubstream_signalr_resumes_total", "counter",
+        "Stateful reconnects: WebSockets that took over a connection after its socket dropped.",
+        (double)hc.resumes);
+    one(o, "hubstream_signalr_relayed_resumes_total", "counter",
+        "Of those, the ones that reached another IO thread than their connection's (TLS, a "
+        "request line that came late) and are relayed to it.",
+        (double)hc.relayed);
     long page = sysconf(_SC_PAGESIZE), tick = sysconf(_SC_CLK_TCK);
     unsigned long long size = 0, rss = 0, ut = 0, st = 0;
     FILE *f = fopen("/proc/self/statm", "r");

@@ -288,8 +288,13 @@ bool hs_hubreg_set_attached(hs_hub_t *h, bool attached, bool resumable);
 /* The home IO thread of the connection a request names (`GET /hub?id=...` as its first
  * bytes), or -1. Acceptor thread. */
 int hs_hubreg_route(hs_server_t *srv, const char *req, size_t n);
-/* For /metrics: connection tokens known, and those still waiting for their transport. */
-void hs_hubreg_counts(hs_server_t *srv, size_t *registered, size_t *unclaimed);
+/* For /metrics: connection tokens known, those still waiting for their transport, stateful
+ * WebSocket resumes claimed, and those relayed from another IO thread. */
+typedef struct hs_hubreg_counts {
+    size_t registered, unclaimed;
+    uint64_t resumes, relayed;
+} hs_hubreg_counts_t;
+void hs_hubreg_counts(hs_server_t *srv, hs_hubreg_counts_t *out);
 /* Expires unclaimed tokens (any one IO thread calls it from its tick). */
 void hs_hubreg_sweep(hs_server_t *srv, int64_t now);
 

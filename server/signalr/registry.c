@@ -26,7 +26,8 @@ struct hs_hubreg {
     hs_hub_t *bucket[REG_BUCKETS];
     hs_hub_t *un_head, *un_tail; /* unclaimed, oldest first */
     size_t count;
-    size_t nunclaimed; /* on the unclaimed list: bounded by cfg.hub_max_unclaimed */
+    size_t nunclaimed;         /* on the unclaimed list: bounded by cfg.hub_max_unclaimed */
+    uint64_t resumes, relayed; /* stateful WebSocket resumes claimed; those relayed (/metrics) */
 };
 
 /* ---- lifetime ---- */
@@ -302,6 +303,8 @@ int hs_hubreg_claim(hs_server_t *srv, const hs_hub_dialect_t *dialect, const cha
         h->resumable = false;
         /* the connection cannot move: a resume elsewhere is relayed to its home (relay.c) */
         rc = h->home == io ? CLAIM_RESUME : CLAIM_RELAY;
+        reg->resumes++;
+        reg->relayed += rc == CLAIM_RELAY;
         goto out;
     }
     rc = 409;
@@ -347,14 +350,16 @@ void hs_hubreg_new_id(char out[23])
     hs_base64url_encode(r, sizeof(r), out);
 }
 
-void hs_hubreg_counts(hs_server_t *srv, size_t *registered, size_t *unclaimed)
+void hs_hubreg_counts(hs_server_t *srv, hs_hubreg_counts_t *out)
 {
     struct hs_hubreg *reg = srv->hubreg;
-    *registered = *unclaimed = 0;
+    memset(out, 0, sizeof(*out));
     if (!reg)
         return;
     pthread_mutex_lock(&reg->mu);
-    *registered = reg->count;
-    *unclaimed = reg->nunclaimed;
+    out->registered = reg->count;
+    out->unclaimed = reg->nunclaimed;
+    out->resumes = reg->resumes;
+    out->relayed = reg->relayed;
     pthread_mutex_unlock(&reg->mu);
 }

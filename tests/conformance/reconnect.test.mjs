@@ -274,9 +274,9 @@ test('stateful reconnect: a resume that reaches another IO thread is relayed to 
   // (200 ms): it cannot see the token and hands each resume to either IO thread, as it must for
   // TLS. Kills go on until two resumes were relayed (each lands elsewhere with odds 1/2).
   const srv = await startServer({ flags: ['--log-level', 'debug', '--io-threads', '2', '--hub-disconnect-timeout-ms', '3000'] });
+  const relayed = () => srv.logRecords().filter((r) => r.msg === 'hub connection relayed from another IO thread').length;
   try {
     for (const msgpack of [false, true]) {
-      const relayed = () => srv.logRecords().filter((r) => r.msg === 'hub connection relayed from another IO thread').length;
       const before = relayed();
       const id = await killedSockets(srv, {
         msgpack,
@@ -287,6 +287,11 @@ test('stateful reconnect: a resume that reaches another IO thread is relayed to 
       assert.ok(relayed() - before >= 2, `at least two resumes were relayed (${relayed() - before} in 24 kills)`);
       assert.ok(srv.logRecords().some((r) => r.msg === 'hub connection relayed from another IO thread' && r.connectionId === id));
     }
+    // /metrics counts them: every relayed resume, among all resumes
+    const text = (await srv.request('GET', '/metrics')).text;
+    const metric = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(metric('hubstream_signalr_relayed_resumes_total'), relayed(), text.split('\n').filter((l) => l.includes('resumes')).join('\n'));
+    assert.ok(metric('hubstream_signalr_resumes_total') >= relayed());
   } finally {
     await srv.stop();
   }
