@@ -272,7 +272,7 @@ static const hs_hub_method_t es_methods[] = {
 static hs_hubsub_t *find_es(hs_hub_t *h, const char *sub_id)
 {
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (s->es && !s->done && strcmp(s->es_id, sub_id) == 0)
+        if (s->es && !s->done && strcmp(s->es->id, sub_id) == 0)
             return s;
     return NULL;
 }
@@ -284,10 +284,10 @@ static void save_cursors(hs_hub_t *h, hs_hubsub_t *only)
 {
     size_t n = 0;
     if (only) /* already unlinked from the list */
-        n = only->es && only->es_pos > only->es_saved;
+        n = only->es && only->es->pos > only->es->saved;
     else
         for (hs_hubsub_t *s = h->subs; s; s = s->next)
-            n += s->es && s->es_pos > s->es_saved;
+            n += s->es && s->es->pos > s->es->saved;
     if (!n)
         return;
     char *arena;
@@ -300,13 +300,13 @@ static void save_cursors(hs_hub_t *h, hs_hubsub_t *only)
     op->cursors = (hs_es_cursor_t *)(op + 1);
     hs_hubsub_t *s = only ? only : h->subs;
     for (; s && op->ncursors < n; s = only ? NULL : s->next) {
-        if (!s->es || s->es_pos <= s->es_saved)
+        if (!s->es || s->es->pos <= s->es->saved)
             continue;
         hs_es_cursor_t *cur = &op->cursors[op->ncursors++];
-        memcpy(cur->id, s->es_id, sizeof cur->id);
-        cur->position = s->es_pos;
-        cur->version = s->es_ver;
-        s->es_saved = s->es_pos;
+        memcpy(cur->id, s->es->id, sizeof cur->id);
+        cur->position = s->es->pos;
+        cur->version = s->es->ver;
+        s->es->saved = s->es->pos;
     }
     e->kind = HS_INGEST_ES_CURSOR;
     e->stream = "";
@@ -330,7 +330,7 @@ static void es_prestop(hs_hub_t *h)
 {
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
         if (s->es)
-            s->es_frozen = true;
+            s->es->frozen = true;
     save_cursors(h, NULL);
 }
 
@@ -338,9 +338,9 @@ static void es_sub_freed(hs_hub_t *h, hs_hubsub_t *hs)
 {
     if (hs->es && h->io)
         save_cursors(h, hs);
-    if (hs->es && hs->es_carry) {
-        hs_block_unref(hs->es_carry);
-        hs->es_carry = NULL;
+    if (hs->es && hs->es->carry) {
+        hs_block_unref(hs->es->carry);
+        hs->es->carry = NULL;
     }
 }
 
@@ -398,9 +398,9 @@ static int add_es(hs_hub_t *h, const char *id, const char *stream, size_t len, i
     if (rc)
         return rc;
     hs_hubsub_t *hs = h->subs; /* hs_hub_add_sub puts it first */
-    memcpy(hs->es_id, id, sizeof hs->es_id);
-    hs->es_pos = hs->es_saved = pos;
-    hs->es_ver = ver;
+    memcpy(hs->es->id, id, sizeof hs->es->id);
+    hs->es->pos = hs->es->saved = pos;
+    hs->es->ver = ver;
     return 0;
 }
 
@@ -413,7 +413,7 @@ static void pause_hub(hs_hub_t *h, bool paused)
             next = s->next;
             if (!s->es || s->done)
                 continue;
-            if (!hold(h, s->es_id, s->sub->stream, s->sub->stream_len, s->es_pos, s->es_ver)) {
+            if (!hold(h, s->es->id, s->sub->stream, s->sub->stream_len, s->es->pos, s->es->ver)) {
                 hs_hub_fail_oom(h);
                 return;
             }
@@ -499,7 +499,7 @@ static void on_ctl(hs_io_t *io, ctl_t *c)
         }
         bool here = false;
         for (hs_hubsub_t *s = h->subs; s && !here; s = s->next)
-            here = s->es && !s->done && strcmp(s->es_id, c->replay->sub_id) == 0;
+            here = s->es && !s->done && strcmp(s->es->id, c->replay->sub_id) == 0;
         for (held_t *x = *held_of(h); x && !here; x = x->next)
             here = strcmp(x->id, c->replay->sub_id) == 0;
         if (here)
@@ -611,7 +611,7 @@ static void on_ingest_done(hs_ingest_t *e)
             drop_held(h, c->op.sub_id);
             hs_hubsub_t *s = find_es(h, c->op.sub_id);
             if (s) {
-                s->es_saved = s->es_pos; /* its row is gone */
+                s->es->saved = s->es->pos; /* its row is gone */
                 hs_hub_sub_free(h, s);
             }
         }

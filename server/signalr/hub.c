@@ -414,7 +414,7 @@ static void cancel(hs_hub_t *h, const hs_hubmsg_t *m)
     if (!s || s->done)
         return; /* unknown or finished: ignored */
     char id[HS_HUB_ID_MAX + 1];
-    memcpy(id, s->id, sizeof(id));
+    snprintf(id, sizeof(id), "%s", s->id);
     hs_hub_sub_free(h, s);
     hs_hub_complete(h, id, NULL, NULL, 0);
 }

@@ -36,6 +36,7 @@
 
 typedef struct hs_hub hs_hub_t;
 typedef struct hs_hubsub hs_hubsub_t;
+typedef struct hs_hubsub_es hs_hubsub_es_t;
 typedef struct hs_hubreq hs_hubreq_t;
 typedef struct hs_relay hs_relay_t;
 
@@ -160,24 +161,23 @@ struct hs_hubsub {
     hs_sub_t *sub;
     hs_hub_t *hub;
     hs_hubsub_t *prev, *next;
-    bool push;
-    bool done; /* ended: its end record is queued */
     /* /eventstreamhub: events go out as one Invocation per publish, target the stream name,
      * arguments [a string holding a JSON array of PascalCase events, {}]; the subscriber's
      * cursor is the last event packed, stored by the writer from time to time (es.c). Only such
-     * a subscription has the fields from es_id on: the others are allocated without them (see
-     * HS_HUBSUB_SIZE), so every use of one is behind a check of es. */
-    bool es;
-    char id[HS_HUB_ID_MAX + 1];
-    char es_id[37];
-    int64_t es_pos, es_ver; /* the last event packed */
-    int64_t es_saved;       /* the position last sent to be stored */
-    bool es_frozen;         /* the server is stopping: nothing more is packed */
-    hs_block_t *es_carry;   /* popped, but the first of the next array (es_group) */
+     * a subscription has this state (in the same allocation); NULL for /hub's. */
+    hs_hubsub_es_t *es;
+    bool push;
+    bool done; /* ended: its end record is queued */
+    char id[]; /* streaming: its invocation id (at most HS_HUB_ID_MAX bytes); push: "" */
 };
 
-/* The bytes allocated for a subscription (es: an /eventstreamhub one). */
-#define HS_HUBSUB_SIZE(es) ((es) ? sizeof(hs_hubsub_t) : offsetof(hs_hubsub_t, es_id))
+struct hs_hubsub_es {
+    char id[37];       /* the subscriber id */
+    bool frozen;       /* the server is stopping: nothing more is packed */
+    int64_t pos, ver;  /* the last event packed */
+    int64_t saved;     /* the position last sent to be stored */
+    hs_block_t *carry; /* popped, but the first of the next array (es_group) */
+};
 
 /* A connection's stateful reconnect (home thread): 112 bytes that most connections never use,
  * so they are not part of hs_hub_t. */

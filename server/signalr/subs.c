@@ -24,7 +24,11 @@ int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
     hs_server_t *srv = h->srv;
     if (h->nsubs >= srv->cfg.max_subscriptions)
         return HS_EBUSY;
-    hs_hubsub_t *hs = calloc(1, HS_HUBSUB_SIZE(es));
+    /* one allocation: the invocation id sized to it, then (/eventstreamhub) its own state */
+    size_t idl = id ? strnlen(id, HS_HUB_ID_MAX) : 0;
+    size_t base = offsetof(hs_hubsub_t, id) + idl + 1;
+    size_t es_at = (base + _Alignof(hs_hubsub_es_t) - 1) & ~(_Alignof(hs_hubsub_es_t) - 1);
+    hs_hubsub_t *hs = calloc(1, es ? es_at + sizeof(hs_hubsub_es_t) : base);
     hs_sub_t *s = hs ? hs_sub_create(stream, len, NULL, 0, srv->cfg.outbox_bytes) : NULL;
     if (!s) {
         free(hs);
@@ -46,9 +50,10 @@ int hs_hub_add_sub(hs_hub_t *h, const char *stream, size_t len, bool push, const
     hs->sub = s;
     hs->hub = h;
     hs->push = push;
-    hs->es = es;
-    if (id)
-        snprintf(hs->id, sizeof(hs->id), "%s", id);
+    if (es)
+        hs->es = (hs_hubsub_es_t *)((char *)hs + es_at);
+    memcpy(hs->id, id ? id : "", idl);
+    hs->id[idl] = '\0';
     hs->next = h->subs;
     if (h->subs)
         h->subs->prev = hs;
@@ -251,14 +256,14 @@ static long es_group(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *arr, size_t room)
         return -1;
     arr->len = room;
     for (;;) {
-        hs_block_t *b = hs->es_carry;
-        hs->es_carry = NULL;
+        hs_block_t *b = hs->es->carry;
+        hs->es->carry = NULL;
         if (!b)
             b = hs_sub_pop_spsc(hs->sub, hs_fanout_block_size);
         if (!b)
             break;
         if (n && b->kind == HS_BLOCK_EVENT && b->time_us != time_us) {
-            hs->es_carry = b;
+            hs->es->carry = b;
             break;
         }
         time_us = b->time_us;
@@ -275,8 +280,8 @@ static long es_group(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *arr, size_t room)
             hs_block_unref(b);
             return -1;
         }
-        hs->es_pos = b->position;
-        hs->es_ver = b->version;
+        hs->es->pos = b->position;
+        hs->es->ver = b->version;
         hs_ctr_add(&h->io->m.delivered[HS_MD_SIGNALR], 1);
         bool last = b->flags & HS_BLOCK_F_LAST;
         hs_block_unref(b);
@@ -293,7 +298,7 @@ static bool pack_es(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, s
 {
     hs_buf_t arr = {0};
     bool full = false;
-    while (!hs->done && !hs->es_frozen) {
+    while (!hs->done && !hs->es->frozen) {
         if (out->len - start >= budget ||
             (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)) {
             full = true;
@@ -430,7 +435,7 @@ bool hs_hub_has_output(hs_hub_t *h)
     if (h->stateful && h->st->replay.len >= h->srv->cfg.hub_stateful_buffer)
         return false;
     for (hs_hubsub_t *s = h->subs; s; s = s->next)
-        if (!hs_sub_empty(s->sub) || (s->es && s->es_carry))
+        if (!hs_sub_empty(s->sub) || (s->es && s->es->carry))
             return true;
     return false;
 }
