@@ -17,8 +17,10 @@
  *                          close once what is queued is written, or drop the socket at once
  *
  * Bounds: one OUT is in flight (the next is packed when SENT comes back, so the near thread
- * holds at most one batch of about HS_WRITE_BUDGET); input the home thread has not taken yet
- * is at most RELAY_IN_MAX bytes (then the near thread stops reading until TAKEN comes back), and
+ * holds one batch: about HS_WRITE_BUDGET, or a single larger record such as a Read answer, which
+ * stays charged to the read budget until written); input the home thread has not taken yet is
+ * at most RELAY_IN_MAX bytes and one read (then the near thread stops reading until TAKEN
+ * comes back), and
  * the home thread's own input flow (hs_hub_tops_t.pause_input) travels as CTL. OPEN, GONE and
  * CTL are nodes of the relay itself: they need no allocation, and CTL is posted again only
  * after the near thread took the last one. Every message holds a reference to the relay; the
