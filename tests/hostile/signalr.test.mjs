@@ -65,28 +65,38 @@ function cheapInvocations(from, n, pad = 0) {
   return s;
 }
 
+/**
+ * Client h sends 100,000 invocations (~12 MB of answers with 64-digit ids: more than the kernel
+ * buffers of both ends hold) and reads nothing for 3 s: the server's RSS must grow by less than
+ * 20 MB (without sanitizers) and it must have stopped reading (over 1 MB left unsent in the
+ * client). Then h reads: every invocation is answered once, in order, on the same connection.
+ */
+async function floodWithoutReading(srv, h, who) {
+  h.socket.pause(); // read nothing from here on
+  const base = rssKb(srv.pid);
+  const N = 100000;
+  for (let i = 0; i < N; i += 1000) h.ws.send(cheapInvocations(i + 1, 1000, 64));
+  await sleep(3000);
+  const grown = rssKb(srv.pid) - base;
+  console.log(`# ${N} invocations from ${who} that reads nothing: server RSS +${(grown / 1024).toFixed(1)} MB, ` +
+    `${(h.ws.bufferedAmount / 1e6).toFixed(1)} MB still waiting in the client`);
+  if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
+  assert.ok(h.ws.bufferedAmount > 1e6, 'the client could not send everything: the server stopped reading');
+  h.socket.resume();
+  await h.waitFor(() => h.completions >= N, 60000, `${N} completions`);
+  const ids = h.records.filter((x) => x.type === 3).map((x) => Number(x.invocationId));
+  assert.equal(h.closed, false, `the connection is still open: ${ids.length} answers, then ${JSON.stringify(h.records.slice(-3))}`);
+  assert.equal(ids.length, N);
+  assert.ok(ids.every((id, i) => id === i + 1), 'every invocation answered once, in order');
+}
+
 test('a WebSocket client that invokes and never reads: the server stops reading it, holds little, and answers everything once it reads', async () => {
   const srv = await startServer({ name: 'hostile-noread' });
   await guarded(async () => {
     const h = new RawHub(srv.port);
     try {
       await h.ready;
-      h.socket.pause(); // read nothing from here on
-      const base = rssKb(srv.pid);
-      // ~12 MB of answers (64-digit ids): more than the kernel buffers of both ends hold
-      const N = 100000;
-      for (let i = 0; i < N; i += 1000) h.ws.send(cheapInvocations(i + 1, 1000, 64));
-      await sleep(3000);
-      const grown = rssKb(srv.pid) - base;
-      console.log(`# ${N} invocations from a client that reads nothing: server RSS +${(grown / 1024).toFixed(1)} MB, ` +
-        `${(h.ws.bufferedAmount / 1e6).toFixed(1)} MB still waiting in the client`);
-      if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
-      assert.ok(h.ws.bufferedAmount > 1e6, 'the client could not send everything: the server stopped reading');
-      h.socket.resume();
-      await h.waitFor(() => h.completions >= N, 60000, `${N} completions`);
-      const ids = h.records.filter((x) => x.type === 3).map((x) => Number(x.invocationId));
-      assert.equal(ids.length, N);
-      assert.ok(ids.every((id, i) => id === i + 1), 'every invocation answered once, in order');
+      await floodWithoutReading(srv, h, 'a client');
     } finally {
       h.close();
     }
@@ -130,22 +140,7 @@ test('a relayed stateful client (its resume reached another IO thread) that invo
     try {
       await h.ready;
       h = await relayedResume(srv, h, neg.json.connectionToken);
-      h.socket.pause(); // read nothing from here on
-      const base = rssKb(srv.pid);
-      const N = 100000;
-      for (let i = 0; i < N; i += 1000) h.ws.send(cheapInvocations(i + 1, 1000, 64));
-      await sleep(3000);
-      const grown = rssKb(srv.pid) - base;
-      console.log(`# ${N} invocations through a relay from a client that reads nothing: server RSS +${(grown / 1024).toFixed(1)} MB, ` +
-        `${(h.ws.bufferedAmount / 1e6).toFixed(1)} MB still waiting in the client`);
-      if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
-      assert.ok(h.ws.bufferedAmount > 1e6, 'the client could not send everything: the relay stopped reading');
-      h.socket.resume();
-      await h.waitFor(() => h.completions >= N, 60000, `${N} completions`);
-      const ids = h.records.filter((x) => x.type === 3).map((x) => Number(x.invocationId));
-      assert.equal(h.closed, false, `the connection is still open: ${ids.length} answers, then ${JSON.stringify(h.records.slice(-3))}`);
-      assert.equal(ids.length, N);
-      assert.ok(ids.every((id, i) => id === i + 1), 'every invocation answered once, in order');
+      await floodWithoutReading(srv, h, 'a relayed client');
     } finally {
       h.close();
     }
