@@ -107,17 +107,23 @@ test('curl over HTTPS with the certificate as its CA', { skip: spawnSync('curl',
   assert.equal(JSON.parse(out).lastVersion, 1);
 });
 
+/** Runs lib/tls-client.mjs (trusting the first certificate) with args; its result line, parsed
+ *  and checked to be ok, with the raw line as `line`. */
+function tlsClient(args, timeout) {
+  const r = spawnSync(process.execPath, [path.join(HERE, 'lib', 'tls-client.mjs'), base, ...args], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: files.a.cert },
+    encoding: 'utf8',
+    timeout,
+  });
+  const line = r.stdout.trim().split('\n').pop() || '{}';
+  const res = JSON.parse(line);
+  assert.ok(res.ok, `client: ${line} ${r.stderr}`);
+  return { ...res, line };
+}
+
 for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
   test(`the official SignalR client over TLS (${transport}${transport === 'WebSockets' ? ': wss' : ''})`, async () => {
-    const stream = uniqueStream(`tls-hub-${transport}`);
-    const r = spawnSync(process.execPath, [path.join(HERE, 'lib', 'tls-client.mjs'), base, transport, stream], {
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: files.a.cert },
-      encoding: 'utf8',
-      timeout: 20000,
-    });
-    const line = r.stdout.trim().split('\n').pop() || '{}';
-    const res = JSON.parse(line);
-    assert.ok(res.ok, `client: ${line} ${r.stderr}`);
+    const res = tlsClient([transport, uniqueStream(`tls-hub-${transport}`)], 20000);
     assert.deepEqual(res.data, { via: transport });
   });
 }
@@ -125,17 +131,8 @@ for (const transport of ['WebSockets', 'ServerSentEvents', 'LongPolling']) {
 test('stateful reconnect over TLS: killed sockets resume the same connection, whichever IO thread they reach', async () => {
   // the acceptor cannot read the token of an encrypted request: a resume reaches either IO
   // thread, and one that is not the connection's is relayed to it
-  const stream = uniqueStream('tls-stateful');
-  const kills = 6;
-  const r = spawnSync(process.execPath, [path.join(HERE, 'lib', 'tls-client.mjs'), base, 'WebSockets', stream, String(kills)], {
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: files.a.cert },
-    encoding: 'utf8',
-    timeout: 30000,
-  });
-  const line = r.stdout.trim().split('\n').pop() || '{}';
-  const res = JSON.parse(line);
-  assert.ok(res.ok, `client: ${line} ${r.stderr}`);
-  assert.equal(res.reconnecting, 0, `no resume failed into a full reconnect: ${line}`);
+  const res = tlsClient(['WebSockets', uniqueStream('tls-stateful'), '6'], 30000);
+  assert.equal(res.reconnecting, 0, `no resume failed into a full reconnect: ${res.line}`);
   assert.equal(res.sameId, true, 'the same connection throughout');
   assert.deepEqual(res.versions, [1, 2, 3, 4, 5, 6], 'each Publish sent during an outage ran once, in order');
   assert.deepEqual(res.data, { via: 'WebSockets' });
