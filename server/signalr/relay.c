@@ -308,8 +308,10 @@ void hs_relay_want_write(hs_hub_t *h)
     relay_msg_t *m = calloc(1, sizeof(*m));
     if (!m || hs_buf_reserve(&m->buf, LWS_PRE + 256)) {
         free(m);
-        hs_relay_release(h, true); /* out of memory: drop the socket; the connection ends */
-        hs_hub_end(h);
+        /* out of memory: the socket is dropped, and its GONE detaches the connection as any
+         * dropped socket does (the client resumes, or the connection expires); nothing of the
+         * connection changes under the caller here */
+        set_ctl(r, CTL_KILL, true);
         return;
     }
     m->buf.len = LWS_PRE;
