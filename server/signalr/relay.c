@@ -305,6 +305,11 @@ void hs_relay_want_write(hs_hub_t *h)
     hs_relay_t *r = h->relay;
     if (!r || r->out_busy)
         return;
+    if (!hs_hub_has_output(h)) {
+        if (h->closing)
+            set_ctl(r, CTL_CLOSE, true); /* the Close record is out: close after it */
+        return;
+    }
     relay_msg_t *m = calloc(1, sizeof(*m));
     if (!m || hs_buf_reserve(&m->buf, LWS_PRE + 256)) {
         free(m);
@@ -319,9 +324,7 @@ void hs_relay_want_write(hs_hub_t *h)
     m->op = OP_OUT;
     m->r = relay_ref(r);
     if (!hs_hub_pack(h, &m->buf, HS_WRITE_BUDGET)) {
-        msg_free(m);
-        if (h->closing && !hs_hub_has_output(h))
-            set_ctl(r, CTL_CLOSE, true);
+        msg_free(m); /* what waits could not be packed yet (a full replay buffer) */
         return;
     }
     m->charge = h->out_charge; /* the message carries it until written */
