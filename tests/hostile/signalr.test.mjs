@@ -69,9 +69,10 @@ function cheapInvocations(from, n, pad = 0) {
  * Client h sends 100,000 invocations (~12 MB of answers with 64-digit ids: more than the kernel
  * buffers of both ends hold) and reads nothing for 3 s: the server's RSS must grow by less than
  * 20 MB (without sanitizers) and it must have stopped reading (over 1 MB left unsent in the
- * client). Then h reads: every invocation is answered once, in order, on the same connection.
+ * client). Then h reads: every invocation is answered once, in order, on the same connection
+ * (unless `answered` is false: a resumed client whose first records the server skips).
  */
-async function floodWithoutReading(srv, h, who) {
+async function floodWithoutReading(srv, h, who, { answered = true } = {}) {
   h.socket.pause(); // read nothing from here on
   const base = rssKb(srv.pid);
   const N = 100000;
@@ -82,6 +83,7 @@ async function floodWithoutReading(srv, h, who) {
     `${(h.ws.bufferedAmount / 1e6).toFixed(1)} MB still waiting in the client`);
   if (!srv.isSanitized()) assert.ok(grown < 20 * 1024, `server RSS grew by ${(grown / 1024).toFixed(1)} MB`);
   assert.ok(h.ws.bufferedAmount > 1e6, 'the client could not send everything: the server stopped reading');
+  if (!answered) return;
   h.socket.resume();
   await h.waitFor(() => h.completions >= N, 60000, `${N} completions`);
   const ids = h.records.filter((x) => x.type === 3).map((x) => Number(x.invocationId));
@@ -190,6 +192,32 @@ test('a relayed connection: a direct resume takes it back, an oversized message 
       h.close();
     }
   }, () => srv.stop(), () => open.forEach((x) => x.close()));
+});
+
+test('a resume that takes over a socket the server had stopped reading is itself read only as far as the connection allows', async () => {
+  // the old socket still open (the server did not see it die) and paused for backpressure: the
+  // new one must not inherit "paused" as a state while lws reads it freely
+  const srv = await startServer({ name: 'hostile-takeover' });
+  await guarded(async () => {
+    const neg = await srv.request('POST', '/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true');
+    const token = neg.json.connectionToken;
+    const old = new RawHub(srv.port, { token, version: 2 });
+    let h;
+    try {
+      await old.ready;
+      old.socket.pause();
+      for (let i = 0; i < 100000; i += 1000) old.ws.send(cheapInvocations(i + 1, 1000, 64));
+      await sleep(1000);
+      assert.ok(old.ws.bufferedAmount > 0, 'the server stopped reading the old socket');
+      // the resume numbers its records from 1: what the server handled already is skipped
+      h = new RawHub(srv.port, { token, resume: true, autoAck: true });
+      await h.ready;
+      await floodWithoutReading(srv, h, 'a client that took over a paused socket', { answered: false });
+    } finally {
+      old.close();
+      h?.close();
+    }
+  }, () => srv.stop());
 });
 
 test('a stateful client that reads but never acknowledges: the replay buffer stays bounded and the client is closed', async () => {
