@@ -156,8 +156,9 @@ int hs_hubproto_sequence(hs_buf_t *out, hs_hubfmt_t fmt, int64_t seq);
 /*
  * Encodes one JSON value (validated) as one MessagePack value, appended to out: objects → maps
  * (member order kept), arrays → arrays, strings → str (unescaped), integers that fit int64 →
- * the smallest int / uint encoding, other numbers → float64, true / false / null → bool / nil.
- * Returns 0, HS_EINVAL (not valid JSON), HS_ENOMEM.
+ * the smallest int / uint encoding, larger ones that fit uint64 → uint64, other numbers →
+ * float64, true / false / null → bool / nil. One pass that validates as it writes
+ * (proto/json_mp.c). Returns 0, HS_EINVAL (not valid JSON; out as it was), HS_ENOMEM.
  */
 int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_buf_t *out);
 

@@ -4,6 +4,8 @@
  */
 #include "proto/json.h"
 
+#include "proto/json_scan.h"
+
 #include "util/utf8.h"
 
 #include <stdio.h>
@@ -11,130 +13,11 @@
 
 #include "hubstream/hubstream.h"
 
-typedef struct scan {
-    const char *s;
-    size_t n, i;
-    const char *err;
-} scan_t;
-
-static void ws(scan_t *c)
-{
-    while (c->i < c->n) {
-        char ch = c->s[c->i];
-        if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r')
-            break;
-        c->i++;
-    }
-}
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-static int string(scan_t *c)
-{
-    c->i++; /* opening quote */
-    while (c->i < c->n) {
-        unsigned char ch = (unsigned char)c->s[c->i];
-        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
-            c->i++; /* plain ASCII, most of any string: no call per character */
-            continue;
-        }
-        if (ch == '"') {
-            c->i++;
-            return 0;
-        }
-        if (ch < 0x20) {
-            c->err = "control character in string";
-            return -1;
-        }
-        if (ch == '\\') {
-            if (c->i + 1 >= c->n)
-                break;
-            char e = c->s[c->i + 1];
-            if (e == 'u') {
-                if (c->i + 6 > c->n)
-                    break;
-                for (int k = 2; k < 6; k++)
-                    if (hexval(c->s[c->i + k]) < 0) {
-                        c->err = "bad \\u escape";
-                        return -1;
-                    }
-                c->i += 6;
-            } else if (strchr("\"\\/bfnrt", e) && e) {
-                c->i += 2;
-            } else {
-                c->err = "bad escape";
-                return -1;
-            }
-            continue;
-        }
-        size_t l = hs_utf8_char((const unsigned char *)c->s + c->i, c->n - c->i, NULL);
-        if (!l) {
-            c->err = "invalid UTF-8";
-            return -1;
-        }
-        c->i += l;
-    }
-    c->err = "unterminated string";
-    return -1;
-}
-
-static int digits(scan_t *c)
-{
-    size_t start = c->i;
-    while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9')
-        c->i++;
-    return c->i > start ? 0 : -1;
-}
-
-static int number(scan_t *c)
-{
-    if (c->s[c->i] == '-')
-        c->i++;
-    if (c->i < c->n && c->s[c->i] == '0')
-        c->i++;
-    else if (digits(c))
-        goto bad;
-    if (c->i < c->n && c->s[c->i] == '.') {
-        c->i++;
-        if (digits(c))
-            goto bad;
-    }
-    if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
-        c->i++;
-        if (c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
-            c->i++;
-        if (digits(c))
-            goto bad;
-    }
-    return 0;
-bad:
-    c->err = "bad number";
-    return -1;
-}
-
-static int literal(scan_t *c, const char *lit)
-{
-    size_t l = strlen(lit);
-    if (c->n - c->i < l || memcmp(c->s + c->i, lit, l) != 0) {
-        c->err = "unexpected token";
-        return -1;
-    }
-    c->i += l;
-    return 0;
-}
+typedef hs_jscan_t scan_t;
 
 static int value(scan_t *c, int depth, hs_json_type_t *type)
 {
-    ws(c);
+    hs_jscan_ws(c);
     if (c->i >= c->n) {
         c->err = "unexpected end";
         return -1;
@@ -151,7 +34,7 @@ static int value(scan_t *c, int depth, hs_json_type_t *type)
             return -1;
         }
         c->i++;
-        ws(c);
+        hs_jscan_ws(c);
         if (c->i < c->n && c->s[c->i] == close) {
             c->i++;
             break;
@@ -159,14 +42,14 @@ static int value(scan_t *c, int depth, hs_json_type_t *type)
         for (;;) {
             hs_json_type_t sub;
             if (t == HS_JSON_OBJECT) {
-                ws(c);
+                hs_jscan_ws(c);
                 if (c->i >= c->n || c->s[c->i] != '"') {
                     c->err = "expected a member name";
                     return -1;
                 }
-                if (string(c))
+                if (hs_jscan_string(c, NULL))
                     return -1;
-                ws(c);
+                hs_jscan_ws(c);
                 if (c->i >= c->n || c->s[c->i] != ':') {
                     c->err = "expected ':'";
                     return -1;
@@ -175,7 +58,7 @@ static int value(scan_t *c, int depth, hs_json_type_t *type)
             }
             if (value(c, depth + 1, &sub))
                 return -1;
-            ws(c);
+            hs_jscan_ws(c);
             if (c->i < c->n && c->s[c->i] == ',') {
                 c->i++;
                 continue;
@@ -191,28 +74,28 @@ static int value(scan_t *c, int depth, hs_json_type_t *type)
     }
     case '"':
         t = HS_JSON_STRING;
-        if (string(c))
+        if (hs_jscan_string(c, NULL))
             return -1;
         break;
     case 't':
         t = HS_JSON_TRUE;
-        if (literal(c, "true"))
+        if (hs_jscan_literal(c, "true", 4))
             return -1;
         break;
     case 'f':
         t = HS_JSON_FALSE;
-        if (literal(c, "false"))
+        if (hs_jscan_literal(c, "false", 5))
             return -1;
         break;
     case 'n':
         t = HS_JSON_NULL;
-        if (literal(c, "null"))
+        if (hs_jscan_literal(c, "null", 4))
             return -1;
         break;
     default:
         if (ch == '-' || (ch >= '0' && ch <= '9')) {
             t = HS_JSON_NUMBER;
-            if (number(c))
+            if (hs_jscan_number(c, NULL))
                 return -1;
             break;
         }
@@ -226,12 +109,12 @@ static int value(scan_t *c, int depth, hs_json_type_t *type)
 int hs_json_parse(const char *s, size_t n, hs_json_span_t *out, char *why, size_t whylen)
 {
     scan_t c = {s, n, 0, NULL};
-    ws(&c);
+    hs_jscan_ws(&c);
     size_t start = c.i;
     hs_json_type_t t;
     if (value(&c, 0, &t) == 0) {
         size_t end = c.i;
-        ws(&c);
+        hs_jscan_ws(&c);
         if (c.i == c.n) {
             out->p = s + start;
             out->n = end - start;
@@ -276,22 +159,22 @@ static bool next_item(const hs_json_span_t *v, size_t *pos, hs_json_span_t *key,
                       hs_json_span_t *val)
 {
     scan_t c = {v->p, v->n, *pos ? *pos : 1, NULL};
-    ws(&c);
+    hs_jscan_ws(&c);
     if (c.i >= c.n || c.s[c.i] == '}' || c.s[c.i] == ']')
         return false;
     if (c.s[c.i] == ',') {
         c.i++;
-        ws(&c);
+        hs_jscan_ws(&c);
     }
     if (key) {
         size_t ks = c.i;
-        (void)string(&c);
+        (void)hs_jscan_string(&c, NULL);
         key->p = c.s + ks;
         key->n = c.i - ks;
         key->type = HS_JSON_STRING;
-        ws(&c);
+        hs_jscan_ws(&c);
         c.i++; /* ':' */
-        ws(&c);
+        hs_jscan_ws(&c);
     }
     size_t vs = c.i;
     skip_value(&c);
@@ -324,7 +207,8 @@ size_t hs_json_array_len(const hs_json_span_t *arr)
 
 static uint32_t hex4(const char *p)
 {
-    return (uint32_t)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
+    return (uint32_t)(hs_jscan_hexval(p[0]) << 12 | hs_jscan_hexval(p[1]) << 8 |
+                      hs_jscan_hexval(p[2]) << 4 | hs_jscan_hexval(p[3]));
 }
 
 long hs_json_unescape(const hs_json_span_t *str, char *out, size_t cap)

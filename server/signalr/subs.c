@@ -91,21 +91,26 @@ static const hs_block_mp_t *block_mp(hs_block_t *b)
     hs_block_mp_t *mp = atomic_load_explicit(&b->mp, memory_order_acquire);
     if (mp)
         return mp;
+    /* built in place after its header (about as long as the JSON: one allocation, shrunk to
+     * fit after) */
     hs_buf_t buf = {0};
-    /* about as long as the JSON: one allocation rather than a few growths */
-    if (hs_buf_reserve(&buf, b->json_len + 64) ||
-        hs_hubproto_json_to_msgpack(b->json, b->json_len, &buf)) {
+    if (hs_buf_reserve(&buf, sizeof(*mp) + b->json_len + 64)) {
         hs_buf_free(&buf);
         return NULL;
     }
-    mp = malloc(sizeof(*mp) + buf.len);
-    if (!mp) {
+    buf.len = sizeof(*mp);
+    if (hs_hubproto_json_to_msgpack(b->json, b->json_len, &buf) ||
+        buf.len - sizeof(*mp) > UINT32_MAX) {
         hs_buf_free(&buf);
         return NULL;
     }
-    mp->len = (uint32_t)buf.len;
-    memcpy(mp->bytes, buf.p, buf.len);
-    hs_buf_free(&buf);
+    mp = (hs_block_mp_t *)buf.p;
+    mp->len = (uint32_t)(buf.len - sizeof(*mp));
+    if (buf.cap > buf.len) {
+        hs_block_mp_t *fit = realloc(mp, buf.len);
+        if (fit)
+            mp = fit;
+    }
     hs_block_mp_t *expected = NULL;
     /* release pairs with the acquire load above in the threads that lose or come later */
     if (!atomic_compare_exchange_strong_explicit(&b->mp, &expected, mp, memory_order_acq_rel,

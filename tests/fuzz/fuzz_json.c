@@ -17,7 +17,10 @@
  *    compacting it again gives the same bytes;
  *  - hs_json_quote writes hs_json_quoted_len bytes (at most 6n + 2); the result always parses
  *    (bytes that are not UTF-8 become U+FFFD), and unescapes back to the input iff the input is
- *    valid UTF-8.
+ *    valid UTF-8;
+ *  - the MessagePack conversion (one pass, proto/json_mp.c) gives exactly the bytes of the
+ *    reference walk into msgpack-c's packer (tests/proto/json_mp_ref.h) for every valid
+ *    document, and refuses every invalid one without touching its output.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +30,7 @@
 #include "proto/hubproto.h"
 #include "proto/json.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tests/proto/json_mp_ref.h"
 
 static void check_string(const hs_json_span_t *s)
 {
@@ -200,11 +204,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_compact(&root);
         /* what MessagePack subscribers get of an event: the conversion takes every valid
          * document (ASan watches its reads and writes) */
-        hs_buf_t mp = {0};
+        hs_buf_t mp = {0}, ref = {0};
         CHECK(hs_hubproto_json_to_msgpack(s, size, &mp) == 0 && mp.len > 0);
+        /* the one-pass conversion makes exactly what the span walk into msgpack-c's packer
+         * makes (tests/proto/json_mp_ref.h) */
+        CHECK(ref_json_to_msgpack(s, size, &ref) == 0);
+        CHECK(mp.len == ref.len && memcmp(mp.p, ref.p, mp.len) == 0);
+        hs_buf_free(&ref);
         hs_buf_free(&mp);
     } else {
         CHECK(why[0] != '\0');
+        /* and it refuses what the validator refuses, leaving what it was given untouched */
+        hs_buf_t mp = {0};
+        CHECK(hs_buf_put(&mp, "x", 1) == 0);
+        CHECK(hs_hubproto_json_to_msgpack(s, size, &mp) == HS_EINVAL && mp.len == 1);
+        hs_buf_free(&mp);
     }
     check_quote(data, size);
     free(s);

@@ -8,6 +8,7 @@
 #include "hubstream/hubstream.h"
 #include "proto/hubproto.h"
 #include "proto/json.h"
+#include "tests/proto/json_mp_ref.h"
 
 static hs_buf_t scratch;
 static char why[200];
@@ -964,6 +965,131 @@ Test(hubproto, json_to_msgpack_picks_the_smallest_encoding)
                      bad[i]);
     cr_assert_eq(b.len, 0);
     hs_buf_free(&b);
+}
+
+/* hs_hubproto_json_to_msgpack against the reference walk into msgpack-c's packer
+ * (json_mp_ref.h): the same result code and the same bytes, appended after what was there. */
+static void same_as_packer(const char *json, size_t n)
+{
+    hs_buf_t got = {0}, want = {0};
+    cr_assert_eq(hs_buf_put(&got, "\x01\x02", 2), 0);
+    cr_assert_eq(hs_buf_put(&want, "\x01\x02", 2), 0);
+    int rc = hs_hubproto_json_to_msgpack(json, n, &got);
+    cr_assert_eq(rc, ref_json_to_msgpack(json, n, &want), "%.60s (%zu bytes)", json, n);
+    cr_assert_eq(got.len, want.len, "%.60s (%zu bytes)", json, n);
+    cr_assert(memcmp(got.p, want.p, got.len) == 0, "%.60s (%zu bytes)", json, n);
+    hs_buf_free(&got);
+    hs_buf_free(&want);
+}
+
+/* "[x,x,...]" or "{"kN":x,...}" with k entries of `item`, at most one level deep */
+static char *repeat_doc(size_t k, bool map, const char *item)
+{
+    size_t il = strlen(item), cap = k * (il + 16) + 3, o = 0;
+    char *s = malloc(cap);
+    cr_assert(s);
+    s[o++] = map ? '{' : '[';
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            s[o++] = ',';
+        if (map)
+            o += (size_t)snprintf(s + o, cap - o, "\"k%zu\":", i);
+        memcpy(s + o, item, il);
+        o += il;
+    }
+    s[o++] = map ? '}' : ']';
+    s[o] = '\0';
+    return s;
+}
+
+Test(hubproto, json_to_msgpack_matches_the_packer_at_every_header_boundary)
+{
+    /* counts where a map's or an array's header grows (1, 3, 5 bytes), nested in each other */
+    const size_t counts[] = {0, 1, 15, 16, 17, 255, 256, 65535, 65536, 65537};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(*counts); i++)
+        for (int map = 0; map < 2; map++) {
+            char *d = repeat_doc(counts[i], map, "1");
+            same_as_packer(d, strlen(d));
+            char *outer = repeat_doc(20, !map, d); /* 20 of them: each moved again */
+            same_as_packer(outer, strlen(outer));
+            free(outer);
+            free(d);
+        }
+    /* strings whose header class changes at 32, 256 and 65536 bytes, with and without escapes:
+     * an escaped text longer than a boundary may unescape to below it */
+    const size_t lens[] = {0,   1,   30,  31,    32,    33,    34,    254,  255,
+                           256, 257, 258, 65534, 65535, 65536, 65537, 65538};
+    const char *fills[] = {"a", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\ud800"};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(*lens); i++)
+        for (size_t f = 0; f < sizeof(fills) / sizeof(*fills); f++) {
+            size_t fl = strlen(fills[f]), n = 0, cap = lens[i] + fl + 8;
+            char *s = malloc(cap);
+            s[n++] = '"';
+            while (n - 1 + fl <= lens[i]) {
+                memcpy(s + n, fills[f], fl);
+                n += fl;
+            }
+            while (n - 1 < lens[i])
+                s[n++] = 'z';
+            s[n++] = '"';
+            same_as_packer(s, n); /* not NUL-terminated: ASan watches the end */
+            char *asmap = malloc(2 * n + 8);
+            int m = snprintf(asmap, 2 * n + 8, "{%.*s:%.*s}", (int)n, s, (int)n, s);
+            same_as_packer(asmap, (size_t)m);
+            free(asmap);
+            free(s);
+        }
+    /* numbers at every integer encoding's edge, and those that are not integers */
+    const char *nums[] = {"0",
+                          "-0",
+                          "127",
+                          "128",
+                          "255",
+                          "256",
+                          "65535",
+                          "65536",
+                          "4294967295",
+                          "4294967296",
+                          "9223372036854775807",
+                          "9223372036854775808",
+                          "18446744073709551615",
+                          "18446744073709551616",
+                          "-31",
+                          "-32",
+                          "-33",
+                          "-128",
+                          "-129",
+                          "-32768",
+                          "-32769",
+                          "-2147483648",
+                          "-2147483649",
+                          "-9223372036854775808",
+                          "-9223372036854775809",
+                          "1.0",
+                          "1e2",
+                          "-1E-2",
+                          "0.1",
+                          "123456789012345678901234567890123456789012345678901234567890123",
+                          "1234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(*nums); i++) {
+        same_as_packer(nums[i], strlen(nums[i]));
+        char wrapped[160];
+        int m = snprintf(wrapped, sizeof wrapped, " [ %s , {\"n\" : %s} ] ", nums[i], nums[i]);
+        same_as_packer(wrapped, (size_t)m);
+    }
+    /* the depth bound: 64 nested containers are taken, 65 refused; and what is refused */
+    char deep[200];
+    for (int d = 63; d <= 65; d++) {
+        memset(deep, '[', (size_t)d);
+        memset(deep + d, ']', (size_t)d);
+        same_as_packer(deep, 2 * (size_t)d);
+    }
+    const char *bad[] = {"",      " ",   "[1,",     "{\"a\"}",       "{\"a\":}",
+                         "{1:2}", "nul", "01",      "[1] 2",         "\"\xff\"",
+                         "[1,]",  "{,}", "\"\\x\"", "\"\\u12\"",     "-",
+                         "1.",    "1e",  "tru",     "[\"a\" \"b\"]", "{\"a\":1,}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        same_as_packer(bad[i], strlen(bad[i]));
 }
 
 static void roundtrip(const char *json, const char *want)
