@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "util/utf8.h"
@@ -40,6 +41,19 @@ static inline int hs_jscan_hexval(char ch)
     return -1;
 }
 
+/* Whether the 8 bytes at p are all plain string text: printable ASCII other than '"' and
+ * '\\' (a word at a time: a zero byte of w ^ k means a byte equal to k; w - 0x20.. borrows in a
+ * byte under 0x20; a high bit is a byte past ASCII). A false "no" only costs the byte loop. */
+static inline bool hs_jscan_plain8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    uint64_t t = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w;
+    return (t & high) == 0;
+}
+
 /* A string, c->i at its opening quote. *escaped (may be NULL) tells whether it holds an
  * escape, i.e. whether the text between the quotes is not the string itself. */
 static inline int hs_jscan_string(hs_jscan_t *c, bool *escaped)
@@ -47,6 +61,10 @@ static inline int hs_jscan_string(hs_jscan_t *c, bool *escaped)
     bool esc = false;
     c->i++; /* opening quote */
     while (c->i < c->n) {
+        while (c->n - c->i >= 8 && hs_jscan_plain8(c->s + c->i))
+            c->i += 8;
+        if (c->i >= c->n)
+            break;
         unsigned char ch = (unsigned char)c->s[c->i];
         if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\') {
             c->i++; /* plain ASCII, most of any string: no call per character */

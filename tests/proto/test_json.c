@@ -187,6 +187,40 @@ Test(json, nesting_is_bounded_at_the_documented_depth)
     cr_assert(strstr(why, "nesting too deep"), "%s", why);
 }
 
+/* The string scan reads 8 bytes at a time while they are plain text: every byte value at
+ * every offset of a word (and in the tail after the last whole word) must be judged as the
+ * byte loop judges it. Plain printable ASCII other than '"' and '\\' is taken; a control
+ * character, a lone byte past ASCII, a '\\' before 'a' (a bad escape) and a '"' (which ends
+ * the string early, leaving text after it) are refused. */
+Test(json, every_byte_at_every_offset_of_the_word_scan)
+{
+    hs_json_span_t sp;
+    char why[128];
+    for (size_t len = 1; len <= 19; len++)
+        for (size_t at = 0; at < len; at++)
+            for (int v = 1; v < 256; v++) {
+                char s[32];
+                s[0] = '"';
+                memset(s + 1, 'a', len);
+                s[1 + at] = (char)v;
+                s[1 + len] = '"';
+                bool plain = v >= 0x20 && v < 0x80 && v != '"' && v != '\\';
+                int rc = parse_n(s, len + 2, &sp, why, sizeof(why));
+                cr_assert_eq(rc, plain ? 0 : HS_EINVAL, "byte 0x%02x at %zu of %zu: %s", v, at, len,
+                             rc ? why : "taken");
+                if (plain)
+                    cr_assert_eq(sp.n, len + 2);
+            }
+    /* and the end of the input inside a string, at every offset: unterminated */
+    char open[40];
+    open[0] = '"';
+    memset(open + 1, 'a', sizeof(open) - 1);
+    for (size_t n = 1; n <= sizeof(open); n++) {
+        cr_assert_eq(parse_n(open, n, &sp, why, sizeof(why)), HS_EINVAL, "%zu", n);
+        cr_assert(strstr(why, "unterminated string"), "%zu: %s", n, why);
+    }
+}
+
 /* ---- walking ---- */
 
 Test(json, object_members_in_order_with_exact_spans)
