@@ -69,7 +69,7 @@ void hs_fw_cache_reset(worker_t *w, wstream_t *st)
 
 static size_t cache_size(const hs_block_t *b)
 {
-    return sizeof(hs_block_t) + b->json_len + b->sse_len + b->type_len + b->stream_len;
+    return b->size;
 }
 
 /* Records block b with sequence seq; st->head is still the previous sequence. */

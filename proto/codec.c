@@ -357,9 +357,9 @@ size_t hs_record_json(const hs_record_t *rec, char *out)
 hs_block_t *hs_codec_encode(const hs_record_t *rec)
 {
     size_t jl = hs_record_json_len(rec);
-    /* stream\0 type\0 json\0 "event: " type "\ndata: " json "\n\n"\0 */
-    size_t extra =
-        rec->stream_len + 1 + rec->type_len + 1 + jl + 1 + 7 + rec->type_len + 7 + jl + 3;
+    /* stream\0 type\0 "event: " type "\ndata: " json "\n\n"\0: the JSON is the SSE
+     * block's data line, not a copy of its own */
+    size_t extra = rec->stream_len + 1 + rec->type_len + 1 + 7 + rec->type_len + 7 + jl + 3;
     hs_block_t *b = hs_block_alloc(extra);
     if (!b)
         return NULL;
@@ -377,15 +377,13 @@ hs_block_t *hs_codec_encode(const hs_record_t *rec)
     b->type_len = (uint32_t)rec->type_len;
     m += put(m, rec->type, rec->type_len);
     *m++ = '\0';
-    b->json = m;
-    b->json_len = (uint32_t)hs_record_json(rec, m);
-    m += b->json_len;
-    *m++ = '\0';
     b->sse = m;
     m += put_lit(m, "event: ");
     m += put(m, rec->type, rec->type_len);
     m += put_lit(m, "\ndata: ");
-    m += put(m, b->json, b->json_len);
+    b->json = m;
+    b->json_len = (uint32_t)hs_record_json(rec, m);
+    m += b->json_len;
     m += put_lit(m, "\n\n");
     b->sse_len = (uint32_t)(m - b->sse);
     *m = '\0';
@@ -398,7 +396,7 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
     const char *reason = kind == HS_BLOCK_DELETED ? "deleted" : "closed";
     size_t ql = hs_json_quoted_len(stream, len);
     size_t jl = 32 + ql;
-    size_t extra = len + 1 + 6 + jl + 1 + 20 + jl + 3;
+    size_t extra = len + 1 + 6 + 20 + jl + 3;
     hs_block_t *b = hs_block_alloc(extra);
     if (!b)
         return NULL;
@@ -414,6 +412,8 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
     m += put_lit(m, "close");
     *m++ = '\0';
     b->type_len = 5;
+    b->sse = m;
+    m += put_lit(m, "event: close\ndata: ");
     b->json = m;
     m += put_lit(m, "{\"stream\":");
     m += hs_json_quote(stream, len, m);
@@ -421,10 +421,6 @@ hs_block_t *hs_codec_encode_marker(hs_block_kind_t kind, const char *stream, siz
     m += put_lit(m, reason);
     m += put_lit(m, "\"}");
     b->json_len = (uint32_t)(m - b->json);
-    *m++ = '\0';
-    b->sse = m;
-    m += put_lit(m, "event: close\ndata: ");
-    m += put(m, b->json, b->json_len);
     m += put_lit(m, "\n\n");
     b->sse_len = (uint32_t)(m - b->sse);
     *m = '\0';

@@ -4,11 +4,14 @@
 #include "ringbuf/budget.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 hs_block_t *hs_block_alloc(size_t extra)
 {
-    hs_block_t *b = calloc(1, sizeof(*b) + extra);
+    /* the strings are written whole by the caller: only the header is cleared */
+    hs_block_t *b = malloc(sizeof(*b) + extra);
     if (b) {
+        memset(b, 0, sizeof(*b));
         atomic_init(&b->refs, 1);
         b->size = (uint32_t)(sizeof(*b) + extra);
     }

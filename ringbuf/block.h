@@ -45,8 +45,10 @@ typedef struct hs_block {
     int64_t time_us;  /* commit time (0 for markers): the events of one commit share it */
     const char *stream;
     const char *type; /* event type (NUL-terminated) */
-    const char *json; /* EventRecord JSON (markers: {"stream":..,"reason":..}) */
-    const char *sse;  /* SSE block without its id line: "event: ...\ndata: ...\n\n" */
+    /* EventRecord JSON (markers: {"stream":..,"reason":..}): the data line inside sse, so
+     * not NUL-terminated */
+    const char *json;
+    const char *sse; /* SSE block without its id line: "event: ...\ndata: ...\n\n" */
     uint32_t stream_len, type_len, json_len, sse_len;
     /* The EventRecord as MessagePack, for SignalR MessagePack subscribers: encoded by the
      * first IO thread that needs it and installed with a compare-and-swap, so a server without

@@ -160,18 +160,26 @@ Test(codec, encode_record_and_sse)
                        .data = "{\"a\":1}",
                        .data_len = 7};
     hs_block_t *b = hs_codec_encode(&rec);
-    cr_assert_str_eq(b->json, "{\"stream\":\"or\\\"ders\",\"version\":3,\"position\":1042,"
-                              "\"id\":\"id-1\",\"type\":\"order.created\","
-                              "\"time\":\"2026-11-22T05:10:00.123456Z\",\"data\":{\"a\":1},"
-                              "\"metadata\":{}}");
-    cr_assert_eq(strlen(b->json), b->json_len);
+    const char *want = "{\"stream\":\"or\\\"ders\",\"version\":3,\"position\":1042,"
+                       "\"id\":\"id-1\",\"type\":\"order.created\","
+                       "\"time\":\"2026-11-22T05:10:00.123456Z\",\"data\":{\"a\":1},"
+                       "\"metadata\":{}}";
+    cr_assert_eq(b->json_len, strlen(want));
+    cr_assert(memcmp(b->json, want, b->json_len) == 0, "%.*s", (int)b->json_len, b->json);
+    /* the SSE block is the event line and the JSON as its data line, which b->json points into */
+    cr_assert_eq(b->sse_len, 28 - 1 + b->json_len + 2);
     cr_assert(strncmp(b->sse, "event: order.created\ndata: {", 28) == 0);
+    cr_assert(b->json == b->sse + 27);
     cr_assert(b->sse_len > 2 && b->sse[b->sse_len - 1] == '\n' && b->sse[b->sse_len - 2] == '\n');
+    cr_assert_eq(b->sse[b->sse_len], '\0');
+    cr_assert_str_eq(b->type, "order.created");
     cr_assert_eq(b->version, 3);
     cr_assert_eq(b->position, 1042);
     hs_block_unref(b);
     hs_block_t *m = hs_codec_encode_marker(HS_BLOCK_DELETED, "s", 1, 9);
     cr_assert_str_eq(m->sse, "event: close\ndata: {\"stream\":\"s\",\"reason\":\"deleted\"}\n\n");
+    cr_assert_eq(m->json_len, 33);
+    cr_assert(memcmp(m->json, "{\"stream\":\"s\",\"reason\":\"deleted\"}", 33) == 0);
     hs_block_unref(m);
 }
 
