@@ -5,6 +5,7 @@
  * It does no I/O on connections itself.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -35,15 +36,21 @@ struct hs_acceptor {
     hs_acceptor_fd_fn on_fd;
     void *ctx;
     struct peek *peeks; /* connections waiting for their first bytes */
+    /* the event backend is edge-triggered (epoll): a connection may wait for its whole request
+     * line; without it the first bytes decide (a level-triggered wait would spin on them) */
+    bool whole_lines;
 };
 
-/* A new connection whose first bytes the acceptor waits for (at most PEEK_WAIT_MS) so that the
- * hand-off can pick a thread by what the request names (a SignalR connection's token: its
- * home thread). Nothing is read: MSG_PEEK leaves the bytes for the IO thread. */
+/* A new connection whose request line the acceptor waits for (at most PEEK_WAIT_MS in all) so
+ * that the hand-off can pick a thread by what the request names (a SignalR connection's token:
+ * its home thread). Nothing is read: MSG_PEEK leaves the bytes for the IO thread, so the event
+ * is edge-triggered (a level-triggered one would fire again at once for bytes already seen)
+ * and re-armed, for what is left of the wait, each time more bytes come without a line end. */
 typedef struct peek {
     hs_acceptor_t *a;
     int fd;
     struct event *ev;
+    int64_t deadline_us; /* hs_mono_us() */
     struct peek *prev, *next;
 } peek_t;
 
@@ -71,12 +78,40 @@ static void peek_free(peek_t *pk)
     free(pk);
 }
 
+/* Whether the bytes peeked so far are all there is to route by: the request line whole (or as
+ * much as is peeked), the peer done sending, or bytes that are no HTTP request line at all (a
+ * TLS ClientHello, which waits for the server's answer: it must not wait here). */
+static bool line_in(const char *buf, ssize_t n)
+{
+    if (n <= 0 || (size_t)n == PEEK_BYTES)
+        return true;
+    for (ssize_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch == '\n' || ((ch < 0x20 || ch > 0x7e) && ch != '\r'))
+            return true;
+    }
+    return false;
+}
+
 static void on_first_bytes(evutil_socket_t fd, short what, void *arg)
 {
     peek_t *pk = arg;
     hs_acceptor_t *a = pk->a;
     char buf[PEEK_BYTES];
-    ssize_t n = (what & EV_READ) ? recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT) : 0;
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        n = 0;
+    else if (n == 0)
+        n = -1; /* the peer closed: nothing more will come */
+    int64_t left = pk->deadline_us - hs_mono_us();
+    if ((what & EV_READ) && a->whole_lines && n >= 0 && (n == 0 || !line_in(buf, n)) && left > 0) {
+        /* none or part of the request line: wait for more. The event stays in the kernel's
+         * set (persistent), so it fires at the next bytes only; this sets what is left of the
+         * wait as its timeout. */
+        struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+        if (event_add(pk->ev, &tv) == 0)
+            return;
+    }
     peek_free(pk);
     a->on_fd(a->ctx, (int)fd, buf, n > 0 ? (size_t)n : 0);
 }
@@ -93,23 +128,25 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
      * descriptor it ever watched (memory the acceptor would hold at its high-water mark). */
     char buf[PEEK_BYTES];
     ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) {
+    if (n > 0 && (line_in(buf, n) || !a->whole_lines)) {
         a->on_fd(a->ctx, (int)fd, buf, (size_t)n);
         return;
     }
     peek_t *pk = calloc(1, sizeof(*pk));
     if (pk)
-        pk->ev = event_new(a->base, fd, EV_READ, on_first_bytes, pk);
+        pk->ev = event_new(a->base, fd, a->whole_lines ? EV_READ | EV_ET | EV_PERSIST : EV_READ,
+                           on_first_bytes, pk);
     struct timeval tv = {0, PEEK_WAIT_MS * 1000};
     if (!pk || !pk->ev || event_add(pk->ev, &tv)) {
         if (pk && pk->ev)
             event_free(pk->ev);
         free(pk);
-        a->on_fd(a->ctx, fd, NULL, 0);
+        a->on_fd(a->ctx, fd, n > 0 ? buf : NULL, n > 0 ? (size_t)n : 0);
         return;
     }
     pk->a = a;
     pk->fd = fd;
+    pk->deadline_us = hs_mono_us() + PEEK_WAIT_MS * 1000;
     pk->next = a->peeks;
     if (a->peeks)
         a->peeks->prev = pk;
@@ -189,6 +226,7 @@ hs_acceptor_t *hs_acceptor_create(const char *host, int port, hs_acceptor_fd_fn 
         free(a);
         return NULL;
     }
+    a->whole_lines = (event_base_get_features(a->base) & EV_FEATURE_ET) != 0;
     a->lis = evconnlistener_new_bind(a->base, on_accept, a,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                          LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,

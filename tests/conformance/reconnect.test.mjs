@@ -297,6 +297,24 @@ test('stateful reconnect: a resume that reaches another IO thread is relayed to 
   }
 });
 
+test('stateful reconnect: a resume whose request line comes in pieces within the wait goes home', async () => {
+  // The same two pieces, 60 ms apart: the acceptor waits for the whole request line (up to
+  // 200 ms), reads the token and hands each resume to its connection's own IO thread. With
+  // the first piece deciding, each would land on the other thread with odds 1/2 (and be
+  // relayed): eight kills relaying none is 1 in 256 then.
+  const srv = await startServer({ flags: ['--log-level', 'debug', '--io-threads', '2', '--hub-disconnect-timeout-ms', '3000'] });
+  const relayed = () => srv.logRecords().filter((r) => r.msg === 'hub connection relayed from another IO thread').length;
+  const resumes = async () => Number(/^hubstream_signalr_resumes_total (\S+)$/m.exec((await srv.request('GET', '/metrics')).text)?.[1]);
+  try {
+    const before = await resumes();
+    await killedSockets(srv, { msgpack: false, kills: 8, proxyOpts: { splitFirst: 7, splitDelayMs: 60 } });
+    assert.ok((await resumes()) - before >= 8, `a resume after each of the 8 kills (${(await resumes()) - before})`);
+    assert.equal(relayed(), 0, 'no resume was relayed: each reached its home thread');
+  } finally {
+    await srv.stop();
+  }
+});
+
 test('stateful reconnect falls back to a full reconnect when the resume fails', async () => {
   const srv = await startServer();
   const proxy = await tcpProxy(srv.port);
