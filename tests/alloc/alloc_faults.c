@@ -1,9 +1,9 @@
 /*
  * Allocation failure: every allocation the server makes on the publish, read, subscribe, SSE
- * and SignalR paths is failed in turn, and each time the request fails cleanly (an error
- * status, a hub error, a closed connection), the server keeps serving, and what it
- * acknowledged is stored. Under AddressSanitizer, LeakSanitizer then checks that no failure
- * path leaks.
+ * and SignalR paths (a stateful resume relayed between IO threads too) is failed in turn, and each
+ * time the request fails cleanly (an error status, a hub error, a closed connection), the server
+ * keeps serving, and what it acknowledged is stored. Under AddressSanitizer, LeakSanitizer then
+ * checks that no failure path leaks.
  *
  * The switch: this program is linked with -Wl,--wrap=malloc,... so that every allocation made
  * by hubstream's own code (the static library; not libwebsockets, libevent or the ODBC driver)
@@ -53,9 +53,12 @@ static _Thread_local bool client_thread;
 static void *fail_bt[8];
 static int fail_depth;
 
+static atomic_bool paused; /* a scenario's setup: nothing counted, nothing failed */
+
 static bool should_fail(void)
 {
-    if (client_thread || !atomic_load_explicit(&fail_at, memory_order_relaxed))
+    if (client_thread || !atomic_load_explicit(&fail_at, memory_order_relaxed) ||
+        atomic_load_explicit(&paused, memory_order_relaxed))
         return false;
     long k = atomic_fetch_add(&counted, 1) + 1;
     long n = atomic_load(&fail_at);
@@ -105,6 +108,19 @@ static void arm(long nth)
 static void disarm(void)
 {
     atomic_store(&fail_at, 0);
+    atomic_store(&paused, false);
+}
+
+/* A scenario's setup that is not under test: nothing counted or failed until resume_count(). */
+static void pause_count(void)
+{
+    atomic_store(&paused, true);
+}
+
+static void resume_count(void)
+{
+    atomic_store(&counted, 0);
+    atomic_store(&paused, false);
 }
 
 /* ---- checks ---- */
@@ -358,6 +374,104 @@ static void hub_session(void)
     close(fd);
 }
 
+/* A stateful connection's token (negotiate with useStatefulReconnect), or false. */
+static bool negotiate_stateful(char *token, size_t cap)
+{
+    char resp[4096];
+    int st = http("POST", "/hub/negotiate?negotiateVersion=1&useStatefulReconnect=true", "", resp,
+                  sizeof(resp));
+    const char *key = "\"connectionToken\":\"";
+    const char *p = st == 200 ? strstr(resp, key) : NULL;
+    const char *e = p ? strchr(p + strlen(key), '"') : NULL;
+    if (!e || (size_t)(e - p - strlen(key)) >= cap)
+        return false;
+    p += strlen(key);
+    memcpy(token, p, (size_t)(e - p));
+    token[e - p] = '\0';
+    return true;
+}
+
+/* A resume's upgrade with its request line in two pieces 250 ms apart: the acceptor stops
+ * waiting for the line after 200 ms, cannot see the token and hands the socket round-robin, so
+ * of two such resumes in a row (two IO threads) one reaches the connection's other thread and
+ * is relayed (server/signalr/relay.c). The socket after the 101, or -1. */
+static int ws_open_split(const char *path)
+{
+    int fd = dial();
+    if (fd < 0)
+        return -1;
+    char req[512];
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 path);
+    bool ok = send_all(fd, req, 5);
+    usleep(250000);
+    ok = ok && send_all(fd, req + 5, (size_t)n - 5);
+    /* the response head byte by byte: a resumed connection's Sequence record may follow it in
+     * the same segment, and is read as a frame after it */
+    char resp[2048];
+    size_t got = 0;
+    while (ok && got + 1 < sizeof(resp) && (got < 4 || memcmp(resp + got - 4, "\r\n\r\n", 4) != 0))
+        ok = recv(fd, resp + got++, 1, 0) == 1;
+    resp[got] = '\0';
+    if (!ok || strncmp(resp, "HTTP/1.1 101", 12)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A stateful connection whose socket drops, resumed twice (one of the two relayed): every
+ * allocation from the first resume on is failed in turn (the negotiate and the first socket
+ * are setup). Each resume is what a client does: a Sequence naming its first record, every
+ * record it sent before again (it never saw them acknowledged; the server skips those it
+ * has), then one more Publish. */
+static void hub_relay(void)
+{
+    pause_count();
+    char token[128], path[200], buf[16384];
+    bool ok = negotiate_stateful(token, sizeof(token));
+    if (ok) {
+        snprintf(path, sizeof(path), "/hub?id=%s", token);
+        int fd = ws_open(path);
+        /* hub protocol version 2: stateful reconnect */
+        ok = fd >= 0 && ws_send(fd, "{\"protocol\":\"json\",\"version\":2}\x1e") &&
+             ws_read_until(fd, buf, sizeof(buf), "\x1e") && !strstr(buf, "error");
+        if (fd >= 0)
+            close(fd); /* the connection waits for its resume */
+    }
+    CHECK(ok, "the stateful connection's setup failed with nothing failed: %.200s", buf);
+    resume_count();
+    char sent[2][256];
+    for (int r = 0; ok && r < 2; r++) {
+        snprintf(sent[r], sizeof(sent[r]),
+                 "{\"type\":1,\"invocationId\":\"r%d\",\"target\":\"Publish\","
+                 "\"arguments\":[\"af\",{\"type\":\"r\",\"data\":%d}]}\x1e",
+                 r, r);
+        int fd = ws_open_split(path);
+        if (fd < 0)
+            break; /* a failed allocation ended the connection: a 404 for its token */
+        bool up = ws_send(fd, "{\"type\":9,\"sequenceId\":1}\x1e");
+        for (int k = 0; up && k <= r; k++)
+            up = ws_send(fd, sent[k]);
+        char id[16];
+        snprintf(id, sizeof(id), "\"r%d\"", r);
+        buf[0] = '\0';
+        /* the server's Sequence, what it replays, then this Publish's completion */
+        if (up && ws_read_until(fd, buf, sizeof(buf), id)) {
+            const char *c = strstr(buf, id);
+            if (strstr(c, "\"result\":{"))
+                acked += 1;
+            else
+                CHECK(strstr(c, "\"error\":\"Unavailable") || strstr(c, "TooManyRequests"),
+                      "Publish completion after a resume: %.300s", c);
+        }
+        close(fd);
+    }
+}
+
 static void negotiate(void)
 {
     char resp[4096];
@@ -388,7 +502,7 @@ static double sweep_seconds = 20;
 static void sweep(const char *name, void (*scenario)(void))
 {
     double t0 = now_s();
-    long nth = 1, failed_runs = 0;
+    long nth = getenv("ALLOC_FROM") ? atol(getenv("ALLOC_FROM")) : 1, failed_runs = 0;
     for (;; nth++) {
         arm(nth);
         double ta = now_s();
@@ -442,7 +556,7 @@ int main(int argc, char **argv)
     cfg.listen = "127.0.0.1:0";
     cfg.db = db;
     cfg.io_threads = 2;
-    cfg.log_level = HS_LOG_ERROR;
+    cfg.log_level = getenv("ALLOC_DEBUG") ? HS_LOG_DEBUG : HS_LOG_ERROR;
     hs_server_t *srv = hs_server_create(&cfg, err, sizeof(err));
     if (!srv || hs_server_start(srv)) {
         fprintf(stderr, "alloc_faults: server: %s\n", err);
@@ -454,11 +568,26 @@ int main(int argc, char **argv)
         publish_http();
     CHECK(acked == 6, "the first publishes: %ld acked", acked);
 
-    sweep("publish", publish_http);
-    sweep("read", read_http);
-    sweep("sse", subscribe_sse);
-    sweep("hub", hub_session);
-    sweep("negotiate", negotiate);
+    if (!getenv("ALLOC_ONLY"))
+        sweep("publish", publish_http);
+    if (!getenv("ALLOC_ONLY"))
+        sweep("read", read_http);
+    if (!getenv("ALLOC_ONLY"))
+        sweep("sse", subscribe_sse);
+    if (!getenv("ALLOC_ONLY"))
+        sweep("hub", hub_session);
+    sweep("hub resume, relayed", hub_relay);
+    {
+        /* the relay was exercised: resumes reached the other IO thread */
+        char resp[65536];
+        int st = http("GET", "/metrics", NULL, resp, sizeof(resp));
+        const char *m = strstr(resp, "\nhubstream_signalr_relayed_resumes_total ");
+        long relayed = m ? atol(m + strlen("\nhubstream_signalr_relayed_resumes_total ")) : -1;
+        printf("alloc_faults: %ld resumes relayed\n", relayed);
+        CHECK(st == 200 && relayed > 0, "/metrics %d: %ld relayed resumes", st, relayed);
+    }
+    if (!getenv("ALLOC_ONLY"))
+        sweep("negotiate", negotiate);
 
     hs_server_stop(srv);
     hs_server_wait(srv);
