@@ -227,8 +227,11 @@ static long long field(const char *s, const char *name)
     return p ? atoll(p + strlen(pat)) : -1;
 }
 
-/* WebSocket: the upgrade, then masked text frames out and unmasked frames in. */
-static int ws_open(const char *path)
+/* WebSocket: the upgrade, then masked text frames out and unmasked frames in. split_ms > 0
+ * sends the request line in two pieces that far apart. The response head is read byte by
+ * byte: a resumed connection's Sequence record may follow it in the same segment, and is read
+ * as a frame after it. The socket after the 101, or -1. */
+static int ws_open(const char *path, int split_ms)
 {
     int fd = dial();
     if (fd < 0)
@@ -239,9 +242,18 @@ static int ws_open(const char *path)
                  "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
                  path);
+    size_t first = split_ms > 0 ? 5 : (size_t)n;
+    bool ok = send_all(fd, req, first);
+    if (first < (size_t)n) {
+        usleep((useconds_t)split_ms * 1000);
+        ok = ok && send_all(fd, req + first, (size_t)n - first);
+    }
     char resp[2048];
-    if (!send_all(fd, req, (size_t)n) || !read_until(fd, resp, sizeof(resp), "\r\n\r\n") ||
-        strncmp(resp, "HTTP/1.1 101", 12)) {
+    size_t got = 0;
+    while (ok && got + 1 < sizeof(resp) && (got < 4 || memcmp(resp + got - 4, "\r\n\r\n", 4) != 0))
+        ok = recv(fd, resp + got++, 1, 0) == 1;
+    resp[got] = '\0';
+    if (!ok || strncmp(resp, "HTTP/1.1 101", 12)) {
         close(fd);
         return -1;
     }
@@ -350,7 +362,7 @@ static void subscribe_sse(void)
 
 static void hub_session(void)
 {
-    int fd = ws_open("/hub");
+    int fd = ws_open("/hub", 0);
     if (fd < 0)
         return;
     char buf[65536];
@@ -393,38 +405,6 @@ static bool negotiate_stateful(char *token, size_t cap)
     return true;
 }
 
-/* A resume's upgrade with its request line in two pieces 250 ms apart: the acceptor stops
- * waiting for the line after 200 ms, cannot see the token and hands the socket round-robin, so
- * of two such resumes in a row (two IO threads) one reaches the connection's other thread and
- * is relayed (server/signalr/relay.c). The socket after the 101, or -1. */
-static int ws_open_split(const char *path)
-{
-    int fd = dial();
-    if (fd < 0)
-        return -1;
-    char req[512];
-    int n =
-        snprintf(req, sizeof(req),
-                 "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 path);
-    bool ok = send_all(fd, req, 5);
-    usleep(250000);
-    ok = ok && send_all(fd, req + 5, (size_t)n - 5);
-    /* the response head byte by byte: a resumed connection's Sequence record may follow it in
-     * the same segment, and is read as a frame after it */
-    char resp[2048];
-    size_t got = 0;
-    while (ok && got + 1 < sizeof(resp) && (got < 4 || memcmp(resp + got - 4, "\r\n\r\n", 4) != 0))
-        ok = recv(fd, resp + got++, 1, 0) == 1;
-    resp[got] = '\0';
-    if (!ok || strncmp(resp, "HTTP/1.1 101", 12)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* A stateful connection whose socket drops, resumed twice (one of the two relayed): every
  * allocation from the first resume on is failed in turn (the negotiate and the first socket
  * are setup). Each resume is what a client does: a Sequence naming its first record, every
@@ -440,7 +420,7 @@ static void hub_relay(void)
     bool ok = negotiate_stateful(token, sizeof(token));
     if (ok) {
         snprintf(path, sizeof(path), "/hub?id=%s", token);
-        int fd = ws_open(path);
+        int fd = ws_open(path, 0);
         /* hub protocol version 2: stateful reconnect */
         ok = fd >= 0 && ws_send(fd, "{\"protocol\":\"json\",\"version\":2}\x1e") &&
              ws_read_until(fd, buf, sizeof(buf), "\x1e") && !strstr(buf, "error");
@@ -455,7 +435,11 @@ static void hub_relay(void)
                  "{\"type\":1,\"invocationId\":\"r%d\",\"target\":\"Publish\","
                  "\"arguments\":[\"af\",{\"type\":\"r\",\"data\":%d}]}\x1e",
                  r, r);
-        int fd = ws_open_split(path);
+        /* the request line in two pieces 250 ms apart: the acceptor stops waiting for the
+         * line after 200 ms, cannot see the token and hands the socket round-robin, so of two
+         * such resumes in a row (two IO threads) one reaches the connection's other thread
+         * and is relayed (server/signalr/relay.c) */
+        int fd = ws_open(path, 250);
         if (fd < 0)
             break; /* a failed allocation ended the connection: a 404 for its token */
         bool up = ws_send(fd, "{\"type\":9,\"sequenceId\":1}\x1e");
