@@ -162,6 +162,10 @@ int hs_hubproto_sequence(hs_buf_t *out, hs_hubfmt_t fmt, int64_t seq);
  */
 int hs_hubproto_json_to_msgpack(const char *json, size_t len, hs_buf_t *out);
 
+/* The MessagePack str header for n bytes (at most UINT32_MAX) into p, which has room for 5:
+ * its length (the smallest of fixstr, str8, str16, str32, as msgpack-c picks). */
+size_t hs_msgpack_str_header(uint8_t *p, size_t n);
+
 /*
  * Encodes one MessagePack value as JSON text appended to out: maps need string keys (others:
  * HS_EINVAL), bin → base64 string, ext → HS_EINVAL, floats printed with enough digits to round

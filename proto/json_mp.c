@@ -115,8 +115,8 @@ static size_t enc_int(uint8_t *p, int64_t d)
     return 9;
 }
 
-/* A str header for n bytes into p (5 bytes of room); its length. */
-static size_t str_head(uint8_t *p, size_t n)
+/* hubproto.h; also the /eventstreamhub MessagePack arrays' strings (server/signalr/subs.c) */
+size_t hs_msgpack_str_header(uint8_t *p, size_t n)
 {
     if (n < 32) {
         p[0] = (uint8_t)(0xa0 | n);
@@ -155,7 +155,7 @@ static void string_value(conv_t *v)
     if (!p)
         return;
     if (!esc) { /* the text between the quotes is the string */
-        size_t hl = str_head(p, raw);
+        size_t hl = hs_msgpack_str_header(p, raw);
         memcpy(p + hl, c->s + start + 1, raw);
         v->out->len += hl + raw;
         return;
@@ -163,14 +163,14 @@ static void string_value(conv_t *v)
     /* unescaped after the header for raw bytes (an unescaped string is never longer), then
      * moved up to the header its own length takes */
     uint8_t tmp[5];
-    size_t hmax = str_head(tmp, raw);
+    size_t hmax = hs_msgpack_str_header(tmp, raw);
     const hs_json_span_t span = {c->s + start, c->i - start, HS_JSON_STRING};
     long n = hs_json_unescape(&span, (char *)p + hmax, raw);
     if (n < 0) {
         refuse(v);
         return;
     }
-    size_t hl = str_head(p, (size_t)n);
+    size_t hl = hs_msgpack_str_header(p, (size_t)n);
     if (hl < hmax)
         memmove(p + hl, p + hmax, (size_t)n);
     v->out->len += hl + (size_t)n;

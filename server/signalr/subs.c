@@ -222,30 +222,6 @@ static const hs_block_es_t *block_es(hs_block_t *b)
 #define ES_GROUP_EVENTS 1000
 #define ES_GROUP_BYTES  ((size_t)256 << 10)
 
-/* A MessagePack str header for n bytes. */
-static size_t mp_str_header(size_t n, uint8_t *h)
-{
-    if (n < 32) {
-        h[0] = (uint8_t)(0xa0 | n);
-        return 1;
-    }
-    if (n < 256) {
-        h[0] = 0xd9;
-        h[1] = (uint8_t)n;
-        return 2;
-    }
-    if (n < 65536) {
-        h[0] = 0xda;
-        h[1] = (uint8_t)(n >> 8);
-        h[2] = (uint8_t)n;
-        return 3;
-    }
-    h[0] = 0xdb;
-    for (int i = 0; i < 4; i++)
-        h[1 + i] = (uint8_t)(n >> (24 - 8 * i));
-    return 5;
-}
-
 /* Takes the next group of events off an /eventstreamhub subscription into arr (the array's
  * text, escaped for JSON or raw for MessagePack, after `room` bytes left for a prefix):
  * the number of events, or -1 without memory. A group is one publish (the writer marks its
@@ -334,7 +310,7 @@ static bool pack_es(hs_hub_t *h, hs_hubsub_t *hs, hs_buf_t *out, size_t start, s
             al[1] = 2;
         } else {
             uint8_t hd[5];
-            size_t hl = mp_str_header(text, hd);
+            size_t hl = hs_msgpack_str_header(hd, text);
             memcpy(arr.p + 5 - hl, hd, hl);
             av[0] = arr.p + 5 - hl;
             al[0] = text + hl;
