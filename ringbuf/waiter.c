@@ -10,14 +10,12 @@
  * at once and was woken a second time when the producer let go: two futex wakes and two context
  * switches per wake-up (seen in strace on the writer at one publish per commit). Signalling after
  * the unlock would avoid it but is unsafe when the waiter may be disposed as soon as the consumer
- * returns (a publish waiting for its acknowledgement). A futex wake touches no memory of the
+ * returns (as stress_fanout's publishers do with theirs). A futex wake touches no memory of the
  * waiter: if the waiter is gone, it wakes nobody, or, should its address be reused, another
  * futex's sleeper early, which every futex sleeper re-checks for.
  */
 #include "ringbuf/waiter.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <linux/futex.h>
 #include <stdint.h>
 #include <sys/syscall.h>
