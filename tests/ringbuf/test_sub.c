@@ -1,10 +1,15 @@
-/* Outbox (ringbuf/sub.c) and MPSC queue (ringbuf/mpsc.c): order, bounds, refcounts, threads. */
+/* Outbox (ringbuf/sub.c), MPSC queue (ringbuf/mpsc.c) and the consumers' sleep/wake
+ * (ringbuf/waiter.c): order, bounds, refcounts, threads, timeouts. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ringbuf/mpsc.h"
 #include "ringbuf/sub.h"
+#include "ringbuf/waiter.h"
 
 static hs_block_t *mk(int64_t v)
 {
@@ -165,4 +170,89 @@ Test(mpsc, many_producers_each_in_order)
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     cr_assert(hs_mpsc_empty(&gq));
+}
+
+/* ---- the waiter: a sleep ends on a wake, on work found, or at its timeout, and only then ---- */
+
+static int64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool yes(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
+typedef struct {
+    hs_waiter_t *w;
+    int delay_ms, wakes;
+} waker_t;
+
+static void *waker(void *arg)
+{
+    waker_t *k = arg;
+    usleep((useconds_t)k->delay_ms * 1000);
+    for (int i = 0; i < k->wakes; i++)
+        hs_waiter_wake(k->w);
+    return NULL;
+}
+
+Test(waiter, times_out_when_nobody_wakes)
+{
+    hs_waiter_t w;
+    cr_assert_eq(hs_waiter_init(&w), 0);
+    int64_t t0 = ms_now();
+    hs_waiter_sleep(&w, 80, NULL, NULL);
+    int64_t took = ms_now() - t0;
+    cr_assert(took >= 75 && took < 2000, "slept %lld ms for a timeout of 80", (long long)took);
+    hs_waiter_dispose(&w);
+}
+
+Test(waiter, a_wake_ends_the_sleep_and_is_spent_by_it)
+{
+    hs_waiter_t w;
+    cr_assert_eq(hs_waiter_init(&w), 0);
+    /* three producers' worth of wakes while it sleeps: one sleep ends, the next one is not
+     * cut short by what is left of them */
+    waker_t k = {.w = &w, .delay_ms = 30, .wakes = 3};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, waker, &k), 0);
+    int64_t t0 = ms_now();
+    hs_waiter_sleep(&w, 10000, NULL, NULL);
+    int64_t took = ms_now() - t0;
+    pthread_join(th, NULL);
+    cr_assert(took < 5000, "a wake after 30 ms ended a 10 s sleep after %lld ms", (long long)took);
+    t0 = ms_now();
+    hs_waiter_sleep(&w, 80, NULL, NULL);
+    took = ms_now() - t0;
+    cr_assert(took >= 75, "the next sleep ended after %lld ms, before its timeout of 80",
+              (long long)took);
+    hs_waiter_dispose(&w);
+}
+
+Test(waiter, a_wake_while_awake_does_not_cut_the_next_sleep_short)
+{
+    hs_waiter_t w;
+    cr_assert_eq(hs_waiter_init(&w), 0);
+    hs_waiter_wake(&w); /* nobody asleep: nothing to do */
+    int64_t t0 = ms_now();
+    hs_waiter_sleep(&w, 80, NULL, NULL);
+    int64_t took = ms_now() - t0;
+    cr_assert(took >= 75, "slept %lld ms for a timeout of 80", (long long)took);
+    hs_waiter_dispose(&w);
+}
+
+Test(waiter, work_found_after_declaring_sleep_skips_it)
+{
+    hs_waiter_t w;
+    cr_assert_eq(hs_waiter_init(&w), 0);
+    int64_t t0 = ms_now();
+    hs_waiter_sleep(&w, 10000, yes, NULL);
+    int64_t took = ms_now() - t0;
+    cr_assert(took < 5000, "slept %lld ms with work waiting", (long long)took);
+    hs_waiter_dispose(&w);
 }
