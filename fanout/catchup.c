@@ -211,6 +211,7 @@ static void submit_head_read(worker_t *w, hs_sub_t *s)
     r->after = -1;
     r->limit = (size_t)w->f->cfg.catchup_events;
     r->max_bytes = catchup_fill(s);
+    r->base.owner = (uint64_t)(uintptr_t)w; /* the worker's catch-up reads take one turn */
     if (!hs_reader_submit(w->f->cfg.reader, &r->base)) {
         hs_fw_free_req(r);
         hs_fw_end_sub(w, s, HS_SUB_END_ERROR, NULL);
@@ -346,6 +347,7 @@ static cpage_t *submit_page(worker_t *w, wstream_t *st, int64_t after, bool mp)
     p->inflight = true;
     p->name_len = st->len;
     memcpy(p->name, st->name, st->len);
+    p->base.owner = (uint64_t)(uintptr_t)w;
     if (!hs_reader_submit(f->cfg.reader, &p->base)) {
         hs_fw_page_free(p);
         return NULL;

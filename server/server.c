@@ -120,9 +120,10 @@ static void on_fd(void *ctx, int fd, const char *peek, size_t n)
         close(fd);
         return;
     }
+    /* always: the per-address limits use it when they are on, the reader threads' turns
+     * (storage/reader.h) always */
     hs_peer_key_t peer = {0};
-    if (srv->peers)
-        hs_peer_key_of(fd, &peer);
+    hs_peer_key_of(fd, &peer);
     if (!hs_peers_open(srv, &peer)) {
         /* the address holds --max-connections-per-ip already: a short answer, then close
          * (best effort: a full socket buffer just gets the close) */

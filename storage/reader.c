@@ -8,11 +8,19 @@
  * interval per thread. A connection left idle for IDLE_CHECK_MS is pinged before its next
  * request, so that the first read after an outage the thread slept through does not fail on
  * a connection that died meanwhile.
+ *
+ * Turns (reader.h: fairness): a thread moves what was submitted to it into one queue per owner
+ * and keeps the owners with requests waiting in a list, the turn. It serves the first owner's
+ * oldest request and, if that owner has more, puts it at the end of the turn. Newly submitted
+ * requests join before each request is served. An owner's queue exists only while it holds
+ * requests (found through a small hash table); when none can be allocated, the request is
+ * served at once, in arrival order, as all were before turns.
  */
 #include "storage/reader.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +33,15 @@
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS   5000
 #define IDLE_CHECK_MS  1000
+#define OWNER_BUCKETS  64 /* a power of 2 */
+
+/* One owner's requests waiting on a thread, oldest first, and its place in the turn. */
+typedef struct owner_q {
+    uint64_t owner;
+    hs_read_req_t *head, *tail; /* linked by fair_next */
+    struct owner_q *hnext;      /* its hash bucket */
+    struct owner_q *next;       /* the turn */
+} owner_q_t;
 
 typedef struct rthread {
     hs_reader_t *r;
@@ -32,6 +49,8 @@ typedef struct rthread {
     int64_t retry_at_us, used_us;
     int backoff_ms;
     hs_mpsc_t q;
+    owner_q_t *bucket[OWNER_BUCKETS];
+    owner_q_t *turn_head, *turn_tail; /* owners with requests waiting, next to serve first */
     hs_waiter_t waiter;
     pthread_t thread;
     bool started;
@@ -100,24 +119,89 @@ static void serve(rthread_t *t, hs_read_req_t *req)
     }
 }
 
+static owner_q_t **bucket_of(rthread_t *t, uint64_t owner)
+{
+    return &t->bucket[(owner * 0x9E3779B97F4A7C15ull) >> 58 & (OWNER_BUCKETS - 1)];
+}
+
+static void turn_append(rthread_t *t, owner_q_t *q)
+{
+    q->next = NULL;
+    if (t->turn_tail)
+        t->turn_tail->next = q;
+    else
+        t->turn_head = q;
+    t->turn_tail = q;
+}
+
+/* Queues req behind its owner's other requests; false when no queue could be allocated. */
+static bool turn_add(rthread_t *t, hs_read_req_t *req)
+{
+    owner_q_t **b = bucket_of(t, req->owner), *q = *b;
+    while (q && q->owner != req->owner)
+        q = q->hnext;
+    if (!q) {
+        if (!(q = malloc(sizeof *q)))
+            return false;
+        q->owner = req->owner;
+        q->head = q->tail = NULL;
+        q->hnext = *b;
+        *b = q;
+        turn_append(t, q);
+    }
+    req->fair_next = NULL;
+    if (q->tail)
+        q->tail->fair_next = req;
+    else
+        q->head = req;
+    q->tail = req;
+    return true;
+}
+
+/* The next request to serve: the oldest of the owner whose turn it is (NULL: none waits). */
+static hs_read_req_t *turn_take(rthread_t *t)
+{
+    owner_q_t *q = t->turn_head;
+    if (!q)
+        return NULL;
+    t->turn_head = q->next;
+    if (!t->turn_head)
+        t->turn_tail = NULL;
+    hs_read_req_t *req = q->head;
+    q->head = req->fair_next;
+    if (q->head) {
+        turn_append(t, q);
+        return req;
+    }
+    owner_q_t **b = bucket_of(t, q->owner);
+    while (*b != q)
+        b = &(*b)->hnext;
+    *b = q->hnext;
+    free(q);
+    return req;
+}
+
 static void *run(void *arg)
 {
     rthread_t *t = arg;
     for (;;) {
-        hs_mpsc_node_t *n = hs_mpsc_take_all(&t->q);
-        if (!n) {
+        for (hs_mpsc_node_t *n = hs_mpsc_take_all(&t->q), *next; n; n = next) {
+            next = n->next;
+            hs_read_req_t *req = hs_container_of(n, hs_read_req_t, node);
+            if (!turn_add(t, req)) {
+                serve(t, req); /* no memory for a queue: its turn is now */
+                req->done(req);
+            }
+        }
+        hs_read_req_t *req = turn_take(t);
+        if (!req) {
             if (atomic_load(&t->r->stopping))
                 break;
             hs_waiter_sleep(&t->waiter, 500, has_work, t);
             continue;
         }
-        while (n) {
-            hs_mpsc_node_t *next = n->next;
-            hs_read_req_t *req = hs_container_of(n, hs_read_req_t, node);
-            serve(t, req);
-            req->done(req);
-            n = next;
-        }
+        serve(t, req);
+        req->done(req);
     }
     return NULL;
 }

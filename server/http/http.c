@@ -326,6 +326,7 @@ static void submit_read(hs_conn_t *c, struct hs_http_read *r)
     r->srv = c->io->srv;
     r->budget = c->io->srv->read_budget;
     r->page_cap = c->io->srv->cfg.max_page_bytes;
+    r->base.owner = hs_read_owner(c->wsi, c);
     c->owner = &http_transport;
     hc(c)->pending_read = r;
     if (!hs_reader_submit(c->io->srv->reader, &r->base)) {

@@ -200,6 +200,10 @@ bool hs_peers_open(hs_server_t *srv, const hs_peer_key_t *k);
 void hs_peers_close(hs_server_t *srv, const hs_peer_key_t *k);
 /* A negotiate from k: false when k negotiated the most it may this second. */
 bool hs_peers_negotiate(hs_server_t *srv, const hs_peer_key_t *k);
+/* Whose turn a database read made over wsi takes (storage/reader.h: fairness): its source
+ * address, so that one client's reads over many connections share one turn; `fallback` (the
+ * connection itself) when the socket has no address on record. */
+uint64_t hs_read_owner(struct lws *wsi, const void *fallback);
 void hs_io_wake(void *srv, int index); /* any thread */
 /* Asks the IO thread to load the TLS certificate files again (any thread). */
 void hs_io_reload_tls(hs_io_t *io);

@@ -164,3 +164,16 @@ bool hs_peers_negotiate(hs_server_t *srv, const hs_peer_key_t *k)
     pthread_mutex_unlock(&t->mu);
     return ok;
 }
+
+uint64_t hs_read_owner(struct lws *wsi, const void *fallback)
+{
+    const hs_wsi_data_t *wd = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    if (!wd || !wd->peer.family)
+        return (uint64_t)(uintptr_t)fallback;
+    /* FNV-1a over the 17 bytes of the key */
+    const uint8_t *p = (const uint8_t *)&wd->peer;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof wd->peer; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}

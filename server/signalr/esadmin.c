@@ -311,6 +311,7 @@ static void submit_read(hs_conn_t *c, es_req_t *r)
     r->base.done = read_done;
     r->io = c->io;
     r->conn = c;
+    r->base.owner = hs_read_owner(c->wsi, c);
     c->owner = &admin_transport;
     ac(c)->pending_read = r;
     if (!hs_reader_submit(c->io->srv->reader, &r->base)) {

@@ -218,6 +218,7 @@ static void submit_read(hs_hub_t *h, const hs_hubmsg_t *m, int method, int kind,
     r->all = len == 4 && memcmp(stream, "$all", 4) == 0;
     r->base.run = run_read;
     r->base.done = read_done;
+    r->base.owner = hs_read_owner(h->wsi, h);
     if (!hs_reader_submit(h->srv->reader, &r->base)) {
         free_read(r);
         if (m->has_id)

@@ -682,6 +682,76 @@ Test(faults, every_odbc_call_of_a_reader_fails_once)
     hs_reader_destroy(rd);
 }
 
+/* ---- turns: one owner's waiting reads do not hold up another owner's ---- */
+
+typedef struct treq {
+    hs_read_req_t base;
+    int id;
+} treq_t;
+
+static sem_t turn_started, turn_gate, turn_done_sem;
+static int turn_order[8], turn_n; /* written on the reader thread, read after turn_done_sem */
+
+static int run_turn(hs_store_t *st, hs_read_req_t *base)
+{
+    (void)st;
+    treq_t *r = (treq_t *)base;
+    if (r->id == 0) { /* holds the thread until everything else is queued */
+        sem_post(&turn_started);
+        sem_wait(&turn_gate);
+    }
+    turn_order[turn_n++] = r->id;
+    return 0;
+}
+
+static void turn_done(hs_read_req_t *base)
+{
+    (void)base;
+    sem_post(&turn_done_sem);
+}
+
+Test(faults, a_reader_serves_waiting_owners_in_turn)
+{
+    fresh_db(0);
+    fill();
+    char err[256];
+    hs_reader_t *rd = hs_reader_create(db, 1, err, sizeof err);
+    cr_assert_not_null(rd, "%s", err);
+    cr_assert_eq(hs_reader_start(rd), 0);
+    sem_init(&turn_started, 0, 0);
+    sem_init(&turn_gate, 0, 0);
+    sem_init(&turn_done_sem, 0, 0);
+    turn_n = 0;
+    /* 0-5 are owner A's (0 is being served when the others arrive), 6 is B's, 7 is C's */
+    treq_t r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = (treq_t){
+            .base = {.run = run_turn, .done = turn_done, .owner = i < 6 ? 11 : (uint64_t)i},
+            .id = i};
+    cr_assert(hs_reader_submit(rd, &r[0].base));
+    cr_assert_eq(sem_wait(&turn_started), 0);
+    for (int i = 1; i < 8; i++)
+        cr_assert(hs_reader_submit(rd, &r[i].base));
+    sem_post(&turn_gate);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(sem_timedwait(&turn_done_sem, &ts), 0, "%d of 8 reads done", i);
+    /* A's next read, then B's and C's, then the rest of A's in their order; one queue in
+     * arrival order would have served B and C after all of A's five */
+    static const int want[8] = {0, 1, 6, 7, 2, 3, 4, 5};
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(turn_order[i], want[i],
+                     "read %d served as number %d (order %d %d %d %d %d %d %d %d)", turn_order[i],
+                     i, turn_order[0], turn_order[1], turn_order[2], turn_order[3], turn_order[4],
+                     turn_order[5], turn_order[6], turn_order[7]);
+    hs_reader_destroy(rd);
+    sem_destroy(&turn_started);
+    sem_destroy(&turn_gate);
+    sem_destroy(&turn_done_sem);
+}
+
 Test(faults, reader_outage_fails_reads_then_reconnects)
 {
     fresh_db(0);
