@@ -174,17 +174,20 @@ Test(mpsc, many_producers_each_in_order)
 
 /* ---- the waiter: a sleep ends on a wake, on work found, or at its timeout, and only then ---- */
 
-static int64_t ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool yes(void *ctx)
 {
     (void)ctx;
     return true;
+}
+
+/* How long one hs_waiter_sleep lasted, in ms. */
+static int64_t slept(hs_waiter_t *w, int timeout_ms, bool (*has_work)(void *))
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    hs_waiter_sleep(w, timeout_ms, has_work, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (int64_t)(b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
 }
 
 typedef struct {
@@ -205,11 +208,8 @@ Test(waiter, times_out_when_nobody_wakes)
 {
     hs_waiter_t w;
     cr_assert_eq(hs_waiter_init(&w), 0);
-    int64_t t0 = ms_now();
-    hs_waiter_sleep(&w, 80, NULL, NULL);
-    int64_t took = ms_now() - t0;
+    int64_t took = slept(&w, 80, NULL);
     cr_assert(took >= 75 && took < 2000, "slept %lld ms for a timeout of 80", (long long)took);
-    hs_waiter_dispose(&w);
 }
 
 Test(waiter, a_wake_ends_the_sleep_and_is_spent_by_it)
@@ -221,17 +221,12 @@ Test(waiter, a_wake_ends_the_sleep_and_is_spent_by_it)
     waker_t k = {.w = &w, .delay_ms = 30, .wakes = 3};
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, waker, &k), 0);
-    int64_t t0 = ms_now();
-    hs_waiter_sleep(&w, 10000, NULL, NULL);
-    int64_t took = ms_now() - t0;
+    int64_t took = slept(&w, 10000, NULL);
     pthread_join(th, NULL);
     cr_assert(took < 5000, "a wake after 30 ms ended a 10 s sleep after %lld ms", (long long)took);
-    t0 = ms_now();
-    hs_waiter_sleep(&w, 80, NULL, NULL);
-    took = ms_now() - t0;
+    took = slept(&w, 80, NULL);
     cr_assert(took >= 75, "the next sleep ended after %lld ms, before its timeout of 80",
               (long long)took);
-    hs_waiter_dispose(&w);
 }
 
 Test(waiter, a_wake_while_awake_does_not_cut_the_next_sleep_short)
@@ -239,20 +234,14 @@ Test(waiter, a_wake_while_awake_does_not_cut_the_next_sleep_short)
     hs_waiter_t w;
     cr_assert_eq(hs_waiter_init(&w), 0);
     hs_waiter_wake(&w); /* nobody asleep: nothing to do */
-    int64_t t0 = ms_now();
-    hs_waiter_sleep(&w, 80, NULL, NULL);
-    int64_t took = ms_now() - t0;
+    int64_t took = slept(&w, 80, NULL);
     cr_assert(took >= 75, "slept %lld ms for a timeout of 80", (long long)took);
-    hs_waiter_dispose(&w);
 }
 
 Test(waiter, work_found_after_declaring_sleep_skips_it)
 {
     hs_waiter_t w;
     cr_assert_eq(hs_waiter_init(&w), 0);
-    int64_t t0 = ms_now();
-    hs_waiter_sleep(&w, 10000, yes, NULL);
-    int64_t took = ms_now() - t0;
+    int64_t took = slept(&w, 10000, yes);
     cr_assert(took < 5000, "slept %lld ms with work waiting", (long long)took);
-    hs_waiter_dispose(&w);
 }

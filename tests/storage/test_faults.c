@@ -636,15 +636,22 @@ static void fill(void)
     hs_writer_destroy(w);
 }
 
-Test(faults, every_odbc_call_of_a_reader_fails_once)
+/* A started reader of `threads` threads over a fresh database filled by fill(). */
+static hs_reader_t *filled_reader(int threads)
 {
-    static const int want[3] = {132, 140, 2};
     fresh_db(0);
     fill();
     char err[256];
-    hs_reader_t *rd = hs_reader_create(db, 1, err, sizeof err);
+    hs_reader_t *rd = hs_reader_create(db, threads, err, sizeof err);
     cr_assert_not_null(rd, "%s", err);
     cr_assert_eq(hs_reader_start(rd), 0);
+    return rd;
+}
+
+Test(faults, every_odbc_call_of_a_reader_fails_once)
+{
+    static const int want[3] = {132, 140, 2};
+    hs_reader_t *rd = filled_reader(1);
     int rows;
     /* warm up: statements are prepared on first use, and a connection idle for a second is
      * pinged before its next request; neither happens again in the sweep */
@@ -712,12 +719,7 @@ static void turn_done(hs_read_req_t *base)
 
 Test(faults, a_reader_serves_waiting_owners_in_turn)
 {
-    fresh_db(0);
-    fill();
-    char err[256];
-    hs_reader_t *rd = hs_reader_create(db, 1, err, sizeof err);
-    cr_assert_not_null(rd, "%s", err);
-    cr_assert_eq(hs_reader_start(rd), 0);
+    hs_reader_t *rd = filled_reader(1);
     sem_init(&turn_started, 0, 0);
     sem_init(&turn_gate, 0, 0);
     sem_init(&turn_done_sem, 0, 0);
@@ -754,12 +756,7 @@ Test(faults, a_reader_serves_waiting_owners_in_turn)
 
 Test(faults, reader_outage_fails_reads_then_reconnects)
 {
-    fresh_db(0);
-    fill();
-    char err[256];
-    hs_reader_t *rd = hs_reader_create(db, 2, err, sizeof err);
-    cr_assert_not_null(rd, "%s", err);
-    cr_assert_eq(hs_reader_start(rd), 0);
+    hs_reader_t *rd = filled_reader(2);
     int rows;
     hs_store_fault(1, HS_FAULT_STICKY);
     for (int i = 0; i < 10; i++)
