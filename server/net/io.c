@@ -546,8 +546,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         wsi_data_t *d = lws_get_opaque_user_data(wsi);
         if (d) {
             if (io_of(wsi)->srv->log.level <= HS_LOG_DEBUG) {
-                /* the socket is closed by now: the address is the one kept for
-                 * --max-connections-per-ip, when that is on */
+                /* the socket is closed by now: the address is the one the acceptor
+                 * recorded (for --max-connections-per-ip and the reader threads' turns) */
                 char peer[64] = "";
                 if (d->peer.family && !inet_ntop(d->peer.family, d->peer.a, peer, sizeof peer))
                     peer[0] = '\0';

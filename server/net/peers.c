@@ -49,12 +49,20 @@ void hs_peer_key_of(int fd, hs_peer_key_t *k)
     }
 }
 
+/* FNV-1a over the whole key (17 bytes, no padding): the table's buckets, and the reader's turns
+ * (hs_read_owner). */
+static uint64_t key_fnv(const hs_peer_key_t *k)
+{
+    const uint8_t *p = (const uint8_t *)k;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof(*k); i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
 static uint32_t key_hash(const hs_peer_key_t *k)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < sizeof(k->a); i++)
-        h = (h ^ k->a[i]) * 16777619u;
-    return (h ^ k->family) % PEER_BUCKETS;
+    return (uint32_t)(key_fnv(k) % PEER_BUCKETS);
 }
 
 static bool on(const hs_server_t *srv)
@@ -170,10 +178,5 @@ uint64_t hs_read_owner(struct lws *wsi, const void *fallback)
     const hs_wsi_data_t *wd = wsi ? lws_get_opaque_user_data(wsi) : NULL;
     if (!wd || !wd->peer.family)
         return (uint64_t)(uintptr_t)fallback;
-    /* FNV-1a over the 17 bytes of the key */
-    const uint8_t *p = (const uint8_t *)&wd->peer;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < sizeof wd->peer; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
+    return key_fnv(&wd->peer);
 }
