@@ -95,8 +95,8 @@ int main(int argc, char **argv)
                                         SQL_DRIVER_NOPROMPT)))
         die(SQL_HANDLE_DBC, dbc, "connect");
     SQLAllocHandle(SQL_HANDLE_STMT, dbc, &h);
-    if (!SQL_SUCCEEDED(SQLPrepare(h, (SQLCHAR *)(packed ? packed_sql : dl->read_stream_fwd_sql),
-                                  SQL_NTS)))
+    if (!SQL_SUCCEEDED(
+            SQLPrepare(h, (SQLCHAR *)(packed ? packed_sql : dl->read_stream_fwd_sql), SQL_NTS)))
         die(SQL_HANDLE_STMT, h, "prepare");
 
     SQLULEN fetched = 0;
@@ -126,7 +126,8 @@ int main(int argc, char **argv)
         SQLRETURN r;
         while (SQL_SUCCEEDED(r = SQLFetch(h))) {
             for (SQLULEN i = 0; i < fetched; i++) {
-                long long v = packed ? strtoll(text[0] + i * WIDTH, NULL, 10) : (long long)num[0][i];
+                long long v =
+                    packed ? strtoll(text[0] + i * WIDTH, NULL, 10) : (long long)num[0][i];
                 if (v != after + 1) {
                     fprintf(stderr, "bench_read: version %lld after %lld\n", v, (long long)after);
                     return 1;
