@@ -9,12 +9,15 @@
 #ifndef HS_WAITER_H
 #define HS_WAITER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
 typedef struct hs_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
     atomic_int sleeping;
-    atomic_int kicked; /* the futex word the consumer sleeps on */
+    atomic_int kicked;
 } hs_waiter_t;
 
 int hs_waiter_init(hs_waiter_t *w);
