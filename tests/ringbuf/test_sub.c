@@ -210,6 +210,7 @@ Test(waiter, times_out_when_nobody_wakes)
     cr_assert_eq(hs_waiter_init(&w), 0);
     int64_t took = slept(&w, 80, NULL);
     cr_assert(took >= 75 && took < 2000, "slept %lld ms for a timeout of 80", (long long)took);
+    hs_waiter_dispose(&w);
 }
 
 Test(waiter, a_wake_ends_the_sleep_and_is_spent_by_it)
@@ -227,6 +228,7 @@ Test(waiter, a_wake_ends_the_sleep_and_is_spent_by_it)
     took = slept(&w, 80, NULL);
     cr_assert(took >= 75, "the next sleep ended after %lld ms, before its timeout of 80",
               (long long)took);
+    hs_waiter_dispose(&w);
 }
 
 Test(waiter, a_wake_while_awake_does_not_cut_the_next_sleep_short)
@@ -236,6 +238,7 @@ Test(waiter, a_wake_while_awake_does_not_cut_the_next_sleep_short)
     hs_waiter_wake(&w); /* nobody asleep: nothing to do */
     int64_t took = slept(&w, 80, NULL);
     cr_assert(took >= 75, "slept %lld ms for a timeout of 80", (long long)took);
+    hs_waiter_dispose(&w);
 }
 
 Test(waiter, work_found_after_declaring_sleep_skips_it)
@@ -244,4 +247,5 @@ Test(waiter, work_found_after_declaring_sleep_skips_it)
     cr_assert_eq(hs_waiter_init(&w), 0);
     int64_t took = slept(&w, 10000, yes);
     cr_assert(took < 5000, "slept %lld ms with work waiting", (long long)took);
+    hs_waiter_dispose(&w);
 }
